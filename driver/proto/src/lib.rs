@@ -1,0 +1,2 @@
+//! proto (being written).
+#![no_std]
