@@ -1,0 +1,88 @@
+//! The control device `\Device\PortWatch`: IRP dispatch.
+//!
+//! Each open handle is an endpoint (`FsContext`), made at IRP_MJ_CREATE,
+//! run down at IRP_MJ_CLEANUP (the last handle closed; IRPs on the file
+//! object may still be running on other threads) and freed at IRP_MJ_CLOSE
+//! (every IRP on the file object has completed).
+
+use ndis_sys::{DEVICE_OBJECT, IRP, IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, NTSTATUS};
+use ndis_sync::Passive;
+use portwatch_proto::{VarHeader, Wire};
+use windows_sys::Win32::Foundation::{
+    STATUS_BUFFER_OVERFLOW, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER,
+    STATUS_OBJECT_NAME_NOT_FOUND, STATUS_SUCCESS,
+};
+
+use crate::control;
+use crate::endpoint::Endpoint;
+use crate::entry::globals;
+use crate::ioctl::Reply;
+use crate::irp::Irp;
+use crate::pool::try_box;
+
+/// The dispatch routine for IRP_MJ_CREATE, CLEANUP, CLOSE and DEVICE_CONTROL.
+///
+/// # Safety
+///
+/// Called by the I/O manager (through NDIS) with a valid IRP for our
+/// control device, at PASSIVE_LEVEL in the caller's thread.
+pub unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
+    // SAFETY: the I/O manager hands us the IRP (function contract).
+    let irp = unsafe { Irp::from_raw(irp) };
+    // SAFETY: these major functions are dispatched at PASSIVE_LEVEL in the
+    // requesting thread (IRP_MJ_CLOSE too: see NDIS-RULES IRQL table).
+    let mut irql = unsafe { Passive::new_unchecked() };
+    match irp.major_function() {
+        IRP_MJ_CREATE => create(irp, &mut irql),
+        IRP_MJ_CLEANUP => cleanup(irp, &mut irql),
+        IRP_MJ_CLOSE => close(irp, &mut irql),
+        IRP_MJ_DEVICE_CONTROL => device_control(irp, &mut irql),
+        _ => irp.complete(STATUS_INVALID_DEVICE_REQUEST, 0),
+    }
+}
+
+fn create(mut irp: Irp, _irql: &mut Passive) -> NTSTATUS {
+    // The device has no namespace: `\\.\PortWatch\anything` is not ours.
+    if irp.opens_a_file_name() {
+        return irp.complete(STATUS_OBJECT_NAME_NOT_FOUND, 0);
+    }
+    let Some(endpoint) = Endpoint::try_new(globals().next_endpoint_id()) else {
+        return irp.complete(STATUS_INSUFFICIENT_RESOURCES, 0);
+    };
+    match try_box(endpoint) {
+        Ok(endpoint) => {
+            irp.set_endpoint(endpoint);
+            irp.complete(STATUS_SUCCESS, 0)
+        }
+        Err(_) => irp.complete(STATUS_INSUFFICIENT_RESOURCES, 0),
+    }
+}
+
+fn cleanup(irp: Irp, irql: &mut Passive) -> NTSTATUS {
+    if let Some(endpoint) = irp.endpoint() {
+        control::cleanup(globals(), endpoint, irql);
+    }
+    irp.complete(STATUS_SUCCESS, 0)
+}
+
+fn close(mut irp: Irp, irql: &mut Passive) -> NTSTATUS {
+    if let Some(endpoint) = irp.take_endpoint() {
+        // Cleanup always came first; running it again is a no-op, and makes
+        // sure no binding can outlive the endpoint even if it did not.
+        control::cleanup(globals(), &endpoint, irql);
+        drop(endpoint);
+    }
+    irp.complete(STATUS_SUCCESS, 0)
+}
+
+fn device_control(mut irp: Irp, irql: &mut Passive) -> NTSTATUS {
+    let result = match irp.device_control_parts() {
+        Some(r) => control::device_control(globals(), r.endpoint, r.code, r.buffer, r.input_len, r.output_len, irql),
+        None => return irp.complete(STATUS_INVALID_PARAMETER, 0),
+    };
+    match result {
+        Ok(Reply::Done(written)) => irp.complete(STATUS_SUCCESS, written),
+        Ok(Reply::Overflow) => irp.complete(STATUS_BUFFER_OVERFLOW, VarHeader::SIZE),
+        Err(e) => irp.complete(e.ntstatus(), 0),
+    }
+}

@@ -1,0 +1,55 @@
+//! Endpoints: the per-handle state behind `FileObject->FsContext`.
+//!
+//! Seed 000's `Endpoint->LocalAddress` race, done right: the address buffer
+//! is only read or replaced under the endpoint's NDIS spin lock, and the new
+//! buffer is allocated (and the old one freed) outside it.
+//!
+//! The state sits inside a [`Rundown`]: every IOCTL holds rundown protection
+//! while it works on the endpoint, and IRP_MJ_CLEANUP runs the endpoint down
+//! — waiting for IOCTLs still in flight on other threads, refusing new ones
+//! with `STATUS_DELETE_PENDING` — before it unbinds the endpoint's ports. So
+//! no bind can slip in after cleanup and leave the port table pointing at an
+//! endpoint that IRP_MJ_CLOSE is about to free.
+
+use alloc::vec::Vec;
+
+use ndis_sync::{Rundown, SpinLock};
+use portwatch_proto::MAX_BINDINGS_PER_ENDPOINT;
+
+use crate::ports::{EndpointId, PortKey, Traffic};
+
+/// The mutable state of an endpoint, under its spin lock.
+pub struct EndpointState {
+    /// The local address last set by IOCTL_SET_LOCAL_ADDRESS.
+    pub local_address: Vec<u8>,
+    /// Ports bound now. Capacity for [`MAX_BINDINGS_PER_ENDPOINT`] is
+    /// reserved at creation, so binding never allocates under a lock.
+    pub bound: Vec<PortKey>,
+    /// What bindings that were since removed had counted.
+    pub retired: Traffic,
+}
+
+impl EndpointState {
+    /// Whether another port may be bound.
+    pub fn has_room(&self) -> bool {
+        self.bound.len() < MAX_BINDINGS_PER_ENDPOINT as usize
+    }
+}
+
+/// One open handle on the control device.
+pub struct Endpoint {
+    /// Identity used by the port table.
+    pub id: EndpointId,
+    /// The state, live until cleanup runs it down.
+    pub live: Rundown<SpinLock<EndpointState>>,
+}
+
+impl Endpoint {
+    /// A new endpoint; `None` when the binding list cannot be allocated.
+    pub fn try_new(id: EndpointId) -> Option<Self> {
+        let mut bound = Vec::new();
+        bound.try_reserve_exact(MAX_BINDINGS_PER_ENDPOINT as usize).ok()?;
+        let state = EndpointState { local_address: Vec::new(), bound, retired: Traffic::default() };
+        Some(Endpoint { id, live: Rundown::new(SpinLock::new(state)) })
+    }
+}

@@ -1,0 +1,265 @@
+//! The NDIS filter callbacks.
+//!
+//! PortWatch registers as a *modifying* filter that never modifies traffic.
+//! A monitoring filter is bound above every modifying filter of an adapter,
+//! so one adapter can get several monitoring modules and each packet would
+//! be counted once per module; a modifying filter gets exactly one module per
+//! adapter (the INF gives it a FilterClass that places it once in the stack),
+//! so each packet passes through PortWatch, and is counted, exactly once.
+//!
+//! OID, status-bypass and PnP handlers are left NULL so NDIS routes those
+//! around the filter. A filter with receive handlers must also handle status
+//! indications, so FilterStatus passes them up unchanged.
+
+use alloc::boxed::Box;
+
+use ndis_sync::{CallbackIrql, Passive};
+use ndis_sys::*;
+use portwatch_proto::ModuleState;
+
+use crate::entry::globals;
+use crate::modules::{fixed_name, Module, NdisHandle};
+use crate::nbl::Chain;
+use crate::pool::try_box;
+use crate::ports::Direction;
+
+/// The characteristics NdisFRegisterFilterDriver takes (NDIS 6.30).
+pub fn characteristics(names: &crate::entry::Names) -> NDIS_FILTER_DRIVER_CHARACTERISTICS {
+    NDIS_FILTER_DRIVER_CHARACTERISTICS {
+        Header: NDIS_OBJECT_HEADER {
+            Type: NDIS_OBJECT_TYPE_FILTER_DRIVER_CHARACTERISTICS,
+            Revision: NDIS_FILTER_CHARACTERISTICS_REVISION_2,
+            Size: NDIS_SIZEOF_FILTER_DRIVER_CHARACTERISTICS_REVISION_2,
+        },
+        MajorNdisVersion: NDIS_FILTER_MAJOR_VERSION,
+        MinorNdisVersion: NDIS_FILTER_MINOR_VERSION,
+        MajorDriverVersion: 1,
+        MinorDriverVersion: 0,
+        Flags: 0,
+        FriendlyName: names.friendly,
+        UniqueName: names.unique,
+        ServiceName: names.service,
+        SetOptionsHandler: Some(set_options),
+        SetFilterModuleOptionsHandler: None,
+        AttachHandler: Some(attach),
+        DetachHandler: Some(detach),
+        RestartHandler: Some(restart),
+        PauseHandler: Some(pause),
+        SendNetBufferListsHandler: Some(send),
+        SendNetBufferListsCompleteHandler: Some(send_complete),
+        CancelSendNetBufferListsHandler: None,
+        ReceiveNetBufferListsHandler: Some(receive),
+        ReturnNetBufferListsHandler: Some(return_nbls),
+        OidRequestHandler: None,
+        OidRequestCompleteHandler: None,
+        CancelOidRequestHandler: None,
+        DevicePnPEventNotifyHandler: None,
+        NetPnPEventHandler: None,
+        StatusHandler: Some(status),
+        DirectOidRequestHandler: None,
+        DirectOidRequestCompleteHandler: None,
+        CancelDirectOidRequestHandler: None,
+    }
+}
+
+/// The module NDIS passes back as FilterModuleContext.
+///
+/// # Safety
+///
+/// `context` must be the FilterModuleContext of a module whose FilterDetach
+/// has not returned. NDIS guarantees it: it passes back exactly the context
+/// given to NdisFSetAttributes, and calls no handler of the module during or
+/// after its FilterDetach (which frees it).
+unsafe fn module<'a>(context: NDIS_HANDLE) -> &'a Module {
+    // SAFETY: the function's contract.
+    unsafe { &*context.cast::<Module>() }
+}
+
+unsafe extern "system" fn set_options(_driver: NDIS_HANDLE, _context: NDIS_HANDLE) -> NDIS_STATUS {
+    NDIS_STATUS_SUCCESS // no optional services
+}
+
+/// FilterAttach (PASSIVE_LEVEL): the module starts Paused.
+unsafe extern "system" fn attach(
+    filter_handle: NDIS_HANDLE,
+    _driver_context: NDIS_HANDLE,
+    params: *mut NDIS_FILTER_ATTACH_PARAMETERS,
+) -> NDIS_STATUS {
+    // SAFETY: NDIS calls FilterAttach at PASSIVE_LEVEL.
+    let mut irql = unsafe { Passive::new_unchecked() };
+    // SAFETY: NDIS passes valid attach parameters for the call's duration.
+    let params = unsafe { &*params };
+    if params.MiniportMediaType != NdisMedium802_3 {
+        return NDIS_STATUS_INVALID_PARAMETER; // the INF binds to ethernet only
+    }
+    // SAFETY: BaseMiniportName is NULL or a valid NDIS_STRING for the call.
+    let name = unsafe { params.BaseMiniportName.as_ref() }.map_or(&[][..], |s| {
+        // SAFETY: a valid UNICODE_STRING's Buffer holds Length bytes.
+        unsafe { unicode_chars(s) }
+    });
+    let new_module = Module::new(NdisHandle(filter_handle), params.BaseMiniportIfIndex, fixed_name(name));
+    let Ok(new_module) = try_box(new_module) else { return NDIS_STATUS_RESOURCES };
+    let attributes = NDIS_FILTER_ATTRIBUTES {
+        Header: NDIS_OBJECT_HEADER {
+            Type: NDIS_OBJECT_TYPE_FILTER_ATTRIBUTES,
+            Revision: NDIS_FILTER_ATTRIBUTES_REVISION_1,
+            Size: NDIS_SIZEOF_FILTER_ATTRIBUTES_REVISION_1,
+        },
+        Flags: 0,
+    };
+    let context = Box::into_raw(new_module);
+    // SAFETY: `filter_handle` is NDIS's handle for this attach; `context`
+    // stays allocated until FilterDetach; the attributes are valid.
+    let status = unsafe { NdisFSetAttributes(filter_handle, context.cast(), &attributes) };
+    if status != NDIS_STATUS_SUCCESS {
+        // SAFETY: NDIS refused the context, so nothing else references it.
+        drop(unsafe { Box::from_raw(context) });
+        return status;
+    }
+    // SAFETY: NDIS accepted the context and will pass it back until detach.
+    let module = unsafe { module(context.cast()) };
+    // SAFETY: the module stays allocated until FilterDetach removes it from
+    // the list and runs it down before freeing it.
+    if unsafe { globals().modules.insert(&mut irql, module) }.is_err() {
+        // SAFETY: not listed, no handler called yet: ours alone.
+        drop(unsafe { Box::from_raw(context) });
+        return NDIS_STATUS_RESOURCES;
+    }
+    module.set_state(ModuleState::Paused);
+    NDIS_STATUS_SUCCESS
+}
+
+/// The UTF-16 code units of a counted string.
+///
+/// # Safety
+///
+/// `s.Buffer` must point to `s.Length` readable bytes for `'a`.
+unsafe fn unicode_chars<'a>(s: &UNICODE_STRING) -> &'a [u16] {
+    if s.Buffer.is_null() {
+        return &[];
+    }
+    // SAFETY: the function's contract.
+    unsafe { core::slice::from_raw_parts(s.Buffer, usize::from(s.Length) / 2) }
+}
+
+/// FilterDetach (PASSIVE_LEVEL, module Paused): unlist, run down, free.
+unsafe extern "system" fn detach(context: NDIS_HANDLE) {
+    // SAFETY: NDIS calls FilterDetach at PASSIVE_LEVEL.
+    let mut irql = unsafe { Passive::new_unchecked() };
+    // SAFETY: NDIS passes our context; this is its last use by NDIS.
+    let module = unsafe { module(context) };
+    globals().modules.remove(&mut irql, module);
+    // Waits for IOCTL_ENUM_FILTER_MODULES readers that reached it before.
+    let _ = module.rundown.run_down(&irql);
+    // SAFETY: unlisted and run down, and NDIS calls nothing more for it: the
+    // allocation from FilterAttach is ours alone again.
+    drop(unsafe { Box::from_raw(context.cast::<Module>()) });
+}
+
+/// FilterRestart (PASSIVE_LEVEL, module Paused).
+unsafe extern "system" fn restart(context: NDIS_HANDLE, _params: *mut NDIS_FILTER_RESTART_PARAMETERS) -> NDIS_STATUS {
+    // SAFETY: NDIS passes our context for a module not being detached.
+    let module = unsafe { module(context) };
+    module.set_state(ModuleState::Restarting);
+    module.set_state(ModuleState::Running);
+    NDIS_STATUS_SUCCESS
+}
+
+/// FilterPause (PASSIVE_LEVEL, module Running). PortWatch originates no
+/// NBLs, so there is nothing to wait for: the pause completes at once.
+unsafe extern "system" fn pause(context: NDIS_HANDLE, _params: *mut NDIS_FILTER_PAUSE_PARAMETERS) -> NDIS_STATUS {
+    // SAFETY: NDIS passes our context for a module not being detached.
+    let module = unsafe { module(context) };
+    module.set_state(ModuleState::Pausing);
+    module.set_state(ModuleState::Paused);
+    NDIS_STATUS_SUCCESS
+}
+
+/// Counts a chain under the port table's read lock, at the IRQL NDIS's flag
+/// says (set: DISPATCH_LEVEL; clear: unknown, at most DISPATCH_LEVEL).
+fn count(chain: Chain, at_dispatch: bool, direction: Direction) {
+    let ports = &globals().ports;
+    // SAFETY: `at_dispatch` is the handler's NDIS_*_DISPATCH_LEVEL flag.
+    match unsafe { CallbackIrql::from_dispatch_flag(at_dispatch) } {
+        CallbackIrql::Dispatch(mut irql) => ports.read_at_dispatch(&mut irql, |table, _| chain.count(table, direction)),
+        CallbackIrql::Unknown(mut irql) => ports.read(&mut irql, |table, _| chain.count(table, direction)),
+    }
+}
+
+/// FilterSendNetBufferLists (<= DISPATCH_LEVEL).
+unsafe extern "system" fn send(context: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST, port: NDIS_PORT_NUMBER, flags: u32) {
+    // SAFETY: NDIS passes our context for a module not being detached.
+    let module = unsafe { module(context) };
+    // SAFETY: NDIS hands us the chain until we pass it on or complete it.
+    let chain = unsafe { Chain::new(nbls) };
+    let at_dispatch = flags & NDIS_SEND_FLAGS_DISPATCH_LEVEL != 0;
+    if !module.is_running() {
+        chain.set_status(NDIS_STATUS_PAUSED);
+        let complete_flags = if at_dispatch { NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL } else { 0 };
+        // SAFETY: completing NBLs we were given, once, with our handle.
+        unsafe { NdisFSendNetBufferListsComplete(module.ndis_handle.0, chain.raw(), complete_flags) };
+        return;
+    }
+    // Count before passing on: afterwards the NBLs may complete on another
+    // processor before NdisFSendNetBufferLists even returns.
+    count(chain, at_dispatch, Direction::Tx);
+    // SAFETY: passing the chain down unchanged, flags passed through; we do
+    // not touch it afterwards.
+    unsafe { NdisFSendNetBufferLists(module.ndis_handle.0, chain.raw(), port, flags) };
+}
+
+/// FilterSendNetBufferListsComplete (<= DISPATCH_LEVEL): none are ours, so
+/// every completion goes up.
+unsafe extern "system" fn send_complete(context: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST, flags: u32) {
+    // SAFETY: NDIS passes our context for a module not being detached.
+    let module = unsafe { module(context) };
+    // SAFETY: completing up NBLs sent from above through us, flags passed.
+    unsafe { NdisFSendNetBufferListsComplete(module.ndis_handle.0, nbls, flags) };
+}
+
+/// FilterReceiveNetBufferLists (<= DISPATCH_LEVEL).
+unsafe extern "system" fn receive(
+    context: NDIS_HANDLE,
+    nbls: *mut NET_BUFFER_LIST,
+    port: NDIS_PORT_NUMBER,
+    count_of_nbls: u32,
+    flags: u32,
+) {
+    // SAFETY: NDIS passes our context for a module not being detached.
+    let module = unsafe { module(context) };
+    // SAFETY: NDIS hands us the chain for the call (RESOURCES) or until we
+    // return it or pass it up.
+    let chain = unsafe { Chain::new(nbls) };
+    let at_dispatch = flags & NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL != 0;
+    if !module.is_running() {
+        // With NDIS_RECEIVE_FLAGS_RESOURCES the NBLs revert to NDIS when we
+        // return: never return those. Others go back down at once.
+        if flags & NDIS_RECEIVE_FLAGS_RESOURCES == 0 {
+            let return_flags = if at_dispatch { NDIS_RETURN_FLAGS_DISPATCH_LEVEL } else { 0 };
+            // SAFETY: returning NBLs we own, once.
+            unsafe { NdisFReturnNetBufferLists(module.ndis_handle.0, chain.raw(), return_flags) };
+        }
+        return;
+    }
+    count(chain, at_dispatch, Direction::Rx);
+    // SAFETY: indicating the chain up unchanged, with the same count and
+    // flags (RESOURCES kept, so NDIS knows they return on our return).
+    unsafe { NdisFIndicateReceiveNetBufferLists(module.ndis_handle.0, chain.raw(), port, count_of_nbls, flags) };
+}
+
+/// FilterReturnNetBufferLists (<= DISPATCH_LEVEL): none are ours, so every
+/// return goes down.
+unsafe extern "system" fn return_nbls(context: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST, flags: u32) {
+    // SAFETY: NDIS passes our context for a module not being detached.
+    let module = unsafe { module(context) };
+    // SAFETY: returning NBLs indicated from below through us, flags passed.
+    unsafe { NdisFReturnNetBufferLists(module.ndis_handle.0, nbls, flags) };
+}
+
+/// FilterStatus (<= DISPATCH_LEVEL): passed up unchanged.
+unsafe extern "system" fn status(context: NDIS_HANDLE, indication: *mut NDIS_STATUS_INDICATION) {
+    // SAFETY: NDIS passes our context for a module not being detached.
+    let module = unsafe { module(context) };
+    // SAFETY: forwarding the indication we were given for this module.
+    unsafe { NdisFIndicateStatus(module.ndis_handle.0, indication) };
+}

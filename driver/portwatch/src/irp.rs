@@ -1,0 +1,146 @@
+//! A thin, owning view of an IRP in a dispatch routine.
+//!
+//! All raw IRP access of the driver is here. An [`Irp`] is consumed by
+//! [`Irp::complete`], so no code can touch an IRP after completing it.
+
+use core::ffi::c_void;
+
+use ndis_sys::{IofCompleteRequest, FILE_OBJECT, IO_STACK_LOCATION, IRP, NTSTATUS};
+
+use crate::endpoint::Endpoint;
+
+/// `IO_NO_INCREMENT`.
+const IO_NO_INCREMENT: i8 = 0;
+
+/// What an IRP_MJ_DEVICE_CONTROL request carries (METHOD_BUFFERED).
+pub struct DeviceControl<'a> {
+    /// The endpoint of the handle.
+    pub endpoint: &'a Endpoint,
+    /// The system buffer: max(input, output) bytes, input copied in.
+    pub buffer: &'a mut [u8],
+    /// IoControlCode.
+    pub code: u32,
+    /// InputBufferLength.
+    pub input_len: usize,
+    /// OutputBufferLength.
+    pub output_len: usize,
+}
+
+/// An IRP this dispatch routine owns until it completes it.
+pub struct Irp {
+    raw: *mut IRP,
+}
+
+impl Irp {
+    /// Takes ownership of the IRP passed to a dispatch routine.
+    ///
+    /// # Safety
+    ///
+    /// `raw` must be the IRP the I/O manager passed to this dispatch routine,
+    /// not yet completed, with a valid current stack location.
+    pub unsafe fn from_raw(raw: *mut IRP) -> Self {
+        Irp { raw }
+    }
+
+    fn stack(&self) -> &IO_STACK_LOCATION {
+        // SAFETY: `from_raw`'s contract: the IRP and its current stack
+        // location are valid while we own the IRP.
+        unsafe { &*(*self.raw).Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation }
+    }
+
+    /// IRP_MJ_xxx of the current stack location.
+    pub fn major_function(&self) -> u8 {
+        self.stack().MajorFunction
+    }
+
+    fn file_object(&self) -> *mut FILE_OBJECT {
+        self.stack().FileObject
+    }
+
+    /// Whether the open names something under the device (`\Device\PortWatch\x`).
+    pub fn opens_a_file_name(&self) -> bool {
+        let fo = self.file_object();
+        // SAFETY: for IRP_MJ_CREATE the file object is valid while we own the
+        // IRP; it is only read here.
+        !fo.is_null() && unsafe { (*fo).FileName.Length } != 0
+    }
+
+    /// The endpoint of the file object (`FsContext`), if there is one.
+    pub fn endpoint(&self) -> Option<&Endpoint> {
+        let fo = self.file_object();
+        if fo.is_null() {
+            return None;
+        }
+        // SAFETY: the file object is valid while we own the IRP. FsContext is
+        // only ever NULL or an `Endpoint` leaked by `set_endpoint`, freed by
+        // `take_endpoint` in IRP_MJ_CLOSE, after which the I/O manager sends
+        // no more IRPs for the file object.
+        unsafe { (*fo).FsContext.cast::<Endpoint>().as_ref() }
+    }
+
+    /// Stores a new endpoint in `FsContext` (IRP_MJ_CREATE).
+    pub fn set_endpoint(&mut self, endpoint: alloc::boxed::Box<Endpoint>) {
+        let fo = self.file_object();
+        debug_assert!(!fo.is_null());
+        // SAFETY: as in `endpoint`; IRP_MJ_CREATE is the first IRP of the
+        // file object, so nothing else reads FsContext yet.
+        unsafe { (*fo).FsContext = alloc::boxed::Box::into_raw(endpoint).cast::<c_void>() };
+    }
+
+    /// Takes the endpoint out of `FsContext` (IRP_MJ_CLOSE).
+    pub fn take_endpoint(&mut self) -> Option<alloc::boxed::Box<Endpoint>> {
+        let fo = self.file_object();
+        if fo.is_null() {
+            return None;
+        }
+        // SAFETY: IRP_MJ_CLOSE is the last IRP of the file object and every
+        // other IRP on it has completed, so no one else uses FsContext; it
+        // holds NULL or a pointer from `Box::into_raw` in `set_endpoint`.
+        unsafe {
+            let raw = core::mem::replace(&mut (*fo).FsContext, core::ptr::null_mut()).cast::<Endpoint>();
+            (!raw.is_null()).then(|| alloc::boxed::Box::from_raw(raw))
+        }
+    }
+
+    /// The parts of an IRP_MJ_DEVICE_CONTROL request, or `None` when the
+    /// file object has no endpoint or a non-empty request has no buffer.
+    pub fn device_control_parts(&mut self) -> Option<DeviceControl<'_>> {
+        let endpoint = self.endpoint()? as *const Endpoint;
+        // SAFETY: the caller checked this is IRP_MJ_DEVICE_CONTROL, whose
+        // Parameters member is DeviceIoControl.
+        let p = unsafe { self.stack().Parameters.DeviceIoControl };
+        let (input_len, output_len) = (p.InputBufferLength as usize, p.OutputBufferLength as usize);
+        let len = input_len.max(output_len);
+        // SAFETY: we own the IRP; AssociatedIrp.SystemBuffer is NULL (allowed
+        // only when both lengths are 0) or a non-paged buffer of
+        // max(InputBufferLength, OutputBufferLength) bytes that only this
+        // dispatch routine uses until completion.
+        let buffer: &mut [u8] = unsafe {
+            let buf = (*self.raw).AssociatedIrp.SystemBuffer.cast::<u8>();
+            match (buf.is_null(), len) {
+                (_, 0) => &mut [],
+                (true, _) => return None,
+                (false, _) => core::slice::from_raw_parts_mut(buf, len),
+            }
+        };
+        // SAFETY: `endpoint` came from FsContext above (see `endpoint`); it
+        // stays allocated until IRP_MJ_CLOSE, which cannot run while this IRP
+        // is outstanding, and the borrow of `self` keeps the IRP uncompleted.
+        let endpoint = unsafe { &*endpoint };
+        Some(DeviceControl { endpoint, buffer, code: p.IoControlCode, input_len, output_len })
+    }
+
+    /// Completes the IRP and returns the status for the dispatch routine to
+    /// return. The IRP is gone afterwards.
+    pub fn complete(self, status: NTSTATUS, information: usize) -> NTSTATUS {
+        // SAFETY: we own the IRP and complete it exactly once (self is
+        // consumed); no spin lock is held (guards cannot outlive the calls
+        // that took them), so IofCompleteRequest's IRQL rule holds.
+        unsafe {
+            (*self.raw).IoStatus.Anonymous.Status = status;
+            (*self.raw).IoStatus.Information = information;
+            IofCompleteRequest(self.raw, IO_NO_INCREMENT);
+        }
+        status
+    }
+}
