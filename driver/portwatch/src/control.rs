@@ -156,3 +156,163 @@ pub fn bound_ports(endpoint: &Endpoint, irql: &mut Passive) -> Option<Vec<PortKe
     v.extend_from_slice(&state.bound);
     Some(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::EndpointId;
+    use proto::Wire;
+    use std::sync::Arc;
+
+    fn passive() -> Passive {
+        // SAFETY: host tests run at the modelled PASSIVE_LEVEL.
+        unsafe { Passive::new_unchecked() }
+    }
+
+    fn setup() -> (Globals, Endpoint) {
+        let g = Globals::try_new().unwrap();
+        let ep = Endpoint::try_new(g.next_endpoint_id()).unwrap();
+        (g, ep)
+    }
+
+    /// Runs one IOCTL the way the device does: one buffer of max(in, out).
+    fn ioctl(g: &Globals, ep: &Endpoint, code: u32, input: &[u8], out_len: usize) -> (Result<Reply, Error>, Vec<u8>) {
+        let mut buffer = vec![0xCC; input.len().max(out_len)];
+        buffer[..input.len()].copy_from_slice(input);
+        let r = device_control(g, ep, code, &mut buffer, input.len(), out_len, &mut passive());
+        (r, buffer)
+    }
+
+    fn port(protocol: u8, port: u16) -> Vec<u8> {
+        let mut b = vec![0; 8];
+        proto::PortRequest { version: 1, protocol, reserved: 0, port }.write(&mut b);
+        b
+    }
+
+    fn var(count: u32, body: &[u8]) -> Vec<u8> {
+        [&1u32.to_le_bytes()[..], &count.to_le_bytes(), body].concat()
+    }
+
+    fn endpoint_stats(g: &Globals, ep: &Endpoint) -> proto::EndpointStats {
+        let (r, out) = ioctl(g, ep, proto::IOCTL_GET_ENDPOINT_STATS, &[], 40);
+        assert_eq!(r, Ok(Reply::Done(40)));
+        proto::EndpointStats::read(&out[..40]).unwrap()
+    }
+
+    #[test]
+    fn bind_count_and_stats() {
+        let (g, ep) = setup();
+        assert_eq!(ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(6, 80), 0).0, Ok(Reply::Done(0)));
+        assert_eq!(ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(6, 80), 0).0, Err(Error::AlreadyBound));
+        assert_eq!(ioctl(&g, &ep, proto::IOCTL_UNBIND_PORT, &port(17, 80), 0).0, Err(Error::NotBound));
+        g.ports.read(&mut passive(), |t, _| {
+            crate::datapath::count_flow(t, crate::parse::Flow { protocol: 6, src_port: 999, dst_port: 80 }, 60, crate::ports::Direction::Rx)
+        });
+        let s = endpoint_stats(&g, &ep);
+        assert_eq!((s.bound_ports, s.rx.packets, s.rx.bytes, s.tx.packets), (1, 1, 60, 0));
+        let (r, out) = ioctl(&g, &ep, proto::IOCTL_GET_PORT_STATS, &port(6, 80), 40);
+        assert_eq!(r, Ok(Reply::Done(40)));
+        let p = proto::PortStats::read(&out[..40]).unwrap();
+        assert_eq!((p.endpoints, p.rx.packets), (1, 1));
+        // Unbinding keeps what the binding counted in the endpoint's totals.
+        assert_eq!(ioctl(&g, &ep, proto::IOCTL_UNBIND_PORT, &port(6, 80), 0).0, Ok(Reply::Done(0)));
+        let s = endpoint_stats(&g, &ep);
+        assert_eq!((s.bound_ports, s.rx.packets), (0, 1));
+    }
+
+    #[test]
+    fn binding_limit_is_enforced_without_partial_change() {
+        let (g, ep) = setup();
+        for p in 1..=proto::MAX_BINDINGS_PER_ENDPOINT as u16 {
+            assert_eq!(ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(17, p), 0).0, Ok(Reply::Done(0)));
+        }
+        assert_eq!(ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(17, 1000), 0).0, Err(Error::TooManyBindings));
+        assert_eq!(g.ports.read(&mut passive(), |t, _| t.bound_keys()), proto::MAX_BINDINGS_PER_ENDPOINT as usize);
+    }
+
+    #[test]
+    fn local_address_round_trip_and_overflow() {
+        let (g, ep) = setup();
+        assert_eq!(ioctl(&g, &ep, proto::IOCTL_SET_LOCAL_ADDRESS, &var(5, b"abcde"), 0).0, Ok(Reply::Done(0)));
+        let (r, out) = ioctl(&g, &ep, proto::IOCTL_GET_LOCAL_ADDRESS, &[], 64);
+        assert_eq!(r, Ok(Reply::Done(17)));
+        assert_eq!(&out[12..17], b"abcde");
+        let (r, out) = ioctl(&g, &ep, proto::IOCTL_GET_LOCAL_ADDRESS, &[], 16);
+        assert_eq!(r, Ok(Reply::Overflow));
+        assert_eq!(proto::VarHeader::read(&out[..12]).unwrap().needed, 17);
+    }
+
+    #[test]
+    fn port_name_round_trip() {
+        let (g, ep) = setup();
+        let name: Vec<u8> = "pw".encode_utf16().flat_map(|c| c.to_le_bytes()).collect();
+        assert_eq!(ioctl(&g, &ep, proto::IOCTL_SET_PORT_NAME, &var(2, &name), 0).0, Ok(Reply::Done(0)));
+        let (r, out) = ioctl(&g, &ep, proto::IOCTL_GET_PORT_NAME, &[], 64);
+        assert_eq!(r, Ok(Reply::Done(16)));
+        assert_eq!(&out[12..16], &name[..]);
+    }
+
+    #[test]
+    fn cleanup_unbinds_everything_and_refuses_later_requests() {
+        let (g, ep) = setup();
+        let other = Endpoint::try_new(EndpointId(99)).unwrap();
+        ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(6, 1), 0).0.unwrap();
+        ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(6, 2), 0).0.unwrap();
+        ioctl(&g, &other, proto::IOCTL_BIND_PORT, &port(6, 2), 0).0.unwrap();
+        cleanup(&g, &ep, &mut passive());
+        cleanup(&g, &ep, &mut passive()); // idempotent
+        assert_eq!(g.ports.read(&mut passive(), |t, _| (t.bound_keys(), t.port_traffic(PortKey { protocol: 6, port: 2 }).0)), (1, 1));
+        assert_eq!(ioctl(&g, &ep, proto::IOCTL_GET_VERSION, &[], 20).0, Err(Error::Closing));
+        assert_eq!(ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(6, 3), 0).0, Err(Error::Closing));
+        cleanup(&g, &other, &mut passive());
+        assert_eq!(g.ports.read(&mut passive(), |t, _| t.bound_keys()), 0);
+    }
+
+    #[test]
+    fn failed_decoding_changes_nothing() {
+        let (g, ep) = setup();
+        assert_eq!(ioctl(&g, &ep, proto::IOCTL_SET_LOCAL_ADDRESS, &var(3, b"ab"), 0).0, Err(Error::InvalidParameter));
+        let (r, _) = ioctl(&g, &ep, proto::IOCTL_GET_LOCAL_ADDRESS, &[], 12);
+        assert_eq!(r, Ok(Reply::Done(12)), "still empty");
+        assert_eq!(ioctl(&g, &ep, 0xDEAD_BEEF, &[], 0).0, Err(Error::UnknownCode));
+    }
+
+    /// Seed 000's races on purpose: writers replace one endpoint's address
+    /// and the global port name with random lengths while readers read them;
+    /// every value read must be one some writer wrote, whole.
+    #[test]
+    fn seed_000_races_never_tear() {
+        let g = Arc::new(Globals::try_new().unwrap());
+        let ep = Arc::new(Endpoint::try_new(g.next_endpoint_id()).unwrap());
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                let (g, ep) = (Arc::clone(&g), Arc::clone(&ep));
+                std::thread::spawn(move || {
+                    for i in 0..300u32 {
+                        if t % 2 == 0 {
+                            // A value is `len` copies of the byte `len`.
+                            let len = ((i * 37 + u32::from(t)) % proto::MAX_LOCAL_ADDRESS) as u8;
+                            let body = vec![len; usize::from(len)];
+                            ioctl(&g, &ep, proto::IOCTL_SET_LOCAL_ADDRESS, &var(u32::from(len), &body), 0).0.unwrap();
+                            let chars = (i % 50) as u16;
+                            let name: Vec<u8> = (0..chars).flat_map(|_| chars.to_le_bytes()).collect();
+                            ioctl(&g, &ep, proto::IOCTL_SET_PORT_NAME, &var(u32::from(chars), &name), 0).0.unwrap();
+                        } else {
+                            let (r, out) = ioctl(&g, &ep, proto::IOCTL_GET_LOCAL_ADDRESS, &[], 12 + 128);
+                            let Ok(Reply::Done(n)) = r else { panic!("{r:?}") };
+                            let body = &out[12..n];
+                            assert!(body.iter().all(|b| usize::from(*b) == body.len()), "torn address {body:?}");
+                            let (r, out) = ioctl(&g, &ep, proto::IOCTL_GET_PORT_NAME, &[], 12 + 512);
+                            let Ok(Reply::Done(n)) = r else { panic!("{r:?}") };
+                            let chars: Vec<u16> = out[12..n].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+                            assert!(chars.iter().all(|c| usize::from(*c) == chars.len()), "torn name {chars:?}");
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+}
