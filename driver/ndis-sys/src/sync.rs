@@ -1,8 +1,8 @@
 //! NDIS spin locks, NDIS read/write locks and executive rundown protection.
 
-use crate::kernel::{EX_RUNDOWN_REF, KIRQL, KSPIN_LOCK};
 #[cfg(target_os = "windows")]
 use crate::kernel::NDIS_HANDLE;
+use crate::kernel::{EX_RUNDOWN_REF, KIRQL, KSPIN_LOCK};
 
 /// `NDIS_SPIN_LOCK`: a `KSPIN_LOCK` plus the IRQL saved by `NdisAcquireSpinLock`.
 #[repr(C)]
@@ -69,9 +69,17 @@ extern "system" {
     /// Frees an unheld NDIS_RW_LOCK_EX (<= DISPATCH).
     pub fn NdisFreeRWLock(Lock: *mut NDIS_RW_LOCK_EX);
     /// Acquires for reading, raising to DISPATCH (<= DISPATCH).
-    pub fn NdisAcquireRWLockRead(Lock: *mut NDIS_RW_LOCK_EX, LockState: *mut LOCK_STATE_EX, Flags: u32);
+    pub fn NdisAcquireRWLockRead(
+        Lock: *mut NDIS_RW_LOCK_EX,
+        LockState: *mut LOCK_STATE_EX,
+        Flags: u32,
+    );
     /// Acquires for writing, raising to DISPATCH (<= DISPATCH).
-    pub fn NdisAcquireRWLockWrite(Lock: *mut NDIS_RW_LOCK_EX, LockState: *mut LOCK_STATE_EX, Flags: u32);
+    pub fn NdisAcquireRWLockWrite(
+        Lock: *mut NDIS_RW_LOCK_EX,
+        LockState: *mut LOCK_STATE_EX,
+        Flags: u32,
+    );
     /// Releases a read or write acquisition, restoring LockState.OldIrql (DISPATCH).
     pub fn NdisReleaseRWLock(Lock: *mut NDIS_RW_LOCK_EX, LockState: *mut LOCK_STATE_EX);
 }

@@ -28,7 +28,13 @@ impl From<TableError> for Error {
 /// Executes a decoded request for `endpoint`, writing the reply into `output`
 /// (the system buffer's OutputBufferLength bytes; the input is no longer
 /// needed). A request that fails changes nothing.
-pub fn execute(globals: &Globals, endpoint: &Endpoint, request: Request, output: &mut [u8], irql: &mut Passive) -> Result<Reply, Error> {
+pub fn execute(
+    globals: &Globals,
+    endpoint: &Endpoint,
+    request: Request,
+    output: &mut [u8],
+    irql: &mut Passive,
+) -> Result<Reply, Error> {
     // Rundown protection for the whole request: cleanup waits for it.
     let live = endpoint.live.try_acquire().ok_or(Error::Closing)?;
     match request {
@@ -85,7 +91,8 @@ pub fn execute(globals: &Globals, endpoint: &Endpoint, request: Request, output:
         }
         Request::GetPortStats(key) => {
             let (endpoints, traffic) = globals.ports.read(irql, |table, _| table.port_traffic(key));
-            let stats = proto::PortStats { version: proto::PROTOCOL_VERSION, endpoints, rx: traffic.rx, tx: traffic.tx };
+            let stats =
+                proto::PortStats { version: proto::PROTOCOL_VERSION, endpoints, rx: traffic.rx, tx: traffic.tx };
             Ok(ioctl::write_fixed(&stats, output))
         }
         Request::SetPortName(new) => {
@@ -206,7 +213,12 @@ mod tests {
         assert_eq!(ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(6, 80), 0).0, Err(Error::AlreadyBound));
         assert_eq!(ioctl(&g, &ep, proto::IOCTL_UNBIND_PORT, &port(17, 80), 0).0, Err(Error::NotBound));
         g.ports.read(&mut passive(), |t, _| {
-            crate::datapath::count_flow(t, crate::parse::Flow { protocol: 6, src_port: 999, dst_port: 80 }, 60, crate::ports::Direction::Rx)
+            crate::datapath::count_flow(
+                t,
+                crate::parse::Flow { protocol: 6, src_port: 999, dst_port: 80 },
+                60,
+                crate::ports::Direction::Rx,
+            )
         });
         let s = endpoint_stats(&g, &ep);
         assert_eq!((s.bound_ports, s.rx.packets, s.rx.bytes, s.tx.packets), (1, 1, 60, 0));
@@ -261,7 +273,10 @@ mod tests {
         ioctl(&g, &other, proto::IOCTL_BIND_PORT, &port(6, 2), 0).0.unwrap();
         cleanup(&g, &ep, &mut passive());
         cleanup(&g, &ep, &mut passive()); // idempotent
-        assert_eq!(g.ports.read(&mut passive(), |t, _| (t.bound_keys(), t.port_traffic(PortKey { protocol: 6, port: 2 }).0)), (1, 1));
+        assert_eq!(
+            g.ports.read(&mut passive(), |t, _| (t.bound_keys(), t.port_traffic(PortKey { protocol: 6, port: 2 }).0)),
+            (1, 1)
+        );
         assert_eq!(ioctl(&g, &ep, proto::IOCTL_GET_VERSION, &[], 20).0, Err(Error::Closing));
         assert_eq!(ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(6, 3), 0).0, Err(Error::Closing));
         cleanup(&g, &other, &mut passive());
@@ -304,7 +319,8 @@ mod tests {
                             assert!(body.iter().all(|b| usize::from(*b) == body.len()), "torn address {body:?}");
                             let (r, out) = ioctl(&g, &ep, proto::IOCTL_GET_PORT_NAME, &[], 12 + 512);
                             let Ok(Reply::Done(n)) = r else { panic!("{r:?}") };
-                            let chars: Vec<u16> = out[12..n].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+                            let chars: Vec<u16> =
+                                out[12..n].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
                             assert!(chars.iter().all(|c| usize::from(*c) == chars.len()), "torn name {chars:?}");
                         }
                     }

@@ -5,8 +5,8 @@
 //! object may still be running on other threads) and freed at IRP_MJ_CLOSE
 //! (every IRP on the file object has completed).
 
-use ndis_sys::{DEVICE_OBJECT, IRP, IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, NTSTATUS};
 use ndis_sync::Passive;
+use ndis_sys::{DEVICE_OBJECT, IRP, IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, NTSTATUS};
 use portwatch_proto::{VarHeader, Wire};
 use windows_sys::Win32::Foundation::{
     STATUS_BUFFER_OVERFLOW, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER,

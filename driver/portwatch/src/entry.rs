@@ -115,7 +115,8 @@ pub unsafe extern "system" fn DriverEntry(driver: *mut DRIVER_OBJECT, _registry_
 ///
 /// `driver` must be our driver object, in DriverEntry.
 unsafe fn register_filter(driver: *mut DRIVER_OBJECT) -> NDIS_STATUS {
-    let names = Names { friendly: unicode(FRIENDLY_NAME), unique: unicode(UNIQUE_NAME), service: unicode(SERVICE_NAME) };
+    let names =
+        Names { friendly: unicode(FRIENDLY_NAME), unique: unicode(UNIQUE_NAME), service: unicode(SERVICE_NAME) };
     let characteristics = filter::characteristics(&names);
     let mut handle: NDIS_HANDLE = null_mut();
     // SAFETY: valid driver object, characteristics and out pointer; the
@@ -133,7 +134,8 @@ fn register_device() -> NDIS_STATUS {
     let mut link_name = unicode(LINK_NAME);
     let sddl = unicode(DEVICE_SDDL);
     // Only these four: no IRP_MJ_PNP or IRP_MJ_POWER entries (R36).
-    let mut dispatch: [DRIVER_DISPATCH; IRP_MJ_MAXIMUM_FUNCTION as usize + 1] = [None; IRP_MJ_MAXIMUM_FUNCTION as usize + 1];
+    let mut dispatch: [DRIVER_DISPATCH; IRP_MJ_MAXIMUM_FUNCTION as usize + 1] =
+        [None; IRP_MJ_MAXIMUM_FUNCTION as usize + 1];
     for major in [IRP_MJ_CREATE, IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_DEVICE_CONTROL] {
         dispatch[usize::from(major)] = Some(device::dispatch);
     }
@@ -154,7 +156,9 @@ fn register_device() -> NDIS_STATUS {
     let mut handle: NDIS_HANDLE = null_mut();
     // SAFETY: the filter driver handle is registered; the attributes and
     // everything they point to outlive the call (NDIS copies what it keeps).
-    let status = unsafe { NdisRegisterDeviceEx(FILTER_DRIVER.load(Ordering::Acquire), &attributes, &mut device_object, &mut handle) };
+    let status = unsafe {
+        NdisRegisterDeviceEx(FILTER_DRIVER.load(Ordering::Acquire), &attributes, &mut device_object, &mut handle)
+    };
     if status == NDIS_STATUS_SUCCESS {
         DEVICE.store(handle, Ordering::Release);
     }

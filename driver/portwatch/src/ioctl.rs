@@ -289,8 +289,14 @@ mod tests {
 
     #[test]
     fn port_requests_validate_every_field() {
-        assert_eq!(decode(IOCTL_BIND_PORT, &port_req(1, 6, 0, 80), 0), Ok(Request::BindPort(PortKey { protocol: 6, port: 80 })));
-        assert_eq!(decode(IOCTL_UNBIND_PORT, &port_req(1, 17, 0, 53), 0), Ok(Request::UnbindPort(PortKey { protocol: 17, port: 53 })));
+        assert_eq!(
+            decode(IOCTL_BIND_PORT, &port_req(1, 6, 0, 80), 0),
+            Ok(Request::BindPort(PortKey { protocol: 6, port: 80 }))
+        );
+        assert_eq!(
+            decode(IOCTL_UNBIND_PORT, &port_req(1, 17, 0, 53), 0),
+            Ok(Request::UnbindPort(PortKey { protocol: 17, port: 53 }))
+        );
         assert_eq!(decode(IOCTL_BIND_PORT, &port_req(2, 6, 0, 80), 0), Err(Error::RevisionMismatch));
         assert_eq!(decode(IOCTL_BIND_PORT, &port_req(1, 1, 0, 80), 0), Err(Error::InvalidParameter));
         assert_eq!(decode(IOCTL_BIND_PORT, &port_req(1, 6, 1, 80), 0), Err(Error::InvalidParameter));
@@ -304,17 +310,26 @@ mod tests {
 
     #[test]
     fn variable_inputs_need_exact_lengths() {
-        assert_eq!(decode(IOCTL_SET_LOCAL_ADDRESS, &var_input(1, 3, &[1, 2, 3]), 0), Ok(Request::SetLocalAddress(vec![1, 2, 3])));
+        assert_eq!(
+            decode(IOCTL_SET_LOCAL_ADDRESS, &var_input(1, 3, &[1, 2, 3]), 0),
+            Ok(Request::SetLocalAddress(vec![1, 2, 3]))
+        );
         assert_eq!(decode(IOCTL_SET_LOCAL_ADDRESS, &var_input(1, 0, &[]), 0), Ok(Request::SetLocalAddress(vec![])));
         assert_eq!(decode(IOCTL_SET_LOCAL_ADDRESS, &var_input(1, 4, &[1, 2, 3]), 0), Err(Error::InvalidParameter));
         assert_eq!(decode(IOCTL_SET_LOCAL_ADDRESS, &var_input(1, 2, &[1, 2, 3]), 0), Err(Error::InvalidParameter));
         assert_eq!(decode(IOCTL_SET_LOCAL_ADDRESS, &var_input(0, 0, &[]), 0), Err(Error::RevisionMismatch));
         assert_eq!(decode(IOCTL_SET_LOCAL_ADDRESS, &[1, 0, 0, 0, 0, 0, 0], 0), Err(Error::InvalidParameter));
         let max = vec![7u8; MAX_LOCAL_ADDRESS as usize + 1];
-        assert_eq!(decode(IOCTL_SET_LOCAL_ADDRESS, &var_input(1, MAX_LOCAL_ADDRESS + 1, &max), 0), Err(Error::InvalidParameter));
+        assert_eq!(
+            decode(IOCTL_SET_LOCAL_ADDRESS, &var_input(1, MAX_LOCAL_ADDRESS + 1, &max), 0),
+            Err(Error::InvalidParameter)
+        );
         // A count that would overflow 32-bit arithmetic.
         assert_eq!(decode(IOCTL_SET_PORT_NAME, &var_input(1, u32::MAX, &[]), 0), Err(Error::InvalidParameter));
-        assert_eq!(decode(IOCTL_SET_PORT_NAME, &var_input(1, 2, &[0x41, 0, 0x42, 0]), 0), Ok(Request::SetPortName(vec![0x41, 0x42])));
+        assert_eq!(
+            decode(IOCTL_SET_PORT_NAME, &var_input(1, 2, &[0x41, 0, 0x42, 0]), 0),
+            Ok(Request::SetPortName(vec![0x41, 0x42]))
+        );
         assert_eq!(decode(IOCTL_SET_PORT_NAME, &var_input(1, 2, &[0x41, 0, 0x42]), 0), Err(Error::InvalidParameter));
     }
 

@@ -5,12 +5,12 @@
 
 use core::ffi::c_void;
 
-use ndis_sys::{IofCompleteRequest, FILE_OBJECT, IO_STACK_LOCATION, IRP, NTSTATUS};
+use ndis_sys::{
+    IoGetCurrentIrpStackLocation, IoStackDeviceIoControl, IofCompleteRequest, FILE_OBJECT, IO_NO_INCREMENT,
+    IO_STACK_LOCATION, IRP, NTSTATUS,
+};
 
 use crate::endpoint::Endpoint;
-
-/// `IO_NO_INCREMENT`.
-const IO_NO_INCREMENT: i8 = 0;
 
 /// What an IRP_MJ_DEVICE_CONTROL request carries (METHOD_BUFFERED).
 pub struct DeviceControl<'a> {
@@ -45,7 +45,7 @@ impl Irp {
     fn stack(&self) -> &IO_STACK_LOCATION {
         // SAFETY: `from_raw`'s contract: the IRP and its current stack
         // location are valid while we own the IRP.
-        unsafe { &*(*self.raw).Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation }
+        unsafe { &*IoGetCurrentIrpStackLocation(self.raw) }
     }
 
     /// IRP_MJ_xxx of the current stack location.
@@ -107,9 +107,12 @@ impl Irp {
     pub fn device_control_parts(&mut self) -> Option<DeviceControl<'_>> {
         let endpoint = self.endpoint()? as *const Endpoint;
         // SAFETY: the caller checked this is IRP_MJ_DEVICE_CONTROL, whose
-        // Parameters member is DeviceIoControl.
-        let p = unsafe { self.stack().Parameters.DeviceIoControl };
-        let (input_len, output_len) = (p.InputBufferLength as usize, p.OutputBufferLength as usize);
+        // Parameters member is DeviceIoControl; the stack location is valid
+        // while we own the IRP. (windows-sys's own union arm has the wrong
+        // x64 offsets, so ndis-sys's checked view is used.)
+        let p = unsafe { &*IoStackDeviceIoControl(IoGetCurrentIrpStackLocation(self.raw)) };
+        let (input_len, output_len) = (p.InputBufferLength.0 as usize, p.OutputBufferLength as usize);
+        let code = p.IoControlCode.0;
         let len = input_len.max(output_len);
         // SAFETY: we own the IRP; AssociatedIrp.SystemBuffer is NULL (allowed
         // only when both lengths are 0) or a non-paged buffer of
@@ -127,7 +130,7 @@ impl Irp {
         // stays allocated until IRP_MJ_CLOSE, which cannot run while this IRP
         // is outstanding, and the borrow of `self` keeps the IRP uncompleted.
         let endpoint = unsafe { &*endpoint };
-        Some(DeviceControl { endpoint, buffer, code: p.IoControlCode, input_len, output_len })
+        Some(DeviceControl { endpoint, buffer, code, input_len, output_len })
     }
 
     /// Completes the IRP and returns the status for the dispatch routine to

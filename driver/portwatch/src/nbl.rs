@@ -4,7 +4,7 @@
 //! for the duration of the handler that received them, until the driver
 //! passes them on (after which it must not touch them, not even `Next`).
 
-use ndis_sys::{NdisGetDataBuffer, NET_BUFFER, NET_BUFFER_LIST, NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET, NDIS_STATUS};
+use ndis_sys::{NdisGetDataBuffer, NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET, NDIS_STATUS, NET_BUFFER, NET_BUFFER_LIST};
 
 use crate::datapath;
 use crate::parse::HEADER_BYTES;

@@ -168,7 +168,15 @@ mod tests {
         let hop = [IPPROTO_ROUTING, 0, 0, 0, 0, 0, 0, 0];
         let routing = [IPPROTO_FRAGMENT, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         let fragment = [IPPROTO_TCP, 0, 0, 1, 0, 0, 0, 7]; // offset 0, M=1
-        let f = [eth(ETHERTYPE_IPV6, false), ipv6(IPPROTO_HOPOPTS), hop.to_vec(), routing.to_vec(), fragment.to_vec(), ports(443, 50000)].concat();
+        let f = [
+            eth(ETHERTYPE_IPV6, false),
+            ipv6(IPPROTO_HOPOPTS),
+            hop.to_vec(),
+            routing.to_vec(),
+            fragment.to_vec(),
+            ports(443, 50000),
+        ]
+        .concat();
         assert_eq!(classify(&f), Some(Flow { protocol: IPPROTO_TCP, src_port: 443, dst_port: 50000 }));
         let later = [IPPROTO_TCP, 0, 0x00, 0x08, 0, 0, 0, 7]; // offset 1
         let f = [eth(ETHERTYPE_IPV6, false), ipv6(IPPROTO_FRAGMENT), later.to_vec(), ports(443, 50000)].concat();

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Runs every PortWatch test on Linux, installing what it needs first:
+#   1. formatting and clippy (warnings are errors) on every crate
+#   2. the driver package (scripts/package.sh: cross-built, test-signed .sys)
+#   3. the harness fixture drivers, built for the kernel target
+#   4. cargo test of the whole workspace: unit, doc and compile-fail tests,
+#      the ndis-sys import check, the package's PE and INF checks, and the
+#      harness running the real portwatch.sys under its Driver Verifier model
+#   5. loom models of the ndis-sync guards
+#   6. Miri over the ndis-sync host tests
+# Exits non-zero on the first failure.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+triple=x86_64-pc-windows-msvc
+
+step() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+install_prerequisites() {
+    step "prerequisites"
+    rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
+    rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+    rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+    local missing=()
+    command -v osslsigncode >/dev/null || missing+=(osslsigncode)
+    command -v openssl >/dev/null || missing+=(openssl)
+    # mingw-w64's import libraries list what ntoskrnl.exe and ndis.sys export.
+    [[ -f /usr/x86_64-w64-mingw32/lib/libndis.a ]] || missing+=(mingw-w64-x86-64-dev)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+    if ! rustup toolchain list | grep -q '^nightly'; then
+        rustup toolchain install nightly --profile minimal
+    fi
+    rustup +nightly component list --installed | grep -q '^miri' || rustup +nightly component add miri rust-src
+}
+
+install_prerequisites
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (host crates, warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "clippy of the kernel build"
+cargo clippy -p portwatch -p ndis-sync -p ndis-sys --target "$triple" --profile driver -- -D warnings
+
+step "driver package"
+scripts/package.sh
+
+step "harness fixture drivers"
+cargo build -p verifier-fixture -p lwf-fixture --target "$triple" --profile driver
+
+step "cargo test (workspace)"
+cargo test --workspace
+
+step "loom models of ndis-sync"
+RUSTFLAGS="--cfg loom" cargo test -p ndis-sync --release --target-dir target/loom --test loom
+
+step "Miri: ndis-sync host tests"
+MIRIFLAGS="-Zmiri-strict-provenance" cargo +nightly miri test -p ndis-sync --target-dir target/miri
+
+step "all tests passed"
