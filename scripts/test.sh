@@ -29,6 +29,8 @@ install_prerequisites() {
     local missing=()
     command -v osslsigncode >/dev/null || missing+=(osslsigncode)
     command -v openssl >/dev/null || missing+=(openssl)
+    # A C compiler: the PowerShell syntax check compiles its tree-sitter grammar.
+    command -v cc >/dev/null || missing+=(gcc libc6-dev)
     # mingw-w64's import libraries list what ntoskrnl.exe and ndis.sys export.
     [[ -f /usr/x86_64-w64-mingw32/lib/libndis.a ]] || missing+=(mingw-w64-x86-64-dev)
     if [[ ${#missing[@]} -gt 0 ]]; then

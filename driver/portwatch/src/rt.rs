@@ -52,7 +52,8 @@ mod alloc_and_panic {
 }
 
 /// The MSVC ABI's marker that floating point is used (the driver uses none,
-/// but core's formatting code references it).
+/// but core's formatting code references it). wdk-sys defines its own.
+#[cfg(not(feature = "wdk"))]
 #[no_mangle]
 #[used]
 pub static _fltused: i32 = 0;

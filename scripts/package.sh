@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Builds the PortWatch driver package on Linux:
+#   target/package/portwatch/portwatch.sys   test-signed driver
+#   target/package/portwatch/portwatch.inf   stamped from inf/portwatch.inx
+#   target/package/portwatch/portwatch-test.cer  the test certificate (DER)
+# The signing key is a throwaway self-signed code-signing certificate made
+# here, kept under target/package/test-cert/ (never in the package, never
+# committed). The catalog (portwatch.cat) is made on Windows (inf2cat,
+# `cargo make`); see docs/windows.md.
+#
+# Installs what it needs when missing: the x86_64-pc-windows-msvc Rust
+# target, osslsigncode and openssl (apt-get; sudo when not root).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+triple=x86_64-pc-windows-msvc
+profile=driver
+# Always the workspace's own target folder: the package has a fixed place.
+target_dir="$root/target"
+build_dir="$target_dir/$triple/$profile"
+package_dir="$target_dir/package/portwatch"
+cert_dir="$target_dir/package/test-cert"
+
+log() { echo "package: $*"; }
+
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+ensure_rust_target() {
+    if ! rustup target list --installed | grep -qx "$triple"; then
+        log "installing Rust target $triple"
+        rustup target add "$triple"
+    fi
+}
+
+ensure_apt_tools() {
+    local missing=()
+    command -v osslsigncode >/dev/null || missing+=(osslsigncode)
+    command -v openssl >/dev/null || missing+=(openssl)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        log "installing ${missing[*]}"
+        as_root apt-get update
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+    fi
+}
+
+crate_version() {
+    # "path+file:///…/driver/portwatch#0.1.0" or "…#portwatch@0.1.0"
+    local id
+    id=$(cargo pkgid -p portwatch)
+    echo "${id##*[#@]}"
+}
+
+build_driver() {
+    log "building portwatch.sys ($triple, profile $profile)"
+    cargo build -p portwatch --target "$triple" --profile "$profile" --target-dir "$target_dir"
+    test -f "$build_dir/portwatch.dll"
+}
+
+make_test_certificate() {
+    # A fresh key and certificate per run: nothing here is meant to last.
+    rm -rf "$cert_dir"
+    mkdir -p "$cert_dir"
+    openssl req -x509 -newkey rsa:3072 -sha256 -days 30 -nodes \
+        -keyout "$cert_dir/key.pem" -out "$cert_dir/cert.pem" \
+        -subj "/CN=PortWatch Test Signing (throwaway)" \
+        -addext "basicConstraints=critical,CA:FALSE" \
+        -addext "keyUsage=critical,digitalSignature" \
+        -addext "extendedKeyUsage=codeSigning" 2>/dev/null
+    chmod 600 "$cert_dir/key.pem"
+}
+
+sign_driver() {
+    local unsigned="$cert_dir/portwatch.unsigned.sys"
+    cp "$build_dir/portwatch.dll" "$unsigned"
+    rm -f "$package_dir/portwatch.sys"
+    # osslsigncode rewrites the PE checksum after adding the signature.
+    osslsigncode sign -certs "$cert_dir/cert.pem" -key "$cert_dir/key.pem" \
+        -h sha256 -n "PortWatch NDIS Filter" \
+        -in "$unsigned" -out "$package_dir/portwatch.sys" >/dev/null
+    openssl x509 -in "$cert_dir/cert.pem" -outform DER -out "$package_dir/portwatch-test.cer"
+}
+
+verify_signature() {
+    log "verifying the signature"
+    osslsigncode verify -CAfile "$cert_dir/cert.pem" -in "$package_dir/portwatch.sys" >"$cert_dir/verify.log" 2>&1 || {
+        cat "$cert_dir/verify.log" >&2
+        exit 1
+    }
+    grep -q "Signature verification: ok" "$cert_dir/verify.log"
+}
+
+main() {
+    ensure_rust_target
+    ensure_apt_tools
+    build_driver
+    mkdir -p "$package_dir"
+    rm -f "$package_dir/portwatch.cat"
+    "$root/scripts/stampinf.sh" "$root/inf/portwatch.inx" "$package_dir/portwatch.inf" "$(crate_version)" amd64
+    make_test_certificate
+    sign_driver
+    verify_signature
+    log "driver package in ${package_dir#"$root/"}:"
+    ls -l "$package_dir"
+}
+
+main "$@"
