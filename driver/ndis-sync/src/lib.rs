@@ -1,2 +1,159 @@
-//! ndis-sync (being written).
+//! Safe RAII guards over NDIS spin locks, NDIS read/write locks and
+//! executive rundown protection, with IRQL tokens that turn the classic
+//! NDIS locking bugs into compile errors.
+//!
+//! * [`SpinLock<T>`] over `NDIS_SPIN_LOCK`,
+//! * [`RwLock<T>`] over `NDIS_RW_LOCK_EX`,
+//! * [`Rundown<T>`] over `EX_RUNDOWN_REF`,
+//! * IRQL tokens [`Passive`], [`Dispatch`], [`MaybeDispatch`] (and
+//!   [`CallbackIrql`] to get one from an NDIS `*_DISPATCH_LEVEL` flag).
+//!
+//! # IRQL tokens
+//!
+//! A token is a zero-sized, `!Send`, `!Sync` proof of the current IRQL,
+//! `unsafe` to forge. Locks take the caller's token by `&mut` for their
+//! whole hold and lend out a `&mut Dispatch` of their own. So while a lock
+//! is held the caller can neither take a second lock with its own token
+//! (the nested lock must use the guard's token and so cannot outlive the
+//! guard) nor call anything that needs `&Passive`. The IRQL bug described in
+//! `NdisAllocateSpinLock`'s remarks does not compile:
+//!
+//! ```compile_fail,E0499
+//! use ndis_sync::{Passive, SpinLock};
+//! let (a_lock, b_lock) = (SpinLock::new(1), SpinLock::new(2));
+//! let mut passive = unsafe { Passive::new_unchecked() };
+//! let a = a_lock.lock(&mut passive);
+//! let b = b_lock.lock(&mut passive); // error: `passive` is already borrowed by `a`
+//! drop(a); // releasing A first would restore PASSIVE_LEVEL while B is held
+//! drop(b);
+//! ```
+//!
+//! The right way nests B under A's token:
+//!
+//! ```
+//! use ndis_sync::{Passive, SpinLock};
+//! let (a_lock, b_lock) = (SpinLock::new(1), SpinLock::new(2));
+//! // SAFETY: a test thread runs at PASSIVE_LEVEL.
+//! let mut passive = unsafe { Passive::new_unchecked() };
+//! let mut a = a_lock.lock(&mut passive);
+//! let (a_data, dispatch) = a.split();
+//! let b = b_lock.lock_at_dispatch(dispatch);
+//! *a_data += *b;
+//! drop(b);
+//! drop(a);
+//! ```
+//!
+//! # Spin lock: per-endpoint state
+//!
+//! ```
+//! use ndis_sync::{CallbackIrql, SpinLock};
+//!
+//! #[derive(Default)]
+//! struct Counters {
+//!     packets: u64,
+//!     bytes: u64,
+//! }
+//!
+//! /// Called from a receive handler with the IRQL its flags describe.
+//! fn count(endpoint: &SpinLock<Counters>, irql: &mut CallbackIrql, len: u64) {
+//!     let mut counters = match irql {
+//!         CallbackIrql::Dispatch(dispatch) => endpoint.lock(dispatch),
+//!         CallbackIrql::Unknown(maybe) => endpoint.lock(maybe),
+//!     };
+//!     counters.packets += 1;
+//!     counters.bytes += len;
+//! }
+//!
+//! let endpoint = SpinLock::new(Counters::default());
+//! // NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL was clear.
+//! // SAFETY: the flag comes from NDIS; a test thread runs at PASSIVE_LEVEL.
+//! let mut irql = unsafe { CallbackIrql::from_dispatch_flag(false) };
+//! count(&endpoint, &mut irql, 60);
+//! count(&endpoint, &mut irql, 40);
+//! let counters = endpoint.into_inner();
+//! assert_eq!((counters.packets, counters.bytes), (2, 100));
+//! ```
+//!
+//! # RW lock: the port table, read on the data path
+//!
+//! ```
+//! use ndis_sync::{host, Passive, RwLock};
+//!
+//! let ports = RwLock::new([0u32; 4]).expect("NdisAllocateRWLock");
+//! // SAFETY: a test thread runs at PASSIVE_LEVEL.
+//! let mut passive = unsafe { Passive::new_unchecked() };
+//! ports.write(&mut passive, |table, _| table[1] = 7); // bind IOCTL
+//! // Data path at DISPATCH_LEVEL:
+//! let bound = host::at_dispatch(|dispatch| {
+//!     ports.read_at_dispatch(dispatch, |table, _| table[1])
+//! });
+//! assert_eq!(bound, 7);
+//! ```
+//!
+//! # Rundown: objects other threads reach
+//!
+//! ```
+//! use ndis_sync::{Passive, Rundown};
+//!
+//! let module = Rundown::new(String::from("filter module"));
+//! // An IOCTL enumerating modules:
+//! if let Some(m) = module.try_acquire() {
+//!     assert_eq!(m.len(), 13);
+//! } // protection released here
+//! // FilterDetach (PASSIVE_LEVEL): wait for every user, then free.
+//! // SAFETY: a test thread runs at PASSIVE_LEVEL.
+//! let passive = unsafe { Passive::new_unchecked() };
+//! let taken = module.run_down(&passive);
+//! assert!(taken.is_some());
+//! assert!(module.try_acquire().is_none());
+//! ```
+//!
+//! # Functions and IRQL
+//!
+//! | Method | NDIS / executive function | Callable at |
+//! |---|---|---|
+//! | [`SpinLock::new`] | `NdisAllocateSpinLock` | any IRQL |
+//! | drop, [`SpinLock::into_inner`] | `NdisFreeSpinLock` | any IRQL |
+//! | [`SpinLock::lock`] (`Passive`/`MaybeDispatch`) | `NdisAcquireSpinLock` / `NdisReleaseSpinLock` | <= DISPATCH |
+//! | [`SpinLock::lock`] (`Dispatch`), [`SpinLock::lock_at_dispatch`] | `NdisDprAcquireSpinLock` / `NdisDprReleaseSpinLock` | DISPATCH |
+//! | [`SpinLock::try_lock_at_dispatch`] | `KeTryToAcquireSpinLockAtDpcLevel` / `KeReleaseSpinLockFromDpcLevel` | DISPATCH |
+//! | [`RwLock::new`], [`RwLock::with_handle`] | `NdisAllocateRWLock` | <= DISPATCH |
+//! | drop, [`RwLock::into_inner`] | `NdisFreeRWLock` | <= DISPATCH |
+//! | [`RwLock::read`], [`RwLock::write`] | `NdisAcquireRWLockRead` / `NdisAcquireRWLockWrite` / `NdisReleaseRWLock` (flags 0, or `NDIS_RWL_AT_DISPATCH_LEVEL` with a `Dispatch` token) | <= DISPATCH |
+//! | [`RwLock::read_at_dispatch`], [`RwLock::write_at_dispatch`] | the same with `NDIS_RWL_AT_DISPATCH_LEVEL` | DISPATCH |
+//! | [`Rundown::new`] | `ExInitializeRundownProtection` | <= APC |
+//! | [`Rundown::try_acquire`], guard drop | `ExAcquireRundownProtection` / `ExReleaseRundownProtection` | <= DISPATCH |
+//! | [`Rundown::run_down`] | `ExWaitForRundownProtectionRelease`, `ExRundownCompleted` | <= APC (takes `&Passive`) |
+//! | [`Rundown::reinitialize`] | `ExReInitializeRundownProtection` | <= APC (takes `&Passive`) |
+//!
+//! Every function is imported from `ndis.sys` or `ntoskrnl.exe`, which
+//! export them on x64 even where `ndis.h` turns them into macros.
+//!
+//! # Backends
+//!
+//! Built for `target_os = "windows"` the crate is `no_std` and calls the
+//! real functions (through `ndis-sys`). Everywhere else it runs on `host`
+//! (see [`host`]), a user-mode model that behaves like the primitives and
+//! checks their rules the way Driver Verifier does; unit tests, doc tests,
+//! loom models (`--cfg loom`) and Miri run against it.
+//!
+//! No poisoning: in a driver a panic is a bug check.
 #![cfg_attr(target_os = "windows", no_std)]
+
+mod atomic;
+mod backend;
+mod irql;
+mod rundown;
+mod rw_lock;
+mod spin_lock;
+
+#[cfg(not(target_os = "windows"))]
+pub mod host;
+#[cfg(target_os = "windows")]
+mod kernel;
+
+pub use irql::{AtMostDispatch, CallbackIrql, Dispatch, MaybeDispatch, Passive};
+pub use ndis_sys::{APC_LEVEL, DISPATCH_LEVEL, KIRQL, PASSIVE_LEVEL};
+pub use rundown::{Rundown, RundownGuard};
+pub use rw_lock::{AllocError, RwLock};
+pub use spin_lock::{MappedSpinLockGuard, SpinLock, SpinLockGuard};

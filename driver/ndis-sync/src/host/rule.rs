@@ -1,0 +1,72 @@
+//! The rules the host model enforces, and how a violation is reported.
+
+use core::fmt;
+
+/// A rule of the NDIS/executive primitives that the host model checks, the
+/// way Driver Verifier does on Windows. A violation panics with a message
+/// that starts with the rule's name, e.g. `SpinLockRecursion: ...`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rule {
+    /// A lock or rundown function was called above `DISPATCH_LEVEL`.
+    IrqlAboveDispatch,
+    /// `NdisDprAcquireSpinLock`, `NdisDprReleaseSpinLock` or
+    /// `KeTryToAcquireSpinLockAtDpcLevel` called below `DISPATCH_LEVEL`.
+    DprBelowDispatch,
+    /// `NDIS_RWL_AT_DISPATCH_LEVEL` passed while not at `DISPATCH_LEVEL`.
+    RwlAtDispatchFlagWrong,
+    /// `NdisReleaseSpinLock` or `NdisReleaseRWLock` called below `DISPATCH_LEVEL`.
+    ReleaseBelowDispatch,
+    /// A lock released that this thread does not hold.
+    ReleaseNotHeld,
+    /// A spin lock released with a function that does not pair with the
+    /// acquiring one (Acquire/Release, DprAcquire/DprRelease).
+    ReleaseMismatched,
+    /// A spin lock acquired again by the thread that holds it: deadlock.
+    SpinLockRecursion,
+    /// A release would restore an IRQL below `DISPATCH_LEVEL` while this
+    /// thread still holds another lock (locks released out of order).
+    OutOfOrderRelease,
+    /// The IRQL lowered below `DISPATCH_LEVEL` while a lock is held.
+    IrqlLoweredWhileHolding,
+    /// A spin lock or RW lock freed while held.
+    FreeHeldLock,
+    /// `NdisAcquireRWLockWrite` while this thread holds the same lock for read.
+    RwWriteWhileReading,
+    /// An `RwLock` entered again by the processor whose write closure holds
+    /// `&mut T` (checked by the wrapper itself, in every backend).
+    RwLockReentered,
+    /// `ExWaitForRundownProtectionRelease` or `ExReInitializeRundownProtection`
+    /// above `APC_LEVEL`.
+    RundownWaitAboveApc,
+    /// Waiting for run-down while this thread holds protection on it: deadlock.
+    RundownWaitWhileHolding,
+    /// Two waits for run-down on one reference at the same time.
+    RundownConcurrentWait,
+    /// `ExReleaseRundownProtection` without a matching acquire on this thread.
+    RundownReleaseNotAcquired,
+    /// `ExReInitializeRundownProtection` before a completed run-down.
+    RundownReinitializeNotRunDown,
+    /// A rundown reference freed while protection is outstanding.
+    RundownFreedWithReferences,
+    /// `Passive::new_unchecked` while the IRQL is not `PASSIVE_LEVEL`.
+    PassiveTokenNotAtPassive,
+    /// `Dispatch::new_unchecked` while the IRQL is not `DISPATCH_LEVEL`.
+    DispatchTokenNotAtDispatch,
+    /// `MaybeDispatch::new_unchecked` above `DISPATCH_LEVEL`.
+    MaybeDispatchTokenAboveDispatch,
+    /// `host::at_irql` asked to lower the IRQL (KeRaiseIrql only raises).
+    IrqlNotRaised,
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Reports a rule violation: panics with `"<Rule>: <detail>"`.
+#[track_caller]
+pub(crate) fn violation(rule: Rule, detail: fmt::Arguments<'_>) -> ! {
+    panic!("{rule}: {detail}")
+}

@@ -1,0 +1,116 @@
+//! Model of `EX_RUNDOWN_REF`: a reference count (shifted left by one) and an
+//! "active" bit set once run-down has begun.
+
+use super::rule::{violation, Rule};
+use super::thread::with_thread;
+use crate::atomic::{AtomicUsize, Ordering};
+use ndis_sys::APC_LEVEL;
+
+const ACTIVE: usize = 1;
+const ONE_REF: usize = 2;
+
+/// The model's `EX_RUNDOWN_REF`.
+#[derive(Debug)]
+pub(crate) struct HostRundown {
+    count: AtomicUsize,
+}
+
+impl HostRundown {
+    /// `ExInitializeRundownProtection`.
+    pub(crate) fn new() -> Self {
+        Self { count: AtomicUsize::new(0) }
+    }
+
+    fn addr(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    /// `ExAcquireRundownProtection`.
+    #[track_caller]
+    pub(crate) fn acquire(&self) -> bool {
+        with_thread(|t| t.require_at_most_dispatch("ExAcquireRundownProtection"));
+        let mut current = self.count.load(Ordering::Relaxed);
+        loop {
+            if current & ACTIVE != 0 {
+                return false;
+            }
+            match self.count.compare_exchange_weak(current, current + ONE_REF, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
+        }
+        with_thread(|t| t.rundown_refs.push(self.addr()));
+        true
+    }
+
+    /// `ExReleaseRundownProtection`.
+    #[track_caller]
+    pub(crate) fn release(&self) {
+        with_thread(|t| {
+            const F: &str = "ExReleaseRundownProtection";
+            t.require_at_most_dispatch(F);
+            let Some(index) = t.rundown_refs.iter().rposition(|&r| r == self.addr()) else {
+                violation(
+                    Rule::RundownReleaseNotAcquired,
+                    format_args!("{F} without a matching acquire on this thread"),
+                )
+            };
+            t.rundown_refs.swap_remove(index);
+        });
+        self.count.fetch_sub(ONE_REF, Ordering::Release);
+    }
+
+    #[track_caller]
+    fn require_at_most_apc(function: &str) {
+        let irql = with_thread(|t| t.irql);
+        if irql > APC_LEVEL {
+            violation(Rule::RundownWaitAboveApc, format_args!("{function} requires IRQL <= APC_LEVEL, IRQL is {irql}"))
+        }
+    }
+
+    /// `ExWaitForRundownProtectionRelease` followed by `ExRundownCompleted`.
+    #[track_caller]
+    pub(crate) fn wait(&self) {
+        const F: &str = "ExWaitForRundownProtectionRelease";
+        Self::require_at_most_apc(F);
+        if with_thread(|t| t.rundown_refs.contains(&self.addr())) {
+            violation(
+                Rule::RundownWaitWhileHolding,
+                format_args!("{F} while this thread holds protection on it: deadlock"),
+            )
+        }
+        if self.count.fetch_or(ACTIVE, Ordering::AcqRel) & ACTIVE != 0 {
+            violation(
+                Rule::RundownConcurrentWait,
+                format_args!("{F} on a reference already run down or being run down"),
+            )
+        }
+        while self.count.load(Ordering::Acquire) != ACTIVE {
+            super::spin_wait();
+        }
+    }
+
+    /// `ExReInitializeRundownProtection`.
+    #[track_caller]
+    pub(crate) fn reinitialize(&self) {
+        const F: &str = "ExReInitializeRundownProtection";
+        Self::require_at_most_apc(F);
+        if self.count.load(Ordering::Acquire) != ACTIVE {
+            violation(Rule::RundownReinitializeNotRunDown, format_args!("{F} before the run-down completed"))
+        }
+        self.count.store(0, Ordering::Release);
+    }
+
+    /// The end of the reference's storage.
+    #[track_caller]
+    pub(crate) fn free(&self) {
+        let refs = self.count.load(Ordering::Acquire) / ONE_REF;
+        // While unwinding, a second panic would abort the test process.
+        if refs != 0 && !std::thread::panicking() {
+            violation(
+                Rule::RundownFreedWithReferences,
+                format_args!("rundown reference freed with {refs} protection(s) outstanding"),
+            )
+        }
+    }
+}

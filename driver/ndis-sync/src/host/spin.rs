@@ -1,0 +1,131 @@
+//! Model of `NDIS_SPIN_LOCK`: a test-and-set lock plus the saved IRQL.
+
+use super::rule::{violation, Rule};
+use super::thread::{with_thread, Held, HeldKind};
+use crate::atomic::{AtomicBool, AtomicU8, Ordering};
+use ndis_sys::{DISPATCH_LEVEL, PASSIVE_LEVEL};
+
+/// The model's `NDIS_SPIN_LOCK`.
+#[derive(Debug)]
+pub(crate) struct HostSpinLock {
+    /// The `KSPIN_LOCK`.
+    locked: AtomicBool,
+    /// `OldIrql`: written by the holder, read at release.
+    old_irql: AtomicU8,
+}
+
+impl HostSpinLock {
+    /// `NdisAllocateSpinLock`.
+    pub(crate) fn new() -> Self {
+        Self { locked: AtomicBool::new(false), old_irql: AtomicU8::new(PASSIVE_LEVEL) }
+    }
+
+    fn addr(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    fn spin_until_acquired(&self) {
+        while !self.try_take() {
+            super::spin_wait();
+        }
+    }
+
+    fn try_take(&self) -> bool {
+        self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
+    }
+
+    #[track_caller]
+    fn check_not_recursive(&self, function: &str) {
+        let is_spin = |k| matches!(k, HeldKind::Spin | HeldKind::SpinDpr | HeldKind::SpinTry);
+        if with_thread(|t| t.holds(self.addr(), is_spin)) {
+            violation(
+                Rule::SpinLockRecursion,
+                format_args!("{function} on a spin lock this thread already holds: deadlock"),
+            )
+        }
+    }
+
+    /// `NdisAcquireSpinLock`.
+    #[track_caller]
+    pub(crate) fn acquire(&self) {
+        self.check_not_recursive("NdisAcquireSpinLock");
+        let old = with_thread(|t| {
+            t.require_at_most_dispatch("NdisAcquireSpinLock");
+            core::mem::replace(&mut t.irql, DISPATCH_LEVEL)
+        });
+        self.spin_until_acquired();
+        self.old_irql.store(old, Ordering::Relaxed);
+        self.push_held(HeldKind::Spin);
+    }
+
+    /// `NdisDprAcquireSpinLock`.
+    #[track_caller]
+    pub(crate) fn acquire_dpr(&self) {
+        with_thread(|t| t.require_dispatch(Rule::DprBelowDispatch, "NdisDprAcquireSpinLock"));
+        self.check_not_recursive("NdisDprAcquireSpinLock");
+        self.spin_until_acquired();
+        self.push_held(HeldKind::SpinDpr);
+    }
+
+    /// `KeTryToAcquireSpinLockAtDpcLevel`: fails (never spins) when held,
+    /// also when this thread is the holder.
+    #[track_caller]
+    pub(crate) fn try_acquire_dpr(&self) -> bool {
+        with_thread(|t| t.require_dispatch(Rule::DprBelowDispatch, "KeTryToAcquireSpinLockAtDpcLevel"));
+        let taken = self.try_take();
+        if taken {
+            self.push_held(HeldKind::SpinTry);
+        }
+        taken
+    }
+
+    fn push_held(&self, kind: HeldKind) {
+        let held = Held { lock: self.addr(), state: 0, kind };
+        with_thread(|t| t.held.push(held));
+    }
+
+    /// `NdisReleaseSpinLock`.
+    #[track_caller]
+    pub(crate) fn release(&self) {
+        with_thread(|t| {
+            const F: &str = "NdisReleaseSpinLock";
+            t.require_dispatch(Rule::ReleaseBelowDispatch, F);
+            self.take_expecting(t, HeldKind::Spin, F);
+            let old = self.old_irql.load(Ordering::Relaxed);
+            t.restore_irql(old, F);
+            self.locked.store(false, Ordering::Release);
+        });
+    }
+
+    /// `NdisDprReleaseSpinLock` (`dpr`) or `KeReleaseSpinLockFromDpcLevel`.
+    #[track_caller]
+    pub(crate) fn release_at_dispatch(&self, kind: HeldKind) {
+        with_thread(|t| {
+            let function = match kind {
+                HeldKind::SpinTry => "KeReleaseSpinLockFromDpcLevel",
+                _ => "NdisDprReleaseSpinLock",
+            };
+            t.require_dispatch(Rule::DprBelowDispatch, function);
+            self.take_expecting(t, kind, function);
+            self.locked.store(false, Ordering::Release);
+        });
+    }
+
+    #[track_caller]
+    fn take_expecting(&self, t: &mut super::thread::ThreadState, kind: HeldKind, function: &str) {
+        let held = t.take_held(self.addr(), 0, function);
+        let dpr_pair = |k| matches!(k, HeldKind::SpinDpr | HeldKind::SpinTry);
+        if held.kind != kind && !(dpr_pair(held.kind) && dpr_pair(kind)) {
+            violation(Rule::ReleaseMismatched, format_args!("{function} on a spin lock acquired as {:?}", held.kind))
+        }
+    }
+
+    /// `NdisFreeSpinLock`.
+    #[track_caller]
+    pub(crate) fn free(&self) {
+        // While unwinding, a second panic would abort the test process.
+        if self.locked.load(Ordering::Acquire) && !std::thread::panicking() {
+            violation(Rule::FreeHeldLock, format_args!("NdisFreeSpinLock on a held spin lock"))
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Rules of the model that the safe API cannot reach: exercised on the raw
+//! primitives, the way a buggy C driver would call them.
+
+use super::rundown::HostRundown;
+use super::rw::HostRwLock;
+use super::spin::HostSpinLock;
+use super::thread::{with_thread, HeldKind};
+use super::{at_irql, current_irql, held_lock_count};
+use ndis_sys::{DISPATCH_LEVEL, LOCK_STATE_EX, PASSIVE_LEVEL};
+
+#[test]
+#[should_panic(expected = "ReleaseNotHeld")]
+fn spin_release_without_acquire_is_reported() {
+    let lock = HostSpinLock::new();
+    at_irql(DISPATCH_LEVEL, || lock.release());
+}
+
+#[test]
+#[should_panic(expected = "ReleaseNotHeld")]
+fn spin_release_by_another_thread_is_reported() {
+    let lock = HostSpinLock::new();
+    lock.acquire();
+    std::thread::scope(|s| {
+        s.spawn(|| at_irql(DISPATCH_LEVEL, || lock.release())).join().map_err(std::panic::resume_unwind)
+    })
+    .unwrap();
+}
+
+#[test]
+#[should_panic(expected = "ReleaseMismatched")]
+fn spin_acquire_released_with_dpr_release_is_reported() {
+    let lock = HostSpinLock::new();
+    lock.acquire();
+    lock.release_at_dispatch(HeldKind::SpinDpr);
+}
+
+#[test]
+#[should_panic(expected = "ReleaseBelowDispatch")]
+fn spin_release_below_dispatch_is_reported() {
+    let lock = HostSpinLock::new();
+    lock.acquire();
+    with_thread(|t| t.irql = PASSIVE_LEVEL);
+    lock.release();
+}
+
+#[test]
+#[should_panic(expected = "DprBelowDispatch")]
+fn dpr_release_below_dispatch_is_reported() {
+    let lock = HostSpinLock::new();
+    with_thread(|t| t.irql = DISPATCH_LEVEL);
+    lock.acquire_dpr();
+    with_thread(|t| t.irql = PASSIVE_LEVEL);
+    lock.release_at_dispatch(HeldKind::SpinDpr);
+}
+
+#[test]
+fn spin_acquire_and_release_restore_irql() {
+    let lock = HostSpinLock::new();
+    lock.acquire();
+    assert_eq!(current_irql(), DISPATCH_LEVEL);
+    assert_eq!(held_lock_count(), 1);
+    lock.release();
+    assert_eq!(current_irql(), PASSIVE_LEVEL);
+    assert_eq!(held_lock_count(), 0);
+}
+
+#[test]
+#[should_panic(expected = "ReleaseNotHeld")]
+fn rw_release_with_wrong_lock_state_is_reported() {
+    // SAFETY: a live allocation; the Box frees it (without the model's
+    // checks) when the expected panic unwinds.
+    let lock = unsafe { Box::from_raw(HostRwLock::allocate()) };
+    let (mut state, mut other) = (LOCK_STATE_EX::default(), LOCK_STATE_EX::default());
+    lock.acquire_read(&mut state, 0);
+    lock.release(&mut other);
+}
+
+#[test]
+#[should_panic(expected = "FreeHeldLock")]
+fn rw_free_while_held_is_reported() {
+    let lock = HostRwLock::allocate();
+    let mut state = LOCK_STATE_EX::default();
+    // SAFETY: `lock` is a live allocation.
+    unsafe { &*lock }.acquire_write(&mut state, 0);
+    // SAFETY: `lock` came from allocate and is not used afterwards.
+    unsafe { HostRwLock::free(lock) };
+}
+
+#[test]
+fn rw_lock_state_records_old_irql_and_flags() {
+    let lock = HostRwLock::allocate();
+    let mut state = LOCK_STATE_EX::default();
+    // SAFETY: `lock` is a live allocation until the free below.
+    let raw = unsafe { &*lock };
+    at_irql(DISPATCH_LEVEL, || {
+        raw.acquire_read(&mut state, ndis_sys::NDIS_RWL_AT_DISPATCH_LEVEL);
+        assert_eq!(state.OldIrql, DISPATCH_LEVEL);
+        assert_eq!(u32::from(state.Flags), ndis_sys::NDIS_RWL_AT_DISPATCH_LEVEL);
+        raw.release(&mut state);
+    });
+    // SAFETY: unheld, from allocate, not used again.
+    unsafe { HostRwLock::free(lock) };
+}
+
+#[test]
+#[should_panic(expected = "RundownReleaseNotAcquired")]
+fn rundown_release_without_acquire_is_reported() {
+    HostRundown::new().release();
+}
+
+#[test]
+#[should_panic(expected = "RundownReinitializeNotRunDown")]
+fn rundown_reinitialize_before_run_down_is_reported() {
+    HostRundown::new().reinitialize();
+}
+
+#[test]
+#[should_panic(expected = "RundownConcurrentWait")]
+fn second_rundown_wait_is_reported() {
+    let rundown = HostRundown::new();
+    rundown.wait();
+    rundown.wait();
+}
+
+#[test]
+fn rundown_acquire_fails_after_wait_and_succeeds_after_reinitialize() {
+    let rundown = HostRundown::new();
+    assert!(rundown.acquire());
+    rundown.release();
+    rundown.wait();
+    assert!(!rundown.acquire());
+    rundown.reinitialize();
+    assert!(rundown.acquire());
+    rundown.release();
+    rundown.free();
+}

@@ -1,0 +1,129 @@
+//! The kernel backend: straight calls to the functions ndis.sys and
+//! ntoskrnl.exe export (declared in `ndis-sys`).
+
+use crate::backend::{Backend, TokenIrql};
+use ndis_sys::{EX_RUNDOWN_REF, LOCK_STATE_EX, NDIS_HANDLE, NDIS_RW_LOCK_EX, NDIS_SPIN_LOCK};
+
+/// The real NDIS and executive primitives.
+pub(crate) struct Kernel;
+
+impl Backend for Kernel {
+    type SpinLock = NDIS_SPIN_LOCK;
+    type RwLock = NDIS_RW_LOCK_EX;
+    type Rundown = EX_RUNDOWN_REF;
+
+    fn spin_new() -> NDIS_SPIN_LOCK {
+        let mut lock = NDIS_SPIN_LOCK::default();
+        // SAFETY: `lock` is a valid, writable NDIS_SPIN_LOCK. Returning it by
+        // value moves it: an unheld KSPIN_LOCK is a plain zero word with no
+        // reference to its own address, so the copy is an initialized lock.
+        unsafe { ndis_sys::NdisAllocateSpinLock(&mut lock) };
+        lock
+    }
+
+    unsafe fn spin_free(lock: *mut NDIS_SPIN_LOCK) {
+        // SAFETY: the caller guarantees the lock is valid and unheld.
+        unsafe { ndis_sys::NdisFreeSpinLock(lock) }
+    }
+
+    unsafe fn spin_acquire(lock: *mut NDIS_SPIN_LOCK) {
+        // SAFETY: the caller guarantees validity and a fixed address until release.
+        unsafe { ndis_sys::NdisAcquireSpinLock(lock) }
+    }
+
+    unsafe fn spin_release(lock: *mut NDIS_SPIN_LOCK) {
+        // SAFETY: the caller pairs this with its NdisAcquireSpinLock.
+        unsafe { ndis_sys::NdisReleaseSpinLock(lock) }
+    }
+
+    unsafe fn spin_acquire_dpr(lock: *mut NDIS_SPIN_LOCK) {
+        // SAFETY: the caller guarantees validity and DISPATCH_LEVEL.
+        unsafe { ndis_sys::NdisDprAcquireSpinLock(lock) }
+    }
+
+    unsafe fn spin_release_dpr(lock: *mut NDIS_SPIN_LOCK) {
+        // SAFETY: the caller pairs this with its NdisDprAcquireSpinLock.
+        unsafe { ndis_sys::NdisDprReleaseSpinLock(lock) }
+    }
+
+    unsafe fn spin_try_acquire_dpr(lock: *mut NDIS_SPIN_LOCK) -> bool {
+        // SAFETY: the caller guarantees validity and DISPATCH_LEVEL; the
+        // KSPIN_LOCK is the first field of the NDIS_SPIN_LOCK.
+        unsafe { ndis_sys::KeTryToAcquireSpinLockAtDpcLevel(&raw mut (*lock).SpinLock) != 0 }
+    }
+
+    unsafe fn spin_release_try(lock: *mut NDIS_SPIN_LOCK) {
+        // SAFETY: the caller pairs this with a successful try-acquire.
+        unsafe { ndis_sys::KeReleaseSpinLockFromDpcLevel(&raw mut (*lock).SpinLock) }
+    }
+
+    unsafe fn rw_allocate(handle: NDIS_HANDLE) -> *mut NDIS_RW_LOCK_EX {
+        // SAFETY: the caller guarantees the handle is acceptable to NDIS.
+        unsafe { ndis_sys::NdisAllocateRWLock(handle) }
+    }
+
+    unsafe fn rw_free(lock: *mut NDIS_RW_LOCK_EX) {
+        // SAFETY: the caller guarantees the lock is live and unheld.
+        unsafe { ndis_sys::NdisFreeRWLock(lock) }
+    }
+
+    unsafe fn rw_acquire_read(lock: *mut NDIS_RW_LOCK_EX, state: *mut LOCK_STATE_EX, flags: u32) {
+        // SAFETY: the caller guarantees a live lock and a state that stays put.
+        unsafe { ndis_sys::NdisAcquireRWLockRead(lock, state, flags) }
+    }
+
+    unsafe fn rw_acquire_write(lock: *mut NDIS_RW_LOCK_EX, state: *mut LOCK_STATE_EX, flags: u32) {
+        // SAFETY: the caller guarantees a live lock and a state that stays put.
+        unsafe { ndis_sys::NdisAcquireRWLockWrite(lock, state, flags) }
+    }
+
+    unsafe fn rw_release(lock: *mut NDIS_RW_LOCK_EX, state: *mut LOCK_STATE_EX) {
+        // SAFETY: the caller passes the state of the matching acquire.
+        unsafe { ndis_sys::NdisReleaseRWLock(lock, state) }
+    }
+
+    fn rundown_new() -> EX_RUNDOWN_REF {
+        // SAFETY: EX_RUNDOWN_REF is a union of integers and a pointer, for
+        // which all-zero is a valid bit pattern.
+        let mut rundown: EX_RUNDOWN_REF = unsafe { core::mem::zeroed() };
+        // SAFETY: `rundown` is valid and writable. Returning it moves it: an
+        // initialized, unreferenced EX_RUNDOWN_REF is a count of zero.
+        unsafe { ndis_sys::ExInitializeRundownProtection(&mut rundown) };
+        rundown
+    }
+
+    unsafe fn rundown_acquire(rundown: *mut EX_RUNDOWN_REF) -> bool {
+        // SAFETY: the caller guarantees an initialized reference.
+        unsafe { ndis_sys::ExAcquireRundownProtection(rundown) != 0 }
+    }
+
+    unsafe fn rundown_release(rundown: *mut EX_RUNDOWN_REF) {
+        // SAFETY: the caller pairs this with a successful acquire.
+        unsafe { ndis_sys::ExReleaseRundownProtection(rundown) }
+    }
+
+    unsafe fn rundown_wait(rundown: *mut EX_RUNDOWN_REF) {
+        // SAFETY: the caller guarantees a single waiter at IRQL <= APC. The
+        // wait block lives on this stack frame and is only linked into the
+        // reference until the wait returns; ExRundownCompleted then leaves
+        // the reference holding no pointer, so the wrapper may move later.
+        unsafe {
+            ndis_sys::ExWaitForRundownProtectionRelease(rundown);
+            ndis_sys::ExRundownCompleted(rundown);
+        }
+    }
+
+    unsafe fn rundown_reinitialize(rundown: *mut EX_RUNDOWN_REF) {
+        // SAFETY: the caller guarantees a completed run-down and exclusivity.
+        unsafe { ndis_sys::ExReInitializeRundownProtection(rundown) }
+    }
+
+    unsafe fn rundown_free(_rundown: *mut EX_RUNDOWN_REF) {}
+
+    fn current_thread() -> usize {
+        // SAFETY: KeGetCurrentThread may be called at any IRQL.
+        unsafe { ndis_sys::KeGetCurrentThread() as usize }
+    }
+
+    fn check_token_irql(_token: TokenIrql) {}
+}

@@ -1,0 +1,404 @@
+//! [`SpinLock`]: data protected by an `NDIS_SPIN_LOCK`.
+
+use crate::backend::{Active, Backend};
+use crate::{AtMostDispatch, Dispatch};
+use core::cell::UnsafeCell;
+use core::fmt;
+use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
+use core::ops::{Deref, DerefMut};
+use core::ptr::NonNull;
+
+type RawSpinLock = <Active as Backend>::SpinLock;
+
+/// A `T` protected by an `NDIS_SPIN_LOCK`.
+///
+/// Store it in non-paged memory (kernel pool, a global, the stack of a
+/// non-pageable function): it is touched at `DISPATCH_LEVEL`.
+///
+/// # Why it is not pinned
+///
+/// An `NDIS_SPIN_LOCK` is a `KSPIN_LOCK` word plus a saved IRQL; while it is
+/// not held nothing refers to its address. Every guard borrows the lock
+/// (`&'a self`), so the borrow checker allows a move only when no guard
+/// exists, i.e. while the lock is free. (A guard leaked with `mem::forget`
+/// leaves the lock held forever; moving it then is no worse than leaving
+/// it, and the host model reports the free of a held lock.)
+///
+/// ```
+/// use ndis_sync::{Passive, SpinLock};
+///
+/// let counter = SpinLock::new(0u64);
+/// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+/// let mut passive = unsafe { Passive::new_unchecked() };
+/// *counter.lock(&mut passive) += 1;
+/// assert_eq!(counter.into_inner(), 1);
+/// ```
+pub struct SpinLock<T> {
+    raw: UnsafeCell<RawSpinLock>,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the lock hands out `&mut T` to one holder at a time, possibly on
+// another thread, so sharing the lock requires only `T: Send`, like a mutex.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+// SAFETY: moving the lock moves the `T`; the NDIS_SPIN_LOCK itself is plain
+// data with no thread affinity while unheld (and moving needs it unheld).
+unsafe impl<T: Send> Send for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    /// Creates the lock (`NdisAllocateSpinLock`; any IRQL).
+    ///
+    /// ```
+    /// let lock = ndis_sync::SpinLock::new([0u8; 4]);
+    /// # drop(lock);
+    /// ```
+    pub fn new(value: T) -> Self {
+        Self { raw: UnsafeCell::new(Active::spin_new()), data: UnsafeCell::new(value) }
+    }
+
+    /// Acquires the lock with the caller's IRQL token (`NdisAcquireSpinLock`,
+    /// IRQL <= DISPATCH; with a [`Dispatch`] token, `NdisDprAcquireSpinLock`).
+    ///
+    /// The guard keeps `irql` exclusively borrowed until it is dropped, so
+    /// the caller cannot take another lock with it meanwhile: a nested lock
+    /// must be taken with the guard's own token ([`SpinLockGuard::dispatch`]),
+    /// which makes releasing in the wrong order a compile error.
+    ///
+    /// ```
+    /// use ndis_sync::{MaybeDispatch, SpinLock};
+    ///
+    /// let lock = SpinLock::new(Vec::<u8>::new());
+    /// // SAFETY: a test thread runs at PASSIVE_LEVEL, which is <= DISPATCH_LEVEL.
+    /// let mut irql = unsafe { MaybeDispatch::new_unchecked() };
+    /// lock.lock(&mut irql).push(1);
+    /// assert_eq!(lock.lock(&mut irql).len(), 1);
+    /// ```
+    #[track_caller]
+    pub fn lock<'a, I: AtMostDispatch>(&'a self, irql: &'a mut I) -> SpinLockGuard<'a, T> {
+        let _ = irql;
+        if I::AT_DISPATCH {
+            // SAFETY: the token proves DISPATCH_LEVEL; the lock is valid and,
+            // being borrowed by the guard, cannot move before the release.
+            unsafe { Active::spin_acquire_dpr(self.raw.get()) };
+            self.guard(Release::Dpr)
+        } else {
+            // SAFETY: the token proves IRQL <= DISPATCH; the lock is valid and,
+            // being borrowed by the guard, cannot move before the release.
+            unsafe { Active::spin_acquire(self.raw.get()) };
+            self.guard(Release::RestoreIrql)
+        }
+    }
+
+    /// Acquires the lock at `DISPATCH_LEVEL` (`NdisDprAcquireSpinLock`).
+    ///
+    /// ```
+    /// let lock = ndis_sync::SpinLock::new(1);
+    /// ndis_sync::host::at_dispatch(|dispatch| {
+    ///     assert_eq!(*lock.lock_at_dispatch(dispatch), 1);
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn lock_at_dispatch<'a>(&'a self, irql: &'a mut Dispatch) -> SpinLockGuard<'a, T> {
+        self.lock(irql)
+    }
+
+    /// Tries once to acquire the lock at `DISPATCH_LEVEL`
+    /// (`KeTryToAcquireSpinLockAtDpcLevel`); `None` if it is held, also
+    /// when held by this processor.
+    ///
+    /// ```
+    /// let lock = ndis_sync::SpinLock::new(1);
+    /// ndis_sync::host::at_dispatch(|dispatch| {
+    ///     let mut guard = lock.try_lock_at_dispatch(dispatch).expect("free");
+    ///     assert!(lock.try_lock_at_dispatch(guard.dispatch()).is_none());
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn try_lock_at_dispatch<'a>(&'a self, irql: &'a mut Dispatch) -> Option<SpinLockGuard<'a, T>> {
+        let _ = irql;
+        // SAFETY: the token proves DISPATCH_LEVEL; the lock is valid and
+        // borrowed by the guard until the release.
+        let taken = unsafe { Active::spin_try_acquire_dpr(self.raw.get()) };
+        taken.then(|| self.guard(Release::Try))
+    }
+
+    fn guard(&self, release: Release) -> SpinLockGuard<'_, T> {
+        SpinLockGuard { hold: Hold::new(&self.raw, release), data: &self.data }
+    }
+
+    /// The data, through exclusive access to the lock (no locking needed).
+    ///
+    /// ```
+    /// let mut lock = ndis_sync::SpinLock::new(1);
+    /// *lock.get_mut() = 2;
+    /// assert_eq!(lock.into_inner(), 2);
+    /// ```
+    pub fn get_mut(&mut self) -> &mut T {
+        self.data.get_mut()
+    }
+
+    /// Frees the lock (`NdisFreeSpinLock`) and returns the data.
+    ///
+    /// ```
+    /// assert_eq!(ndis_sync::SpinLock::new("x").into_inner(), "x");
+    /// ```
+    pub fn into_inner(self) -> T {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `self` is owned, so no guard exists: the lock is not held
+        // (unless a guard was leaked, which the host model reports) and
+        // is never used again.
+        unsafe { Active::spin_free(this.raw.get()) };
+        // SAFETY: `this` is never used or dropped again, so the data is moved
+        // out exactly once; the raw lock needs no drop of its own beyond
+        // spin_free.
+        unsafe {
+            core::ptr::drop_in_place(this.raw.get_mut());
+            core::ptr::read(this.data.get())
+        }
+    }
+}
+
+impl<T> Drop for SpinLock<T> {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self` means no guard exists; the lock is freed once.
+        unsafe { Active::spin_free(self.raw.get()) }
+    }
+}
+
+impl<T: Default> Default for SpinLock<T> {
+    fn default() -> Self {
+        Self::new(T::default())
+    }
+}
+
+impl<T> From<T> for SpinLock<T> {
+    fn from(value: T) -> Self {
+        Self::new(value)
+    }
+}
+
+impl<T> fmt::Debug for SpinLock<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpinLock").finish_non_exhaustive()
+    }
+}
+
+/// Which function releases a hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Release {
+    /// `NdisReleaseSpinLock` (restores the saved IRQL).
+    RestoreIrql,
+    /// `NdisDprReleaseSpinLock`.
+    Dpr,
+    /// `KeReleaseSpinLockFromDpcLevel`.
+    Try,
+}
+
+/// One acquisition of a spin lock; releasing it is its drop.
+struct Hold<'a> {
+    raw: &'a UnsafeCell<RawSpinLock>,
+    release: Release,
+    dispatch: Dispatch,
+}
+
+impl<'a> Hold<'a> {
+    fn new(raw: &'a UnsafeCell<RawSpinLock>, release: Release) -> Self {
+        Self {
+            raw,
+            release,
+            // SAFETY: the lock was just acquired, which raised (or found)
+            // the IRQL at DISPATCH_LEVEL until this hold is released.
+            dispatch: unsafe { Dispatch::new_unchecked() },
+        }
+    }
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        let raw = self.raw.get();
+        // SAFETY: this hold is the acquisition being undone, with the
+        // function that pairs with the one that acquired it.
+        unsafe {
+            match self.release {
+                Release::RestoreIrql => Active::spin_release(raw),
+                Release::Dpr => Active::spin_release_dpr(raw),
+                Release::Try => Active::spin_release_try(raw),
+            }
+        }
+    }
+}
+
+/// Exclusive access to the data of a held [`SpinLock`]; releases on drop.
+///
+/// Also proof of `DISPATCH_LEVEL`: [`dispatch`](Self::dispatch) lends a token
+/// for nested locks, which therefore cannot outlive this guard.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct SpinLockGuard<'a, T> {
+    hold: Hold<'a>,
+    data: &'a UnsafeCell<T>,
+}
+
+impl<'a, T> SpinLockGuard<'a, T> {
+    /// The guard's `DISPATCH_LEVEL` token, for locks nested inside this one.
+    ///
+    /// ```
+    /// use ndis_sync::{Passive, SpinLock};
+    /// let (outer, inner) = (SpinLock::new(1), SpinLock::new(2));
+    /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+    /// let mut passive = unsafe { Passive::new_unchecked() };
+    /// let mut a = outer.lock(&mut passive);
+    /// let b = inner.lock_at_dispatch(a.dispatch());
+    /// assert_eq!(*b, 2);
+    /// drop(b);
+    /// drop(a);
+    /// ```
+    pub fn dispatch(&mut self) -> &mut Dispatch {
+        &mut self.hold.dispatch
+    }
+
+    /// The data and the guard's token at once, so the outer data stays
+    /// usable while a nested lock is held.
+    ///
+    /// ```
+    /// use ndis_sync::{Passive, SpinLock};
+    /// let (outer, inner) = (SpinLock::new(1), SpinLock::new(2));
+    /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+    /// let mut passive = unsafe { Passive::new_unchecked() };
+    /// let mut a = outer.lock(&mut passive);
+    /// let (a_data, dispatch) = a.split();
+    /// let b = inner.lock_at_dispatch(dispatch);
+    /// *a_data += *b;
+    /// drop(b);
+    /// assert_eq!(*a, 3);
+    /// ```
+    pub fn split(&mut self) -> (&mut T, &mut Dispatch) {
+        // SAFETY: the held lock gives this guard exclusive access to the data.
+        (unsafe { &mut *self.data.get() }, &mut self.hold.dispatch)
+    }
+
+    /// Narrows the guard to a part of the data; the lock stays held until
+    /// the returned guard drops. If `f` panics the lock is released.
+    ///
+    /// ```
+    /// use ndis_sync::{Passive, SpinLock, SpinLockGuard};
+    /// let lock = SpinLock::new((1, 2));
+    /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+    /// let mut passive = unsafe { Passive::new_unchecked() };
+    /// let mut second = SpinLockGuard::map(lock.lock(&mut passive), |pair| &mut pair.1);
+    /// *second = 5;
+    /// drop(second);
+    /// assert_eq!(lock.into_inner(), (1, 5));
+    /// ```
+    pub fn map<U: ?Sized>(this: Self, f: impl FnOnce(&mut T) -> &mut U) -> MappedSpinLockGuard<'a, U> {
+        let SpinLockGuard { hold, data } = this;
+        // SAFETY: `hold` keeps the lock held for 'a: exclusive access.
+        let data = NonNull::from(f(unsafe { &mut *data.get() }));
+        MappedSpinLockGuard { hold, data, _data: PhantomData }
+    }
+}
+
+impl<T> Deref for SpinLockGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: the held lock gives this guard exclusive access to the data.
+        unsafe { &*self.data.get() }
+    }
+}
+
+impl<T> DerefMut for SpinLockGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the held lock gives this guard exclusive access to the data.
+        unsafe { &mut *self.data.get() }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for SpinLockGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// A [`SpinLockGuard`] narrowed by [`SpinLockGuard::map`] to part of the data.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct MappedSpinLockGuard<'a, U: ?Sized> {
+    hold: Hold<'a>,
+    data: NonNull<U>,
+    _data: PhantomData<&'a mut U>,
+}
+
+impl<'a, U: ?Sized> MappedSpinLockGuard<'a, U> {
+    /// The guard's `DISPATCH_LEVEL` token, for locks nested inside this one.
+    ///
+    /// ```
+    /// use ndis_sync::{Passive, SpinLock, SpinLockGuard};
+    /// let (outer, inner) = (SpinLock::new((0, 1)), SpinLock::new(2));
+    /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+    /// let mut passive = unsafe { Passive::new_unchecked() };
+    /// let mut a = SpinLockGuard::map(outer.lock(&mut passive), |p| &mut p.1);
+    /// assert_eq!(*inner.lock_at_dispatch(a.dispatch()), 2);
+    /// ```
+    pub fn dispatch(&mut self) -> &mut Dispatch {
+        &mut self.hold.dispatch
+    }
+
+    /// The data and the guard's token at once.
+    ///
+    /// ```
+    /// use ndis_sync::{Passive, SpinLock, SpinLockGuard};
+    /// let (outer, inner) = (SpinLock::new((0, 1)), SpinLock::new(2));
+    /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+    /// let mut passive = unsafe { Passive::new_unchecked() };
+    /// let mut a = SpinLockGuard::map(outer.lock(&mut passive), |p| &mut p.1);
+    /// let (one, dispatch) = a.split();
+    /// *one += *inner.lock_at_dispatch(dispatch);
+    /// assert_eq!(*a, 3);
+    /// ```
+    pub fn split(&mut self) -> (&mut U, &mut Dispatch) {
+        // SAFETY: the held lock gives this guard exclusive access to the data.
+        (unsafe { self.data.as_mut() }, &mut self.hold.dispatch)
+    }
+
+    /// Narrows the guard further.
+    ///
+    /// ```
+    /// use ndis_sync::{MappedSpinLockGuard, Passive, SpinLock, SpinLockGuard};
+    /// let lock = SpinLock::new(((1, 2), 3));
+    /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+    /// let mut passive = unsafe { Passive::new_unchecked() };
+    /// let pair = SpinLockGuard::map(lock.lock(&mut passive), |p| &mut p.0);
+    /// let mut two = MappedSpinLockGuard::map(pair, |p| &mut p.1);
+    /// *two = 20;
+    /// drop(two);
+    /// assert_eq!(lock.into_inner(), ((1, 20), 3));
+    /// ```
+    pub fn map<V: ?Sized>(this: Self, f: impl FnOnce(&mut U) -> &mut V) -> MappedSpinLockGuard<'a, V> {
+        let MappedSpinLockGuard { hold, mut data, .. } = this;
+        // SAFETY: `hold` keeps the lock held for 'a: exclusive access.
+        let data = NonNull::from(f(unsafe { data.as_mut() }));
+        MappedSpinLockGuard { hold, data, _data: PhantomData }
+    }
+}
+
+impl<U: ?Sized> Deref for MappedSpinLockGuard<'_, U> {
+    type Target = U;
+
+    fn deref(&self) -> &U {
+        // SAFETY: the held lock gives this guard exclusive access to the data.
+        unsafe { self.data.as_ref() }
+    }
+}
+
+impl<U: ?Sized> DerefMut for MappedSpinLockGuard<'_, U> {
+    fn deref_mut(&mut self) -> &mut U {
+        // SAFETY: the held lock gives this guard exclusive access to the data.
+        unsafe { self.data.as_mut() }
+    }
+}
+
+impl<U: ?Sized + fmt::Debug> fmt::Debug for MappedSpinLockGuard<'_, U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}

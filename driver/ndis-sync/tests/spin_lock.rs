@@ -1,0 +1,204 @@
+//! SpinLock on the host model: behaviour and rule checks.
+#![cfg(not(loom))]
+
+mod common;
+
+use common::{maybe_dispatch, passive, stale_dispatch, ROUNDS};
+use ndis_sync::host::{self, at_dispatch, at_irql};
+use ndis_sync::{MappedSpinLockGuard, SpinLock, SpinLockGuard, APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL};
+use std::sync::Barrier;
+
+#[test]
+fn lock_raises_to_dispatch_and_release_restores_passive() {
+    let lock = SpinLock::new(0);
+    let mut p = passive();
+    let guard = lock.lock(&mut p);
+    assert_eq!(host::current_irql(), DISPATCH_LEVEL);
+    assert_eq!(host::held_lock_count(), 1);
+    drop(guard);
+    assert_eq!(host::current_irql(), PASSIVE_LEVEL);
+    assert_eq!(host::held_lock_count(), 0);
+}
+
+#[test]
+fn lock_restores_the_irql_it_was_taken_at() {
+    let lock = SpinLock::new(0);
+    at_irql(APC_LEVEL, || {
+        let mut irql = maybe_dispatch();
+        drop(lock.lock(&mut irql));
+        assert_eq!(host::current_irql(), APC_LEVEL);
+    });
+}
+
+#[test]
+fn lock_with_a_dispatch_token_stays_at_dispatch() {
+    let lock = SpinLock::new(0);
+    at_dispatch(|d| {
+        *lock.lock(d) += 1;
+        assert_eq!(host::current_irql(), DISPATCH_LEVEL);
+        *lock.lock_at_dispatch(d) += 1;
+    });
+    assert_eq!(lock.into_inner(), 2);
+}
+
+#[test]
+fn lock_excludes_other_threads() {
+    let lock = SpinLock::new(0usize);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let mut irql = maybe_dispatch();
+                for _ in 0..ROUNDS {
+                    let mut guard = lock.lock(&mut irql);
+                    let seen = *guard;
+                    std::thread::yield_now();
+                    *guard = seen + 1;
+                }
+            });
+        }
+    });
+    assert_eq!(lock.into_inner(), 4 * ROUNDS);
+}
+
+#[test]
+fn try_lock_fails_while_another_thread_holds_the_lock() {
+    let lock = SpinLock::new(0);
+    let (held, checked) = (Barrier::new(2), Barrier::new(2));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut p = passive();
+            let _guard = lock.lock(&mut p);
+            held.wait();
+            checked.wait();
+        });
+        held.wait();
+        assert!(at_dispatch(|d| lock.try_lock_at_dispatch(d).is_none()));
+        checked.wait();
+    });
+    assert!(at_dispatch(|d| lock.try_lock_at_dispatch(d).map(|g| *g)) == Some(0));
+}
+
+#[test]
+fn nested_lock_through_split_and_dispatch() {
+    let (outer, inner) = (SpinLock::new(1), SpinLock::new(10));
+    let mut p = passive();
+    let mut a = outer.lock(&mut p);
+    {
+        let (a_data, d) = a.split();
+        let mut b = inner.lock_at_dispatch(d);
+        *b += *a_data;
+        *a_data += 1;
+        assert_eq!(host::held_lock_count(), 2);
+    }
+    let b = inner.lock_at_dispatch(a.dispatch());
+    assert_eq!(*b, 11);
+    drop(b);
+    drop(a);
+    assert_eq!((outer.into_inner(), host::current_irql()), (2, PASSIVE_LEVEL));
+}
+
+#[test]
+fn map_narrows_and_keeps_the_lock_held() {
+    let lock = SpinLock::new((1u8, [0u8; 3]));
+    let mut p = passive();
+    let array = SpinLockGuard::map(lock.lock(&mut p), |v| &mut v.1);
+    let mut middle = MappedSpinLockGuard::map(array, |a| &mut a[1]);
+    *middle = 9;
+    assert_eq!(host::held_lock_count(), 1);
+    drop(middle);
+    assert_eq!(host::held_lock_count(), 0);
+    assert_eq!(lock.into_inner(), (1, [0, 9, 0]));
+}
+
+#[test]
+fn map_releases_the_lock_when_the_closure_panics() {
+    let lock = SpinLock::new(0);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut p = passive();
+        let _ = SpinLockGuard::map(lock.lock(&mut p), |_| -> &mut u8 { panic!("in map") });
+    }));
+    assert!(result.is_err());
+    assert_eq!((host::held_lock_count(), host::current_irql()), (0, PASSIVE_LEVEL));
+}
+
+#[test]
+fn get_mut_default_from_and_debug() {
+    let mut lock: SpinLock<u32> = SpinLock::default();
+    *lock.get_mut() += 3;
+    assert_eq!(format!("{lock:?}"), "SpinLock { .. }");
+    let mut p = passive();
+    assert_eq!(format!("{:?}", lock.lock(&mut p)), "3");
+    assert_eq!(SpinLock::from(5).into_inner(), 5);
+}
+
+#[test]
+fn dropping_the_lock_drops_the_data_once() {
+    let data = std::rc::Rc::new(());
+    let lock = SpinLock::new(data.clone());
+    assert_eq!(std::rc::Rc::strong_count(&data), 2);
+    drop(lock);
+    assert_eq!(std::rc::Rc::strong_count(&data), 1);
+}
+
+#[test]
+#[should_panic(expected = "SpinLockRecursion")]
+fn recursive_acquire_on_one_thread_is_reported() {
+    let lock = SpinLock::new(0);
+    let mut p = passive();
+    let mut guard = lock.lock(&mut p);
+    let _again = lock.lock_at_dispatch(guard.dispatch());
+}
+
+#[test]
+fn try_lock_on_a_lock_this_thread_holds_fails() {
+    let lock = SpinLock::new(0);
+    let mut p = passive();
+    let mut guard = lock.lock(&mut p);
+    assert!(lock.try_lock_at_dispatch(guard.dispatch()).is_none());
+}
+
+#[test]
+#[should_panic(expected = "DprBelowDispatch")]
+fn dpr_acquire_below_dispatch_is_reported() {
+    let lock = SpinLock::new(0);
+    let mut stale = stale_dispatch();
+    let _guard = lock.lock_at_dispatch(&mut stale);
+}
+
+#[test]
+#[should_panic(expected = "DprBelowDispatch")]
+fn try_lock_below_dispatch_is_reported() {
+    let lock = SpinLock::new(0);
+    let mut stale = stale_dispatch();
+    let _guard = lock.try_lock_at_dispatch(&mut stale);
+}
+
+#[test]
+#[should_panic(expected = "OutOfOrderRelease")]
+fn releasing_the_outer_lock_first_is_reported() {
+    // Seed 002's bug, written with two forged tokens (the safe API rejects it).
+    let (a_lock, b_lock) = (SpinLock::new(0), SpinLock::new(0));
+    let mut p = passive();
+    let a = a_lock.lock(&mut p);
+    let mut forged = maybe_dispatch();
+    let b = b_lock.lock(&mut forged);
+    drop(a);
+    drop(b);
+}
+
+#[test]
+#[should_panic(expected = "FreeHeldLock")]
+fn freeing_a_held_lock_is_reported() {
+    let lock = SpinLock::new(0);
+    let mut p = passive();
+    core::mem::forget(lock.lock(&mut p));
+    drop(lock);
+}
+
+#[test]
+#[should_panic(expected = "IrqlLoweredWhileHolding")]
+fn leaving_at_irql_with_a_leaked_guard_is_reported() {
+    let lock = SpinLock::new(0);
+    let mut irql = maybe_dispatch();
+    at_irql(APC_LEVEL, || core::mem::forget(lock.lock(&mut irql)));
+}

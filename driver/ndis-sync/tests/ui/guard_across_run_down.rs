@@ -1,0 +1,10 @@
+// run_down waits, so it needs PASSIVE_LEVEL: not while a spin lock is held.
+use ndis_sync::{Passive, Rundown, SpinLock};
+
+fn main() {
+    let (lock, endpoint) = (SpinLock::new(0), Rundown::new(1));
+    let mut passive = unsafe { Passive::new_unchecked() };
+    let guard = lock.lock(&mut passive);
+    let _ = endpoint.run_down(&passive);
+    drop(guard);
+}

@@ -1,0 +1,8 @@
+// Waiting for run-down needs a PASSIVE_LEVEL token; an "at most DISPATCH" one does not do.
+use ndis_sync::{MaybeDispatch, Rundown};
+
+fn main() {
+    let endpoint = Rundown::new(1);
+    let maybe = unsafe { MaybeDispatch::new_unchecked() };
+    let _ = endpoint.run_down(&maybe);
+}
