@@ -17,6 +17,7 @@ use crate::device;
 use crate::filter;
 use crate::globals::Globals;
 use crate::pool::try_box;
+use crate::trace::trace;
 
 static GLOBALS: AtomicPtr<Globals> = AtomicPtr::new(null_mut());
 static FILTER_DRIVER: AtomicPtr<core::ffi::c_void> = AtomicPtr::new(null_mut());
@@ -94,11 +95,13 @@ pub unsafe extern "system" fn DriverEntry(driver: *mut DRIVER_OBJECT, _registry_
     // SAFETY: `driver` is our driver object (function contract).
     let status = unsafe { register_filter(driver) };
     if status != NDIS_STATUS_SUCCESS {
+        trace!(DPFLTR_ERROR_LEVEL, "NdisFRegisterFilterDriver failed: %08x", status);
         free_globals(&mut irql);
         return status;
     }
     let status = register_device();
     if status != NDIS_STATUS_SUCCESS {
+        trace!(DPFLTR_ERROR_LEVEL, "NdisRegisterDeviceEx failed: %08x", status);
         // SAFETY: registered above; NDIS detaches any module before returning.
         unsafe { NdisFDeregisterFilterDriver(FILTER_DRIVER.swap(null_mut(), Ordering::AcqRel)) };
         free_globals(&mut irql);
@@ -106,6 +109,7 @@ pub unsafe extern "system" fn DriverEntry(driver: *mut DRIVER_OBJECT, _registry_
     }
     // SAFETY: DriverEntry may set the unload routine of its driver object.
     unsafe { (*driver).DriverUnload = Some(driver_unload) };
+    trace!(DPFLTR_INFO_LEVEL, "loaded, protocol version %u", portwatch_proto::PROTOCOL_VERSION);
     STATUS_SUCCESS
 }
 
@@ -194,4 +198,5 @@ unsafe extern "system" fn driver_unload(_driver: *const DRIVER_OBJECT) {
         unsafe { NdisFDeregisterFilterDriver(filter) };
     }
     free_globals(&mut irql);
+    trace!(DPFLTR_INFO_LEVEL, "unloaded");
 }

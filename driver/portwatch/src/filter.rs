@@ -22,6 +22,7 @@ use crate::modules::{fixed_name, Module, NdisHandle};
 use crate::nbl::Chain;
 use crate::pool::try_box;
 use crate::ports::Direction;
+use crate::trace::trace;
 
 /// The characteristics NdisFRegisterFilterDriver takes (NDIS 6.30).
 pub fn characteristics(names: &crate::entry::Names) -> NDIS_FILTER_DRIVER_CHARACTERISTICS {
@@ -126,6 +127,7 @@ unsafe extern "system" fn attach(
         return NDIS_STATUS_RESOURCES;
     }
     module.set_state(ModuleState::Paused);
+    trace!(DPFLTR_INFO_LEVEL, "attached to interface %u", module.if_index);
     NDIS_STATUS_SUCCESS
 }
 
@@ -148,6 +150,7 @@ unsafe extern "system" fn detach(context: NDIS_HANDLE) {
     let mut irql = unsafe { Passive::new_unchecked() };
     // SAFETY: NDIS passes our context; this is its last use by NDIS.
     let module = unsafe { module(context) };
+    trace!(DPFLTR_INFO_LEVEL, "detaching from interface %u", module.if_index);
     globals().modules.remove(&mut irql, module);
     // Waits for IOCTL_ENUM_FILTER_MODULES readers that reached it before.
     let _ = module.rundown.run_down(&irql);
@@ -162,6 +165,7 @@ unsafe extern "system" fn restart(context: NDIS_HANDLE, _params: *mut NDIS_FILTE
     let module = unsafe { module(context) };
     module.set_state(ModuleState::Restarting);
     module.set_state(ModuleState::Running);
+    trace!(DPFLTR_INFO_LEVEL, "running on interface %u", module.if_index);
     NDIS_STATUS_SUCCESS
 }
 
@@ -172,6 +176,7 @@ unsafe extern "system" fn pause(context: NDIS_HANDLE, _params: *mut NDIS_FILTER_
     let module = unsafe { module(context) };
     module.set_state(ModuleState::Pausing);
     module.set_state(ModuleState::Paused);
+    trace!(DPFLTR_INFO_LEVEL, "paused on interface %u", module.if_index);
     NDIS_STATUS_SUCCESS
 }
 

@@ -33,6 +33,8 @@ pub mod pool;
 pub mod ports;
 
 #[cfg(target_os = "windows")]
+mod trace;
+#[cfg(target_os = "windows")]
 mod device;
 #[cfg(target_os = "windows")]
 mod entry;
