@@ -122,9 +122,6 @@ pub(crate) trait Backend {
 
     /// Checks the IRQL a token is forged at (host model only).
     fn check_token_irql(token: TokenIrql);
-
-    /// A non-zero identity of the current thread, unique among live threads.
-    fn current_thread() -> usize;
 }
 
 /// Which token is being forged, for [`Backend::check_token_irql`].

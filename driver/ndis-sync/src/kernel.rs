@@ -120,10 +120,5 @@ impl Backend for Kernel {
 
     unsafe fn rundown_free(_rundown: *mut EX_RUNDOWN_REF) {}
 
-    fn current_thread() -> usize {
-        // SAFETY: KeGetCurrentThread may be called at any IRQL.
-        unsafe { ndis_sys::KeGetCurrentThread() as usize }
-    }
-
     fn check_token_irql(_token: TokenIrql) {}
 }

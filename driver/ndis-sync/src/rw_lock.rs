@@ -1,6 +1,6 @@
 //! [`RwLock`]: data protected by an `NDIS_RW_LOCK_EX`.
 
-use crate::atomic::{AtomicUsize, Ordering};
+use crate::atomic::{AtomicBool, Ordering};
 use crate::backend::{Active, Backend};
 use crate::{AtMostDispatch, Dispatch};
 use core::cell::UnsafeCell;
@@ -39,11 +39,12 @@ impl core::error::Error for AllocError {}
 /// holding it, and lets the processor that holds the write lock take the
 /// lock again (read or write). The first is fine (`&T` twice); re-entering a
 /// lock whose write closure holds `&mut T` would alias it, so a write closure
-/// records its thread as the lock's writer, and any acquisition by that
-/// thread while it is recorded panics (`RwLockReentered`; a bug check in a
-/// driver) before the data is touched. Readers on other processors only
-/// *read* that field (it is written by writers alone), so the read path
-/// writes nothing shared besides NDIS's own lock state. Taking the write
+/// raises a `writing` flag for its duration, and an acquisition that finds
+/// the flag raised panics (`RwLockReentered`; a bug check in a driver)
+/// before the data is touched. No thread identity is needed: while the lock
+/// is held, only the thread inside the write closure can be holding it at
+/// all. The read path only *loads* the flag, so it writes nothing shared
+/// besides NDIS's own lock state: one load and a branch. Taking the write
 /// lock while holding the read lock on the same processor is forbidden by
 /// NDIS (it never grants it); the host model reports it
 /// (`RwWriteWhileReading`). There is no upgrade.
@@ -60,9 +61,9 @@ impl core::error::Error for AllocError {}
 /// ```
 pub struct RwLock<T> {
     raw: NonNull<RawRwLock>,
-    /// The thread running a write closure, or 0. Written only under the
-    /// write lock; read under either lock.
-    writer: AtomicUsize,
+    /// Raised while a write closure runs. Written only under the write lock;
+    /// read under either lock.
+    writing: AtomicBool,
     data: UnsafeCell<T>,
 }
 
@@ -112,7 +113,7 @@ impl<T> RwLock<T> {
     pub unsafe fn with_handle(handle: NDIS_HANDLE, value: T) -> Result<Self, AllocError> {
         // SAFETY: the caller guarantees the handle is acceptable.
         let raw = NonNull::new(unsafe { Active::rw_allocate(handle) }).ok_or(AllocError)?;
-        Ok(Self { raw, writer: AtomicUsize::new(0), data: UnsafeCell::new(value) })
+        Ok(Self { raw, writing: AtomicBool::new(false), data: UnsafeCell::new(value) })
     }
 
     /// Runs `f` with shared access (`NdisAcquireRWLockRead` /
@@ -199,7 +200,7 @@ impl<T> RwLock<T> {
                 Mode::Write => Active::rw_acquire_write(lock, &mut state, flags),
             }
         }
-        let mut held = Held { lock, state: &mut state, writer: &self.writer, wrote: false };
+        let mut held = Held { lock, state: &mut state, writing: &self.writing, wrote: false };
         held.enter(mode);
         // SAFETY: the lock is held, which raised (or found) the IRQL at
         // DISPATCH_LEVEL until `held` is dropped after `f` returns.
@@ -230,7 +231,7 @@ impl<T> RwLock<T> {
         // SAFETY: `this` is never used or dropped again: the counter is
         // dropped and the data moved out exactly once.
         unsafe {
-            core::ptr::drop_in_place(&mut this.writer);
+            core::ptr::drop_in_place(&mut this.writing);
             core::ptr::read(this.data.get())
         }
     }
@@ -249,28 +250,26 @@ fn flags_for<I: AtMostDispatch>() -> u32 {
 struct Held<'s> {
     lock: *mut RawRwLock,
     state: &'s mut LOCK_STATE_EX,
-    writer: &'s AtomicUsize,
+    writing: &'s AtomicBool,
     wrote: bool,
 }
 
 impl Held<'_> {
-    /// Checks that this thread is not inside a write closure of the same
-    /// lock (recursion NDIS would grant, aliasing `&mut T`), and records a
-    /// writer. Called with the lock held.
+    /// Refuses an acquisition that NDIS granted inside a write closure of
+    /// the same lock (recursion on the writer's processor, which would alias
+    /// its `&mut T`), and raises the flag for a writer. Called with the lock
+    /// held.
     #[track_caller]
     fn enter(&mut self, mode: Mode) {
-        // Relaxed is enough: the field is only written under the write lock,
-        // and the lock's acquire/release order those writes before this
-        // read. Any value another thread left is not ours.
-        let writer = self.writer.load(Ordering::Relaxed);
-        if writer != 0 && writer == Active::current_thread() {
-            panic!(
-                "RwLockReentered: an RwLock was acquired again by the thread \
-                 running one of its write closures"
-            );
+        // With the lock held, a raised flag can only be this thread's own
+        // write closure: any other writer has finished (and lowered it)
+        // before NDIS let us in, and the lock's release/acquire orders that
+        // store before this load, so Relaxed is enough.
+        if self.writing.load(Ordering::Relaxed) {
+            panic!("RwLockReentered: an RwLock was acquired again inside one of its write closures");
         }
         if mode == Mode::Write {
-            self.writer.store(Active::current_thread(), Ordering::Relaxed);
+            self.writing.store(true, Ordering::Relaxed);
             self.wrote = true;
         }
     }
@@ -279,7 +278,7 @@ impl Held<'_> {
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         if self.wrote {
-            self.writer.store(0, Ordering::Relaxed);
+            self.writing.store(false, Ordering::Relaxed);
         }
         // SAFETY: `state` is the one the acquire filled in, at the same address.
         unsafe { Active::rw_release(self.lock, self.state) }

@@ -105,10 +105,6 @@ extern "system" {
     pub fn ExRundownCompleted(RunRef: *mut EX_RUNDOWN_REF);
     /// Tries to acquire a KSPIN_LOCK at DISPATCH; nonzero on success.
     pub fn KeTryToAcquireSpinLockAtDpcLevel(SpinLock: *mut KSPIN_LOCK) -> u8;
-    /// The current thread (`PKTHREAD`), any IRQL. wdm.h inlines it as a
-    /// `gs:` read; ntoskrnl.exe exports it too, and a driver that reaches the
-    /// kernel only through imports calls the export.
-    pub fn KeGetCurrentThread() -> *mut core::ffi::c_void;
     /// Releases a KSPIN_LOCK at DISPATCH.
     pub fn KeReleaseSpinLockFromDpcLevel(SpinLock: *mut KSPIN_LOCK);
 }

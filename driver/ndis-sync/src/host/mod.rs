@@ -253,10 +253,6 @@ impl Backend for Host {
     }
 
     #[track_caller]
-    fn current_thread() -> usize {
-        thread::current_thread_id()
-    }
-
     fn check_token_irql(token: TokenIrql) {
         let irql = current_irql();
         let (ok, rule) = match token {

@@ -58,12 +58,6 @@ thread_local! {
     });
 }
 
-/// The address of this thread's model state: non-zero and unique among
-/// live threads, like a `PKTHREAD`.
-pub(crate) fn current_thread_id() -> usize {
-    THREAD.with(|t| t as *const RefCell<ThreadState> as usize)
-}
-
 /// Runs `f` on this thread's state.
 pub(crate) fn with_thread<R>(f: impl FnOnce(&mut ThreadState) -> R) -> R {
     THREAD.with(|state| f(&mut state.borrow_mut()))

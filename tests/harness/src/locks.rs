@@ -1,0 +1,802 @@
+//! Locks: NDIS spin locks, NDIS read/write locks, executive spin locks at
+//! DPC level and rundown protection, with real synchronisation between
+//! threads and Driver Verifier's lock checks.
+//!
+//! * NDIS_SPIN_LOCK: the `SpinLock` word in the driver's memory is the lock
+//!   (it holds the owner's thread id); `NdisAcquireSpinLock` raises to
+//!   DISPATCH_LEVEL and saves the old IRQL in `OldIrql`, and
+//!   `NdisReleaseSpinLock` restores exactly that value, as NDIS does: an
+//!   out-of-order release therefore leaves the thread at the wrong IRQL,
+//!   caught at the next release (0xC4/0x32) or when the callback returns.
+//! * NDIS_RW_LOCK_EX: allocated by the model (counted as a pool allocation,
+//!   so low-resources simulation can fail it). Read recursion and write
+//!   recursion on one thread are allowed, as NDIS documents; a write
+//!   acquire while the thread holds the lock for read would deadlock.
+//!   LOCK_STATE_EX is tracked by address.
+//! * Deadlock detection: lock order edges A -> B are recorded whenever B is
+//!   acquired while A is held; an acquisition closing a cycle is 0xC4/0x1001.
+//! * Rundown: the EX_RUNDOWN_REF word uses Windows' encoding (bit 0 =
+//!   rundown active, count in steps of 2).
+//!
+//! Waiting never blocks a Linux thread for good: it yields and checks the
+//! watchdog. Every per-thread "held" list is what
+//! [`crate::stack::call_driver`] checks at return.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+
+use ndis_sys::{EX_RUNDOWN_REF, LOCK_STATE_EX, NDIS_RWL_AT_DISPATCH_LEVEL, NDIS_SPIN_LOCK};
+
+use crate::imports::Import;
+use crate::irql::{self, APC, DISPATCH, PASSIVE};
+use crate::stack::{on_host, spin_wait};
+use crate::verifier::{self, codes, Violation};
+
+const RW_LOCK_TAG: u32 = u32::from_le_bytes(*b"NdRw");
+const RW_LOCK_SIZE: usize = 64;
+const RUNDOWN_ACTIVE: u64 = 1;
+const RUNDOWN_INC: u64 = 2;
+
+thread_local! {
+    static HELD: RefCell<Vec<(usize, &'static str)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Number of locks the calling thread holds (an RW lock held recursively
+/// counts once per acquisition).
+pub fn held_count() -> usize {
+    HELD.with(|h| h.borrow().len())
+}
+
+/// The lock the calling thread acquired last and still holds.
+pub fn innermost_held() -> Option<(usize, &'static str)> {
+    HELD.with(|h| h.borrow().last().copied())
+}
+
+/// Forgets this thread's holds beyond the first `n` (after a driver call
+/// was abandoned; the locks themselves stay held: the session is tainted).
+pub(crate) fn forget_held_since(n: usize) {
+    HELD.with(|h| h.borrow_mut().truncate(n));
+}
+
+fn push_held(addr: usize, kind: &'static str) {
+    HELD.with(|h| h.borrow_mut().push((addr, kind)));
+}
+
+fn pop_held(addr: usize) {
+    HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        if let Some(i) = h.iter().rposition(|&(a, _)| a == addr) {
+            h.remove(i);
+        }
+    });
+}
+
+#[derive(Default)]
+struct Tables {
+    spin: HashSet<usize>,
+    rw: HashMap<usize, RwState>,
+    lock_states: HashMap<usize, (usize, bool, u64)>,
+    rundown: HashMap<usize, RundownState>,
+    order: HashMap<usize, HashSet<usize>>,
+}
+
+#[derive(Default)]
+struct RwState {
+    writer: u64,
+    write_depth: u32,
+    readers: HashMap<u64, u32>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RundownState {
+    Live,
+    Waiting,
+    Completed,
+}
+
+static TABLES: LazyLock<Mutex<Tables>> = LazyLock::new(Mutex::default);
+
+fn tables() -> MutexGuard<'static, Tables> {
+    TABLES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Session reset.
+pub(crate) fn reset() {
+    *tables() = Tables::default();
+    HELD.with(|h| h.borrow_mut().clear());
+}
+
+fn fail(v: Violation) -> ! {
+    verifier::violation(v)
+}
+
+// ---------------------------------------------------------------------------
+// Deadlock detection.
+
+/// Records the order edges for acquiring `addr` while holding this thread's
+/// locks; a new edge that closes a cycle is a deadlock.
+fn check_order(addr: usize, function: &str) {
+    let held: Vec<usize> = HELD.with(|h| h.borrow().iter().map(|&(a, _)| a).filter(|&a| a != addr).collect());
+    if held.is_empty() {
+        return;
+    }
+    let cycle = {
+        let mut t = tables();
+        let cycle = held.iter().copied().find(|&h| reachable(&t.order, addr, h));
+        if cycle.is_none() {
+            for h in &held {
+                t.order.entry(*h).or_default().insert(addr);
+            }
+        }
+        cycle
+    };
+    if let Some(h) = cycle {
+        fail(Violation::c4(
+            "deadlock: lock order violation",
+            codes::C4_DEADLOCK,
+            addr as u64,
+            h as u64,
+            0,
+            format!(
+                "{function}({addr:#x}) while holding {h:#x}, but {h:#x} was acquired while holding {addr:#x} before"
+            ),
+        ));
+    }
+}
+
+fn reachable(order: &HashMap<usize, HashSet<usize>>, from: usize, to: usize) -> bool {
+    let mut seen = HashSet::new();
+    let mut todo = vec![from];
+    while let Some(n) = todo.pop() {
+        if n == to {
+            return true;
+        }
+        if seen.insert(n) {
+            todo.extend(order.get(&n).into_iter().flatten().copied());
+        }
+    }
+    false
+}
+
+fn forget_order(addr: usize) {
+    let mut t = tables();
+    t.order.remove(&addr);
+    for next in t.order.values_mut() {
+        next.remove(&addr);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// NDIS spin locks.
+
+fn spin_word(lock: *mut NDIS_SPIN_LOCK) -> &'static AtomicU64 {
+    // SAFETY: the driver passes a pointer to an 8-byte aligned NDIS_SPIN_LOCK
+    // it owns; its first field is the KSPIN_LOCK word the model uses as the
+    // lock, only ever accessed atomically while the lock is in use.
+    unsafe { AtomicU64::from_ptr(std::ptr::addr_of_mut!((*lock).SpinLock).cast()) }
+}
+
+fn spin_acquire(lock: *mut NDIS_SPIN_LOCK, function: &'static str, raise: bool) {
+    let addr = lock as usize;
+    check_acquire_irql(function, addr, !raise);
+    // On x64 NdisAllocateSpinLock is KeInitializeSpinLock, an inline store
+    // of 0: Windows cannot tell a zeroed lock from an initialized one, and a
+    // lock may legally move while unlocked (ndis-sync's SpinLock does). So a
+    // lock first seen here is accepted when its word is 0 (free) and
+    // reported when it holds anything else: uninitialized garbage, which
+    // Windows would spin on forever.
+    if !tables().spin.contains(&addr) && !adopt_moved_lock(addr, spin_word(lock)) {
+        fail(Violation::c4(
+            "spin lock used before NdisAllocateSpinLock",
+            codes::C4_UNINITIALIZED_RESOURCE,
+            addr as u64,
+            0,
+            0,
+            format!("{function}({addr:#x})"),
+        ));
+    }
+    let me = irql::thread_id();
+    let word = spin_word(lock);
+    if word.load(Ordering::Relaxed) == me {
+        fail(Violation::c4(
+            "recursive spin lock acquire",
+            codes::C4_SELF_DEADLOCK,
+            addr as u64,
+            0,
+            0,
+            format!("{function}({addr:#x}): this thread already holds it"),
+        ));
+    }
+    check_order(addr, function);
+    let old = if raise { irql::raise(DISPATCH) } else { DISPATCH };
+    while word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        spin_wait(function);
+    }
+    if raise {
+        // SAFETY: the lock is now held by this thread; OldIrql is the
+        // driver's field NdisReleaseSpinLock restores.
+        unsafe { std::ptr::addr_of_mut!((*lock).OldIrql).write_volatile(old) };
+    }
+    push_held(addr, "NDIS spin lock");
+}
+
+fn spin_release(lock: *mut NDIS_SPIN_LOCK, function: &'static str, restore: bool) {
+    let addr = lock as usize;
+    let level = irql::current();
+    if level != DISPATCH {
+        fail(Violation::c4(
+            "spin lock released at wrong IRQL",
+            release_irql_subcode(level, !restore),
+            u64::from(level),
+            addr as u64,
+            0,
+            format!(
+                "{function}({addr:#x}) at {} (an earlier release restored a lower IRQL while this lock was held?)",
+                irql::name(level)
+            ),
+        ));
+    }
+    check_owner(spin_word(lock).load(Ordering::Relaxed), addr, function);
+    let old = if restore {
+        // SAFETY: the lock is held by this thread; read the IRQL saved at acquire.
+        unsafe { std::ptr::addr_of!((*lock).OldIrql).read_volatile() }
+    } else {
+        DISPATCH
+    };
+    pop_held(addr);
+    spin_word(lock).store(0, Ordering::Release);
+    irql::lower(old);
+}
+
+/// The IRQL rule of a spin lock acquire: `at_dpc` for the `*AtDpcLevel` /
+/// `NdisDpr*` forms, which require DISPATCH_LEVEL, else the raising form,
+/// which requires at most DISPATCH_LEVEL. The Ke functions have their own
+/// 0xC4 subcodes; the rest falls to the generic IRQL rule.
+fn check_acquire_irql(function: &str, addr: usize, at_dpc: bool) {
+    let level = irql::current();
+    let subcode = match at_dpc {
+        true if level < DISPATCH => Some(codes::C4_ACQUIRE_AT_DPC_BELOW_DISPATCH),
+        false if level > DISPATCH => Some(codes::C4_ACQUIRE_ABOVE_DISPATCH),
+        _ => None,
+    };
+    if let Some(subcode) = subcode {
+        fail(Violation::c4(
+            "spin lock acquired at wrong IRQL",
+            subcode,
+            u64::from(level),
+            addr as u64,
+            0,
+            format!("{function}({addr:#x}) at {}", irql::name(level)),
+        ));
+    }
+    irql::require(function, if at_dpc { DISPATCH } else { PASSIVE }, DISPATCH);
+}
+
+/// The 0xC4 subcode of a spin lock released at `level` (not DISPATCH_LEVEL):
+/// the `FromDpcLevel` / `NdisDpr*` form below DISPATCH_LEVEL has its own.
+fn release_irql_subcode(level: u8, at_dpc: bool) -> u64 {
+    if at_dpc && level < DISPATCH {
+        codes::C4_RELEASE_FROM_DPC_BELOW_DISPATCH
+    } else {
+        codes::C4_SPIN_LOCK_RELEASE_WRONG_IRQL
+    }
+}
+
+fn check_owner(owner: u64, addr: usize, function: &str) {
+    let me = irql::thread_id();
+    if owner == 0 {
+        fail(Violation::c4(
+            "release of a lock not held",
+            codes::C4_UNACQUIRED_RESOURCE,
+            addr as u64,
+            0,
+            0,
+            format!("{function}({addr:#x}): not acquired"),
+        ));
+    }
+    if owner != me {
+        fail(Violation::c4(
+            "release of a lock held by another thread",
+            codes::C4_UNEXPECTED_THREAD,
+            addr as u64,
+            owner,
+            me,
+            format!("{function}({addr:#x}): held by thread {owner}, released by thread {me}"),
+        ));
+    }
+}
+
+extern "win64" fn ndis_allocate_spin_lock(lock: *mut NDIS_SPIN_LOCK) {
+    on_host(|| {
+        let addr = lock as usize;
+        let known = tables().spin.contains(&addr);
+        if known && spin_word(lock).load(Ordering::Relaxed) != 0 {
+            fail(Violation::c4(
+                "held spin lock initialised again",
+                codes::C4_MULTIPLE_INITIALIZATION,
+                addr as u64,
+                0,
+                0,
+                format!("NdisAllocateSpinLock({addr:#x}) while it is held"),
+            ));
+        }
+        // SAFETY: the driver passes writable NDIS_SPIN_LOCK storage.
+        unsafe { lock.write(NDIS_SPIN_LOCK::default()) };
+        tables().spin.insert(addr);
+    })
+}
+
+extern "win64" fn ndis_free_spin_lock(lock: *mut NDIS_SPIN_LOCK) {
+    on_host(|| {
+        let addr = lock as usize;
+        if spin_word(lock).load(Ordering::Relaxed) != 0 {
+            fail(Violation::c4(
+                "freeing a held lock",
+                codes::C4_DELETED_LOCK_STILL_OWNED,
+                addr as u64,
+                0,
+                0,
+                format!("NdisFreeSpinLock({addr:#x}) while it is held"),
+            ));
+        }
+        tables().spin.remove(&addr);
+        forget_order(addr);
+    })
+}
+
+extern "win64" fn ndis_acquire_spin_lock(lock: *mut NDIS_SPIN_LOCK) {
+    on_host(|| spin_acquire(lock, "NdisAcquireSpinLock", true))
+}
+
+extern "win64" fn ndis_release_spin_lock(lock: *mut NDIS_SPIN_LOCK) {
+    on_host(|| spin_release(lock, "NdisReleaseSpinLock", true))
+}
+
+extern "win64" fn ndis_dpr_acquire_spin_lock(lock: *mut NDIS_SPIN_LOCK) {
+    on_host(|| spin_acquire(lock, "NdisDprAcquireSpinLock", false))
+}
+
+extern "win64" fn ndis_dpr_release_spin_lock(lock: *mut NDIS_SPIN_LOCK) {
+    on_host(|| spin_release(lock, "NdisDprReleaseSpinLock", false))
+}
+
+// ---------------------------------------------------------------------------
+// Executive spin locks at DPC level.
+
+fn kspin_word(lock: *mut usize) -> &'static AtomicU64 {
+    // SAFETY: the driver passes an 8-byte aligned KSPIN_LOCK it owns.
+    unsafe { AtomicU64::from_ptr(lock.cast()) }
+}
+
+extern "win64" fn ke_try_to_acquire_spin_lock_at_dpc_level(lock: *mut usize) -> u8 {
+    on_host(|| {
+        let addr = lock as usize;
+        check_acquire_irql("KeTryToAcquireSpinLockAtDpcLevel", addr, true);
+        let me = irql::thread_id();
+        if kspin_word(lock).load(Ordering::Relaxed) == me {
+            fail(Violation::c4(
+                "recursive spin lock acquire",
+                codes::C4_SELF_DEADLOCK,
+                addr as u64,
+                0,
+                0,
+                format!("KeTryToAcquireSpinLockAtDpcLevel({addr:#x})"),
+            ));
+        }
+        let ok = kspin_word(lock).compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok();
+        if ok {
+            push_held(addr, "executive spin lock");
+        }
+        u8::from(ok)
+    })
+}
+
+extern "win64" fn ke_acquire_spin_lock_at_dpc_level(lock: *mut usize) {
+    on_host(|| {
+        let addr = lock as usize;
+        check_acquire_irql("KeAcquireSpinLockAtDpcLevel", addr, true);
+        let me = irql::thread_id();
+        if kspin_word(lock).load(Ordering::Relaxed) == me {
+            fail(Violation::c4(
+                "recursive spin lock acquire",
+                codes::C4_SELF_DEADLOCK,
+                addr as u64,
+                0,
+                0,
+                format!("KeAcquireSpinLockAtDpcLevel({addr:#x})"),
+            ));
+        }
+        check_order(addr, "KeAcquireSpinLockAtDpcLevel");
+        while kspin_word(lock).compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            spin_wait("KeAcquireSpinLockAtDpcLevel");
+        }
+        push_held(addr, "executive spin lock");
+    })
+}
+
+extern "win64" fn ke_release_spin_lock_from_dpc_level(lock: *mut usize) {
+    on_host(|| {
+        let addr = lock as usize;
+        let level = irql::current();
+        if level != DISPATCH {
+            fail(Violation::c4(
+                "spin lock released at wrong IRQL",
+                release_irql_subcode(level, true),
+                u64::from(level),
+                addr as u64,
+                0,
+                format!("KeReleaseSpinLockFromDpcLevel({addr:#x}) at {}", irql::name(level)),
+            ));
+        }
+        check_owner(kspin_word(lock).load(Ordering::Relaxed), addr, "KeReleaseSpinLockFromDpcLevel");
+        pop_held(addr);
+        kspin_word(lock).store(0, Ordering::Release);
+    })
+}
+
+// ---------------------------------------------------------------------------
+// NDIS read/write locks.
+
+extern "win64" fn ndis_allocate_rw_lock(_handle: usize) -> usize {
+    on_host(|| {
+        irql::require("NdisAllocateRWLock", PASSIVE, DISPATCH);
+        let p = crate::pool::allocate(RW_LOCK_SIZE, RW_LOCK_TAG, true) as usize;
+        if p != 0 {
+            tables().rw.insert(p, RwState::default());
+        }
+        p
+    })
+}
+
+extern "win64" fn ndis_free_rw_lock(lock: usize) {
+    on_host(|| {
+        irql::require("NdisFreeRWLock", PASSIVE, DISPATCH);
+        let held = tables().rw.get(&lock).map(|s| s.write_depth > 0 || s.readers.values().any(|&n| n > 0));
+        match held {
+            None => fail(Violation::c4(
+                "free of an RW lock not allocated",
+                codes::C4_FREE_BAD_ADDRESS,
+                lock as u64,
+                0,
+                0,
+                format!("NdisFreeRWLock({lock:#x})"),
+            )),
+            Some(true) => fail(Violation::c4(
+                "freeing a held lock",
+                codes::C4_DELETED_LOCK_STILL_OWNED,
+                lock as u64,
+                0,
+                0,
+                format!("NdisFreeRWLock({lock:#x}) while it is held"),
+            )),
+            Some(false) => {}
+        }
+        tables().rw.remove(&lock);
+        forget_order(lock);
+        crate::pool::free(lock, Some(RW_LOCK_TAG), "NdisFreeRWLock");
+    })
+}
+
+fn rw_acquire(lock: usize, state: *mut LOCK_STATE_EX, flags: u32, write: bool) {
+    let function = if write { "NdisAcquireRWLockWrite" } else { "NdisAcquireRWLockRead" };
+    if flags & NDIS_RWL_AT_DISPATCH_LEVEL != 0 {
+        irql::require(function, DISPATCH, DISPATCH);
+    } else {
+        irql::require(function, PASSIVE, DISPATCH);
+    }
+    let me = irql::thread_id();
+    {
+        let t = tables();
+        let Some(s) = t.rw.get(&lock) else {
+            drop(t);
+            fail(Violation::c4(
+                "RW lock used before NdisAllocateRWLock",
+                codes::C4_UNINITIALIZED_RESOURCE,
+                lock as u64,
+                0,
+                0,
+                format!("{function}({lock:#x})"),
+            ));
+        };
+        if write && s.readers.get(&me).copied().unwrap_or(0) > 0 {
+            drop(t);
+            fail(Violation::c4(
+                "RW lock write acquire while holding it for read",
+                codes::C4_SELF_DEADLOCK,
+                lock as u64,
+                0,
+                0,
+                format!("{function}({lock:#x}): this thread holds it for read (no upgrade exists; this deadlocks)"),
+            ));
+        }
+        if t.lock_states.contains_key(&(state as usize)) {
+            drop(t);
+            fail(Violation::c4(
+                "LOCK_STATE_EX reused while in use",
+                codes::C4_MULTIPLE_INITIALIZATION,
+                lock as u64,
+                state as u64,
+                0,
+                format!(
+                    "{function}({lock:#x}, state {:#x}): that LOCK_STATE_EX tracks a live acquisition",
+                    state as usize
+                ),
+            ));
+        }
+    }
+    check_order(lock, function);
+    let old = irql::raise(DISPATCH);
+    loop {
+        let mut t = tables();
+        let s = t.rw.get_mut(&lock).expect("checked above");
+        let mine_w = s.writer == me;
+        let free_w = s.writer == 0;
+        let others_read = s.readers.iter().any(|(&t, &n)| t != me && n > 0);
+        let granted = if write { mine_w || (free_w && !others_read) } else { free_w || mine_w };
+        if granted {
+            if write {
+                s.writer = me;
+                s.write_depth += 1;
+            } else {
+                *s.readers.entry(me).or_default() += 1;
+            }
+            t.lock_states.insert(state as usize, (lock, write, me));
+            break;
+        }
+        drop(t);
+        spin_wait(function);
+    }
+    let st = LOCK_STATE_EX { OldIrql: old, LockState: if write { 2 } else { 1 }, Flags: flags as u8 };
+    // SAFETY: the driver passes writable LOCK_STATE_EX storage.
+    unsafe { state.write(st) };
+    push_held(lock, if write { "NDIS RW lock (write)" } else { "NDIS RW lock (read)" });
+}
+
+extern "win64" fn ndis_acquire_rw_lock_read(lock: usize, state: *mut LOCK_STATE_EX, flags: u32) {
+    on_host(|| rw_acquire(lock, state, flags, false))
+}
+
+extern "win64" fn ndis_acquire_rw_lock_write(lock: usize, state: *mut LOCK_STATE_EX, flags: u32) {
+    on_host(|| rw_acquire(lock, state, flags, true))
+}
+
+extern "win64" fn ndis_release_rw_lock(lock: usize, state: *mut LOCK_STATE_EX) {
+    on_host(|| {
+        let level = irql::current();
+        let me = irql::thread_id();
+        if level != DISPATCH {
+            fail(Violation::c4(
+                "spin lock released at wrong IRQL",
+                codes::C4_SPIN_LOCK_RELEASE_WRONG_IRQL,
+                u64::from(level),
+                lock as u64,
+                0,
+                format!("NdisReleaseRWLock({lock:#x}) at {}", irql::name(level)),
+            ));
+        }
+        let entry = tables().lock_states.get(&(state as usize)).copied();
+        let write = match entry {
+            Some((l, w, owner)) if l == lock && owner == me => w,
+            Some((_, _, owner)) if owner != me => fail(Violation::c4(
+                "release of a lock held by another thread",
+                codes::C4_UNEXPECTED_THREAD,
+                lock as u64,
+                owner,
+                me,
+                format!("NdisReleaseRWLock({lock:#x}): acquired by thread {owner}"),
+            )),
+            _ => fail(Violation::c4(
+                "release of a lock not held",
+                codes::C4_UNACQUIRED_RESOURCE,
+                lock as u64,
+                state as u64,
+                0,
+                format!(
+                    "NdisReleaseRWLock({lock:#x}, state {:#x}): no acquisition with that LOCK_STATE_EX",
+                    state as usize
+                ),
+            )),
+        };
+        {
+            let mut t = tables();
+            t.lock_states.remove(&(state as usize));
+            let s = t.rw.get_mut(&lock).expect("acquired lock exists");
+            if write {
+                s.write_depth -= 1;
+                if s.write_depth == 0 {
+                    s.writer = 0;
+                }
+            } else if let Some(n) = s.readers.get_mut(&me) {
+                *n -= 1;
+            }
+        }
+        pop_held(lock);
+        // SAFETY: the LOCK_STATE_EX the driver passed at acquisition.
+        let old = unsafe { std::ptr::addr_of!((*state).OldIrql).read_volatile() };
+        irql::lower(old);
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Rundown protection.
+
+fn rundown_word(r: *mut EX_RUNDOWN_REF) -> &'static AtomicU64 {
+    // SAFETY: EX_RUNDOWN_REF is an 8-byte aligned word the driver owns.
+    unsafe { AtomicU64::from_ptr(r.cast()) }
+}
+
+/// Registers a lock or rundown reference first seen at `addr` (moved while
+/// idle, see `spin_acquire`) if its word is 0; returns whether it did.
+fn adopt_moved_lock(addr: usize, word: &AtomicU64) -> bool {
+    if word.load(Ordering::Relaxed) != 0 {
+        return false;
+    }
+    tables().spin.insert(addr);
+    true
+}
+
+fn rundown_state(r: *mut EX_RUNDOWN_REF, function: &str) -> RundownState {
+    let addr = r as usize;
+    let s = tables().rundown.get(&addr).copied();
+    // As for spin locks: ExInitializeRundownProtection only zeroes the word,
+    // and an idle reference may move; a zero word first seen here is a live
+    // reference with no holders.
+    if s.is_none() && rundown_word(r).load(Ordering::Relaxed) == 0 {
+        tables().rundown.insert(addr, RundownState::Live);
+        return RundownState::Live;
+    }
+    s.unwrap_or_else(|| {
+        fail(Violation::c4(
+            "rundown protection used before ExInitializeRundownProtection",
+            codes::C4_UNINITIALIZED_RESOURCE,
+            r as u64,
+            0,
+            0,
+            format!("{function}({:#x})", r as usize),
+        ))
+    })
+}
+
+extern "win64" fn ex_initialize_rundown_protection(r: *mut EX_RUNDOWN_REF) {
+    on_host(|| {
+        irql::require("ExInitializeRundownProtection", PASSIVE, APC);
+        rundown_word(r).store(0, Ordering::Release);
+        tables().rundown.insert(r as usize, RundownState::Live);
+    })
+}
+
+extern "win64" fn ex_re_initialize_rundown_protection(r: *mut EX_RUNDOWN_REF) {
+    on_host(|| {
+        irql::require("ExReInitializeRundownProtection", PASSIVE, APC);
+        if rundown_state(r, "ExReInitializeRundownProtection") != RundownState::Completed {
+            fail(Violation::c4(
+                "rundown reinitialised before the rundown completed",
+                codes::C4_MULTIPLE_INITIALIZATION,
+                r as u64,
+                rundown_word(r).load(Ordering::Relaxed),
+                0,
+                format!(
+                    "ExReInitializeRundownProtection({:#x}) without a completed ExWaitForRundownProtectionRelease",
+                    r as usize
+                ),
+            ));
+        }
+        rundown_word(r).store(0, Ordering::Release);
+        tables().rundown.insert(r as usize, RundownState::Live);
+    })
+}
+
+fn rundown_acquire(r: *mut EX_RUNDOWN_REF, n: u32, function: &str) -> u8 {
+    irql::require(function, PASSIVE, DISPATCH);
+    rundown_state(r, function);
+    let word = rundown_word(r);
+    let mut cur = word.load(Ordering::Relaxed);
+    loop {
+        if cur & RUNDOWN_ACTIVE != 0 {
+            return 0;
+        }
+        match word.compare_exchange_weak(cur, cur + RUNDOWN_INC * u64::from(n), Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => return 1,
+            Err(now) => cur = now,
+        }
+    }
+}
+
+fn rundown_release(r: *mut EX_RUNDOWN_REF, n: u32, function: &str) {
+    irql::require(function, PASSIVE, DISPATCH);
+    rundown_state(r, function);
+    let word = rundown_word(r);
+    let dec = RUNDOWN_INC * u64::from(n);
+    let mut cur = word.load(Ordering::Relaxed);
+    loop {
+        if cur & !RUNDOWN_ACTIVE < dec {
+            fail(Violation::c4(
+                "rundown released without acquire",
+                codes::C4_UNACQUIRED_RESOURCE,
+                r as u64,
+                cur,
+                u64::from(n),
+                format!("{function}({:#x}): {} reference(s) held, releasing {n}", r as usize, cur >> 1),
+            ));
+        }
+        match word.compare_exchange_weak(cur, cur - dec, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(now) => cur = now,
+        }
+    }
+}
+
+extern "win64" fn ex_acquire_rundown_protection(r: *mut EX_RUNDOWN_REF) -> u8 {
+    on_host(|| rundown_acquire(r, 1, "ExAcquireRundownProtection"))
+}
+
+extern "win64" fn ex_acquire_rundown_protection_ex(r: *mut EX_RUNDOWN_REF, n: u32) -> u8 {
+    on_host(|| rundown_acquire(r, n, "ExAcquireRundownProtectionEx"))
+}
+
+extern "win64" fn ex_release_rundown_protection(r: *mut EX_RUNDOWN_REF) {
+    on_host(|| rundown_release(r, 1, "ExReleaseRundownProtection"))
+}
+
+extern "win64" fn ex_release_rundown_protection_ex(r: *mut EX_RUNDOWN_REF, n: u32) {
+    on_host(|| rundown_release(r, n, "ExReleaseRundownProtectionEx"))
+}
+
+extern "win64" fn ex_wait_for_rundown_protection_release(r: *mut EX_RUNDOWN_REF) {
+    on_host(|| {
+        const F: &str = "ExWaitForRundownProtectionRelease";
+        irql::require(F, PASSIVE, APC);
+        rundown_state(r, F);
+        tables().rundown.insert(r as usize, RundownState::Waiting);
+        let word = rundown_word(r);
+        word.fetch_or(RUNDOWN_ACTIVE, Ordering::AcqRel);
+        while word.load(Ordering::Acquire) != RUNDOWN_ACTIVE {
+            spin_wait(F);
+        }
+        tables().rundown.insert(r as usize, RundownState::Completed);
+    })
+}
+
+extern "win64" fn ex_rundown_completed(r: *mut EX_RUNDOWN_REF) {
+    on_host(|| {
+        irql::require("ExRundownCompleted", PASSIVE, APC);
+        rundown_word(r).store(RUNDOWN_ACTIVE, Ordering::Release);
+        tables().rundown.insert(r as usize, RundownState::Completed);
+    })
+}
+
+/// The lock and rundown functions the model binds.
+pub(crate) fn imports() -> Vec<Import> {
+    vec![
+        Import::ndis("NdisAllocateSpinLock", ndis_allocate_spin_lock as *const () as usize),
+        Import::ndis("NdisFreeSpinLock", ndis_free_spin_lock as *const () as usize),
+        Import::ndis("NdisAcquireSpinLock", ndis_acquire_spin_lock as *const () as usize),
+        Import::ndis("NdisReleaseSpinLock", ndis_release_spin_lock as *const () as usize),
+        Import::ndis("NdisDprAcquireSpinLock", ndis_dpr_acquire_spin_lock as *const () as usize),
+        Import::ndis("NdisDprReleaseSpinLock", ndis_dpr_release_spin_lock as *const () as usize),
+        Import::ndis("NdisAllocateRWLock", ndis_allocate_rw_lock as *const () as usize),
+        Import::ndis("NdisFreeRWLock", ndis_free_rw_lock as *const () as usize),
+        Import::ndis("NdisAcquireRWLockRead", ndis_acquire_rw_lock_read as *const () as usize),
+        Import::ndis("NdisAcquireRWLockWrite", ndis_acquire_rw_lock_write as *const () as usize),
+        Import::ndis("NdisReleaseRWLock", ndis_release_rw_lock as *const () as usize),
+        Import::ntoskrnl(
+            "KeTryToAcquireSpinLockAtDpcLevel",
+            ke_try_to_acquire_spin_lock_at_dpc_level as *const () as usize,
+        ),
+        Import::ntoskrnl("KeAcquireSpinLockAtDpcLevel", ke_acquire_spin_lock_at_dpc_level as *const () as usize),
+        Import::ntoskrnl("KeReleaseSpinLockFromDpcLevel", ke_release_spin_lock_from_dpc_level as *const () as usize),
+        Import::ntoskrnl("ExInitializeRundownProtection", ex_initialize_rundown_protection as *const () as usize),
+        Import::ntoskrnl("ExReInitializeRundownProtection", ex_re_initialize_rundown_protection as *const () as usize),
+        Import::ntoskrnl("ExAcquireRundownProtection", ex_acquire_rundown_protection as *const () as usize),
+        Import::ntoskrnl("ExAcquireRundownProtectionEx", ex_acquire_rundown_protection_ex as *const () as usize),
+        Import::ntoskrnl("ExReleaseRundownProtection", ex_release_rundown_protection as *const () as usize),
+        Import::ntoskrnl("ExReleaseRundownProtectionEx", ex_release_rundown_protection_ex as *const () as usize),
+        Import::ntoskrnl(
+            "ExWaitForRundownProtectionRelease",
+            ex_wait_for_rundown_protection_release as *const () as usize,
+        ),
+        Import::ntoskrnl("ExRundownCompleted", ex_rundown_completed as *const () as usize),
+    ]
+}
