@@ -1,0 +1,846 @@
+//! The I/O manager model: driver, device and file objects, IRPs with one
+//! stack location, the CreateFile / DeviceIoControl / CloseHandle
+//! equivalents, and IofCompleteRequest, with Driver Verifier's I/O checks.
+//!
+//! Semantics modelled (R37-R44):
+//! * IRP_MJ_CREATE on open; a failed create sends nothing else.
+//! * IRP_MJ_DEVICE_CONTROL, METHOD_BUFFERED: one SystemBuffer of
+//!   max(in, out) bytes (NULL when both are 0), input copied in; on
+//!   completion `Information` bytes are copied back for success and warning
+//!   statuses, nothing for errors.
+//! * IRP_MJ_CLEANUP when the last handle of a file object closes, even while
+//!   IRPs on it are still in flight on other threads; IRP_MJ_CLOSE once they
+//!   have all completed.
+//! * Dispatch routines run at PASSIVE_LEVEL on the caller's thread.
+//!
+//! Layouts: the IRP, FILE_OBJECT, DEVICE_OBJECT and DRIVER_OBJECT types come
+//! from windows-sys (via ndis-sys) with their x64 offsets asserted below;
+//! the IO_STACK_LOCATION parameters are written at the offsets of
+//! `km/wdm.h` for x64 (each ULONG after the first is POINTER_ALIGNMENT).
+
+use std::collections::BTreeMap;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use core::ffi::c_void;
+use ndis_sys::{DEVICE_OBJECT, DRIVER_OBJECT, FILE_OBJECT, IO_STACK_LOCATION, IRP, NTSTATUS, UNICODE_STRING};
+
+use crate::imports::Import;
+use crate::ndis::abi::{Handler, IRP_MJ_COUNT};
+use crate::verifier::{self, codes, Violation};
+use crate::{irql, stack};
+
+/// `IRP_MJ_CREATE`.
+pub const IRP_MJ_CREATE: u8 = 0x00;
+/// `IRP_MJ_CLOSE`.
+pub const IRP_MJ_CLOSE: u8 = 0x02;
+/// `IRP_MJ_DEVICE_CONTROL`.
+pub const IRP_MJ_DEVICE_CONTROL: u8 = 0x0E;
+/// `IRP_MJ_CLEANUP`.
+pub const IRP_MJ_CLEANUP: u8 = 0x12;
+
+/// `STATUS_SUCCESS`.
+pub const STATUS_SUCCESS: NTSTATUS = 0;
+/// `STATUS_PENDING`.
+pub const STATUS_PENDING: NTSTATUS = 0x103;
+/// `STATUS_INVALID_DEVICE_REQUEST`.
+pub const STATUS_INVALID_DEVICE_REQUEST: NTSTATUS = 0xC000_0010_u32 as i32;
+/// `STATUS_OBJECT_NAME_NOT_FOUND`.
+pub const STATUS_OBJECT_NAME_NOT_FOUND: NTSTATUS = 0xC000_0034_u32 as i32;
+/// `STATUS_INVALID_HANDLE`.
+pub const STATUS_INVALID_HANDLE: NTSTATUS = 0xC000_0008_u32 as i32;
+
+/// `SL_PENDING_RETURNED`, set in the stack location by IoMarkIrpPending.
+const SL_PENDING_RETURNED: u8 = 0x01;
+const IO_TYPE_IRP: i16 = 6;
+const IO_TYPE_DEVICE: i16 = 3;
+const IO_TYPE_DRIVER: i16 = 4;
+const IO_TYPE_FILE: i16 = 5;
+/// `MULTIPLE_IRP_COMPLETE_REQUESTS`: what a second IoCompleteRequest causes.
+pub const MULTIPLE_IRP_COMPLETE_REQUESTS: u32 = 0x44;
+
+/// 0xC9 parameter 1 values: documented ones, then the model's own for
+/// checks Windows makes without a documented code (0x1000 and up).
+pub mod c9 {
+    /// IRQL changed across a dispatch routine.
+    pub const IRQL_CHANGED: u64 = 0x05;
+    /// IoCompleteRequest with STATUS_PENDING.
+    pub const COMPLETE_PENDING: u64 = 0x06;
+    /// IoCompleteRequest with a cancel routine still set.
+    pub const CANCEL_ROUTINE_SET: u64 = 0x07;
+    /// IoCompleteRequest above DISPATCH_LEVEL.
+    pub const COMPLETE_ABOVE_DISPATCH: u64 = 0x0E;
+    /// Information larger than the output buffer of a METHOD_BUFFERED IOCTL.
+    pub const INFORMATION_TOO_LARGE: u64 = 0x1001;
+    /// A dispatch routine returned without completing the IRP or pending it.
+    pub const NOT_COMPLETED: u64 = 0x1002;
+    /// STATUS_PENDING returned without IoMarkIrpPending, or the reverse.
+    pub const PENDING_NOT_MARKED: u64 = 0x1003;
+    /// The status returned differs from the status the IRP completed with.
+    pub const STATUS_MISMATCH: u64 = 0x1004;
+    /// A pending IRP was never completed.
+    pub const NEVER_COMPLETED: u64 = 0x1005;
+    /// A dispatch routine was called other than at PASSIVE_LEVEL.
+    pub const DISPATCH_NOT_PASSIVE: u64 = 0x1006;
+}
+
+/// True for NT_SUCCESS (severity success or informational).
+pub fn nt_success(s: NTSTATUS) -> bool {
+    s >= 0
+}
+
+/// True for NT_WARNING (severity 2).
+pub fn nt_warning(s: NTSTATUS) -> bool {
+    (s as u32) >> 30 == 2
+}
+
+// x64 layouts, from public x64 type dumps of ntoskrnl (IRP 0xD0 bytes,
+// stack location 0x48, FILE_OBJECT 0xD8, DEVICE_OBJECT 0x150, DRIVER_OBJECT
+// 0x150). windows-sys drops DEVICE_OBJECT's DECLSPEC_ALIGN(16), so its size
+// is the unpadded 0x148 (the fields are where Windows has them).
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<IRP>() == 0xD0);
+    assert!(offset_of!(IRP, AssociatedIrp) == 0x18);
+    assert!(offset_of!(IRP, IoStatus) == 0x30);
+    assert!(offset_of!(IRP, StackCount) == 0x42);
+    assert!(offset_of!(IRP, CancelRoutine) == 0x68);
+    assert!(offset_of!(IRP, UserBuffer) == 0x70);
+    assert!(offset_of!(IRP, Tail) == 0x78);
+    assert!(size_of::<IO_STACK_LOCATION>() == 0x48);
+    assert!(offset_of!(IO_STACK_LOCATION, DeviceObject) == 0x28);
+    assert!(offset_of!(IO_STACK_LOCATION, FileObject) == 0x30);
+    assert!(size_of::<FILE_OBJECT>() == 0xD8);
+    assert!(offset_of!(FILE_OBJECT, FsContext) == 0x18);
+    assert!(offset_of!(FILE_OBJECT, FileName) == 0x58);
+    assert!(size_of::<DEVICE_OBJECT>() == 0x148);
+    assert!(offset_of!(DEVICE_OBJECT, DeviceObjectExtension) == 0x138);
+    assert!(offset_of!(DEVICE_OBJECT, DeviceExtension) == 0x40);
+    assert!(size_of::<DRIVER_OBJECT>() == 0x150);
+    assert!(offset_of!(DRIVER_OBJECT, DriverUnload) == 0x68);
+    assert!(offset_of!(DRIVER_OBJECT, MajorFunction) == 0x70);
+};
+/// Offset of `Tail.Overlay.CurrentStackLocation` in an x64 IRP.
+const IRP_CURRENT_STACK_LOCATION: usize = 0xB8;
+/// Offset of `Tail.Overlay.OriginalFileObject` in an x64 IRP.
+const IRP_ORIGINAL_FILE_OBJECT: usize = 0xC0;
+/// `Parameters.DeviceIoControl` offsets in an x64 IO_STACK_LOCATION.
+const SL_OUTPUT_BUFFER_LENGTH: usize = 0x08;
+const SL_INPUT_BUFFER_LENGTH: usize = 0x10;
+const SL_IO_CONTROL_CODE: usize = 0x18;
+/// `Parameters.Create` offsets in an x64 IO_STACK_LOCATION.
+const SL_CREATE_SECURITY_CONTEXT: usize = 0x08;
+const SL_CREATE_SHARE_ACCESS: usize = 0x1A;
+
+/// An IRP with its single stack location, as IoAllocateIrp lays it out.
+#[repr(C, align(16))]
+struct IrpBlock {
+    irp: IRP,
+    location: IO_STACK_LOCATION,
+}
+
+/// `IO_SECURITY_CONTEXT` (x64): what a create carries.
+#[repr(C)]
+struct SecurityContext {
+    qos: *mut c_void,
+    access_state: *mut c_void,
+    desired_access: u32,
+    full_create_options: u32,
+}
+
+/// Counters of the I/O manager model.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IoStats {
+    /// IRPs sent, by major function name.
+    pub irps: BTreeMap<&'static str, u64>,
+    /// IRPs whose dispatch routine returned STATUS_PENDING.
+    pub pended: u64,
+    /// IRPs completed through IofCompleteRequest.
+    pub completed: u64,
+    /// CLEANUPs sent while IRPs on the file object were still in flight.
+    pub cleanups_with_irps_in_flight: u64,
+}
+
+struct DeviceRec {
+    object: Box<DEVICE_OBJECT>,
+    _extension: Box<[u64]>,
+    name: String,
+    symlink: String,
+    major: [Handler; IRP_MJ_COUNT],
+    deleted: bool,
+}
+
+// SAFETY: the raw pointers inside a DEVICE_OBJECT point to model objects
+// that live as long as the session; access is serialised by the IO mutex or
+// follows the I/O manager's rules for the driver.
+unsafe impl Send for DeviceRec {}
+
+struct FileRec {
+    object: Box<FILE_OBJECT>,
+    _name: Box<[u16]>,
+    device: usize,
+    handles: usize,
+    in_flight: usize,
+}
+
+// SAFETY: as for DeviceRec: the FILE_OBJECT's pointers point into boxes
+// this record owns or to session-long model objects.
+unsafe impl Send for FileRec {}
+
+struct IrpRec {
+    completed: bool,
+    status: NTSTATUS,
+    information: usize,
+    out_len: u32,
+    major: u8,
+}
+
+#[derive(Default)]
+struct IoState {
+    devices: Vec<DeviceRec>,
+    files: BTreeMap<u64, FileRec>,
+    handles: BTreeMap<u64, u64>,
+    irps: BTreeMap<usize, IrpRec>,
+    next_id: u64,
+    stats: IoStats,
+}
+
+static IO: Mutex<Option<IoState>> = Mutex::new(None);
+static CHANGED: Condvar = Condvar::new();
+
+struct Guard(MutexGuard<'static, Option<IoState>>);
+
+impl std::ops::Deref for Guard {
+    type Target = IoState;
+    fn deref(&self) -> &IoState {
+        self.0.as_ref().expect("initialised in io()")
+    }
+}
+
+impl std::ops::DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut IoState {
+        self.0.as_mut().expect("initialised in io()")
+    }
+}
+
+fn io() -> Guard {
+    let mut g = IO.lock().unwrap_or_else(PoisonError::into_inner);
+    g.get_or_insert_with(IoState::default);
+    Guard(g)
+}
+
+/// Forgets every object (a new session).
+pub fn reset() {
+    *IO.lock().unwrap_or_else(PoisonError::into_inner) = Some(IoState::default());
+}
+
+/// What the I/O manager did so far.
+pub fn stats() -> IoStats {
+    io().stats.clone()
+}
+
+/// Handles still open.
+pub fn open_handles() -> usize {
+    io().handles.len()
+}
+
+/// A user-mode handle to a file object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Handle(pub u64);
+
+/// Why an I/O request did not reach the driver, or what the driver said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IoError {
+    /// The driver (or the I/O manager) failed the request with this status.
+    Status(NTSTATUS),
+    /// The verifier stopped the request.
+    Violation(Violation),
+}
+
+impl From<Violation> for IoError {
+    fn from(v: Violation) -> Self {
+        IoError::Violation(v)
+    }
+}
+
+/// Result of a DeviceIoControl.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoctlResult {
+    /// The final status.
+    pub status: NTSTATUS,
+    /// `IoStatus.Information` as the caller sees it (0 for errors).
+    pub information: usize,
+    /// The bytes copied back to the caller's output buffer.
+    pub output: Vec<u8>,
+}
+
+/// The DRIVER_OBJECT of a loaded driver, with the strings it points to.
+pub struct DriverObject {
+    object: Box<DRIVER_OBJECT>,
+    _name: Box<[u16]>,
+    registry_path: Box<[u16]>,
+    registry_string: Box<UNICODE_STRING>,
+}
+
+// SAFETY: the raw pointers inside point into the boxes this value owns.
+unsafe impl Send for DriverObject {}
+
+impl DriverObject {
+    /// A driver object named `\Driver\<service>` for an image at
+    /// `[start, start + size)`.
+    pub fn new(service: &str, start: usize, size: usize) -> Self {
+        // SAFETY: DRIVER_OBJECT is plain data; all-zero is valid (no handlers).
+        let mut object: Box<DRIVER_OBJECT> = Box::new(unsafe { core::mem::zeroed() });
+        let mut name: Box<[u16]> = format!("\\Driver\\{service}").encode_utf16().collect();
+        let mut registry_path: Box<[u16]> =
+            format!("\\REGISTRY\\MACHINE\\SYSTEM\\CurrentControlSet\\Services\\{service}").encode_utf16().collect();
+        object.Type = IO_TYPE_DRIVER;
+        object.Size = core::mem::size_of::<DRIVER_OBJECT>() as i16;
+        object.DriverStart = start as *mut c_void;
+        object.DriverSize = size as u32;
+        object.DriverName = unicode(&mut name);
+        let registry_string = Box::new(unicode(&mut registry_path));
+        DriverObject { object, _name: name, registry_path, registry_string }
+    }
+
+    /// The object handed to DriverEntry and DriverUnload.
+    pub fn as_ptr(&mut self) -> *mut DRIVER_OBJECT {
+        &mut *self.object
+    }
+
+    /// The RegistryPath argument of DriverEntry.
+    pub fn registry_path(&mut self) -> *mut UNICODE_STRING {
+        let _ = &self.registry_path;
+        &mut *self.registry_string
+    }
+
+    /// The DriverUnload routine the driver set, if any.
+    pub fn unload_routine(&self) -> Option<usize> {
+        self.object.DriverUnload.map(|f| f as usize)
+    }
+}
+
+fn unicode(buf: &mut [u16]) -> UNICODE_STRING {
+    let bytes = (buf.len() * 2) as u16;
+    UNICODE_STRING { Length: bytes, MaximumLength: bytes, Buffer: buf.as_mut_ptr() }
+}
+
+/// Creates a device object named `name` (with `symlink` as its symbolic
+/// link when not empty) whose IRPs go to `major`; None if the name is taken.
+pub(crate) fn create_device(
+    driver: *mut DRIVER_OBJECT,
+    name: &str,
+    symlink: &str,
+    extension_size: usize,
+    major: [Handler; IRP_MJ_COUNT],
+) -> Option<*mut DEVICE_OBJECT> {
+    let mut st = io();
+    if st.devices.iter().any(|d| {
+        !d.deleted
+            && (d.name.eq_ignore_ascii_case(name) || (!symlink.is_empty() && d.symlink.eq_ignore_ascii_case(symlink)))
+    }) {
+        return None;
+    }
+    let mut extension: Box<[u64]> = vec![0u64; extension_size.div_ceil(8).max(1)].into_boxed_slice();
+    // SAFETY: DEVICE_OBJECT is plain data; all-zero is valid.
+    let mut object: Box<DEVICE_OBJECT> = Box::new(unsafe { core::mem::zeroed() });
+    object.Type = IO_TYPE_DEVICE;
+    object.Size = (core::mem::size_of::<DEVICE_OBJECT>() + extension_size) as u16;
+    object.ReferenceCount = 0;
+    object.DriverObject = driver;
+    object.DeviceExtension = extension.as_mut_ptr().cast();
+    object.DeviceType = 0x12; // FILE_DEVICE_NETWORK
+    object.StackSize = 1;
+    let ptr: *mut DEVICE_OBJECT = &mut *object;
+    if !driver.is_null() {
+        // SAFETY: the session's live driver object.
+        unsafe {
+            object.NextDevice = (*driver).DeviceObject;
+            (*driver).DeviceObject = ptr;
+        }
+    }
+    st.devices.push(DeviceRec {
+        object,
+        _extension: extension,
+        name: name.to_owned(),
+        symlink: symlink.to_owned(),
+        major,
+        deleted: false,
+    });
+    Some(ptr)
+}
+
+/// Deletes a device object (kept mapped until the session ends, so a late
+/// reference reads stale data rather than freed memory).
+pub(crate) fn delete_device(device: *mut DEVICE_OBJECT) {
+    let mut st = io();
+    if let Some(d) = st.devices.iter_mut().find(|d| std::ptr::eq(&*d.object, device)) {
+        d.deleted = true;
+        let driver = d.object.DriverObject;
+        if !driver.is_null() {
+            // SAFETY: the session's live driver object; unlink the device.
+            unsafe {
+                if (*driver).DeviceObject == device {
+                    (*driver).DeviceObject = d.object.NextDevice;
+                }
+            }
+        }
+    }
+}
+
+/// Resolves a user-mode or NT path to (device object, remaining file name).
+fn resolve(st: &IoState, path: &str) -> Option<(usize, String)> {
+    let (link_form, rest) = if let Some(r) = path.strip_prefix("\\\\.\\") {
+        (true, r)
+    } else if let Some(r) = path.strip_prefix("\\??\\").or_else(|| path.strip_prefix("\\DosDevices\\")) {
+        (true, r)
+    } else {
+        (false, path)
+    };
+    st.devices.iter().filter(|d| !d.deleted).find_map(|d| {
+        let target = if link_form { d.symlink.rsplit('\\').next().unwrap_or("") } else { d.name.as_str() };
+        if target.is_empty() || rest.len() < target.len() || !rest[..target.len()].eq_ignore_ascii_case(target) {
+            return None;
+        }
+        let tail = &rest[target.len()..];
+        (tail.is_empty() || tail.starts_with('\\'))
+            .then(|| (&*d.object as *const DEVICE_OBJECT as usize, tail.to_owned()))
+    })
+}
+
+/// Opens `path` (`\\.\Name`, `\DosDevices\Name` or `\Device\Name`, with an
+/// optional file name after it): sends IRP_MJ_CREATE.
+pub fn open(path: &str) -> Result<Handle, IoError> {
+    let (device, file_id, file) = {
+        let mut st = io();
+        let Some((device, tail)) = resolve(&st, path) else {
+            return Err(IoError::Status(STATUS_OBJECT_NAME_NOT_FOUND));
+        };
+        let mut name: Box<[u16]> = tail.encode_utf16().collect();
+        // SAFETY: FILE_OBJECT is plain data; all-zero is valid.
+        let mut object: Box<FILE_OBJECT> = Box::new(unsafe { core::mem::zeroed() });
+        object.Type = IO_TYPE_FILE;
+        object.Size = core::mem::size_of::<FILE_OBJECT>() as i16;
+        object.DeviceObject = device as *mut DEVICE_OBJECT;
+        object.FileName = unicode(&mut name);
+        object.ReadAccess = true;
+        object.WriteAccess = true;
+        let file: *mut FILE_OBJECT = &mut *object;
+        st.next_id += 1;
+        let id = st.next_id;
+        st.files.insert(id, FileRec { object, _name: name, device, handles: 0, in_flight: 1 });
+        (device, id, file)
+    };
+    let mut security = SecurityContext {
+        qos: core::ptr::null_mut(),
+        access_state: core::ptr::null_mut(),
+        desired_access: 0x0012_019F,
+        full_create_options: 0,
+    };
+    let result = send_irp(
+        device,
+        file,
+        IRP_MJ_CREATE,
+        |loc| {
+            put(loc, SL_CREATE_SECURITY_CONTEXT, &mut security as *mut SecurityContext as usize);
+            put(loc, SL_CREATE_SHARE_ACCESS, 0u16);
+        },
+        None,
+    );
+    let mut st = io();
+    match result {
+        Ok(r) if nt_success(r.status) => {
+            let f = st.files.get_mut(&file_id).expect("file");
+            f.in_flight -= 1;
+            f.handles = 1;
+            st.next_id += 1;
+            let h = st.next_id;
+            st.handles.insert(h, file_id);
+            Ok(Handle(h))
+        }
+        Ok(r) => {
+            st.files.remove(&file_id);
+            Err(IoError::Status(r.status))
+        }
+        Err(v) => Err(IoError::Violation(v)),
+    }
+}
+
+/// Another handle to the same file object (DuplicateHandle).
+pub fn duplicate(handle: Handle) -> Result<Handle, IoError> {
+    let mut st = io();
+    let Some(&file_id) = st.handles.get(&handle.0) else { return Err(IoError::Status(STATUS_INVALID_HANDLE)) };
+    st.files.get_mut(&file_id).expect("file").handles += 1;
+    st.next_id += 1;
+    let h = st.next_id;
+    st.handles.insert(h, file_id);
+    Ok(Handle(h))
+}
+
+/// Sends a METHOD_BUFFERED IRP_MJ_DEVICE_CONTROL with `input`, for
+/// `out_len` output bytes; waits for it to complete.
+pub fn ioctl(handle: Handle, code: u32, input: &[u8], out_len: u32) -> Result<IoctlResult, IoError> {
+    assert_eq!(code & 3, 0, "only METHOD_BUFFERED IOCTLs are modelled");
+    let (device, file, file_id) = {
+        let mut st = io();
+        let Some(&file_id) = st.handles.get(&handle.0) else { return Err(IoError::Status(STATUS_INVALID_HANDLE)) };
+        let f = st.files.get_mut(&file_id).expect("file");
+        f.in_flight += 1;
+        (f.device, &mut *f.object as *mut FILE_OBJECT, file_id)
+    };
+    let size = input.len().max(out_len as usize);
+    let mut system_buffer: Option<Box<[u8]>> = (size > 0).then(|| {
+        let mut b = vec![0xCD_u8; size].into_boxed_slice();
+        b[..input.len()].copy_from_slice(input);
+        b
+    });
+    let sb_ptr = system_buffer.as_mut().map_or(core::ptr::null_mut(), |b| b.as_mut_ptr());
+    let result = send_irp(
+        device,
+        file,
+        IRP_MJ_DEVICE_CONTROL,
+        |loc| {
+            put(loc, SL_OUTPUT_BUFFER_LENGTH, out_len);
+            put(loc, SL_INPUT_BUFFER_LENGTH, input.len() as u32);
+            put(loc, SL_IO_CONTROL_CODE, code);
+        },
+        Some((sb_ptr, out_len)),
+    );
+    finish_irp_on(file_id);
+    let r = result?;
+    if nt_success(r.status) || nt_warning(r.status) {
+        let n = r.information.min(out_len as usize);
+        let output = system_buffer.as_ref().map_or(Vec::new(), |b| b[..n].to_vec());
+        Ok(IoctlResult { status: r.status, information: r.information, output })
+    } else {
+        Ok(IoctlResult { status: r.status, information: 0, output: Vec::new() })
+    }
+}
+
+/// One IRP on `file_id` is over: wake a closer waiting for it.
+fn finish_irp_on(file_id: u64) {
+    let mut st = io();
+    if let Some(f) = st.files.get_mut(&file_id) {
+        f.in_flight -= 1;
+    }
+    drop(st);
+    CHANGED.notify_all();
+}
+
+/// Closes `handle`. The last handle of a file object sends IRP_MJ_CLEANUP
+/// at once, then IRP_MJ_CLOSE after every IRP in flight on the file object
+/// completed.
+pub fn close(handle: Handle) -> Result<(), IoError> {
+    let (file_id, device, file, in_flight) = {
+        let mut st = io();
+        let Some(file_id) = st.handles.remove(&handle.0) else { return Err(IoError::Status(STATUS_INVALID_HANDLE)) };
+        let f = st.files.get_mut(&file_id).expect("file");
+        f.handles -= 1;
+        if f.handles > 0 {
+            return Ok(());
+        }
+        let r = (file_id, f.device, &mut *f.object as *mut FILE_OBJECT, f.in_flight);
+        if in_flight_nonzero(r.3) {
+            st.stats.cleanups_with_irps_in_flight += 1;
+        }
+        r
+    };
+    let _ = in_flight;
+    send_irp(device, file, IRP_MJ_CLEANUP, |_| {}, None)?;
+    wait_idle(file_id)?;
+    send_irp(device, file, IRP_MJ_CLOSE, |_| {}, None)?;
+    io().files.remove(&file_id);
+    Ok(())
+}
+
+fn in_flight_nonzero(n: usize) -> bool {
+    n > 0
+}
+
+fn wait_idle(file_id: u64) -> Result<(), Violation> {
+    let limit = verifier::config().watchdog;
+    let deadline = Instant::now() + limit;
+    let mut st = io();
+    while st.files.get(&file_id).is_some_and(|f| f.in_flight > 0) {
+        let now = Instant::now();
+        if now >= deadline {
+            drop(st);
+            return Err(recorded(c9_violation(
+                "IRP never completed",
+                c9::NEVER_COMPLETED,
+                file_id,
+                0,
+                format!("an IRP on the file object is still not complete after {limit:?}; IRP_MJ_CLOSE cannot be sent"),
+            )));
+        }
+        let (g, _) = CHANGED.wait_timeout(st.0, deadline - now).unwrap_or_else(PoisonError::into_inner);
+        st = Guard(g);
+    }
+    Ok(())
+}
+
+fn c9_violation(rule: &'static str, p1: u64, p2: u64, p3: u64, detail: String) -> Violation {
+    Violation::new(rule, codes::DRIVER_VERIFIER_IOMANAGER_VIOLATION, [p1, p2, p3, 0], detail)
+}
+
+fn recorded(v: Violation) -> Violation {
+    verifier::record(v.clone());
+    v
+}
+
+fn put<T: Copy>(location: *mut u8, offset: usize, value: T) {
+    // SAFETY: `location` is a live IO_STACK_LOCATION of the model and
+    // `offset + size_of::<T>()` lies inside it (offsets are the constants
+    // above, all within its 0x48 bytes).
+    unsafe { location.add(offset).cast::<T>().write_unaligned(value) };
+}
+
+fn major_name(major: u8) -> &'static str {
+    match major {
+        IRP_MJ_CREATE => "IRP_MJ_CREATE",
+        IRP_MJ_CLOSE => "IRP_MJ_CLOSE",
+        IRP_MJ_DEVICE_CONTROL => "IRP_MJ_DEVICE_CONTROL",
+        IRP_MJ_CLEANUP => "IRP_MJ_CLEANUP",
+        _ => "IRP_MJ_OTHER",
+    }
+}
+
+/// Builds an IRP for `major` on `file`, lets `fill` write the parameters,
+/// calls the dispatch routine and waits for completion.
+fn send_irp(
+    device: usize,
+    file: *mut FILE_OBJECT,
+    major: u8,
+    fill: impl FnOnce(*mut u8),
+    buffered: Option<(*mut u8, u32)>,
+) -> Result<IrpOutcome, Violation> {
+    // SAFETY: IrpBlock is plain data; all-zero is valid.
+    let mut block: Box<IrpBlock> = Box::new(unsafe { core::mem::zeroed() });
+    let irp: *mut IRP = &mut block.irp;
+    let location: *mut IO_STACK_LOCATION = &mut block.location;
+    block.irp.Type = IO_TYPE_IRP;
+    block.irp.Size = core::mem::size_of::<IrpBlock>() as u16;
+    block.irp.StackCount = 1;
+    block.irp.CurrentLocation = 1;
+    block.irp.RequestorMode = 1; // UserMode
+    let (system_buffer, out_len) = buffered.unwrap_or((core::ptr::null_mut(), 0));
+    block.irp.AssociatedIrp.SystemBuffer = system_buffer.cast();
+    let base = irp.cast::<u8>();
+    put(base, IRP_CURRENT_STACK_LOCATION, location as usize);
+    put(base, IRP_ORIGINAL_FILE_OBJECT, file as usize);
+    block.location.MajorFunction = major;
+    block.location.DeviceObject = device as *mut DEVICE_OBJECT;
+    block.location.FileObject = file;
+    fill(location.cast());
+    let handler = {
+        let mut st = io();
+        *st.stats.irps.entry(major_name(major)).or_default() += 1;
+        st.irps.insert(irp as usize, IrpRec { completed: false, status: 0, information: 0, out_len, major });
+        st.devices
+            .iter()
+            .find(|d| &*d.object as *const DEVICE_OBJECT as usize == device)
+            .and_then(|d| d.major[usize::from(major)])
+    };
+    let outcome = dispatch(device, irp, major, handler);
+    // The IRP is freed only once complete; a stopped IRP is leaked on purpose
+    // (the driver may still reference it).
+    match &outcome {
+        Ok(_) => drop(block),
+        Err(_) => std::mem::forget(block),
+    }
+    io().irps.remove(&(irp as usize));
+    outcome
+}
+
+struct IrpOutcome {
+    status: NTSTATUS,
+    information: usize,
+}
+
+type DispatchFn = unsafe extern "win64" fn(*mut DEVICE_OBJECT, *mut IRP) -> NTSTATUS;
+
+fn dispatch(device: usize, irp: *mut IRP, major: u8, handler: Handler) -> Result<IrpOutcome, Violation> {
+    let Some(handler) = handler else {
+        // No dispatch routine: NDIS completes create/cleanup/close with
+        // success and anything else as an invalid request.
+        let status = if matches!(major, IRP_MJ_CREATE | IRP_MJ_CLEANUP | IRP_MJ_CLOSE) {
+            STATUS_SUCCESS
+        } else {
+            STATUS_INVALID_DEVICE_REQUEST
+        };
+        return Ok(IrpOutcome { status, information: 0 });
+    };
+    if irql::current() != irql::PASSIVE {
+        return Err(recorded(c9_violation(
+            "dispatch routine called above PASSIVE_LEVEL",
+            c9::DISPATCH_NOT_PASSIVE,
+            device as u64,
+            u64::from(irql::current()),
+            "the model sends IRPs from PASSIVE_LEVEL only".into(),
+        )));
+    }
+    // SAFETY: a dispatch routine from the driver's MajorFunctions table.
+    let f: DispatchFn = unsafe { crate::ndis::typed_handler(handler) };
+    let name = major_name(major);
+    // SAFETY: the arguments the I/O manager passes; the IRP lives until it
+    // completes.
+    let returned = stack::call_driver_at(name, irql::PASSIVE, || unsafe { f(device as *mut DEVICE_OBJECT, irp) })?;
+    // SAFETY: the IRP is still allocated (freed by send_irp after this).
+    let marked =
+        unsafe { (*(*irp).Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation).Control } & SL_PENDING_RETURNED != 0;
+    if returned == STATUS_PENDING {
+        io().stats.pended += 1;
+        if !marked {
+            return Err(recorded(c9_violation(
+                "STATUS_PENDING returned without IoMarkIrpPending",
+                c9::PENDING_NOT_MARKED,
+                irp as u64,
+                0,
+                format!("{name} returned STATUS_PENDING; the IRP was not marked pending (R42)"),
+            )));
+        }
+        return wait_complete(irp, name);
+    }
+    let (completed, status, information) = {
+        let st = io();
+        let r = &st.irps[&(irp as usize)];
+        (r.completed, r.status, r.information)
+    };
+    if !completed {
+        return Err(recorded(c9_violation(
+            "IRP neither completed nor pending",
+            c9::NOT_COMPLETED,
+            irp as u64,
+            returned as u32 as u64,
+            format!("{name} returned {returned:#x} without completing the IRP or returning STATUS_PENDING (R41)"),
+        )));
+    }
+    if marked {
+        return Err(recorded(c9_violation(
+            "IoMarkIrpPending without STATUS_PENDING",
+            c9::PENDING_NOT_MARKED,
+            irp as u64,
+            returned as u32 as u64,
+            format!("{name} marked the IRP pending but returned {returned:#x}"),
+        )));
+    }
+    if returned != status {
+        return Err(recorded(c9_violation(
+            "dispatch status differs from completion status",
+            c9::STATUS_MISMATCH,
+            irp as u64,
+            returned as u32 as u64,
+            format!("{name} completed with {status:#x} but returned {returned:#x} (R41)"),
+        )));
+    }
+    Ok(IrpOutcome { status, information })
+}
+
+fn wait_complete(irp: *mut IRP, name: &str) -> Result<IrpOutcome, Violation> {
+    let limit = verifier::config().watchdog;
+    let deadline = Instant::now() + limit;
+    let mut st = io();
+    loop {
+        let r = &st.irps[&(irp as usize)];
+        if r.completed {
+            return Ok(IrpOutcome { status: r.status, information: r.information });
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            drop(st);
+            return Err(recorded(c9_violation(
+                "IRP never completed",
+                c9::NEVER_COMPLETED,
+                irp as u64,
+                0,
+                format!("{name} pended the IRP and it was not completed within {limit:?}"),
+            )));
+        }
+        let wait = (deadline - now).min(Duration::from_millis(100));
+        let (g, _) = CHANGED.wait_timeout(st.0, wait).unwrap_or_else(PoisonError::into_inner);
+        st = Guard(g);
+    }
+}
+
+/// `IofCompleteRequest` (what the IoCompleteRequest macro calls).
+#[allow(non_snake_case)]
+unsafe extern "win64" fn IofCompleteRequest(irp: *mut IRP, _boost: i8) {
+    let verdict = stack::on_host(|| complete(irp));
+    match verdict {
+        Ok(()) => CHANGED.notify_all(),
+        Err(v) => verifier::violation(v),
+    }
+}
+
+fn complete(irp: *mut IRP) -> Result<(), Violation> {
+    let level = irql::current();
+    if level > irql::DISPATCH {
+        return Err(c9_violation(
+            "IoCompleteRequest above DISPATCH_LEVEL",
+            c9::COMPLETE_ABOVE_DISPATCH,
+            u64::from(level),
+            irp as u64,
+            String::new(),
+        ));
+    }
+    let mut st = io();
+    let Some(rec) = st.irps.get(&(irp as usize)) else {
+        return Err(Violation::new(
+            "IRP completed twice or unknown",
+            MULTIPLE_IRP_COMPLETE_REQUESTS,
+            [irp as u64, 0, 0, 0],
+            format!("IRP {irp:p} is not outstanding"),
+        ));
+    };
+    if rec.completed {
+        return Err(Violation::new(
+            "IRP completed twice or unknown",
+            MULTIPLE_IRP_COMPLETE_REQUESTS,
+            [irp as u64, 0, 0, 0],
+            format!("IRP {irp:p} was already completed (R41)"),
+        ));
+    }
+    // SAFETY: an outstanding IRP of the model.
+    let (status, information, cancel) =
+        unsafe { ((*irp).IoStatus.Anonymous.Status, (*irp).IoStatus.Information, (*irp).CancelRoutine) };
+    if status == STATUS_PENDING || status == -1 {
+        return Err(c9_violation(
+            "IRP completed with STATUS_PENDING",
+            c9::COMPLETE_PENDING,
+            status as u32 as u64,
+            irp as u64,
+            "(R42)".into(),
+        ));
+    }
+    if let Some(routine) = cancel {
+        return Err(c9_violation(
+            "IRP completed with a cancel routine set",
+            c9::CANCEL_ROUTINE_SET,
+            routine as usize as u64,
+            irp as u64,
+            String::new(),
+        ));
+    }
+    let copies_back = rec.major == IRP_MJ_DEVICE_CONTROL && (nt_success(status) || nt_warning(status));
+    if copies_back && information > rec.out_len as usize {
+        let detail = format!("Information {information} exceeds OutputBufferLength {} (R39)", rec.out_len);
+        return Err(c9_violation(
+            "Information larger than the output buffer",
+            c9::INFORMATION_TOO_LARGE,
+            irp as u64,
+            information as u64,
+            detail,
+        ));
+    }
+    let rec = st.irps.get_mut(&(irp as usize)).expect("checked");
+    rec.completed = true;
+    rec.status = status;
+    rec.information = information;
+    st.stats.completed += 1;
+    Ok(())
+}
+
+/// Model functions this module binds.
+pub(crate) fn imports() -> Vec<Import> {
+    vec![Import::ntoskrnl("IofCompleteRequest", IofCompleteRequest as *const () as usize)]
+}

@@ -1,0 +1,140 @@
+//! Per-thread modelled IRQL.
+//!
+//! Every host thread that runs driver code has its own IRQL, as a processor
+//! would; it starts at PASSIVE_LEVEL. Raising and lowering are checked like
+//! `KfRaiseIrql`/`KeLowerIrql` under Driver Verifier, and [`require`] applies
+//! the IRQL rule of a modelled function. Linux may still preempt a thread
+//! "at DISPATCH_LEVEL", which is why every wait loop in the model yields.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::verifier::{self, codes, Violation};
+
+/// `PASSIVE_LEVEL`.
+pub const PASSIVE: u8 = 0;
+/// `APC_LEVEL`.
+pub const APC: u8 = 1;
+/// `DISPATCH_LEVEL`.
+pub const DISPATCH: u8 = 2;
+
+thread_local! {
+    static IRQL: Cell<u8> = const { Cell::new(PASSIVE) };
+    static THREAD_ID: Cell<u64> = const { Cell::new(0) };
+}
+
+static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The calling thread's modelled IRQL.
+pub fn current() -> u8 {
+    IRQL.with(Cell::get)
+}
+
+/// Sets the calling thread's IRQL without any check (the harness uses it to
+/// enter callbacks at the IRQL NDIS or the I/O manager would use).
+pub fn set(irql: u8) {
+    IRQL.with(|c| c.set(irql));
+}
+
+/// Raises to `to` and returns the previous IRQL; raising to a lower level is
+/// a violation (0xC4/0x30).
+pub fn raise(to: u8) -> u8 {
+    let old = current();
+    if to < old {
+        verifier::violation(Violation::new(
+            "IRQL raised to a lower level",
+            codes::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [codes::C4_RAISE_IRQL_INVALID, u64::from(old), u64::from(to), 0],
+            format!("raise from {} to {}", name(old), name(to)),
+        ));
+    }
+    set(to);
+    old
+}
+
+/// Lowers to `to`; lowering to a higher level is a violation (0xC4/0x31).
+pub fn lower(to: u8) {
+    let old = current();
+    if to > old {
+        verifier::violation(Violation::new(
+            "IRQL lowered to a higher level",
+            codes::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [codes::C4_LOWER_IRQL_INVALID, u64::from(old), u64::from(to), 0],
+            format!("lower from {} to {}", name(old), name(to)),
+        ));
+    }
+    set(to);
+}
+
+/// Applies the IRQL rule of `function`: it may only be called at an IRQL in
+/// `min..=max`. Outside it the verdict is Driver Verifier's "kernel API
+/// called at the incorrect IRQL" (0xC4/0xE5, parameter 2 the current IRQL).
+pub fn require(function: &str, min: u8, max: u8) {
+    let now = current();
+    let rule = if now > max {
+        "function called above its maximum IRQL"
+    } else if now < min {
+        "function called below its minimum IRQL"
+    } else {
+        return;
+    };
+    verifier::violation(Violation::c4(
+        rule,
+        codes::C4_KERNEL_API_WRONG_IRQL,
+        u64::from(now),
+        u64::from(min),
+        u64::from(max),
+        format!("{function} requires {}..={}, called at {}", name(min), name(max), name(now)),
+    ));
+}
+
+/// A readable IRQL name.
+pub fn name(irql: u8) -> String {
+    match irql {
+        PASSIVE => "PASSIVE_LEVEL".into(),
+        APC => "APC_LEVEL".into(),
+        DISPATCH => "DISPATCH_LEVEL".into(),
+        other => format!("IRQL {other}"),
+    }
+}
+
+/// A small, stable identifier of the calling thread (the model's notion of
+/// "processor" for lock ownership). Never 0.
+pub fn thread_id() -> u64 {
+    THREAD_ID.with(|id| {
+        if id.get() == 0 {
+            id.set(NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed));
+        }
+        id.get()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raise_returns_old_and_lower_restores() {
+        set(PASSIVE);
+        assert_eq!(raise(DISPATCH), PASSIVE);
+        assert_eq!(current(), DISPATCH);
+        lower(PASSIVE);
+        assert_eq!(current(), PASSIVE);
+    }
+
+    #[test]
+    fn irql_is_per_thread() {
+        set(DISPATCH);
+        let other = std::thread::spawn(current).join().unwrap();
+        assert_eq!(other, PASSIVE);
+        set(PASSIVE);
+    }
+
+    #[test]
+    fn thread_ids_differ() {
+        let mine = thread_id();
+        let theirs = std::thread::spawn(thread_id).join().unwrap();
+        assert_ne!(mine, theirs);
+        assert_ne!(mine, 0);
+    }
+}

@@ -1,0 +1,305 @@
+//! NET_BUFFER_LISTs, NET_BUFFERs and MDLs built by the model from its own
+//! memory, carrying real frames.
+//!
+//! Each NET_BUFFER's data may start `data_offset` bytes into its MDL chain
+//! (headroom, optionally in an MDL of its own) and the frame may be cut into
+//! several MDLs at arbitrary offsets, so a header can straddle two MDLs.
+
+use crate::frames::Frame;
+use crate::ndis::abi::{NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET, NET_BUFFER, NET_BUFFER_LIST};
+use ndis_sys::MDL;
+
+/// `MDL_SOURCE_IS_NONPAGED_POOL`: `MmGetSystemAddressForMdlSafe` then reads
+/// `MappedSystemVa` directly, as for NDIS-allocated MDLs.
+pub const MDL_SOURCE_IS_NONPAGED_POOL: i16 = 0x0004;
+
+/// How the bytes of each NET_BUFFER are laid out in memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// `DataOffset`: unused bytes before the frame in the MDL chain.
+    pub data_offset: u32,
+    /// Put the headroom in an MDL of its own (so `CurrentMdl != MdlChain`).
+    pub headroom_mdl: bool,
+    /// Offsets into the frame where a new MDL starts.
+    pub cuts: Vec<usize>,
+}
+
+impl Layout {
+    /// Frame cut every `n` bytes (n > 0), no headroom.
+    pub fn every(n: usize, frame_len: usize) -> Self {
+        Layout { cuts: (n..frame_len).step_by(n).collect(), ..Layout::default() }
+    }
+}
+
+/// What one NET_BUFFER_LIST carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NblSpec {
+    /// One frame per NET_BUFFER, in order.
+    pub frames: Vec<Frame>,
+    /// Memory layout of every NET_BUFFER.
+    pub layout: Layout,
+    /// Set `NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET`.
+    pub loopback: bool,
+}
+
+impl NblSpec {
+    /// One NET_BUFFER per frame, contiguous, not looped back.
+    pub fn of(frames: Vec<Frame>) -> Self {
+        NblSpec { frames, layout: Layout::default(), loopback: false }
+    }
+}
+
+/// An MDL with room for the page frame numbers that follow it.
+#[repr(C)]
+struct MdlBlock {
+    mdl: MDL,
+    pfns: [u64; 4],
+}
+
+/// One NET_BUFFER_LIST and everything it points to, owned by the model.
+/// The boxes keep every address stable while the value moves and while the
+/// vectors grow during construction (the NBL and MDLs point at them).
+#[allow(clippy::vec_box)]
+pub struct NblAlloc {
+    nbl: Box<NET_BUFFER_LIST>,
+    _nbs: Vec<Box<NET_BUFFER>>,
+    _mdls: Vec<Box<MdlBlock>>,
+    _buffers: Vec<Box<[u8]>>,
+    spec: NblSpec,
+}
+
+// SAFETY: the raw pointers inside point only into the boxes this value owns;
+// which thread may touch them is governed by the NBL ownership protocol the
+// model tracks, not by the thread that allocated them.
+unsafe impl Send for NblAlloc {}
+
+impl std::fmt::Debug for NblAlloc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NblAlloc").field("nbl", &self.as_ptr()).field("frames", &self.spec.frames.len()).finish()
+    }
+}
+
+impl NblAlloc {
+    /// Builds the NBL, its NET_BUFFERs, MDLs and data buffers.
+    pub fn new(spec: NblSpec) -> Self {
+        assert!(!spec.frames.is_empty(), "an NBL has at least one NET_BUFFER");
+        // SAFETY: NET_BUFFER_LIST is plain data for which all-zero is valid
+        // (null pointers, zero counters).
+        let mut nbl: Box<NET_BUFFER_LIST> = Box::new(unsafe { core::mem::zeroed() });
+        let (mut nbs, mut mdls, mut buffers) = (Vec::new(), Vec::new(), Vec::new());
+        for frame in &spec.frames {
+            nbs.push(build_nb(&frame.bytes, &spec.layout, &mut mdls, &mut buffers));
+        }
+        for i in 1..nbs.len() {
+            let next: *mut NET_BUFFER = &mut *nbs[i];
+            nbs[i - 1].Next = next;
+        }
+        nbl.FirstNetBuffer = &mut *nbs[0];
+        if spec.loopback {
+            nbl.NblFlags |= NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET;
+        }
+        NblAlloc { nbl, _nbs: nbs, _mdls: mdls, _buffers: buffers, spec }
+    }
+
+    /// The NET_BUFFER_LIST handed to the driver.
+    pub fn as_ptr(&self) -> *mut NET_BUFFER_LIST {
+        &*self.nbl as *const NET_BUFFER_LIST as *mut NET_BUFFER_LIST
+    }
+
+    /// What the NBL was built from.
+    pub fn spec(&self) -> &NblSpec {
+        &self.spec
+    }
+}
+
+#[allow(clippy::vec_box)] // element addresses must stay put, see NblAlloc
+fn build_nb(
+    frame: &[u8],
+    layout: &Layout,
+    mdls: &mut Vec<Box<MdlBlock>>,
+    buffers: &mut Vec<Box<[u8]>>,
+) -> Box<NET_BUFFER> {
+    let offset = layout.data_offset as usize;
+    let mut stream = vec![0xEE; offset];
+    stream.extend_from_slice(frame);
+    let mut cuts: Vec<usize> = layout.cuts.iter().map(|c| c + offset).filter(|&c| c > 0 && c < stream.len()).collect();
+    if layout.headroom_mdl && offset > 0 {
+        cuts.push(offset);
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    // SAFETY: NET_BUFFER is plain data; all-zero is its empty state.
+    let mut nb: Box<NET_BUFFER> = Box::new(unsafe { core::mem::zeroed() });
+    let first_mdl = mdls.len();
+    let mut start = 0;
+    for end in cuts.into_iter().chain(std::iter::once(stream.len())) {
+        let buffer: Box<[u8]> = stream[start..end].into();
+        mdls.push(new_mdl(&buffer));
+        if start <= offset && offset < end {
+            nb.CurrentMdl = &mut mdls.last_mut().expect("just pushed").mdl;
+            nb.CurrentMdlOffset = (offset - start) as u32;
+        }
+        buffers.push(buffer);
+        start = end;
+    }
+    for i in first_mdl + 1..mdls.len() {
+        let next: *mut MDL = &mut mdls[i].mdl;
+        mdls[i - 1].mdl.Next = next;
+    }
+    nb.MdlChain = &mut mdls[first_mdl].mdl;
+    nb.DataOffset = layout.data_offset;
+    nb.DataLength = frame.len();
+    nb
+}
+
+fn new_mdl(buffer: &[u8]) -> Box<MdlBlock> {
+    let va = buffer.as_ptr() as usize;
+    let pages = ((va & 0xfff) + buffer.len()).div_ceil(0x1000).max(1);
+    // SAFETY: MDL is plain data; all-zero is valid before the fields are set.
+    let mut block: Box<MdlBlock> = Box::new(unsafe { core::mem::zeroed() });
+    block.mdl.Size = (core::mem::size_of::<MDL>() + 8 * pages) as i16;
+    block.mdl.MdlFlags = MDL_SOURCE_IS_NONPAGED_POOL;
+    block.mdl.StartVa = (va & !0xfff) as *mut _;
+    block.mdl.ByteOffset = (va & 0xfff) as u32;
+    block.mdl.ByteCount = buffer.len() as u32;
+    block.mdl.MappedSystemVa = va as *mut _;
+    block
+}
+
+/// Links `nbls` into one chain through `Next` (the last one's `Next` is
+/// NULL) and returns its head.
+pub fn link(nbls: &[*mut NET_BUFFER_LIST]) -> *mut NET_BUFFER_LIST {
+    for (i, &nbl) in nbls.iter().enumerate() {
+        let next = nbls.get(i + 1).copied().unwrap_or(core::ptr::null_mut());
+        // SAFETY: every pointer is a live model-owned NBL (callers pass only
+        // `NblAlloc::as_ptr` values they currently own).
+        unsafe { (*nbl).Next = next };
+    }
+    nbls.first().copied().unwrap_or(core::ptr::null_mut())
+}
+
+/// The NBLs of the chain starting at `head`, at most `limit` (a cycle
+/// guard).
+///
+/// # Safety
+/// `head` is NULL or a readable NET_BUFFER_LIST chain.
+pub unsafe fn walk(head: *mut NET_BUFFER_LIST, limit: usize) -> Vec<*mut NET_BUFFER_LIST> {
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() && out.len() < limit {
+        out.push(cur);
+        // SAFETY: per the contract, every element of the chain is readable.
+        cur = unsafe { (*cur).Next };
+    }
+    out
+}
+
+/// The NET_BUFFERs of `nbl`.
+///
+/// # Safety
+/// `nbl` points to a readable NET_BUFFER_LIST whose NET_BUFFER list is
+/// readable.
+pub unsafe fn net_buffers(nbl: *const NET_BUFFER_LIST) -> Vec<*mut NET_BUFFER> {
+    let mut out = Vec::new();
+    // SAFETY: per the contract.
+    let mut nb = unsafe { (*nbl).FirstNetBuffer };
+    while !nb.is_null() && out.len() < 4096 {
+        out.push(nb);
+        // SAFETY: per the contract.
+        nb = unsafe { (*nb).Next };
+    }
+    out
+}
+
+/// Copies `len` data bytes of `nb`, starting `skip` bytes after the current
+/// data start (`CurrentMdl` + `CurrentMdlOffset`), into `out`; returns
+/// false when the MDL chain holds fewer bytes.
+///
+/// # Safety
+/// `nb` points to a readable NET_BUFFER whose MDL chain maps readable memory.
+pub unsafe fn copy_data(nb: *const NET_BUFFER, skip: usize, out: &mut [u8]) -> bool {
+    // SAFETY: per the contract.
+    let (mut mdl, mut in_mdl) = unsafe { ((*nb).CurrentMdl, (*nb).CurrentMdlOffset as usize + skip) };
+    let mut done = 0;
+    while done < out.len() {
+        if mdl.is_null() {
+            return false;
+        }
+        // SAFETY: per the contract, each MDL in the chain is readable and
+        // maps ByteCount bytes at MappedSystemVa.
+        let (va, count, next) = unsafe { ((*mdl).MappedSystemVa as *const u8, (*mdl).ByteCount as usize, (*mdl).Next) };
+        if in_mdl >= count {
+            in_mdl -= count;
+            mdl = next;
+            continue;
+        }
+        let n = (count - in_mdl).min(out.len() - done);
+        // SAFETY: `va + in_mdl .. + n` lies inside this MDL's mapping.
+        unsafe { core::ptr::copy_nonoverlapping(va.add(in_mdl), out[done..].as_mut_ptr(), n) };
+        done += n;
+        in_mdl = 0;
+        mdl = next;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frames::{FrameSpec, IPPROTO_TCP};
+
+    fn frame() -> Frame {
+        FrameSpec::ipv4(IPPROTO_TCP, 1000, 80).build()
+    }
+
+    #[test]
+    fn split_frame_reads_back_whole() {
+        let f = frame();
+        let layout = Layout { data_offset: 6, headroom_mdl: true, cuts: vec![3, 14, 15, 40] };
+        let alloc = NblAlloc::new(NblSpec { frames: vec![f.clone(), f.clone()], layout, loopback: true });
+        // SAFETY: the NBL and its buffers are owned by `alloc`, alive here.
+        unsafe {
+            let nbs = net_buffers(alloc.as_ptr());
+            assert_eq!(nbs.len(), 2);
+            let nb = nbs[1];
+            assert_eq!((*nb).DataLength, f.bytes.len());
+            assert_ne!((*nb).CurrentMdl, (*nb).MdlChain, "headroom is an MDL of its own");
+            assert_eq!((*nb).CurrentMdlOffset, 0);
+            let mut out = vec![0; f.bytes.len()];
+            assert!(copy_data(nb, 0, &mut out));
+            assert_eq!(out, f.bytes);
+            let mut too_long = vec![0; f.bytes.len() + 1];
+            assert!(!copy_data(nb, 0, &mut too_long));
+            assert_ne!((*alloc.as_ptr()).NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET, 0);
+        }
+    }
+
+    #[test]
+    fn headroom_inside_first_mdl_sets_current_offset() {
+        let f = frame();
+        let alloc = NblAlloc::new(NblSpec {
+            frames: vec![f.clone()],
+            layout: Layout { data_offset: 10, ..Layout::default() },
+            loopback: false,
+        });
+        // SAFETY: owned by `alloc`, alive here.
+        unsafe {
+            let nb = net_buffers(alloc.as_ptr())[0];
+            assert_eq!((*nb).CurrentMdl, (*nb).MdlChain);
+            assert_eq!((*nb).CurrentMdlOffset, 10);
+            let mut out = vec![0; 4];
+            assert!(copy_data(nb, 34, &mut out));
+            assert_eq!(out, f.bytes[34..38]);
+        }
+    }
+
+    #[test]
+    fn link_and_walk() {
+        let a = NblAlloc::new(NblSpec::of(vec![frame()]));
+        let b = NblAlloc::new(NblSpec::of(vec![frame()]));
+        let head = link(&[a.as_ptr(), b.as_ptr()]);
+        // SAFETY: both NBLs are alive.
+        let all = unsafe { walk(head, 10) };
+        assert_eq!(all, vec![a.as_ptr(), b.as_ptr()]);
+    }
+}

@@ -1,0 +1,1095 @@
+//! The data path: NBL chains sent from the protocol above through the
+//! driver's module(s) to the miniport and completed back, receives indicated
+//! by the miniport up to the protocol and returned back, NdisGetDataBuffer,
+//! and status indications. Every NBL's owner is tracked, so a second
+//! completion or return, an NBL held at pause, a RESOURCES NBL returned or
+//! an indication from a paused module is caught where it happens.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::PoisonError;
+
+use core::ffi::c_void;
+use ndis_sys::{NDIS_HANDLE, NDIS_STATUS};
+
+use super::abi::*;
+use super::filter::filter_snapshot;
+use super::module::{module_for, record, state_of, typed, AdapterId, ModuleState};
+use super::{model, ndis_violation, raise, subcodes};
+use crate::imports::Import;
+use crate::nbl::{self, NblAlloc};
+use crate::verifier::Violation;
+use crate::{irql, stack};
+
+/// The IRQL a send, receive or status indication enters the driver at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    /// PASSIVE_LEVEL, `*_DISPATCH_LEVEL` flag clear.
+    Passive,
+    /// DISPATCH_LEVEL with the `*_DISPATCH_LEVEL` flag set.
+    Dispatch,
+    /// DISPATCH_LEVEL with the flag clear (allowed: clear means "unknown").
+    DispatchUnflagged,
+}
+
+impl At {
+    fn irql(self) -> u8 {
+        match self {
+            At::Passive => irql::PASSIVE,
+            At::Dispatch | At::DispatchUnflagged => irql::DISPATCH,
+        }
+    }
+
+    fn flag(self) -> u32 {
+        u32::from(self == At::Dispatch)
+    }
+}
+
+/// When the miniport completes sends and the protocol returns receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// Inside NdisFSendNetBufferLists / NdisFIndicateReceiveNetBufferLists
+    /// (a nested call back into the driver).
+    Inline,
+    /// After the driver's send/receive handler returned, on the same thread
+    /// at DISPATCH_LEVEL.
+    Deferred,
+    /// From another thread at DISPATCH_LEVEL, before the operation returns.
+    OtherThread,
+}
+
+static COMPLETION: AtomicU8 = AtomicU8::new(0);
+
+/// Sets how completions and returns are delivered.
+pub(crate) fn set_completion(c: Completion) {
+    COMPLETION.store(c as u8, Ordering::Relaxed);
+}
+
+fn completion() -> Completion {
+    match COMPLETION.load(Ordering::Relaxed) {
+        0 => Completion::Inline,
+        1 => Completion::Deferred,
+        _ => Completion::OtherThread,
+    }
+}
+
+/// How one model NBL ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NblOutcome {
+    /// NET_BUFFER_LIST_STATUS when it came back.
+    pub status: NDIS_STATUS,
+    /// It reached the far end (the miniport for sends, the protocol for
+    /// receives).
+    pub delivered: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    Send,
+    Receive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    Module(usize),
+    /// The miniport (sends) or the protocol (receives) has it.
+    FarEnd,
+    /// Back with its creator.
+    Done,
+}
+
+pub(crate) struct NblRec {
+    alloc: Option<NblAlloc>,
+    dir: Dir,
+    /// None: created by the model; Some(h): originated by module h.
+    origin: Option<usize>,
+    adapter: usize,
+    holder: Holder,
+    /// Modules it went through and must come back through, in order.
+    path: Vec<usize>,
+    /// Modules that passed it on (sends) rather than completing it.
+    passed_on_by: Vec<usize>,
+    resources: bool,
+    /// Driver callbacks now running with this NBL.
+    in_call: u32,
+    delivered: bool,
+    status: NDIS_STATUS,
+}
+
+#[derive(Debug)]
+enum Pending {
+    SendComplete(Vec<usize>),
+    Return(Vec<usize>),
+}
+
+thread_local! {
+    /// Completions and returns deferred by the operation running on this
+    /// thread: each operation delivers its own before it reports, so
+    /// concurrent operations never wait for each other's.
+    static PENDING: std::cell::RefCell<Vec<Pending>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn defer(p: Pending) {
+    PENDING.with(|q| q.borrow_mut().push(p));
+}
+
+type SendFn = unsafe extern "win64" fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32, u32);
+type SendCompleteFn = unsafe extern "win64" fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32);
+type ReceiveFn = unsafe extern "win64" fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32, u32, u32);
+type StatusFn = unsafe extern "win64" fn(NDIS_HANDLE, *mut NDIS_STATUS_INDICATION);
+
+fn handlers() -> NDIS_FILTER_DRIVER_CHARACTERISTICS {
+    filter_snapshot().expect("no filter driver registered").0
+}
+
+/// Whether a module in `state` is part of the data path at all.
+fn in_data_path(state: ModuleState) -> bool {
+    !matches!(state, ModuleState::Attaching | ModuleState::Detached)
+}
+
+/// The driver modules of `adapter` (lowest first) with their contexts.
+fn stack_of(adapter: usize) -> Vec<(usize, usize)> {
+    let m = model();
+    m.adapters[adapter]
+        .modules
+        .iter()
+        .filter(|h| in_data_path(m.modules[*h].state))
+        .map(|h| (*h, m.modules[h].context))
+        .collect()
+}
+
+fn chain(nbls: &[usize]) -> *mut NET_BUFFER_LIST {
+    let ptrs: Vec<*mut NET_BUFFER_LIST> = nbls.iter().map(|&a| a as *mut NET_BUFFER_LIST).collect();
+    nbl::link(&ptrs)
+}
+
+fn walk(head: *mut NET_BUFFER_LIST) -> Vec<usize> {
+    // SAFETY: the driver passes a chain of NBLs it owns; a cycle is cut at
+    // 100000 entries.
+    unsafe { nbl::walk(head, 100_000) }.into_iter().map(|p| p as usize).collect()
+}
+
+fn nb_count(nbl_addr: usize) -> u64 {
+    // SAFETY: a live NBL the model tracks.
+    unsafe { nbl::net_buffers(nbl_addr as *const NET_BUFFER_LIST) }.len() as u64
+}
+
+fn set_in_call(nbls: &[usize], delta: i32) {
+    let mut m = model();
+    for a in nbls {
+        if let Some(r) = m.nbls.get_mut(a) {
+            r.in_call = r.in_call.saturating_add_signed(delta);
+        }
+    }
+}
+
+fn count_callback(name: &'static str) {
+    model().count(name);
+}
+
+// ---------------------------------------------------------------------------
+// Send path.
+
+/// Sends model NBLs built from `specs` from the protocol above `adapter` at
+/// `at`; returns how each ended, in order, once all are back.
+pub(crate) fn send(adapter: AdapterId, allocs: Vec<NblAlloc>, at: At) -> Result<Vec<NblOutcome>, Violation> {
+    let gate = model().adapters[adapter.0].send_gate.clone();
+    let _in_flight = gate.read().unwrap_or_else(PoisonError::into_inner);
+    let addrs = register(adapter.0, allocs, Dir::Send, false);
+    let saved = irql::current();
+    irql::set(at.irql());
+    let result = send_down(adapter.0, usize::MAX, addrs.clone(), at.flag());
+    irql::set(saved);
+    result?;
+    drain_pending()?;
+    collect(&addrs)
+}
+
+fn register(adapter: usize, allocs: Vec<NblAlloc>, dir: Dir, resources: bool) -> Vec<usize> {
+    let mut m = model();
+    let mut addrs = Vec::new();
+    for a in allocs {
+        let addr = a.as_ptr() as usize;
+        addrs.push(addr);
+        m.stats.nbls_allocated += 1;
+        m.nbls.insert(
+            addr,
+            NblRec {
+                alloc: Some(a),
+                dir,
+                origin: None,
+                adapter,
+                holder: Holder::FarEnd,
+                path: Vec::new(),
+                passed_on_by: Vec::new(),
+                resources,
+                in_call: 0,
+                delivered: false,
+                status: 0,
+            },
+        );
+    }
+    addrs
+}
+
+/// Removes finished model NBLs and reports how they ended.
+fn collect(addrs: &[usize]) -> Result<Vec<NblOutcome>, Violation> {
+    let mut m = model();
+    let mut out = Vec::new();
+    for a in addrs {
+        let r = m.nbls.remove(a).expect("model NBL tracked");
+        if r.holder != Holder::Done {
+            let dir = r.dir;
+            m.nbls.insert(*a, r);
+            drop(m);
+            let (rule, sub) = match dir {
+                Dir::Send => ("send NBL never completed", subcodes::SEND_NBL_HELD),
+                Dir::Receive => ("receive NBL never returned", subcodes::RECEIVE_NBL_HELD),
+            };
+            return Err(record(ndis_violation(
+                rule,
+                sub,
+                *a as u64,
+                0,
+                format!("NBL {a:#x} is still outstanding after the operation"),
+            )));
+        }
+        out.push(NblOutcome { status: r.status, delivered: r.delivered });
+    }
+    Ok(out)
+}
+
+/// Passes `nbls` to the highest module below `below` (an index into the
+/// adapter's stack; `usize::MAX` = from the protocol), or the miniport.
+fn send_down(adapter: usize, below: usize, nbls: Vec<usize>, flags: u32) -> Result<(), Violation> {
+    let stack = stack_of(adapter);
+    let handler = handlers().SendNetBufferListsHandler;
+    let target = stack.iter().enumerate().rev().find(|(i, _)| *i < below).map(|(_, m)| *m);
+    match (target, handler) {
+        (Some((h, ctx)), Some(f)) => {
+            {
+                let mut m = model();
+                for a in &nbls {
+                    let r = m.nbls.get_mut(a).expect("tracked");
+                    r.holder = Holder::Module(h);
+                    r.path.push(h);
+                    r.in_call += 1;
+                }
+            }
+            let head = chain(&nbls);
+            // SAFETY: documented FilterSendNetBufferLists signature.
+            let f: SendFn = unsafe { typed(f) };
+            count_callback("FilterSendNetBufferLists");
+            // SAFETY: the arguments NDIS passes.
+            let r = stack::call_driver("FilterSendNetBufferLists", || unsafe { f(ctx as NDIS_HANDLE, head, 0, flags) });
+            set_in_call(&nbls, -1);
+            r
+        }
+        _ => to_miniport(adapter, nbls),
+    }
+}
+
+fn to_miniport(adapter: usize, nbls: Vec<usize>) -> Result<(), Violation> {
+    {
+        let mut m = model();
+        for a in &nbls {
+            let nbs = nb_count(*a);
+            m.stats.nbs_to_miniport += nbs;
+            let r = m.nbls.get_mut(a).expect("tracked");
+            r.holder = Holder::FarEnd;
+            r.delivered = true;
+            // SAFETY: a live NBL; the miniport owns it now.
+            unsafe { (*(*a as *mut NET_BUFFER_LIST)).Status = NDIS_STATUS_SUCCESS };
+        }
+        check_unmodified(&mut m, &nbls);
+    }
+    let _ = adapter;
+    match completion() {
+        Completion::Inline => {
+            let flags = u32::from(irql::current() == irql::DISPATCH);
+            complete_up(nbls, flags)
+        }
+        _ => {
+            defer(Pending::SendComplete(nbls));
+            Ok(())
+        }
+    }
+}
+
+/// Counts frames that reached the far end changed (a pass-through filter
+/// must not modify them).
+fn check_unmodified(m: &mut super::Model, nbls: &[usize]) {
+    for a in nbls {
+        let Some(alloc) = m.nbls.get(a).and_then(|r| r.alloc.as_ref()) else {
+            continue;
+        };
+        // SAFETY: a live model NBL.
+        let nbs = unsafe { nbl::net_buffers(alloc.as_ptr()) };
+        let frames = &alloc.spec().frames;
+        let same = nbs.len() == frames.len()
+            && nbs.iter().zip(frames).all(|(nb, f)| {
+                let mut buf = vec![0u8; f.bytes.len()];
+                // SAFETY: a live NET_BUFFER of a model NBL.
+                unsafe { (**nb).DataLength == f.bytes.len() && nbl::copy_data(*nb, 0, &mut buf) && buf == f.bytes }
+            });
+        if !same {
+            m.stats.frames_modified += 1;
+        }
+    }
+}
+
+/// Sends completed by the layer below go to the module that passed them
+/// down (the last on their path), or finish when none is left.
+fn complete_up(nbls: Vec<usize>, flags: u32) -> Result<(), Violation> {
+    for (dest, group) in group_by_dest(&nbls) {
+        match dest {
+            Some((h, ctx)) => {
+                let own: Vec<usize> = {
+                    let mut m = model();
+                    let mut own = Vec::new();
+                    for a in &group {
+                        let r = m.nbls.get_mut(a).expect("tracked");
+                        if r.origin == Some(h) {
+                            own.push(*a);
+                        } else {
+                            r.holder = Holder::Module(h);
+                            r.in_call += 1;
+                        }
+                    }
+                    for a in &own {
+                        m.nbls.remove(a);
+                    }
+                    own
+                };
+                let head = chain(&group);
+                let f = handlers().SendNetBufferListsCompleteHandler.expect("paired with the send handler");
+                // SAFETY: documented FilterSendNetBufferListsComplete signature.
+                let f: SendCompleteFn = unsafe { typed(f) };
+                count_callback("FilterSendNetBufferListsComplete");
+                // SAFETY: the arguments NDIS passes.
+                let r = stack::call_driver("FilterSendNetBufferListsComplete", || unsafe {
+                    f(ctx as NDIS_HANDLE, head, flags)
+                });
+                let theirs: Vec<usize> = group.iter().copied().filter(|a| !own.contains(a)).collect();
+                set_in_call(&theirs, -1);
+                r?;
+            }
+            None => finish(&group),
+        }
+    }
+    Ok(())
+}
+
+fn finish(group: &[usize]) {
+    let mut m = model();
+    for a in group {
+        // SAFETY: a live model NBL back with its creator.
+        let status = unsafe { (*(*a as *const NET_BUFFER_LIST)).Status };
+        let r = m.nbls.get_mut(a).expect("tracked");
+        r.holder = Holder::Done;
+        r.status = status;
+        let send = r.dir == Dir::Send;
+        m.stats.nbls_finished += 1;
+        if send && status == NDIS_STATUS_PAUSED {
+            m.stats.sends_completed_paused += 1;
+        }
+    }
+}
+
+/// Where a run of NBLs goes next: a module (handle, context) or its creator.
+type Dest = Option<(usize, usize)>;
+/// Runs of NBLs with their destination.
+type Groups = Vec<(Dest, Vec<usize>)>;
+
+/// Splits `nbls` into runs with the same next destination: the last module
+/// on their path (with its context) or None (their creator).
+fn group_by_dest(nbls: &[usize]) -> Groups {
+    let m = model();
+    let mut groups: Groups = Vec::new();
+    for a in nbls {
+        let dest = m.nbls[a].path.last().map(|h| (*h, m.modules[h].context));
+        match groups.last_mut() {
+            Some((d, g)) if *d == dest => g.push(*a),
+            _ => groups.push((dest, vec![*a])),
+        }
+    }
+    groups
+}
+
+/// Delivers deferred send completions and receive returns, on this thread
+/// or another one, at DISPATCH_LEVEL.
+pub(crate) fn drain_pending() -> Result<(), Violation> {
+    match completion() {
+        Completion::Inline => Ok(()),
+        Completion::Deferred => drain_here(),
+        Completion::OtherThread => {
+            let mine: Vec<Pending> = PENDING.with(|q| std::mem::take(&mut *q.borrow_mut()));
+            std::thread::spawn(move || {
+                PENDING.with(|q| *q.borrow_mut() = mine);
+                drain_here()
+            })
+            .join()
+            .expect("completion thread panicked")
+        }
+    }
+}
+
+fn drain_here() -> Result<(), Violation> {
+    loop {
+        let next = PENDING.with(|q| q.borrow_mut().pop());
+        let Some(item) = next else { return Ok(()) };
+        let saved = irql::current();
+        irql::set(irql::DISPATCH);
+        let r = match item {
+            Pending::SendComplete(nbls) => complete_up(nbls, NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL),
+            Pending::Return(nbls) => return_down(nbls, NDIS_RETURN_FLAGS_DISPATCH_LEVEL),
+        };
+        irql::set(saved);
+        r?;
+    }
+}
+
+fn check_flag(function: &str, flags: u32) -> Result<(), Violation> {
+    if flags & 1 != 0 && irql::current() != irql::DISPATCH {
+        return Err(ndis_violation(
+            "DISPATCH_LEVEL flag set below DISPATCH_LEVEL",
+            subcodes::FLAG_IRQL,
+            u64::from(flags),
+            u64::from(irql::current()),
+            format!("{function} with the *_DISPATCH_LEVEL flag at {}", irql::name(irql::current())),
+        ));
+    }
+    Ok(())
+}
+
+fn position(adapter: usize, h: usize) -> usize {
+    stack_of(adapter).iter().position(|(x, _)| *x == h).expect("attached module")
+}
+
+/// Takes ownership of `nbls` away from module `h`, which passes them on;
+/// NBLs the model does not know are `h`'s own.
+fn take_from(
+    function: &str,
+    h: usize,
+    adapter: usize,
+    nbls: &[usize],
+    dir: Dir,
+    resources: bool,
+) -> Result<(), Violation> {
+    let mut m = model();
+    for a in nbls {
+        match m.nbls.get(a) {
+            Some(r) if r.holder == Holder::Module(h) && r.dir == dir => {}
+            Some(r) => {
+                let detail = format!("{function}: NBL {a:#x} is not owned by this module (held by {:?})", r.holder);
+                return Err(ndis_violation(
+                    "NBL not owned by the filter",
+                    subcodes::NBL_NOT_OWNED,
+                    *a as u64,
+                    h as u64,
+                    detail,
+                ));
+            }
+            None => {
+                m.nbls.insert(
+                    *a,
+                    NblRec {
+                        alloc: None,
+                        dir,
+                        origin: Some(h),
+                        adapter,
+                        holder: Holder::Module(h),
+                        path: vec![h],
+                        passed_on_by: Vec::new(),
+                        resources,
+                        in_call: 0,
+                        delivered: false,
+                        status: 0,
+                    },
+                );
+            }
+        }
+    }
+    for a in nbls {
+        m.nbls.get_mut(a).expect("tracked").passed_on_by.push(h);
+    }
+    Ok(())
+}
+
+fn wrong_state(function: &str, h: usize, state: ModuleState, what: &str) -> Violation {
+    ndis_violation(
+        "data path used in the wrong module state",
+        subcodes::WRONG_STATE,
+        h as u64,
+        state as u64,
+        format!("{function} {what} while the module is {state:?}"),
+    )
+}
+
+fn is_own(h: usize, nbls: &[usize]) -> bool {
+    let m = model();
+    nbls.iter().any(|a| m.nbls.get(a).is_none_or(|r| r.origin == Some(h)))
+}
+
+/// `NdisFSendNetBufferLists`.
+#[allow(non_snake_case)]
+unsafe extern "win64" fn NdisFSendNetBufferLists(
+    handle: NDIS_HANDLE,
+    head: *mut NET_BUFFER_LIST,
+    _port: u32,
+    flags: u32,
+) {
+    irql::require("NdisFSendNetBufferLists", irql::PASSIVE, irql::DISPATCH);
+    let r = stack::on_host(|| -> Result<(), Violation> {
+        check_flag("NdisFSendNetBufferLists", flags)?;
+        let (adapter, state, _) = module_for("NdisFSendNetBufferLists", handle)?;
+        let h = handle as usize;
+        let nbls = walk(head);
+        match state {
+            ModuleState::Paused => {
+                return Err(wrong_state(
+                    "NdisFSendNetBufferLists",
+                    h,
+                    state,
+                    "sends (a paused filter completes sends with NDIS_STATUS_PAUSED, R14)",
+                ))
+            }
+            ModuleState::Pausing | ModuleState::Restarting if is_own(h, &nbls) => {
+                return Err(wrong_state("NdisFSendNetBufferLists", h, state, "originates a send"))
+            }
+            _ => {}
+        }
+        take_from("NdisFSendNetBufferLists", h, adapter, &nbls, Dir::Send, false)?;
+        send_down(adapter, position(adapter, h), nbls, flags)
+    });
+    if let Err(v) = r {
+        raise_or_leave(v)
+    }
+}
+
+/// Raises `v` found by this model function, or passes on a violation a
+/// nested driver call already recorded.
+fn raise_or_leave(v: Violation) -> ! {
+    if v.function.is_empty() {
+        raise(v)
+    }
+    crate::stack::leave_driver_call(v)
+}
+
+/// `NdisFSendNetBufferListsComplete`.
+#[allow(non_snake_case)]
+unsafe extern "win64" fn NdisFSendNetBufferListsComplete(handle: NDIS_HANDLE, head: *mut NET_BUFFER_LIST, flags: u32) {
+    irql::require("NdisFSendNetBufferListsComplete", irql::PASSIVE, irql::DISPATCH);
+    let r = stack::on_host(|| -> Result<(), Violation> {
+        check_flag("NdisFSendNetBufferListsComplete", flags)?;
+        let (_, state, _) = module_for("NdisFSendNetBufferListsComplete", handle)?;
+        let h = handle as usize;
+        let nbls = walk(head);
+        {
+            let mut m = model();
+            for a in &nbls {
+                let Some(r) = m.nbls.get(a) else {
+                    let detail = format!("NBL {a:#x} was never given to this filter (or was already completed)");
+                    return Err(ndis_violation(
+                        "send NBL completed twice or not owned",
+                        subcodes::NBL_NOT_OWNED,
+                        *a as u64,
+                        h as u64,
+                        detail,
+                    ));
+                };
+                if r.origin == Some(h) {
+                    let detail = format!("NBL {a:#x} was originated by this filter: its completion ends in FilterSendNetBufferListsComplete (R12)");
+                    return Err(ndis_violation(
+                        "own NBL completed up",
+                        subcodes::NBL_NOT_OWNED,
+                        *a as u64,
+                        h as u64,
+                        detail,
+                    ));
+                }
+                if r.holder != Holder::Module(h) || r.dir != Dir::Send {
+                    let detail = format!("NBL {a:#x} is held by {:?}, not by this module", r.holder);
+                    return Err(ndis_violation(
+                        "send NBL completed twice or not owned",
+                        subcodes::NBL_NOT_OWNED,
+                        *a as u64,
+                        h as u64,
+                        detail,
+                    ));
+                }
+                // SAFETY: a live NBL owned by the caller.
+                let status = unsafe { (*(*a as *const NET_BUFFER_LIST)).Status };
+                let never_sent = !r.passed_on_by.contains(&h);
+                if never_sent && state != ModuleState::Running && status != NDIS_STATUS_PAUSED {
+                    let detail = format!("module {state:?} completed NBL {a:#x} with status {status:#x} instead of NDIS_STATUS_PAUSED (R14)");
+                    return Err(ndis_violation(
+                        "send completed while paused without NDIS_STATUS_PAUSED",
+                        subcodes::NOT_PAUSED_STATUS,
+                        *a as u64,
+                        status as u32 as u64,
+                        detail,
+                    ));
+                }
+            }
+            for a in &nbls {
+                let r = m.nbls.get_mut(a).expect("checked");
+                r.path.pop();
+                r.holder = Holder::FarEnd;
+            }
+        }
+        complete_up(nbls, flags)
+    });
+    if let Err(v) = r {
+        raise_or_leave(v)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Receive path.
+
+/// Indicates model NBLs from the miniport of `adapter` at `at`, with
+/// NDIS_RECEIVE_FLAGS_RESOURCES when `resources`; returns how each ended.
+pub(crate) fn receive(
+    adapter: AdapterId,
+    allocs: Vec<NblAlloc>,
+    at: At,
+    resources: bool,
+) -> Result<Vec<NblOutcome>, Violation> {
+    let gate = model().adapters[adapter.0].receive_gate.clone();
+    let _in_flight = gate.read().unwrap_or_else(PoisonError::into_inner);
+    let addrs = register(adapter.0, allocs, Dir::Receive, resources);
+    let flags = at.flag() | if resources { NDIS_RECEIVE_FLAGS_RESOURCES } else { 0 };
+    let saved = irql::current();
+    irql::set(at.irql());
+    let result = indicate_up(adapter.0, None, addrs.clone(), flags);
+    irql::set(saved);
+    result?;
+    if resources {
+        // The NBLs reverted to the miniport when the indication returned.
+        finish(&addrs);
+    }
+    drain_pending()?;
+    collect(&addrs)
+}
+
+/// Indicates `nbls` to the lowest module above `above` (None: from the
+/// miniport), or to the protocol.
+fn indicate_up(adapter: usize, above: Option<usize>, nbls: Vec<usize>, flags: u32) -> Result<(), Violation> {
+    let stack = stack_of(adapter);
+    let start = above.map_or(0, |i| i + 1);
+    let handler = handlers().ReceiveNetBufferListsHandler;
+    match (stack.get(start), handler) {
+        (Some(&(h, ctx)), Some(f)) => {
+            {
+                let mut m = model();
+                for a in &nbls {
+                    let r = m.nbls.get_mut(a).expect("tracked");
+                    r.holder = Holder::Module(h);
+                    r.path.push(h);
+                    r.in_call += 1;
+                }
+            }
+            let head = chain(&nbls);
+            // SAFETY: documented FilterReceiveNetBufferLists signature.
+            let f: ReceiveFn = unsafe { typed(f) };
+            count_callback("FilterReceiveNetBufferLists");
+            let count = nbls.len() as u32;
+            // SAFETY: the arguments NDIS passes.
+            let r = stack::call_driver("FilterReceiveNetBufferLists", || unsafe {
+                f(ctx as NDIS_HANDLE, head, 0, count, flags)
+            });
+            set_in_call(&nbls, -1);
+            r?;
+            if flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0 {
+                revert(&nbls, h);
+            }
+            Ok(())
+        }
+        _ => to_protocol(nbls, flags),
+    }
+}
+
+/// RESOURCES NBLs revert to the layer below when the indication returns.
+fn revert(nbls: &[usize], h: usize) {
+    let mut m = model();
+    for a in nbls {
+        if let Some(r) = m.nbls.get_mut(a) {
+            if r.path.last() == Some(&h) {
+                r.path.pop();
+            }
+            r.holder = r.path.last().map_or(Holder::FarEnd, |x| Holder::Module(*x));
+        }
+    }
+}
+
+fn to_protocol(nbls: Vec<usize>, flags: u32) -> Result<(), Violation> {
+    {
+        let mut m = model();
+        for a in &nbls {
+            let nbs = nb_count(*a);
+            m.stats.nbs_to_protocol += nbs;
+            let r = m.nbls.get_mut(a).expect("tracked");
+            r.holder = Holder::FarEnd;
+            r.delivered = true;
+        }
+        check_unmodified(&mut m, &nbls);
+    }
+    if flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0 {
+        return Ok(()); // the protocol copied what it needs
+    }
+    match completion() {
+        Completion::Inline => {
+            let flags = u32::from(irql::current() == irql::DISPATCH);
+            return_down(nbls, flags)
+        }
+        _ => {
+            defer(Pending::Return(nbls));
+            Ok(())
+        }
+    }
+}
+
+/// Receives returned by the layer above go to the module that indicated
+/// them (the last on their path), or finish.
+fn return_down(nbls: Vec<usize>, flags: u32) -> Result<(), Violation> {
+    for (dest, group) in group_by_dest(&nbls) {
+        match dest {
+            Some((h, ctx)) => {
+                let own: Vec<usize> = {
+                    let mut m = model();
+                    let mut own = Vec::new();
+                    for a in &group {
+                        let r = m.nbls.get_mut(a).expect("tracked");
+                        if r.origin == Some(h) {
+                            own.push(*a);
+                        } else {
+                            r.holder = Holder::Module(h);
+                            r.in_call += 1;
+                        }
+                    }
+                    for a in &own {
+                        m.nbls.remove(a);
+                    }
+                    own
+                };
+                let head = chain(&group);
+                let f = handlers().ReturnNetBufferListsHandler.expect("paired with the receive handler");
+                // SAFETY: documented FilterReturnNetBufferLists signature.
+                let f: SendCompleteFn = unsafe { typed(f) };
+                count_callback("FilterReturnNetBufferLists");
+                // SAFETY: the arguments NDIS passes.
+                let r =
+                    stack::call_driver("FilterReturnNetBufferLists", || unsafe { f(ctx as NDIS_HANDLE, head, flags) });
+                let theirs: Vec<usize> = group.iter().copied().filter(|a| !own.contains(a)).collect();
+                set_in_call(&theirs, -1);
+                r?;
+            }
+            None => finish(&group),
+        }
+    }
+    Ok(())
+}
+
+/// `NdisFIndicateReceiveNetBufferLists`.
+#[allow(non_snake_case)]
+unsafe extern "win64" fn NdisFIndicateReceiveNetBufferLists(
+    handle: NDIS_HANDLE,
+    head: *mut NET_BUFFER_LIST,
+    _port: u32,
+    count: u32,
+    flags: u32,
+) {
+    irql::require("NdisFIndicateReceiveNetBufferLists", irql::PASSIVE, irql::DISPATCH);
+    let r = stack::on_host(|| -> Result<(), Violation> {
+        check_flag("NdisFIndicateReceiveNetBufferLists", flags)?;
+        let (adapter, state, _) = module_for("NdisFIndicateReceiveNetBufferLists", handle)?;
+        let h = handle as usize;
+        let nbls = walk(head);
+        if nbls.len() != count as usize {
+            let detail = format!("NumberOfNetBufferLists is {count}, the chain holds {} (R16)", nbls.len());
+            return Err(ndis_violation(
+                "receive NBL count mismatch",
+                subcodes::NBL_COUNT,
+                u64::from(count),
+                nbls.len() as u64,
+                detail,
+            ));
+        }
+        if state != ModuleState::Running && is_own(h, &nbls) {
+            return Err(wrong_state(
+                "NdisFIndicateReceiveNetBufferLists",
+                h,
+                state,
+                "originates a receive indication (R9)",
+            ));
+        }
+        let resources = flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0;
+        {
+            let m = model();
+            if let Some(a) = nbls.iter().find(|a| m.nbls.get(a).is_some_and(|r| r.resources && !resources)) {
+                let detail = format!(
+                    "NBL {a:#x} was indicated with NDIS_RECEIVE_FLAGS_RESOURCES; passing it up without the flag (R18)"
+                );
+                return Err(ndis_violation(
+                    "RESOURCES flag dropped",
+                    subcodes::RESOURCES_RETURNED,
+                    *a as u64,
+                    h as u64,
+                    detail,
+                ));
+            }
+        }
+        take_from("NdisFIndicateReceiveNetBufferLists", h, adapter, &nbls, Dir::Receive, resources)?;
+        indicate_up(adapter, Some(position(adapter, h)), nbls, flags)
+    });
+    if let Err(v) = r {
+        raise_or_leave(v)
+    }
+}
+
+/// `NdisFReturnNetBufferLists`.
+#[allow(non_snake_case)]
+unsafe extern "win64" fn NdisFReturnNetBufferLists(handle: NDIS_HANDLE, head: *mut NET_BUFFER_LIST, flags: u32) {
+    irql::require("NdisFReturnNetBufferLists", irql::PASSIVE, irql::DISPATCH);
+    let r = stack::on_host(|| -> Result<(), Violation> {
+        check_flag("NdisFReturnNetBufferLists", flags)?;
+        module_for("NdisFReturnNetBufferLists", handle)?;
+        let h = handle as usize;
+        let nbls = walk(head);
+        {
+            let mut m = model();
+            for a in &nbls {
+                let Some(r) = m.nbls.get(a) else {
+                    let detail = format!("NBL {a:#x} was never indicated to this filter (or was already returned)");
+                    return Err(ndis_violation(
+                        "receive NBL returned twice or not owned",
+                        subcodes::NBL_NOT_OWNED,
+                        *a as u64,
+                        h as u64,
+                        detail,
+                    ));
+                };
+                if r.resources {
+                    let detail = format!("NBL {a:#x} was indicated with NDIS_RECEIVE_FLAGS_RESOURCES: it reverts to NDIS when FilterReceiveNetBufferLists returns (R18)");
+                    return Err(ndis_violation(
+                        "RESOURCES NBL returned by the filter",
+                        subcodes::RESOURCES_RETURNED,
+                        *a as u64,
+                        h as u64,
+                        detail,
+                    ));
+                }
+                if r.origin == Some(h) {
+                    let detail = format!("NBL {a:#x} was indicated by this filter: it comes back through FilterReturnNetBufferLists (R20)");
+                    return Err(ndis_violation(
+                        "own NBL returned down",
+                        subcodes::NBL_NOT_OWNED,
+                        *a as u64,
+                        h as u64,
+                        detail,
+                    ));
+                }
+                if r.holder != Holder::Module(h) || r.dir != Dir::Receive {
+                    let detail = format!("NBL {a:#x} is held by {:?}, not by this module", r.holder);
+                    return Err(ndis_violation(
+                        "receive NBL returned twice or not owned",
+                        subcodes::NBL_NOT_OWNED,
+                        *a as u64,
+                        h as u64,
+                        detail,
+                    ));
+                }
+            }
+            for a in &nbls {
+                let r = m.nbls.get_mut(a).expect("checked");
+                r.path.pop();
+                r.holder = Holder::FarEnd;
+            }
+        }
+        return_down(nbls, flags)
+    });
+    if let Err(v) = r {
+        raise_or_leave(v)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Pause and detach checks.
+
+/// At the end of a pause, module `h` may hold no NBL and none of its own
+/// may be outstanding (NDIS waits for them; the verifier flags NBLs held
+/// too long).
+pub(crate) fn check_nothing_held(h: usize) -> Result<(), Violation> {
+    drain_pending()?;
+    let m = model();
+    let held = m.nbls.iter().find(|(_, r)| {
+        let holds = r.holder == Holder::Module(h) && r.in_call == 0;
+        let own_out = r.origin == Some(h) && r.holder != Holder::Done;
+        holds || own_out
+    });
+    if let Some((a, r)) = held {
+        let (rule, sub) = match r.dir {
+            Dir::Send => ("send NBL held across pause", subcodes::SEND_NBL_HELD),
+            Dir::Receive => ("receive NBL held across pause", subcodes::RECEIVE_NBL_HELD),
+        };
+        let detail = format!("pause completed while NBL {a:#x} is still with the filter or outstanding");
+        let v = ndis_violation(rule, sub, *a as u64, h as u64, detail);
+        drop(m);
+        return Err(record(v));
+    }
+    Ok(())
+}
+
+/// At detach, no NBL module `h` originated may be outstanding.
+pub(crate) fn check_originated_on_detach(h: usize) -> Result<(), Violation> {
+    let m = model();
+    if let Some((a, _)) = m.nbls.iter().find(|(_, r)| r.origin == Some(h)) {
+        let v = ndis_violation(
+            "filter detached with its NBLs outstanding",
+            subcodes::DETACH_WITH_NBLS,
+            *a as u64,
+            h as u64,
+            format!("NBL {a:#x}"),
+        );
+        drop(m);
+        return Err(record(v));
+    }
+    Ok(())
+}
+
+/// Model NBLs not back with their creator (at unload).
+pub(crate) fn outstanding() -> Vec<usize> {
+    let m = model();
+    m.nbls.iter().filter(|(_, r)| r.holder != Holder::Done).map(|(a, _)| *a).collect()
+}
+
+/// Adapter of every tracked NBL (keeps the field read).
+#[allow(dead_code)]
+fn adapter_of(a: usize) -> Option<usize> {
+    model().nbls.get(&a).map(|r| r.adapter)
+}
+
+// ---------------------------------------------------------------------------
+// NdisGetDataBuffer.
+
+/// `NdisGetDataBuffer`: a pointer into contiguous data, or the data copied
+/// into `storage`, or NULL when the NET_BUFFER has fewer bytes (or they are
+/// not contiguous and there is no storage).
+#[allow(non_snake_case)]
+unsafe extern "win64" fn NdisGetDataBuffer(
+    nb: *mut NET_BUFFER,
+    needed: u32,
+    storage: *mut c_void,
+    align_multiple: u32,
+    align_offset: u32,
+) -> *mut c_void {
+    irql::require("NdisGetDataBuffer", irql::PASSIVE, irql::DISPATCH);
+    stack::on_host(|| {
+        // SAFETY: the driver passes a NET_BUFFER it owns.
+        let (data_len, mdl, offset) = unsafe { ((*nb).DataLength, (*nb).CurrentMdl, (*nb).CurrentMdlOffset as usize) };
+        let needed = needed as usize;
+        if needed == 0 || needed > data_len || mdl.is_null() {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: CurrentMdl of a live NET_BUFFER.
+        let (va, count) = unsafe { ((*mdl).MappedSystemVa as usize, (*mdl).ByteCount as usize) };
+        let ptr = va + offset;
+        let aligned = align_multiple <= 1 || ptr.wrapping_sub(align_offset as usize) % align_multiple as usize == 0;
+        if count >= offset + needed && aligned {
+            return ptr as *mut c_void;
+        }
+        if storage.is_null() {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: `storage` holds at least `needed` bytes (the caller's
+        // contract); the MDL chain is the NET_BUFFER's.
+        let out = unsafe { std::slice::from_raw_parts_mut(storage.cast::<u8>(), needed) };
+        // SAFETY: as above.
+        if unsafe { nbl::copy_data(nb, 0, out) } {
+            storage
+        } else {
+            core::ptr::null_mut()
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Status indications.
+
+/// Indicates `status` from the miniport of `adapter` at `at`: through each
+/// module that has a FilterStatus, around those that do not.
+pub(crate) fn indicate_status(adapter: AdapterId, status: NDIS_STATUS, at: At) -> Result<(), Violation> {
+    let saved = irql::current();
+    irql::set(at.irql());
+    let r = status_up(adapter.0, None, status);
+    irql::set(saved);
+    r
+}
+
+fn status_up(adapter: usize, above: Option<usize>, status: NDIS_STATUS) -> Result<(), Violation> {
+    let stack = stack_of(adapter);
+    let start = above.map_or(0, |i| i + 1);
+    let Some(&(_, ctx)) = stack.get(start) else {
+        model().stats.status_forwarded += 1;
+        return Ok(());
+    };
+    let Some(f) = handlers().StatusHandler else {
+        model().stats.status_bypassed += 1;
+        return status_up(adapter, Some(start), status);
+    };
+    // SAFETY: plain data.
+    let mut ind: NDIS_STATUS_INDICATION = unsafe { core::mem::zeroed() };
+    ind.Header = NDIS_OBJECT_HEADER {
+        Type: NDIS_OBJECT_TYPE_STATUS_INDICATION,
+        Revision: 1,
+        Size: core::mem::size_of::<NDIS_STATUS_INDICATION>() as u16,
+    };
+    ind.StatusCode = status;
+    // SAFETY: documented FilterStatus signature.
+    let f: StatusFn = unsafe { typed(f) };
+    count_callback("FilterStatus");
+    // SAFETY: the arguments NDIS passes; `ind` outlives the call.
+    stack::call_driver("FilterStatus", || unsafe { f(ctx as NDIS_HANDLE, &mut ind) })
+}
+
+/// `NdisFIndicateStatus`.
+#[allow(non_snake_case)]
+unsafe extern "win64" fn NdisFIndicateStatus(handle: NDIS_HANDLE, _ind: *mut NDIS_STATUS_INDICATION) {
+    irql::require("NdisFIndicateStatus", irql::PASSIVE, irql::DISPATCH);
+    let r = stack::on_host(|| -> Result<(), Violation> {
+        let (adapter, _, _) = module_for("NdisFIndicateStatus", handle)?;
+        status_up(adapter, Some(position(adapter, handle as usize)), 0)
+    });
+    if let Err(v) = r {
+        raise_or_leave(v)
+    }
+}
+
+/// Sends an OID request down `adapter`: every module that leaves
+/// FilterOidRequest NULL is bypassed. A driver with OID handlers is not
+/// modelled (the request is refused).
+pub(crate) fn oid_request(adapter: AdapterId) -> Result<(), String> {
+    if handlers().OidRequestHandler.is_some() {
+        return Err("OID requests through a filter's FilterOidRequest are not modelled".into());
+    }
+    let n = stack_of(adapter.0).len() as u64;
+    model().stats.oids_bypassed += n;
+    Ok(())
+}
+
+/// Which module states hold a module handle valid for the data path.
+#[allow(dead_code)]
+fn valid(h: usize) -> bool {
+    state_of(h).is_some_and(in_data_path)
+}
+
+pub(super) fn imports() -> Vec<Import> {
+    vec![
+        Import::ndis("NdisFSendNetBufferLists", NdisFSendNetBufferLists as *const () as usize),
+        Import::ndis("NdisFSendNetBufferListsComplete", NdisFSendNetBufferListsComplete as *const () as usize),
+        Import::ndis("NdisFIndicateReceiveNetBufferLists", NdisFIndicateReceiveNetBufferLists as *const () as usize),
+        Import::ndis("NdisFReturnNetBufferLists", NdisFReturnNetBufferLists as *const () as usize),
+        Import::ndis("NdisGetDataBuffer", NdisGetDataBuffer as *const () as usize),
+        Import::ndis("NdisFIndicateStatus", NdisFIndicateStatus as *const () as usize),
+    ]
+}

@@ -1,0 +1,193 @@
+//! The NDIS model: filter driver registration, simulated adapters with
+//! their filter stacks, the filter module state machine, the send and
+//! receive paths, status indications and the control device, with the
+//! checks NDIS and Driver Verifier make.
+//!
+//! All bookkeeping lives in one process-global [`Model`] behind a mutex
+//! (sessions are serialised by [`crate::verifier::Session`]). The mutex is
+//! never held while the driver runs, nor across a call that may raise a
+//! violation (a violation abandons the frames it leaves).
+
+pub mod abi;
+mod data;
+mod device;
+mod filter;
+mod module;
+
+use std::collections::BTreeMap;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+use crate::imports::Import;
+use crate::verifier::{self, Violation};
+
+pub use data::{At, Completion, NblOutcome};
+pub use filter::FilterInfo;
+pub use module::{AdapterId, AdapterSpec, ModuleState};
+
+pub(crate) use data::{indicate_status, oid_request, outstanding as outstanding_nbls, receive, send};
+pub(crate) use device::{call_unload_checks, control_device};
+pub(crate) use filter::{call_driver_entry_checks, registered_filter};
+pub(crate) use module::{add_adapter, attach, detach, modules_of, pause, restart, typed as typed_handler};
+
+/// Sets how completions are delivered and how long a pending pause or
+/// restart may take.
+pub(crate) fn configure(completion: Completion, pause_timeout: std::time::Duration) {
+    data::set_completion(completion);
+    module::set_pause_timeout(pause_timeout);
+}
+
+/// Counters of what went through the model in a session.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Filter callbacks called, by name.
+    pub callbacks: BTreeMap<&'static str, u64>,
+    /// NBLs created by the model (sends from above and receives from below).
+    pub nbls_allocated: u64,
+    /// NBLs that came back to their creator (send completed up, receive
+    /// returned to the miniport).
+    pub nbls_finished: u64,
+    /// NET_BUFFERs that reached the miniport.
+    pub nbs_to_miniport: u64,
+    /// NET_BUFFERs that reached the protocol above.
+    pub nbs_to_protocol: u64,
+    /// Send NBLs completed up with NDIS_STATUS_PAUSED.
+    pub sends_completed_paused: u64,
+    /// Status indications that went around a filter without a FilterStatus.
+    pub status_bypassed: u64,
+    /// Status indications that reached the protocol through a filter.
+    pub status_forwarded: u64,
+    /// OID requests that went around a filter without a FilterOidRequest.
+    pub oids_bypassed: u64,
+    /// Model NBLs whose frames reached the far end changed.
+    pub frames_modified: u64,
+}
+
+/// The model's state.
+#[derive(Default)]
+pub(crate) struct Model {
+    filter: Option<filter::FilterRec>,
+    adapters: Vec<module::AdapterRec>,
+    modules: BTreeMap<usize, module::ModuleRec>,
+    nbls: BTreeMap<usize, data::NblRec>,
+    device: Option<device::DeviceRec>,
+    stats: Stats,
+    next_handle: usize,
+    /// Handles once valid, for a precise message when one is reused.
+    retired: BTreeMap<usize, &'static str>,
+}
+
+impl Model {
+    /// A fresh opaque handle: a kernel-looking address nothing is mapped
+    /// at, so a driver that dereferences it faults.
+    fn new_handle(&mut self) -> usize {
+        self.next_handle += 1;
+        0xFFFF_D000_0000_0000 + self.next_handle * 0x1000
+    }
+
+    fn count(&mut self, callback: &'static str) {
+        *self.stats.callbacks.entry(callback).or_default() += 1;
+    }
+}
+
+static MODEL: Mutex<Option<Model>> = Mutex::new(None);
+/// Signalled whenever a pause or restart completes asynchronously.
+static CHANGED: Condvar = Condvar::new();
+
+/// The model state (created on first use).
+pub(crate) fn model() -> ModelGuard {
+    let mut g = MODEL.lock().unwrap_or_else(PoisonError::into_inner);
+    g.get_or_insert_with(Model::default);
+    ModelGuard(g)
+}
+
+/// A locked model.
+pub(crate) struct ModelGuard(MutexGuard<'static, Option<Model>>);
+
+impl std::ops::Deref for ModelGuard {
+    type Target = Model;
+    fn deref(&self) -> &Model {
+        self.0.as_ref().expect("initialised in model()")
+    }
+}
+
+impl std::ops::DerefMut for ModelGuard {
+    fn deref_mut(&mut self) -> &mut Model {
+        self.0.as_mut().expect("initialised in model()")
+    }
+}
+
+impl ModelGuard {
+    /// Waits on the change condition variable, at most `timeout`.
+    fn wait(self, timeout: std::time::Duration) -> Self {
+        let (g, _) = CHANGED.wait_timeout(self.0, timeout).unwrap_or_else(PoisonError::into_inner);
+        ModelGuard(g)
+    }
+}
+
+/// Wakes every waiter for a pause/restart completion.
+fn notify() {
+    CHANGED.notify_all();
+}
+
+/// Forgets everything (a new session).
+pub fn reset() {
+    *MODEL.lock().unwrap_or_else(PoisonError::into_inner) = Some(Model::default());
+}
+
+/// What went through the model so far.
+pub fn stats() -> Stats {
+    let m = model();
+    m.stats.clone()
+}
+
+/// A violation of an NDIS rule: 0xC4 with the NDIS verifier's subcode
+/// when there is one.
+fn ndis_violation(rule: &'static str, subcode: u64, p2: u64, p3: u64, detail: String) -> Violation {
+    Violation::c4(rule, subcode, p2, p3, 0, detail)
+}
+
+/// Raises `v` from a model function the driver called: leaves the driver.
+fn raise(v: Violation) -> ! {
+    verifier::violation(v)
+}
+
+/// Bug check subcodes of the NDIS/WIFI verification (0xC4) and the model's
+/// own subcodes for the NDIS rules Windows enforces without a documented
+/// code (kept in the 0x92xxx range, after the documented ones).
+pub mod subcodes {
+    /// FilterPause did not complete in time, failed, or completed twice.
+    pub const PAUSE_COMPLETE: u64 = 0x92010;
+    /// A filter held a send NBL too long (never completed).
+    pub const SEND_NBL_HELD: u64 = 0x92011;
+    /// A filter held a receive NBL too long (never returned).
+    pub const RECEIVE_NBL_HELD: u64 = 0x92012;
+    /// An NBL completed or returned twice, or not owned by the caller.
+    pub const NBL_NOT_OWNED: u64 = 0x92100;
+    /// Data path used in a module state that forbids it.
+    pub const WRONG_STATE: u64 = 0x92101;
+    /// An NBL indicated with NDIS_RECEIVE_FLAGS_RESOURCES returned by the filter.
+    pub const RESOURCES_RETURNED: u64 = 0x92102;
+    /// Unknown or stale NDIS handle.
+    pub const BAD_HANDLE: u64 = 0x92103;
+    /// A `*_DISPATCH_LEVEL` flag set below DISPATCH_LEVEL.
+    pub const FLAG_IRQL: u64 = 0x92104;
+    /// NumberOfNetBufferLists does not match the chain.
+    pub const NBL_COUNT: u64 = 0x92105;
+    /// A filter module detached with NBLs it originated outstanding.
+    pub const DETACH_WITH_NBLS: u64 = 0x92106;
+    /// An invalid state transition requested of NDIS (pause/restart complete).
+    pub const BAD_TRANSITION: u64 = 0x92107;
+    /// A send completed while not Running without NDIS_STATUS_PAUSED.
+    pub const NOT_PAUSED_STATUS: u64 = 0x92108;
+    /// The filter driver or its device still registered at unload.
+    pub const NOT_DEREGISTERED: u64 = 0x92109;
+}
+
+/// Model functions this module binds.
+pub(crate) fn imports() -> Vec<Import> {
+    let mut all = filter::imports();
+    all.extend(module::imports());
+    all.extend(data::imports());
+    all.extend(device::imports());
+    all
+}

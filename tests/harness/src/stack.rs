@@ -1,0 +1,903 @@
+//! Guarded driver stacks: every call into the driver runs here.
+//!
+//! [`call_driver`] runs a closure (which calls a driver entry point) on a
+//! fresh, small stack: the configured budget (default 8 KiB, far below the
+//! 24 KiB x64 kernel stack because NDIS and the protocols above a filter use
+//! much of it) measured from the closure's first frame, with an inaccessible
+//! guard page right below. The stack is filled with a pattern so that each
+//! entry point's peak use can be measured afterwards ([`peak_usage`]).
+//!
+//! It leaves the driver stack in one of four ways, each by a context switch
+//! written in assembly below (no unwinding through driver frames, which have
+//! no unwind information the host understands):
+//! * normal return: the IRQL must equal the IRQL at entry and no lock
+//!   acquired inside may still be held, else a violation is reported;
+//! * [`crate::verifier::violation`] raised by model code: jumps back;
+//! * a fault (SIGSEGV/SIGBUS, handled on `sigaltstack` on every thread that
+//!   calls the driver): the handler redirects the faulting context to the
+//!   jump-back code, and the fault is classified afterwards: guard page =
+//!   stack overflow (0x7F/8, a double fault, which is what a kernel stack
+//!   overflow produces), special pool (0xD5/0xD6), other addresses
+//!   (0x50, or 0xD1 at DISPATCH_LEVEL);
+//! * the watchdog: a call that runs longer than the configured limit is
+//!   stopped, from a signal when the thread is executing driver code, or at
+//!   the next [`check_watchdog`] of a model wait loop (0x133 at
+//!   DISPATCH_LEVEL and above, 0xE2 below).
+//!
+//! Model functions must not eat the driver's budget: [`on_host`] runs their
+//! body on the host stack of the thread (below the frame that entered the
+//! driver, which is idle while the driver runs).
+
+use std::any::Any;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::irql;
+use crate::verifier::{self, codes, Violation};
+
+const PAGE: usize = 4096;
+/// Room above the budget for the harness's own entry frames.
+const RESERVE: usize = 16 * 1024;
+/// Byte the stack is filled with before a call.
+const FILL: u8 = 0xA5;
+const MAX_DEPTH: usize = 16;
+const ALTSTACK_SIZE: usize = 64 * 1024;
+const WATCHDOG_SIGNAL: libc::c_int = libc::SIGURG;
+
+const EXIT_RETURNED: u64 = 0;
+const EXIT_VIOLATION: u64 = 1;
+const EXIT_FAULT: u64 = 2;
+const EXIT_WATCHDOG: u64 = 3;
+
+/// Host registers saved when entering the driver stack (System V
+/// callee-saved set, stack pointer, MXCSR and x87 control word). The
+/// assembly below depends on these offsets.
+#[repr(C)]
+#[derive(Default)]
+struct HostContext {
+    rsp: u64,
+    rbx: u64,
+    rbp: u64,
+    r12: u64,
+    r13: u64,
+    r14: u64,
+    r15: u64,
+    fpu: u64,
+}
+
+// pw_harness_switch_call(ctx, stack_top, f, data) -> u64: saves the host
+// context in `ctx`, switches to `stack_top`, calls `f(data)` and switches
+// back (returns 0). pw_harness_resume(ctx, code) restores the context saved
+// by the matching switch_call, making it return `code`: a longjmp that only
+// ever jumps from the driver stack (or a host stack frame below `ctx.rsp`)
+// back up. pw_harness_on_stack(sp, f, data) calls `f(data)` on stack `sp`.
+std::arch::global_asm!(
+    ".text",
+    ".globl pw_harness_switch_call",
+    ".type pw_harness_switch_call,@function",
+    "pw_harness_switch_call:",
+    "    mov [rdi + 8], rbx",
+    "    mov [rdi + 16], rbp",
+    "    mov [rdi + 24], r12",
+    "    mov [rdi + 32], r13",
+    "    mov [rdi + 40], r14",
+    "    mov [rdi + 48], r15",
+    "    stmxcsr [rdi + 56]",
+    "    fnstcw [rdi + 60]",
+    "    mov [rdi], rsp",
+    "    mov rsp, rsi",
+    "    push rdi",
+    "    push rdi",
+    "    mov rdi, rcx",
+    "    call rdx",
+    "    pop rdi",
+    "    pop rdi",
+    "    mov rsp, [rdi]",
+    "    xor eax, eax",
+    "    ret",
+    ".size pw_harness_switch_call, . - pw_harness_switch_call",
+    ".globl pw_harness_resume",
+    ".type pw_harness_resume,@function",
+    "pw_harness_resume:",
+    "    mov rsp, [rdi]",
+    "    mov rbx, [rdi + 8]",
+    "    mov rbp, [rdi + 16]",
+    "    mov r12, [rdi + 24]",
+    "    mov r13, [rdi + 32]",
+    "    mov r14, [rdi + 40]",
+    "    mov r15, [rdi + 48]",
+    "    ldmxcsr [rdi + 56]",
+    "    fldcw [rdi + 60]",
+    "    cld",
+    "    mov rax, rsi",
+    "    ret",
+    ".size pw_harness_resume, . - pw_harness_resume",
+    ".globl pw_harness_on_stack",
+    ".type pw_harness_on_stack,@function",
+    "pw_harness_on_stack:",
+    "    push rbp",
+    "    mov rbp, rsp",
+    "    mov rsp, rdi",
+    "    and rsp, -16",
+    "    mov rdi, rdx",
+    "    call rsi",
+    "    mov rsp, rbp",
+    "    pop rbp",
+    "    ret",
+    ".size pw_harness_on_stack, . - pw_harness_on_stack",
+);
+
+extern "C" {
+    fn pw_harness_switch_call(ctx: *mut HostContext, stack_top: usize, f: usize, data: *mut u8) -> u64;
+    fn pw_harness_resume(ctx: *const HostContext, code: u64) -> !;
+    fn pw_harness_on_stack(sp: usize, f: usize, data: *mut u8);
+}
+
+/// Where the fault that left a call happened.
+#[derive(Default, Clone, Copy)]
+struct FaultInfo {
+    addr: usize,
+    rip: usize,
+    write: bool,
+}
+
+/// One active driver call on this thread.
+#[derive(Default)]
+struct Frame {
+    ctx: HostContext,
+    guard_lo: usize,
+    guard_hi: usize,
+    stack_hi: usize,
+    fault: FaultInfo,
+    watchdog: Option<Arc<AtomicBool>>,
+    pending: Option<Violation>,
+}
+
+/// Per-thread runtime, reached from the signal handler through a raw
+/// pointer in a const-initialised thread local.
+struct ThreadRt {
+    frames: Vec<Frame>,
+    depth: usize,
+    cached: Option<StackMem>,
+    altstack: Option<(usize, usize)>,
+}
+
+thread_local! {
+    static RT: Cell<*mut ThreadRt> = const { Cell::new(ptr::null_mut()) };
+    static RT_OWNER: RtOwner = const { RtOwner };
+}
+
+/// Frees the thread's runtime (and its alternate signal stack) at exit.
+struct RtOwner;
+
+impl Drop for RtOwner {
+    fn drop(&mut self) {
+        let rt = RT.with(|c| c.replace(ptr::null_mut()));
+        if rt.is_null() {
+            return;
+        }
+        // SAFETY: `rt` came from Box::into_raw in `thread_rt` and the thread
+        // local no longer refers to it.
+        let rt = unsafe { Box::from_raw(rt) };
+        if let Some((base, size)) = rt.altstack {
+            disable_altstack_if_ours(base);
+            // SAFETY: the mapping was created by `ensure_altstack` and is no
+            // longer the thread's alternate stack.
+            unsafe { libc::munmap(base as *mut libc::c_void, size) };
+        }
+    }
+}
+
+fn thread_rt() -> *mut ThreadRt {
+    let existing = RT.with(Cell::get);
+    if !existing.is_null() {
+        return existing;
+    }
+    let rt = Box::into_raw(Box::new(ThreadRt {
+        frames: (0..MAX_DEPTH).map(|_| Frame::default()).collect(),
+        depth: 0,
+        cached: None,
+        altstack: None,
+    }));
+    RT.with(|c| c.set(rt));
+    RT_OWNER.with(|_| {});
+    rt
+}
+
+/// An mmapped driver stack: `[lo, hi)`, the lowest page always a guard.
+struct StackMem {
+    lo: usize,
+    hi: usize,
+}
+
+impl StackMem {
+    fn new(size: usize) -> Self {
+        // SAFETY: anonymous private mapping; no existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert!(p != libc::MAP_FAILED, "mmap of a driver stack failed");
+        let lo = p as usize;
+        protect(lo, PAGE, libc::PROT_NONE);
+        Self { lo, hi: lo + size }
+    }
+
+    fn fill(&self) {
+        // SAFETY: [lo + PAGE, hi) is mapped read/write and not in use.
+        unsafe { ptr::write_bytes((self.lo + PAGE) as *mut u8, FILL, self.hi - self.lo - PAGE) };
+    }
+}
+
+impl Drop for StackMem {
+    fn drop(&mut self) {
+        // SAFETY: the mapping belongs to this value and no frame uses it.
+        unsafe { libc::munmap(self.lo as *mut libc::c_void, self.hi - self.lo) };
+    }
+}
+
+fn protect(addr: usize, len: usize, prot: libc::c_int) {
+    // SAFETY: callers pass page-aligned ranges inside mappings they own.
+    let rc = unsafe { libc::mprotect(addr as *mut libc::c_void, len, prot) };
+    assert_eq!(rc, 0, "mprotect failed");
+}
+
+/// Data handed to the trampoline running on the driver stack.
+struct Entry<F, R> {
+    f: Option<F>,
+    result: Option<Result<R, Box<dyn Any + Send>>>,
+    budget: usize,
+    frame: *mut Frame,
+    stack_lo: usize,
+    entry_sp: usize,
+}
+
+extern "C" fn enter_trampoline<F: FnOnce() -> R, R>(data: *mut u8) {
+    // SAFETY: `data` is the `Entry<F, R>` that `call_driver` passed to
+    // pw_harness_switch_call; it outlives this call.
+    let entry = unsafe { &mut *data.cast::<Entry<F, R>>() };
+    let sp = current_sp();
+    let guard_hi = ((sp - entry.budget) & !(PAGE - 1)).max(entry.stack_lo + PAGE);
+    let guard_lo = guard_hi - PAGE;
+    protect(guard_lo, PAGE, libc::PROT_NONE);
+    // SAFETY: `frame` points into this thread's runtime, alive for the call.
+    let frame = unsafe { &mut *entry.frame };
+    frame.guard_lo = guard_lo;
+    frame.guard_hi = guard_hi;
+    entry.entry_sp = sp;
+    let f = entry.f.take().expect("entered twice");
+    entry.result = Some(panic::catch_unwind(AssertUnwindSafe(f)));
+}
+
+fn current_sp() -> usize {
+    let sp: usize;
+    // SAFETY: reads the stack pointer; no memory access, no flags changed.
+    unsafe { std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    sp
+}
+
+/// Runs `f` (a call into the driver named `what`) on a fresh guarded stack
+/// of the configured budget. Returns `Err` with the violation when the call
+/// raised one, faulted, overflowed its stack, ran past the watchdog, or
+/// returned at another IRQL or with a lock still held. The violation is
+/// recorded in the session (with `function` = `what`).
+///
+/// Calls may nest (a model function may call back into the driver); a
+/// violation leaves only the innermost call, whose caller should pass the
+/// `Err` on with [`verifier::violation`] when it is itself model code
+/// running inside an outer call.
+pub fn call_driver<R, F: FnOnce() -> R>(what: &str, f: F) -> Result<R, Violation> {
+    install_handlers();
+    let rt = thread_rt();
+    ensure_altstack(rt);
+    let config = verifier::config();
+    let budget = config.stack_budget.max(PAGE);
+    let size = PAGE + budget.next_multiple_of(PAGE) + PAGE + RESERVE;
+    // SAFETY: `rt` is this thread's runtime; only this thread mutates it
+    // (the signal handler runs on this thread, synchronously).
+    let depth = unsafe { (*rt).depth };
+    assert!(depth < MAX_DEPTH, "driver calls nested more than {MAX_DEPTH} deep");
+    // SAFETY: as above.
+    let stack = match unsafe { (*rt).cached.take() } {
+        Some(s) if s.hi - s.lo == size => s,
+        _ => StackMem::new(size),
+    };
+    stack.fill();
+    let entry_irql = irql::current();
+    let entry_locks = crate::locks::held_count();
+    // SAFETY: as above; the frame slot at `depth` is free.
+    let frame: *mut Frame = unsafe { &mut (&mut (*rt).frames)[depth] };
+    let fired = Arc::new(AtomicBool::new(false));
+    // SAFETY: the frame is owned by this thread and not yet active.
+    unsafe {
+        *frame = Frame { stack_hi: stack.hi, watchdog: Some(fired.clone()), ..Frame::default() };
+        (*rt).depth = depth + 1;
+    }
+    let watch_id = watchdog_register(config.watchdog, fired);
+    let mut entry = Entry::<F, R> { f: Some(f), result: None, budget, frame, stack_lo: stack.lo, entry_sp: 0 };
+    // SAFETY: the stack top is 16-byte aligned and mapped; the trampoline
+    // matches `Entry<F, R>`; `frame.ctx` stays valid until the call returns.
+    let exit = unsafe {
+        pw_harness_switch_call(
+            ptr::addr_of_mut!((*frame).ctx),
+            stack.hi,
+            enter_trampoline::<F, R> as *const () as usize,
+            ptr::addr_of_mut!(entry).cast(),
+        )
+    };
+    watchdog_unregister(watch_id);
+    // SAFETY: the call is over; this thread owns the frame again.
+    let frame = unsafe {
+        (*rt).depth = depth;
+        &mut *frame
+    };
+    record_peak(what, &stack, frame.guard_hi, entry.entry_sp);
+    if frame.guard_lo != 0 {
+        protect(frame.guard_lo, PAGE, libc::PROT_READ | libc::PROT_WRITE);
+    }
+    // SAFETY: this thread's runtime; keep one stack for the next call.
+    unsafe { (*rt).cached = Some(stack) };
+    let outcome = match exit {
+        EXIT_RETURNED => match entry.result.take().expect("driver call produced no result") {
+            Ok(r) => check_return(entry_irql, entry_locks).map(|()| r),
+            Err(payload) => {
+                irql::set(entry_irql);
+                panic::resume_unwind(payload)
+            }
+        },
+        EXIT_VIOLATION => Err(frame.pending.take().expect("violation exit without a violation")),
+        EXIT_FAULT => Err(classify_fault(frame)),
+        _ => Err(watchdog_violation(what)),
+    };
+    outcome.map_err(|mut v| {
+        crate::locks::forget_held_since(entry_locks);
+        irql::set(entry_irql);
+        if v.function.is_empty() {
+            v.function = what.to_owned();
+        }
+        verifier::record(v.clone());
+        v
+    })
+}
+
+/// Like [`call_driver`], entering at `irql` and restoring the caller's IRQL
+/// afterwards (the way NDIS and the I/O manager call a driver at a stated
+/// IRQL).
+pub fn call_driver_at<R>(what: &str, irql_at_entry: u8, f: impl FnOnce() -> R) -> Result<R, Violation> {
+    let saved = irql::current();
+    irql::set(irql_at_entry);
+    let r = call_driver(what, f);
+    irql::set(saved);
+    r
+}
+
+fn check_return(entry_irql: u8, entry_locks: usize) -> Result<(), Violation> {
+    let held = crate::locks::held_count();
+    if held > entry_locks {
+        let (addr, kind) = crate::locks::innermost_held().unwrap_or((0, "lock"));
+        return Err(Violation::c4(
+            "lock held when callback returns",
+            codes::C4_DDI_SPIN_LOCK_RULE,
+            addr as u64,
+            (held - entry_locks) as u64,
+            0,
+            format!("{kind} {addr:#x} still held ({} acquired inside, not released)", held - entry_locks),
+        ));
+    }
+    let now = irql::current();
+    if now != entry_irql {
+        return Err(Violation::new(
+            "callback returned at a different IRQL",
+            codes::IRQL_UNEXPECTED_VALUE,
+            [u64::from(now), u64::from(entry_irql), 0, 0],
+            format!("entered at {}, returned at {}", irql::name(entry_irql), irql::name(now)),
+        ));
+    }
+    Ok(())
+}
+
+/// Leaves the innermost driver call of this thread with `v` (see
+/// [`verifier::violation`]).
+pub(crate) fn leave_driver_call(v: Violation) -> ! {
+    let rt = RT.with(Cell::get);
+    let depth = if rt.is_null() {
+        0
+    } else {
+        // SAFETY: `rt` is this thread's live runtime.
+        unsafe { (*rt).depth }
+    };
+    if depth == 0 {
+        verifier::record(v.clone());
+        panic!("verifier violation outside a driver call: {v}");
+    }
+    // SAFETY: frame `depth - 1` is the active call; its context was saved by
+    // pw_harness_switch_call, whose host frame is still live above us.
+    unsafe {
+        let frame = &mut (&mut (*rt).frames)[depth - 1];
+        frame.pending = Some(v);
+        pw_harness_resume(&frame.ctx, EXIT_VIOLATION)
+    }
+}
+
+/// Runs `f` on the host stack when called on a driver stack (below the
+/// frame that entered the driver), so model functions do not use the
+/// driver's budget; elsewhere runs it directly.
+pub fn on_host<R, F: FnOnce() -> R>(f: F) -> R {
+    let Some(sp) = host_sp_if_on_driver_stack() else {
+        return f();
+    };
+    let mut entry =
+        Entry::<F, R> { f: Some(f), result: None, budget: 0, frame: ptr::null_mut(), stack_lo: 0, entry_sp: 0 };
+    extern "C" fn run<F: FnOnce() -> R, R>(data: *mut u8) {
+        // SAFETY: `data` is the `Entry<F, R>` of `on_host`, alive for the call.
+        let entry = unsafe { &mut *data.cast::<Entry<F, R>>() };
+        let f = entry.f.take().expect("entered twice");
+        entry.result = Some(panic::catch_unwind(AssertUnwindSafe(f)));
+    }
+    // SAFETY: `sp` lies in the idle part of this thread's host stack; `run`
+    // matches the entry type.
+    unsafe { pw_harness_on_stack(sp, run::<F, R> as *const () as usize, ptr::addr_of_mut!(entry).cast()) };
+    match entry.result.take().expect("host call produced no result") {
+        Ok(r) => r,
+        Err(payload) => panic::resume_unwind(payload),
+    }
+}
+
+fn host_sp_if_on_driver_stack() -> Option<usize> {
+    let rt = RT.with(Cell::get);
+    if rt.is_null() {
+        return None;
+    }
+    // SAFETY: this thread's live runtime.
+    let rt = unsafe { &*rt };
+    let frame = rt.frames[..rt.depth].last()?;
+    let sp = current_sp();
+    let on_driver_stack = sp < frame.stack_hi && sp >= frame.guard_lo;
+    on_driver_stack.then(|| (frame.ctx.rsp as usize - 512) & !15)
+}
+
+/// Stops the calling driver call if the watchdog fired for it: model wait
+/// loops (spin locks, rundown waits) call this while they spin or block.
+pub fn check_watchdog(function: &str) {
+    let rt = RT.with(Cell::get);
+    if rt.is_null() {
+        return;
+    }
+    // SAFETY: this thread's live runtime.
+    let rt = unsafe { &*rt };
+    let fired = rt.frames[..rt.depth].iter().any(|f| f.watchdog.as_ref().is_some_and(|w| w.load(Ordering::Relaxed)));
+    if fired {
+        let mut v = watchdog_violation(function);
+        v.detail = format!("{function} still waiting when the watchdog fired: {}", v.detail);
+        verifier::violation(v);
+    }
+}
+
+/// One step of a model wait loop: yields the processor (a thread "at
+/// DISPATCH_LEVEL" can be preempted by Linux, so spinning must yield) and
+/// checks the watchdog.
+pub fn spin_wait(function: &str) {
+    std::thread::yield_now();
+    check_watchdog(function);
+}
+
+fn watchdog_violation(what: &str) -> Violation {
+    let level = irql::current();
+    let limit = verifier::config().watchdog;
+    if level >= irql::DISPATCH {
+        Violation::new(
+            "watchdog: too long at DISPATCH_LEVEL",
+            codes::DPC_WATCHDOG_VIOLATION,
+            [0, limit.as_millis() as u64, 0, 0],
+            format!("{what} ran longer than {limit:?} at {}", irql::name(level)),
+        )
+    } else {
+        Violation::new(
+            "watchdog: driver call hung",
+            codes::MANUALLY_INITIATED_CRASH,
+            [0, limit.as_millis() as u64, 0, 0],
+            format!("{what} ran longer than {limit:?} at {}", irql::name(level)),
+        )
+    }
+}
+
+fn classify_fault(frame: &Frame) -> Violation {
+    let FaultInfo { addr, rip, write } = frame.fault;
+    if addr >= frame.guard_lo && addr < frame.guard_hi {
+        return Violation::new(
+            "kernel stack overflow",
+            codes::UNEXPECTED_KERNEL_MODE_TRAP,
+            [codes::TRAP_DOUBLE_FAULT, 0, 0, 0],
+            format!(
+                "stack budget of {} bytes exhausted: access to {addr:#x} in the guard page at rip {rip:#x}",
+                verifier::config().stack_budget
+            ),
+        );
+    }
+    if let Some(v) = crate::pool::classify_fault(addr, write, rip) {
+        return v;
+    }
+    let level = irql::current();
+    if level >= irql::DISPATCH {
+        Violation::new(
+            "invalid memory access at DISPATCH_LEVEL",
+            codes::DRIVER_IRQL_NOT_LESS_OR_EQUAL,
+            [addr as u64, u64::from(level), u64::from(write), rip as u64],
+            format!("{} of {addr:#x} at rip {rip:#x}", if write { "write" } else { "read" }),
+        )
+    } else {
+        Violation::new(
+            "invalid memory access",
+            codes::PAGE_FAULT_IN_NONPAGED_AREA,
+            [addr as u64, u64::from(write), rip as u64, 0],
+            format!("{} of {addr:#x} at rip {rip:#x}", if write { "write" } else { "read" }),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Peak stack use.
+
+static PEAKS: Mutex<Option<HashMap<String, usize>>> = Mutex::new(None);
+
+fn record_peak(what: &str, stack: &StackMem, guard_hi: usize, entry_sp: usize) {
+    if guard_hi == 0 || entry_sp == 0 {
+        return;
+    }
+    // SAFETY: [guard_hi, entry_sp) is mapped read/write driver stack.
+    let used = unsafe { std::slice::from_raw_parts(guard_hi as *const u8, entry_sp - guard_hi) };
+    let untouched = used.iter().take_while(|&&b| b == FILL).count();
+    let peak = entry_sp - guard_hi - untouched;
+    debug_assert!(stack.lo < guard_hi);
+    let mut peaks = PEAKS.lock().unwrap_or_else(PoisonError::into_inner);
+    let e = peaks.get_or_insert_with(HashMap::new).entry(what.to_owned()).or_insert(0);
+    *e = (*e).max(peak);
+}
+
+/// Peak stack use, in bytes, of every entry point called this session (by
+/// the name given to [`call_driver`]), measured from the closure's first
+/// frame; sorted by name.
+pub fn peak_usage() -> Vec<(String, usize)> {
+    let peaks = PEAKS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut v: Vec<_> = peaks.iter().flatten().map(|(k, v)| (k.clone(), *v)).collect();
+    v.sort();
+    v
+}
+
+/// Forgets the peak statistics (session reset).
+pub(crate) fn reset() {
+    *PEAKS.lock().unwrap_or_else(PoisonError::into_inner) = None;
+}
+
+// ---------------------------------------------------------------------------
+// Loaded driver images, so the watchdog signal knows driver code.
+
+const MAX_IMAGES: usize = 16;
+static IMAGES: [AtomicUsize; MAX_IMAGES * 2] = [const { AtomicUsize::new(0) }; MAX_IMAGES * 2];
+
+/// Registers `[lo, hi)` as driver code (called by the loader).
+pub(crate) fn register_image(lo: usize, hi: usize) {
+    for i in 0..MAX_IMAGES {
+        if IMAGES[2 * i].compare_exchange(0, lo, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            IMAGES[2 * i + 1].store(hi, Ordering::Release);
+            return;
+        }
+    }
+}
+
+/// Forgets the image starting at `lo` (called when it is unmapped).
+pub(crate) fn unregister_image(lo: usize) {
+    for i in 0..MAX_IMAGES {
+        if IMAGES[2 * i].load(Ordering::Acquire) == lo {
+            IMAGES[2 * i + 1].store(0, Ordering::Release);
+            IMAGES[2 * i].store(0, Ordering::Release);
+        }
+    }
+}
+
+fn in_driver_image(rip: usize) -> bool {
+    (0..MAX_IMAGES).any(|i| {
+        let lo = IMAGES[2 * i].load(Ordering::Acquire);
+        lo != 0 && rip >= lo && rip < IMAGES[2 * i + 1].load(Ordering::Acquire)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Watchdog.
+
+struct Watch {
+    id: u64,
+    thread: libc::pthread_t,
+    deadline: Instant,
+    fired: Arc<AtomicBool>,
+}
+
+static WATCHES: Mutex<Vec<Watch>> = Mutex::new(Vec::new());
+static WATCHDOG_THREAD: Once = Once::new();
+static NEXT_WATCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn watchdog_register(limit: Duration, fired: Arc<AtomicBool>) -> u64 {
+    WATCHDOG_THREAD.call_once(|| {
+        std::thread::Builder::new().name("pw-watchdog".into()).spawn(watchdog_loop).expect("spawn the watchdog thread");
+    });
+    let id = NEXT_WATCH.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: pthread_self has no preconditions.
+    let thread = unsafe { libc::pthread_self() };
+    let w = Watch { id, thread, deadline: Instant::now() + limit, fired };
+    WATCHES.lock().unwrap_or_else(PoisonError::into_inner).push(w);
+    id
+}
+
+fn watchdog_unregister(id: u64) {
+    WATCHES.lock().unwrap_or_else(PoisonError::into_inner).retain(|w| w.id != id);
+}
+
+fn watchdog_loop() {
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = Instant::now();
+        let watches = WATCHES.lock().unwrap_or_else(PoisonError::into_inner);
+        for w in watches.iter().filter(|w| now >= w.deadline) {
+            w.fired.store(true, Ordering::Relaxed);
+            // SAFETY: the thread is registered, so it is alive: it removes
+            // its entry (under this lock) before its call returns.
+            unsafe { libc::pthread_kill(w.thread, WATCHDOG_SIGNAL) };
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Signals.
+
+static HANDLERS: Once = Once::new();
+static OLD_ACTIONS: Mutex<Vec<(libc::c_int, libc::sigaction)>> = Mutex::new(Vec::new());
+static OLD_SEGV: AtomicUsize = AtomicUsize::new(0);
+static OLD_BUS: AtomicUsize = AtomicUsize::new(0);
+
+fn install_handlers() {
+    HANDLERS.call_once(|| {
+        for sig in [libc::SIGSEGV, libc::SIGBUS, WATCHDOG_SIGNAL] {
+            // SAFETY: a zeroed sigaction is a valid starting value.
+            let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+            act.sa_sigaction = on_signal as *const () as usize;
+            act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            // SAFETY: `act.sa_mask` is a valid sigset_t.
+            unsafe { libc::sigemptyset(&mut act.sa_mask) };
+            // SAFETY: zeroed is a valid out-value.
+            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+            // SAFETY: valid pointers to sigaction structures.
+            let rc = unsafe { libc::sigaction(sig, &act, &mut old) };
+            assert_eq!(rc, 0, "sigaction failed");
+            let leaked = Box::leak(Box::new(old)) as *mut libc::sigaction as usize;
+            match sig {
+                libc::SIGSEGV => OLD_SEGV.store(leaked, Ordering::Release),
+                libc::SIGBUS => OLD_BUS.store(leaked, Ordering::Release),
+                _ => {}
+            }
+            OLD_ACTIONS.lock().unwrap_or_else(PoisonError::into_inner).push((sig, old));
+        }
+    });
+}
+
+fn ensure_altstack(rt: *mut ThreadRt) {
+    // SAFETY: this thread's runtime.
+    if unsafe { (*rt).altstack.is_some() } {
+        return;
+    }
+    // SAFETY: zeroed stack_t is a valid out-value; sigaltstack with a null
+    // new value only queries.
+    let mut cur: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::sigaltstack(ptr::null(), &mut cur) };
+    if cur.ss_flags & libc::SS_DISABLE == 0 && cur.ss_size >= 16 * 1024 {
+        return;
+    }
+    let mem = StackMem::new(ALTSTACK_SIZE + PAGE);
+    let st = libc::stack_t { ss_sp: (mem.lo + PAGE) as *mut libc::c_void, ss_flags: 0, ss_size: ALTSTACK_SIZE };
+    // SAFETY: the region is mapped read/write and owned by this thread.
+    let rc = unsafe { libc::sigaltstack(&st, ptr::null_mut()) };
+    assert_eq!(rc, 0, "sigaltstack failed");
+    let (lo, size) = (mem.lo, mem.hi - mem.lo);
+    std::mem::forget(mem);
+    // SAFETY: this thread's runtime.
+    unsafe { (*rt).altstack = Some((lo, size)) };
+}
+
+fn disable_altstack_if_ours(base: usize) {
+    // SAFETY: query only.
+    let mut cur: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::sigaltstack(ptr::null(), &mut cur) };
+    if cur.ss_sp as usize == base + PAGE {
+        let off = libc::stack_t { ss_sp: ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
+        // SAFETY: disabling the alternate stack has no other preconditions.
+        unsafe { libc::sigaltstack(&off, ptr::null_mut()) };
+    }
+}
+
+/// The signal handler. Async-signal-safe: it only reads this thread's
+/// runtime through a raw pointer, writes the fault fields of the active
+/// frame and rewrites the interrupted context so that, when the handler
+/// returns, the thread resumes in `pw_harness_resume` (sigreturn restores
+/// the signal mask, unlike a longjmp out of the handler).
+extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) {
+    let rt = RT.with(Cell::get);
+    let depth = if rt.is_null() {
+        0
+    } else {
+        // SAFETY: `rt` is this thread's live runtime.
+        unsafe { (*rt).depth }
+    };
+    let uc = uctx.cast::<libc::ucontext_t>();
+    // SAFETY: the kernel passes a valid ucontext_t.
+    let gregs = unsafe { &mut (*uc).uc_mcontext.gregs };
+    let rip = gregs[libc::REG_RIP as usize] as usize;
+    if sig == WATCHDOG_SIGNAL {
+        if depth > 0 && in_driver_image(rip) {
+            // SAFETY: active frame of this thread.
+            let frame = unsafe { &mut (&mut (*rt).frames)[depth - 1] };
+            redirect(gregs, frame, EXIT_WATCHDOG);
+        }
+        return;
+    }
+    if depth == 0 {
+        chain(sig, info, uctx);
+        return;
+    }
+    // SAFETY: the kernel passes valid siginfo for SIGSEGV/SIGBUS.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    let write = gregs[libc::REG_ERR as usize] & 2 != 0;
+    // SAFETY: active frame of this thread.
+    let frame = unsafe { &mut (&mut (*rt).frames)[depth - 1] };
+    frame.fault = FaultInfo { addr, rip, write };
+    redirect(gregs, frame, EXIT_FAULT);
+}
+
+fn redirect(gregs: &mut [libc::greg_t; 23], frame: &Frame, code: u64) {
+    gregs[libc::REG_RIP as usize] = pw_harness_resume as *const () as usize as libc::greg_t;
+    gregs[libc::REG_RDI as usize] = ptr::addr_of!(frame.ctx) as libc::greg_t;
+    gregs[libc::REG_RSI as usize] = code as libc::greg_t;
+    gregs[libc::REG_RSP as usize] = ((frame.ctx.rsp as usize - 256) & !15) as libc::greg_t;
+}
+
+/// A fault outside any driver call: hand it to whoever handled it before
+/// (Rust's own stack-overflow handler), or to the default action.
+fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) {
+    let old = match sig {
+        libc::SIGSEGV => OLD_SEGV.load(Ordering::Acquire),
+        _ => OLD_BUS.load(Ordering::Acquire),
+    } as *const libc::sigaction;
+    if old.is_null() {
+        return;
+    }
+    // SAFETY: leaked at install time, never freed.
+    let old = unsafe { &*old };
+    match old.sa_sigaction {
+        libc::SIG_DFL | libc::SIG_IGN => {
+            // SAFETY: restoring the previous disposition; the faulting
+            // instruction re-executes and takes the default action.
+            unsafe { libc::sigaction(sig, old, ptr::null_mut()) };
+        }
+        h if old.sa_flags & libc::SA_SIGINFO != 0 => {
+            // SAFETY: the previous handler was installed with SA_SIGINFO.
+            let h: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                unsafe { std::mem::transmute(h) };
+            h(sig, info, uctx);
+        }
+        h => {
+            // SAFETY: the previous handler was a plain handler.
+            let h: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(h) };
+            h(sig);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verifier::{Config, Session};
+
+    #[test]
+    fn returns_value_and_measures_peak() {
+        let _s = Session::begin(Config::default());
+        let r = call_driver("small", || {
+            let buf = std::hint::black_box([7u8; 1024]);
+            buf.iter().map(|&b| usize::from(b)).sum::<usize>()
+        });
+        assert_eq!(r.unwrap(), 7 * 1024);
+        let peak = peak_usage().into_iter().find(|(n, _)| n == "small").unwrap().1;
+        assert!(peak >= 1024, "peak {peak}");
+    }
+
+    #[test]
+    fn violation_inside_returns_err() {
+        let _s = Session::begin(Config::default());
+        let r: Result<(), _> =
+            call_driver("bad", || verifier::violation(Violation::c4("test rule", 0x99, 0, 0, 0, "x".into())));
+        let v = r.unwrap_err();
+        assert_eq!((v.rule, v.params[0], v.function.as_str()), ("test rule", 0x99, "bad"));
+        assert_eq!(verifier::first_violation().unwrap().rule, "test rule");
+        // The thread is usable again.
+        assert_eq!(call_driver("after", || 5).unwrap(), 5);
+    }
+
+    #[test]
+    fn overflow_hits_guard_page() {
+        let _s = Session::begin(Config { stack_budget: 8 * 1024, ..Config::default() });
+        let r = call_driver("deep", || recurse(100_000));
+        let v = r.unwrap_err();
+        assert_eq!(v.bugcheck, codes::UNEXPECTED_KERNEL_MODE_TRAP);
+        assert_eq!(v.params[0], codes::TRAP_DOUBLE_FAULT);
+    }
+
+    #[inline(never)]
+    fn recurse(n: u64) -> u64 {
+        let pad = std::hint::black_box([n; 16]);
+        if n == 0 {
+            0
+        } else {
+            pad[3] + recurse(n - 1)
+        }
+    }
+
+    #[test]
+    fn wild_pointer_is_a_page_fault() {
+        let _s = Session::begin(Config::default());
+        // SAFETY: deliberately faults; the harness catches it.
+        let r = call_driver("wild", || unsafe { ptr::read_volatile(16 as *const u64) });
+        let v = r.unwrap_err();
+        assert_eq!(v.bugcheck, codes::PAGE_FAULT_IN_NONPAGED_AREA);
+        assert_eq!(v.params[0], 16);
+    }
+
+    #[test]
+    fn irql_change_is_caught() {
+        let _s = Session::begin(Config::default());
+        let r = call_driver_at("raises", irql::PASSIVE, || irql::set(irql::DISPATCH));
+        assert_eq!(r.unwrap_err().bugcheck, codes::IRQL_UNEXPECTED_VALUE);
+        assert_eq!(irql::current(), irql::PASSIVE);
+    }
+
+    #[test]
+    fn on_host_runs_off_the_driver_stack() {
+        let _s = Session::begin(Config::default());
+        let (inner, outer) = call_driver("host", || {
+            let outer = current_sp();
+            (on_host(current_sp), outer)
+        })
+        .unwrap();
+        assert!(inner.abs_diff(outer) > 64 * 1024, "inner {inner:#x} outer {outer:#x}");
+    }
+
+    #[test]
+    fn watchdog_stops_a_spinning_wait() {
+        let _s = Session::begin(Config { watchdog: Duration::from_millis(100), ..Config::default() });
+        let r: Result<(), _> = call_driver_at("spins", irql::DISPATCH, || loop {
+            on_host(|| spin_wait("test wait"));
+        });
+        assert_eq!(r.unwrap_err().bugcheck, codes::DPC_WATCHDOG_VIOLATION);
+    }
+
+    #[test]
+    fn nested_calls_unwind_to_the_innermost() {
+        let _s = Session::begin(Config::default());
+        let outer = call_driver("outer", || {
+            let inner: Result<(), _> = on_host(|| {
+                call_driver("inner", || verifier::violation(Violation::c4("nested", 1, 0, 0, 0, String::new())))
+            });
+            inner.unwrap_err().function
+        });
+        assert_eq!(outer.unwrap(), "inner");
+    }
+}

@@ -1,0 +1,506 @@
+//! Negative tests of the model's own checks: a small in-process driver
+//! (Rust `extern "win64"` functions reaching the model through the import
+//! registry) commits one violation class per test, and each must be caught
+//! with the right rule and bug check.
+
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use core::ffi::c_void;
+use core::ptr::null_mut;
+use ndis_sys::{DEVICE_OBJECT, DRIVER_OBJECT, IRP, NDIS_HANDLE, NDIS_STATUS, NTSTATUS, UNICODE_STRING};
+use portwatch_harness::frames::{FrameSpec, IPPROTO_UDP};
+use portwatch_harness::io::{c9, IoError, MULTIPLE_IRP_COMPLETE_REQUESTS};
+use portwatch_harness::nbl::NblSpec;
+use portwatch_harness::ndis::abi::*;
+use portwatch_harness::ndis::{subcodes, AdapterId, AdapterSpec, At};
+use portwatch_harness::session::{LoadError, Options, Session};
+use portwatch_harness::verifier::{codes, Violation};
+
+/// What the driver does wrong in this test.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+enum Bug {
+    None,
+    CompleteIrpTwice,
+    IrpNotCompleted,
+    PendingNotMarked,
+    CompleteWithPending,
+    InformationTooLarge,
+    CompleteSendTwice,
+    SwallowSend,
+    ReturnResourcesNbl,
+    PausedSendsDown,
+    PausedWrongStatus,
+    PauseNeverCompletes,
+    WrongReceiveCount,
+    KeepDevice,
+    PnpHandler,
+    BadHandle,
+}
+
+static BUG: AtomicU32 = AtomicU32::new(0);
+static FILTER: AtomicPtr<c_void> = AtomicPtr::new(null_mut());
+static DEVICE: AtomicPtr<c_void> = AtomicPtr::new(null_mut());
+/// Tests share the driver's globals: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn bug() -> Bug {
+    // SAFETY: only values of Bug are stored.
+    unsafe { core::mem::transmute::<u32, Bug>(BUG.load(Ordering::Relaxed)) }
+}
+
+/// The address of a model function, as the loader would bind it.
+fn import(name: &str) -> usize {
+    portwatch_harness::imports::registry()
+        .iter()
+        .find(|i| i.name == name)
+        .unwrap_or_else(|| panic!("{name} not modelled"))
+        .addr
+}
+
+macro_rules! call {
+    ($name:literal as fn($($t:ty),* $(,)?) $(-> $r:ty)?, $($arg:expr),* $(,)?) => {{
+        // SAFETY: the model function's documented signature.
+        let f: unsafe extern "win64" fn($($t),*) $(-> $r)? = unsafe { core::mem::transmute(import($name)) };
+        // SAFETY: arguments as NDIS documents them (or wrong on purpose).
+        unsafe { f($($arg),*) }
+    }};
+}
+
+fn h(f: usize) -> Handler {
+    // SAFETY: every handler below is an `unsafe extern "win64" fn`.
+    Some(unsafe { core::mem::transmute::<usize, unsafe extern "win64" fn()>(f) })
+}
+
+fn wide(s: &str) -> UNICODE_STRING {
+    let buf: &'static mut [u16] = Box::leak(s.encode_utf16().collect::<Vec<_>>().into_boxed_slice());
+    UNICODE_STRING { Length: (buf.len() * 2) as u16, MaximumLength: (buf.len() * 2) as u16, Buffer: buf.as_mut_ptr() }
+}
+
+unsafe extern "win64" fn driver_entry(driver: *mut DRIVER_OBJECT, _reg: *mut UNICODE_STRING) -> NTSTATUS {
+    // SAFETY: the model's driver object.
+    unsafe {
+        (*driver).DriverUnload = Some(core::mem::transmute::<usize, unsafe extern "system" fn(*const DRIVER_OBJECT)>(
+            unload as *const () as usize,
+        ))
+    };
+    // SAFETY: plain data, NULL handlers.
+    let mut c: NDIS_FILTER_DRIVER_CHARACTERISTICS = unsafe { core::mem::zeroed() };
+    c.Header = NDIS_OBJECT_HEADER {
+        Type: NDIS_OBJECT_TYPE_FILTER_DRIVER_CHARACTERISTICS,
+        Revision: 2,
+        Size: NDIS_SIZEOF_FILTER_DRIVER_CHARACTERISTICS_REVISION_2,
+    };
+    (c.MajorNdisVersion, c.MinorNdisVersion) = (6, 30);
+    c.UniqueName = wide("{00000000-0000-0000-0000-000000000001}");
+    c.ServiceName = wide("Bad");
+    c.AttachHandler = h(attach as *const () as usize);
+    c.DetachHandler = h(detach as *const () as usize);
+    c.RestartHandler = h(restart as *const () as usize);
+    c.PauseHandler = h(pause as *const () as usize);
+    c.SendNetBufferListsHandler = h(send as *const () as usize);
+    c.SendNetBufferListsCompleteHandler = h(send_complete as *const () as usize);
+    c.ReceiveNetBufferListsHandler = h(receive as *const () as usize);
+    c.ReturnNetBufferListsHandler = h(return_nbls as *const () as usize);
+    c.StatusHandler = h(status as *const () as usize);
+    let mut handle: NDIS_HANDLE = null_mut();
+    let st = call!(
+        "NdisFRegisterFilterDriver"
+            as fn(
+                *mut DRIVER_OBJECT,
+                NDIS_HANDLE,
+                *const NDIS_FILTER_DRIVER_CHARACTERISTICS,
+                *mut NDIS_HANDLE,
+            ) -> NDIS_STATUS,
+        driver,
+        null_mut(),
+        &c,
+        &mut handle
+    );
+    if st != 0 {
+        return st;
+    }
+    FILTER.store(handle, Ordering::Relaxed);
+    let mut table: [Handler; IRP_MJ_COUNT] = [None; IRP_MJ_COUNT];
+    for mj in [0usize, 2, 0x0E, 0x12] {
+        table[mj] = h(dispatch as *const () as usize);
+    }
+    if bug() == Bug::PnpHandler {
+        table[IRP_MJ_PNP] = h(dispatch as *const () as usize);
+    }
+    let (mut name, mut link) = (wide("\\Device\\Bad"), wide("\\DosDevices\\Bad"));
+    let attrs = NDIS_DEVICE_OBJECT_ATTRIBUTES {
+        Header: NDIS_OBJECT_HEADER {
+            Type: NDIS_OBJECT_TYPE_DEVICE_OBJECT_ATTRIBUTES,
+            Revision: 1,
+            Size: NDIS_SIZEOF_DEVICE_OBJECT_ATTRIBUTES_REVISION_1,
+        },
+        DeviceName: &mut name,
+        SymbolicName: &mut link,
+        MajorFunctions: table.as_mut_ptr(),
+        ExtensionSize: 0,
+        DefaultSDDLString: core::ptr::null(),
+        DeviceClassGuid: core::ptr::null(),
+    };
+    let (mut dev, mut dh): (*mut DEVICE_OBJECT, NDIS_HANDLE) = (null_mut(), null_mut());
+    let st = call!(
+        "NdisRegisterDeviceEx"
+            as fn(
+                NDIS_HANDLE,
+                *const NDIS_DEVICE_OBJECT_ATTRIBUTES,
+                *mut *mut DEVICE_OBJECT,
+                *mut NDIS_HANDLE,
+            ) -> NDIS_STATUS,
+        handle,
+        &attrs,
+        &mut dev,
+        &mut dh
+    );
+    if st != 0 {
+        call!("NdisFDeregisterFilterDriver" as fn(NDIS_HANDLE), handle);
+        return st;
+    }
+    DEVICE.store(dh, Ordering::Relaxed);
+    0
+}
+
+unsafe extern "win64" fn unload(_driver: *mut DRIVER_OBJECT) {
+    if bug() != Bug::KeepDevice {
+        call!("NdisDeregisterDeviceEx" as fn(NDIS_HANDLE), DEVICE.load(Ordering::Relaxed));
+    }
+    call!("NdisFDeregisterFilterDriver" as fn(NDIS_HANDLE), FILTER.load(Ordering::Relaxed));
+}
+
+/// Module context: the NDIS handle and a paused flag, leaked on purpose
+/// (the model's own pool is not involved).
+#[repr(C)]
+struct Module {
+    handle: NDIS_HANDLE,
+    paused: AtomicU32,
+}
+
+fn module<'a>(ctx: NDIS_HANDLE) -> &'a Module {
+    // SAFETY: the context set in attach.
+    unsafe { &*ctx.cast::<Module>() }
+}
+
+unsafe extern "win64" fn attach(handle: NDIS_HANDLE, _d: NDIS_HANDLE, _p: *mut c_void) -> NDIS_STATUS {
+    let m = Box::into_raw(Box::new(Module { handle, paused: AtomicU32::new(1) }));
+    let attrs = NDIS_FILTER_ATTRIBUTES {
+        Header: NDIS_OBJECT_HEADER { Type: NDIS_OBJECT_TYPE_FILTER_ATTRIBUTES, Revision: 1, Size: 8 },
+        Flags: 0,
+    };
+    call!(
+        "NdisFSetAttributes" as fn(NDIS_HANDLE, NDIS_HANDLE, *const NDIS_FILTER_ATTRIBUTES) -> NDIS_STATUS,
+        handle,
+        m.cast(),
+        &attrs
+    )
+}
+unsafe extern "win64" fn detach(_ctx: NDIS_HANDLE) {}
+unsafe extern "win64" fn restart(ctx: NDIS_HANDLE, _p: *mut c_void) -> NDIS_STATUS {
+    module(ctx).paused.store(0, Ordering::Relaxed);
+    0
+}
+unsafe extern "win64" fn pause(ctx: NDIS_HANDLE, _p: *mut c_void) -> NDIS_STATUS {
+    module(ctx).paused.store(1, Ordering::Relaxed);
+    if bug() == Bug::PauseNeverCompletes {
+        NDIS_STATUS_PENDING
+    } else {
+        0
+    }
+}
+unsafe extern "win64" fn send(ctx: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST, port: u32, flags: u32) {
+    let m = module(ctx);
+    let mut handle = m.handle;
+    if bug() == Bug::BadHandle {
+        handle = 0x1234 as NDIS_HANDLE;
+    }
+    if m.paused.load(Ordering::Relaxed) == 1 && bug() != Bug::PausedSendsDown {
+        if bug() != Bug::PausedWrongStatus {
+            // SAFETY: the NBL NDIS gave us.
+            unsafe { (*nbls).Status = NDIS_STATUS_PAUSED };
+        }
+        call!("NdisFSendNetBufferListsComplete" as fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32), handle, nbls, flags & 1);
+        return;
+    }
+    match bug() {
+        Bug::SwallowSend => {}
+        Bug::CompleteSendTwice => {
+            call!(
+                "NdisFSendNetBufferListsComplete" as fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32),
+                handle,
+                nbls,
+                flags & 1
+            );
+            call!(
+                "NdisFSendNetBufferListsComplete" as fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32),
+                handle,
+                nbls,
+                flags & 1
+            );
+        }
+        _ => call!(
+            "NdisFSendNetBufferLists" as fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32, u32),
+            handle,
+            nbls,
+            port,
+            flags
+        ),
+    }
+}
+unsafe extern "win64" fn send_complete(ctx: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST, flags: u32) {
+    call!(
+        "NdisFSendNetBufferListsComplete" as fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32),
+        module(ctx).handle,
+        nbls,
+        flags
+    );
+}
+unsafe extern "win64" fn receive(ctx: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST, port: u32, count: u32, flags: u32) {
+    let handle = module(ctx).handle;
+    match bug() {
+        Bug::ReturnResourcesNbl => {
+            call!("NdisFReturnNetBufferLists" as fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32), handle, nbls, flags & 1)
+        }
+        Bug::WrongReceiveCount => call!(
+            "NdisFIndicateReceiveNetBufferLists" as fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32, u32, u32),
+            handle,
+            nbls,
+            port,
+            count + 1,
+            flags
+        ),
+        _ => call!(
+            "NdisFIndicateReceiveNetBufferLists" as fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32, u32, u32),
+            handle,
+            nbls,
+            port,
+            count,
+            flags
+        ),
+    }
+}
+unsafe extern "win64" fn return_nbls(ctx: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST, flags: u32) {
+    call!("NdisFReturnNetBufferLists" as fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32), module(ctx).handle, nbls, flags);
+}
+unsafe extern "win64" fn status(ctx: NDIS_HANDLE, ind: *mut c_void) {
+    call!("NdisFIndicateStatus" as fn(NDIS_HANDLE, *mut c_void), module(ctx).handle, ind);
+}
+
+unsafe extern "win64" fn dispatch(_dev: *mut DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
+    let complete = |status: NTSTATUS, info: usize| {
+        // SAFETY: the IRP being dispatched.
+        unsafe {
+            (*irp).IoStatus.Anonymous.Status = status;
+            (*irp).IoStatus.Information = info;
+        }
+        call!("IofCompleteRequest" as fn(*mut IRP, i8), irp, 0);
+    };
+    // SAFETY: the IRP's current stack location.
+    let major = unsafe { (*(*irp).Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation).MajorFunction };
+    if major != 0x0E {
+        complete(0, 0);
+        return 0;
+    }
+    match bug() {
+        Bug::CompleteIrpTwice => {
+            complete(0, 0);
+            complete(0, 0);
+            0
+        }
+        Bug::IrpNotCompleted => 0,
+        Bug::PendingNotMarked => 0x103,
+        Bug::CompleteWithPending => {
+            complete(0x103, 0);
+            0x103
+        }
+        Bug::InformationTooLarge => {
+            complete(0, 64);
+            0
+        }
+        _ => {
+            complete(0, 0);
+            0
+        }
+    }
+}
+
+fn load(b: Bug, options: Options) -> Result<Session, LoadError> {
+    BUG.store(b as u32, Ordering::Relaxed);
+    // SAFETY: driver_entry and every handler it registers are win64 functions.
+    unsafe { Session::load_in_process(driver_entry as *const () as usize, Options { require_device: true, ..options }) }
+}
+
+fn running(b: Bug, options: Options) -> (Session, AdapterId) {
+    let s = load(b, options).unwrap_or_else(|e| panic!("{e}"));
+    let a = s.add_adapter(AdapterSpec::named("eth0"));
+    s.start(a).unwrap();
+    (s, a)
+}
+
+fn frame() -> Vec<NblSpec> {
+    vec![NblSpec::of(vec![FrameSpec::ipv4(IPPROTO_UDP, 1, 2).build()])]
+}
+
+fn assert_caught(v: Violation, rule: &str, bugcheck: u32, p1: Option<u64>) {
+    assert_eq!(v.rule, rule, "{v}");
+    assert_eq!(v.bugcheck, bugcheck, "{v}");
+    if let Some(p1) = p1 {
+        assert_eq!(v.params[0], p1, "{v}");
+    }
+}
+
+fn ioctl_violation(b: Bug) -> Violation {
+    let (s, _) = running(b, Options::default());
+    let h = s.open("\\\\.\\Bad").unwrap();
+    match s.ioctl(h, 0x0012_2000, &[1, 2, 3], 8) {
+        Err(IoError::Violation(v)) => v,
+        other => panic!("expected a violation, got {other:?}"),
+    }
+}
+
+#[test]
+fn correct_in_process_driver_is_clean() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (s, a) = running(Bug::None, Options::default());
+    assert!(s.send(a, frame(), At::Dispatch).unwrap()[0].delivered);
+    s.receive(a, frame(), At::Passive, false).unwrap();
+    let h = s.open("\\\\.\\Bad").unwrap();
+    assert_eq!(s.ioctl(h, 0x0012_2000, &[1], 1).unwrap().status, 0);
+    s.close(h).unwrap();
+    let report = s.unload();
+    assert!(report.violations.is_empty(), "{report}");
+}
+
+#[test]
+fn irp_rules() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert_caught(
+        ioctl_violation(Bug::CompleteIrpTwice),
+        "IRP completed twice or unknown",
+        MULTIPLE_IRP_COMPLETE_REQUESTS,
+        None,
+    );
+    assert_caught(
+        ioctl_violation(Bug::IrpNotCompleted),
+        "IRP neither completed nor pending",
+        codes::DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+        Some(c9::NOT_COMPLETED),
+    );
+    assert_caught(
+        ioctl_violation(Bug::PendingNotMarked),
+        "STATUS_PENDING returned without IoMarkIrpPending",
+        codes::DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+        Some(c9::PENDING_NOT_MARKED),
+    );
+    assert_caught(
+        ioctl_violation(Bug::CompleteWithPending),
+        "IRP completed with STATUS_PENDING",
+        codes::DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+        Some(c9::COMPLETE_PENDING),
+    );
+    assert_caught(
+        ioctl_violation(Bug::InformationTooLarge),
+        "Information larger than the output buffer",
+        codes::DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+        Some(c9::INFORMATION_TOO_LARGE),
+    );
+}
+
+#[test]
+fn send_rules() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c4 = codes::DRIVER_VERIFIER_DETECTED_VIOLATION;
+    let (s, a) = running(Bug::CompleteSendTwice, Options::default());
+    assert_caught(
+        s.send(a, frame(), At::Dispatch).unwrap_err(),
+        "send NBL completed twice or not owned",
+        c4,
+        Some(subcodes::NBL_NOT_OWNED),
+    );
+    drop(s);
+    let (s, a) = running(Bug::SwallowSend, Options::default());
+    assert_caught(
+        s.send(a, frame(), At::Passive).unwrap_err(),
+        "send NBL never completed",
+        c4,
+        Some(subcodes::SEND_NBL_HELD),
+    );
+    drop(s);
+    let (s, a) = running(Bug::PausedWrongStatus, Options::default());
+    s.pause(a).unwrap();
+    assert_caught(
+        s.send(a, frame(), At::Dispatch).unwrap_err(),
+        "send completed while paused without NDIS_STATUS_PAUSED",
+        c4,
+        Some(subcodes::NOT_PAUSED_STATUS),
+    );
+    drop(s);
+    let (s, a) = running(Bug::PausedSendsDown, Options::default());
+    s.pause(a).unwrap();
+    assert_caught(
+        s.send(a, frame(), At::Dispatch).unwrap_err(),
+        "data path used in the wrong module state",
+        c4,
+        Some(subcodes::WRONG_STATE),
+    );
+    drop(s);
+    let (s, a) = running(Bug::BadHandle, Options::default());
+    assert_caught(s.send(a, frame(), At::Dispatch).unwrap_err(), "invalid NDIS handle", c4, Some(subcodes::BAD_HANDLE));
+}
+
+#[test]
+fn receive_rules() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let c4 = codes::DRIVER_VERIFIER_DETECTED_VIOLATION;
+    let (s, a) = running(Bug::ReturnResourcesNbl, Options::default());
+    assert_caught(
+        s.receive(a, frame(), At::Dispatch, true).unwrap_err(),
+        "RESOURCES NBL returned by the filter",
+        c4,
+        Some(subcodes::RESOURCES_RETURNED),
+    );
+    drop(s);
+    let (s, a) = running(Bug::WrongReceiveCount, Options::default());
+    assert_caught(
+        s.receive(a, frame(), At::Dispatch, false).unwrap_err(),
+        "receive NBL count mismatch",
+        c4,
+        Some(subcodes::NBL_COUNT),
+    );
+}
+
+#[test]
+fn pause_that_never_completes_is_caught() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (s, a) =
+        running(Bug::PauseNeverCompletes, Options { pause_timeout: Duration::from_millis(100), ..Options::default() });
+    assert_caught(
+        s.pause(a).unwrap_err(),
+        "pause or restart never completed",
+        codes::DRIVER_VERIFIER_DETECTED_VIOLATION,
+        Some(subcodes::PAUSE_COMPLETE),
+    );
+}
+
+#[test]
+fn registration_and_unload_rules() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    match load(Bug::PnpHandler, Options::default()) {
+        Err(LoadError::EntryFailed(st)) => assert_eq!(st, NDIS_STATUS_INVALID_PARAMETER, "R36: no PnP/Power entries"),
+        other => panic!("expected the device registration to fail: {other:?}"),
+    }
+    let (s, _) = running(Bug::KeepDevice, Options::default());
+    let report = s.unload();
+    let v = report.violations.first().expect("device left registered");
+    assert_caught(
+        v.clone(),
+        "not deregistered at unload",
+        codes::DRIVER_VERIFIER_DETECTED_VIOLATION,
+        Some(subcodes::NOT_DEREGISTERED),
+    );
+    assert!(v.detail.contains("\\Device\\Bad"), "{v}");
+}
