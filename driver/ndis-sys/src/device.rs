@@ -100,9 +100,7 @@ pub struct IO_STACK_LOCATION_DEVICE_IO_CONTROL {
 ///
 /// `stack` must point to a valid IO_STACK_LOCATION of an IRP_MJ_DEVICE_CONTROL
 /// (or internal device control) request owned by the caller.
-pub unsafe fn IoStackDeviceIoControl(
-    stack: *mut IO_STACK_LOCATION,
-) -> *mut IO_STACK_LOCATION_DEVICE_IO_CONTROL {
+pub unsafe fn IoStackDeviceIoControl(stack: *mut IO_STACK_LOCATION) -> *mut IO_STACK_LOCATION_DEVICE_IO_CONTROL {
     // SAFETY: the caller guarantees `stack` is valid; `Parameters` is a
     // union whose DeviceIoControl arm has the layout of the struct returned
     // (checked below against wdm.h), so the cast only reinterprets the arm.
@@ -119,14 +117,7 @@ pub unsafe fn IoStackDeviceIoControl(
 pub unsafe fn IoGetCurrentIrpStackLocation(irp: *mut IRP) -> *mut IO_STACK_LOCATION {
     // SAFETY: the caller guarantees `irp` is a valid, owned IRP; for an IRP
     // being dispatched this union arm holds the current stack location.
-    unsafe {
-        (*irp)
-            .Tail
-            .Overlay
-            .Anonymous2
-            .Anonymous
-            .CurrentStackLocation
-    }
+    unsafe { (*irp).Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation }
 }
 
 // Layout, x64. Source: public WDK 10 km/ndis.h (public copy), clang
@@ -159,11 +150,7 @@ const _: () = {
     assert!(offset_of!(P, IoControlCode) == 16);
     assert!(offset_of!(P, Type3InputBuffer) == 24);
     assert!(offset_of!(IO_STACK_LOCATION, Parameters) == 8);
-    assert!(
-        size_of::<P>()
-            <= offset_of!(IO_STACK_LOCATION, DeviceObject)
-                - offset_of!(IO_STACK_LOCATION, Parameters)
-    );
+    assert!(size_of::<P>() <= offset_of!(IO_STACK_LOCATION, DeviceObject) - offset_of!(IO_STACK_LOCATION, Parameters));
 };
 
 #[cfg(test)]
@@ -181,10 +168,7 @@ mod tests {
             (IRP_MJ_READ, wdk::IRP_MJ_READ),
             (IRP_MJ_WRITE, wdk::IRP_MJ_WRITE),
             (IRP_MJ_DEVICE_CONTROL, wdk::IRP_MJ_DEVICE_CONTROL),
-            (
-                IRP_MJ_INTERNAL_DEVICE_CONTROL,
-                wdk::IRP_MJ_INTERNAL_DEVICE_CONTROL,
-            ),
+            (IRP_MJ_INTERNAL_DEVICE_CONTROL, wdk::IRP_MJ_INTERNAL_DEVICE_CONTROL),
             (IRP_MJ_CLEANUP, wdk::IRP_MJ_CLEANUP),
             (IRP_MJ_POWER, wdk::IRP_MJ_POWER),
             (IRP_MJ_PNP, wdk::IRP_MJ_PNP),

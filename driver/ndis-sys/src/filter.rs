@@ -14,8 +14,8 @@ use windows_sys::core::GUID;
 use crate::kernel::{DEVICE_OBJECT, NDIS_HANDLE, NDIS_STATUS, NDIS_STRING};
 use crate::nbl::NET_BUFFER_LIST;
 use crate::net::{
-    NDIS_MAX_PHYS_ADDRESS_LENGTH, NDIS_MEDIA_CONNECT_STATE, NDIS_MEDIUM, NDIS_PHYSICAL_MEDIUM,
-    NDIS_PORT_NUMBER, NET_IFINDEX, NET_IF_MEDIA_DUPLEX_STATE, NET_LUID,
+    NDIS_MAX_PHYS_ADDRESS_LENGTH, NDIS_MEDIA_CONNECT_STATE, NDIS_MEDIUM, NDIS_PHYSICAL_MEDIUM, NDIS_PORT_NUMBER,
+    NET_IFINDEX, NET_IF_MEDIA_DUPLEX_STATE, NET_LUID,
 };
 use crate::object::NDIS_OBJECT_HEADER;
 
@@ -65,12 +65,8 @@ opaque! {
 
 /// `SET_OPTIONS`: `FilterSetOptions(NdisDriverHandle, DriverContext)`, PASSIVE,
 /// called inside `NdisFRegisterFilterDriver`.
-pub type SET_OPTIONS_HANDLER = Option<
-    unsafe extern "system" fn(
-        NdisDriverHandle: NDIS_HANDLE,
-        DriverContext: NDIS_HANDLE,
-    ) -> NDIS_STATUS,
->;
+pub type SET_OPTIONS_HANDLER =
+    Option<unsafe extern "system" fn(NdisDriverHandle: NDIS_HANDLE, DriverContext: NDIS_HANDLE) -> NDIS_STATUS>;
 /// `FILTER_SET_MODULE_OPTIONS`: `FilterSetModuleOptions(FilterModuleContext)`, PASSIVE.
 pub type FILTER_SET_FILTER_MODULE_OPTIONS_HANDLER =
     Option<unsafe extern "system" fn(FilterModuleContext: NDIS_HANDLE) -> NDIS_STATUS>;
@@ -84,8 +80,7 @@ pub type FILTER_ATTACH_HANDLER = Option<
     ) -> NDIS_STATUS,
 >;
 /// `FILTER_DETACH`: `FilterDetach(FilterModuleContext)`, PASSIVE; cannot fail.
-pub type FILTER_DETACH_HANDLER =
-    Option<unsafe extern "system" fn(FilterModuleContext: NDIS_HANDLE)>;
+pub type FILTER_DETACH_HANDLER = Option<unsafe extern "system" fn(FilterModuleContext: NDIS_HANDLE)>;
 /// `FILTER_RESTART`: `FilterRestart(FilterModuleContext, RestartParameters)`, PASSIVE.
 pub type FILTER_RESTART_HANDLER = Option<
     unsafe extern "system" fn(
@@ -140,27 +135,16 @@ pub type FILTER_RECEIVE_NET_BUFFER_LISTS_HANDLER = Option<
 /// `FILTER_RETURN_NET_BUFFER_LISTS`: `FilterReturnNetBufferLists(
 /// FilterModuleContext, NetBufferLists, ReturnFlags)`, <= DISPATCH.
 pub type FILTER_RETURN_NET_BUFFER_LISTS_HANDLER = Option<
-    unsafe extern "system" fn(
-        FilterModuleContext: NDIS_HANDLE,
-        NetBufferLists: *mut NET_BUFFER_LIST,
-        ReturnFlags: u32,
-    ),
+    unsafe extern "system" fn(FilterModuleContext: NDIS_HANDLE, NetBufferLists: *mut NET_BUFFER_LIST, ReturnFlags: u32),
 >;
 /// `FILTER_OID_REQUEST`: `FilterOidRequest(FilterModuleContext, OidRequest)`, <= DISPATCH.
 pub type FILTER_OID_REQUEST_HANDLER = Option<
-    unsafe extern "system" fn(
-        FilterModuleContext: NDIS_HANDLE,
-        OidRequest: *mut NDIS_OID_REQUEST,
-    ) -> NDIS_STATUS,
+    unsafe extern "system" fn(FilterModuleContext: NDIS_HANDLE, OidRequest: *mut NDIS_OID_REQUEST) -> NDIS_STATUS,
 >;
 /// `FILTER_OID_REQUEST_COMPLETE`: `FilterOidRequestComplete(FilterModuleContext,
 /// OidRequest, Status)`, <= DISPATCH.
 pub type FILTER_OID_REQUEST_COMPLETE_HANDLER = Option<
-    unsafe extern "system" fn(
-        FilterModuleContext: NDIS_HANDLE,
-        OidRequest: *mut NDIS_OID_REQUEST,
-        Status: NDIS_STATUS,
-    ),
+    unsafe extern "system" fn(FilterModuleContext: NDIS_HANDLE, OidRequest: *mut NDIS_OID_REQUEST, Status: NDIS_STATUS),
 >;
 /// `FILTER_CANCEL_OID_REQUEST`: `FilterCancelOidRequest(FilterModuleContext,
 /// RequestId)`, <= DISPATCH.
@@ -168,12 +152,8 @@ pub type FILTER_CANCEL_OID_REQUEST_HANDLER =
     Option<unsafe extern "system" fn(FilterModuleContext: NDIS_HANDLE, RequestId: *mut c_void)>;
 /// `FILTER_DEVICE_PNP_EVENT_NOTIFY`: `FilterDevicePnPEventNotify(
 /// FilterModuleContext, NetDevicePnPEvent)`, PASSIVE.
-pub type FILTER_DEVICE_PNP_EVENT_NOTIFY_HANDLER = Option<
-    unsafe extern "system" fn(
-        FilterModuleContext: NDIS_HANDLE,
-        NetDevicePnPEvent: *mut NET_DEVICE_PNP_EVENT,
-    ),
->;
+pub type FILTER_DEVICE_PNP_EVENT_NOTIFY_HANDLER =
+    Option<unsafe extern "system" fn(FilterModuleContext: NDIS_HANDLE, NetDevicePnPEvent: *mut NET_DEVICE_PNP_EVENT)>;
 /// `FILTER_NET_PNP_EVENT`: `FilterNetPnPEvent(FilterModuleContext,
 /// NetPnPEventNotification)`, PASSIVE.
 pub type FILTER_NET_PNP_EVENT_HANDLER = Option<
@@ -183,12 +163,8 @@ pub type FILTER_NET_PNP_EVENT_HANDLER = Option<
     ) -> NDIS_STATUS,
 >;
 /// `FILTER_STATUS`: `FilterStatus(FilterModuleContext, StatusIndication)`, <= DISPATCH.
-pub type FILTER_STATUS_HANDLER = Option<
-    unsafe extern "system" fn(
-        FilterModuleContext: NDIS_HANDLE,
-        StatusIndication: *mut NDIS_STATUS_INDICATION,
-    ),
->;
+pub type FILTER_STATUS_HANDLER =
+    Option<unsafe extern "system" fn(FilterModuleContext: NDIS_HANDLE, StatusIndication: *mut NDIS_STATUS_INDICATION)>;
 /// `FILTER_DIRECT_OID_REQUEST`: `FilterDirectOidRequest(FilterModuleContext,
 /// OidRequest)`, <= DISPATCH.
 pub type FILTER_DIRECT_OID_REQUEST_HANDLER = FILTER_OID_REQUEST_HANDLER;
@@ -423,11 +399,7 @@ macro_rules! zeroed_default {
     )*};
 }
 
-zeroed_default!(
-    NDIS_FILTER_ATTACH_PARAMETERS,
-    NDIS_FILTER_RESTART_PARAMETERS,
-    NDIS_STATUS_INDICATION
-);
+zeroed_default!(NDIS_FILTER_ATTACH_PARAMETERS, NDIS_FILTER_RESTART_PARAMETERS, NDIS_STATUS_INDICATION);
 
 // Layouts, x64. Source: public WDK 10 km/ndis.h (public copy), clang
 // --target=x86_64-pc-windows-msvc -DNDIS630=1 -DNDIS_WDM=1, sizeof/offsetof.

@@ -72,10 +72,7 @@ extern "system" {
         ReturnFlags: u32,
     );
     /// Indicates a status up (<= DISPATCH).
-    pub fn NdisFIndicateStatus(
-        NdisFilterHandle: NDIS_HANDLE,
-        StatusIndication: *const NDIS_STATUS_INDICATION,
-    );
+    pub fn NdisFIndicateStatus(NdisFilterHandle: NDIS_HANDLE, StatusIndication: *const NDIS_STATUS_INDICATION);
     /// Completes a pause that `FilterPause` returned PENDING for (<= DISPATCH).
     pub fn NdisFPauseComplete(NdisFilterHandle: NDIS_HANDLE);
     /// Completes a restart that `FilterRestart` returned PENDING for (PASSIVE).

@@ -1,8 +1,7 @@
 //! Kernel base types re-exported from `windows-sys`, with x64 layout checks.
 
 pub use windows_sys::Wdk::Foundation::{
-    DEVICE_OBJECT, DRIVER_DISPATCH, DRIVER_OBJECT, DRIVER_UNLOAD, FILE_OBJECT, IO_STACK_LOCATION,
-    IRP, MDL,
+    DEVICE_OBJECT, DRIVER_DISPATCH, DRIVER_OBJECT, DRIVER_UNLOAD, FILE_OBJECT, IO_STACK_LOCATION, IRP, MDL,
 };
 pub use windows_sys::Wdk::System::SystemServices::EX_RUNDOWN_REF;
 pub use windows_sys::Win32::Foundation::{NTSTATUS, UNICODE_STRING};
@@ -111,12 +110,7 @@ const _: () = {
     // wdm.h's POINTER_ALIGNMENT): see device::IO_STACK_LOCATION_DEVICE_IO_CONTROL,
     // whose offsets are asserted in device.rs. The defect, pinned so that a
     // fixed windows-sys is noticed:
-    assert!(
-        offset_of!(
-            IO_STACK_LOCATION,
-            Parameters.DeviceIoControl.InputBufferLength
-        ) == 12
-    );
+    assert!(offset_of!(IO_STACK_LOCATION, Parameters.DeviceIoControl.InputBufferLength) == 12);
     assert!(offset_of!(IO_STACK_LOCATION, DeviceObject) == 40);
     assert!(offset_of!(IO_STACK_LOCATION, FileObject) == 48);
     assert!(offset_of!(IO_STACK_LOCATION, CompletionRoutine) == 56);

@@ -25,12 +25,7 @@
 //! [`nbl`] (NET_BUFFER_LIST / NET_BUFFER), [`device`] (control device, IRPs),
 //! [`sync`] (locks and rundown), [`functions`] (the other kernel imports).
 #![no_std]
-#![allow(
-    non_camel_case_types,
-    non_snake_case,
-    non_upper_case_globals,
-    clippy::upper_case_acronyms
-)]
+#![allow(non_camel_case_types, non_snake_case, non_upper_case_globals, clippy::upper_case_acronyms)]
 
 pub mod device;
 pub mod filter;

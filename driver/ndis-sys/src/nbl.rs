@@ -65,9 +65,7 @@ impl NET_BUFFER_DATA_LENGTH {
 
 impl core::fmt::Debug for NET_BUFFER_DATA_LENGTH {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_tuple("NET_BUFFER_DATA_LENGTH")
-            .field(&self.get())
-            .finish()
+        f.debug_tuple("NET_BUFFER_DATA_LENGTH").field(&self.get()).finish()
     }
 }
 
@@ -286,9 +284,7 @@ mod tests {
 
     #[test]
     fn data_length_reads_the_ulong_arm() {
-        let written_as_size_t = NET_BUFFER_DATA_LENGTH {
-            stDataLength: 0x1234_5678_0000_05DC,
-        };
+        let written_as_size_t = NET_BUFFER_DATA_LENGTH { stDataLength: 0x1234_5678_0000_05DC };
         assert_eq!(written_as_size_t.get(), 0x05DC);
         let written_as_ulong = NET_BUFFER_DATA_LENGTH { DataLength: 60 };
         assert_eq!(written_as_ulong.get(), 60);

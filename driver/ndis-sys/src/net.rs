@@ -71,9 +71,7 @@ mod tests {
     #[test]
     fn luid_fields_are_the_documented_bit_ranges() {
         // IfType 6 (ethernetCsmacd), NetLuidIndex 0x123456, Reserved 0xABCDEF.
-        let luid = NET_LUID {
-            Value: (6 << 48) | (0x12_3456 << 24) | 0xAB_CDEF,
-        };
+        let luid = NET_LUID { Value: (6 << 48) | (0x12_3456 << 24) | 0xAB_CDEF };
         assert_eq!(luid.if_type(), 6);
         assert_eq!(luid.net_luid_index(), 0x12_3456);
     }

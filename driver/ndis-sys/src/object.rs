@@ -36,11 +36,7 @@ impl NDIS_OBJECT_HEADER {
     /// assert_eq!(usize::from(attributes.Header.Size), core::mem::size_of_val(&attributes));
     /// ```
     pub const fn new(Type: u8, Revision: u8, Size: u16) -> Self {
-        Self {
-            Type,
-            Revision,
-            Size,
-        }
+        Self { Type, Revision, Size }
     }
 }
 

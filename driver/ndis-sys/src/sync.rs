@@ -69,17 +69,9 @@ extern "system" {
     /// Frees an unheld NDIS_RW_LOCK_EX (<= DISPATCH).
     pub fn NdisFreeRWLock(Lock: *mut NDIS_RW_LOCK_EX);
     /// Acquires for reading, raising to DISPATCH (<= DISPATCH).
-    pub fn NdisAcquireRWLockRead(
-        Lock: *mut NDIS_RW_LOCK_EX,
-        LockState: *mut LOCK_STATE_EX,
-        Flags: u32,
-    );
+    pub fn NdisAcquireRWLockRead(Lock: *mut NDIS_RW_LOCK_EX, LockState: *mut LOCK_STATE_EX, Flags: u32);
     /// Acquires for writing, raising to DISPATCH (<= DISPATCH).
-    pub fn NdisAcquireRWLockWrite(
-        Lock: *mut NDIS_RW_LOCK_EX,
-        LockState: *mut LOCK_STATE_EX,
-        Flags: u32,
-    );
+    pub fn NdisAcquireRWLockWrite(Lock: *mut NDIS_RW_LOCK_EX, LockState: *mut LOCK_STATE_EX, Flags: u32);
     /// Releases a read or write acquisition, restoring LockState.OldIrql (DISPATCH).
     pub fn NdisReleaseRWLock(Lock: *mut NDIS_RW_LOCK_EX, LockState: *mut LOCK_STATE_EX);
 }

@@ -40,9 +40,7 @@ fn import_library(module: &str) -> PathBuf {
         "ndis.sys" => "ndis",
         "ntoskrnl.exe" => "ntoskrnl",
         "hal.dll" => "hal",
-        other => panic!(
-            "imports from {other:?}: a driver imports only from ntoskrnl.exe, ndis.sys and hal.dll"
-        ),
+        other => panic!("imports from {other:?}: a driver imports only from ntoskrnl.exe, ndis.sys and hal.dll"),
     };
     mingw_lib_dir().join(format!("lib{stem}.a"))
 }
@@ -67,30 +65,22 @@ fn declared_imports(file: &str, source: &str) -> Vec<Import> {
         let trimmed = line.trim();
         if let Some(rest) = trimmed.strip_prefix("#[link(name = \"") {
             assert!(
-                trimmed.contains("kind = \"raw-dylib\"")
-                    && trimmed.contains("modifiers = \"+verbatim\""),
+                trimmed.contains("kind = \"raw-dylib\"") && trimmed.contains("modifiers = \"+verbatim\""),
                 "{file}:{}: #[link] must be raw-dylib with +verbatim",
                 number + 1
             );
             pending_module = Some(rest.split('"').next().unwrap_or_default().to_owned());
         } else if trimmed.starts_with("extern \"") && trimmed.ends_with('{') {
-            current_module = Some(pending_module.take().unwrap_or_else(|| {
-                panic!(
-                    "{file}:{}: extern block without #[link(name = ...)]",
-                    number + 1
-                )
-            }));
+            current_module = Some(
+                pending_module
+                    .take()
+                    .unwrap_or_else(|| panic!("{file}:{}: extern block without #[link(name = ...)]", number + 1)),
+            );
         } else if current_module.is_some() && line.starts_with('}') {
             current_module = None;
-        } else if let (Some(module), Some(rest)) =
-            (&current_module, trimmed.strip_prefix("pub fn "))
-        {
+        } else if let (Some(module), Some(rest)) = (&current_module, trimmed.strip_prefix("pub fn ")) {
             let name = rest.split(['(', '<']).next().unwrap_or_default().trim();
-            imports.push(Import {
-                module: module.clone(),
-                name: name.to_owned(),
-                file: file.to_owned(),
-            });
+            imports.push(Import { module: module.clone(), name: name.to_owned(), file: file.to_owned() });
         }
     }
     imports
@@ -104,11 +94,7 @@ fn all_declared_imports() -> Vec<Import> {
         let path = entry.expect("dir entry").path();
         if path.extension().is_some_and(|e| e == "rs") {
             let source = fs::read_to_string(&path).expect("read source");
-            let file = path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
+            let file = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
             imports.extend(declared_imports(&file, &source));
         }
     }
@@ -125,16 +111,10 @@ struct ImportLibrary {
 
 fn read_import_library(path: &Path) -> ImportLibrary {
     let data = fs::read(path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (install the mingw-w64-x86-64-dev package, or set NDIS_SYS_MINGW_LIB_DIR)",
-            path.display()
-        )
+        panic!("{}: {e} (install the mingw-w64-x86-64-dev package, or set NDIS_SYS_MINGW_LIB_DIR)", path.display())
     });
     let archive = ArchiveFile::parse(&*data).expect("an ar archive");
-    let mut library = ImportLibrary {
-        dll_names: BTreeSet::new(),
-        exports: HashSet::new(),
-    };
+    let mut library = ImportLibrary { dll_names: BTreeSet::new(), exports: HashSet::new() };
     for member in archive.members() {
         let member = member.expect("archive member");
         let bytes = member.data(&*data).expect("member data");
@@ -144,13 +124,8 @@ fn read_import_library(path: &Path) -> ImportLibrary {
         let start = buffer.as_ptr().align_offset(8);
         let aligned = &mut buffer[start..start + bytes.len()];
         aligned.copy_from_slice(bytes);
-        let coff = object::File::parse(&*aligned).unwrap_or_else(|e| {
-            panic!(
-                "{}: member {:?}: {e}",
-                path.display(),
-                String::from_utf8_lossy(member.name())
-            )
-        });
+        let coff = object::File::parse(&*aligned)
+            .unwrap_or_else(|e| panic!("{}: member {:?}: {e}", path.display(), String::from_utf8_lossy(member.name())));
         for symbol in coff.symbols().filter(|s| s.is_definition()) {
             if let Some(name) = symbol.name().ok().and_then(|n| n.strip_prefix("__imp_")) {
                 library.exports.insert(name.to_owned());
@@ -162,9 +137,7 @@ fn read_import_library(path: &Path) -> ImportLibrary {
             let raw = section.data().unwrap_or_default();
             let name: Vec<u8> = raw.iter().copied().take_while(|&b| b != 0).collect();
             if !name.is_empty() {
-                library
-                    .dll_names
-                    .insert(String::from_utf8_lossy(&name).to_ascii_lowercase());
+                library.dll_names.insert(String::from_utf8_lossy(&name).to_ascii_lowercase());
             }
         }
     }
@@ -183,33 +156,20 @@ fn unexported(imports: &[Import]) -> Vec<Import> {
             import_library(module).display(),
             library.dll_names
         );
-        missing.extend(
-            imports
-                .iter()
-                .filter(|i| i.module == module && !library.exports.contains(&i.name))
-                .cloned(),
-        );
+        missing.extend(imports.iter().filter(|i| i.module == module && !library.exports.contains(&i.name)).cloned());
     }
     missing
 }
 
 fn is_excepted(import: &Import) -> bool {
-    NOT_IN_IMPORT_LIBRARIES
-        .iter()
-        .any(|&(m, n)| m == import.module && n == import.name)
+    NOT_IN_IMPORT_LIBRARIES.iter().any(|&(m, n)| m == import.module && n == import.name)
 }
 
 #[test]
 fn every_declared_import_is_exported_by_its_module() {
     let imports = all_declared_imports();
-    let missing: Vec<Import> = unexported(&imports)
-        .into_iter()
-        .filter(|i| !is_excepted(i))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "not exported on x64 by the module they are imported from: {missing:#?}"
-    );
+    let missing: Vec<Import> = unexported(&imports).into_iter().filter(|i| !is_excepted(i)).collect();
+    assert!(missing.is_empty(), "not exported on x64 by the module they are imported from: {missing:#?}");
 }
 
 #[test]
@@ -231,21 +191,14 @@ fn exceptions_are_declared_and_really_missing_from_the_libraries() {
 #[test]
 fn the_source_scan_finds_the_declarations() {
     let imports = all_declared_imports();
-    let has =
-        |module: &str, name: &str| imports.iter().any(|i| i.module == module && i.name == name);
+    let has = |module: &str, name: &str| imports.iter().any(|i| i.module == module && i.name == name);
     assert!(has("ndis.sys", "NdisFRegisterFilterDriver"), "{imports:#?}");
     assert!(has("ndis.sys", "NdisAllocateSpinLock"), "{imports:#?}");
     assert!(has("ntoskrnl.exe", "IofCompleteRequest"), "{imports:#?}");
-    assert!(
-        has("ntoskrnl.exe", "ExAcquireRundownProtection"),
-        "{imports:#?}"
-    );
+    assert!(has("ntoskrnl.exe", "ExAcquireRundownProtection"), "{imports:#?}");
     assert!(has("ntoskrnl.exe", "DbgPrintEx"), "{imports:#?}");
     // Names are unique per module: a duplicate would be a copy-paste slip.
-    let unique: BTreeSet<(&str, &str)> = imports
-        .iter()
-        .map(|i| (i.module.as_str(), i.name.as_str()))
-        .collect();
+    let unique: BTreeSet<(&str, &str)> = imports.iter().map(|i| (i.module.as_str(), i.name.as_str())).collect();
     assert_eq!(unique.len(), imports.len(), "{imports:#?}");
 }
 
@@ -263,17 +216,11 @@ fn an_unexported_declaration_is_reported() {
     let imports = declared_imports("synthetic.rs", source);
     assert_eq!(imports.len(), 2);
     let missing = unexported(&imports);
-    assert_eq!(
-        missing.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
-        ["IofCompleteRequest"]
-    );
+    assert_eq!(missing.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["IofCompleteRequest"]);
 }
 
 #[test]
 #[should_panic(expected = "extern block without #[link")]
 fn an_extern_block_without_a_link_attribute_is_rejected() {
-    declared_imports(
-        "synthetic.rs",
-        "extern \"system\" {\n    pub fn KeBugCheckEx(Code: u32) -> !;\n}\n",
-    );
+    declared_imports("synthetic.rs", "extern \"system\" {\n    pub fn KeBugCheckEx(Code: u32) -> !;\n}\n");
 }

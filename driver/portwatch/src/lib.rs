@@ -33,8 +33,6 @@ pub mod pool;
 pub mod ports;
 
 #[cfg(target_os = "windows")]
-mod trace;
-#[cfg(target_os = "windows")]
 mod device;
 #[cfg(target_os = "windows")]
 mod entry;
@@ -46,5 +44,7 @@ mod irp;
 mod nbl;
 #[cfg(target_os = "windows")]
 mod rt;
+#[cfg(target_os = "windows")]
+mod trace;
 #[cfg(all(target_os = "windows", feature = "wdk"))]
 mod wdk;

@@ -353,7 +353,12 @@ macro_rules! wire_stats {
                 if b.len() != Self::SIZE {
                     return None;
                 }
-                Some($t { version: u32_at(b, 0), $count: u32_at(b, 4), rx: read_counters(b, 8), tx: read_counters(b, 24) })
+                Some($t {
+                    version: u32_at(b, 0),
+                    $count: u32_at(b, 4),
+                    rx: read_counters(b, 8),
+                    tx: read_counters(b, 24),
+                })
             }
             fn write(&self, out: &mut [u8]) -> bool {
                 if out.len() < Self::SIZE {
@@ -452,13 +457,29 @@ mod tests {
 
     #[test]
     fn wire_round_trips() {
-        round_trip(VersionInfo { version: 1, driver_version: 0x10203, max_local_address: 128, max_port_name_chars: 256, max_bindings: 64 });
+        round_trip(VersionInfo {
+            version: 1,
+            driver_version: 0x10203,
+            max_local_address: 128,
+            max_port_name_chars: 256,
+            max_bindings: 64,
+        });
         round_trip(LocalAddressHeader { version: 1, length: 7 });
         round_trip(PortNameHeader { version: 1, chars: 9 });
         round_trip(VarHeader { version: 1, needed: 100, count: 3 });
         round_trip(PortRequest { version: 1, protocol: PROTO_UDP, reserved: 0, port: 0xBEEF });
-        round_trip(EndpointStats { version: 1, bound_ports: 2, rx: Counters { packets: 3, bytes: u64::MAX }, tx: Counters { packets: 5, bytes: 6 } });
-        round_trip(PortStats { version: 1, endpoints: 2, rx: Counters { packets: 1, bytes: 2 }, tx: Counters { packets: 3, bytes: 4 } });
+        round_trip(EndpointStats {
+            version: 1,
+            bound_ports: 2,
+            rx: Counters { packets: 3, bytes: u64::MAX },
+            tx: Counters { packets: 5, bytes: 6 },
+        });
+        round_trip(PortStats {
+            version: 1,
+            endpoints: 2,
+            rx: Counters { packets: 1, bytes: 2 },
+            tx: Counters { packets: 3, bytes: 4 },
+        });
         let mut info = ModuleInfo { if_index: 7, state: ModuleState::Running as u32, ..ModuleInfo::default() };
         info.name[0] = u16::from(b'e');
         info.name[MODULE_NAME_CHARS - 1] = 0xD800;
@@ -474,7 +495,13 @@ mod tests {
 
     #[test]
     fn module_states_decode() {
-        for s in [ModuleState::Attaching, ModuleState::Paused, ModuleState::Restarting, ModuleState::Running, ModuleState::Pausing] {
+        for s in [
+            ModuleState::Attaching,
+            ModuleState::Paused,
+            ModuleState::Restarting,
+            ModuleState::Running,
+            ModuleState::Pausing,
+        ] {
             assert_eq!(ModuleState::from_u32(s as u32), Some(s));
         }
         assert_eq!(ModuleState::from_u32(0), None);
