@@ -57,8 +57,8 @@ cargo clippy -p portwatch -p ndis-sync -p ndis-sys --target "$triple" --profile 
 step "driver package"
 scripts/package.sh
 
-step "harness fixture drivers"
-cargo build -p verifier-fixture -p lwf-fixture --target "$triple" --profile driver
+step "fixture drivers (harness, benchmarks)"
+cargo build -p verifier-fixture -p lwf-fixture -p bench-fixture -p passthrough-fixture --target "$triple" --profile driver
 
 step "cargo test (workspace)"
 cargo test --workspace

@@ -4,6 +4,8 @@
 //! for the duration of the handler that received them, until the driver
 //! passes them on (after which it must not touch them, not even `Next`).
 
+use core::mem::MaybeUninit;
+
 use ndis_sys::{NdisGetDataBuffer, NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET, NDIS_STATUS, NET_BUFFER, NET_BUFFER_LIST};
 
 use crate::datapath;
@@ -70,11 +72,13 @@ impl Chain {
 fn count_net_buffer(table: &PortTable, nb: &mut NET_BUFFER, direction: Direction) {
     let length = nb.DataLength.get();
     let wanted = (length as usize).min(HEADER_BYTES);
-    let mut storage = [0u8; HEADER_BYTES];
+    // Not zeroed: NDIS writes what it returns a pointer to, and zeroing 160
+    // bytes per packet would cost more than parsing them.
+    let mut storage = MaybeUninit::<[u8; HEADER_BYTES]>::uninit();
     // SAFETY: `nb` is a valid NET_BUFFER we own for the call; `storage` has
     // room for `wanted` bytes; alignment 1 asks for no alignment. NDIS
-    // returns a pointer to `wanted` contiguous bytes (in the MDL or copied
-    // into `storage`), or NULL when the data is not available.
+    // returns a pointer to `wanted` contiguous, initialized bytes (in the
+    // MDL, or copied into `storage`), or NULL when the data is not there.
     let data = unsafe { NdisGetDataBuffer(nb, wanted as u32, storage.as_mut_ptr().cast(), 1, 0) };
     if data.is_null() {
         return; // R22: no data, no count

@@ -1,0 +1,237 @@
+//! The data path of `portwatch.sys`, found without symbols.
+//!
+//! Heuristic (symbol-free): the send handler is the one `.pdata` function
+//! that calls `NdisFSendNetBufferLists`, the receive handler the one that
+//! calls `NdisFIndicateReceiveNetBufferLists` — a filter passes a chain on
+//! only from the handler that received it, and PortWatch does so nowhere
+//! else. [`find_handler`] fails unless exactly one function matches, so a
+//! driver where the heuristic no longer holds fails loudly rather than
+//! checking the wrong code. The data path is then the handler's call graph
+//! ([`CallGraph`]).
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use iced_x86::{Formatter, InstructionInfoFactory, IntelFormatter, OpAccess, Register};
+
+use crate::disasm::{CallGraph, DisasmError, Function};
+use crate::guards::is_locked_rmw;
+use crate::pe::Image;
+
+/// A data-path handler and what it may call.
+#[derive(Debug, Clone, Copy)]
+pub struct Handler {
+    /// Its name in the filter characteristics.
+    pub name: &'static str,
+    /// The import only this handler calls: how it is found.
+    pub forwards_with: &'static str,
+    /// Every import the handler may reach, panic paths aside.
+    pub expected: &'static [&'static str],
+}
+
+/// FilterSendNetBufferLists.
+pub const SEND: Handler = Handler {
+    name: "FilterSendNetBufferLists",
+    forwards_with: "NdisFSendNetBufferLists",
+    expected: &[
+        "NdisAcquireRWLockRead",
+        "NdisReleaseRWLock",
+        "NdisGetDataBuffer",
+        "NdisFSendNetBufferLists",
+        "NdisFSendNetBufferListsComplete",
+    ],
+};
+
+/// FilterReceiveNetBufferLists.
+pub const RECEIVE: Handler = Handler {
+    name: "FilterReceiveNetBufferLists",
+    forwards_with: "NdisFIndicateReceiveNetBufferLists",
+    expected: &[
+        "NdisAcquireRWLockRead",
+        "NdisReleaseRWLock",
+        "NdisGetDataBuffer",
+        "NdisFIndicateReceiveNetBufferLists",
+        "NdisFReturnNetBufferLists",
+    ],
+};
+
+/// The import a panic ends in (the panic handler bug-checks).
+pub const PANIC_IMPORT: &str = "KeBugCheckEx";
+
+/// The entry of the one `.pdata` function that calls `handler.forwards_with`.
+pub fn find_handler(image: &Image, handler: &Handler) -> Result<u64, DisasmError> {
+    let mut found = BTreeSet::new();
+    for (begin, _) in image.functions() {
+        let f = Function::analyze(image, *begin)?;
+        if f.imports().iter().any(|i| short(i) == handler.forwards_with) {
+            found.insert(*begin);
+        }
+    }
+    match found.len() {
+        1 => Ok(*found.first().expect("one")),
+        n => Err(DisasmError(format!(
+            "{n} functions call {} (expected exactly one, the {}); the handler heuristic no longer holds",
+            handler.forwards_with, handler.name
+        ))),
+    }
+}
+
+/// The name of an import without its DLL.
+pub fn short(import: &str) -> &str {
+    import.rsplit('!').next().unwrap_or(import)
+}
+
+/// What one handler's call graph reaches.
+pub struct DataPath {
+    /// The handler.
+    pub handler: Handler,
+    /// Its entry address.
+    pub entry: u64,
+    /// Its call graph.
+    pub graph: CallGraph,
+}
+
+impl DataPath {
+    /// Finds and disassembles `handler` in `image`.
+    pub fn of(image: &Image, handler: Handler) -> Result<DataPath, DisasmError> {
+        let entry = find_handler(image, &handler)?;
+        Ok(DataPath { handler, entry, graph: CallGraph::from_root(image, entry)? })
+    }
+
+    /// Reachable imports outside `expected` (the panic import aside).
+    pub fn unexpected_imports(&self) -> Vec<String> {
+        let allowed = |i: &str| self.handler.expected.contains(&i) || i == PANIC_IMPORT;
+        self.graph.imports().into_iter().map(short).filter(|i| !allowed(i)).map(String::from).collect()
+    }
+
+    /// Expected imports the graph never reaches (the heuristic found the
+    /// wrong function, or the driver changed).
+    pub fn missing_imports(&self) -> Vec<&'static str> {
+        let reached: BTreeSet<&str> = self.graph.imports().into_iter().map(short).collect();
+        self.handler.expected.iter().copied().filter(|i| !reached.contains(i)).collect()
+    }
+
+    /// Call sites of the panic import: the bug checks reachable from the
+    /// data path.
+    pub fn panic_sites(&self) -> Vec<u64> {
+        self.call_sites(PANIC_IMPORT)
+    }
+
+    fn call_sites(&self, import: &str) -> Vec<u64> {
+        let calls = self.graph.functions.values().flat_map(|f| f.calls.iter());
+        calls
+            .filter(|c| matches!(&c.target, crate::disasm::Target::Import(n) if short(n) == import))
+            .map(|c| c.at)
+            .collect()
+    }
+
+    /// Every instruction of the data path that writes memory other than
+    /// its own stack frame, or is a locked read-modify-write.
+    pub fn shared_writes(&self) -> Vec<Write> {
+        let mut factory = InstructionInfoFactory::new();
+        let mut formatter = IntelFormatter::new();
+        let mut out = Vec::new();
+        for f in self.graph.functions.values() {
+            for (va, insn) in &f.instructions {
+                let writes_memory = stores_outside_stack(&mut factory, insn);
+                let locked = is_locked_rmw(insn);
+                if writes_memory || locked {
+                    let mut text = String::new();
+                    formatter.format(insn, &mut text);
+                    out.push(Write { at: *va, function: f.entry, text, locked, insn: *insn });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `true` when `insn` writes memory other than the stack (`rsp`-based
+/// operands, including the return address a `call` pushes).
+pub fn stores_outside_stack(factory: &mut InstructionInfoFactory, insn: &iced_x86::Instruction) -> bool {
+    factory.info(insn).used_memory().iter().any(|m| {
+        let writes =
+            matches!(m.access(), OpAccess::Write | OpAccess::ReadWrite | OpAccess::CondWrite | OpAccess::ReadCondWrite);
+        writes
+            && m.base() != Register::RSP
+            && !(m.base() == Register::None && m.index() == Register::None && m.displacement() == 0)
+    })
+}
+
+/// A store (or locked update) that is not to the stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    /// Instruction address.
+    pub at: u64,
+    /// Entry of the function it is in.
+    pub function: u64,
+    /// The instruction, Intel syntax.
+    pub text: String,
+    /// A locked read-modify-write.
+    pub locked: bool,
+    /// The instruction.
+    pub insn: iced_x86::Instruction,
+}
+
+/// What a non-stack write on the data path is, by its instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// A plain store to `NET_BUFFER_LIST.Status`: the packet's own NBL.
+    NblStatus,
+    /// A locked `inc`/`add` of a location nothing on the data path ever
+    /// decrements: a monotonic counter.
+    Counter,
+    /// A locked update of a location the data path also decrements (or
+    /// exchanges): a reference or holder count, which every packet writes
+    /// on every CPU, twice.
+    SharedCount,
+    /// Anything else.
+    Other,
+}
+
+/// The memory operand of `insn` as (base, index, scale, displacement).
+fn operand(insn: &iced_x86::Instruction) -> (Register, Register, u32, u64) {
+    (insn.memory_base(), insn.memory_index(), insn.memory_index_scale(), insn.memory_displacement64())
+}
+
+/// Classifies every write of `writes` (see [`WriteKind`]). Operands are
+/// compared syntactically within one function, so a location decremented
+/// through a different register is missed; the two RW-lock holder updates
+/// of `ndis-sync` use the same register for both.
+pub fn classify(writes: &[Write]) -> Vec<(Write, WriteKind)> {
+    let status_offset = core::mem::offset_of!(ndis_sys::NET_BUFFER_LIST, Status) as u64;
+    let decremented: BTreeSet<(u64, (Register, Register, u32, u64))> = writes
+        .iter()
+        .filter(|w| w.locked && !matches!(w.insn.mnemonic(), iced_x86::Mnemonic::Inc | iced_x86::Mnemonic::Add))
+        .map(|w| (w.function, operand(&w.insn)))
+        .collect();
+    writes
+        .iter()
+        .map(|w| {
+            let m = w.insn.mnemonic();
+            let kind = if !w.locked && m == iced_x86::Mnemonic::Mov && w.insn.memory_displacement64() == status_offset {
+                WriteKind::NblStatus
+            } else if decremented.contains(&(w.function, operand(&w.insn))) {
+                WriteKind::SharedCount
+            } else if w.locked && matches!(m, iced_x86::Mnemonic::Inc | iced_x86::Mnemonic::Add) {
+                WriteKind::Counter
+            } else {
+                WriteKind::Other
+            };
+            (w.clone(), kind)
+        })
+        .collect()
+}
+
+impl fmt::Display for Write {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:#x} (in {:#x}): {}{}",
+            self.at,
+            self.function,
+            self.text,
+            if self.locked { "  [locked]" } else { "" }
+        )
+    }
+}

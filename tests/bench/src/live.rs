@@ -1,0 +1,67 @@
+//! The harness-driven commands (Linux x86-64 only).
+
+use std::time::Duration;
+
+use portwatch_bench::artifacts::Artifact;
+use portwatch_bench::run::{throughput, udp_packet, Bench, Way, BASE_PORT};
+use portwatch_bench::valgrind;
+
+/// Port-table sizes measured.
+const PORT_COUNTS: [u16; 3] = [1, 100, 10_000];
+
+/// Each configuration: warm up, zero callgrind's counters, pass `packets`
+/// packets, dump the counters with a label the summary parses.
+pub fn datapath(args: &[String]) {
+    let packets: u32 = args.first().map_or(2000, |a| a.parse().expect("packets: a number"));
+    for (driver, artifact, device) in
+        [("passthrough", Artifact::Passthrough, false), ("portwatch", Artifact::Driver, true)]
+    {
+        for ports in PORT_COUNTS {
+            let bench = Bench::start(&artifact.path(), device, ports);
+            // The middle bound port: a binary search's typical depth.
+            let dst = BASE_PORT + ports / 2;
+            for way in [Way::Send, Way::Receive] {
+                for _ in 0..100 {
+                    bench.packet(way, udp_packet(dst));
+                }
+                let nbls: Vec<_> = (0..packets).map(|_| udp_packet(dst)).collect();
+                valgrind::zero_stats();
+                for nbl in nbls {
+                    bench.packet(way, nbl);
+                }
+                valgrind::dump_stats_at(&format!("bench {driver} {} ports={ports} packets={packets}", way.name()));
+            }
+            bench.finish();
+            println!("{driver}: {ports} ports done");
+        }
+    }
+}
+
+/// Packets/s with 1, 2, 4, ... up to `max` threads, and the ratio to 1,
+/// through `portwatch` (default) or the `passthrough` baseline.
+pub fn scaling(args: &[String]) {
+    let max: usize = args.first().map_or(2, |a| a.parse().expect("max_threads: a number"));
+    let seconds: f64 = args.get(1).map_or(2.0, |a| a.parse().expect("seconds: a number"));
+    let driver = args.get(2).map_or("portwatch", String::as_str);
+    let (bench, setup) = match driver {
+        "portwatch" => (Bench::start(&Artifact::Driver.path(), true, 100), "send, 100 ports bound"),
+        "passthrough" => (Bench::start(&Artifact::Passthrough.path(), false, 0), "send"),
+        other => panic!("unknown driver {other}: portwatch or passthrough"),
+    };
+    let mut threads = 1;
+    let mut base = None;
+    println!("| threads | packets/s ({driver}, {setup}) | ratio to 1 thread |\n|---|---|---|");
+    while threads <= max {
+        let rate = throughput(&bench, Way::Send, threads, Duration::from_secs_f64(seconds));
+        let one = *base.get_or_insert(rate);
+        println!("| {threads} | {rate:.0} | {:.2} |", rate / one);
+        threads = if threads == 1 {
+            2
+        } else if threads < max && threads * 2 > max {
+            max
+        } else {
+            threads * 2
+        };
+    }
+    bench.finish();
+}
