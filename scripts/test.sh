@@ -52,7 +52,7 @@ step "cargo clippy (host crates, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "clippy of the kernel build"
-cargo clippy -p portwatch -p ndis-sync -p ndis-sys --target "$triple" --profile driver -- -D warnings
+cargo clippy -p portwatch -p ndis-sync -p ndis-sys -p verifier-fixture -p lwf-fixture -p bench-fixture -p passthrough-fixture --target "$triple" --profile driver -- -D warnings
 
 step "driver package"
 scripts/package.sh
