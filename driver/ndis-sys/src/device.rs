@@ -1,10 +1,10 @@
 //! The control device: `NDIS_DEVICE_OBJECT_ATTRIBUTES` for
-//! `NdisRegisterDeviceEx`, IRP major function codes and the stack-location
-//! accessor of wdm.h.
+//! `NdisRegisterDeviceEx`, IRP major function codes, the I/O object type
+//! codes and the stack-location accessors of wdm.h.
 
 use windows_sys::core::GUID;
 
-use crate::kernel::{DRIVER_DISPATCH, IO_STACK_LOCATION, IRP, NDIS_STRING, UNICODE_STRING};
+use crate::kernel::{DRIVER_DISPATCH, IO_SECURITY_CONTEXT, IO_STACK_LOCATION, IRP, NDIS_STRING, UNICODE_STRING};
 use crate::object::NDIS_OBJECT_HEADER;
 
 /// `NDIS_DEVICE_OBJECT_ATTRIBUTES` (revision 1): what `NdisRegisterDeviceEx`
@@ -66,6 +66,27 @@ pub const IO_NO_INCREMENT: i8 = 0;
 /// `FILE_DEVICE_SECURE_OPEN`: apply the device's ACL to opens of names
 /// under the device too.
 pub const FILE_DEVICE_SECURE_OPEN: u32 = 0x100;
+/// `FILE_DEVICE_NETWORK`: the `DeviceType` of NDIS control devices.
+pub const FILE_DEVICE_NETWORK: u32 = 0x12;
+/// `SL_PENDING_RETURNED`: `IO_STACK_LOCATION.Control` bit set by
+/// `IoMarkIrpPending`.
+pub const SL_PENDING_RETURNED: u8 = 0x01;
+
+/// `IO_TYPE_DEVICE`: `DEVICE_OBJECT.Type`.
+pub const IO_TYPE_DEVICE: i16 = 3;
+/// `IO_TYPE_DRIVER`: `DRIVER_OBJECT.Type`.
+pub const IO_TYPE_DRIVER: i16 = 4;
+/// `IO_TYPE_FILE`: `FILE_OBJECT.Type`.
+pub const IO_TYPE_FILE: i16 = 5;
+/// `IO_TYPE_IRP`: `IRP.Type`.
+pub const IO_TYPE_IRP: i16 = 6;
+
+/// `KPROCESSOR_MODE`: the mode a request came from (`IRP.RequestorMode`).
+pub type KPROCESSOR_MODE = i8;
+/// `KernelMode`.
+pub const KernelMode: KPROCESSOR_MODE = 0;
+/// `UserMode`.
+pub const UserMode: KPROCESSOR_MODE = 1;
 
 /// `POINTER_ALIGNMENT` of wdm.h on x64 (`DECLSPEC_ALIGN(8)`): a field
 /// aligned to 8 bytes although its type is smaller.
@@ -92,6 +113,42 @@ pub struct IO_STACK_LOCATION_DEVICE_IO_CONTROL {
     pub IoControlCode: PointerAligned<u32>,
     /// Input buffer of METHOD_NEITHER requests (unused for METHOD_BUFFERED).
     pub Type3InputBuffer: *mut core::ffi::c_void,
+}
+
+/// `IO_STACK_LOCATION.Parameters.Create`, with the x64 layout of wdm.h.
+///
+/// Use this instead of windows-sys's `Parameters.Create`, which has the
+/// `POINTER_ALIGNMENT` defect described at
+/// [`IO_STACK_LOCATION_DEVICE_IO_CONTROL`] (`ShareAccess` at 14 instead of 18).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct IO_STACK_LOCATION_CREATE {
+    /// The access state and requested access of the open.
+    pub SecurityContext: *mut IO_SECURITY_CONTEXT,
+    /// Create disposition (high byte) and `FILE_*` create options.
+    pub Options: u32,
+    /// Padding before the pointer-aligned `FileAttributes` (a
+    /// `PointerAligned<u16>` would also pad `ShareAccess` away). Not a C field.
+    pub OptionsPadding: u32,
+    /// `FILE_ATTRIBUTE_*` of a file being created (`POINTER_ALIGNMENT`).
+    pub FileAttributes: u16,
+    /// `FILE_SHARE_*` access the caller allows others.
+    pub ShareAccess: u16,
+    /// Bytes of extended attributes (zero for device opens).
+    pub EaLength: PointerAligned<u32>,
+}
+
+/// `&IrpSp->Parameters.Create` with the correct x64 layout.
+///
+/// # Safety
+///
+/// `stack` must point to a valid IO_STACK_LOCATION of an IRP_MJ_CREATE
+/// request owned by the caller.
+pub unsafe fn IoStackCreate(stack: *mut IO_STACK_LOCATION) -> *mut IO_STACK_LOCATION_CREATE {
+    // SAFETY: the caller guarantees `stack` is valid; `Parameters` is a
+    // union whose Create arm has the layout of the struct returned (checked
+    // below against wdm.h), so the cast only reinterprets the arm.
+    unsafe { (&raw mut (*stack).Parameters).cast() }
 }
 
 /// `&IrpSp->Parameters.DeviceIoControl` with the correct x64 layout.
@@ -153,6 +210,24 @@ const _: () = {
     assert!(size_of::<P>() <= offset_of!(IO_STACK_LOCATION, DeviceObject) - offset_of!(IO_STACK_LOCATION, Parameters));
 };
 
+// Layout, x64. Source: public WDK 10 km/wdm.h (public copy), clang
+// --target=x86_64-pc-windows-msvc -DNDIS630=1 -DNDIS_WDM=1 -D_AMD64_,
+// offsetof(IO_STACK_LOCATION, Parameters.Create.*) = 8, 16, 24, 26, 32,
+// minus offsetof(.., Parameters) (8).
+const _: () = {
+    use core::mem::{offset_of, size_of};
+
+    type C = IO_STACK_LOCATION_CREATE;
+    assert!(size_of::<C>() == 32);
+    assert!(offset_of!(C, SecurityContext) == 0);
+    assert!(offset_of!(C, Options) == 8);
+    assert!(offset_of!(C, OptionsPadding) + 4 == offset_of!(C, FileAttributes));
+    assert!(offset_of!(C, FileAttributes) == 16);
+    assert!(offset_of!(C, ShareAccess) == 18);
+    assert!(offset_of!(C, EaLength) == 24);
+    assert!(size_of::<C>() <= offset_of!(IO_STACK_LOCATION, DeviceObject) - offset_of!(IO_STACK_LOCATION, Parameters));
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +253,44 @@ mod tests {
             assert_eq!(u32::from(ours), theirs);
         }
         assert_eq!(FILE_DEVICE_SECURE_OPEN, wdk::FILE_DEVICE_SECURE_OPEN);
+    }
+
+    /// The I/O object type codes, pending bit and processor modes agree
+    /// with windows-sys's (u32 / i32) values.
+    #[test]
+    fn io_codes_match_windows_sys() {
+        let types = [
+            (IO_TYPE_DEVICE, wdk::IO_TYPE_DEVICE),
+            (IO_TYPE_DRIVER, wdk::IO_TYPE_DRIVER),
+            (IO_TYPE_FILE, wdk::IO_TYPE_FILE),
+            (IO_TYPE_IRP, wdk::IO_TYPE_IRP),
+        ];
+        for (ours, theirs) in types {
+            assert_eq!(u32::try_from(ours), Ok(theirs));
+        }
+        assert_eq!(u32::from(SL_PENDING_RETURNED), wdk::SL_PENDING_RETURNED);
+        assert_eq!(i32::from(UserMode), wdk::UserMode);
+        assert_eq!(i32::from(KernelMode), wdk::KernelMode);
+    }
+
+    #[test]
+    fn create_parameters_sit_at_the_wdm_offsets() {
+        // SAFETY: IO_STACK_LOCATION is plain data; all zeroes is valid.
+        let mut stack: IO_STACK_LOCATION = unsafe { core::mem::zeroed() };
+        let base = (&raw mut stack).cast::<u8>();
+        // SAFETY: offsets 8, 16 (+4), 26 (+2) lie inside the 72-byte struct;
+        // the writes are unaligned-safe.
+        unsafe {
+            base.add(8).cast::<usize>().write_unaligned(0x1234_5678);
+            base.add(16).cast::<u32>().write_unaligned(0x0100_0040);
+            base.add(26).cast::<u16>().write_unaligned(0x0003);
+        }
+        // SAFETY: `stack` is a valid stack location owned by this test.
+        let p = unsafe { *IoStackCreate(&mut stack) };
+        assert_eq!(p.SecurityContext as usize, 0x1234_5678);
+        assert_eq!(p.Options, 0x0100_0040);
+        assert_eq!(p.ShareAccess, 0x0003);
+        assert_eq!(p.FileAttributes, 0);
     }
 
     #[test]

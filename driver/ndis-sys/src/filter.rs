@@ -23,6 +23,9 @@ use crate::object::NDIS_OBJECT_HEADER;
 pub const NDIS_FILTER_MAJOR_VERSION: u8 = 6;
 /// `NDIS_FILTER_MINOR_VERSION` for an NDIS 6.30 filter.
 pub const NDIS_FILTER_MINOR_VERSION: u8 = 30;
+/// `NDIS_PAUSE_NDIS_INTERNAL`: `PauseReason` bit of a pause NDIS makes for
+/// its own reasons (a stack rebind, a filter added or removed).
+pub const NDIS_PAUSE_NDIS_INTERNAL: u32 = 0x1;
 /// `NDIS_FILTER_DRIVER_MANDATORY`: the filter is mandatory (binding waits
 /// for it). PortWatch does not set it.
 pub const NDIS_FILTER_DRIVER_MANDATORY: u32 = 0x1;

@@ -1,7 +1,8 @@
 //! Kernel base types re-exported from `windows-sys`, with x64 layout checks.
 
 pub use windows_sys::Wdk::Foundation::{
-    DEVICE_OBJECT, DRIVER_DISPATCH, DRIVER_OBJECT, DRIVER_UNLOAD, FILE_OBJECT, IO_STACK_LOCATION, IRP, MDL,
+    DEVICE_OBJECT, DRIVER_DISPATCH, DRIVER_OBJECT, DRIVER_UNLOAD, FILE_OBJECT, IO_SECURITY_CONTEXT, IO_STACK_LOCATION,
+    IRP, MDL,
 };
 pub use windows_sys::Wdk::System::SystemServices::EX_RUNDOWN_REF;
 pub use windows_sys::Win32::Foundation::{NTSTATUS, UNICODE_STRING};
@@ -101,6 +102,15 @@ const _: () = {
     assert!(offset_of!(IRP, Tail.Overlay.OriginalFileObject) == 192);
 
     assert!(size_of::<IO_STACK_LOCATION>() == 72);
+    assert!(offset_of!(IRP, Type) == 0);
+    assert!(offset_of!(IRP, Size) == 2);
+
+    assert!(size_of::<IO_SECURITY_CONTEXT>() == 24);
+    assert!(offset_of!(IO_SECURITY_CONTEXT, SecurityQos) == 0);
+    assert!(offset_of!(IO_SECURITY_CONTEXT, AccessState) == 8);
+    assert!(offset_of!(IO_SECURITY_CONTEXT, DesiredAccess) == 16);
+    assert!(offset_of!(IO_SECURITY_CONTEXT, FullCreateOptions) == 20);
+
     assert!(offset_of!(IO_STACK_LOCATION, MajorFunction) == 0);
     assert!(offset_of!(IO_STACK_LOCATION, MinorFunction) == 1);
     assert!(offset_of!(IO_STACK_LOCATION, Flags) == 2);
@@ -117,25 +127,40 @@ const _: () = {
     assert!(offset_of!(IO_STACK_LOCATION, Context) == 64);
 
     assert!(size_of::<FILE_OBJECT>() == 216);
+    assert!(offset_of!(FILE_OBJECT, Type) == 0);
+    assert!(offset_of!(FILE_OBJECT, Size) == 2);
     assert!(offset_of!(FILE_OBJECT, DeviceObject) == 8);
     assert!(offset_of!(FILE_OBJECT, FsContext) == 24);
     assert!(offset_of!(FILE_OBJECT, FsContext2) == 32);
     assert!(offset_of!(FILE_OBJECT, RelatedFileObject) == 64);
+    assert!(offset_of!(FILE_OBJECT, ReadAccess) == 74);
+    assert!(offset_of!(FILE_OBJECT, WriteAccess) == 75);
     assert!(offset_of!(FILE_OBJECT, FileName) == 88);
 
     // wdm.h declares DEVICE_OBJECT DECLSPEC_ALIGN(16): 336 bytes, align 16.
     // windows-sys drops the alignment (328, align 8). The fields up to and
-    // including DeviceExtension are at the wdm.h offsets, which is all the
-    // driver reads; whoever allocates one (the harness) must allocate 336
-    // bytes, 16-aligned. Pinned so that a change is noticed:
+    // including DeviceObjectExtension are at the wdm.h offsets; only the
+    // 8 bytes of tail padding are missing. Whoever allocates one (the
+    // harness) must allocate 336 bytes, 16-aligned. Pinned so that a change
+    // is noticed:
     assert!(size_of::<DEVICE_OBJECT>() == 328);
     assert!(core::mem::align_of::<DEVICE_OBJECT>() == 8);
+    assert!(offset_of!(DEVICE_OBJECT, Type) == 0);
+    assert!(offset_of!(DEVICE_OBJECT, Size) == 2);
+    assert!(offset_of!(DEVICE_OBJECT, ReferenceCount) == 4);
     assert!(offset_of!(DEVICE_OBJECT, DriverObject) == 8);
+    assert!(offset_of!(DEVICE_OBJECT, NextDevice) == 16);
     assert!(offset_of!(DEVICE_OBJECT, Flags) == 48);
     assert!(offset_of!(DEVICE_OBJECT, DeviceExtension) == 64);
+    assert!(offset_of!(DEVICE_OBJECT, DeviceType) == 72);
+    assert!(offset_of!(DEVICE_OBJECT, StackSize) == 76);
+    assert!(offset_of!(DEVICE_OBJECT, DeviceObjectExtension) == 312);
+    assert!(SIZEOF_DEVICE_OBJECT_WDM == 336);
 
     assert!(size_of::<DRIVER_OBJECT>() == 336);
     assert!(offset_of!(DRIVER_OBJECT, DeviceObject) == 8);
+    assert!(offset_of!(DRIVER_OBJECT, DriverStart) == 24);
+    assert!(offset_of!(DRIVER_OBJECT, DriverSize) == 32);
     assert!(offset_of!(DRIVER_OBJECT, DriverName) == 56);
     assert!(offset_of!(DRIVER_OBJECT, DriverUnload) == 104);
     assert!(offset_of!(DRIVER_OBJECT, MajorFunction) == 112);

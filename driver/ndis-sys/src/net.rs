@@ -1,7 +1,8 @@
 //! Network interface types used in filter parameters (ifdef.h / ntddndis.h).
 //!
 //! Values: public WDK 10 km/ndis.h (NDIS630) and mingw-w64 ifdef.h /
-//! ntddndis.h, evaluated by clang `--target=x86_64-pc-windows-msvc`.
+//! ipifcons.h / ntddndis.h, evaluated by clang
+//! `--target=x86_64-pc-windows-msvc`.
 
 /// `NET_IFINDEX`: an interface index (`ULONG`).
 pub type NET_IFINDEX = u32;
@@ -20,6 +21,15 @@ pub type NDIS_PHYSICAL_ADDRESS = i64;
 
 /// `NdisMedium802_3`: Ethernet.
 pub const NdisMedium802_3: NDIS_MEDIUM = 0;
+/// `NdisPhysicalMedium802_3`: Ethernet cabling.
+pub const NdisPhysicalMedium802_3: NDIS_PHYSICAL_MEDIUM = 14;
+/// `MediaConnectStateConnected`.
+pub const MediaConnectStateConnected: NDIS_MEDIA_CONNECT_STATE = 1;
+/// `MediaDuplexStateFull`.
+pub const MediaDuplexStateFull: NET_IF_MEDIA_DUPLEX_STATE = 2;
+/// `IF_TYPE_ETHERNET_CSMACD` (ipifcons.h): the `IfType` of an Ethernet
+/// interface's [`NET_LUID`].
+pub const IF_TYPE_ETHERNET_CSMACD: u16 = 6;
 /// `NDIS_DEFAULT_PORT_NUMBER`: the default port of every miniport.
 pub const NDIS_DEFAULT_PORT_NUMBER: NDIS_PORT_NUMBER = 0;
 /// `NDIS_MAX_PHYS_ADDRESS_LENGTH` (`IF_MAX_PHYS_ADDRESS_LENGTH`): bytes of

@@ -13,49 +13,36 @@
 //!   have all completed.
 //! * Dispatch routines run at PASSIVE_LEVEL on the caller's thread.
 //!
-//! Layouts: the IRP, FILE_OBJECT, DEVICE_OBJECT and DRIVER_OBJECT types come
-//! from windows-sys (via ndis-sys) with their x64 offsets asserted below;
-//! the IO_STACK_LOCATION parameters are written at the offsets of
-//! `km/wdm.h` for x64 (each ULONG after the first is POINTER_ALIGNMENT).
+//! Layouts: every kernel type comes from ndis-sys, which asserts its x64
+//! offsets; the IO_STACK_LOCATION parameters are written through ndis-sys's
+//! wdm.h-layout views (`IoStackCreate`, `IoStackDeviceIoControl`), and
+//! device objects get the full wdm.h size (`SIZEOF_DEVICE_OBJECT_WDM`).
 
 use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use core::ffi::c_void;
-use ndis_sys::{DEVICE_OBJECT, DRIVER_OBJECT, FILE_OBJECT, IO_STACK_LOCATION, IRP, NTSTATUS, UNICODE_STRING};
+use ndis_sys::{
+    IoStackCreate, IoStackDeviceIoControl, UserMode, DEVICE_OBJECT, DRIVER_DISPATCH, DRIVER_OBJECT,
+    FILE_DEVICE_NETWORK, FILE_OBJECT, IO_SECURITY_CONTEXT, IO_STACK_LOCATION, IO_TYPE_DEVICE, IO_TYPE_DRIVER,
+    IO_TYPE_FILE, IO_TYPE_IRP, IRP, IRP_MJ_MAXIMUM_FUNCTION, NTSTATUS, NT_SUCCESS, NT_WARNING,
+    SIZEOF_DEVICE_OBJECT_WDM, SL_PENDING_RETURNED, UNICODE_STRING,
+};
 
 use crate::imports::Import;
-use crate::ndis::abi::{Handler, IRP_MJ_COUNT};
+use crate::ndis::win64;
 use crate::verifier::{self, codes, Violation};
 use crate::{irql, stack};
 
-/// `IRP_MJ_CREATE`.
-pub const IRP_MJ_CREATE: u8 = 0x00;
-/// `IRP_MJ_CLOSE`.
-pub const IRP_MJ_CLOSE: u8 = 0x02;
-/// `IRP_MJ_DEVICE_CONTROL`.
-pub const IRP_MJ_DEVICE_CONTROL: u8 = 0x0E;
-/// `IRP_MJ_CLEANUP`.
-pub const IRP_MJ_CLEANUP: u8 = 0x12;
+pub use ndis_sys::{
+    IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, STATUS_INVALID_DEVICE_REQUEST,
+    STATUS_INVALID_HANDLE, STATUS_OBJECT_NAME_NOT_FOUND, STATUS_PENDING, STATUS_SUCCESS,
+};
 
-/// `STATUS_SUCCESS`.
-pub const STATUS_SUCCESS: NTSTATUS = 0;
-/// `STATUS_PENDING`.
-pub const STATUS_PENDING: NTSTATUS = 0x103;
-/// `STATUS_INVALID_DEVICE_REQUEST`.
-pub const STATUS_INVALID_DEVICE_REQUEST: NTSTATUS = 0xC000_0010_u32 as i32;
-/// `STATUS_OBJECT_NAME_NOT_FOUND`.
-pub const STATUS_OBJECT_NAME_NOT_FOUND: NTSTATUS = 0xC000_0034_u32 as i32;
-/// `STATUS_INVALID_HANDLE`.
-pub const STATUS_INVALID_HANDLE: NTSTATUS = 0xC000_0008_u32 as i32;
+/// Entries of a `MajorFunction` table: `IRP_MJ_MAXIMUM_FUNCTION + 1`.
+pub const IRP_MJ_COUNT: usize = IRP_MJ_MAXIMUM_FUNCTION as usize + 1;
 
-/// `SL_PENDING_RETURNED`, set in the stack location by IoMarkIrpPending.
-const SL_PENDING_RETURNED: u8 = 0x01;
-const IO_TYPE_IRP: i16 = 6;
-const IO_TYPE_DEVICE: i16 = 3;
-const IO_TYPE_DRIVER: i16 = 4;
-const IO_TYPE_FILE: i16 = 5;
 /// `MULTIPLE_IRP_COMPLETE_REQUESTS`: what a second IoCompleteRequest causes.
 pub const MULTIPLE_IRP_COMPLETE_REQUESTS: u32 = 0x44;
 
@@ -84,68 +71,21 @@ pub mod c9 {
     pub const DISPATCH_NOT_PASSIVE: u64 = 0x1006;
 }
 
-/// True for NT_SUCCESS (severity success or informational).
-pub fn nt_success(s: NTSTATUS) -> bool {
-    s >= 0
+/// A `DEVICE_OBJECT` with wdm.h's size and alignment (windows-sys's struct
+/// lacks the `DECLSPEC_ALIGN(16)` tail padding).
+#[repr(C, align(16))]
+struct DeviceObjectWdm {
+    object: DEVICE_OBJECT,
+    _tail: [u8; SIZEOF_DEVICE_OBJECT_WDM - core::mem::size_of::<DEVICE_OBJECT>()],
 }
 
-/// True for NT_WARNING (severity 2).
-pub fn nt_warning(s: NTSTATUS) -> bool {
-    (s as u32) >> 30 == 2
-}
-
-// x64 layouts, from public x64 type dumps of ntoskrnl (IRP 0xD0 bytes,
-// stack location 0x48, FILE_OBJECT 0xD8, DEVICE_OBJECT 0x150, DRIVER_OBJECT
-// 0x150). windows-sys drops DEVICE_OBJECT's DECLSPEC_ALIGN(16), so its size
-// is the unpadded 0x148 (the fields are where Windows has them).
-const _: () = {
-    use core::mem::{offset_of, size_of};
-    assert!(size_of::<IRP>() == 0xD0);
-    assert!(offset_of!(IRP, AssociatedIrp) == 0x18);
-    assert!(offset_of!(IRP, IoStatus) == 0x30);
-    assert!(offset_of!(IRP, StackCount) == 0x42);
-    assert!(offset_of!(IRP, CancelRoutine) == 0x68);
-    assert!(offset_of!(IRP, UserBuffer) == 0x70);
-    assert!(offset_of!(IRP, Tail) == 0x78);
-    assert!(size_of::<IO_STACK_LOCATION>() == 0x48);
-    assert!(offset_of!(IO_STACK_LOCATION, DeviceObject) == 0x28);
-    assert!(offset_of!(IO_STACK_LOCATION, FileObject) == 0x30);
-    assert!(size_of::<FILE_OBJECT>() == 0xD8);
-    assert!(offset_of!(FILE_OBJECT, FsContext) == 0x18);
-    assert!(offset_of!(FILE_OBJECT, FileName) == 0x58);
-    assert!(size_of::<DEVICE_OBJECT>() == 0x148);
-    assert!(offset_of!(DEVICE_OBJECT, DeviceObjectExtension) == 0x138);
-    assert!(offset_of!(DEVICE_OBJECT, DeviceExtension) == 0x40);
-    assert!(size_of::<DRIVER_OBJECT>() == 0x150);
-    assert!(offset_of!(DRIVER_OBJECT, DriverUnload) == 0x68);
-    assert!(offset_of!(DRIVER_OBJECT, MajorFunction) == 0x70);
-};
-/// Offset of `Tail.Overlay.CurrentStackLocation` in an x64 IRP.
-const IRP_CURRENT_STACK_LOCATION: usize = 0xB8;
-/// Offset of `Tail.Overlay.OriginalFileObject` in an x64 IRP.
-const IRP_ORIGINAL_FILE_OBJECT: usize = 0xC0;
-/// `Parameters.DeviceIoControl` offsets in an x64 IO_STACK_LOCATION.
-const SL_OUTPUT_BUFFER_LENGTH: usize = 0x08;
-const SL_INPUT_BUFFER_LENGTH: usize = 0x10;
-const SL_IO_CONTROL_CODE: usize = 0x18;
-/// `Parameters.Create` offsets in an x64 IO_STACK_LOCATION.
-const SL_CREATE_SECURITY_CONTEXT: usize = 0x08;
-const SL_CREATE_SHARE_ACCESS: usize = 0x1A;
+const _: () = assert!(core::mem::size_of::<DeviceObjectWdm>() == SIZEOF_DEVICE_OBJECT_WDM);
 
 /// An IRP with its single stack location, as IoAllocateIrp lays it out.
 #[repr(C, align(16))]
 struct IrpBlock {
     irp: IRP,
     location: IO_STACK_LOCATION,
-}
-
-/// `IO_SECURITY_CONTEXT` (x64): what a create carries.
-#[repr(C)]
-struct SecurityContext {
-    qos: *mut c_void,
-    access_state: *mut c_void,
-    desired_access: u32,
-    full_create_options: u32,
 }
 
 /// Counters of the I/O manager model.
@@ -162,11 +102,11 @@ pub struct IoStats {
 }
 
 struct DeviceRec {
-    object: Box<DEVICE_OBJECT>,
+    object: Box<DeviceObjectWdm>,
     _extension: Box<[u64]>,
     name: String,
     symlink: String,
-    major: [Handler; IRP_MJ_COUNT],
+    major: [DRIVER_DISPATCH; IRP_MJ_COUNT],
     deleted: bool,
 }
 
@@ -332,7 +272,7 @@ pub(crate) fn create_device(
     name: &str,
     symlink: &str,
     extension_size: usize,
-    major: [Handler; IRP_MJ_COUNT],
+    major: [DRIVER_DISPATCH; IRP_MJ_COUNT],
 ) -> Option<*mut DEVICE_OBJECT> {
     let mut st = io();
     if st.devices.iter().any(|d| {
@@ -342,16 +282,17 @@ pub(crate) fn create_device(
         return None;
     }
     let mut extension: Box<[u64]> = vec![0u64; extension_size.div_ceil(8).max(1)].into_boxed_slice();
-    // SAFETY: DEVICE_OBJECT is plain data; all-zero is valid.
-    let mut object: Box<DEVICE_OBJECT> = Box::new(unsafe { core::mem::zeroed() });
+    // SAFETY: DEVICE_OBJECT and its padding are plain data; all-zero is valid.
+    let mut block: Box<DeviceObjectWdm> = Box::new(unsafe { core::mem::zeroed() });
+    let object = &mut block.object;
     object.Type = IO_TYPE_DEVICE;
-    object.Size = (core::mem::size_of::<DEVICE_OBJECT>() + extension_size) as u16;
+    object.Size = (SIZEOF_DEVICE_OBJECT_WDM + extension_size) as u16;
     object.ReferenceCount = 0;
     object.DriverObject = driver;
     object.DeviceExtension = extension.as_mut_ptr().cast();
-    object.DeviceType = 0x12; // FILE_DEVICE_NETWORK
+    object.DeviceType = FILE_DEVICE_NETWORK;
     object.StackSize = 1;
-    let ptr: *mut DEVICE_OBJECT = &mut *object;
+    let ptr: *mut DEVICE_OBJECT = object;
     if !driver.is_null() {
         // SAFETY: the session's live driver object.
         unsafe {
@@ -360,7 +301,7 @@ pub(crate) fn create_device(
         }
     }
     st.devices.push(DeviceRec {
-        object,
+        object: block,
         _extension: extension,
         name: name.to_owned(),
         symlink: symlink.to_owned(),
@@ -374,14 +315,14 @@ pub(crate) fn create_device(
 /// reference reads stale data rather than freed memory).
 pub(crate) fn delete_device(device: *mut DEVICE_OBJECT) {
     let mut st = io();
-    if let Some(d) = st.devices.iter_mut().find(|d| std::ptr::eq(&*d.object, device)) {
+    if let Some(d) = st.devices.iter_mut().find(|d| std::ptr::eq(&d.object.object, device)) {
         d.deleted = true;
-        let driver = d.object.DriverObject;
+        let driver = d.object.object.DriverObject;
         if !driver.is_null() {
             // SAFETY: the session's live driver object; unlink the device.
             unsafe {
                 if (*driver).DeviceObject == device {
-                    (*driver).DeviceObject = d.object.NextDevice;
+                    (*driver).DeviceObject = d.object.object.NextDevice;
                 }
             }
         }
@@ -404,7 +345,7 @@ fn resolve(st: &IoState, path: &str) -> Option<(usize, String)> {
         }
         let tail = &rest[target.len()..];
         (tail.is_empty() || tail.starts_with('\\'))
-            .then(|| (&*d.object as *const DEVICE_OBJECT as usize, tail.to_owned()))
+            .then(|| (&d.object.object as *const DEVICE_OBJECT as usize, tail.to_owned()))
     })
 }
 
@@ -431,25 +372,27 @@ pub fn open(path: &str) -> Result<Handle, IoError> {
         st.files.insert(id, FileRec { object, _name: name, device, handles: 0, in_flight: 1 });
         (device, id, file)
     };
-    let mut security = SecurityContext {
-        qos: core::ptr::null_mut(),
-        access_state: core::ptr::null_mut(),
-        desired_access: 0x0012_019F,
-        full_create_options: 0,
+    let mut security = IO_SECURITY_CONTEXT {
+        SecurityQos: core::ptr::null_mut(),
+        AccessState: core::ptr::null_mut(),
+        DesiredAccess: 0x0012_019F,
+        FullCreateOptions: 0,
     };
     let result = send_irp(
         device,
         file,
         IRP_MJ_CREATE,
         |loc| {
-            put(loc, SL_CREATE_SECURITY_CONTEXT, &mut security as *mut SecurityContext as usize);
-            put(loc, SL_CREATE_SHARE_ACCESS, 0u16);
+            // SAFETY: the live stack location of the IRP_MJ_CREATE being built.
+            let create = unsafe { &mut *IoStackCreate(loc) };
+            create.SecurityContext = &mut security;
+            create.ShareAccess = 0;
         },
         None,
     );
     let mut st = io();
     match result {
-        Ok(r) if nt_success(r.status) => {
+        Ok(r) if NT_SUCCESS(r.status) => {
             let f = st.files.get_mut(&file_id).expect("file");
             f.in_flight -= 1;
             f.handles = 1;
@@ -500,15 +443,17 @@ pub fn ioctl(handle: Handle, code: u32, input: &[u8], out_len: u32) -> Result<Io
         file,
         IRP_MJ_DEVICE_CONTROL,
         |loc| {
-            put(loc, SL_OUTPUT_BUFFER_LENGTH, out_len);
-            put(loc, SL_INPUT_BUFFER_LENGTH, input.len() as u32);
-            put(loc, SL_IO_CONTROL_CODE, code);
+            // SAFETY: the live stack location of the IRP_MJ_DEVICE_CONTROL being built.
+            let control = unsafe { &mut *IoStackDeviceIoControl(loc) };
+            control.OutputBufferLength = out_len;
+            control.InputBufferLength.0 = input.len() as u32;
+            control.IoControlCode.0 = code;
         },
         Some((sb_ptr, out_len)),
     );
     finish_irp_on(file_id);
     let r = result?;
-    if nt_success(r.status) || nt_warning(r.status) {
+    if NT_SUCCESS(r.status) || NT_WARNING(r.status) {
         let n = r.information.min(out_len as usize);
         let output = system_buffer.as_ref().map_or(Vec::new(), |b| b[..n].to_vec());
         Ok(IoctlResult { status: r.status, information: r.information, output })
@@ -588,13 +533,6 @@ fn recorded(v: Violation) -> Violation {
     v
 }
 
-fn put<T: Copy>(location: *mut u8, offset: usize, value: T) {
-    // SAFETY: `location` is a live IO_STACK_LOCATION of the model and
-    // `offset + size_of::<T>()` lies inside it (offsets are the constants
-    // above, all within its 0x48 bytes).
-    unsafe { location.add(offset).cast::<T>().write_unaligned(value) };
-}
-
 fn major_name(major: u8) -> &'static str {
     match major {
         IRP_MJ_CREATE => "IRP_MJ_CREATE",
@@ -611,7 +549,7 @@ fn send_irp(
     device: usize,
     file: *mut FILE_OBJECT,
     major: u8,
-    fill: impl FnOnce(*mut u8),
+    fill: impl FnOnce(*mut IO_STACK_LOCATION),
     buffered: Option<(*mut u8, u32)>,
 ) -> Result<IrpOutcome, Violation> {
     // SAFETY: IrpBlock is plain data; all-zero is valid.
@@ -622,23 +560,22 @@ fn send_irp(
     block.irp.Size = core::mem::size_of::<IrpBlock>() as u16;
     block.irp.StackCount = 1;
     block.irp.CurrentLocation = 1;
-    block.irp.RequestorMode = 1; // UserMode
+    block.irp.RequestorMode = UserMode;
     let (system_buffer, out_len) = buffered.unwrap_or((core::ptr::null_mut(), 0));
     block.irp.AssociatedIrp.SystemBuffer = system_buffer.cast();
-    let base = irp.cast::<u8>();
-    put(base, IRP_CURRENT_STACK_LOCATION, location as usize);
-    put(base, IRP_ORIGINAL_FILE_OBJECT, file as usize);
+    block.irp.Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation = location;
+    block.irp.Tail.Overlay.OriginalFileObject = file;
     block.location.MajorFunction = major;
     block.location.DeviceObject = device as *mut DEVICE_OBJECT;
     block.location.FileObject = file;
-    fill(location.cast());
+    fill(location);
     let handler = {
         let mut st = io();
         *st.stats.irps.entry(major_name(major)).or_default() += 1;
         st.irps.insert(irp as usize, IrpRec { completed: false, status: 0, information: 0, out_len, major });
         st.devices
             .iter()
-            .find(|d| &*d.object as *const DEVICE_OBJECT as usize == device)
+            .find(|d| &d.object.object as *const DEVICE_OBJECT as usize == device)
             .and_then(|d| d.major[usize::from(major)])
     };
     let outcome = dispatch(device, irp, major, handler);
@@ -659,7 +596,7 @@ struct IrpOutcome {
 
 type DispatchFn = unsafe extern "win64" fn(*mut DEVICE_OBJECT, *mut IRP) -> NTSTATUS;
 
-fn dispatch(device: usize, irp: *mut IRP, major: u8, handler: Handler) -> Result<IrpOutcome, Violation> {
+fn dispatch(device: usize, irp: *mut IRP, major: u8, handler: DRIVER_DISPATCH) -> Result<IrpOutcome, Violation> {
     let Some(handler) = handler else {
         // No dispatch routine: NDIS completes create/cleanup/close with
         // success and anything else as an invalid request.
@@ -680,7 +617,7 @@ fn dispatch(device: usize, irp: *mut IRP, major: u8, handler: Handler) -> Result
         )));
     }
     // SAFETY: a dispatch routine from the driver's MajorFunctions table.
-    let f: DispatchFn = unsafe { crate::ndis::typed_handler(handler) };
+    let f: DispatchFn = unsafe { win64(handler) };
     let name = major_name(major);
     // SAFETY: the arguments the I/O manager passes; the IRP lives until it
     // completes.
@@ -821,7 +758,7 @@ fn complete(irp: *mut IRP) -> Result<(), Violation> {
             String::new(),
         ));
     }
-    let copies_back = rec.major == IRP_MJ_DEVICE_CONTROL && (nt_success(status) || nt_warning(status));
+    let copies_back = rec.major == IRP_MJ_DEVICE_CONTROL && (NT_SUCCESS(status) || NT_WARNING(status));
     if copies_back && information > rec.out_len as usize {
         let detail = format!("Information {information} exceeds OutputBufferLength {} (R39)", rec.out_len);
         return Err(c9_violation(

@@ -5,9 +5,13 @@
 //! (headroom, optionally in an MDL of its own) and the frame may be cut into
 //! several MDLs at arbitrary offsets, so a header can straddle two MDLs.
 
+use core::ffi::c_void;
+
 use crate::frames::Frame;
-use crate::ndis::abi::{NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET, NET_BUFFER, NET_BUFFER_LIST};
-use ndis_sys::MDL;
+use ndis_sys::{
+    MAX_NET_BUFFER_LIST_INFO_NDIS630, MDL, NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET, NET_BUFFER, NET_BUFFER_DATA_LENGTH,
+    NET_BUFFER_LIST,
+};
 
 /// `MDL_SOURCE_IS_NONPAGED_POOL`: `MmGetSystemAddressForMdlSafe` then reads
 /// `MappedSystemVa` directly, as for NDIS-allocated MDLs.
@@ -49,6 +53,26 @@ impl NblSpec {
     }
 }
 
+/// `NetBufferListInfo` entries of a model NBL: more than any Windows
+/// version's `MaxNetBufferListInfo`, so a driver indexing past the NDIS 6.30
+/// entries reads zeroes instead of someone else's memory.
+pub const MODEL_NBL_INFO_ENTRIES: usize = 32;
+
+/// A NET_BUFFER_LIST followed by the rest of its `NetBufferListInfo` array
+/// (`NET_BUFFER_LIST` holds the NDIS 6.30 entries only).
+#[repr(C)]
+struct NblBlock {
+    nbl: NET_BUFFER_LIST,
+    _more_info: [*mut c_void; MODEL_NBL_INFO_ENTRIES - MAX_NET_BUFFER_LIST_INFO_NDIS630],
+}
+
+// The extra entries continue the array with no gap.
+const _: () = assert!(
+    core::mem::offset_of!(NblBlock, _more_info)
+        == core::mem::offset_of!(NET_BUFFER_LIST, NetBufferListInfo)
+            + MAX_NET_BUFFER_LIST_INFO_NDIS630 * core::mem::size_of::<*mut c_void>()
+);
+
 /// An MDL with room for the page frame numbers that follow it.
 #[repr(C)]
 struct MdlBlock {
@@ -61,7 +85,7 @@ struct MdlBlock {
 /// vectors grow during construction (the NBL and MDLs point at them).
 #[allow(clippy::vec_box)]
 pub struct NblAlloc {
-    nbl: Box<NET_BUFFER_LIST>,
+    nbl: Box<NblBlock>,
     _nbs: Vec<Box<NET_BUFFER>>,
     _mdls: Vec<Box<MdlBlock>>,
     _buffers: Vec<Box<[u8]>>,
@@ -83,9 +107,10 @@ impl NblAlloc {
     /// Builds the NBL, its NET_BUFFERs, MDLs and data buffers.
     pub fn new(spec: NblSpec) -> Self {
         assert!(!spec.frames.is_empty(), "an NBL has at least one NET_BUFFER");
-        // SAFETY: NET_BUFFER_LIST is plain data for which all-zero is valid
-        // (null pointers, zero counters).
-        let mut nbl: Box<NET_BUFFER_LIST> = Box::new(unsafe { core::mem::zeroed() });
+        // SAFETY: NET_BUFFER_LIST and the extra info entries are plain data
+        // for which all-zero is valid (null pointers, zero counters).
+        let mut block: Box<NblBlock> = Box::new(unsafe { core::mem::zeroed() });
+        let nbl = &mut block.nbl;
         let (mut nbs, mut mdls, mut buffers) = (Vec::new(), Vec::new(), Vec::new());
         for frame in &spec.frames {
             nbs.push(build_nb(&frame.bytes, &spec.layout, &mut mdls, &mut buffers));
@@ -98,12 +123,12 @@ impl NblAlloc {
         if spec.loopback {
             nbl.NblFlags |= NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET;
         }
-        NblAlloc { nbl, _nbs: nbs, _mdls: mdls, _buffers: buffers, spec }
+        NblAlloc { nbl: block, _nbs: nbs, _mdls: mdls, _buffers: buffers, spec }
     }
 
     /// The NET_BUFFER_LIST handed to the driver.
     pub fn as_ptr(&self) -> *mut NET_BUFFER_LIST {
-        &*self.nbl as *const NET_BUFFER_LIST as *mut NET_BUFFER_LIST
+        &self.nbl.nbl as *const NET_BUFFER_LIST as *mut NET_BUFFER_LIST
     }
 
     /// What the NBL was built from.
@@ -148,7 +173,7 @@ fn build_nb(
     }
     nb.MdlChain = &mut mdls[first_mdl].mdl;
     nb.DataOffset = layout.data_offset;
-    nb.DataLength = frame.len();
+    nb.DataLength = NET_BUFFER_DATA_LENGTH { stDataLength: frame.len() };
     nb
 }
 
@@ -262,7 +287,7 @@ mod tests {
             let nbs = net_buffers(alloc.as_ptr());
             assert_eq!(nbs.len(), 2);
             let nb = nbs[1];
-            assert_eq!((*nb).DataLength, f.bytes.len());
+            assert_eq!((*nb).DataLength.get() as usize, f.bytes.len());
             assert_ne!((*nb).CurrentMdl, (*nb).MdlChain, "headroom is an MDL of its own");
             assert_eq!((*nb).CurrentMdlOffset, 0);
             let mut out = vec![0; f.bytes.len()];

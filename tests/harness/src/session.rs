@@ -25,12 +25,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use ndis_sys::{DRIVER_OBJECT, NDIS_STATUS, NTSTATUS, UNICODE_STRING};
+use ndis_sys::{DRIVER_OBJECT, NDIS_STATUS, NDIS_STATUS_SUCCESS, NTSTATUS, NT_SUCCESS, UNICODE_STRING};
 
 use crate::io::{self, DriverObject, Handle, IoError, IoStats, IoctlResult};
 use crate::loader::{self, LoadedImage};
 use crate::nbl::{NblAlloc, NblSpec};
-use crate::ndis::{self, abi::NDIS_STATUS_SUCCESS, AdapterId, AdapterSpec, At, Completion, NblOutcome, Stats};
+use crate::ndis::{self, AdapterId, AdapterSpec, At, Completion, NblOutcome, Stats};
 use crate::verifier::{self, codes, Config, Violation};
 use crate::{irql, pool, stack};
 
@@ -205,7 +205,7 @@ impl Session {
         // SAFETY: DriverEntry's arguments; both objects outlive the session's driver.
         let status = stack::call_driver_at("DriverEntry", irql::PASSIVE, || unsafe { f(obj, reg) })
             .map_err(LoadError::Violation)?;
-        if !io::nt_success(status) {
+        if !NT_SUCCESS(status) {
             // A failed DriverEntry must leave nothing behind (R4); the
             // driver is then unloaded without DriverUnload.
             session.check_left_behind().map_err(LoadError::Violation)?;

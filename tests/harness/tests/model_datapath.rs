@@ -4,9 +4,10 @@
 
 mod common;
 
+use ndis_sys::NDIS_STATUS_PAUSED;
 use portwatch_harness::frames::{self, FrameSpec, IPPROTO_TCP, IPPROTO_UDP};
 use portwatch_harness::nbl::{Layout, NblSpec};
-use portwatch_harness::ndis::{abi::NDIS_STATUS_PAUSED, AdapterSpec, At, Completion};
+use portwatch_harness::ndis::{AdapterSpec, At, Completion};
 use portwatch_harness::session::{Options, Session};
 
 /// Frames of every shape, and how many of them have an IPv4 / IPv6

@@ -9,11 +9,17 @@ use std::time::Duration;
 
 use core::ffi::c_void;
 use core::ptr::null_mut;
-use ndis_sys::{DEVICE_OBJECT, DRIVER_OBJECT, IRP, NDIS_HANDLE, NDIS_STATUS, NTSTATUS, UNICODE_STRING};
+use ndis_sys::{
+    DEVICE_OBJECT, DRIVER_DISPATCH, DRIVER_OBJECT, IRP, IRP_MJ_PNP, NDIS_DEVICE_OBJECT_ATTRIBUTES,
+    NDIS_FILTER_ATTRIBUTES, NDIS_FILTER_DRIVER_CHARACTERISTICS, NDIS_HANDLE, NDIS_OBJECT_HEADER,
+    NDIS_OBJECT_TYPE_DEVICE_OBJECT_ATTRIBUTES, NDIS_OBJECT_TYPE_FILTER_ATTRIBUTES,
+    NDIS_OBJECT_TYPE_FILTER_DRIVER_CHARACTERISTICS, NDIS_SIZEOF_DEVICE_OBJECT_ATTRIBUTES_REVISION_1,
+    NDIS_SIZEOF_FILTER_DRIVER_CHARACTERISTICS_REVISION_2, NDIS_STATUS, NDIS_STATUS_INVALID_PARAMETER,
+    NDIS_STATUS_PAUSED, NDIS_STATUS_PENDING, NET_BUFFER_LIST, NTSTATUS, UNICODE_STRING,
+};
 use portwatch_harness::frames::{FrameSpec, IPPROTO_UDP};
-use portwatch_harness::io::{c9, IoError, MULTIPLE_IRP_COMPLETE_REQUESTS};
+use portwatch_harness::io::{c9, IoError, IRP_MJ_COUNT, MULTIPLE_IRP_COMPLETE_REQUESTS};
 use portwatch_harness::nbl::NblSpec;
-use portwatch_harness::ndis::abi::*;
 use portwatch_harness::ndis::{subcodes, AdapterId, AdapterSpec, At};
 use portwatch_harness::session::{LoadError, Options, Session};
 use portwatch_harness::verifier::{codes, Violation};
@@ -69,9 +75,13 @@ macro_rules! call {
     }};
 }
 
-fn h(f: usize) -> Handler {
-    // SAFETY: every handler below is an `unsafe extern "win64" fn`.
-    Some(unsafe { core::mem::transmute::<usize, unsafe extern "win64" fn()>(f) })
+/// The handler at `f` as the callback field type `T` (the harness calls it
+/// with the Windows x64 convention, the one of the `win64` functions here).
+fn h<T: Copy>(f: usize) -> Option<T> {
+    assert_eq!(core::mem::size_of::<T>(), core::mem::size_of::<usize>());
+    // SAFETY: every handler below is an `unsafe extern "win64" fn` with the
+    // parameters of the field it is stored in; T is a function pointer.
+    Some(unsafe { core::mem::transmute_copy::<usize, T>(&f) })
 }
 
 fn wide(s: &str) -> UNICODE_STRING {
@@ -123,12 +133,12 @@ unsafe extern "win64" fn driver_entry(driver: *mut DRIVER_OBJECT, _reg: *mut UNI
         return st;
     }
     FILTER.store(handle, Ordering::Relaxed);
-    let mut table: [Handler; IRP_MJ_COUNT] = [None; IRP_MJ_COUNT];
+    let mut table: [DRIVER_DISPATCH; IRP_MJ_COUNT] = [None; IRP_MJ_COUNT];
     for mj in [0usize, 2, 0x0E, 0x12] {
         table[mj] = h(dispatch as *const () as usize);
     }
     if bug() == Bug::PnpHandler {
-        table[IRP_MJ_PNP] = h(dispatch as *const () as usize);
+        table[usize::from(IRP_MJ_PNP)] = h(dispatch as *const () as usize);
     }
     let (mut name, mut link) = (wide("\\Device\\Bad"), wide("\\DosDevices\\Bad"));
     let attrs = NDIS_DEVICE_OBJECT_ATTRIBUTES {

@@ -6,10 +6,11 @@ mod pw;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use ndis_sys::NDIS_STATUS_PAUSED;
 use portwatch_harness::frames::FrameSpec;
 use portwatch_harness::io::{IoError, STATUS_INVALID_HANDLE};
 use portwatch_harness::nbl::NblSpec;
-use portwatch_harness::ndis::{abi::NDIS_STATUS_PAUSED, AdapterSpec, At, Completion};
+use portwatch_harness::ndis::{AdapterSpec, At, Completion};
 use portwatch_harness::session::Options;
 use portwatch_proto::*;
 

@@ -9,12 +9,16 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::PoisonError;
 
 use core::ffi::c_void;
-use ndis_sys::{NDIS_HANDLE, NDIS_STATUS};
+use ndis_sys::{
+    NDIS_FILTER_DRIVER_CHARACTERISTICS, NDIS_HANDLE, NDIS_OBJECT_HEADER, NDIS_OBJECT_TYPE_STATUS_INDICATION,
+    NDIS_RECEIVE_FLAGS_RESOURCES, NDIS_RETURN_FLAGS_DISPATCH_LEVEL, NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL,
+    NDIS_SIZEOF_STATUS_INDICATION_REVISION_1, NDIS_STATUS, NDIS_STATUS_INDICATION, NDIS_STATUS_INDICATION_REVISION_1,
+    NDIS_STATUS_PAUSED, NDIS_STATUS_SUCCESS, NET_BUFFER, NET_BUFFER_LIST,
+};
 
-use super::abi::*;
 use super::filter::filter_snapshot;
-use super::module::{module_for, record, state_of, typed, AdapterId, ModuleState};
-use super::{model, ndis_violation, raise, subcodes};
+use super::module::{module_for, record, state_of, AdapterId, ModuleState};
+use super::{model, ndis_violation, raise, subcodes, win64};
 use crate::imports::Import;
 use crate::nbl::{self, NblAlloc};
 use crate::verifier::Violation;
@@ -88,6 +92,36 @@ enum Dir {
     Receive,
 }
 
+impl Dir {
+    /// The filter callback that hands NBLs of this direction back the way
+    /// they came (send completion up, receive return down).
+    fn back_callback(self) -> &'static str {
+        match self {
+            Dir::Send => "FilterSendNetBufferListsComplete",
+            Dir::Receive => "FilterReturnNetBufferLists",
+        }
+    }
+
+    /// That callback's handler, as the driver registered it.
+    fn back_handler(self, c: &NDIS_FILTER_DRIVER_CHARACTERISTICS) -> BackFn {
+        let f = match self {
+            Dir::Send => c.SendNetBufferListsCompleteHandler.expect("paired with the send handler"),
+            Dir::Receive => c.ReturnNetBufferListsHandler.expect("paired with the receive handler"),
+        };
+        // SAFETY: FilterSendNetBufferListsComplete and
+        // FilterReturnNetBufferLists share this documented signature.
+        unsafe { win64(f) }
+    }
+
+    /// The `*_DISPATCH_LEVEL` flag of that callback.
+    fn back_dispatch_flag(self) -> u32 {
+        match self {
+            Dir::Send => NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL,
+            Dir::Receive => NDIS_RETURN_FLAGS_DISPATCH_LEVEL,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Holder {
     Module(usize),
@@ -115,10 +149,11 @@ pub(crate) struct NblRec {
     status: NDIS_STATUS,
 }
 
+/// NBLs whose send completion or receive return is deferred.
 #[derive(Debug)]
-enum Pending {
-    SendComplete(Vec<usize>),
-    Return(Vec<usize>),
+struct Pending {
+    dir: Dir,
+    nbls: Vec<usize>,
 }
 
 thread_local! {
@@ -133,7 +168,8 @@ fn defer(p: Pending) {
 }
 
 type SendFn = unsafe extern "win64" fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32, u32);
-type SendCompleteFn = unsafe extern "win64" fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32);
+/// FilterSendNetBufferListsComplete and FilterReturnNetBufferLists.
+type BackFn = unsafe extern "win64" fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32);
 type ReceiveFn = unsafe extern "win64" fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32, u32, u32);
 type StatusFn = unsafe extern "win64" fn(NDIS_HANDLE, *mut NDIS_STATUS_INDICATION);
 
@@ -266,50 +302,74 @@ fn send_down(adapter: usize, below: usize, nbls: Vec<usize>, flags: u32) -> Resu
     let target = stack.iter().enumerate().rev().find(|(i, _)| *i < below).map(|(_, m)| *m);
     match (target, handler) {
         (Some((h, ctx)), Some(f)) => {
-            {
-                let mut m = model();
-                for a in &nbls {
-                    let r = m.nbls.get_mut(a).expect("tracked");
-                    r.holder = Holder::Module(h);
-                    r.path.push(h);
-                    r.in_call += 1;
-                }
-            }
-            let head = chain(&nbls);
             // SAFETY: documented FilterSendNetBufferLists signature.
-            let f: SendFn = unsafe { typed(f) };
-            count_callback("FilterSendNetBufferLists");
+            let f: SendFn = unsafe { win64(f) };
             // SAFETY: the arguments NDIS passes.
-            let r = stack::call_driver("FilterSendNetBufferLists", || unsafe { f(ctx as NDIS_HANDLE, head, 0, flags) });
-            set_in_call(&nbls, -1);
-            r
+            pass_to_module(h, &nbls, "FilterSendNetBufferLists", |head| unsafe {
+                f(ctx as NDIS_HANDLE, head, 0, flags)
+            })
         }
-        _ => to_miniport(adapter, nbls),
+        _ => to_far_end(Dir::Send, nbls, flags),
     }
 }
 
-fn to_miniport(adapter: usize, nbls: Vec<usize>) -> Result<(), Violation> {
+/// Gives `nbls` to module `h` (on their way down or up) and calls its
+/// `callback` with them chained; they stay in the module's hands unless it
+/// passes them on, completes or returns them meanwhile.
+fn pass_to_module(
+    h: usize,
+    nbls: &[usize],
+    callback: &'static str,
+    call: impl FnOnce(*mut NET_BUFFER_LIST),
+) -> Result<(), Violation> {
+    {
+        let mut m = model();
+        for a in nbls {
+            let r = m.nbls.get_mut(a).expect("tracked");
+            r.holder = Holder::Module(h);
+            r.path.push(h);
+            r.in_call += 1;
+        }
+    }
+    let head = chain(nbls);
+    count_callback(callback);
+    let r = stack::call_driver(callback, || call(head));
+    set_in_call(nbls, -1);
+    r
+}
+
+/// `nbls` reached the miniport (sends) or the protocol (receives): counted,
+/// checked unmodified, then completed or returned (inline or deferred)
+/// unless they were indicated with NDIS_RECEIVE_FLAGS_RESOURCES.
+fn to_far_end(dir: Dir, nbls: Vec<usize>, flags: u32) -> Result<(), Violation> {
     {
         let mut m = model();
         for a in &nbls {
             let nbs = nb_count(*a);
-            m.stats.nbs_to_miniport += nbs;
+            match dir {
+                Dir::Send => m.stats.nbs_to_miniport += nbs,
+                Dir::Receive => m.stats.nbs_to_protocol += nbs,
+            }
             let r = m.nbls.get_mut(a).expect("tracked");
             r.holder = Holder::FarEnd;
             r.delivered = true;
-            // SAFETY: a live NBL; the miniport owns it now.
-            unsafe { (*(*a as *mut NET_BUFFER_LIST)).Status = NDIS_STATUS_SUCCESS };
+            if dir == Dir::Send {
+                // SAFETY: a live NBL; the miniport owns it now.
+                unsafe { (*(*a as *mut NET_BUFFER_LIST)).Status = NDIS_STATUS_SUCCESS };
+            }
         }
         check_unmodified(&mut m, &nbls);
     }
-    let _ = adapter;
+    if dir == Dir::Receive && flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0 {
+        return Ok(()); // the protocol copied what it needs
+    }
     match completion() {
         Completion::Inline => {
             let flags = u32::from(irql::current() == irql::DISPATCH);
-            complete_up(nbls, flags)
+            back_through(dir, nbls, flags)
         }
         _ => {
-            defer(Pending::SendComplete(nbls));
+            defer(Pending { dir, nbls });
             Ok(())
         }
     }
@@ -329,7 +389,11 @@ fn check_unmodified(m: &mut super::Model, nbls: &[usize]) {
             && nbs.iter().zip(frames).all(|(nb, f)| {
                 let mut buf = vec![0u8; f.bytes.len()];
                 // SAFETY: a live NET_BUFFER of a model NBL.
-                unsafe { (**nb).DataLength == f.bytes.len() && nbl::copy_data(*nb, 0, &mut buf) && buf == f.bytes }
+                unsafe {
+                    (**nb).DataLength.get() as usize == f.bytes.len()
+                        && nbl::copy_data(*nb, 0, &mut buf)
+                        && buf == f.bytes
+                }
             });
         if !same {
             m.stats.frames_modified += 1;
@@ -337,9 +401,10 @@ fn check_unmodified(m: &mut super::Model, nbls: &[usize]) {
     }
 }
 
-/// Sends completed by the layer below go to the module that passed them
-/// down (the last on their path), or finish when none is left.
-fn complete_up(nbls: Vec<usize>, flags: u32) -> Result<(), Violation> {
+/// NBLs handed back by the far end (sends completed by the layer below,
+/// receives returned by the layer above) go to the module that passed them
+/// on (the last on their path), or finish when none is left.
+fn back_through(dir: Dir, nbls: Vec<usize>, flags: u32) -> Result<(), Violation> {
     for (dest, group) in group_by_dest(&nbls) {
         match dest {
             Some((h, ctx)) => {
@@ -361,14 +426,11 @@ fn complete_up(nbls: Vec<usize>, flags: u32) -> Result<(), Violation> {
                     own
                 };
                 let head = chain(&group);
-                let f = handlers().SendNetBufferListsCompleteHandler.expect("paired with the send handler");
-                // SAFETY: documented FilterSendNetBufferListsComplete signature.
-                let f: SendCompleteFn = unsafe { typed(f) };
-                count_callback("FilterSendNetBufferListsComplete");
+                let f = dir.back_handler(&handlers());
+                let callback = dir.back_callback();
+                count_callback(callback);
                 // SAFETY: the arguments NDIS passes.
-                let r = stack::call_driver("FilterSendNetBufferListsComplete", || unsafe {
-                    f(ctx as NDIS_HANDLE, head, flags)
-                });
+                let r = stack::call_driver(callback, || unsafe { f(ctx as NDIS_HANDLE, head, flags) });
                 let theirs: Vec<usize> = group.iter().copied().filter(|a| !own.contains(a)).collect();
                 set_in_call(&theirs, -1);
                 r?;
@@ -439,10 +501,7 @@ fn drain_here() -> Result<(), Violation> {
         let Some(item) = next else { return Ok(()) };
         let saved = irql::current();
         irql::set(irql::DISPATCH);
-        let r = match item {
-            Pending::SendComplete(nbls) => complete_up(nbls, NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL),
-            Pending::Return(nbls) => return_down(nbls, NDIS_RETURN_FLAGS_DISPATCH_LEVEL),
-        };
+        let r = back_through(item.dir, item.nbls, item.dir.back_dispatch_flag());
         irql::set(saved);
         r?;
     }
@@ -579,69 +638,116 @@ fn raise_or_leave(v: Violation) -> ! {
 #[allow(non_snake_case)]
 unsafe extern "win64" fn NdisFSendNetBufferListsComplete(handle: NDIS_HANDLE, head: *mut NET_BUFFER_LIST, flags: u32) {
     irql::require("NdisFSendNetBufferListsComplete", irql::PASSIVE, irql::DISPATCH);
-    let r = stack::on_host(|| -> Result<(), Violation> {
-        check_flag("NdisFSendNetBufferListsComplete", flags)?;
-        let (_, state, _) = module_for("NdisFSendNetBufferListsComplete", handle)?;
-        let h = handle as usize;
-        let nbls = walk(head);
-        {
-            let mut m = model();
-            for a in &nbls {
-                let Some(r) = m.nbls.get(a) else {
-                    let detail = format!("NBL {a:#x} was never given to this filter (or was already completed)");
-                    return Err(ndis_violation(
-                        "send NBL completed twice or not owned",
-                        subcodes::NBL_NOT_OWNED,
-                        *a as u64,
-                        h as u64,
-                        detail,
-                    ));
-                };
-                if r.origin == Some(h) {
-                    let detail = format!("NBL {a:#x} was originated by this filter: its completion ends in FilterSendNetBufferListsComplete (R12)");
-                    return Err(ndis_violation(
-                        "own NBL completed up",
-                        subcodes::NBL_NOT_OWNED,
-                        *a as u64,
-                        h as u64,
-                        detail,
-                    ));
-                }
-                if r.holder != Holder::Module(h) || r.dir != Dir::Send {
-                    let detail = format!("NBL {a:#x} is held by {:?}, not by this module", r.holder);
-                    return Err(ndis_violation(
-                        "send NBL completed twice or not owned",
-                        subcodes::NBL_NOT_OWNED,
-                        *a as u64,
-                        h as u64,
-                        detail,
-                    ));
-                }
-                // SAFETY: a live NBL owned by the caller.
-                let status = unsafe { (*(*a as *const NET_BUFFER_LIST)).Status };
-                let never_sent = !r.passed_on_by.contains(&h);
-                if never_sent && state != ModuleState::Running && status != NDIS_STATUS_PAUSED {
-                    let detail = format!("module {state:?} completed NBL {a:#x} with status {status:#x} instead of NDIS_STATUS_PAUSED (R14)");
-                    return Err(ndis_violation(
-                        "send completed while paused without NDIS_STATUS_PAUSED",
-                        subcodes::NOT_PAUSED_STATUS,
-                        *a as u64,
-                        status as u32 as u64,
-                        detail,
-                    ));
-                }
-            }
-            for a in &nbls {
-                let r = m.nbls.get_mut(a).expect("checked");
-                r.path.pop();
-                r.holder = Holder::FarEnd;
-            }
-        }
-        complete_up(nbls, flags)
-    });
-    if let Err(v) = r {
+    if let Err(v) = stack::on_host(|| hand_back(&SEND_COMPLETE, handle, head, flags)) {
         raise_or_leave(v)
     }
+}
+
+/// How a filter hands NBLs back the way they came: send completions up
+/// (NdisFSendNetBufferListsComplete), receive returns down
+/// (NdisFReturnNetBufferLists), with what the violations say.
+struct HandBack {
+    dir: Dir,
+    function: &'static str,
+    /// Rule of an NBL the module does not hold.
+    not_owned: &'static str,
+    /// Detail of an NBL the model does not track (any more).
+    never_given: &'static str,
+    /// Rule and detail of an NBL the module originated itself.
+    own: (&'static str, &'static str),
+}
+
+const SEND_COMPLETE: HandBack = HandBack {
+    dir: Dir::Send,
+    function: "NdisFSendNetBufferListsComplete",
+    not_owned: "send NBL completed twice or not owned",
+    never_given: "was never given to this filter (or was already completed)",
+    own: (
+        "own NBL completed up",
+        "was originated by this filter: its completion ends in FilterSendNetBufferListsComplete (R12)",
+    ),
+};
+
+const RETURN: HandBack = HandBack {
+    dir: Dir::Receive,
+    function: "NdisFReturnNetBufferLists",
+    not_owned: "receive NBL returned twice or not owned",
+    never_given: "was never indicated to this filter (or was already returned)",
+    own: (
+        "own NBL returned down",
+        "was indicated by this filter: it comes back through FilterReturnNetBufferLists (R20)",
+    ),
+};
+
+/// Module `handle` hands the chain at `head` back: every NBL must be one it
+/// holds and may hand back; then they continue towards their creator.
+fn hand_back(how: &HandBack, handle: NDIS_HANDLE, head: *mut NET_BUFFER_LIST, flags: u32) -> Result<(), Violation> {
+    check_flag(how.function, flags)?;
+    let (_, state, _) = module_for(how.function, handle)?;
+    let h = handle as usize;
+    let nbls = walk(head);
+    {
+        let mut m = model();
+        for a in &nbls {
+            check_handed_back(how, &m, h, state, *a)?;
+        }
+        for a in &nbls {
+            let r = m.nbls.get_mut(a).expect("checked");
+            r.path.pop();
+            r.holder = Holder::FarEnd;
+        }
+    }
+    back_through(how.dir, nbls, flags)
+}
+
+/// Whether module `h` (in `state`) may hand NBL `a` back as `how` says.
+fn check_handed_back(
+    how: &HandBack,
+    m: &super::Model,
+    h: usize,
+    state: ModuleState,
+    a: usize,
+) -> Result<(), Violation> {
+    let violation = |rule, sub, detail| ndis_violation(rule, sub, a as u64, h as u64, detail);
+    let Some(r) = m.nbls.get(&a) else {
+        return Err(violation(how.not_owned, subcodes::NBL_NOT_OWNED, format!("NBL {a:#x} {}", how.never_given)));
+    };
+    if how.dir == Dir::Receive && r.resources {
+        let detail = format!("NBL {a:#x} was indicated with NDIS_RECEIVE_FLAGS_RESOURCES: it reverts to NDIS when FilterReceiveNetBufferLists returns (R18)");
+        return Err(violation("RESOURCES NBL returned by the filter", subcodes::RESOURCES_RETURNED, detail));
+    }
+    if r.origin == Some(h) {
+        return Err(violation(how.own.0, subcodes::NBL_NOT_OWNED, format!("NBL {a:#x} {}", how.own.1)));
+    }
+    if r.holder != Holder::Module(h) || r.dir != how.dir {
+        let detail = format!("NBL {a:#x} is held by {:?}, not by this module", r.holder);
+        return Err(violation(how.not_owned, subcodes::NBL_NOT_OWNED, detail));
+    }
+    if how.dir == Dir::Send {
+        check_paused_status(r, h, state, a)?;
+    }
+    Ok(())
+}
+
+/// A send a module completes without having passed it on, while not
+/// Running, must carry NDIS_STATUS_PAUSED (R14).
+fn check_paused_status(r: &NblRec, h: usize, state: ModuleState, a: usize) -> Result<(), Violation> {
+    // SAFETY: a live NBL owned by the caller.
+    let status = unsafe { (*(a as *const NET_BUFFER_LIST)).Status };
+    let never_sent = !r.passed_on_by.contains(&h);
+    if never_sent && state != ModuleState::Running && status != NDIS_STATUS_PAUSED {
+        let detail = format!(
+            "module {state:?} completed NBL {a:#x} with status {status:#x} instead of NDIS_STATUS_PAUSED (R14)"
+        );
+        return Err(ndis_violation(
+            "send completed while paused without NDIS_STATUS_PAUSED",
+            subcodes::NOT_PAUSED_STATUS,
+            a as u64,
+            status as u32 as u64,
+            detail,
+        ));
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -680,32 +786,19 @@ fn indicate_up(adapter: usize, above: Option<usize>, nbls: Vec<usize>, flags: u3
     let handler = handlers().ReceiveNetBufferListsHandler;
     match (stack.get(start), handler) {
         (Some(&(h, ctx)), Some(f)) => {
-            {
-                let mut m = model();
-                for a in &nbls {
-                    let r = m.nbls.get_mut(a).expect("tracked");
-                    r.holder = Holder::Module(h);
-                    r.path.push(h);
-                    r.in_call += 1;
-                }
-            }
-            let head = chain(&nbls);
             // SAFETY: documented FilterReceiveNetBufferLists signature.
-            let f: ReceiveFn = unsafe { typed(f) };
-            count_callback("FilterReceiveNetBufferLists");
+            let f: ReceiveFn = unsafe { win64(f) };
             let count = nbls.len() as u32;
             // SAFETY: the arguments NDIS passes.
-            let r = stack::call_driver("FilterReceiveNetBufferLists", || unsafe {
+            pass_to_module(h, &nbls, "FilterReceiveNetBufferLists", |head| unsafe {
                 f(ctx as NDIS_HANDLE, head, 0, count, flags)
-            });
-            set_in_call(&nbls, -1);
-            r?;
+            })?;
             if flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0 {
                 revert(&nbls, h);
             }
             Ok(())
         }
-        _ => to_protocol(nbls, flags),
+        _ => to_far_end(Dir::Receive, nbls, flags),
     }
 }
 
@@ -720,74 +813,6 @@ fn revert(nbls: &[usize], h: usize) {
             r.holder = r.path.last().map_or(Holder::FarEnd, |x| Holder::Module(*x));
         }
     }
-}
-
-fn to_protocol(nbls: Vec<usize>, flags: u32) -> Result<(), Violation> {
-    {
-        let mut m = model();
-        for a in &nbls {
-            let nbs = nb_count(*a);
-            m.stats.nbs_to_protocol += nbs;
-            let r = m.nbls.get_mut(a).expect("tracked");
-            r.holder = Holder::FarEnd;
-            r.delivered = true;
-        }
-        check_unmodified(&mut m, &nbls);
-    }
-    if flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0 {
-        return Ok(()); // the protocol copied what it needs
-    }
-    match completion() {
-        Completion::Inline => {
-            let flags = u32::from(irql::current() == irql::DISPATCH);
-            return_down(nbls, flags)
-        }
-        _ => {
-            defer(Pending::Return(nbls));
-            Ok(())
-        }
-    }
-}
-
-/// Receives returned by the layer above go to the module that indicated
-/// them (the last on their path), or finish.
-fn return_down(nbls: Vec<usize>, flags: u32) -> Result<(), Violation> {
-    for (dest, group) in group_by_dest(&nbls) {
-        match dest {
-            Some((h, ctx)) => {
-                let own: Vec<usize> = {
-                    let mut m = model();
-                    let mut own = Vec::new();
-                    for a in &group {
-                        let r = m.nbls.get_mut(a).expect("tracked");
-                        if r.origin == Some(h) {
-                            own.push(*a);
-                        } else {
-                            r.holder = Holder::Module(h);
-                            r.in_call += 1;
-                        }
-                    }
-                    for a in &own {
-                        m.nbls.remove(a);
-                    }
-                    own
-                };
-                let head = chain(&group);
-                let f = handlers().ReturnNetBufferListsHandler.expect("paired with the receive handler");
-                // SAFETY: documented FilterReturnNetBufferLists signature.
-                let f: SendCompleteFn = unsafe { typed(f) };
-                count_callback("FilterReturnNetBufferLists");
-                // SAFETY: the arguments NDIS passes.
-                let r =
-                    stack::call_driver("FilterReturnNetBufferLists", || unsafe { f(ctx as NDIS_HANDLE, head, flags) });
-                let theirs: Vec<usize> = group.iter().copied().filter(|a| !own.contains(a)).collect();
-                set_in_call(&theirs, -1);
-                r?;
-            }
-            None => finish(&group),
-        }
-    }
-    Ok(())
 }
 
 /// `NdisFIndicateReceiveNetBufferLists`.
@@ -851,64 +876,7 @@ unsafe extern "win64" fn NdisFIndicateReceiveNetBufferLists(
 #[allow(non_snake_case)]
 unsafe extern "win64" fn NdisFReturnNetBufferLists(handle: NDIS_HANDLE, head: *mut NET_BUFFER_LIST, flags: u32) {
     irql::require("NdisFReturnNetBufferLists", irql::PASSIVE, irql::DISPATCH);
-    let r = stack::on_host(|| -> Result<(), Violation> {
-        check_flag("NdisFReturnNetBufferLists", flags)?;
-        module_for("NdisFReturnNetBufferLists", handle)?;
-        let h = handle as usize;
-        let nbls = walk(head);
-        {
-            let mut m = model();
-            for a in &nbls {
-                let Some(r) = m.nbls.get(a) else {
-                    let detail = format!("NBL {a:#x} was never indicated to this filter (or was already returned)");
-                    return Err(ndis_violation(
-                        "receive NBL returned twice or not owned",
-                        subcodes::NBL_NOT_OWNED,
-                        *a as u64,
-                        h as u64,
-                        detail,
-                    ));
-                };
-                if r.resources {
-                    let detail = format!("NBL {a:#x} was indicated with NDIS_RECEIVE_FLAGS_RESOURCES: it reverts to NDIS when FilterReceiveNetBufferLists returns (R18)");
-                    return Err(ndis_violation(
-                        "RESOURCES NBL returned by the filter",
-                        subcodes::RESOURCES_RETURNED,
-                        *a as u64,
-                        h as u64,
-                        detail,
-                    ));
-                }
-                if r.origin == Some(h) {
-                    let detail = format!("NBL {a:#x} was indicated by this filter: it comes back through FilterReturnNetBufferLists (R20)");
-                    return Err(ndis_violation(
-                        "own NBL returned down",
-                        subcodes::NBL_NOT_OWNED,
-                        *a as u64,
-                        h as u64,
-                        detail,
-                    ));
-                }
-                if r.holder != Holder::Module(h) || r.dir != Dir::Receive {
-                    let detail = format!("NBL {a:#x} is held by {:?}, not by this module", r.holder);
-                    return Err(ndis_violation(
-                        "receive NBL returned twice or not owned",
-                        subcodes::NBL_NOT_OWNED,
-                        *a as u64,
-                        h as u64,
-                        detail,
-                    ));
-                }
-            }
-            for a in &nbls {
-                let r = m.nbls.get_mut(a).expect("checked");
-                r.path.pop();
-                r.holder = Holder::FarEnd;
-            }
-        }
-        return_down(nbls, flags)
-    });
-    if let Err(v) = r {
+    if let Err(v) = stack::on_host(|| hand_back(&RETURN, handle, head, flags)) {
         raise_or_leave(v)
     }
 }
@@ -986,7 +954,8 @@ unsafe extern "win64" fn NdisGetDataBuffer(
     irql::require("NdisGetDataBuffer", irql::PASSIVE, irql::DISPATCH);
     stack::on_host(|| {
         // SAFETY: the driver passes a NET_BUFFER it owns.
-        let (data_len, mdl, offset) = unsafe { ((*nb).DataLength, (*nb).CurrentMdl, (*nb).CurrentMdlOffset as usize) };
+        let (data_len, mdl, offset) =
+            unsafe { ((*nb).DataLength.get() as usize, (*nb).CurrentMdl, (*nb).CurrentMdlOffset as usize) };
         let needed = needed as usize;
         if needed == 0 || needed > data_len || mdl.is_null() {
             return core::ptr::null_mut();
@@ -1037,16 +1006,17 @@ fn status_up(adapter: usize, above: Option<usize>, status: NDIS_STATUS) -> Resul
         model().stats.status_bypassed += 1;
         return status_up(adapter, Some(start), status);
     };
-    // SAFETY: plain data.
-    let mut ind: NDIS_STATUS_INDICATION = unsafe { core::mem::zeroed() };
-    ind.Header = NDIS_OBJECT_HEADER {
-        Type: NDIS_OBJECT_TYPE_STATUS_INDICATION,
-        Revision: 1,
-        Size: core::mem::size_of::<NDIS_STATUS_INDICATION>() as u16,
+    let mut ind = NDIS_STATUS_INDICATION {
+        Header: NDIS_OBJECT_HEADER::new(
+            NDIS_OBJECT_TYPE_STATUS_INDICATION,
+            NDIS_STATUS_INDICATION_REVISION_1,
+            NDIS_SIZEOF_STATUS_INDICATION_REVISION_1,
+        ),
+        StatusCode: status,
+        ..Default::default()
     };
-    ind.StatusCode = status;
     // SAFETY: documented FilterStatus signature.
-    let f: StatusFn = unsafe { typed(f) };
+    let f: StatusFn = unsafe { win64(f) };
     count_callback("FilterStatus");
     // SAFETY: the arguments NDIS passes; `ind` outlives the call.
     stack::call_driver("FilterStatus", || unsafe { f(ctx as NDIS_HANDLE, &mut ind) })

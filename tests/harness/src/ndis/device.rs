@@ -3,12 +3,16 @@
 
 use core::ffi::c_void;
 
-use ndis_sys::{DEVICE_OBJECT, NDIS_HANDLE, NDIS_STATUS};
+use ndis_sys::{
+    DEVICE_OBJECT, DRIVER_DISPATCH, IRP_MJ_PNP, IRP_MJ_POWER, NDIS_DEVICE_OBJECT_ATTRIBUTES,
+    NDIS_DEVICE_OBJECT_ATTRIBUTES_REVISION_1, NDIS_HANDLE, NDIS_OBJECT_TYPE_DEVICE_OBJECT_ATTRIBUTES,
+    NDIS_SIZEOF_DEVICE_OBJECT_ATTRIBUTES_REVISION_1, NDIS_STATUS, NDIS_STATUS_INVALID_PARAMETER, NDIS_STATUS_SUCCESS,
+};
 
-use super::abi::*;
 use super::filter::{bad_handle, is_filter_handle, read_unicode};
 use super::{model, raise};
 use crate::imports::Import;
+use crate::io::IRP_MJ_COUNT;
 use crate::{io, irql, stack};
 
 /// Bytes NDIS keeps for itself at the start of a device extension; the
@@ -48,7 +52,7 @@ pub(crate) fn call_unload_checks() -> Vec<String> {
 /// (when non-NULL) holds IRP_MJ_MAXIMUM_FUNCTION + 1 entries.
 unsafe fn validate(
     attrs: *const NDIS_DEVICE_OBJECT_ATTRIBUTES,
-) -> Result<(NDIS_DEVICE_OBJECT_ATTRIBUTES, [Handler; IRP_MJ_COUNT]), &'static str> {
+) -> Result<(NDIS_DEVICE_OBJECT_ATTRIBUTES, [DRIVER_DISPATCH; IRP_MJ_COUNT]), &'static str> {
     if attrs.is_null() {
         return Err("NULL attributes");
     }
@@ -56,7 +60,7 @@ unsafe fn validate(
     let a = unsafe { *attrs };
     let h = a.Header;
     if h.Type != NDIS_OBJECT_TYPE_DEVICE_OBJECT_ATTRIBUTES
-        || h.Revision != 1
+        || h.Revision != NDIS_DEVICE_OBJECT_ATTRIBUTES_REVISION_1
         || h.Size < NDIS_SIZEOF_DEVICE_OBJECT_ATTRIBUTES_REVISION_1
     {
         return Err("bad NDIS_DEVICE_OBJECT_ATTRIBUTES header");
@@ -65,8 +69,8 @@ unsafe fn validate(
         return Err("DeviceName and MajorFunctions are required");
     }
     // SAFETY: per the contract, the table has IRP_MJ_COUNT entries.
-    let table: [Handler; IRP_MJ_COUNT] = unsafe { *a.MajorFunctions.cast::<[Handler; IRP_MJ_COUNT]>() };
-    if table[IRP_MJ_PNP].is_some() || table[IRP_MJ_POWER].is_some() {
+    let table: [DRIVER_DISPATCH; IRP_MJ_COUNT] = unsafe { *a.MajorFunctions.cast::<[DRIVER_DISPATCH; IRP_MJ_COUNT]>() };
+    if table[usize::from(IRP_MJ_PNP)].is_some() || table[usize::from(IRP_MJ_POWER)].is_some() {
         return Err("IRP_MJ_PNP and IRP_MJ_POWER belong to NDIS (R36)");
     }
     Ok((a, table))

@@ -4,18 +4,18 @@
 
 use core::ffi::c_void;
 
-use ndis_sys::{DRIVER_OBJECT, NDIS_HANDLE, NDIS_STATUS, UNICODE_STRING};
+use ndis_sys::{
+    DRIVER_OBJECT, NDIS_FILTER_CHARACTERISTICS_REVISION_1, NDIS_FILTER_CHARACTERISTICS_REVISION_2,
+    NDIS_FILTER_DRIVER_CHARACTERISTICS, NDIS_FILTER_MAJOR_VERSION, NDIS_HANDLE,
+    NDIS_OBJECT_TYPE_FILTER_DRIVER_CHARACTERISTICS, NDIS_SIZEOF_FILTER_DRIVER_CHARACTERISTICS_REVISION_1,
+    NDIS_SIZEOF_FILTER_DRIVER_CHARACTERISTICS_REVISION_2, NDIS_STATUS, NDIS_STATUS_BAD_CHARACTERISTICS,
+    NDIS_STATUS_BAD_VERSION, NDIS_STATUS_FAILURE, NDIS_STATUS_INVALID_PARAMETER, NDIS_STATUS_SUCCESS, UNICODE_STRING,
+};
 
-use super::abi::*;
-use super::{model, ndis_violation, raise, subcodes};
+use super::{model, ndis_violation, raise, subcodes, win64};
 use crate::imports::Import;
 use crate::verifier::Violation;
 use crate::{irql, stack};
-
-/// `NDIS_STATUS_BAD_CHARACTERISTICS`.
-pub const NDIS_STATUS_BAD_CHARACTERISTICS: NDIS_STATUS = 0xC001_0005_u32 as i32;
-/// `NDIS_STATUS_BAD_VERSION`.
-pub const NDIS_STATUS_BAD_VERSION: NDIS_STATUS = 0xC001_0004_u32 as i32;
 
 /// A registered filter driver.
 pub(crate) struct FilterRec {
@@ -60,29 +60,29 @@ pub(crate) unsafe fn read_unicode(s: &UNICODE_STRING) -> String {
 }
 
 fn null_handlers(c: &NDIS_FILTER_DRIVER_CHARACTERISTICS) -> Vec<&'static str> {
-    let all: [(&'static str, Handler); 20] = [
-        ("FilterSetOptions", c.SetOptionsHandler),
-        ("FilterSetModuleOptions", c.SetFilterModuleOptionsHandler),
-        ("FilterAttach", c.AttachHandler),
-        ("FilterDetach", c.DetachHandler),
-        ("FilterRestart", c.RestartHandler),
-        ("FilterPause", c.PauseHandler),
-        ("FilterSendNetBufferLists", c.SendNetBufferListsHandler),
-        ("FilterSendNetBufferListsComplete", c.SendNetBufferListsCompleteHandler),
-        ("FilterCancelSendNetBufferLists", c.CancelSendNetBufferListsHandler),
-        ("FilterReceiveNetBufferLists", c.ReceiveNetBufferListsHandler),
-        ("FilterReturnNetBufferLists", c.ReturnNetBufferListsHandler),
-        ("FilterOidRequest", c.OidRequestHandler),
-        ("FilterOidRequestComplete", c.OidRequestCompleteHandler),
-        ("FilterCancelOidRequest", c.CancelOidRequestHandler),
-        ("FilterDevicePnPEventNotify", c.DevicePnPEventNotifyHandler),
-        ("FilterNetPnPEvent", c.NetPnPEventHandler),
-        ("FilterStatus", c.StatusHandler),
-        ("FilterDirectOidRequest", c.DirectOidRequestHandler),
-        ("FilterDirectOidRequestComplete", c.DirectOidRequestCompleteHandler),
-        ("FilterCancelDirectOidRequest", c.CancelDirectOidRequestHandler),
+    let all: [(&'static str, bool); 20] = [
+        ("FilterSetOptions", c.SetOptionsHandler.is_none()),
+        ("FilterSetModuleOptions", c.SetFilterModuleOptionsHandler.is_none()),
+        ("FilterAttach", c.AttachHandler.is_none()),
+        ("FilterDetach", c.DetachHandler.is_none()),
+        ("FilterRestart", c.RestartHandler.is_none()),
+        ("FilterPause", c.PauseHandler.is_none()),
+        ("FilterSendNetBufferLists", c.SendNetBufferListsHandler.is_none()),
+        ("FilterSendNetBufferListsComplete", c.SendNetBufferListsCompleteHandler.is_none()),
+        ("FilterCancelSendNetBufferLists", c.CancelSendNetBufferListsHandler.is_none()),
+        ("FilterReceiveNetBufferLists", c.ReceiveNetBufferListsHandler.is_none()),
+        ("FilterReturnNetBufferLists", c.ReturnNetBufferListsHandler.is_none()),
+        ("FilterOidRequest", c.OidRequestHandler.is_none()),
+        ("FilterOidRequestComplete", c.OidRequestCompleteHandler.is_none()),
+        ("FilterCancelOidRequest", c.CancelOidRequestHandler.is_none()),
+        ("FilterDevicePnPEventNotify", c.DevicePnPEventNotifyHandler.is_none()),
+        ("FilterNetPnPEvent", c.NetPnPEventHandler.is_none()),
+        ("FilterStatus", c.StatusHandler.is_none()),
+        ("FilterDirectOidRequest", c.DirectOidRequestHandler.is_none()),
+        ("FilterDirectOidRequestComplete", c.DirectOidRequestCompleteHandler.is_none()),
+        ("FilterCancelDirectOidRequest", c.CancelDirectOidRequestHandler.is_none()),
     ];
-    all.iter().filter(|(_, h)| h.is_none()).map(|(n, _)| *n).collect()
+    all.iter().filter(|(_, null)| *null).map(|(n, _)| *n).collect()
 }
 
 /// Why NDIS refuses a characteristics structure, if it does: header,
@@ -97,12 +97,13 @@ fn validate(c: &NDIS_FILTER_DRIVER_CHARACTERISTICS) -> Result<(), (NDIS_STATUS, 
     if h.Type != NDIS_OBJECT_TYPE_FILTER_DRIVER_CHARACTERISTICS || h.Size < min_size {
         return Err((NDIS_STATUS_BAD_CHARACTERISTICS, format!("bad header {h:?}")));
     }
-    if c.MajorNdisVersion != 6 || ![0, 1, 20, 30].contains(&c.MinorNdisVersion) {
+    if c.MajorNdisVersion != NDIS_FILTER_MAJOR_VERSION || ![0, 1, 20, 30].contains(&c.MinorNdisVersion) {
         let v = (c.MajorNdisVersion, c.MinorNdisVersion);
         return Err((NDIS_STATUS_BAD_VERSION, format!("NDIS version {v:?} is not one NDIS 6.30 accepts")));
     }
-    let mandatory = [c.AttachHandler, c.DetachHandler, c.RestartHandler, c.PauseHandler];
-    if mandatory.iter().any(Option::is_none) {
+    let mandatory =
+        [c.AttachHandler.is_none(), c.DetachHandler.is_none(), c.RestartHandler.is_none(), c.PauseHandler.is_none()];
+    if mandatory.contains(&true) {
         return Err((NDIS_STATUS_BAD_CHARACTERISTICS, "Attach, Detach, Restart and Pause are mandatory".into()));
     }
     let pairs = [
@@ -178,7 +179,7 @@ unsafe extern "win64" fn NdisFRegisterFilterDriver(
         return NDIS_STATUS_SUCCESS;
     };
     // SAFETY: the driver registered this as its FilterSetOptions.
-    let f: SetOptionsFn = unsafe { core::mem::transmute::<unsafe extern "win64" fn(), SetOptionsFn>(set_options) };
+    let f: SetOptionsFn = unsafe { win64(set_options) };
     model().count("FilterSetOptions");
     // Nested driver calls start from the host stack, never from the
     // caller's small driver stack.

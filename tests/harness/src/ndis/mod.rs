@@ -8,7 +8,6 @@
 //! never held while the driver runs, nor across a call that may raise a
 //! violation (a violation abandons the frames it leaves).
 
-pub mod abi;
 mod data;
 mod device;
 mod filter;
@@ -27,7 +26,24 @@ pub use module::{AdapterId, AdapterSpec, ModuleState};
 pub(crate) use data::{indicate_status, oid_request, outstanding as outstanding_nbls, receive, send};
 pub(crate) use device::{call_unload_checks, control_device};
 pub(crate) use filter::{call_driver_entry_checks, registered_filter};
-pub(crate) use module::{add_adapter, attach, detach, modules_of, pause, restart, typed as typed_handler};
+pub(crate) use module::{add_adapter, attach, detach, modules_of, pause, restart};
+
+/// Reinterprets a callback the driver registered as the `extern "win64"`
+/// function pointer type `T` the model calls it through.
+///
+/// ndis-sys declares callbacks `extern "system"`, which is the Windows x64
+/// convention when the driver is built but SysV on this Linux host, while
+/// the code behind the pointer is the driver's Windows x64 code.
+///
+/// # Safety
+/// `T` is the `extern "win64"` twin of the callback's documented signature
+/// (same parameters and result as `F`).
+pub(crate) unsafe fn win64<F: Copy, T: Copy>(callback: F) -> T {
+    assert_eq!(core::mem::size_of::<T>(), core::mem::size_of::<F>());
+    // SAFETY: both are function pointers of the same size; the caller
+    // guarantees the signature, and the ABI is the one the code has.
+    unsafe { core::mem::transmute_copy(&callback) }
+}
 
 /// Sets how completions are delivered and how long a pending pause or
 /// restart may take.

@@ -6,11 +6,21 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use ndis_sys::{NDIS_HANDLE, NDIS_STATUS, UNICODE_STRING};
+use ndis_sys::{
+    MediaConnectStateConnected, MediaDuplexStateFull, NdisMedium802_3, NdisPhysicalMedium802_3,
+    IF_TYPE_ETHERNET_CSMACD, NDIS_FILTER_ATTACH_PARAMETERS, NDIS_FILTER_ATTACH_PARAMETERS_REVISION_4,
+    NDIS_FILTER_ATTRIBUTES, NDIS_FILTER_ATTRIBUTES_REVISION_1, NDIS_FILTER_DRIVER_CHARACTERISTICS,
+    NDIS_FILTER_PAUSE_PARAMETERS, NDIS_FILTER_PAUSE_PARAMETERS_REVISION_1, NDIS_FILTER_RESTART_PARAMETERS,
+    NDIS_FILTER_RESTART_PARAMETERS_REVISION_1, NDIS_HANDLE, NDIS_OBJECT_HEADER,
+    NDIS_OBJECT_TYPE_FILTER_ATTACH_PARAMETERS, NDIS_OBJECT_TYPE_FILTER_ATTRIBUTES,
+    NDIS_OBJECT_TYPE_FILTER_PAUSE_PARAMETERS, NDIS_OBJECT_TYPE_FILTER_RESTART_PARAMETERS, NDIS_PAUSE_NDIS_INTERNAL,
+    NDIS_SIZEOF_FILTER_ATTACH_PARAMETERS_REVISION_4, NDIS_SIZEOF_FILTER_ATTRIBUTES_REVISION_1,
+    NDIS_SIZEOF_FILTER_PAUSE_PARAMETERS_REVISION_1, NDIS_SIZEOF_FILTER_RESTART_PARAMETERS_REVISION_1, NDIS_STATUS,
+    NDIS_STATUS_INVALID_PARAMETER, NDIS_STATUS_PENDING, NDIS_STATUS_SUCCESS, NET_LUID, UNICODE_STRING,
+};
 
-use super::abi::*;
 use super::filter::{bad_handle, filter_snapshot};
-use super::{model, ndis_violation, notify, raise, subcodes};
+use super::{model, ndis_violation, notify, raise, subcodes, win64};
 use crate::imports::Import;
 use crate::verifier::Violation;
 use crate::{irql, stack};
@@ -131,15 +141,9 @@ type DetachFn = unsafe extern "win64" fn(NDIS_HANDLE);
 type RestartFn = unsafe extern "win64" fn(NDIS_HANDLE, *mut NDIS_FILTER_RESTART_PARAMETERS) -> NDIS_STATUS;
 type PauseFn = unsafe extern "win64" fn(NDIS_HANDLE, *mut NDIS_FILTER_PAUSE_PARAMETERS) -> NDIS_STATUS;
 
-/// Casts a registered handler to its signature.
-///
-/// # Safety
-/// `T` is the function pointer type of the handler's documented signature.
-pub(crate) unsafe fn typed<T: Copy>(h: unsafe extern "win64" fn()) -> T {
-    assert_eq!(core::mem::size_of::<T>(), core::mem::size_of_val(&h));
-    // SAFETY: both are function pointers of the same size; the caller
-    // guarantees the signature.
-    unsafe { core::mem::transmute_copy(&h) }
+/// The `NET_LUID` of an Ethernet interface with this index.
+fn ethernet_luid(if_index: u32) -> NET_LUID {
+    NET_LUID { Value: (u64::from(IF_TYPE_ETHERNET_CSMACD) << 48) | u64::from(if_index) }
 }
 
 fn chars() -> (NDIS_FILTER_DRIVER_CHARACTERISTICS, usize) {
@@ -205,29 +209,29 @@ fn attach_one(
     let mut name_s = unicode(&mut name);
     // SAFETY: plain data; all-zero is a valid starting point.
     let mut p: NDIS_FILTER_ATTACH_PARAMETERS = unsafe { core::mem::zeroed() };
-    p.Header = NDIS_OBJECT_HEADER {
-        Type: NDIS_OBJECT_TYPE_FILTER_ATTACH_PARAMETERS,
-        Revision: NDIS_FILTER_ATTACH_PARAMETERS_REVISION_4,
-        Size: core::mem::size_of::<NDIS_FILTER_ATTACH_PARAMETERS>() as u16,
-    };
+    p.Header = NDIS_OBJECT_HEADER::new(
+        NDIS_OBJECT_TYPE_FILTER_ATTACH_PARAMETERS,
+        NDIS_FILTER_ATTACH_PARAMETERS_REVISION_4,
+        NDIS_SIZEOF_FILTER_ATTACH_PARAMETERS_REVISION_4,
+    );
     p.IfIndex = if_index * 100 + level as u32;
-    p.NetLuid = 0x0006_0000_0000_0000 | u64::from(p.IfIndex);
+    p.NetLuid = ethernet_luid(p.IfIndex);
     p.FilterModuleGuidName = &mut guid_s;
     p.BaseMiniportIfIndex = if_index;
     p.BaseMiniportInstanceName = &mut name_s;
     p.BaseMiniportName = &mut name_s;
-    p.MediaConnectState = 1; // MediaConnectStateConnected
-    p.MediaDuplexState = 2; // MediaDuplexStateFull
+    p.MediaConnectState = MediaConnectStateConnected;
+    p.MediaDuplexState = MediaDuplexStateFull;
     p.XmitLinkSpeed = 1_000_000_000;
     p.RcvLinkSpeed = 1_000_000_000;
-    p.MiniportMediaType = 0; // NdisMedium802_3
-    p.MiniportPhysicalMediaType = 14; // NdisPhysicalMedium802_3
+    p.MiniportMediaType = NdisMedium802_3;
+    p.MiniportPhysicalMediaType = NdisPhysicalMedium802_3;
     p.MacAddressLength = 6;
     p.CurrentMacAddress[..6].copy_from_slice(&[0x02, 0, 0, 0, adapter.0 as u8, 1]);
-    p.BaseMiniportNetLuid = 0x0006_0000_0000_0000 | u64::from(if_index);
+    p.BaseMiniportNetLuid = ethernet_luid(if_index);
     p.LowerIfIndex = if level == 0 { if_index } else { p.IfIndex - 1 };
     // SAFETY: FilterAttach is mandatory (checked at registration).
-    let f: AttachFn = unsafe { typed(c.AttachHandler.expect("mandatory")) };
+    let f: AttachFn = unsafe { win64(c.AttachHandler.expect("mandatory")) };
     model().count("FilterAttach");
     // SAFETY: the arguments NDIS passes; `p` and the strings outlive the call.
     let status = stack::call_driver_at("FilterAttach", irql::PASSIVE, || unsafe {
@@ -277,7 +281,7 @@ pub(crate) fn restart(adapter: AdapterId) -> Result<NDIS_STATUS, Violation> {
         let ctx = model().modules[&h].context;
         if let Some(opt) = c.SetFilterModuleOptionsHandler {
             // SAFETY: documented signature of FilterSetModuleOptions.
-            let f: ContextFn = unsafe { typed(opt) };
+            let f: ContextFn = unsafe { win64(opt) };
             model().count("FilterSetModuleOptions");
             // SAFETY: the argument NDIS passes.
             let s =
@@ -287,16 +291,18 @@ pub(crate) fn restart(adapter: AdapterId) -> Result<NDIS_STATUS, Violation> {
             }
         }
         set_state(h, ModuleState::Restarting);
-        // SAFETY: plain data.
-        let mut p: NDIS_FILTER_RESTART_PARAMETERS = unsafe { core::mem::zeroed() };
-        p.Header = NDIS_OBJECT_HEADER {
-            Type: NDIS_OBJECT_TYPE_FILTER_RESTART_PARAMETERS,
-            Revision: 1,
-            Size: core::mem::size_of::<NDIS_FILTER_RESTART_PARAMETERS>() as u16,
+        let mut p = NDIS_FILTER_RESTART_PARAMETERS {
+            Header: NDIS_OBJECT_HEADER::new(
+                NDIS_OBJECT_TYPE_FILTER_RESTART_PARAMETERS,
+                NDIS_FILTER_RESTART_PARAMETERS_REVISION_1,
+                NDIS_SIZEOF_FILTER_RESTART_PARAMETERS_REVISION_1,
+            ),
+            MiniportMediaType: NdisMedium802_3,
+            MiniportPhysicalMediaType: NdisPhysicalMedium802_3,
+            ..Default::default()
         };
-        p.MiniportPhysicalMediaType = 14;
         // SAFETY: FilterRestart is mandatory.
-        let f: RestartFn = unsafe { typed(c.RestartHandler.expect("mandatory")) };
+        let f: RestartFn = unsafe { win64(c.RestartHandler.expect("mandatory")) };
         model().count("FilterRestart");
         // SAFETY: the arguments NDIS passes; `p` outlives the call.
         let mut status =
@@ -362,16 +368,16 @@ fn pause_locked(adapter: AdapterId) -> Result<(), Violation> {
         set_state(h, ModuleState::Pausing);
         let ctx = model().modules[&h].context;
         let mut p = NDIS_FILTER_PAUSE_PARAMETERS {
-            Header: NDIS_OBJECT_HEADER {
-                Type: NDIS_OBJECT_TYPE_FILTER_PAUSE_PARAMETERS,
-                Revision: 1,
-                Size: core::mem::size_of::<NDIS_FILTER_PAUSE_PARAMETERS>() as u16,
-            },
+            Header: NDIS_OBJECT_HEADER::new(
+                NDIS_OBJECT_TYPE_FILTER_PAUSE_PARAMETERS,
+                NDIS_FILTER_PAUSE_PARAMETERS_REVISION_1,
+                NDIS_SIZEOF_FILTER_PAUSE_PARAMETERS_REVISION_1,
+            ),
             Flags: 0,
             PauseReason: NDIS_PAUSE_NDIS_INTERNAL,
         };
         // SAFETY: FilterPause is mandatory.
-        let f: PauseFn = unsafe { typed(c.PauseHandler.expect("mandatory")) };
+        let f: PauseFn = unsafe { win64(c.PauseHandler.expect("mandatory")) };
         model().count("FilterPause");
         // SAFETY: the arguments NDIS passes; `p` outlives the call.
         let mut status =
@@ -410,7 +416,7 @@ fn detach_locked(adapter: AdapterId) -> Result<(), Violation> {
         require_state(h, ModuleState::Paused, "detach");
         let ctx = model().modules[&h].context;
         // SAFETY: FilterDetach is mandatory.
-        let f: DetachFn = unsafe { typed(c.DetachHandler.expect("mandatory")) };
+        let f: DetachFn = unsafe { win64(c.DetachHandler.expect("mandatory")) };
         model().count("FilterDetach");
         // SAFETY: the argument NDIS passes.
         stack::call_driver_at("FilterDetach", irql::PASSIVE, || unsafe { f(ctx as NDIS_HANDLE) })?;
@@ -478,7 +484,7 @@ unsafe extern "win64" fn NdisFSetAttributes(
         // SAFETY: non-NULL attributes from the driver.
         let a = unsafe { *attrs };
         if a.Header.Type != NDIS_OBJECT_TYPE_FILTER_ATTRIBUTES
-            || a.Header.Revision != 1
+            || a.Header.Revision != NDIS_FILTER_ATTRIBUTES_REVISION_1
             || a.Header.Size < NDIS_SIZEOF_FILTER_ATTRIBUTES_REVISION_1
         {
             return Ok(NDIS_STATUS_INVALID_PARAMETER);
