@@ -138,3 +138,50 @@ fn counts_exactly_with_inline_completion() {
 fn counts_exactly_with_completion_from_another_thread() {
     run(Completion::OtherThread);
 }
+
+/// The INF's `FilterType`: 1 monitoring, 2 modifying.
+fn inf_filter_type() -> u32 {
+    let inx = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../inf/portwatch.inx");
+    let text = std::fs::read_to_string(&inx).expect("read inf/portwatch.inx");
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.starts_with(';') && l.replace(' ', "").contains("Ndi,FilterType,"))
+        .expect("the INF sets Ndi\\FilterType");
+    line.rsplit(',').next().and_then(|v| v.trim().parse().ok()).expect("FilterType value")
+}
+
+/// An adapter whose stack already holds two other modifying filters: the
+/// filter type the INF installs decides how many PortWatch modules NDIS
+/// binds (a monitoring filter gets one above each modifying filter), and
+/// every packet must be counted exactly once.
+#[test]
+fn counts_each_packet_once_in_a_stack_with_other_filters() {
+    let filter_type = inf_filter_type();
+    assert_eq!(filter_type, 2, "PortWatch installs as a modifying filter");
+    let s = pw::load(Options::default());
+    let spec =
+        AdapterSpec { other_modifying_filters: 2, driver_monitors: filter_type == 1, ..AdapterSpec::named("eth0") };
+    let a = s.add_adapter(spec);
+    s.start(a).unwrap();
+    assert_eq!(s.modules(a).len(), 1, "one PortWatch module on the adapter");
+    let e = pw::open(&s);
+    let ports: BTreeSet<(u8, u16)> = [(PROTO_TCP, 80), (PROTO_UDP, 53)].into();
+    for &(p, n) in &ports {
+        pw::bind(&s, e, p, n);
+    }
+    let frames = traffic();
+    let sends = send_nbls(&frames);
+    s.send(a, sends.clone(), At::Dispatch).unwrap();
+    let receives = receive_nbls(&frames);
+    s.receive(a, receives.clone(), At::Dispatch, false).unwrap();
+    let stats = pw::endpoint_stats(&s, e);
+    assert_eq!(stats.tx, expected(&sends, &ports), "each sent packet counted once");
+    assert_eq!(stats.rx, expected(&receives, &ports), "each received packet counted once");
+    s.close(e).unwrap();
+    s.pause(a).unwrap();
+    s.detach(a).unwrap();
+    let report = s.unload();
+    assert!(report.violations.is_empty(), "{report}");
+    assert!(report.leaked.is_empty(), "{report}");
+}
