@@ -8,6 +8,7 @@
 #      harness running the real portwatch.sys under its Driver Verifier model
 #   5. loom models of the ndis-sync guards
 #   6. Miri over the ndis-sync host tests
+#   7. every fuzz target for a bounded time (FUZZ_SECONDS, default 60 each)
 # Exits non-zero on the first failure.
 set -euo pipefail
 
@@ -68,5 +69,8 @@ RUSTFLAGS="--cfg loom" cargo test -p ndis-sync --release --target-dir target/loo
 
 step "Miri: ndis-sync host tests"
 MIRIFLAGS="-Zmiri-strict-provenance" cargo +nightly miri test -p ndis-sync --target-dir target/miri
+
+step "fuzzing: ${FUZZ_SECONDS:-60} s per target"
+FUZZ_SECONDS=${FUZZ_SECONDS:-60} scripts/fuzz.sh
 
 step "all tests passed"

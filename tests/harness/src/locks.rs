@@ -187,7 +187,7 @@ fn spin_acquire(lock: *mut NDIS_SPIN_LOCK, function: &'static str, raise: bool) 
     // lock first seen here is accepted when its word is 0 (free) and
     // reported when it holds anything else: uninitialized garbage, which
     // Windows would spin on forever.
-    if !tables().spin.contains(&addr) && !adopt_moved_lock(addr, spin_word(lock)) {
+    if !known_or_adopted(addr, spin_word(lock)) {
         fail(Violation::c4(
             "spin lock used before NdisAllocateSpinLock",
             codes::C4_UNINITIALIZED_RESOURCE,
@@ -627,26 +627,39 @@ fn rundown_word(r: *mut EX_RUNDOWN_REF) -> &'static AtomicU64 {
     unsafe { AtomicU64::from_ptr(r.cast()) }
 }
 
-/// Registers a lock or rundown reference first seen at `addr` (moved while
-/// idle, see `spin_acquire`) if its word is 0; returns whether it did.
-fn adopt_moved_lock(addr: usize, word: &AtomicU64) -> bool {
+/// Whether the spin lock at `addr` is known, registering it if it is first
+/// seen with a zero word (moved while idle, see `spin_acquire`). The lookup,
+/// the word check and the insert happen under one hold of the tables, so two
+/// threads racing to first use a moved lock cannot both see it unknown.
+fn known_or_adopted(addr: usize, word: &AtomicU64) -> bool {
+    let mut t = tables();
+    if t.spin.contains(&addr) {
+        return true;
+    }
     if word.load(Ordering::Relaxed) != 0 {
         return false;
     }
-    tables().spin.insert(addr);
+    t.spin.insert(addr);
     true
 }
 
 fn rundown_state(r: *mut EX_RUNDOWN_REF, function: &str) -> RundownState {
     let addr = r as usize;
-    let s = tables().rundown.get(&addr).copied();
-    // As for spin locks: ExInitializeRundownProtection only zeroes the word,
-    // and an idle reference may move; a zero word first seen here is a live
-    // reference with no holders.
-    if s.is_none() && rundown_word(r).load(Ordering::Relaxed) == 0 {
-        tables().rundown.insert(addr, RundownState::Live);
-        return RundownState::Live;
-    }
+    let s = {
+        let mut t = tables();
+        match t.rundown.get(&addr).copied() {
+            Some(s) => Some(s),
+            // As for spin locks: ExInitializeRundownProtection only zeroes
+            // the word, and an idle reference may move; a zero word first
+            // seen here is a live reference with no holders. Checked and
+            // recorded under one hold of the tables (see known_or_adopted).
+            None if rundown_word(r).load(Ordering::Relaxed) == 0 => {
+                t.rundown.insert(addr, RundownState::Live);
+                Some(RundownState::Live)
+            }
+            None => None,
+        }
+    };
     s.unwrap_or_else(|| {
         fail(Violation::c4(
             "rundown protection used before ExInitializeRundownProtection",

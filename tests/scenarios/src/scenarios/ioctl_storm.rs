@@ -1,0 +1,241 @@
+//! Scenario 1, the IOCTL storm: worker threads send a random mix of every
+//! IOCTL, well formed and malformed, on a few shared handles while churner
+//! threads close those handles (often with IOCTLs in flight on them) and
+//! open new ones. Every completion is checked against the contract in
+//! [`crate::expect`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use portwatch_proto::{self as proto, Wire};
+
+use crate::client::{self, status};
+use crate::expect;
+use crate::rng::Rng;
+use crate::run::Run;
+use crate::target::{Handle, Target, TargetError};
+
+/// Handles shared by the storm's workers; 0 is "no handle in this slot".
+pub struct Slots {
+    slots: Vec<AtomicU64>,
+}
+
+impl Slots {
+    /// Opens `n` handles.
+    pub fn open(t: &dyn Target, n: usize, run: &Run) -> Self {
+        let slots = (0..n.max(1))
+            .map(|_| match t.open() {
+                Ok(h) => AtomicU64::new(h.0),
+                // Under low-resources simulation the slot starts empty.
+                Err(TargetError::Status(status::INSUFFICIENT_RESOURCES)) => AtomicU64::new(0),
+                Err(e) => {
+                    run.error("open", &e);
+                    AtomicU64::new(0)
+                }
+            })
+            .collect();
+        Slots { slots }
+    }
+
+    /// The handle in a random slot, if that slot has one now.
+    pub fn any(&self, rng: &mut Rng) -> Option<Handle> {
+        let h = self.slots[rng.below(self.slots.len() as u64) as usize].load(Ordering::Acquire);
+        (h != 0).then_some(Handle(h))
+    }
+
+    /// Closes the handle of a random slot (IOCTLs may be in flight on it)
+    /// and puts a new one there.
+    pub fn churn(&self, t: &dyn Target, rng: &mut Rng, run: &Run) {
+        let slot = &self.slots[rng.below(self.slots.len() as u64) as usize];
+        let old = slot.swap(0, Ordering::AcqRel);
+        if old != 0 {
+            if let Err(e) = t.close(Handle(old)) {
+                run.error("close", &e);
+            }
+        }
+        match t.open() {
+            Ok(h) => {
+                if slot.compare_exchange(0, h.0, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                    if let Err(e) = t.close(h) {
+                        run.error("close", &e);
+                    }
+                }
+            }
+            Err(TargetError::Status(status::INSUFFICIENT_RESOURCES)) => {}
+            Err(e) => run.error("open", &e),
+        }
+    }
+
+    /// Closes every handle.
+    pub fn close_all(&self, t: &dyn Target, run: &Run) {
+        for slot in &self.slots {
+            let h = slot.swap(0, Ordering::AcqRel);
+            if h != 0 {
+                if let Err(e) = t.close(Handle(h)) {
+                    run.error("close", &e);
+                }
+            }
+        }
+    }
+}
+
+fn valid_port_request(rng: &mut Rng) -> Vec<u8> {
+    let mut b = vec![0u8; 8];
+    let protocol = *rng.pick(&[proto::PROTO_TCP, proto::PROTO_UDP]);
+    // A small port range, so binds and unbinds meet each other.
+    let port = rng.range(40_000, 40_015) as u16;
+    proto::PortRequest { version: proto::PROTOCOL_VERSION, protocol, reserved: 0, port }.write(&mut b);
+    b
+}
+
+fn valid_input(code: u32, rng: &mut Rng) -> Vec<u8> {
+    match code {
+        proto::IOCTL_SET_LOCAL_ADDRESS => {
+            let len = rng.below(u64::from(proto::MAX_LOCAL_ADDRESS) + 1) as usize;
+            client::local_address_input(&vec![len as u8; len])
+        }
+        proto::IOCTL_SET_PORT_NAME => {
+            let len = rng.below(u64::from(proto::MAX_PORT_NAME_CHARS) + 1) as usize;
+            client::port_name_input(&vec![len as u16; len])
+        }
+        proto::IOCTL_BIND_PORT | proto::IOCTL_UNBIND_PORT | proto::IOCTL_GET_PORT_STATS => valid_port_request(rng),
+        _ => Vec::new(),
+    }
+}
+
+/// Breaks a valid input in one of the ways the status table lists.
+fn mutate(mut input: Vec<u8>, rng: &mut Rng) -> Vec<u8> {
+    match rng.below(6) {
+        0 if !input.is_empty() => {
+            let cut = rng.below(input.len() as u64) as usize;
+            input.truncate(cut);
+        }
+        1 => input.extend((0..rng.range(1, 9)).map(|_| rng.next_u64() as u8)),
+        2 if input.len() >= 4 => input[0] = input[0].wrapping_add(rng.range(1, 255) as u8),
+        3 if input.len() >= 8 => {
+            let field = rng.range(4, input.len() as u64 - 1) as usize;
+            input[field] = rng.next_u64() as u8;
+        }
+        4 if input.len() >= 8 => input[4..8].copy_from_slice(&(rng.next_u64() as u32).to_le_bytes()),
+        _ => input = (0..rng.below(40)).map(|_| rng.next_u64() as u8).collect(),
+    }
+    input
+}
+
+fn output_len(code: u32, rng: &mut Rng) -> u32 {
+    let right = match code {
+        proto::IOCTL_GET_VERSION => proto::VersionInfo::SIZE,
+        proto::IOCTL_GET_ENDPOINT_STATS => proto::EndpointStats::SIZE,
+        proto::IOCTL_GET_PORT_STATS => proto::PortStats::SIZE,
+        proto::IOCTL_GET_LOCAL_ADDRESS => proto::VarHeader::SIZE + proto::MAX_LOCAL_ADDRESS as usize,
+        proto::IOCTL_GET_PORT_NAME => proto::VarHeader::SIZE + 2 * proto::MAX_PORT_NAME_CHARS as usize,
+        proto::IOCTL_ENUM_FILTER_MODULES => proto::VarHeader::SIZE + 8 * proto::ModuleInfo::SIZE,
+        _ => 0,
+    };
+    if rng.chance(75) {
+        right as u32
+    } else {
+        rng.below(right as u64 + 64) as u32
+    }
+}
+
+/// A random request: a known code 90% of the time, a valid input 70% of
+/// the time, the right output size 75% of the time.
+pub fn random_request(rng: &mut Rng) -> (u32, Vec<u8>, u32) {
+    let code = if rng.chance(90) { *rng.pick(&proto::ALL_IOCTLS) } else { (rng.next_u64() as u32) & !3 };
+    let input = valid_input(code, rng);
+    let input = if rng.chance(70) { input } else { mutate(input, rng) };
+    let out_len = output_len(code, rng);
+    (code, input, out_len)
+}
+
+/// Sends one request on `h` and checks its completion.
+pub fn checked_ioctl(t: &dyn Target, h: Handle, code: u32, input: &[u8], out_len: u32, run: &Run) {
+    match t.ioctl(h, code, input, out_len) {
+        Ok(reply) => {
+            let allowed = expect::expected(code, input, out_len);
+            if !allowed.allows(reply.status) {
+                run.fail(format!(
+                    "IOCTL {code:#x} in={input:02x?} out={out_len}: status {:#x}, expected {allowed:?}",
+                    reply.status as u32
+                ));
+            }
+            if let Some(bad) = expect::check_reply(code, out_len, &reply) {
+                run.fail(format!("IOCTL {code:#x}: {bad}"));
+            }
+        }
+        // The handle was closed by a churner between our pick and the call.
+        Err(TargetError::Status(status::INVALID_HANDLE)) => {}
+        Err(e) => run.error("ioctl", &e),
+    }
+}
+
+/// One storm worker: churners open and close, the others send IOCTLs.
+pub fn worker(t: &dyn Target, slots: &Slots, run: &Run, mut rng: Rng, churner: bool) {
+    while run.next_op() {
+        if churner {
+            slots.churn(t, &mut rng, run);
+        } else if let Some(h) = slots.any(&mut rng) {
+            let (code, input, out_len) = random_request(&mut rng);
+            checked_ioctl(t, h, code, &input, out_len, run);
+        }
+        run.done_op();
+    }
+}
+
+/// After the storm: a fresh handle still gets well-formed answers.
+pub fn check_still_serves(t: &dyn Target, run: &Run) {
+    let h = match t.open() {
+        Ok(h) => h,
+        Err(TargetError::Status(status::INSUFFICIENT_RESOURCES)) => return,
+        Err(e) => return run.error("open after storm", &e),
+    };
+    match client::version(t, h) {
+        Ok(v) if v.version == proto::PROTOCOL_VERSION => {}
+        other => run.fail(format!("version after storm: {other:?}")),
+    }
+    match client::endpoint_stats(t, h) {
+        Ok(s) if s.bound_ports == 0 && s.rx.packets == 0 && s.tx.packets == 0 => {}
+        other => run.fail(format!("a fresh endpoint is not empty: {other:?}")),
+    }
+    if let Err(e) = t.close(h) {
+        run.error("close", &e);
+    }
+}
+
+/// Runs the storm on `threads` threads (a quarter of them, at least one
+/// when there are two or more, churn handles).
+pub fn storm(t: &dyn Target, run: &Run, threads: usize, seed: u64) {
+    let slots = Slots::open(t, threads.clamp(2, 8), run);
+    let churners = if threads >= 2 { (threads / 4).max(1) } else { 0 };
+    std::thread::scope(|s| {
+        for i in 0..threads {
+            let (slots, rng) = (&slots, Rng::new(seed, 100 + i as u64));
+            s.spawn(move || worker(t, slots, run, rng, i < churners));
+        }
+    });
+    slots.close_all(t, run);
+    check_still_serves(t, run);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mix_has_valid_and_invalid_requests_of_every_code() {
+        let mut rng = Rng::new(3, 0);
+        let mut valid = std::collections::HashSet::new();
+        let mut invalid = 0;
+        for _ in 0..5000 {
+            let (code, input, out) = random_request(&mut rng);
+            match expect::expected(code, &input, out) {
+                expect::Expected::OneOf(_) => {
+                    valid.insert(code);
+                }
+                expect::Expected::Exactly(_) => invalid += 1,
+            }
+        }
+        assert_eq!(valid.len(), proto::ALL_IOCTLS.len());
+        assert!(invalid > 500, "{invalid}");
+    }
+}

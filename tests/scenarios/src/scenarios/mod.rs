@@ -1,0 +1,84 @@
+//! The scenarios. Each takes a [`Target`] and [`Params`], runs, unloads the
+//! driver and returns a [`Summary`] that is clean only if every invariant
+//! held and the target saw no violation, leak, lost NBL or lost IRP.
+
+pub mod datapath;
+pub mod ioctl_storm;
+pub mod lifecycle;
+pub mod races;
+pub mod traffic;
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::run::{Params, Run, Summary};
+use crate::target::Target;
+
+/// One of the scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// 1: every IOCTL, valid and invalid, on shared handles being closed.
+    IoctlStorm,
+    /// 2: traffic both ways while endpoints bind and unbind; exact counts.
+    DataPath,
+    /// 3: 1 and 2 while adapters pause, restart, detach and attach; then
+    /// load/unload cycles.
+    Lifecycle,
+    /// 4: seed 000's local-address and port-name races.
+    Races,
+}
+
+impl Scenario {
+    /// Every scenario.
+    pub const ALL: [Scenario; 4] = [Scenario::IoctlStorm, Scenario::DataPath, Scenario::Lifecycle, Scenario::Races];
+
+    /// The name the command line uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::IoctlStorm => "ioctl-storm",
+            Scenario::DataPath => "datapath",
+            Scenario::Lifecycle => "lifecycle",
+            Scenario::Races => "races",
+        }
+    }
+
+    /// Runs the scenario, then unloads the driver and checks its health.
+    pub fn run(self, t: &dyn Target, params: &Params) -> Summary {
+        let run = Run::new(params);
+        let threads = params.threads.max(1);
+        run.with_progress(self.name(), params.progress, || match self {
+            Scenario::IoctlStorm => ioctl_storm::storm(t, &run, threads, params.seed),
+            Scenario::DataPath => {
+                let adapters = traffic::Adapters::attached(t.adapter_count());
+                datapath::storm(t, &run, threads, params.seed, &adapters, false)
+            }
+            Scenario::Lifecycle => lifecycle::storm(t, &run, threads, params.seed, 2),
+            Scenario::Races => races::storm(t, &run, threads, params.seed),
+        });
+        let health = match t.unload() {
+            Ok(h) => h,
+            Err(e) => {
+                run.error("unload", &e);
+                Default::default()
+            }
+        };
+        run.summary(self.name(), health)
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Scenario::ALL.into_iter().find(|sc| sc.name() == s).ok_or_else(|| {
+            let names: Vec<_> = Scenario::ALL.iter().map(|s| s.name()).collect();
+            format!("unknown scenario '{s}' (one of: {})", names.join(", "))
+        })
+    }
+}
