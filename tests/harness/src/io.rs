@@ -57,14 +57,21 @@ pub mod c9 {
     pub const CANCEL_ROUTINE_SET: u64 = 0x07;
     /// IoCompleteRequest above DISPATCH_LEVEL.
     pub const COMPLETE_ABOVE_DISPATCH: u64 = 0x0E;
-    /// Information larger than the output buffer of a METHOD_BUFFERED IOCTL.
-    pub const INFORMATION_TOO_LARGE: u64 = 0x1001;
-    /// A dispatch routine returned without completing the IRP or pending it.
-    pub const NOT_COMPLETED: u64 = 0x1002;
-    /// STATUS_PENDING returned without IoMarkIrpPending, or the reverse.
-    pub const PENDING_NOT_MARKED: u64 = 0x1003;
-    /// The status returned differs from the status the IRP completed with.
-    pub const STATUS_MISMATCH: u64 = 0x1004;
+    // I/O Verification error codes, from the "I/O Error Code" tables of
+    // windows-driver-docs debugger/bug-check-0xc9--driver-verifier-iomanager-violation.md.
+    /// Information larger than the output section of the system buffer (0x312).
+    pub const INFORMATION_TOO_LARGE: u64 = 0x312;
+    /// A dispatch routine returned without passing down or completing the
+    /// IRP, or forgot to return STATUS_PENDING (0x226).
+    pub const NOT_COMPLETED: u64 = 0x226;
+    /// STATUS_PENDING returned without IoMarkIrpPending (0x23D).
+    pub const PENDING_NOT_MARKED: u64 = 0x23D;
+    /// IoMarkIrpPending without returning STATUS_PENDING (0x23E).
+    pub const MARKED_NOT_PENDING: u64 = 0x23E;
+    /// A dispatch routine returned a status inconsistent with the IRP's
+    /// IoStatus.Status (0x224).
+    pub const STATUS_MISMATCH: u64 = 0x224;
+    // Harness choices: Windows documents no code for these two.
     /// A pending IRP was never completed.
     pub const NEVER_COMPLETED: u64 = 0x1005;
     /// A dispatch routine was called other than at PASSIVE_LEVEL.
@@ -655,7 +662,7 @@ fn dispatch(device: usize, irp: *mut IRP, major: u8, handler: DRIVER_DISPATCH) -
     if marked {
         return Err(recorded(c9_violation(
             "IoMarkIrpPending without STATUS_PENDING",
-            c9::PENDING_NOT_MARKED,
+            c9::MARKED_NOT_PENDING,
             irp as u64,
             returned as u32 as u64,
             format!("{name} marked the IRP pending but returned {returned:#x}"),

@@ -170,6 +170,11 @@ fn raise(v: Violation) -> ! {
 /// Bug check subcodes of the NDIS/WIFI verification (0xC4) and the model's
 /// own subcodes for the NDIS rules Windows enforces without a documented
 /// code (kept in the 0x92xxx range, after the documented ones).
+///
+/// 0x92010-0x92012 are Windows' own (devtest/ndis-wifi-verification.md and
+/// the ndisfiltertimed*.md rule pages). Windows documents no 0xC4 subcode
+/// for the others, which the NDIS/WIFI verifier reports as rule failures
+/// without a fixed number: 0x92100 and up are the harness's own numbering.
 pub mod subcodes {
     /// FilterPause did not complete in time, failed, or completed twice.
     pub const PAUSE_COMPLETE: u64 = 0x92010;
