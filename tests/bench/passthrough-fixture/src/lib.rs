@@ -8,4 +8,4 @@
 #[cfg(target_os = "windows")]
 mod passthrough;
 #[cfg(target_os = "windows")]
-mod rt;
+use fixture_rt as _;

@@ -24,4 +24,4 @@ mod guarded;
 #[cfg(target_os = "windows")]
 mod raw;
 #[cfg(target_os = "windows")]
-mod rt;
+use fixture_rt as _;
