@@ -94,7 +94,7 @@ pub union NET_BUFFER_HEADER {
     /// The data description.
     pub NetBufferData: NET_BUFFER_DATA,
     /// Free-list link used by NDIS pools.
-    pub Link: SLIST_HEADER,
+    pub Link: Align16<SLIST_HEADER>,
 }
 
 /// `NET_BUFFER`: one packet's data, described by an MDL chain.
