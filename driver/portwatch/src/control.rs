@@ -5,15 +5,13 @@
 //! cannot outlive the outer hold). The module list's spin lock and the port
 //! name's RW lock are never held together with anything else.
 
-use alloc::vec::Vec;
-
 use ndis_sync::Passive;
 use portwatch_proto::{self as proto, Counters};
 
 use crate::endpoint::Endpoint;
 use crate::globals::Globals;
 use crate::ioctl::{self, Error, Reply, Request};
-use crate::ports::{PortKey, TableError, Traffic};
+use crate::ports::{TableError, Traffic};
 
 impl From<TableError> for Error {
     fn from(e: TableError) -> Self {
@@ -154,20 +152,10 @@ pub fn device_control(
     execute(globals, endpoint, request, output, irql)
 }
 
-/// Bindings of an endpoint, for tests and diagnostics.
-pub fn bound_ports(endpoint: &Endpoint, irql: &mut Passive) -> Option<Vec<PortKey>> {
-    let live = endpoint.live.try_acquire()?;
-    let state = live.lock(irql);
-    let mut v = Vec::new();
-    v.try_reserve_exact(state.bound.len()).ok()?;
-    v.extend_from_slice(&state.bound);
-    Some(v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::EndpointId;
+    use crate::ports::{EndpointId, PortKey};
     use proto::Wire;
     use std::sync::Arc;
 
