@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every PortWatch test on Linux, installing what it needs first:
 #   1. formatting and clippy (warnings are errors) on every crate
-#   2. the driver package (scripts/package.sh: cross-built, test-signed .sys)
+#   2. a check of the stress tool's Windows build; the driver package (scripts/package.sh: cross-built, test-signed .sys)
 #   3. the harness fixture drivers, built for the kernel target
 #   4. cargo test of the whole workspace: unit, doc and compile-fail tests,
 #      the ndis-sys import check, the package's PE and INF checks, and the
@@ -54,6 +54,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "clippy of the kernel build"
 cargo clippy -p portwatch -p ndis-sync -p ndis-sys -p verifier-fixture -p lwf-fixture -p bench-fixture -p passthrough-fixture --target "$triple" --profile driver -- -D warnings
+
+step "the stress tool's Windows build (user mode, checked only)"
+cargo check -p portwatch-stress --target "$triple"
 
 step "driver package"
 scripts/package.sh
