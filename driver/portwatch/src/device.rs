@@ -9,8 +9,8 @@ use ndis_sync::Passive;
 use ndis_sys::{DEVICE_OBJECT, IRP, IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, NTSTATUS};
 use portwatch_proto::{VarHeader, Wire};
 use windows_sys::Win32::Foundation::{
-    STATUS_BUFFER_OVERFLOW, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER,
-    STATUS_OBJECT_NAME_NOT_FOUND, STATUS_SUCCESS,
+    STATUS_BUFFER_OVERFLOW, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST, STATUS_OBJECT_NAME_NOT_FOUND,
+    STATUS_SUCCESS,
 };
 
 use crate::control;
@@ -77,8 +77,8 @@ fn close(mut irp: Irp, irql: &mut Passive) -> NTSTATUS {
 
 fn device_control(mut irp: Irp, irql: &mut Passive) -> NTSTATUS {
     let result = match irp.device_control_parts() {
-        Some(r) => control::device_control(globals(), r.endpoint, r.code, r.buffer, r.input_len, r.output_len, irql),
-        None => return irp.complete(STATUS_INVALID_PARAMETER, 0),
+        Ok(r) => control::device_control(globals(), r.endpoint, r.code, r.buffer, r.input_len, r.output_len, irql),
+        Err(status) => return irp.complete(status, 0),
     };
     match result {
         Ok(Reply::Done(written)) => irp.complete(STATUS_SUCCESS, written),

@@ -11,6 +11,7 @@ use ndis_sys::{
 };
 
 use crate::endpoint::Endpoint;
+use windows_sys::Win32::Foundation::{STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER};
 
 /// What an IRP_MJ_DEVICE_CONTROL request carries (METHOD_BUFFERED).
 pub struct DeviceControl<'a> {
@@ -102,10 +103,12 @@ impl Irp {
         }
     }
 
-    /// The parts of an IRP_MJ_DEVICE_CONTROL request, or `None` when the
-    /// file object has no endpoint or a non-empty request has no buffer.
-    pub fn device_control_parts(&mut self) -> Option<DeviceControl<'_>> {
-        let endpoint = self.endpoint()? as *const Endpoint;
+    /// The parts of an IRP_MJ_DEVICE_CONTROL request, or the status to fail
+    /// it with: the code is not one of ours (only then is the buffer's shape
+    /// unknown: every PortWatch code is METHOD_BUFFERED), the file object has
+    /// no endpoint, or a non-empty request has no buffer.
+    pub fn device_control_parts(&mut self) -> Result<DeviceControl<'_>, NTSTATUS> {
+        let endpoint = self.endpoint().ok_or(STATUS_INVALID_PARAMETER)? as *const Endpoint;
         // SAFETY: the caller checked this is IRP_MJ_DEVICE_CONTROL, whose
         // Parameters member is DeviceIoControl; the stack location is valid
         // while we own the IRP. (windows-sys's own union arm has the wrong
@@ -113,6 +116,12 @@ impl Irp {
         let p = unsafe { &*IoStackDeviceIoControl(IoGetCurrentIrpStackLocation(self.raw)) };
         let (input_len, output_len) = (p.InputBufferLength.0 as usize, p.OutputBufferLength as usize);
         let code = p.IoControlCode.0;
+        // Other methods lay the buffers out differently (the output of a
+        // direct-I/O code is an MDL): check the whole code before any slice
+        // is made over SystemBuffer.
+        if !portwatch_proto::ALL_IOCTLS.contains(&code) {
+            return Err(STATUS_INVALID_DEVICE_REQUEST);
+        }
         let len = input_len.max(output_len);
         // SAFETY: we own the IRP; AssociatedIrp.SystemBuffer is NULL (allowed
         // only when both lengths are 0) or a non-paged buffer of
@@ -122,7 +131,7 @@ impl Irp {
             let buf = (*self.raw).AssociatedIrp.SystemBuffer.cast::<u8>();
             match (buf.is_null(), len) {
                 (_, 0) => &mut [],
-                (true, _) => return None,
+                (true, _) => return Err(STATUS_INVALID_PARAMETER),
                 (false, _) => core::slice::from_raw_parts_mut(buf, len),
             }
         };
@@ -130,7 +139,7 @@ impl Irp {
         // stays allocated until IRP_MJ_CLOSE, which cannot run while this IRP
         // is outstanding, and the borrow of `self` keeps the IRP uncompleted.
         let endpoint = unsafe { &*endpoint };
-        Some(DeviceControl { endpoint, buffer, code, input_len, output_len })
+        Ok(DeviceControl { endpoint, buffer, code, input_len, output_len })
     }
 
     /// Completes the IRP and returns the status for the dispatch routine to

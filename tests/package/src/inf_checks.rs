@@ -16,6 +16,8 @@ pub const NCF_LW_FILTER: u32 = 0x40000;
 /// First Windows build on which the network install UI installs from the
 /// driver store (DIRID 13), per Microsoft's netlwf.inf sample.
 pub const DRIVER_STORE_BUILD: &str = "25319";
+/// The oldest build the driver loads on: ExAllocatePool2 is Windows 10 2004's.
+pub const MIN_BUILD: &str = "19041";
 /// FilterClass values documented for modifying filters.
 pub const FILTER_CLASSES: [&str; 9] = [
     "scheduler",
@@ -79,7 +81,9 @@ fn models(inf: &Inf, arch: &str) -> Vec<Model> {
     let fields = &manufacturer.entries[0].fields;
     let (base, decorations) = fields.split_first().expect("a models section name");
     let store = format!("NT{arch}.10.0...{DRIVER_STORE_BUILD}");
-    let legacy = format!("NT{arch}");
+    // The driver imports ExAllocatePool2 (Windows 10 2004, build 19041):
+    // no model may match an older build.
+    let legacy = format!("NT{arch}.10.0...{MIN_BUILD}");
     let mut found = Vec::new();
     for decoration in decorations {
         let dirid = if decoration.eq_ignore_ascii_case(&store) {
