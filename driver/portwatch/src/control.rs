@@ -11,12 +11,11 @@ use portwatch_proto::{self as proto, Counters};
 use crate::endpoint::Endpoint;
 use crate::globals::Globals;
 use crate::ioctl::{self, Error, Reply, Request};
-use crate::ports::{TableError, Traffic};
+use crate::ports::{BindMemory, TableError, Traffic, Unbound};
 
 impl From<TableError> for Error {
     fn from(e: TableError) -> Self {
         match e {
-            TableError::AlreadyBound => Error::AlreadyBound,
             TableError::NotBound => Error::NotBound,
             TableError::NoMemory => Error::NoMemory,
         }
@@ -53,7 +52,11 @@ pub fn execute(
             Ok(ioctl::write_variable(output, len, 1, |body| body.copy_from_slice(&copy[..len])))
         }
         Request::BindPort(key) => {
-            globals.ports.write(irql, |table, dispatch| {
+            // Allocate before any lock: the write lock holds up every
+            // processor's data path, so under it a bind only moves pointers.
+            let needs_leaf = globals.ports.read(irql, |table, _| table.needs_leaf(key));
+            let mut memory = BindMemory::try_new(endpoint.id, needs_leaf)?;
+            let result = globals.ports.write(irql, |table, dispatch| {
                 let mut state = live.lock_at_dispatch(dispatch);
                 if state.bound.contains(&key) {
                     return Err(Error::AlreadyBound);
@@ -61,19 +64,25 @@ pub fn execute(
                 if !state.has_room() {
                     return Err(Error::TooManyBindings);
                 }
-                table.bind(key, endpoint.id)?;
+                table.bind(key, &mut memory)?;
                 state.bound.push(key); // within the capacity reserved at creation
                 Ok(Reply::Done(0))
-            })
+            });
+            drop(memory); // what the bind did not use, freed after the locks
+            result
         }
-        Request::UnbindPort(key) => globals.ports.write(irql, |table, dispatch| {
-            let mut state = live.lock_at_dispatch(dispatch);
-            let at = state.bound.iter().position(|k| *k == key).ok_or(Error::NotBound)?;
-            let traffic = table.unbind(key, endpoint.id)?;
-            state.bound.swap_remove(at);
-            state.retired.accumulate(&traffic);
-            Ok(Reply::Done(0))
-        }),
+        Request::UnbindPort(key) => {
+            let (reply, unbound) = globals.ports.write(irql, |table, dispatch| -> Result<_, Error> {
+                let mut state = live.lock_at_dispatch(dispatch);
+                let at = state.bound.iter().position(|k| *k == key).ok_or(Error::NotBound)?;
+                let (traffic, unbound) = table.unbind(key, endpoint.id)?;
+                state.bound.swap_remove(at);
+                state.retired.accumulate(&traffic);
+                Ok((Reply::Done(0), unbound))
+            })?;
+            drop(unbound); // freed after the locks
+            Ok(reply)
+        }
         Request::GetEndpointStats => {
             let stats = globals.ports.read(irql, |table, dispatch| {
                 let state = live.lock_at_dispatch(dispatch);
@@ -123,14 +132,21 @@ fn endpoint_stats(bound: usize, total: &Traffic) -> proto::EndpointStats {
 pub fn cleanup(globals: &Globals, endpoint: &Endpoint, irql: &mut Passive) {
     let Some(state) = endpoint.live.run_down(irql) else { return };
     let state = state.into_inner();
-    globals.ports.write(irql, |table, _| {
+    let unbound = globals.ports.write(irql, |table, _| {
+        let mut all = Unbound::default();
         for key in &state.bound {
             // Every key in `bound` is in the table: they change together.
-            let unbound = table.unbind(*key, endpoint.id);
-            debug_assert!(unbound.is_ok());
+            let removed = table.unbind(*key, endpoint.id);
+            debug_assert!(removed.is_ok());
+            if let Ok((_, binding)) = removed {
+                all.append(binding);
+            }
         }
+        all
     });
-    drop(state); // local address and binding list freed outside any lock
+    // Bindings, local address and binding list freed outside any lock.
+    drop(unbound);
+    drop(state);
 }
 
 /// Decodes and executes one IOCTL; `buffer` is the whole system buffer of

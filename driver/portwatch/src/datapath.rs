@@ -28,11 +28,11 @@ mod tests {
 
     #[test]
     fn counts_both_ports_once_each() {
-        let mut t = PortTable::new();
+        let mut t = PortTable::try_new().unwrap();
         let (a, b) = (EndpointId(1), EndpointId(2));
-        t.bind(PortKey { protocol: 6, port: 80 }, a).unwrap();
-        t.bind(PortKey { protocol: 6, port: 5000 }, b).unwrap();
-        t.bind(PortKey { protocol: 6, port: 7 }, a).unwrap();
+        t.bind_now(PortKey { protocol: 6, port: 80 }, a).unwrap();
+        t.bind_now(PortKey { protocol: 6, port: 5000 }, b).unwrap();
+        t.bind_now(PortKey { protocol: 6, port: 7 }, a).unwrap();
         count_flow(&t, Flow { protocol: 6, src_port: 5000, dst_port: 80 }, 100, Direction::Tx);
         count_flow(&t, Flow { protocol: 6, src_port: 7, dst_port: 7 }, 10, Direction::Rx);
         count_flow(&t, Flow { protocol: 17, src_port: 80, dst_port: 80 }, 10, Direction::Rx);

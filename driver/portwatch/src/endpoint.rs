@@ -23,7 +23,8 @@ pub struct EndpointState {
     /// The local address last set by IOCTL_SET_LOCAL_ADDRESS.
     pub local_address: Vec<u8>,
     /// Ports bound now. Capacity for [`MAX_BINDINGS_PER_ENDPOINT`] is
-    /// reserved at creation, so binding never allocates under a lock.
+    /// reserved at creation, so recording a binding never allocates (the
+    /// port table's own memory is allocated before its lock is taken).
     pub bound: Vec<PortKey>,
     /// What bindings that were since removed had counted.
     pub retired: Traffic,

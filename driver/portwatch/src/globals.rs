@@ -21,10 +21,10 @@ pub struct Globals {
 }
 
 impl Globals {
-    /// Allocates the locks. Fails only when NDIS cannot allocate a RW lock.
+    /// Allocates the locks and the port table's index.
     pub fn try_new() -> Result<Self, AllocError> {
         Ok(Globals {
-            ports: RwLock::new(PortTable::new())?,
+            ports: RwLock::new(PortTable::try_new().map_err(|_| AllocError)?)?,
             port_name: RwLock::new(Vec::new())?,
             modules: ModuleList::new(),
             next_endpoint: AtomicU64::new(1),

@@ -8,10 +8,16 @@
 //! ports never write the same cache line.
 //!
 //! Lookups go through a two-level direct index: (protocol, high byte of
-//! the port) selects a 256-slot leaf, the low byte a slot holding the
-//! entry's position. Two loads, no hashing, no probing, no search: the cost
-//! per packet is the same for 1 bound port and for 10,000. Leaves (1 KiB)
-//! are allocated when a port in their range is first bound.
+//! the port) selects a 256-slot leaf, the low byte a slot holding the list
+//! of the port's bindings. Two loads, no hashing, no probing, no search: the
+//! cost per packet is the same for 1 bound port and for 10,000.
+//!
+//! Nothing is allocated or freed under the write lock: a bind allocates its
+//! binding (and the leaf, if its range has none yet) before the lock is
+//! taken ([`BindMemory`]), and an unbind hands the binding back
+//! ([`Unbound`]) to be freed after the lock is released. Under the lock a
+//! bind or unbind only moves pointers, so the writer keeps readers (the data
+//! path on every processor) waiting for a few dozen instructions.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -46,8 +52,6 @@ pub enum Direction {
 /// Why a table change failed. A failed change leaves the table as it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableError {
-    /// The endpoint has already bound this port.
-    AlreadyBound,
     /// The endpoint has not bound this port.
     NotBound,
     /// Pool allocation failed.
@@ -92,40 +96,42 @@ impl Traffic {
     }
 }
 
-struct Binding {
+/// One endpoint bound to one port: a node of the port's binding list.
+pub struct Binding {
     endpoint: EndpointId,
     rx: AtomicCounters,
     tx: AtomicCounters,
+    next: Option<Box<Binding>>,
 }
 
 impl Binding {
     fn traffic(&self) -> Traffic {
         Traffic { rx: self.rx.snapshot(), tx: self.tx.snapshot() }
     }
+
+    fn iter(&self) -> impl Iterator<Item = &Binding> {
+        core::iter::successors(Some(self), |b| b.next.as_deref())
+    }
 }
 
-struct PortEntry {
-    key: PortKey,
-    bindings: Vec<Binding>,
+impl Drop for Binding {
+    // Iterative, so that a long list cannot recurse through the small
+    // kernel stack.
+    fn drop(&mut self) {
+        let mut next = self.next.take();
+        while let Some(mut node) = next {
+            next = node.next.take();
+        }
+    }
 }
+
+/// A slot of a leaf: the bindings of one port, newest first.
+type Slot = Option<Box<Binding>>;
 
 /// Slots of one leaf: the low byte of a port.
 const LEAF_SLOTS: usize = 256;
 /// Leaves: two protocols times the high byte of a port.
 const LEAVES: usize = 2 * 256;
-
-/// Entry positions + 1 (0: no entry) for 256 consecutive ports.
-type Leaf = [u32; LEAF_SLOTS];
-
-/// The table. See the module docs.
-#[derive(Default)]
-pub struct PortTable {
-    /// Keys with at least one binding, in no particular order.
-    entries: Vec<PortEntry>,
-    /// `LEAVES` leaf pointers once the first port is bound (empty before,
-    /// so an unused table allocates nothing).
-    index: Vec<Option<Box<Leaf>>>,
-}
 
 /// (leaf, slot) of a key, or `None` for a protocol the table never holds.
 fn position(key: PortKey) -> Option<(usize, usize)> {
@@ -137,92 +143,131 @@ fn position(key: PortKey) -> Option<(usize, usize)> {
     Some((protocol * 256 + usize::from(key.port >> 8), usize::from(key.port & 0xFF)))
 }
 
+fn try_slots<T>(n: usize, empty: impl FnMut() -> T) -> Result<Vec<T>, TableError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| TableError::NoMemory)?;
+    v.resize_with(n, empty);
+    Ok(v)
+}
+
+/// The memory one bind needs, allocated before the write lock is taken.
+pub struct BindMemory {
+    binding: Option<Box<Binding>>,
+    leaf: Option<Box<[Slot]>>,
+}
+
+impl BindMemory {
+    /// Allocates a binding for `endpoint`, and a leaf when `with_leaf`
+    /// (what [`PortTable::needs_leaf`] said under the read lock).
+    pub fn try_new(endpoint: EndpointId, with_leaf: bool) -> Result<Self, TableError> {
+        let binding = Binding { endpoint, rx: AtomicCounters::default(), tx: AtomicCounters::default(), next: None };
+        let binding = try_box(binding).map_err(|_| TableError::NoMemory)?;
+        let leaf = if with_leaf { Some(try_slots(LEAF_SLOTS, || None)?.into_boxed_slice()) } else { None };
+        Ok(BindMemory { binding: Some(binding), leaf })
+    }
+}
+
+/// Bindings taken out of the table, to be freed after its lock is released.
+#[derive(Default)]
+pub struct Unbound {
+    list: Slot,
+}
+
+impl Unbound {
+    /// Adds `other`'s bindings to this batch (no allocation: they are
+    /// linked through their own nodes).
+    pub fn append(&mut self, mut other: Unbound) {
+        while let Some(mut node) = other.list.take() {
+            other.list = node.next.take();
+            node.next = self.list.take();
+            self.list = Some(node);
+        }
+    }
+}
+
+/// The table. See the module docs.
+pub struct PortTable {
+    /// `LEAVES` leaf pointers; a leaf, once allocated, lives as long as the
+    /// table (so "this key's leaf exists" never becomes false).
+    leaves: Vec<Option<Box<[Slot]>>>,
+    /// Keys with at least one binding.
+    keys: usize,
+}
+
 impl PortTable {
-    /// An empty table (allocates nothing).
-    pub const fn new() -> Self {
-        PortTable { entries: Vec::new(), index: Vec::new() }
+    /// An empty table: allocates the 4 KiB of leaf pointers.
+    pub fn try_new() -> Result<Self, TableError> {
+        Ok(PortTable { leaves: try_slots(LEAVES, || None)?, keys: 0 })
     }
 
-    /// The entry of `key`, if any: two loads.
-    fn find(&self, key: PortKey) -> Option<usize> {
+    /// The bindings of `key`, newest first: two loads.
+    fn head(&self, key: PortKey) -> Option<&Binding> {
         let (leaf, slot) = position(key)?;
-        let stored = self.index.get(leaf)?.as_ref()?[slot];
-        stored.checked_sub(1).map(|i| i as usize)
+        self.leaves.get(leaf)?.as_ref()?[slot].as_deref()
     }
 
-    /// The index slot of `key`, allocating its leaf (and the top level) if
-    /// needed.
-    fn slot_mut(&mut self, key: PortKey) -> Result<&mut u32, TableError> {
+    /// Whether binding `key` needs a new leaf. Once false it stays false.
+    pub fn needs_leaf(&self, key: PortKey) -> bool {
+        position(key).is_some_and(|(leaf, _)| self.leaves[leaf].is_none())
+    }
+
+    /// Binds `memory`'s endpoint to `key`, taking what it needs from
+    /// `memory` (whatever is left is freed by the caller, after the lock).
+    /// Allocates nothing and walks nothing: the caller has checked, in its
+    /// own short list of bound ports, that the endpoint has not bound `key`
+    /// (checked again here in debug builds only).
+    pub fn bind(&mut self, key: PortKey, memory: &mut BindMemory) -> Result<(), TableError> {
         let (leaf, slot) = position(key).ok_or(TableError::NoMemory)?;
-        if self.index.is_empty() {
-            self.index.try_reserve_exact(LEAVES).map_err(|_| TableError::NoMemory)?;
-            self.index.resize_with(LEAVES, || None);
+        debug_assert!(
+            !self.head(key).is_some_and(|head| {
+                let endpoint = memory.binding.as_ref().map(|b| b.endpoint);
+                head.iter().any(|b| Some(b.endpoint) == endpoint)
+            }),
+            "endpoint bound twice to one port"
+        );
+        let leaf = match &mut self.leaves[leaf] {
+            Some(leaf) => leaf,
+            // needs_leaf was true when the caller looked, and no one has
+            // created it since: use the one the caller allocated.
+            empty => empty.insert(memory.leaf.take().ok_or(TableError::NoMemory)?),
+        };
+        let mut binding = memory.binding.take().ok_or(TableError::NoMemory)?;
+        let slot = &mut leaf[slot];
+        if slot.is_none() {
+            self.keys += 1;
         }
-        let leaf = &mut self.index[leaf];
-        if leaf.is_none() {
-            *leaf = Some(try_box([0u32; LEAF_SLOTS]).map_err(|_| TableError::NoMemory)?);
-        }
-        match leaf {
-            Some(leaf) => Ok(&mut leaf[slot]),
-            None => Err(TableError::NoMemory), // unreachable: allocated above
-        }
-    }
-
-    /// Points `key`'s slot at entry `i` (or clears it with `None`). The
-    /// slot's leaf exists: the key was inserted before.
-    fn set_slot(&mut self, key: PortKey, i: Option<usize>) {
-        if let Some((leaf, slot)) = position(key) {
-            if let Some(Some(leaf)) = self.index.get_mut(leaf) {
-                // Entry counts stay far below u32::MAX (2 * 65536 keys).
-                leaf[slot] = i.map_or(0, |i| i as u32 + 1);
-            }
-        }
-    }
-
-    /// Binds `endpoint` to `key`.
-    pub fn bind(&mut self, key: PortKey, endpoint: EndpointId) -> Result<(), TableError> {
-        let binding = Binding { endpoint, rx: AtomicCounters::default(), tx: AtomicCounters::default() };
-        if let Some(i) = self.find(key) {
-            let bindings = &mut self.entries[i].bindings;
-            if bindings.iter().any(|b| b.endpoint == endpoint) {
-                return Err(TableError::AlreadyBound);
-            }
-            bindings.try_reserve(1).map_err(|_| TableError::NoMemory)?;
-            bindings.push(binding);
-            return Ok(());
-        }
-        // Every allocation first, so a failure leaves the table unchanged.
-        let mut bindings = Vec::new();
-        bindings.try_reserve_exact(1).map_err(|_| TableError::NoMemory)?;
-        self.entries.try_reserve(1).map_err(|_| TableError::NoMemory)?;
-        let position = self.entries.len();
-        *self.slot_mut(key)? = position as u32 + 1;
-        bindings.push(binding);
-        self.entries.push(PortEntry { key, bindings });
+        binding.next = slot.take();
+        *slot = Some(binding);
         Ok(())
     }
 
-    /// Unbinds `endpoint` from `key`, returning what the binding counted.
-    pub fn unbind(&mut self, key: PortKey, endpoint: EndpointId) -> Result<Traffic, TableError> {
-        let i = self.find(key).ok_or(TableError::NotBound)?;
-        let bindings = &mut self.entries[i].bindings;
-        let at = bindings.iter().position(|b| b.endpoint == endpoint).ok_or(TableError::NotBound)?;
-        let traffic = bindings.swap_remove(at).traffic();
-        if bindings.is_empty() {
-            self.entries.swap_remove(i);
-            self.set_slot(key, None);
-            if let Some(moved) = self.entries.get(i).map(|e| e.key) {
-                self.set_slot(moved, Some(i));
+    /// Unbinds `endpoint` from `key`: what the binding counted, and the
+    /// binding itself, to be freed after the lock is released.
+    pub fn unbind(&mut self, key: PortKey, endpoint: EndpointId) -> Result<(Traffic, Unbound), TableError> {
+        let (leaf, slot) = position(key).ok_or(TableError::NotBound)?;
+        let leaf = self.leaves[leaf].as_mut().ok_or(TableError::NotBound)?;
+        // Walk the links until the one that points at the endpoint's node.
+        let mut link = &mut leaf[slot];
+        loop {
+            match link {
+                None => return Err(TableError::NotBound),
+                Some(node) if node.endpoint == endpoint => break,
+                Some(node) => link = &mut node.next,
             }
         }
-        Ok(traffic)
+        let mut node = link.take().ok_or(TableError::NotBound)?;
+        *link = node.next.take();
+        if leaf[slot].is_none() {
+            self.keys -= 1;
+        }
+        Ok((node.traffic(), Unbound { list: Some(node) }))
     }
 
     /// Counts one packet of `bytes` on `key` for every endpoint bound to it.
     /// Called under the read lock: only atomic counters are written.
     pub fn count(&self, key: PortKey, direction: Direction, bytes: u64) {
-        let Some(i) = self.find(key) else { return };
-        for binding in &self.entries[i].bindings {
+        let Some(head) = self.head(key) else { return };
+        for binding in head.iter() {
             match direction {
                 Direction::Rx => binding.rx.add(bytes),
                 Direction::Tx => binding.tx.add(bytes),
@@ -232,24 +277,30 @@ impl PortTable {
 
     /// What `endpoint`'s binding of `key` has counted, if it exists.
     pub fn binding_traffic(&self, key: PortKey, endpoint: EndpointId) -> Option<Traffic> {
-        let i = self.find(key)?;
-        self.entries[i].bindings.iter().find(|b| b.endpoint == endpoint).map(Binding::traffic)
+        self.head(key)?.iter().find(|b| b.endpoint == endpoint).map(Binding::traffic)
     }
 
     /// Endpoints bound to `key` and the sum of what their bindings counted.
     pub fn port_traffic(&self, key: PortKey) -> (u32, Traffic) {
         let mut total = Traffic::default();
-        let Some(i) = self.find(key) else { return (0, total) };
-        let bindings = &self.entries[i].bindings;
-        for b in bindings {
+        let mut endpoints = 0u32;
+        for b in self.head(key).into_iter().flat_map(Binding::iter) {
             total.accumulate(&b.traffic());
+            endpoints = endpoints.saturating_add(1);
         }
-        (u32::try_from(bindings.len()).unwrap_or(u32::MAX), total)
+        (endpoints, total)
     }
 
     /// Number of distinct (protocol, port) keys with at least one binding.
     pub fn bound_keys(&self) -> usize {
-        self.entries.len()
+        self.keys
+    }
+
+    /// Allocates and binds in one step (tests and benchmarks).
+    #[cfg(test)]
+    pub fn bind_now(&mut self, key: PortKey, endpoint: EndpointId) -> Result<(), TableError> {
+        let mut memory = BindMemory::try_new(endpoint, self.needs_leaf(key))?;
+        self.bind(key, &mut memory)
     }
 }
 
@@ -268,10 +319,10 @@ mod tests {
 
     #[test]
     fn bind_count_unbind() {
-        let mut t = PortTable::new();
-        t.bind(tcp(80), A).unwrap();
-        t.bind(tcp(80), B).unwrap();
-        t.bind(udp(80), A).unwrap();
+        let mut t = PortTable::try_new().unwrap();
+        t.bind_now(tcp(80), A).unwrap();
+        t.bind_now(tcp(80), B).unwrap();
+        t.bind_now(udp(80), A).unwrap();
         t.count(tcp(80), Direction::Rx, 100);
         t.count(tcp(80), Direction::Tx, 60);
         t.count(udp(80), Direction::Rx, 7);
@@ -283,7 +334,7 @@ mod tests {
         assert_eq!(t.port_traffic(tcp(80)).1.rx, Counters { packets: 2, bytes: 200 });
         assert_eq!(t.port_traffic(udp(80)).1.rx, Counters { packets: 1, bytes: 7 });
         assert_eq!(t.port_traffic(tcp(81)), (0, Traffic::default()));
-        assert_eq!(t.unbind(tcp(80), A).unwrap(), a);
+        assert_eq!(t.unbind(tcp(80), A).unwrap().0, a);
         assert_eq!(t.binding_traffic(tcp(80), A), None);
         assert_eq!(t.bound_keys(), 2);
         t.unbind(tcp(80), B).unwrap();
@@ -292,24 +343,23 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_and_unknown_are_errors_that_change_nothing() {
-        let mut t = PortTable::new();
-        t.bind(udp(53), A).unwrap();
-        assert_eq!(t.bind(udp(53), A), Err(TableError::AlreadyBound));
-        assert_eq!(t.unbind(udp(54), A), Err(TableError::NotBound));
-        assert_eq!(t.unbind(udp(53), B), Err(TableError::NotBound));
+    fn unknown_unbinds_are_errors_that_change_nothing() {
+        let mut t = PortTable::try_new().unwrap();
+        t.bind_now(udp(53), A).unwrap();
+        assert_eq!(t.unbind(udp(54), A).err(), Some(TableError::NotBound));
+        assert_eq!(t.unbind(udp(53), B).err(), Some(TableError::NotBound));
         assert_eq!(t.port_traffic(udp(53)).0, 1);
         assert_eq!(t.bound_keys(), 1);
     }
 
     #[test]
     fn keys_stay_findable_at_scale_and_after_removals() {
-        let mut t = PortTable::new();
+        let mut t = PortTable::try_new().unwrap();
         // Insert in a scrambled order, over both protocols and every leaf.
         let port = |i: u32| ((i * 7919) % 65_535) as u16 + 1;
         for i in 0..10_000u32 {
-            t.bind(tcp(port(i)), A).unwrap();
-            t.bind(udp(port(i)), B).unwrap();
+            t.bind_now(tcp(port(i)), A).unwrap();
+            t.bind_now(udp(port(i)), B).unwrap();
         }
         for i in 0..10_000u32 {
             t.count(tcp(port(i)), Direction::Tx, u64::from(port(i)));
@@ -330,13 +380,47 @@ mod tests {
             t.unbind(udp(port(i)), B).unwrap();
         }
         assert_eq!(t.bound_keys(), 0);
-        assert!(t.index.iter().flatten().all(|leaf| leaf.iter().all(|slot| *slot == 0)));
+        assert!(t.leaves.iter().flatten().all(|leaf| leaf.iter().all(Option::is_none)));
+    }
+
+    #[test]
+    fn bind_uses_only_memory_allocated_before() {
+        let mut t = PortTable::try_new().unwrap();
+        assert!(t.needs_leaf(tcp(80)));
+        // A caller that did not allocate the leaf it needed gets an error
+        // and the table does not change.
+        let mut without_leaf = BindMemory::try_new(A, false).unwrap();
+        assert_eq!(t.bind(tcp(80), &mut without_leaf), Err(TableError::NoMemory));
+        assert_eq!(t.bound_keys(), 0);
+        let mut memory = BindMemory::try_new(A, true).unwrap();
+        t.bind(tcp(80), &mut memory).unwrap();
+        assert!(memory.binding.is_none() && memory.leaf.is_none(), "both used");
+        assert!(!t.needs_leaf(tcp(81)), "same leaf");
+    }
+
+    #[test]
+    fn unbound_batches_and_long_lists_drop_without_recursion() {
+        let mut t = PortTable::try_new().unwrap();
+        for e in 0..5_000 {
+            let mut memory = BindMemory::try_new(EndpointId(e), t.needs_leaf(udp(9))).unwrap();
+            t.bind(udp(9), &mut memory).unwrap();
+        }
+        assert_eq!(t.port_traffic(udp(9)).0, 5_000);
+        let mut batch = Unbound::default();
+        // Newest first: these are near the head of the list.
+        for e in (4_900..5_000).step_by(10) {
+            let (_, one) = t.unbind(udp(9), EndpointId(e)).unwrap();
+            batch.append(one);
+        }
+        assert_eq!(t.port_traffic(udp(9)).0, 4_990);
+        drop(batch);
+        drop(t); // a 4,990-node list
     }
 
     #[test]
     fn other_protocols_are_never_found() {
-        let mut t = PortTable::new();
-        t.bind(tcp(80), A).unwrap();
+        let mut t = PortTable::try_new().unwrap();
+        t.bind_now(tcp(80), A).unwrap();
         assert_eq!(t.binding_traffic(PortKey { protocol: 1, port: 80 }, A), None);
         t.count(PortKey { protocol: 1, port: 80 }, Direction::Rx, 1);
         assert_eq!(t.port_traffic(tcp(80)).1.rx.packets, 0);
