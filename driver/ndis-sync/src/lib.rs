@@ -43,6 +43,18 @@
 //! drop(a);
 //! ```
 //!
+//! # What the types cannot see
+//!
+//! The guarantees above hold for code that lets guards drop. Leaking a
+//! guard (`core::mem::forget`, a reference cycle) is safe Rust: it ends the
+//! borrow of the caller's token while the lock stays held and the IRQL
+//! stays at DISPATCH_LEVEL, after which the token compiles into calls it
+//! must not make. That is a hang or a bug check, not memory unsafety; don't
+//! leak guards. Two deadlocks are also left to run time (the host model and
+//! Driver Verifier report them): running down a [`Rundown`] while this
+//! thread holds one of its guards, and taking an [`RwLock`] for writing
+//! inside one of its own read closures.
+//!
 //! # Spin lock: per-endpoint state
 //!
 //! ```
