@@ -22,8 +22,7 @@
 //! watchdog. Every per-thread "held" list is what
 //! [`crate::stack::call_driver`] checks at return.
 
-use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
@@ -32,54 +31,86 @@ use ndis_sys::{EX_RUNDOWN_REF, LOCK_STATE_EX, NDIS_RWL_AT_DISPATCH_LEVEL, NDIS_S
 use crate::imports::Import;
 use crate::irql::{self, APC, DISPATCH, PASSIVE};
 use crate::stack::{on_host, spin_wait};
-use crate::verifier::{self, codes, Violation};
+use crate::verifier::{self, codes, SessionLocal, Violation};
 
 const RW_LOCK_TAG: u32 = u32::from_le_bytes(*b"NdRw");
 const RW_LOCK_SIZE: usize = 64;
 const RUNDOWN_ACTIVE: u64 = 1;
 const RUNDOWN_INC: u64 = 2;
 
+/// What the thread holds: (lock address, kind of acquisition).
+type Holds = Vec<(usize, &'static str)>;
+
 thread_local! {
-    static HELD: RefCell<Vec<(usize, &'static str)>> = const { RefCell::new(Vec::new()) };
+    static HELD: SessionLocal<Holds> = const { SessionLocal::new(Vec::new()) };
 }
+
+fn held<R>(f: impl FnOnce(&mut Holds) -> R) -> R {
+    HELD.with(|h| h.with(f))
+}
+
+/// Kind of an NDIS spin lock held through NdisAcquireSpinLock.
+const SPIN_RAISED: &str = "NDIS spin lock";
+/// Kind of an NDIS spin lock held through NdisDprAcquireSpinLock.
+const SPIN_AT_DPC: &str = "NDIS spin lock (Dpr)";
 
 /// Number of locks the calling thread holds (an RW lock held recursively
 /// counts once per acquisition).
 pub fn held_count() -> usize {
-    HELD.with(|h| h.borrow().len())
+    held(|h| h.len())
 }
 
 /// The lock the calling thread acquired last and still holds.
 pub fn innermost_held() -> Option<(usize, &'static str)> {
-    HELD.with(|h| h.borrow().last().copied())
+    held(|h| h.last().copied())
 }
 
 /// Forgets this thread's holds beyond the first `n` (after a driver call
 /// was abandoned; the locks themselves stay held: the session is tainted).
 pub(crate) fn forget_held_since(n: usize) {
-    HELD.with(|h| h.borrow_mut().truncate(n));
+    held(|h| h.truncate(n));
 }
 
 fn push_held(addr: usize, kind: &'static str) {
-    HELD.with(|h| h.borrow_mut().push((addr, kind)));
+    held(|h| h.push((addr, kind)));
 }
 
+/// Forgets the innermost hold of `addr`.
 fn pop_held(addr: usize) {
-    HELD.with(|h| {
-        let mut h = h.borrow_mut();
+    held(|h| {
         if let Some(i) = h.iter().rposition(|&(a, _)| a == addr) {
             h.remove(i);
         }
     });
 }
 
+/// How this thread holds `addr` (innermost acquisition), if it does.
+fn held_kind(addr: usize) -> Option<&'static str> {
+    held(|h| h.iter().rev().find(|&&(a, _)| a == addr).map(|&(_, k)| k))
+}
+
 #[derive(Default)]
 struct Tables {
-    spin: HashSet<usize>,
+    /// Known NDIS spin locks, by address (ordered: a pool free looks up
+    /// the locks inside the freed range).
+    spin: BTreeSet<usize>,
     rw: HashMap<usize, RwState>,
-    lock_states: HashMap<usize, (usize, bool, u64)>,
-    rundown: HashMap<usize, RundownState>,
+    lock_states: BTreeMap<usize, (usize, bool, u64)>,
+    rundown: BTreeMap<usize, Rundown>,
     order: HashMap<usize, HashSet<usize>>,
+}
+
+/// A known EX_RUNDOWN_REF.
+#[derive(Clone, Copy)]
+struct Rundown {
+    state: RundownState,
+    /// Some ExAcquireRundownProtection succeeded since it was initialised:
+    /// it is published, so freeing it needs a completed rundown.
+    acquired: bool,
+}
+
+impl Rundown {
+    const LIVE: Self = Self { state: RundownState::Live, acquired: false };
 }
 
 #[derive(Default)]
@@ -105,7 +136,6 @@ fn tables() -> MutexGuard<'static, Tables> {
 /// Session reset.
 pub(crate) fn reset() {
     *tables() = Tables::default();
-    HELD.with(|h| h.borrow_mut().clear());
 }
 
 fn fail(v: Violation) -> ! {
@@ -118,7 +148,7 @@ fn fail(v: Violation) -> ! {
 /// Records the order edges for acquiring `addr` while holding this thread's
 /// locks; a new edge that closes a cycle is a deadlock.
 fn check_order(addr: usize, function: &str) {
-    let held: Vec<usize> = HELD.with(|h| h.borrow().iter().map(|&(a, _)| a).filter(|&a| a != addr).collect());
+    let held: Vec<usize> = held(|h| h.iter().map(|&(a, _)| a).filter(|&a| a != addr).collect());
     if held.is_empty() {
         return;
     }
@@ -161,10 +191,92 @@ fn reachable(order: &HashMap<usize, HashSet<usize>>, from: usize, to: usize) -> 
 }
 
 fn forget_order(addr: usize) {
-    let mut t = tables();
-    t.order.remove(&addr);
+    forget_order_in(&mut tables(), addr, addr + 1);
+}
+
+// ---------------------------------------------------------------------------
+// Pool freed under the locks it holds.
+
+/// Called by the pool before the driver's memory `[lo, hi)` is freed: a
+/// held lock or an unfinished rundown inside it is a violation now, at the
+/// free, not a crash that only a lucky interleaving shows later; the locks
+/// inside are forgotten, with their lock-order edges, so a new lock at a
+/// reused address starts clean (no false deadlock report).
+///
+/// Rules (Windows has no dedicated code for either; the harness reports
+/// 0xC4/0x100B, "a lock deleted while owned", the closest documented one):
+/// * a spin lock held, or a LOCK_STATE_EX tracking a live acquisition;
+/// * an EX_RUNDOWN_REF with references outstanding, or one that was
+///   published (some acquire succeeded) and never run down: R35, whoever
+///   tears an object down waits for ExWaitForRundownProtectionRelease
+///   before freeing it ([R:ExWaitForRundownProtectionRelease]).
+pub(crate) fn on_pool_free(lo: usize, hi: usize, function: &str) {
+    let found = {
+        let mut t = tables();
+        let held_spin =
+            t.spin.range(lo..hi).copied().find(|&a| spin_word(a as *mut NDIS_SPIN_LOCK).load(Ordering::Relaxed) != 0);
+        let live_state = t.lock_states.range(lo..hi).next().map(|(&a, &(lock, ..))| (a, lock));
+        let unfinished = t.rundown.range(lo..hi).find_map(|(&a, r)| {
+            let refs = rundown_word(a as *mut EX_RUNDOWN_REF).load(Ordering::Relaxed) >> 1;
+            let published_live = r.acquired && r.state != RundownState::Completed;
+            (refs > 0 || published_live).then_some((a, refs))
+        });
+        let gone: Vec<usize> = t.spin.range(lo..hi).chain(t.rundown.range(lo..hi).map(|(a, _)| a)).copied().collect();
+        for a in &gone {
+            t.spin.remove(a);
+            t.rundown.remove(a);
+        }
+        forget_order_in(&mut t, lo, hi);
+        (held_spin, live_state, unfinished)
+    };
+    match found {
+        (Some(a), ..) => fail(Violation::c4(
+            "memory freed with a lock held inside",
+            codes::C4_DELETED_LOCK_STILL_OWNED,
+            a as u64,
+            lo as u64,
+            0,
+            format!("{function}({lo:#x}) frees NDIS spin lock {a:#x}, which is held"),
+        )),
+        (_, Some((a, lock)), _) => fail(Violation::c4(
+            "memory freed with a lock held inside",
+            codes::C4_DELETED_LOCK_STILL_OWNED,
+            lock as u64,
+            lo as u64,
+            a as u64,
+            format!(
+                "{function}({lo:#x}) frees LOCK_STATE_EX {a:#x}, which tracks a live acquisition of RW lock {lock:#x}"
+            ),
+        )),
+        (_, _, Some((a, refs))) if refs > 0 => fail(Violation::c4(
+            "memory freed with rundown references outstanding",
+            codes::C4_DELETED_LOCK_STILL_OWNED,
+            a as u64,
+            lo as u64,
+            refs,
+            format!("{function}({lo:#x}) frees EX_RUNDOWN_REF {a:#x} while {refs} reference(s) are held"),
+        )),
+        (_, _, Some((a, _))) => fail(Violation::c4(
+            "memory freed before its rundown completed",
+            codes::C4_DELETED_LOCK_STILL_OWNED,
+            a as u64,
+            lo as u64,
+            0,
+            format!(
+                "{function}({lo:#x}) frees EX_RUNDOWN_REF {a:#x}, which was acquired and never run down \
+                 (ExWaitForRundownProtectionRelease)"
+            ),
+        )),
+        _ => {}
+    }
+}
+
+/// Removes every lock-order edge from or to an address in `[lo, hi)`.
+fn forget_order_in(t: &mut Tables, lo: usize, hi: usize) {
+    let inside = |a: &usize| (lo..hi).contains(a);
+    t.order.retain(|a, _| !inside(a));
     for next in t.order.values_mut() {
-        next.remove(&addr);
+        next.retain(|a| !inside(a));
     }
 }
 
@@ -219,7 +331,7 @@ fn spin_acquire(lock: *mut NDIS_SPIN_LOCK, function: &'static str, raise: bool) 
         // driver's field NdisReleaseSpinLock restores.
         unsafe { std::ptr::addr_of_mut!((*lock).OldIrql).write_volatile(old) };
     }
-    push_held(addr, "NDIS spin lock");
+    push_held(addr, if raise { SPIN_RAISED } else { SPIN_AT_DPC });
 }
 
 fn spin_release(lock: *mut NDIS_SPIN_LOCK, function: &'static str, restore: bool) {
@@ -239,6 +351,7 @@ fn spin_release(lock: *mut NDIS_SPIN_LOCK, function: &'static str, restore: bool
         ));
     }
     check_owner(spin_word(lock).load(Ordering::Relaxed), addr, function);
+    check_release_form(addr, function, restore);
     let old = if restore {
         // SAFETY: the lock is held by this thread; read the IRQL saved at acquire.
         unsafe { std::ptr::addr_of!((*lock).OldIrql).read_volatile() }
@@ -248,6 +361,29 @@ fn spin_release(lock: *mut NDIS_SPIN_LOCK, function: &'static str, restore: bool
     pop_held(addr);
     spin_word(lock).store(0, Ordering::Release);
     irql::lower(old);
+}
+
+/// NdisReleaseSpinLock pairs with NdisAcquireSpinLock and
+/// NdisDprReleaseSpinLock with NdisDprAcquireSpinLock (R28; DDI compliance
+/// rules SpinLockDpr and SpinLockDprRelease of NdisAllocateSpinLock's page).
+/// Mixed, the IRQL is left raised (Dpr release of a raised acquire) or
+/// lowered to a stale `OldIrql` (raising release of a Dpr acquire).
+fn check_release_form(addr: usize, function: &str, restore: bool) {
+    let expected = if restore { SPIN_RAISED } else { SPIN_AT_DPC };
+    match held_kind(addr) {
+        Some(kind) if kind != expected => fail(Violation::c4(
+            "spin lock released with the other form",
+            codes::C4_DDI_SPIN_LOCK_RULE,
+            addr as u64,
+            0,
+            0,
+            format!(
+                "{function}({addr:#x}) but it was acquired with {}",
+                if restore { "NdisDprAcquireSpinLock" } else { "NdisAcquireSpinLock" }
+            ),
+        )),
+        _ => {}
+    }
 }
 
 /// The IRQL rule of a spin lock acquire: `at_dpc` for the `*AtDpcLevel` /
@@ -647,14 +783,14 @@ fn rundown_state(r: *mut EX_RUNDOWN_REF, function: &str) -> RundownState {
     let addr = r as usize;
     let s = {
         let mut t = tables();
-        match t.rundown.get(&addr).copied() {
+        match t.rundown.get(&addr).map(|r| r.state) {
             Some(s) => Some(s),
             // As for spin locks: ExInitializeRundownProtection only zeroes
             // the word, and an idle reference may move; a zero word first
             // seen here is a live reference with no holders. Checked and
             // recorded under one hold of the tables (see known_or_adopted).
             None if rundown_word(r).load(Ordering::Relaxed) == 0 => {
-                t.rundown.insert(addr, RundownState::Live);
+                t.rundown.insert(addr, Rundown::LIVE);
                 Some(RundownState::Live)
             }
             None => None,
@@ -672,11 +808,15 @@ fn rundown_state(r: *mut EX_RUNDOWN_REF, function: &str) -> RundownState {
     })
 }
 
+fn set_rundown_state(r: *mut EX_RUNDOWN_REF, state: RundownState) {
+    tables().rundown.entry(r as usize).or_insert(Rundown::LIVE).state = state;
+}
+
 extern "win64" fn ex_initialize_rundown_protection(r: *mut EX_RUNDOWN_REF) {
     on_host(|| {
         irql::require("ExInitializeRundownProtection", PASSIVE, APC);
         rundown_word(r).store(0, Ordering::Release);
-        tables().rundown.insert(r as usize, RundownState::Live);
+        tables().rundown.insert(r as usize, Rundown::LIVE);
     })
 }
 
@@ -697,7 +837,7 @@ extern "win64" fn ex_re_initialize_rundown_protection(r: *mut EX_RUNDOWN_REF) {
             ));
         }
         rundown_word(r).store(0, Ordering::Release);
-        tables().rundown.insert(r as usize, RundownState::Live);
+        tables().rundown.insert(r as usize, Rundown::LIVE);
     })
 }
 
@@ -711,7 +851,12 @@ fn rundown_acquire(r: *mut EX_RUNDOWN_REF, n: u32, function: &str) -> u8 {
             return 0;
         }
         match word.compare_exchange_weak(cur, cur + RUNDOWN_INC * u64::from(n), Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => return 1,
+            Ok(_) => {
+                if let Some(known) = tables().rundown.get_mut(&(r as usize)) {
+                    known.acquired = true;
+                }
+                return 1;
+            }
             Err(now) => cur = now,
         }
     }
@@ -762,13 +907,13 @@ extern "win64" fn ex_wait_for_rundown_protection_release(r: *mut EX_RUNDOWN_REF)
         const F: &str = "ExWaitForRundownProtectionRelease";
         irql::require(F, PASSIVE, APC);
         rundown_state(r, F);
-        tables().rundown.insert(r as usize, RundownState::Waiting);
+        set_rundown_state(r, RundownState::Waiting);
         let word = rundown_word(r);
         word.fetch_or(RUNDOWN_ACTIVE, Ordering::AcqRel);
         while word.load(Ordering::Acquire) != RUNDOWN_ACTIVE {
             spin_wait(F);
         }
-        tables().rundown.insert(r as usize, RundownState::Completed);
+        set_rundown_state(r, RundownState::Completed);
     })
 }
 
@@ -776,7 +921,7 @@ extern "win64" fn ex_rundown_completed(r: *mut EX_RUNDOWN_REF) {
     on_host(|| {
         irql::require("ExRundownCompleted", PASSIVE, APC);
         rundown_word(r).store(RUNDOWN_ACTIVE, Ordering::Release);
-        tables().rundown.insert(r as usize, RundownState::Completed);
+        set_rundown_state(r, RundownState::Completed);
     })
 }
 

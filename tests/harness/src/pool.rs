@@ -4,23 +4,41 @@
 //! Binds `ExAllocatePool2`, `ExFreePoolWithTag`, `ExFreePool`,
 //! `NdisAllocateMemoryWithTagPriority` and `NdisFreeMemory`. Every live
 //! allocation is listed by [`outstanding`]; [`leak_check`] reports them at
-//! unload (0xC4/0x62). With special pool each allocation sits at the end of
-//! its own pages with an inaccessible guard page after it, and freed memory
-//! is made inaccessible and never reused, so an overrun or a use after free
-//! faults and is reported as 0xD6 or 0xD5. Low-resources simulation makes
+//! unload (0xC4/0x62). With special pool each allocation sits on its own
+//! pages, as Driver Verifier places it ([V:special-pool]): "verify end"
+//! (the default) puts it at the end of its page(s) with an inaccessible
+//! guard page after it, "verify start" ([`Config::special_pool_underruns`])
+//! at the start with the guard page before it. The rest of its pages (the
+//! alignment slack after it, the head before it) is filled with a pattern
+//! checked at free, so a write there is 0xC1 at the free, as on Windows.
+//! Freed memory is made inaccessible and kept in a bounded quarantine (the
+//! oldest mappings are unmapped when it is full), so an overrun or a use
+//! after free faults and is reported as 0xD6 or 0xD5, and a long run stays
+//! in flat memory. A free also tells the lock model, which checks and
+//! forgets the locks inside the freed memory. Low-resources simulation makes
 //! chosen allocations fail ([`simulate_failure`] is shared with the rest of
 //! the model, e.g. NdisAllocateRWLock).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::imports::Import;
 use crate::irql;
 use crate::stack::on_host;
-use crate::verifier::{self, codes, LowResources, Violation};
+use crate::verifier::{self, codes, Config, LowResources, Violation};
 
 const PAGE: usize = 4096;
+/// Freed special-pool mappings kept inaccessible (each one or two VMAs of
+/// the process's `vm.max_map_count`, 65,530 by default): a use after free
+/// of any of the last this many frees faults.
+pub const QUARANTINE_MAPPINGS: usize = 4096;
+/// Freed addresses remembered for the double-free check.
+const FREED_REMEMBERED: usize = 65_536;
+/// Pattern in the unused part of a special-pool allocation's pages.
+const SLACK_FILL: u8 = 0xA5;
+/// x64 pool alignment.
+const POOL_ALIGN: usize = 16;
 /// `POOL_FLAG_UNINITIALIZED`: ExAllocatePool2 leaves the memory as is.
 pub const POOL_FLAG_UNINITIALIZED: u64 = 0x2;
 /// `POOL_FLAG_NON_PAGED`.
@@ -39,8 +57,17 @@ pub struct Allocation {
     pub size: usize,
     /// Address handed to the driver.
     pub addr: usize,
-    /// Special pool mapping `[lo, hi)` (guard page included), if any.
-    special: Option<(usize, usize)>,
+    /// Its special-pool pages, if any.
+    special: Option<Special>,
+}
+
+/// A special-pool mapping: `[lo, hi)`, the guard page `[guard, guard +
+/// PAGE)` at one end, the allocation on the rest, the pattern around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Special {
+    lo: usize,
+    hi: usize,
+    guard: usize,
 }
 
 impl Allocation {
@@ -58,10 +85,70 @@ pub fn tag_str(tag: u32) -> String {
 #[derive(Default)]
 struct Pool {
     live: HashMap<usize, Allocation>,
-    freed: HashSet<usize>,
-    /// Freed special-pool mappings, kept inaccessible: `(lo, hi, tag)`.
-    freed_special: Vec<(usize, usize, u32)>,
+    freed: FreedLog,
+    /// Freed special-pool mappings, kept inaccessible, oldest first:
+    /// `(lo, hi, tag)`; at most [`QUARANTINE_MAPPINGS`].
+    quarantine: VecDeque<(usize, usize, u32)>,
     total: u64,
+}
+
+/// The last [`FREED_REMEMBERED`] freed addresses (double-free check).
+#[derive(Default)]
+struct FreedLog {
+    set: HashSet<usize>,
+    order: VecDeque<usize>,
+}
+
+impl FreedLog {
+    fn insert(&mut self, addr: usize) {
+        if self.set.insert(addr) {
+            self.order.push_back(addr);
+        }
+        while self.order.len() > FREED_REMEMBERED {
+            let old = self.order.pop_front().expect("non-empty");
+            self.set.remove(&old);
+        }
+    }
+
+    fn remove(&mut self, addr: usize) {
+        // The order entry stays; it is dropped (or re-added) in turn.
+        self.set.remove(&addr);
+    }
+
+    fn contains(&self, addr: usize) -> bool {
+        self.set.contains(&addr)
+    }
+}
+
+impl Pool {
+    fn quarantine(&mut self, special: Special, tag: u32) {
+        self.quarantine.push_back((special.lo, special.hi, tag));
+        while self.quarantine.len() > QUARANTINE_MAPPINGS {
+            let (lo, hi, _) = self.quarantine.pop_front().expect("non-empty");
+            unmap(lo, hi);
+        }
+    }
+}
+
+impl Drop for Pool {
+    /// Gives back every mapping and heap block (session end: the driver
+    /// of the session is unloaded or abandoned, nothing refers to them).
+    fn drop(&mut self) {
+        for (lo, hi, _) in self.quarantine.drain(..) {
+            unmap(lo, hi);
+        }
+        for a in self.live.values() {
+            match a.special {
+                Some(sp) => unmap(sp.lo, sp.hi),
+                None => heap_free(a.addr, a.size),
+            }
+        }
+    }
+}
+
+fn unmap(lo: usize, hi: usize) {
+    // SAFETY: a special-pool mapping this pool created and no longer lists.
+    unsafe { libc::munmap(lo as *mut libc::c_void, hi - lo) };
 }
 
 static POOL: Mutex<Option<Pool>> = Mutex::new(None);
@@ -71,11 +158,18 @@ fn pool() -> MutexGuard<'static, Option<Pool>> {
     POOL.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Session reset: forgets every allocation (their memory is leaked on
-/// purpose: a driver of the previous session may still point at it).
+/// Session reset: gives back every allocation and quarantined mapping of
+/// the previous session (its driver is gone) and starts empty.
 pub(crate) fn reset() {
-    *pool() = Some(Pool::default());
+    let old = pool().replace(Pool::default());
+    drop(old);
     ALLOCATIONS.store(0, Ordering::SeqCst);
+}
+
+/// Special-pool mappings this session holds (live and quarantined): what a
+/// long run must keep bounded.
+pub fn special_mappings() -> usize {
+    pool().as_ref().map_or(0, |p| p.quarantine.len() + p.live.values().filter(|a| a.special.is_some()).count())
 }
 
 /// Every live allocation, ordered by address.
@@ -119,13 +213,13 @@ pub fn allocate(size: usize, tag: u32, zeroed: bool) -> *mut u8 {
     if simulate_failure() {
         return std::ptr::null_mut();
     }
-    let special = verifier::config().special_pool;
-    let (addr, mapping) = if special { map_special(size) } else { (heap_alloc(size), None) };
+    let config = verifier::config();
+    let (addr, mapping) = if config.special_pool { map_special(size, &config) } else { (heap_alloc(size), None) };
     // SAFETY: `addr` points to `size` writable bytes just allocated.
     unsafe { std::ptr::write_bytes(addr as *mut u8, if zeroed { 0 } else { UNINIT_FILL }, size) };
     let mut guard = pool();
     let p = guard.get_or_insert_with(Pool::default);
-    p.freed.remove(&addr);
+    p.freed.remove(addr);
     p.total += 1;
     p.live.insert(addr, Allocation { tag, size, addr, special: mapping });
     addr as *mut u8
@@ -139,8 +233,17 @@ fn heap_alloc(size: usize) -> usize {
     p as usize
 }
 
-/// Maps `size` bytes at the end of their own pages, a guard page after.
-fn map_special(size: usize) -> (usize, Option<(usize, usize)>) {
+fn heap_free(addr: usize, size: usize) {
+    let layout = std::alloc::Layout::from_size_align(size.max(1), 16).expect("pool layout");
+    // SAFETY: allocated by `heap_alloc` with this layout, freed once.
+    unsafe { std::alloc::dealloc(addr as *mut u8, layout) };
+}
+
+/// Maps `size` bytes on their own pages with a guard page after them
+/// (verify end, aligned to 16 bytes as pool is, so up to 15 bytes of slack
+/// follow) or before them (verify start), the rest filled with
+/// [`SLACK_FILL`].
+fn map_special(size: usize, config: &Config) -> (usize, Option<Special>) {
     let body = size.max(1).next_multiple_of(PAGE);
     let total = body + PAGE;
     // SAFETY: anonymous private mapping; affects no existing memory.
@@ -154,12 +257,62 @@ fn map_special(size: usize) -> (usize, Option<(usize, usize)>) {
             0,
         )
     };
-    assert!(p != libc::MAP_FAILED, "special pool mmap failed");
+    assert!(p != libc::MAP_FAILED, "special pool mmap failed: {}", std::io::Error::last_os_error());
     let lo = p as usize;
+    let (guard, addr) = if config.special_pool_underruns {
+        (lo, lo + PAGE)
+    } else {
+        (lo + body, (lo + body - size.max(1)) & !(POOL_ALIGN - 1))
+    };
     // SAFETY: the guard page is inside the mapping just created.
-    unsafe { libc::mprotect((lo + body) as *mut libc::c_void, PAGE, libc::PROT_NONE) };
-    let addr = (lo + body - size.max(1)) & !15;
-    (addr, Some((lo, lo + total)))
+    let rc = unsafe { libc::mprotect(guard as *mut libc::c_void, PAGE, libc::PROT_NONE) };
+    assert_eq!(rc, 0, "special pool guard page: {}", std::io::Error::last_os_error());
+    let special = Special { lo, hi: lo + total, guard };
+    let (data_lo, data_hi) = special.data_pages();
+    // SAFETY: [data_lo, data_hi) is the mapping's read/write part.
+    unsafe { std::ptr::write_bytes(data_lo as *mut u8, SLACK_FILL, data_hi - data_lo) };
+    (addr, Some(special))
+}
+
+impl Special {
+    /// The read/write pages: the mapping less its guard page.
+    fn data_pages(&self) -> (usize, usize) {
+        if self.guard == self.lo {
+            (self.lo + PAGE, self.hi)
+        } else {
+            (self.lo, self.guard)
+        }
+    }
+}
+
+/// Checks the pattern around a special-pool allocation at its free:
+/// 0xC1/0x23 for a byte written before it, 0xC1/0x24 after it
+/// ([0xC1]: "bytes within the same page have been corrupted", "bytes
+/// occurring after the end of the allocation have been overwritten").
+fn check_slack(a: &Allocation, special: Special, function: &str) -> Option<Violation> {
+    let (data_lo, data_hi) = special.data_pages();
+    let end = a.addr + a.size.max(1);
+    // SAFETY: both ranges lie in the allocation's read/write pages.
+    let corrupted = |lo: usize, hi: usize| unsafe {
+        std::slice::from_raw_parts(lo as *const u8, hi - lo).iter().position(|&b| b != SLACK_FILL).map(|i| lo + i)
+    };
+    let (at, subclass, place) = if let Some(at) = corrupted(end, data_hi) {
+        (at, codes::C1_AFTER_END, "after its end")
+    } else {
+        (corrupted(data_lo, a.addr)?, codes::C1_SAME_PAGE, "before its start")
+    };
+    Some(Violation::new(
+        "special pool corrupted around an allocation",
+        codes::SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
+        [a.addr as u64, at as u64, 0, subclass],
+        format!(
+            "{function}({:#x}): '{}' allocation of {} bytes, byte {at:#x} {place} was written ({} byte(s) {place})",
+            a.addr,
+            a.tag_str(),
+            a.size,
+            if at >= end { at - end + 1 } else { a.addr - at }
+        ),
+    ))
 }
 
 /// Frees a driver allocation: checks the IRQL, the address, the tag (when
@@ -184,12 +337,9 @@ pub fn free(addr: usize, tag: Option<u32>, function: &str) {
             Some(_) => {
                 let a = p.live.remove(&addr).expect("present");
                 p.freed.insert(addr);
-                if let Some((lo, hi)) = a.special {
-                    p.freed_special.push((lo, hi, a.tag));
-                }
                 Ok(a)
             }
-            None => Err((0, p.freed.contains(&addr))),
+            None => Err((0, p.freed.contains(addr))),
         }
     };
     let a = match taken {
@@ -217,15 +367,26 @@ pub fn free(addr: usize, tag: Option<u32>, function: &str) {
             format!("{function}({addr:#x}): not returned by an allocation"),
         )),
     };
+    let slack = a.special.and_then(|sp| check_slack(&a, sp, function));
+    // What the lock model finds inside goes first: it names the cause.
+    crate::locks::on_pool_free(a.addr, a.addr + a.size.max(1), function);
     release_memory(&a);
+    if let Some(v) = slack {
+        verifier::violation(v);
+    }
 }
 
 fn release_memory(a: &Allocation) {
     match a.special {
-        Some((lo, hi)) => {
+        Some(sp) => {
             // SAFETY: the special-pool mapping of this allocation; it stays
-            // mapped but inaccessible so later accesses fault.
-            unsafe { libc::mprotect(lo as *mut libc::c_void, hi - lo, libc::PROT_NONE) };
+            // mapped but inaccessible (and its pages are given back) so
+            // later accesses fault until the quarantine unmaps it.
+            unsafe {
+                libc::madvise(sp.lo as *mut libc::c_void, sp.hi - sp.lo, libc::MADV_DONTNEED);
+                libc::mprotect(sp.lo as *mut libc::c_void, sp.hi - sp.lo, libc::PROT_NONE);
+            }
+            pool().get_or_insert_with(Pool::default).quarantine(sp, a.tag);
         }
         None => {
             // SAFETY: poison the freed bytes, then return them to the heap
@@ -244,7 +405,7 @@ fn release_memory(a: &Allocation) {
 pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Violation> {
     let guard = pool();
     let p = guard.as_ref()?;
-    if let Some(&(_, _, tag)) = p.freed_special.iter().find(|(lo, hi, _)| addr >= *lo && addr < *hi) {
+    if let Some(&(_, _, tag)) = p.quarantine.iter().find(|(lo, hi, _)| addr >= *lo && addr < *hi) {
         return Some(Violation::new(
             "use after free (special pool)",
             codes::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL,
@@ -256,12 +417,23 @@ pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Vio
             ),
         ));
     }
-    let overrun = p.live.values().find(|a| a.special.is_some_and(|(_, hi)| addr >= hi - PAGE && addr < hi))?;
+    let a = p.live.values().find(|a| a.special.is_some_and(|sp| addr >= sp.guard && addr < sp.guard + PAGE))?;
+    let (rule, place) = if addr < a.addr {
+        ("access before the start of an allocation (special pool)", "before")
+    } else {
+        ("access beyond the end of an allocation (special pool)", "past")
+    };
     Some(Violation::new(
-        "access beyond the end of an allocation (special pool)",
+        rule,
         codes::DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION,
         [addr as u64, u64::from(write), rip as u64, 0],
-        format!("{addr:#x} past '{}' allocation {:#x}+{}", overrun.tag_str(), overrun.addr, overrun.size),
+        format!(
+            "{} of {addr:#x} {place} '{}' allocation {:#x}+{} (rip {rip:#x})",
+            if write { "write" } else { "read" },
+            a.tag_str(),
+            a.addr,
+            a.size
+        ),
     ))
 }
 
@@ -411,26 +583,135 @@ mod tests {
 
     #[test]
     fn wrong_tag_and_double_free_are_caught() {
+        {
+            let _s = Session::begin(Config::default());
+            let p = allocate(8, TAG, true) as usize;
+            let e = call_driver("wrong tag", || free(p, Some(u32::from_le_bytes(*b"Oops")), "ExFreePoolWithTag"))
+                .unwrap_err();
+            assert_eq!((e.bugcheck, e.params[0]), (codes::BAD_POOL_CALLER, codes::C2_WRONG_TAG));
+        }
         let _s = Session::begin(Config::default());
         let p = allocate(8, TAG, true) as usize;
-        let e =
-            call_driver("wrong tag", || free(p, Some(u32::from_le_bytes(*b"Oops")), "ExFreePoolWithTag")).unwrap_err();
-        assert_eq!((e.bugcheck, e.params[0]), (codes::BAD_POOL_CALLER, codes::C2_WRONG_TAG));
         free(p, Some(TAG), "ExFreePoolWithTag");
         let e = call_driver("double", || free(p, None, "ExFreePool")).unwrap_err();
         assert_eq!(e.params[0], codes::C4_DOUBLE_FREE);
     }
 
+    fn special(underruns: bool) -> Session {
+        Session::begin(Config { special_pool: true, special_pool_underruns: underruns, ..Config::default() })
+    }
+
+    /// Runs `f` as a driver call that must end in a violation.
+    fn violation_of(f: impl FnOnce()) -> Violation {
+        call_driver("driver", f).expect_err("no violation")
+    }
+
+    fn write(addr: usize) {
+        // SAFETY: deliberately writes wherever the test says; the harness
+        // catches the faulting cases.
+        unsafe { std::ptr::write_volatile(addr as *mut u8, 1) }
+    }
+
     #[test]
     fn special_pool_catches_overrun_and_use_after_free() {
-        let _s = Session::begin(Config { special_pool: true, ..Config::default() });
+        {
+            let _s = special(false);
+            let p = allocate(10, TAG, true) as usize;
+            let e = violation_of(|| write(p + 16));
+            assert_eq!(e.bugcheck, codes::DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION);
+        }
+        let _s = special(false);
         let p = allocate(10, TAG, true) as usize;
-        // SAFETY: deliberately writes past the end; the harness catches it.
-        let e = call_driver("overrun", || unsafe { std::ptr::write_volatile((p + 16) as *mut u8, 1) }).unwrap_err();
-        assert_eq!(e.bugcheck, codes::DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION);
         free(p, None, "ExFreePool");
         // SAFETY: deliberately reads freed memory; the harness catches it.
-        let e = call_driver("uaf", || unsafe { std::ptr::read_volatile(p as *const u8) }).unwrap_err();
+        let e = violation_of(|| unsafe { drop(std::ptr::read_volatile(p as *const u8)) });
         assert_eq!(e.bugcheck, codes::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL);
+    }
+
+    #[test]
+    fn overrun_into_the_alignment_slack_is_caught_at_free() {
+        let _s = special(false);
+        // 10 bytes, 16-byte aligned at the end of the page: 6 bytes of slack
+        // before the guard page, which no fault can see.
+        let p = allocate(10, TAG, true) as usize;
+        write(p + 15);
+        let e = violation_of(|| free(p, Some(TAG), "ExFreePoolWithTag"));
+        assert_eq!(
+            (e.rule, e.bugcheck, e.params[0], e.params[1], e.params[3]),
+            (
+                "special pool corrupted around an allocation",
+                codes::SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
+                p as u64,
+                (p + 15) as u64,
+                codes::C1_AFTER_END
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn one_byte_underrun_is_caught_at_free_or_by_the_guard_page() {
+        {
+            // Verify end: the byte before lies in the page's head.
+            let _s = special(false);
+            let p = allocate(24, TAG, true) as usize;
+            write(p - 1);
+            let e = violation_of(|| free(p, Some(TAG), "ExFreePoolWithTag"));
+            assert_eq!((e.bugcheck, e.params[1], e.params[3]), (0xC1, (p - 1) as u64, codes::C1_SAME_PAGE), "{e}");
+        }
+        {
+            // Verify start: the byte before is the guard page.
+            let _s = special(true);
+            let p = allocate(24, TAG, true) as usize;
+            assert_eq!(p % PAGE, 0, "at the start of its page");
+            let e = violation_of(|| write(p - 1));
+            assert_eq!(
+                (e.rule, e.bugcheck),
+                (
+                    "access before the start of an allocation (special pool)",
+                    codes::DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION
+                ),
+                "{e}"
+            );
+        }
+        // And its tail is checked at free like the slack.
+        let _s = special(true);
+        let q = allocate(24, TAG, true) as usize;
+        write(q + 24);
+        let e = violation_of(|| free(q, Some(TAG), "ExFreePoolWithTag"));
+        assert_eq!(e.params[3], codes::C1_AFTER_END, "{e}");
+    }
+
+    #[test]
+    fn a_clean_free_passes_the_pattern_check() {
+        for underruns in [false, true] {
+            let _s = special(underruns);
+            for size in [1, 10, 16, 4095, 4096, 5000] {
+                let p = allocate(size, TAG, false) as usize;
+                // SAFETY: the allocation's own bytes.
+                unsafe { std::ptr::write_bytes(p as *mut u8, 0x11, size) };
+                assert!(call_driver("free", || free(p, Some(TAG), "ExFreePoolWithTag")).is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn quarantine_is_bounded_and_reset_gives_everything_back() {
+        let maps = || std::fs::read_to_string("/proc/self/maps").expect("maps").lines().count();
+        let _s = special(false);
+        for _ in 0..QUARANTINE_MAPPINGS * 3 {
+            let p = allocate(64, TAG, true) as usize;
+            free(p, Some(TAG), "ExFreePoolWithTag");
+        }
+        assert_eq!(special_mappings(), QUARANTINE_MAPPINGS);
+        // The newest freed allocation still faults.
+        let p = allocate(64, TAG, true) as usize;
+        free(p, Some(TAG), "ExFreePoolWithTag");
+        assert_eq!(violation_of(|| write(p)).bugcheck, codes::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL);
+        drop(_s);
+        let before = maps();
+        let _s = special(false);
+        assert_eq!(special_mappings(), 0);
+        assert!(maps() + QUARANTINE_MAPPINGS / 2 < before, "reset unmapped the quarantine: {} -> {}", before, maps());
     }
 }

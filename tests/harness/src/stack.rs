@@ -1,11 +1,22 @@
 //! Guarded driver stacks: every call into the driver runs here.
 //!
 //! [`call_driver`] runs a closure (which calls a driver entry point) on a
-//! fresh, small stack: the configured budget (default 8 KiB, far below the
-//! 24 KiB x64 kernel stack because NDIS and the protocols above a filter use
-//! much of it) measured from the closure's first frame, with an inaccessible
-//! guard page right below. The stack is filled with a pattern so that each
-//! entry point's peak use can be measured afterwards ([`peak_usage`]).
+//! fresh, small stack: the configured budget measured from the closure's
+//! first frame, with an inaccessible guard page below it. The stack is
+//! filled with a pattern so that each entry point's peak use is measured
+//! afterwards ([`peak_usage`]) and compared with the budget: a call that
+//! used more returns a violation ("stack budget exceeded"), and one that ran
+//! into the guard page (at most a page below the budget) a stack overflow.
+//!
+//! The budget, [`DEFAULT_STACK_BUDGET`] = 8 KiB, is a third of the 24 KiB
+//! kernel stack of x64 Windows ("How do I keep my driver from running out
+//! of kernel-mode stack?", Microsoft, dn613940: 12 KiB on x86, 24 KiB on
+//! x64; "Using the Kernel Stack": "limited to approximately three pages").
+//! A filter shares that stack with everything on the call chain: on
+//! receive, the miniport's DPC, NDIS and the filters below it, and above
+//! it the filters and protocol drivers (TCP/IP, which may send from inside
+//! a receive indication); on send the same chain from the other end. A
+//! third for one filter's call is what leaves the others their share.
 //!
 //! It leaves the driver stack in one of four ways, each by a context switch
 //! written in assembly below (no unwinding through driver frames, which have
@@ -41,6 +52,8 @@ use crate::irql;
 use crate::verifier::{self, codes, Violation};
 
 const PAGE: usize = 4096;
+/// Stack budget of one driver call (see the module docs for its source).
+pub const DEFAULT_STACK_BUDGET: usize = 8 * 1024;
 /// Room above the budget for the harness's own entry frames.
 const RESERVE: usize = 16 * 1024;
 /// Byte the stack is filled with before a call.
@@ -210,9 +223,11 @@ fn thread_rt() -> *mut ThreadRt {
 }
 
 /// An mmapped driver stack: `[lo, hi)`, the lowest page always a guard.
+/// `[dirty, hi)` may hold other bytes than the fill pattern.
 struct StackMem {
     lo: usize,
     hi: usize,
+    dirty: usize,
 }
 
 impl StackMem {
@@ -231,12 +246,15 @@ impl StackMem {
         assert!(p != libc::MAP_FAILED, "mmap of a driver stack failed");
         let lo = p as usize;
         protect(lo, PAGE, libc::PROT_NONE);
-        Self { lo, hi: lo + size }
+        Self { lo, hi: lo + size, dirty: lo + PAGE }
     }
 
-    fn fill(&self) {
-        // SAFETY: [lo + PAGE, hi) is mapped read/write and not in use.
-        unsafe { ptr::write_bytes((self.lo + PAGE) as *mut u8, FILL, self.hi - self.lo - PAGE) };
+    /// Restores the fill pattern where the last call may have written:
+    /// only the part it touched, not the whole stack.
+    fn fill(&mut self) {
+        // SAFETY: [dirty, hi) is mapped read/write and not in use.
+        unsafe { ptr::write_bytes(self.dirty as *mut u8, FILL, self.hi - self.dirty) };
+        self.dirty = self.hi;
     }
 }
 
@@ -298,6 +316,11 @@ fn current_sp() -> usize {
 /// `Err` on with [`verifier::violation`] when it is itself model code
 /// running inside an outer call.
 pub fn call_driver<R, F: FnOnce() -> R>(what: &str, f: F) -> Result<R, Violation> {
+    if verifier::is_tainted() {
+        if let Some(v) = verifier::stopped() {
+            return Err(v);
+        }
+    }
     install_handlers();
     let rt = thread_rt();
     ensure_altstack(rt);
@@ -309,7 +332,7 @@ pub fn call_driver<R, F: FnOnce() -> R>(what: &str, f: F) -> Result<R, Violation
     let depth = unsafe { (*rt).depth };
     assert!(depth < MAX_DEPTH, "driver calls nested more than {MAX_DEPTH} deep");
     // SAFETY: as above.
-    let stack = match unsafe { (*rt).cached.take() } {
+    let mut stack = match unsafe { (*rt).cached.take() } {
         Some(s) if s.hi - s.lo == size => s,
         _ => StackMem::new(size),
     };
@@ -342,7 +365,7 @@ pub fn call_driver<R, F: FnOnce() -> R>(what: &str, f: F) -> Result<R, Violation
         (*rt).depth = depth;
         &mut *frame
     };
-    record_peak(what, &stack, frame.guard_hi, entry.entry_sp);
+    let peak = record_peak(what, &mut stack, frame.guard_hi, entry.entry_sp);
     if frame.guard_lo != 0 {
         protect(frame.guard_lo, PAGE, libc::PROT_READ | libc::PROT_WRITE);
     }
@@ -350,7 +373,7 @@ pub fn call_driver<R, F: FnOnce() -> R>(what: &str, f: F) -> Result<R, Violation
     unsafe { (*rt).cached = Some(stack) };
     let outcome = match exit {
         EXIT_RETURNED => match entry.result.take().expect("driver call produced no result") {
-            Ok(r) => check_return(entry_irql, entry_locks).map(|()| r),
+            Ok(r) => check_budget(peak, budget).and_then(|()| check_return(entry_irql, entry_locks)).map(|()| r),
             Err(payload) => {
                 irql::set(entry_irql);
                 panic::resume_unwind(payload)
@@ -380,6 +403,22 @@ pub fn call_driver_at<R>(what: &str, irql_at_entry: u8, f: impl FnOnce() -> R) -
     let r = call_driver(what, f);
     irql::set(saved);
     r
+}
+
+/// A call that used more stack than its budget (without reaching the guard
+/// page, which lies up to a page further down) would overflow a real
+/// kernel stack whose other users take the rest. Harness choice: reported
+/// as what the overflow would be, 0x7F/0x8 (a double fault).
+fn check_budget(peak: Option<usize>, budget: usize) -> Result<(), Violation> {
+    match peak {
+        Some(peak) if peak > budget => Err(Violation::new(
+            "stack budget exceeded",
+            codes::UNEXPECTED_KERNEL_MODE_TRAP,
+            [codes::TRAP_DOUBLE_FAULT, peak as u64, budget as u64, 0],
+            format!("used {peak} bytes of stack, budget {budget} bytes"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_return(entry_irql: u8, entry_locks: usize) -> Result<(), Violation> {
@@ -490,6 +529,18 @@ pub fn check_watchdog(function: &str) {
 pub fn spin_wait(function: &str) {
     std::thread::yield_now();
     check_watchdog(function);
+    if verifier::is_tainted() && in_driver_call() {
+        if let Some(v) = verifier::stopped() {
+            verifier::violation(v);
+        }
+    }
+}
+
+/// Whether this thread is inside a driver call.
+fn in_driver_call() -> bool {
+    let rt = RT.with(Cell::get);
+    // SAFETY: this thread's live runtime, if any.
+    !rt.is_null() && unsafe { (*rt).depth } > 0
 }
 
 fn watchdog_violation(what: &str) -> Violation {
@@ -551,18 +602,29 @@ fn classify_fault(frame: &Frame) -> Violation {
 
 static PEAKS: Mutex<Option<HashMap<String, usize>>> = Mutex::new(None);
 
-fn record_peak(what: &str, stack: &StackMem, guard_hi: usize, entry_sp: usize) {
+/// Measures the call's peak stack use (bytes below `entry_sp` no longer
+/// holding the fill pattern), records it under `what` and marks the part
+/// to refill. `None` when the call never reached its first frame.
+fn record_peak(what: &str, stack: &mut StackMem, guard_hi: usize, entry_sp: usize) -> Option<usize> {
     if guard_hi == 0 || entry_sp == 0 {
-        return;
+        stack.dirty = stack.lo + PAGE;
+        return None;
     }
-    // SAFETY: [guard_hi, entry_sp) is mapped read/write driver stack.
-    let used = unsafe { std::slice::from_raw_parts(guard_hi as *const u8, entry_sp - guard_hi) };
-    let untouched = used.iter().take_while(|&&b| b == FILL).count();
-    let peak = entry_sp - guard_hi - untouched;
-    debug_assert!(stack.lo < guard_hi);
+    const WORD: u64 = u64::from_ne_bytes([FILL; 8]);
+    // SAFETY: [guard_hi, entry_sp) is mapped read/write driver stack;
+    // guard_hi is page aligned.
+    let words = unsafe { std::slice::from_raw_parts(guard_hi as *const u64, (entry_sp - guard_hi) / 8) };
+    let untouched_words = words.iter().take_while(|&&w| w == WORD).count();
+    let first = guard_hi + untouched_words * 8;
+    // SAFETY: `first` and the bytes after it up to entry_sp are mapped.
+    let tail = unsafe { std::slice::from_raw_parts(first as *const u8, entry_sp.saturating_sub(first).min(8)) };
+    let lowest = first + tail.iter().take_while(|&&b| b == FILL).count();
+    let peak = entry_sp.saturating_sub(lowest);
+    stack.dirty = first.min(stack.dirty);
     let mut peaks = PEAKS.lock().unwrap_or_else(PoisonError::into_inner);
     let e = peaks.get_or_insert_with(HashMap::new).entry(what.to_owned()).or_insert(0);
     *e = (*e).max(peak);
+    Some(peak)
 }
 
 /// Peak stack use, in bytes, of every entry point called this session (by
@@ -828,8 +890,46 @@ mod tests {
         let v = r.unwrap_err();
         assert_eq!((v.rule, v.params[0], v.function.as_str()), ("test rule", 0x99, "bad"));
         assert_eq!(verifier::first_violation().unwrap().rule, "test rule");
-        // The thread is usable again.
+        // Nothing runs after the bug check: a later call stops at once.
+        let ran = std::cell::Cell::new(false);
+        let stopped = call_driver("after", || ran.set(true)).unwrap_err();
+        assert_eq!((stopped.rule, ran.get()), (verifier::STOPPED, false));
+        assert_eq!(verifier::violations().len(), 1, "the stop is not a new violation");
+        drop(_s);
+        // The thread is usable again in the next session.
+        let _s = Session::begin(Config::default());
         assert_eq!(call_driver("after", || 5).unwrap(), 5);
+    }
+
+    #[test]
+    fn budget_is_enforced_exactly() {
+        const BUDGET: usize = 8 * 1024;
+        for under in [2048, 512] {
+            let _s = Session::begin(Config { stack_budget: BUDGET, ..Config::default() });
+            let r = call_driver("inside", || touch_below_sp(BUDGET - under));
+            assert!(r.is_ok(), "{} bytes under the budget: {r:?}", under);
+        }
+        // Any use past the budget is caught: by the comparison of the
+        // measured peak with the budget, or by the guard page when it lies
+        // right there (it is at most a page lower).
+        for over in [64, 1024, 3000] {
+            let _s = Session::begin(Config { stack_budget: BUDGET, ..Config::default() });
+            let v = call_driver("over", || touch_below_sp(BUDGET + over)).unwrap_err();
+            assert!(["stack budget exceeded", "kernel stack overflow"].contains(&v.rule), "{v}");
+            assert_eq!(v.params[0], codes::TRAP_DOUBLE_FAULT, "{v}");
+        }
+    }
+
+    /// Writes one byte `n` bytes below the stack pointer, as a callee's
+    /// locals that deep would.
+    #[inline(never)]
+    fn touch_below_sp(n: usize) {
+        let at = current_sp() - n;
+        // SAFETY: inside this call's driver stack (the budget plus a page
+        // is mapped below the entry frame, or the guard page faults, which
+        // the harness catches); nothing lives below the stack pointer, and
+        // signals run on the alternate stack.
+        unsafe { std::ptr::write_volatile(at as *mut u8, !FILL) };
     }
 
     #[test]

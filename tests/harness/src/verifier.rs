@@ -4,6 +4,10 @@
 //! A violation stops the run like a bug check would: [`violation`] records
 //! it (the first one of a session is *the* bug check) and leaves the driver
 //! call it was raised in, returning `Err` from [`crate::stack::call_driver`].
+//! From then on nothing of the driver runs: every later driver call, and
+//! every model wait in progress on another thread, ends at once with the
+//! rule [`STOPPED`], so a session with a bug check fails fast instead of
+//! waiting on a driver that can no longer answer.
 //! The frames it leaves are abandoned without running destructors, so model
 //! code must not hold a Rust lock guard across a call that may raise one; a
 //! session is tainted afterwards (driver state may be half-updated).
@@ -14,7 +18,9 @@
 //! tests that run on parallel test threads are serialised, and resets every
 //! piece of state; the session ends when the guard drops.
 
+use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -66,6 +72,16 @@ pub mod codes {
     /// DRIVER_IRQL_NOT_LESS_OR_EQUAL: a driver referenced pageable or invalid
     /// memory at DISPATCH_LEVEL or above. `[0xD1]`
     pub const DRIVER_IRQL_NOT_LESS_OR_EQUAL: u32 = 0xD1;
+    /// SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION: special pool found its
+    /// pattern overwritten at a free. `[0xC1]`
+    pub const SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION: u32 = 0xC1;
+    /// 0xC1 parameter 4 0x23: bytes near the allocation, in its page,
+    /// corrupted (an underrun into the page's head). `[0xC1]`
+    pub const C1_SAME_PAGE: u64 = 0x23;
+    /// 0xC1 parameter 4 0x24: bytes after the end of the allocation
+    /// overwritten (an overrun into the alignment slack, which the guard
+    /// page cannot see). `[0xC1]`
+    pub const C1_AFTER_END: u64 = 0x24;
     /// DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL: use after free. `[0xD5]`
     pub const DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL: u32 = 0xD5;
     /// DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION: overrun. `[0xD6]`
@@ -206,6 +222,11 @@ pub struct Config {
     /// Each pool allocation on its own pages, a guard page after it; freed
     /// memory is made inaccessible so a use after free faults.
     pub special_pool: bool,
+    /// Special pool's "verify start" alignment: each allocation at the
+    /// start of its page with the guard page before it, to catch underruns
+    /// by a fault (the default, "verify end", catches overruns; an
+    /// underrun there is caught at the free by the pattern check).
+    pub special_pool_underruns: bool,
     /// Simulated allocation failures.
     pub low_resources: LowResources,
     /// Stack budget of one driver call, in bytes (the guard page lies below).
@@ -220,8 +241,9 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             special_pool: false,
+            special_pool_underruns: false,
             low_resources: LowResources::Off,
-            stack_budget: 8 * 1024,
+            stack_budget: crate::stack::DEFAULT_STACK_BUDGET,
             watchdog: Duration::from_secs(10),
             echo_debug_output: std::env::var_os("PORTWATCH_DBGPRINT").is_some(),
         }
@@ -250,11 +272,19 @@ pub fn config() -> Config {
 /// the current call: for checks made by host code (leaks at unload, NBLs
 /// never returned), outside any driver call.
 pub fn record(v: Violation) {
+    if v.rule == STOPPED {
+        return;
+    }
     if config().echo_debug_output {
         eprintln!("verifier: {v}");
     }
     state().violations.push(v);
+    TAINTED.store(true, Ordering::Release);
 }
+
+/// Whether the session has bug-checked (one load: checked on every driver
+/// call and in every model wait).
+static TAINTED: AtomicBool = AtomicBool::new(false);
 
 /// Records `v` and leaves the driver call it was raised in: control returns
 /// to the innermost [`crate::stack::call_driver`] of this thread, which
@@ -276,17 +306,62 @@ pub fn violations() -> Vec<Violation> {
 
 /// Whether the session saw a violation (driver state is then suspect).
 pub fn is_tainted() -> bool {
-    !state().violations.is_empty()
+    TAINTED.load(Ordering::Acquire)
+}
+
+/// Rule of the violation a driver call returns once the session has
+/// bug-checked: nothing runs after a bug check.
+pub const STOPPED: &str = "session stopped by an earlier bug check";
+
+/// The error for a driver call made after the session's bug check: the
+/// first violation under the rule [`STOPPED`] (not recorded again).
+pub fn stopped() -> Option<Violation> {
+    let mut v = first_violation()?;
+    v.detail = format!("{}: {}", v.rule, v.detail);
+    v.rule = STOPPED;
+    Some(v)
+}
+
+/// Number of the current session; every reset starts a new one.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Per-thread model state that belongs to the current session: a thread
+/// that touches it in a later session finds it reset to `T::default()`,
+/// whatever the earlier session left behind (a violation abandons driver
+/// calls half way, and worker threads outlive no session but the test
+/// thread does).
+pub(crate) struct SessionLocal<T> {
+    generation: Cell<u64>,
+    value: RefCell<T>,
+}
+
+impl<T: Default> SessionLocal<T> {
+    /// Empty state (for `thread_local!`'s const initialiser).
+    pub(crate) const fn new(value: T) -> Self {
+        Self { generation: Cell::new(0), value: RefCell::new(value) }
+    }
+
+    /// Runs `f` on this thread's state of the current session.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let now = GENERATION.load(Ordering::Acquire);
+        if self.generation.get() != now {
+            *self.value.borrow_mut() = T::default();
+            self.generation.set(now);
+        }
+        f(&mut self.value.borrow_mut())
+    }
 }
 
 /// Resets every piece of global state for a new session with `config`.
 /// Prefer [`Session::begin`], which also serialises sessions.
 pub fn reset_for_new_session(config: Config) {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
     {
         let mut st = state();
         st.config = Some(config);
         st.violations.clear();
     }
+    TAINTED.store(false, Ordering::Release);
     crate::pool::reset();
     crate::locks::reset();
     crate::stack::reset();

@@ -21,7 +21,7 @@ use super::module::{module_for, record, state_of, AdapterId, ModuleState};
 use super::{model, ndis_violation, raise, subcodes, win64};
 use crate::imports::Import;
 use crate::nbl::{self, NblAlloc};
-use crate::verifier::Violation;
+use crate::verifier::{SessionLocal, Violation};
 use crate::{irql, stack};
 
 /// The IRQL a send, receive or status indication enters the driver at.
@@ -160,11 +160,17 @@ thread_local! {
     /// Completions and returns deferred by the operation running on this
     /// thread: each operation delivers its own before it reports, so
     /// concurrent operations never wait for each other's.
-    static PENDING: std::cell::RefCell<Vec<Pending>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// They belong to the session: a violation abandons the operation
+    /// before it drains them, and the next session must not see them.
+    static PENDING: SessionLocal<Vec<Pending>> = const { SessionLocal::new(Vec::new()) };
+}
+
+fn pending<R>(f: impl FnOnce(&mut Vec<Pending>) -> R) -> R {
+    PENDING.with(|q| q.with(f))
 }
 
 fn defer(p: Pending) {
-    PENDING.with(|q| q.borrow_mut().push(p));
+    pending(|q| q.push(p));
 }
 
 type SendFn = unsafe extern "win64" fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32, u32);
@@ -484,9 +490,9 @@ pub(crate) fn drain_pending() -> Result<(), Violation> {
         Completion::Inline => Ok(()),
         Completion::Deferred => drain_here(),
         Completion::OtherThread => {
-            let mine: Vec<Pending> = PENDING.with(|q| std::mem::take(&mut *q.borrow_mut()));
+            let mine: Vec<Pending> = pending(std::mem::take);
             std::thread::spawn(move || {
-                PENDING.with(|q| *q.borrow_mut() = mine);
+                pending(|q| *q = mine);
                 drain_here()
             })
             .join()
@@ -497,7 +503,7 @@ pub(crate) fn drain_pending() -> Result<(), Violation> {
 
 fn drain_here() -> Result<(), Violation> {
     loop {
-        let next = PENDING.with(|q| q.borrow_mut().pop());
+        let next = pending(|q| q.pop());
         let Some(item) = next else { return Ok(()) };
         let saved = irql::current();
         irql::set(irql::DISPATCH);
