@@ -30,6 +30,7 @@ use ndis_sys::{
     SIZEOF_DEVICE_OBJECT_WDM, SL_PENDING_RETURNED, UNICODE_STRING,
 };
 
+use crate::guarded::GuardedBuf;
 use crate::imports::Import;
 use crate::ndis::win64;
 use crate::verifier::{self, codes, Violation};
@@ -76,6 +77,11 @@ pub mod c9 {
     pub const NEVER_COMPLETED: u64 = 0x1005;
     /// A dispatch routine was called other than at PASSIVE_LEVEL.
     pub const DISPATCH_NOT_PASSIVE: u64 = 0x1006;
+    /// METHOD_BUFFERED output written past OutputBufferLength, inside a
+    /// system buffer made longer by the input (R39: the output section is
+    /// OutputBufferLength bytes; a write past it beyond the buffer faults
+    /// on the guard page instead, see `crate::guarded`).
+    pub const OUTPUT_PAST_LENGTH: u64 = 0x1007;
 }
 
 /// A `DEVICE_OBJECT` with wdm.h's size and alignment (windows-sys's struct
@@ -439,12 +445,20 @@ pub fn ioctl(handle: Handle, code: u32, input: &[u8], out_len: u32) -> Result<Io
         (f.device, &mut *f.object as *mut FILE_OBJECT, file_id)
     };
     let size = input.len().max(out_len as usize);
-    let mut system_buffer: Option<Box<[u8]>> = (size > 0).then(|| {
-        let mut b = vec![0xCD_u8; size].into_boxed_slice();
+    // max(in, out) bytes, the input first, the rest uninitialised (R39),
+    // right before a guard page.
+    let system_buffer: Option<GuardedBuf> = (size > 0).then(|| {
+        let mut b = vec![0xCD_u8; size];
         b[..input.len()].copy_from_slice(input);
-        b
+        GuardedBuf::new(
+            &b,
+            format!(
+                "the SystemBuffer of IOCTL {code:#x} (InputBufferLength {}, OutputBufferLength {out_len})",
+                input.len()
+            ),
+        )
     });
-    let sb_ptr = system_buffer.as_mut().map_or(core::ptr::null_mut(), |b| b.as_mut_ptr());
+    let sb_ptr = system_buffer.as_ref().map_or(core::ptr::null_mut(), GuardedBuf::as_mut_ptr);
     let result = send_irp(
         device,
         file,
@@ -460,9 +474,11 @@ pub fn ioctl(handle: Handle, code: u32, input: &[u8], out_len: u32) -> Result<Io
     );
     finish_irp_on(file_id);
     let r = result?;
+    let contents = system_buffer.as_ref().map_or(Vec::new(), GuardedBuf::to_vec);
+    check_output_section(code, input, out_len, &contents)?;
     if NT_SUCCESS(r.status) || NT_WARNING(r.status) {
         let n = r.information.min(out_len as usize);
-        let output = system_buffer.as_ref().map_or(Vec::new(), |b| b[..n].to_vec());
+        let output = contents[..n.min(contents.len())].to_vec();
         Ok(IoctlResult { status: r.status, information: r.information, output })
     } else {
         Ok(IoctlResult { status: r.status, information: 0, output: Vec::new() })
@@ -533,6 +549,28 @@ fn wait_idle(file_id: u64) -> Result<(), Violation> {
 
 fn c9_violation(rule: &'static str, p1: u64, p2: u64, p3: u64, detail: String) -> Violation {
     Violation::new(rule, codes::DRIVER_VERIFIER_IOMANAGER_VIOLATION, [p1, p2, p3, 0], detail)
+}
+
+/// The driver may write only the first OutputBufferLength bytes of the
+/// system buffer (R39); past them, where the input made the buffer longer,
+/// the input bytes must be as they were.
+fn check_output_section(code: u32, input: &[u8], out_len: u32, contents: &[u8]) -> Result<(), IoError> {
+    let out = out_len as usize;
+    if input.len() <= out {
+        return Ok(());
+    }
+    let Some(i) = (out..input.len()).find(|&i| contents[i] != input[i]) else { return Ok(()) };
+    Err(IoError::Violation(recorded(c9_violation(
+        "IOCTL output written past OutputBufferLength",
+        c9::OUTPUT_PAST_LENGTH,
+        u64::from(code),
+        i as u64,
+        format!(
+            "IOCTL {code:#x}: byte {i} of the SystemBuffer changed, OutputBufferLength is {out} \
+             (InputBufferLength {})",
+            input.len()
+        ),
+    ))))
 }
 
 fn recorded(v: Violation) -> Violation {

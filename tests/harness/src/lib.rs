@@ -10,6 +10,8 @@
 //!   stack; catches stack overflows, faults, hangs and verifier stops there.
 //! * [`irql`], [`locks`], [`pool`], [`kernel`]: the modelled kernel state and
 //!   the `extern "win64"` functions the driver imports.
+//! * [`guarded`]: buffers lent to the driver (IRP system buffers, MDL data)
+//!   with a guard page after them.
 //! * [`verifier`]: violations ("bug checks"), options and the session state.
 //! * [`imports`]: the registry of every modelled import.
 //!
@@ -20,6 +22,7 @@
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
 pub mod frames;
+pub mod guarded;
 pub mod imports;
 pub mod io;
 pub mod irql;

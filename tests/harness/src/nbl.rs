@@ -5,6 +5,7 @@
 //! (headroom, optionally in an MDL of its own) and the frame may be cut into
 //! several MDLs at arbitrary offsets, so a header can straddle two MDLs.
 
+use crate::guarded::GuardedBuf;
 use core::ffi::c_void;
 
 use crate::frames::Frame;
@@ -88,7 +89,7 @@ pub struct NblAlloc {
     nbl: Box<NblBlock>,
     _nbs: Vec<Box<NET_BUFFER>>,
     _mdls: Vec<Box<MdlBlock>>,
-    _buffers: Vec<Box<[u8]>>,
+    _buffers: Vec<GuardedBuf>,
     spec: NblSpec,
 }
 
@@ -142,7 +143,7 @@ fn build_nb(
     frame: &[u8],
     layout: &Layout,
     mdls: &mut Vec<Box<MdlBlock>>,
-    buffers: &mut Vec<Box<[u8]>>,
+    buffers: &mut Vec<GuardedBuf>,
 ) -> Box<NET_BUFFER> {
     let offset = layout.data_offset as usize;
     let mut stream = vec![0xEE; offset];
@@ -158,8 +159,10 @@ fn build_nb(
     let first_mdl = mdls.len();
     let mut start = 0;
     for end in cuts.into_iter().chain(std::iter::once(stream.len())) {
-        let buffer: Box<[u8]> = stream[start..end].into();
-        mdls.push(new_mdl(&buffer));
+        // Each MDL's bytes end right before a guard page: a parse that
+        // runs past the data (or past one MDL of a split header) faults.
+        let buffer = GuardedBuf::new(&stream[start..end], "the data of an MDL of a NET_BUFFER");
+        mdls.push(new_mdl(buffer.as_mut_ptr(), buffer.len()));
         if start <= offset && offset < end {
             nb.CurrentMdl = &mut mdls.last_mut().expect("just pushed").mdl;
             nb.CurrentMdlOffset = (offset - start) as u32;
@@ -177,16 +180,16 @@ fn build_nb(
     nb
 }
 
-fn new_mdl(buffer: &[u8]) -> Box<MdlBlock> {
-    let va = buffer.as_ptr() as usize;
-    let pages = ((va & 0xfff) + buffer.len()).div_ceil(0x1000).max(1);
+fn new_mdl(data: *mut u8, len: usize) -> Box<MdlBlock> {
+    let va = data as usize;
+    let pages = ((va & 0xfff) + len).div_ceil(0x1000).max(1);
     // SAFETY: MDL is plain data; all-zero is valid before the fields are set.
     let mut block: Box<MdlBlock> = Box::new(unsafe { core::mem::zeroed() });
     block.mdl.Size = (core::mem::size_of::<MDL>() + 8 * pages) as i16;
     block.mdl.MdlFlags = MDL_SOURCE_IS_NONPAGED_POOL;
     block.mdl.StartVa = (va & !0xfff) as *mut _;
     block.mdl.ByteOffset = (va & 0xfff) as u32;
-    block.mdl.ByteCount = buffer.len() as u32;
+    block.mdl.ByteCount = len as u32;
     block.mdl.MappedSystemVa = va as *mut _;
     block
 }

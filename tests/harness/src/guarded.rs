@@ -1,0 +1,184 @@
+//! Guarded buffers: memory the model lends the driver — an IRP's
+//! `SystemBuffer`, every MDL's data — placed at the end of its own pages
+//! with an inaccessible guard page right after it, the way special pool
+//! places the driver's own allocations ([`crate::pool`]). A driver that
+//! writes an IOCTL reply past the buffer, or parses a header past a
+//! NET_BUFFER's data, faults on the guard page; the fault is reported by
+//! name ([`classify_fault`]): which buffer, its length, how far past.
+//!
+//! Windows takes both from pool that Driver Verifier does not put in
+//! special pool (they are the I/O manager's and the miniport's), so an
+//! overrun there corrupts memory silently; the harness's choice is to
+//! report it as the overrun it is, with 0xD6
+//! (DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION).
+//!
+//! Mappings of one data page are reused (a bounded cache), so the data path
+//! makes no system call per packet.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::verifier::{codes, Violation};
+
+const PAGE: usize = 4096;
+/// Reusable one-page mappings kept (each is two VMAs).
+const CACHE: usize = 512;
+
+/// What each live buffer is, by the address of its guard page.
+static LIVE: Mutex<BTreeMap<usize, Described>> = Mutex::new(BTreeMap::new());
+/// Idle one-page mappings (their guard page still in place).
+static IDLE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+struct Described {
+    addr: usize,
+    len: usize,
+    what: Cow<'static, str>,
+}
+
+fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `len` bytes ending right before an inaccessible page.
+pub struct GuardedBuf {
+    lo: usize,
+    data_pages: usize,
+    addr: usize,
+    len: usize,
+}
+
+// SAFETY: the buffer is plain memory owned by this value; which thread may
+// touch it is governed by the IRP and NBL ownership the model tracks.
+unsafe impl Send for GuardedBuf {}
+
+impl GuardedBuf {
+    /// A buffer holding `data`, described as `what` in fault reports.
+    pub fn new(data: &[u8], what: impl Into<Cow<'static, str>>) -> Self {
+        let len = data.len();
+        let data_pages = len.max(1).div_ceil(PAGE);
+        let lo = if data_pages == 1 { lock(&IDLE).pop() } else { None }.unwrap_or_else(|| map(data_pages));
+        let guard = lo + data_pages * PAGE;
+        let addr = guard - len;
+        // SAFETY: [addr, guard) lies in the mapping's read/write pages.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, len) };
+        lock(&LIVE).insert(guard, Described { addr, len, what: what.into() });
+        Self { lo, data_pages, addr, len }
+    }
+
+    /// The first byte.
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        self.addr as *mut u8
+    }
+
+    /// The contents now.
+    pub fn to_vec(&self) -> Vec<u8> {
+        // SAFETY: `len` readable bytes at `addr`, owned by this value.
+        unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }.to_vec()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds no byte.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for GuardedBuf {
+    fn drop(&mut self) {
+        let guard = self.lo + self.data_pages * PAGE;
+        lock(&LIVE).remove(&guard);
+        let mut idle = lock(&IDLE);
+        if self.data_pages == 1 && idle.len() < CACHE {
+            idle.push(self.lo);
+        } else {
+            drop(idle);
+            // SAFETY: the mapping made by `map` for this buffer, no longer
+            // listed anywhere.
+            unsafe { libc::munmap(self.lo as *mut libc::c_void, (self.data_pages + 1) * PAGE) };
+        }
+    }
+}
+
+/// Maps `data_pages` read/write pages and a guard page after them.
+fn map(data_pages: usize) -> usize {
+    let total = (data_pages + 1) * PAGE;
+    // SAFETY: anonymous private mapping; no existing memory is affected.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            total,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert!(p != libc::MAP_FAILED, "guarded buffer mmap failed: {}", std::io::Error::last_os_error());
+    let lo = p as usize;
+    // SAFETY: the last page of the mapping just made.
+    let rc = unsafe { libc::mprotect((lo + data_pages * PAGE) as *mut libc::c_void, PAGE, libc::PROT_NONE) };
+    assert_eq!(rc, 0, "guarded buffer guard page: {}", std::io::Error::last_os_error());
+    lo
+}
+
+/// A fault at `addr` in the guard page of a live buffer: the overrun,
+/// named.
+pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Violation> {
+    let live = lock(&LIVE);
+    let (&guard, d) = live.range(..=addr).next_back()?;
+    if addr >= guard + PAGE {
+        return None;
+    }
+    let past = addr - (d.addr + d.len) + 1;
+    Some(Violation::new(
+        "access beyond the end of a buffer the driver was given",
+        codes::DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION,
+        [addr as u64, u64::from(write), rip as u64, 1],
+        format!(
+            "{} of {addr:#x}, {past} byte(s) past the end of {} ({} bytes at {:#x}; rip {rip:#x})",
+            if write { "write" } else { "read" },
+            d.what,
+            d.len,
+            d.addr
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::call_driver;
+    use crate::verifier::{Config, Session};
+
+    #[test]
+    fn contents_round_trip_and_the_byte_after_faults_by_name() {
+        let _s = Session::begin(Config::default());
+        let b = GuardedBuf::new(&[1, 2, 3], "test buffer");
+        assert_eq!(b.to_vec(), [1, 2, 3]);
+        let end = b.as_mut_ptr() as usize + b.len();
+        // SAFETY: deliberately writes one byte past the end; the harness
+        // catches the fault.
+        let v = call_driver("overrun", || unsafe { std::ptr::write_volatile(end as *mut u8, 9) }).unwrap_err();
+        assert_eq!(v.rule, "access beyond the end of a buffer the driver was given", "{v}");
+        assert!(v.detail.contains("1 byte(s) past the end of test buffer (3 bytes"), "{v}");
+    }
+
+    #[test]
+    fn many_buffers_stay_in_flat_mappings() {
+        let maps = || std::fs::read_to_string("/proc/self/maps").expect("maps").lines().count();
+        // Serialised with the other tests that map memory.
+        let _s = Session::begin(Config::default());
+        drop(GuardedBuf::new(&[0; 100], "warm-up"));
+        let before = maps();
+        for i in 0..20_000 {
+            let b = GuardedBuf::new(&[0; 1500], format!("frame {i}"));
+            assert_eq!(b.as_mut_ptr() as usize % PAGE, PAGE - 1500);
+        }
+        assert!(maps() < before + 64, "mappings grew from {before} to {}", maps());
+    }
+}
