@@ -958,3 +958,146 @@ pub(crate) fn imports() -> Vec<Import> {
         Import::ntoskrnl("ExRundownCompleted", ex_rundown_completed as *const () as usize),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool;
+    use crate::stack::call_driver_at;
+    use crate::verifier::{Config, Session};
+
+    const TAG: u32 = u32::from_le_bytes(*b"Lcks");
+
+    /// An object in pool with two spin locks and a rundown reference.
+    struct Object(usize);
+
+    impl Object {
+        fn new() -> Self {
+            let p = pool::allocate(64, TAG, true) as usize;
+            ndis_allocate_spin_lock(Self::lock(p, 0));
+            ndis_allocate_spin_lock(Self::lock(p, 1));
+            ex_initialize_rundown_protection(Self::run_ref(p));
+            Object(p)
+        }
+
+        fn lock(p: usize, i: usize) -> *mut NDIS_SPIN_LOCK {
+            (p + 16 * i) as *mut NDIS_SPIN_LOCK
+        }
+
+        fn a(&self) -> *mut NDIS_SPIN_LOCK {
+            Self::lock(self.0, 0)
+        }
+
+        fn b(&self) -> *mut NDIS_SPIN_LOCK {
+            Self::lock(self.0, 1)
+        }
+
+        fn run_ref(p: usize) -> *mut EX_RUNDOWN_REF {
+            (p + 32) as *mut EX_RUNDOWN_REF
+        }
+
+        fn rundown(&self) -> *mut EX_RUNDOWN_REF {
+            Self::run_ref(self.0)
+        }
+
+        fn free(&self) {
+            pool::free(self.0, Some(TAG), "ExFreePoolWithTag");
+        }
+    }
+
+    /// Runs `f` as a driver call at PASSIVE_LEVEL; the rule it ended with.
+    fn rule_of(f: impl FnOnce()) -> Option<&'static str> {
+        call_driver_at("driver", PASSIVE, f).err().map(|v| v.rule)
+    }
+
+    #[test]
+    fn a_free_with_a_held_spin_lock_inside_is_caught() {
+        let _s = Session::begin(Config::default());
+        let o = Object::new();
+        let rule = rule_of(|| {
+            ndis_acquire_spin_lock(o.a());
+            o.free();
+        });
+        assert_eq!(rule, Some("memory freed with a lock held inside"));
+    }
+
+    #[test]
+    fn a_free_before_the_rundown_completed_is_caught() {
+        {
+            let _s = Session::begin(Config::default());
+            let o = Object::new();
+            let rule = rule_of(|| {
+                assert_eq!(ex_acquire_rundown_protection(o.rundown()), 1);
+                o.free();
+            });
+            assert_eq!(rule, Some("memory freed with rundown references outstanding"));
+        }
+        {
+            let _s = Session::begin(Config::default());
+            let o = Object::new();
+            let rule = rule_of(|| {
+                assert_eq!(ex_acquire_rundown_protection(o.rundown()), 1);
+                ex_release_rundown_protection(o.rundown());
+                o.free();
+            });
+            assert_eq!(rule, Some("memory freed before its rundown completed"));
+        }
+        let _s = Session::begin(Config::default());
+        // Run down first: clean. Never published (no acquire): clean too.
+        let (run_down, unpublished) = (Object::new(), Object::new());
+        let rule = rule_of(|| {
+            assert_eq!(ex_acquire_rundown_protection(run_down.rundown()), 1);
+            ex_release_rundown_protection(run_down.rundown());
+            ex_wait_for_rundown_protection_release(run_down.rundown());
+            run_down.free();
+            unpublished.free();
+        });
+        assert_eq!(rule, None);
+    }
+
+    #[test]
+    fn locks_at_a_reused_address_start_without_order_edges() {
+        let _s = Session::begin(Config::default());
+        let first = Object::new();
+        let (a, b) = (first.a(), first.b());
+        let ordered = |outer: *mut NDIS_SPIN_LOCK, inner: *mut NDIS_SPIN_LOCK| {
+            rule_of(|| {
+                ndis_acquire_spin_lock(outer);
+                ndis_dpr_acquire_spin_lock(inner);
+                ndis_dpr_release_spin_lock(inner);
+                ndis_release_spin_lock(outer);
+            })
+        };
+        assert_eq!(ordered(a, b), None, "A then B");
+        // The object dies; new locks are made at the same addresses (as
+        // pool reuses memory) and taken in the other order: no deadlock.
+        on_pool_free(first.0, first.0 + 64, "ExFreePoolWithTag");
+        ndis_allocate_spin_lock(a);
+        ndis_allocate_spin_lock(b);
+        assert_eq!(ordered(b, a), None, "B then A, new locks");
+        // The same two locks in the other order again: a real inversion.
+        assert_eq!(ordered(a, b), Some("deadlock: lock order violation"));
+    }
+
+    #[test]
+    fn mixed_acquire_and_release_forms_are_caught_at_the_release() {
+        {
+            let _s = Session::begin(Config::default());
+            let o = Object::new();
+            let rule = rule_of(|| {
+                ndis_acquire_spin_lock(o.a());
+                ndis_dpr_release_spin_lock(o.a());
+            });
+            assert_eq!(rule, Some("spin lock released with the other form"));
+        }
+        let _s = Session::begin(Config::default());
+        let o = Object::new();
+        let rule = call_driver_at("driver", DISPATCH, || {
+            ndis_dpr_acquire_spin_lock(o.a());
+            ndis_release_spin_lock(o.a());
+        })
+        .err()
+        .map(|v| v.rule);
+        assert_eq!(rule, Some("spin lock released with the other form"));
+    }
+}

@@ -280,3 +280,82 @@ fn status_callback_returns_at_raised_irql() {
     assert!(v.detail.contains("NdisDprReleaseSpinLock") && v.detail.contains("NdisAcquireSpinLock"), "{v}");
     assert_eq!(v.function, "FilterStatus");
 }
+
+// ---------------------------------------------------------------------------
+// Nothing of a session outlives it.
+
+/// Every operation the fixture's misbehaviours can break, in turn, until
+/// one ends in the violation; deferred completions are on, so a violation
+/// leaves NBLs queued on this thread.
+fn provoke(s: &Session, a: AdapterId) -> Option<Violation> {
+    let h = s.open(common::DEVICE).ok()?;
+    let steps: [&dyn Fn() -> Result<(), Violation>; 6] = [
+        &|| s.send(a, frame(), At::Passive).map(drop),
+        &|| s.send(a, frame(), At::Dispatch).map(drop),
+        &|| s.receive(a, frame(), At::Dispatch, false).map(drop),
+        &|| s.receive(a, frame(), At::Dispatch, true).map(drop),
+        &|| s.indicate_status(a, 0x4001_000B, At::Passive).map(drop),
+        &|| match s.ioctl(h, common::IOCTL_LWF_ECHO, &[1, 2, 3, 4], 4) {
+            Err(IoError::Violation(v)) => Err(v),
+            _ => Ok(()),
+        },
+    ];
+    steps
+        .iter()
+        .find_map(|step| step().err())
+        .or_else(|| s.pause(a).err().or_else(|| s.send(a, frame(), At::Dispatch).err()))
+}
+
+/// A correct session on the same thread: every check passes and the
+/// counts are exact.
+fn clean_session_after(bug: Bug) {
+    let s = common::load(Options { completion: portwatch_harness::ndis::Completion::Deferred, ..Options::default() });
+    let a = s.add_adapter(AdapterSpec::named("eth0"));
+    s.start(a).unwrap();
+    traffic_ok(&s, a);
+    let h = s.open(common::DEVICE).unwrap();
+    let r = s.ioctl(h, common::IOCTL_LWF_ECHO, &[5], 1).unwrap();
+    assert_eq!(r.output, vec![!5], "after {bug:?}");
+    assert_eq!(common::counters(&s)[..2], [1, 2], "exact counts after {bug:?}");
+    s.close(h).unwrap();
+    s.pause(a).unwrap();
+    s.detach(a).unwrap();
+    let report = s.unload();
+    assert!(report.violations.is_empty() && report.leaked.is_empty(), "after {bug:?}:\n{report}");
+}
+
+#[test]
+fn a_clean_session_after_each_violation_kind_is_clean() {
+    use Bug::*;
+    let bugs = [
+        IrpCompletedTwice,
+        IrpNotCompleted,
+        IrpCompletedPending,
+        IrpInformationTooLarge,
+        IrpStatusMismatch,
+        IrpPendingNotMarked,
+        SendSwallowed,
+        SendCompletedTwice,
+        SendWhilePaused,
+        SendPausedWrongStatus,
+        ReceiveDroppedIgnoringResources,
+        ReceiveWrongCount,
+        ReceiveSwallowed,
+        StatusIrqlNotRestored,
+    ];
+    for bug in bugs {
+        {
+            let s = common::load(Options {
+                completion: portwatch_harness::ndis::Completion::Deferred,
+                pause_timeout: std::time::Duration::from_millis(300),
+                ..Options::default()
+            });
+            let a = s.add_adapter(AdapterSpec::named("eth0"));
+            s.start(a).unwrap();
+            misbehave(&s, bug);
+            let v = provoke(&s, a).unwrap_or_else(|| panic!("{bug:?} caused no violation"));
+            assert_ne!(v.rule, portwatch_harness::verifier::STOPPED, "{bug:?}: {v}");
+        }
+        clean_session_after(bug);
+    }
+}

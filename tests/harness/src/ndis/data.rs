@@ -1069,3 +1069,23 @@ pub(super) fn imports() -> Vec<Import> {
         Import::ndis("NdisFIndicateStatus", NdisFIndicateStatus as *const () as usize),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verifier::{Config, Session};
+
+    /// A violation leaves the operation before it drains what it deferred;
+    /// the next session on the same thread must not deliver it.
+    #[test]
+    fn deferred_completions_do_not_outlive_their_session() {
+        {
+            let _s = Session::begin(Config::default());
+            defer(Pending { dir: Dir::Send, nbls: vec![0xdead_0000] });
+            assert_eq!(pending(|q| q.len()), 1);
+        }
+        let _s = Session::begin(Config::default());
+        assert_eq!(pending(|q| q.len()), 0, "the last session's queue is gone");
+        assert!(drain_here().is_ok());
+    }
+}
