@@ -624,7 +624,9 @@ mod tests {
         let p = allocate(10, TAG, true) as usize;
         free(p, None, "ExFreePool");
         // SAFETY: deliberately reads freed memory; the harness catches it.
-        let e = violation_of(|| unsafe { drop(std::ptr::read_volatile(p as *const u8)) });
+        let e = violation_of(|| unsafe {
+            std::hint::black_box(std::ptr::read_volatile(p as *const u8));
+        });
         assert_eq!(e.bugcheck, codes::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL);
     }
 

@@ -10,7 +10,6 @@ mod common;
 use ndis_sys::{NDIS_STATUS_PAUSED, NDIS_STATUS_SUCCESS};
 use portwatch_harness::frames::{FrameSpec, IPPROTO_UDP};
 use portwatch_harness::io::{c9, Handle, IoError, MULTIPLE_IRP_COMPLETE_REQUESTS};
-use portwatch_harness::irql::{DISPATCH, PASSIVE};
 use portwatch_harness::nbl::NblSpec;
 use portwatch_harness::ndis::{subcodes, AdapterId, AdapterSpec, At, ModuleState};
 use portwatch_harness::session::{Options, Session};
