@@ -36,6 +36,8 @@ pub mod target;
 #[cfg(windows)]
 pub mod device_target;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub mod fuzz_options;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod harness_target;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod lowres;
