@@ -2,7 +2,8 @@
 //! the verifier. An input is a header byte, read only for the verifier
 //! options (special pool for one header in eight, allocation failures for
 //! another one in eight, independently: see
-//! `portwatch_scenarios::fuzz_options`), then a little program of opens,
+//! `portwatch_scenarios::fuzz_options` and `portwatch_fuzz::options_of`),
+//! then a little program of opens,
 //! closes, IOCTLs (code, input bytes, output length) and packets. Each
 //! completion is checked against the documented contract and a model of
 //! its endpoint (bindings, local address, counters that never go down),
@@ -16,8 +17,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portwatch_fuzz::{close, finish, ioctl_step, load, open, read_traffic, AdapterStates, Endpoint, Program};
-use portwatch_scenarios::fuzz_options::{input_seed, FuzzOptions};
+use portwatch_fuzz::{
+    close, finish, ioctl_step, load, open, options_of, read_traffic, AdapterStates, Endpoint, Program,
+};
+use portwatch_scenarios::fuzz_options::FuzzOptions;
 use portwatch_scenarios::target::Target;
 
 const MAX_HANDLES: usize = 4;
@@ -49,11 +52,9 @@ fn run_program(t: &dyn Target, options: &FuzzOptions, adapters: &AdapterStates, 
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut p = Program::new(data);
-    let Some(header) = p.byte() else { return };
-    let options = FuzzOptions::from_header(header, input_seed(data));
+    let Some(options) = options_of(data) else { return };
     let Some(t) = load(&options, 1) else { return };
     let adapters = AdapterStates::bring_up(&t, &options);
-    run_program(&t, &options, &adapters, p);
-    finish(t);
+    run_program(&t, &options, &adapters, Program::new(&data[1..]));
+    finish(t, &options);
 });

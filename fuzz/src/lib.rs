@@ -10,12 +10,13 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use portwatch_proto::{self as proto, Wire};
 use portwatch_scenarios::client::status;
 use portwatch_scenarios::expect::{check_reply, expected};
-use portwatch_scenarios::fuzz_options::FuzzOptions;
+use portwatch_scenarios::fuzz_options::{input_seed, FuzzOptions};
 use portwatch_scenarios::harness_target::{driver_path, HarnessConfig, HarnessTarget};
 use portwatch_scenarios::target::{
     Adapter, AdapterOp, Direction, Handle, Level, NblSpec, NtStatus, PacketSpec, Reply, Target, TargetError,
@@ -25,6 +26,22 @@ use portwatch_scenarios::target::{
 pub fn driver() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(driver_path)
+}
+
+/// Whether `PORTWATCH_FUZZ_TRACE` is set: then every step is printed to
+/// stderr (with its thread), to follow a reproduced crash.
+pub fn tracing() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("PORTWATCH_FUZZ_TRACE").is_some())
+}
+
+/// Prints a step when [`tracing`].
+macro_rules! trace {
+    ($($arg:tt)*) => {
+        if tracing() {
+            eprintln!("[{:?}] {}", std::thread::current().id(), format_args!($($arg)*));
+        }
+    };
 }
 
 /// Reads an input front to back; every read past the end is `None`.
@@ -77,10 +94,42 @@ pub fn load(options: &FuzzOptions, adapters: usize) -> Option<HarnessTarget> {
     }
 }
 
+/// Driver allocations made under special pool in this process. The harness
+/// keeps each special-pool mapping, inaccessible, for the life of the
+/// process (about one mapping per allocation once freed), and Linux allows
+/// 65,530 mappings (`vm.max_map_count`): past this budget, inputs run
+/// without special pool until the process ends (`scripts/fuzz.sh` runs the
+/// harness targets in fresh processes of at most two minutes each).
+pub const SPECIAL_POOL_BUDGET: u64 = 30_000;
+
+static SPECIAL_POOL_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// The header byte and the options of `data` (`None` when empty): those
+/// `portwatch_scenarios::fuzz_options` gives, but special pool only while
+/// the process's [`SPECIAL_POOL_BUDGET`] lasts. A fresh process (every
+/// reproduction of a crash) always has it.
+pub fn options_of(data: &[u8]) -> Option<FuzzOptions> {
+    let mut options = FuzzOptions::from_header(*data.first()?, input_seed(data));
+    if options.special_pool && SPECIAL_POOL_ALLOCATIONS.load(Ordering::Relaxed) >= SPECIAL_POOL_BUDGET {
+        static SAID: AtomicBool = AtomicBool::new(false);
+        if !SAID.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "portwatch-fuzz: {SPECIAL_POOL_BUDGET} special-pool allocations in this process; \
+                 later inputs run without special pool (restart the process to have it again)"
+            );
+        }
+        options.special_pool = false;
+    }
+    Some(options)
+}
+
 /// Unloads the driver: no violation, no leaked pool, every NBL returned,
 /// every IRP completed, or a crash.
-pub fn finish(t: HarnessTarget) {
+pub fn finish(t: HarnessTarget, options: &FuzzOptions) {
     let health = t.unload().expect("unload");
+    if options.special_pool {
+        SPECIAL_POOL_ALLOCATIONS.fetch_add(health.allocations, Ordering::Relaxed);
+    }
     let problems = health.problems();
     assert!(problems.is_empty(), "{problems:#?}");
 }
@@ -94,7 +143,9 @@ fn resources_failure(options: &FuzzOptions, e: &TargetError) -> bool {
 /// Opens a handle; `None` when the open failed for lack of memory (allowed
 /// under the low-resources option).
 pub fn open(t: &dyn Target, options: &FuzzOptions) -> Option<Endpoint> {
-    match t.open() {
+    let r = t.open();
+    trace!("open: {r:?}");
+    match r {
         Ok(h) => Some(Endpoint::new(h)),
         Err(e) if resources_failure(options, &e) => None,
         Err(e) => panic!("open: {e}"),
@@ -103,6 +154,7 @@ pub fn open(t: &dyn Target, options: &FuzzOptions) -> Option<Endpoint> {
 
 /// Closes a handle (cleanup and close cannot fail).
 pub fn close(t: &dyn Target, e: Endpoint) {
+    trace!("close {:?}", e.handle);
     if let Err(err) = t.close(e.handle) {
         panic!("close: {err}");
     }
@@ -154,8 +206,14 @@ impl Endpoint {
             Ok(reply) => reply,
             Err(e) => panic!("IOCTL {code:#x}: {e}"),
         };
-        let contract = expected(code, input, out_len);
         let s = reply.status;
+        trace!(
+            "IOCTL {code:#x} on {:?} in={input:02x?} out={out_len}: {:#x} {:02x?}",
+            self.handle,
+            s as u32,
+            reply.output
+        );
+        let contract = expected(code, input, out_len);
         assert!(
             contract.allows(s),
             "IOCTL {code:#x} in={input:02x?} out={out_len}: {:#x}, expected {contract:?}",
@@ -178,12 +236,16 @@ impl Endpoint {
         match code {
             proto::IOCTL_BIND_PORT if s != status::INVALID_PARAMETER && s != status::REVISION_MISMATCH => {
                 let key = port.expect("a well-formed port request");
+                // The contract does not order the checks: an allocation
+                // may fail before the duplicate or quota check.
                 let want: &[NtStatus] = match (self.bound.contains(&key), self.bound.len() as u32) {
                     (true, n) if n >= proto::MAX_BINDINGS_PER_ENDPOINT => {
-                        &[status::DUPLICATE_OBJECTID, status::QUOTA_EXCEEDED]
+                        &[status::DUPLICATE_OBJECTID, status::QUOTA_EXCEEDED, status::INSUFFICIENT_RESOURCES]
                     }
-                    (true, _) => &[status::DUPLICATE_OBJECTID],
-                    (false, n) if n >= proto::MAX_BINDINGS_PER_ENDPOINT => &[status::QUOTA_EXCEEDED],
+                    (true, _) => &[status::DUPLICATE_OBJECTID, status::INSUFFICIENT_RESOURCES],
+                    (false, n) if n >= proto::MAX_BINDINGS_PER_ENDPOINT => {
+                        &[status::QUOTA_EXCEEDED, status::INSUFFICIENT_RESOURCES]
+                    }
                     (false, _) => &[status::SUCCESS, status::INSUFFICIENT_RESOURCES],
                 };
                 assert!(want.contains(&s), "bind {key:?} with {:?} bound: {:#x}", self.bound, s as u32);
@@ -401,6 +463,7 @@ impl AdapterStates {
         };
         *lock(&adapter.state) = (from, version + 1);
         let result = t.adapter_op(Adapter(a), op);
+        trace!("adapter {a} {op:?} from {from:?}: {result:?}");
         let may_fail = matches!(op, AdapterOp::Attach | AdapterOp::Restart);
         let now = match result {
             Ok(()) => to,
@@ -417,6 +480,7 @@ impl AdapterStates {
         let (before, v0) = self.snapshot(a);
         let delivered = inject(t, a, traffic);
         let (_, v1) = self.snapshot(a);
+        trace!("{traffic:?} on adapter {a} ({before:?} v{v0}, v{v1}): delivered {delivered}");
         if v0 == v1 && v0 % 2 == 0 {
             assert_eq!(delivered, before.delivers(), "{traffic:?} on adapter {a} while {before:?}");
         }
