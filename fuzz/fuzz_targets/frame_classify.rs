@@ -2,11 +2,12 @@
 //! build, compiled from the driver's own `parse.rs`).
 //!
 //! Two inputs in one: the bytes themselves are classified (never a panic;
-//! a result only for TCP/UDP; trailing bytes never change a result that
-//! was found; what the data path copies — the first `HEADER_BYTES` — gives
-//! the same result when ports lie within it), and the bytes also describe a
-//! frame that the harness's frame builder builds, whose classification must
-//! match the builder's independent oracle exactly.
+//! the same result as an independent decoder, `frame_oracle` on etherparse,
+//! with the driver's documented policy differences; trailing bytes never
+//! change a result that was found), and the bytes also describe a frame that
+//! the harness's frame builder builds, whose classification must match the
+//! builder's keys exactly (and what the data path copies — the first
+//! `HEADER_BYTES` — gives the same result when the ports lie within it).
 #![no_main]
 
 #[allow(dead_code)]
@@ -14,10 +15,13 @@
 mod parse;
 
 use libfuzzer_sys::fuzz_target;
+use portwatch_harness::frame_oracle::reference;
 use portwatch_harness::frames::{FrameSpec, Network, IPPROTO_TCP, IPPROTO_UDP};
 
 fn check_raw(data: &[u8]) {
     let flow = parse::classify(data);
+    let key = flow.map(|f| (f.protocol, f.src_port, f.dst_port));
+    assert_eq!(key, reference(data), "the classifier and the reference decoder disagree");
     if let Some(f) = flow {
         assert!(f.protocol == IPPROTO_TCP || f.protocol == IPPROTO_UDP);
         let mut longer = data.to_vec();

@@ -56,5 +56,5 @@ fuzz_target!(|data: &[u8]| {
     let Some(t) = load(&options, 1) else { return };
     let adapters = AdapterStates::bring_up(&t, &options);
     run_program(&t, &options, &adapters, Program::new(&data[1..]));
-    finish(t, &options);
+    finish(t);
 });

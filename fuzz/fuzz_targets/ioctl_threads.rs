@@ -106,5 +106,5 @@ fuzz_target!(|data: &[u8]| {
             });
         }
     });
-    finish(t, &options);
+    finish(t);
 });

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use portwatch_proto::{self as proto, Wire};
@@ -94,42 +93,19 @@ pub fn load(options: &FuzzOptions, adapters: usize) -> Option<HarnessTarget> {
     }
 }
 
-/// Driver allocations made under special pool in this process. The harness
-/// keeps each special-pool mapping, inaccessible, for the life of the
-/// process (about one mapping per allocation once freed), and Linux allows
-/// 65,530 mappings (`vm.max_map_count`): past this budget, inputs run
-/// without special pool until the process ends (`scripts/fuzz.sh` runs the
-/// harness targets in fresh processes of at most two minutes each).
-pub const SPECIAL_POOL_BUDGET: u64 = 30_000;
-
-static SPECIAL_POOL_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
 /// The header byte and the options of `data` (`None` when empty): those
-/// `portwatch_scenarios::fuzz_options` gives, but special pool only while
-/// the process's [`SPECIAL_POOL_BUDGET`] lasts. A fresh process (every
-/// reproduction of a crash) always has it.
+/// `portwatch_scenarios::fuzz_options` gives. The harness's special pool
+/// keeps a bounded quarantine of freed mappings and gives every mapping back
+/// at the end of a session, so a process can run special-pool inputs for as
+/// long as it runs.
 pub fn options_of(data: &[u8]) -> Option<FuzzOptions> {
-    let mut options = FuzzOptions::from_header(*data.first()?, input_seed(data));
-    if options.special_pool && SPECIAL_POOL_ALLOCATIONS.load(Ordering::Relaxed) >= SPECIAL_POOL_BUDGET {
-        static SAID: AtomicBool = AtomicBool::new(false);
-        if !SAID.swap(true, Ordering::Relaxed) {
-            eprintln!(
-                "portwatch-fuzz: {SPECIAL_POOL_BUDGET} special-pool allocations in this process; \
-                 later inputs run without special pool (restart the process to have it again)"
-            );
-        }
-        options.special_pool = false;
-    }
-    Some(options)
+    Some(FuzzOptions::from_header(*data.first()?, input_seed(data)))
 }
 
 /// Unloads the driver: no violation, no leaked pool, every NBL returned,
 /// every IRP completed, or a crash.
-pub fn finish(t: HarnessTarget, options: &FuzzOptions) {
+pub fn finish(t: HarnessTarget) {
     let health = t.unload().expect("unload");
-    if options.special_pool {
-        SPECIAL_POOL_ALLOCATIONS.fetch_add(health.allocations, Ordering::Relaxed);
-    }
     let problems = health.problems();
     assert!(problems.is_empty(), "{problems:#?}");
 }
