@@ -31,7 +31,10 @@
 //! from the 0xC4 table, as for the other spin locks of `crate::locks`):
 //! release without holding (0xC4/0x1007), release by another thread
 //! (0xC4/0x1004), release at an IRQL other than DISPATCH_LEVEL (0xC4/0x32),
-//! recursive acquire (0xC4/0x1000), a cancel routine that returns holding
+//! recursive acquire (0xC4/0x1000), the cancel spin lock and a driver lock
+//! taken in both orders (0xC4/0x1001, deadlock detection's lock order, as
+//! for every other spin lock: the classic cancel-routine deadlock), a
+//! cancel routine that returns holding
 //! the cancel spin lock (0xC4/0x40009, the DDI SpinLock rule names cancel
 //! routines) or at another IRQL than `CancelIrql` (0xC8).
 
@@ -131,6 +134,7 @@ fn acquire(function: &str) -> u8 {
             format!("{function}: this thread already holds the cancel spin lock (CancelSpinLock rule)"),
         ));
     }
+    crate::locks::check_order(lock_addr(), function);
     let old = irql::raise(DISPATCH);
     while CANCEL_LOCK.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed).is_err() {
         spin_wait(function);

@@ -148,7 +148,7 @@ fn fail(v: Violation) -> ! {
 
 /// Records the order edges for acquiring `addr` while holding this thread's
 /// locks; a new edge that closes a cycle is a deadlock.
-fn check_order(addr: usize, function: &str) {
+pub(crate) fn check_order(addr: usize, function: &str) {
     let held: Vec<usize> = held(|h| h.iter().map(|&(a, _)| a).filter(|&a| a != addr).collect());
     if held.is_empty() {
         return;

@@ -54,6 +54,11 @@ enum Mode {
     CancelKeepsLock,
     /// STATUS_PENDING returned without IoMarkIrpPending.
     PendingNotMarked,
+    /// The dispatch routine returns holding the cancel spin lock.
+    DispatchKeepsCancelLock,
+    /// Dispatch takes the driver's lock, then the cancel spin lock; the
+    /// cancel routine takes the driver's lock under the cancel spin lock.
+    LockOrder,
 }
 
 static MODE: AtomicU32 = AtomicU32::new(0);
@@ -252,6 +257,11 @@ unsafe extern "win64" fn ok(_ctx: NDIS_HANDLE, _p: *mut c_void) -> NDIS_STATUS {
 
 /// The cancel routine of the manual queue.
 unsafe extern "win64" fn cancel_routine(_dev: *mut DEVICE_OBJECT, irp: *mut IRP) {
+    if mode() == Mode::LockOrder {
+        let lock = LOCK.load(Ordering::Relaxed);
+        call!("NdisDprAcquireSpinLock" as fn(*mut NDIS_SPIN_LOCK), lock);
+        call!("NdisDprReleaseSpinLock" as fn(*mut NDIS_SPIN_LOCK), lock);
+    }
     queue().retain(|&i| i != irp as usize);
     if mode() != Mode::CancelKeepsLock {
         // SAFETY: the IRP being cancelled; CancelIrql set by IoCancelIrp.
@@ -384,6 +394,16 @@ unsafe extern "win64" fn dispatch(_dev: *mut DEVICE_OBJECT, irp: *mut IRP) -> NT
                 acquire_cancel();
                 acquire_cancel();
             }
+            Mode::DispatchKeepsCancelLock => {
+                acquire_cancel();
+            }
+            Mode::LockOrder => {
+                let lock = LOCK.load(Ordering::Relaxed);
+                call!("NdisAcquireSpinLock" as fn(*mut NDIS_SPIN_LOCK), lock);
+                let status = pend_manual(irp);
+                call!("NdisReleaseSpinLock" as fn(*mut NDIS_SPIN_LOCK), lock);
+                return status;
+            }
             Mode::ReleaseWrongIrql => {
                 let lock = LOCK.load(Ordering::Relaxed);
                 call!("NdisAcquireSpinLock" as fn(*mut NDIS_SPIN_LOCK), lock);
@@ -469,6 +489,7 @@ fn race(m: Mode, rounds: usize) {
         });
         assert!(queue().is_empty());
     }
+    eprintln!("{m:?}: {cancelled} cancelled, {succeeded} completed by the driver");
     s.close(h).unwrap();
     let report = s.unload();
     assert!(report.violations.is_empty(), "{report}");
@@ -645,4 +666,24 @@ fn pending_without_io_mark_irp_pending_is_caught() {
         codes::DRIVER_VERIFIER_IOMANAGER_VIOLATION,
         c9::PENDING_NOT_MARKED,
     );
+}
+
+#[test]
+fn dispatch_returning_with_the_cancel_spin_lock_is_caught() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let v = ioctl_violation(Mode::DispatchKeepsCancelLock);
+    assert_caught(
+        &v,
+        "lock held when callback returns",
+        codes::DRIVER_VERIFIER_DETECTED_VIOLATION,
+        codes::C4_DDI_SPIN_LOCK_RULE,
+    );
+    assert!(v.detail.contains("cancel spin lock"), "{v}");
+}
+
+#[test]
+fn cancel_spin_lock_and_a_driver_lock_in_both_orders_is_a_deadlock() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let v = cancel_violation(Mode::LockOrder);
+    assert_caught(&v, "deadlock: lock order violation", codes::DRIVER_VERIFIER_DETECTED_VIOLATION, codes::C4_DEADLOCK);
 }
