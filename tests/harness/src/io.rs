@@ -802,7 +802,7 @@ fn dispatch(device: usize, irp: *mut IRP, major: u8, handler: DRIVER_DISPATCH) -
 /// no cancel requested) may wait: such an IRP legitimately waits for an
 /// event (a read of an event stream), but a test must not hang forever on
 /// one either.
-const CANCELABLE_WAIT_WATCHDOGS: u32 = 10;
+const CANCELABLE_WAIT_WATCHDOGS: u32 = 3;
 
 /// Waits for a pended IRP to complete. Harness choice (the I/O
 /// Verification page checks "IRPs that take a long time to complete and

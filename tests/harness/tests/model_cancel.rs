@@ -59,6 +59,8 @@ enum Mode {
     /// Dispatch takes the driver's lock, then the cancel spin lock; the
     /// cancel routine takes the driver's lock under the cancel spin lock.
     LockOrder,
+    /// Pends the IRP without a cancel routine and never completes it.
+    PendForever,
 }
 
 static MODE: AtomicU32 = AtomicU32::new(0);
@@ -397,6 +399,10 @@ unsafe extern "win64" fn dispatch(_dev: *mut DEVICE_OBJECT, irp: *mut IRP) -> NT
             Mode::DispatchKeepsCancelLock => {
                 acquire_cancel();
             }
+            Mode::PendForever => {
+                mark_pending(irp);
+                return STATUS_PENDING;
+            }
             Mode::LockOrder => {
                 let lock = LOCK.load(Ordering::Relaxed);
                 call!("NdisAcquireSpinLock" as fn(*mut NDIS_SPIN_LOCK), lock);
@@ -686,4 +692,35 @@ fn cancel_spin_lock_and_a_driver_lock_in_both_orders_is_a_deadlock() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let v = cancel_violation(Mode::LockOrder);
     assert_caught(&v, "deadlock: lock order violation", codes::DRIVER_VERIFIER_DETECTED_VIOLATION, codes::C4_DEADLOCK);
+}
+
+#[test]
+fn a_cancelable_read_may_outlive_the_watchdog() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = load(Mode::Manual, Config { watchdog: Duration::from_millis(300), ..Config::default() });
+    let h = s.open("\\\\.\\Cancel").unwrap();
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| s.ioctl(h, IOCTL_READ, &[], 8));
+        wait_queued(h, 1);
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(stack::call_driver("completer", complete_one).unwrap());
+        assert_eq!(reader.join().unwrap().unwrap().status, 0);
+    });
+    s.close(h).unwrap();
+    let report = s.unload();
+    assert!(report.violations.is_empty(), "{report}");
+}
+
+#[test]
+fn a_pended_irp_that_cannot_be_cancelled_must_complete_within_the_watchdog() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = load(Mode::PendForever, Config { watchdog: Duration::from_millis(300), ..Config::default() });
+    let h = s.open("\\\\.\\Cancel").unwrap();
+    let started = Instant::now();
+    let v = match s.ioctl(h, IOCTL_READ, &[], 8) {
+        Err(IoError::Violation(v)) => v,
+        other => panic!("expected a violation, got {other:?}"),
+    };
+    assert_caught(&v, "IRP never completed", codes::DRIVER_VERIFIER_IOMANAGER_VIOLATION, c9::NEVER_COMPLETED);
+    assert!(started.elapsed() < Duration::from_secs(2), "reported within the watchdog");
 }
