@@ -102,7 +102,7 @@ const _: () = assert!(core::mem::size_of::<IoCsqIrpContext>() == 24);
 
 /// The cancel spin lock: the owning thread's id, 0 when free.
 static CANCEL_LOCK: AtomicU64 = AtomicU64::new(0);
-/// The IRQL to restore of the current holder (for the host's own use).
+/// How the cancel spin lock appears among a thread's held locks.
 const CANCEL_LOCK_KIND: &str = "cancel spin lock";
 
 fn lock_addr() -> usize {
