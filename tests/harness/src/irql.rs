@@ -31,9 +31,14 @@ pub fn current() -> u8 {
 }
 
 /// Sets the calling thread's IRQL without any check (the harness uses it to
-/// enter callbacks at the IRQL NDIS or the I/O manager would use).
+/// enter callbacks at the IRQL NDIS or the I/O manager would use). Every
+/// raise to DISPATCH_LEVEL or above trims pageable memory, as Driver
+/// Verifier's Force IRQL checking does (see `crate::pool`, paged pool).
 pub fn set(irql: u8) {
-    IRQL.with(|c| c.set(irql));
+    let old = IRQL.with(|c| c.replace(irql));
+    if irql >= DISPATCH && old < DISPATCH {
+        crate::pool::trim_paged();
+    }
 }
 
 /// Raises to `to` and returns the previous IRQL; raising to a lower level is

@@ -20,9 +20,11 @@ use crate::verifier::{self, Violation};
 
 static OUTPUT: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Session reset: forgets the recorded debug output.
+/// Session reset: forgets the recorded debug output and frees the cancel
+/// spin lock.
 pub(crate) fn reset() {
     OUTPUT.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    crate::cancel::reset();
 }
 
 /// Every line the driver printed with DbgPrint/DbgPrintEx this session.

@@ -8,8 +8,8 @@
 //!   relocations, imports bound by DLL and name, export table).
 //! * [`stack`]: runs every call into the driver on its own small, guarded
 //!   stack; catches stack overflows, faults, hangs and verifier stops there.
-//! * [`irql`], [`locks`], [`pool`], [`kernel`]: the modelled kernel state and
-//!   the `extern "win64"` functions the driver imports.
+//! * [`irql`], [`locks`], [`pool`], [`kernel`], [`cancel`]: the modelled
+//!   kernel state and the `extern "win64"` functions the driver imports.
 //! * [`frames`], [`frame_oracle`]: test frames, and an independent decoder
 //!   the driver's frame classifier is checked against.
 //! * [`guarded`]: buffers lent to the driver (IRP system buffers, MDL data)
@@ -23,6 +23,7 @@
 //! mutex and resets the state; dropping it ends the session.
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
+pub mod cancel;
 pub mod frame_oracle;
 pub mod frames;
 pub mod guarded;

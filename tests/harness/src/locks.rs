@@ -71,12 +71,13 @@ pub(crate) fn forget_held_since(n: usize) {
     held(|h| h.truncate(n));
 }
 
-fn push_held(addr: usize, kind: &'static str) {
+/// Records that this thread holds `addr` (for the lock-held-at-return rule).
+pub(crate) fn push_held(addr: usize, kind: &'static str) {
     held(|h| h.push((addr, kind)));
 }
 
 /// Forgets the innermost hold of `addr`.
-fn pop_held(addr: usize) {
+pub(crate) fn pop_held(addr: usize) {
     held(|h| {
         if let Some(i) = h.iter().rposition(|&(a, _)| a == addr) {
             h.remove(i);
@@ -147,7 +148,7 @@ fn fail(v: Violation) -> ! {
 
 /// Records the order edges for acquiring `addr` while holding this thread's
 /// locks; a new edge that closes a cycle is a deadlock.
-fn check_order(addr: usize, function: &str) {
+pub(crate) fn check_order(addr: usize, function: &str) {
     let held: Vec<usize> = held(|h| h.iter().map(|&(a, _)| a).filter(|&a| a != addr).collect());
     if held.is_empty() {
         return;

@@ -18,8 +18,37 @@
 //! forgets the locks inside the freed memory. Low-resources simulation makes
 //! chosen allocations fail ([`simulate_failure`] is shared with the rest of
 //! the model, e.g. NdisAllocateRWLock).
+//!
+//! # Paged pool
+//! `ExAllocatePool2(POOL_FLAG_PAGED)` and the paged `POOL_TYPE`s of
+//! `ExAllocatePoolWithTag` / `ExAllocatePool` (the odd values: PagedPool,
+//! PagedPoolCacheAligned, PagedPoolSession, ...) allocate from a region of
+//! its own, reserved once per process ([`PAGED_REGION_BYTES`]), each
+//! allocation at the end of its pages with an inaccessible guard page after
+//! it. The model is Driver Verifier's Force IRQL checking ([V:force-irql-
+//! checking], R46, R52): whenever a thread raises its IRQL to
+//! DISPATCH_LEVEL or above, all pageable memory is trimmed (the whole
+//! region made `PROT_NONE`, one `mprotect`), and a page is paged in again
+//! on demand, by the fault handler, when a thread below DISPATCH_LEVEL
+//! touches it. A touch at DISPATCH_LEVEL or above faults and is reported as
+//! 0xD1 DRIVER_IRQL_NOT_LESS_OR_EQUAL ([0xD1]: a driver referenced pageable
+//! memory at DISPATCH_LEVEL or above; 0xA is the same fault in Windows'
+//! own code). Freeing paged pool above APC_LEVEL is 0xC4/0x11.
+//!
+//! What it catches and what it cannot: protection is per process, not per
+//! thread, so it is exactly Windows' behaviour under Force IRQL checking,
+//! with the same blind spot. A thread's raise trims everything, so its
+//! first touch of paged memory at DISPATCH_LEVEL faults unless another
+//! thread, below DISPATCH_LEVEL, paged that very page in between the raise
+//! and the touch (a miss, never a false report: a fault below
+//! DISPATCH_LEVEL only pages in). A touch that is not preceded by a raise
+//! in the same process (a callback NDIS enters at DISPATCH_LEVEL counts:
+//! entering it sets the IRQL, which trims) cannot be missed that way.
+//! Also caught: an overrun into the guard page (0xD6) and a touch of a
+//! freed paged allocation whose pages were not reused (0xD5).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -45,6 +74,12 @@ pub const POOL_FLAG_UNINITIALIZED: u64 = 0x2;
 pub const POOL_FLAG_NON_PAGED: u64 = 0x40;
 /// `POOL_FLAG_PAGED`.
 pub const POOL_FLAG_PAGED: u64 = 0x100;
+/// 0xC4/0x11: paged pool freed above APC_LEVEL. `[C4]`
+pub const C4_PAGED_FREE_ABOVE_APC: u64 = 0x11;
+/// Size of the paged-pool region (reserved once, never grown): 64 MiB. An
+/// allocation that does not fit returns NULL, as pool exhaustion does.
+pub const PAGED_REGION_BYTES: usize = 64 << 20;
+const PAGED_PAGES: usize = PAGED_REGION_BYTES / PAGE;
 /// Byte uninitialised allocations are filled with.
 const UNINIT_FILL: u8 = 0xBD;
 
@@ -59,6 +94,9 @@ pub struct Allocation {
     pub addr: usize,
     /// Its special-pool pages, if any.
     special: Option<Special>,
+    /// Its paged-pool pages `(first page index, pages)` in the paged
+    /// region, the guard page included, if it is paged.
+    paged: Option<(usize, usize)>,
 }
 
 /// A special-pool mapping: `[lo, hi)`, the guard page `[guard, guard +
@@ -90,6 +128,8 @@ struct Pool {
     /// `(lo, hi, tag)`; at most [`QUARANTINE_MAPPINGS`].
     quarantine: VecDeque<(usize, usize, u32)>,
     total: u64,
+    /// Free page runs of the paged region: first page -> pages.
+    paged_free: BTreeMap<usize, usize>,
 }
 
 /// The last [`FREED_REMEMBERED`] freed addresses (double-free check).
@@ -138,9 +178,11 @@ impl Drop for Pool {
             unmap(lo, hi);
         }
         for a in self.live.values() {
-            match a.special {
-                Some(sp) => unmap(sp.lo, sp.hi),
-                None => heap_free(a.addr, a.size),
+            match (a.special, a.paged) {
+                (Some(sp), _) => unmap(sp.lo, sp.hi),
+                // The whole paged region is given back by `reset`.
+                (None, Some(_)) => {}
+                (None, None) => heap_free(a.addr, a.size),
             }
         }
     }
@@ -163,6 +205,7 @@ fn pool() -> MutexGuard<'static, Option<Pool>> {
 pub(crate) fn reset() {
     let old = pool().replace(Pool::default());
     drop(old);
+    paged_reset();
     ALLOCATIONS.store(0, Ordering::SeqCst);
 }
 
@@ -221,8 +264,215 @@ pub fn allocate(size: usize, tag: u32, zeroed: bool) -> *mut u8 {
     let p = guard.get_or_insert_with(Pool::default);
     p.freed.remove(addr);
     p.total += 1;
-    p.live.insert(addr, Allocation { tag, size, addr, special: mapping });
+    p.live.insert(addr, Allocation { tag, size, addr, special: mapping, paged: None });
     addr as *mut u8
+}
+
+// ---------------------------------------------------------------------------
+// Paged pool.
+
+/// Base of the paged region (0 until first used).
+static PAGED_BASE: AtomicUsize = AtomicUsize::new(0);
+/// One bit per page of the region: a data page of a live paged allocation,
+/// which a fault below DISPATCH_LEVEL may page in.
+static PAGED_LIVE: [AtomicU64; PAGED_PAGES / 64] = [const { AtomicU64::new(0) }; PAGED_PAGES / 64];
+/// Whether some page of the region may be accessible (not trimmed).
+static PAGED_RESIDENT: AtomicBool = AtomicBool::new(false);
+
+fn paged_base() -> usize {
+    let base = PAGED_BASE.load(Ordering::Acquire);
+    if base != 0 {
+        return base;
+    }
+    // SAFETY: an anonymous, inaccessible reservation; affects no existing
+    // memory. Pages are committed only when touched.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            PAGED_REGION_BYTES,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    assert!(p != libc::MAP_FAILED, "paged pool reservation failed: {}", std::io::Error::last_os_error());
+    match PAGED_BASE.compare_exchange(0, p as usize, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => p as usize,
+        Err(other) => {
+            // SAFETY: our own reservation, lost the race; nobody uses it.
+            unsafe { libc::munmap(p, PAGED_REGION_BYTES) };
+            other
+        }
+    }
+}
+
+fn set_live(first: usize, pages: usize, live: bool) {
+    for page in first..first + pages {
+        let (word, bit) = (page / 64, 1u64 << (page % 64));
+        if live {
+            PAGED_LIVE[word].fetch_or(bit, Ordering::AcqRel);
+        } else {
+            PAGED_LIVE[word].fetch_and(!bit, Ordering::AcqRel);
+        }
+    }
+}
+
+fn is_live(page: usize) -> bool {
+    PAGED_LIVE[page / 64].load(Ordering::Acquire) & (1u64 << (page % 64)) != 0
+}
+
+/// The page index of `addr` in the paged region, if it lies there.
+fn paged_page(addr: usize) -> Option<usize> {
+    let base = PAGED_BASE.load(Ordering::Acquire);
+    (base != 0 && addr >= base && addr < base + PAGED_REGION_BYTES).then(|| (addr - base) / PAGE)
+}
+
+/// Session reset: every paged allocation is gone; the region is trimmed and
+/// its pages given back (the reservation stays: no growth across sessions).
+fn paged_reset() {
+    let base = PAGED_BASE.load(Ordering::Acquire);
+    for w in &PAGED_LIVE {
+        w.store(0, Ordering::Release);
+    }
+    if base != 0 {
+        // SAFETY: the paged region this module reserved; nothing of the
+        // previous session may use it any more.
+        unsafe {
+            libc::mprotect(base as *mut libc::c_void, PAGED_REGION_BYTES, libc::PROT_NONE);
+            libc::madvise(base as *mut libc::c_void, PAGED_REGION_BYTES, libc::MADV_DONTNEED);
+        }
+    }
+    PAGED_RESIDENT.store(false, Ordering::Release);
+}
+
+/// Force IRQL checking's trim: called when a thread raises its IRQL to
+/// DISPATCH_LEVEL or above; makes every paged page inaccessible.
+pub(crate) fn trim_paged() {
+    if PAGED_RESIDENT.load(Ordering::Acquire) && PAGED_RESIDENT.swap(false, Ordering::AcqRel) {
+        let base = PAGED_BASE.load(Ordering::Acquire);
+        // SAFETY: the paged region this module reserved.
+        unsafe { libc::mprotect(base as *mut libc::c_void, PAGED_REGION_BYTES, libc::PROT_NONE) };
+    }
+}
+
+/// The fault handler's page-in: a fault at `addr` on a data page of a live
+/// paged allocation, by a thread below DISPATCH_LEVEL, makes the page
+/// accessible and returns true (the instruction is retried). Async-signal
+/// safe: atomics, a thread-local `Cell` read and one `mprotect`.
+pub(crate) fn page_in(addr: usize) -> bool {
+    let Some(page) = paged_page(addr) else { return false };
+    if !is_live(page) || irql::current() >= irql::DISPATCH {
+        return false;
+    }
+    PAGED_RESIDENT.store(true, Ordering::Release);
+    let at = PAGED_BASE.load(Ordering::Acquire) + page * PAGE;
+    // SAFETY: a data page of a live allocation in the paged region.
+    unsafe { libc::mprotect(at as *mut libc::c_void, PAGE, libc::PROT_READ | libc::PROT_WRITE) == 0 }
+}
+
+/// Allocates `size` bytes of paged pool at the end of their pages, a guard
+/// page after them; null on simulated failure or when the region is full.
+pub fn allocate_paged(size: usize, tag: u32, zeroed: bool) -> *mut u8 {
+    if simulate_failure() {
+        return std::ptr::null_mut();
+    }
+    let base = paged_base();
+    let data_pages = size.max(1).div_ceil(PAGE);
+    let pages = data_pages + 1;
+    let mut guard = pool();
+    let p = guard.get_or_insert_with(Pool::default);
+    if p.paged_free.is_empty() && p.live.values().all(|a| a.paged.is_none()) {
+        p.paged_free.insert(0, PAGED_PAGES);
+    }
+    let Some((&first, &len)) = p.paged_free.iter().find(|&(_, &len)| len >= pages) else {
+        return std::ptr::null_mut();
+    };
+    p.paged_free.remove(&first);
+    if len > pages {
+        p.paged_free.insert(first + pages, len - pages);
+    }
+    let lo = base + first * PAGE;
+    let addr = (lo + data_pages * PAGE - size.max(1)) & !(POOL_ALIGN - 1);
+    set_live(first, data_pages, true);
+    PAGED_RESIDENT.store(true, Ordering::Release);
+    // SAFETY: the data pages just taken from the region's free runs.
+    unsafe {
+        libc::mprotect(lo as *mut libc::c_void, data_pages * PAGE, libc::PROT_READ | libc::PROT_WRITE);
+        std::ptr::write_bytes(addr as *mut u8, if zeroed { 0 } else { UNINIT_FILL }, size);
+    }
+    p.freed.remove(addr);
+    p.total += 1;
+    p.live.insert(addr, Allocation { tag, size, addr, special: None, paged: Some((first, pages)) });
+    addr as *mut u8
+}
+
+/// Gives the pages of a freed paged allocation back: inaccessible, their
+/// memory released, the run free again (merged with its neighbours).
+fn release_paged(first: usize, pages: usize) {
+    set_live(first, pages, false);
+    let lo = PAGED_BASE.load(Ordering::Acquire) + first * PAGE;
+    // SAFETY: the allocation's pages in the paged region; nobody may use
+    // them after the free.
+    unsafe {
+        libc::mprotect(lo as *mut libc::c_void, pages * PAGE, libc::PROT_NONE);
+        libc::madvise(lo as *mut libc::c_void, pages * PAGE, libc::MADV_DONTNEED);
+    }
+    let mut guard = pool();
+    let p = guard.get_or_insert_with(Pool::default);
+    let (mut start, mut len) = (first, pages);
+    if let Some((&prev, &plen)) = p.paged_free.range(..start).next_back() {
+        if prev + plen == start {
+            p.paged_free.remove(&prev);
+            (start, len) = (prev, len + plen);
+        }
+    }
+    if let Some(next) = p.paged_free.remove(&(start + len)) {
+        len += next;
+    }
+    p.paged_free.insert(start, len);
+}
+
+/// Classifies a fault in the paged region: a live data page touched at
+/// DISPATCH_LEVEL or above (0xD1), a guard page (0xD6), freed pages (0xD5).
+fn classify_paged(p: &Pool, addr: usize, page: usize, write: bool, rip: usize) -> Violation {
+    let access = if write { "write" } else { "read" };
+    let owner = p.live.values().find(|a| a.paged.is_some_and(|(first, pages)| page >= first && page < first + pages));
+    match owner {
+        Some(a) if is_live(page) => {
+            let level = irql::current();
+            Violation::new(
+                "pageable memory touched at DISPATCH_LEVEL",
+                codes::DRIVER_IRQL_NOT_LESS_OR_EQUAL,
+                [addr as u64, u64::from(level), u64::from(write), rip as u64],
+                format!(
+                    "{access} of {addr:#x} in '{}' paged pool ({:#x}+{}) at {} (rip {rip:#x}): Force IRQL checking \
+                     trimmed it at the raise (R46)",
+                    a.tag_str(),
+                    a.addr,
+                    a.size,
+                    irql::name(level)
+                ),
+            )
+        }
+        Some(a) => Violation::new(
+            "access beyond the end of an allocation (paged pool)",
+            codes::DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION,
+            [addr as u64, u64::from(write), rip as u64, 0],
+            format!(
+                "{access} of {addr:#x} past '{}' paged allocation {:#x}+{} (rip {rip:#x})",
+                a.tag_str(),
+                a.addr,
+                a.size
+            ),
+        ),
+        None => Violation::new(
+            "use after free (paged pool)",
+            codes::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL,
+            [addr as u64, u64::from(write), rip as u64, 0],
+            format!("{access} of {addr:#x}, freed paged pool (rip {rip:#x})"),
+        ),
+    }
 }
 
 fn heap_alloc(size: usize) -> usize {
@@ -367,6 +617,7 @@ pub fn free(addr: usize, tag: Option<u32>, function: &str) {
             format!("{function}({addr:#x}): not returned by an allocation"),
         )),
     };
+    check_paged_free(&a, level, function);
     let slack = a.special.and_then(|sp| check_slack(&a, sp, function));
     // What the lock model finds inside goes first: it names the cause.
     crate::locks::on_pool_free(a.addr, a.addr + a.size.max(1), function);
@@ -376,7 +627,27 @@ pub fn free(addr: usize, tag: Option<u32>, function: &str) {
     }
 }
 
+/// Paged pool may be freed at APC_LEVEL at most (0xC4/0x11). A function of
+/// its own: `free` may run on a driver's stack, whose frames must stay small.
+#[inline(never)]
+fn check_paged_free(a: &Allocation, level: u8, function: &str) {
+    if a.paged.is_some() && level > irql::APC {
+        verifier::violation(Violation::c4(
+            "paged pool freed above APC_LEVEL",
+            C4_PAGED_FREE_ABOVE_APC,
+            u64::from(level),
+            POOL_FLAG_PAGED,
+            a.addr as u64,
+            format!("{function}({:#x}) of '{}' paged pool at {}", a.addr, a.tag_str(), irql::name(level)),
+        ));
+    }
+}
+
 fn release_memory(a: &Allocation) {
+    if let Some((first, pages)) = a.paged {
+        release_paged(first, pages);
+        return;
+    }
     match a.special {
         Some(sp) => {
             // SAFETY: the special-pool mapping of this allocation; it stays
@@ -405,6 +676,9 @@ fn release_memory(a: &Allocation) {
 pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Violation> {
     let guard = pool();
     let p = guard.as_ref()?;
+    if let Some(page) = paged_page(addr) {
+        return Some(classify_paged(p, addr, page, write, rip));
+    }
     if let Some(&(_, _, tag)) = p.quarantine.iter().find(|(lo, hi, _)| addr >= *lo && addr < *hi) {
         return Some(Violation::new(
             "use after free (special pool)",
@@ -493,8 +767,39 @@ fn check_alloc(function: &str, flags: u64, size: usize) {
 extern "win64" fn ex_allocate_pool2(flags: u64, size: usize, tag: u32) -> *mut u8 {
     on_host(|| {
         check_alloc("ExAllocatePool2", flags, size);
-        allocate(size, tag, flags & POOL_FLAG_UNINITIALIZED == 0)
+        let zeroed = flags & POOL_FLAG_UNINITIALIZED == 0;
+        if flags & POOL_FLAG_PAGED != 0 {
+            allocate_paged(size, tag, zeroed)
+        } else {
+            allocate(size, tag, zeroed)
+        }
     })
+}
+
+/// Whether a `POOL_TYPE` is paged: PagedPool (1), PagedPoolCacheAligned
+/// (5), PagedPoolSession (33), ... are the odd values (wdm.h).
+fn pool_type_is_paged(pool_type: u32) -> bool {
+    pool_type & 1 != 0
+}
+
+/// `ExAllocatePoolWithTag(PoolType, NumberOfBytes, Tag)` (deprecated, not
+/// zeroed).
+extern "win64" fn ex_allocate_pool_with_tag(pool_type: u32, size: usize, tag: u32) -> *mut u8 {
+    on_host(|| {
+        let paged = pool_type_is_paged(pool_type);
+        let flags = if paged { POOL_FLAG_PAGED } else { POOL_FLAG_NON_PAGED };
+        check_alloc("ExAllocatePoolWithTag", flags, size);
+        if paged {
+            allocate_paged(size, tag, false)
+        } else {
+            allocate(size, tag, false)
+        }
+    })
+}
+
+/// `ExAllocatePool(PoolType, NumberOfBytes)` (deprecated): tag `None`.
+extern "win64" fn ex_allocate_pool(pool_type: u32, size: usize) -> *mut u8 {
+    ex_allocate_pool_with_tag(pool_type, size, u32::from_le_bytes(*b"None"))
 }
 
 /// `ExFreePoolWithTag(P, Tag)`.
@@ -530,6 +835,8 @@ extern "win64" fn ndis_free_memory(p: *mut u8, _length: u32, _flags: u32) {
 pub(crate) fn imports() -> Vec<Import> {
     vec![
         Import::ntoskrnl("ExAllocatePool2", ex_allocate_pool2 as *const () as usize),
+        Import::ntoskrnl("ExAllocatePoolWithTag", ex_allocate_pool_with_tag as *const () as usize),
+        Import::ntoskrnl("ExAllocatePool", ex_allocate_pool as *const () as usize),
         Import::ntoskrnl("ExFreePoolWithTag", ex_free_pool_with_tag as *const () as usize),
         Import::ntoskrnl("ExFreePool", ex_free_pool as *const () as usize),
         Import::ndis("NdisAllocateMemoryWithTagPriority", ndis_allocate_memory_with_tag_priority as *const () as usize),
@@ -715,5 +1022,164 @@ mod tests {
         let _s = special(false);
         assert_eq!(special_mappings(), 0);
         assert!(maps() + QUARANTINE_MAPPINGS / 2 < before, "reset unmapped the quarantine: {} -> {}", before, maps());
+    }
+
+    /// `NdisAcquireSpinLock` / `NdisReleaseSpinLock` as the driver binds them.
+    fn ndis_lock() -> (extern "win64" fn(*mut u8), extern "win64" fn(*mut u8), Box<[u64; 2]>) {
+        let find = |name: &str| {
+            let addr = crate::imports::registry().iter().find(|i| i.name == name).expect("modelled").addr;
+            // SAFETY: the model's NdisAcquireSpinLock/NdisReleaseSpinLock(PNDIS_SPIN_LOCK).
+            unsafe { std::mem::transmute::<usize, extern "win64" fn(*mut u8)>(addr) }
+        };
+        (find("NdisAcquireSpinLock"), find("NdisReleaseSpinLock"), Box::new([0u64; 2]))
+    }
+
+    fn read(addr: usize) -> u8 {
+        // SAFETY: deliberately reads wherever the test says; the harness
+        // catches the faulting cases.
+        unsafe { std::ptr::read_volatile(addr as *const u8) }
+    }
+
+    #[test]
+    fn paged_pool_touched_under_a_spin_lock_is_caught() {
+        let _s = Session::begin(Config::default());
+        let p = ex_allocate_pool2(POOL_FLAG_PAGED, 100, TAG) as usize;
+        assert_ne!(p, 0);
+        let (acquire, release, mut lock) = ndis_lock();
+        let lock = lock.as_mut_ptr().cast::<u8>();
+        let e = violation_of(|| {
+            acquire(lock);
+            write(p + 10);
+            release(lock);
+        });
+        assert_eq!(
+            (e.rule, e.bugcheck, e.params[0], e.params[1], e.params[2]),
+            (
+                "pageable memory touched at DISPATCH_LEVEL",
+                codes::DRIVER_IRQL_NOT_LESS_OR_EQUAL,
+                (p + 10) as u64,
+                u64::from(irql::DISPATCH),
+                1
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn paged_pool_at_passive_is_clean_before_and_after_a_raise() {
+        let _s = Session::begin(Config::default());
+        let p = ex_allocate_pool2(POOL_FLAG_PAGED, 5000, TAG) as usize;
+        let (acquire, release, mut lock) = ndis_lock();
+        let lock = lock.as_mut_ptr().cast::<u8>();
+        let r = call_driver("driver", || {
+            write(p);
+            write(p + 4999);
+            // Trimmed at the raise; nonpaged work under the lock is fine.
+            acquire(lock);
+            release(lock);
+            // Paged in again at PASSIVE_LEVEL, contents kept.
+            (read(p), read(p + 4999), read(p + 1))
+        });
+        assert_eq!(r, Ok((1, 1, 0)));
+        // The host (the harness itself) reads it too, and frees it.
+        assert_eq!(read(p + 4999), 1);
+        assert!(call_driver("free", || ex_free_pool_with_tag(p as *mut u8, TAG)).is_ok());
+        assert!(verifier::violations().is_empty());
+    }
+
+    #[test]
+    fn paged_pool_is_per_thread_irql_exact() {
+        let _s = Session::begin(Config::default());
+        let p = ex_allocate_pool2(POOL_FLAG_PAGED, 64, TAG) as usize;
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            // Another thread raising and lowering all the time trims the
+            // region; this thread at PASSIVE_LEVEL keeps paging it in.
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let old = irql::raise(irql::DISPATCH);
+                    irql::lower(old);
+                }
+            });
+            let r = call_driver("passive reader", || {
+                for i in 0..20_000u32 {
+                    write(p + (i % 64) as usize);
+                }
+            });
+            stop.store(true, Ordering::Relaxed);
+            assert!(r.is_ok(), "{r:?}");
+        });
+    }
+
+    #[test]
+    fn paged_pool_free_overrun_and_use_after_free_are_caught() {
+        {
+            let _s = Session::begin(Config::default());
+            let p = ex_allocate_pool2(POOL_FLAG_PAGED, 10, TAG) as usize;
+            let e = violation_of(|| {
+                let old = irql::raise(irql::DISPATCH);
+                ex_free_pool_with_tag(p as *mut u8, TAG);
+                irql::lower(old);
+            });
+            assert_eq!((e.rule, e.params[0]), ("paged pool freed above APC_LEVEL", C4_PAGED_FREE_ABOVE_APC), "{e}");
+        }
+        {
+            let _s = Session::begin(Config::default());
+            let p = ex_allocate_pool2(POOL_FLAG_PAGED, 10, TAG) as usize;
+            let e = violation_of(|| write(p + 16));
+            assert_eq!(e.bugcheck, codes::DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION, "{e}");
+        }
+        let _s = Session::begin(Config::default());
+        let p = ex_allocate_pool2(POOL_FLAG_PAGED, 10, TAG) as usize;
+        ex_free_pool_with_tag(p as *mut u8, TAG);
+        let e = violation_of(|| {
+            read(p);
+        });
+        assert_eq!(
+            (e.rule, e.bugcheck),
+            ("use after free (paged pool)", codes::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL)
+        );
+    }
+
+    #[test]
+    fn old_paged_pool_types_are_paged() {
+        for (ty, paged) in [(0u32, false), (1, true), (5, true), (33, true), (512, false)] {
+            let _s = Session::begin(Config::default());
+            let p = ex_allocate_pool_with_tag(ty, 32, TAG) as usize;
+            let r = call_driver("touch at DISPATCH", || {
+                let old = irql::raise(irql::DISPATCH);
+                write(p);
+                irql::lower(old);
+            });
+            assert_eq!(r.is_err(), paged, "pool type {ty}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn paged_pool_is_bounded_across_sessions() {
+        let maps = || std::fs::read_to_string("/proc/self/maps").expect("maps").lines().count();
+        let mut first = None;
+        for round in 0..50 {
+            let _s = Session::begin(Config::default());
+            // Fill the region (64 KiB each: 16 pages + a guard page), free
+            // half, fill again: runs are reused and merged.
+            let mut v: Vec<usize> =
+                (0..200).map(|_| ex_allocate_pool2(POOL_FLAG_PAGED, 64 << 10, TAG) as usize).collect();
+            assert!(v.iter().all(|&p| p != 0));
+            for p in v.drain(..100) {
+                ex_free_pool_with_tag(p as *mut u8, TAG);
+            }
+            v.extend((0..100).map(|_| ex_allocate_pool2(POOL_FLAG_PAGED, 64 << 10, TAG) as usize));
+            assert!(v.iter().all(|&p| p != 0));
+            // Left allocated: the session reset gives it all back.
+            if round == 0 {
+                first = Some(maps());
+            }
+        }
+        let _s = Session::begin(Config::default());
+        assert!(maps() <= first.unwrap() + 8, "mappings grew: {} -> {}", first.unwrap(), maps());
+        // The whole region is free again.
+        let big = ex_allocate_pool2(POOL_FLAG_PAGED, PAGED_REGION_BYTES - PAGE, TAG) as usize;
+        assert_ne!(big, 0);
     }
 }

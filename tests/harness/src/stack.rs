@@ -816,12 +816,16 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut
         }
         return;
     }
+    // SAFETY: the kernel passes valid siginfo for SIGSEGV/SIGBUS.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    // Paged pool touched below DISPATCH_LEVEL: paged in, the access retried.
+    if sig == libc::SIGSEGV && crate::pool::page_in(addr) {
+        return;
+    }
     if depth == 0 {
         chain(sig, info, uctx);
         return;
     }
-    // SAFETY: the kernel passes valid siginfo for SIGSEGV/SIGBUS.
-    let addr = unsafe { (*info).si_addr() } as usize;
     let write = gregs[libc::REG_ERR as usize] & 2 != 0;
     // SAFETY: active frame of this thread.
     let frame = unsafe { &mut (&mut (*rt).frames)[depth - 1] };
