@@ -17,7 +17,7 @@
 use alloc::vec::Vec;
 use core::ffi::c_void;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use ndis_sync::{AtMostDispatch, Passive, Rundown, SpinLock};
 use portwatch_proto::{ModuleInfo, ModuleState, Wire, MODULE_NAME_CHARS};
@@ -43,6 +43,14 @@ pub struct Module {
     /// The adapter's name, UTF-16, zero padded, truncated.
     pub name: [u16; MODULE_NAME_CHARS],
     state: AtomicU32,
+    /// NBLs this module passed on (sends down, receives up) that have not
+    /// come back yet, plus one while the module is Restarting or Running.
+    /// NDIS may call FilterPause while some are still outstanding; the
+    /// pause completes when this drops to zero ("Pausing a Driver Stack").
+    in_flight: AtomicUsize,
+    /// A pause returned NDIS_STATUS_PENDING (or is deciding to) and whoever
+    /// brings `in_flight` to zero completes it.
+    pause_pending: AtomicBool,
     /// Held by readers that reached the module through the list.
     pub rundown: Rundown<()>,
 }
@@ -51,7 +59,78 @@ impl Module {
     /// A module in the Attaching state.
     pub fn new(ndis_handle: NdisHandle, if_index: u32, name: [u16; MODULE_NAME_CHARS]) -> Self {
         let state = AtomicU32::new(ModuleState::Attaching as u32);
-        Module { ndis_handle, if_index, name, state, rundown: Rundown::new(()) }
+        Module {
+            ndis_handle,
+            if_index,
+            name,
+            state,
+            in_flight: AtomicUsize::new(0),
+            pause_pending: AtomicBool::new(false),
+            rundown: Rundown::new(()),
+        }
+    }
+
+    /// FilterRestart: takes the running reference, then runs.
+    pub fn start_running(&self) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.set_state(ModuleState::Running);
+    }
+
+    /// FilterPause: stops passing traffic on and drops the running
+    /// reference. True: nothing is outstanding and the module is Paused
+    /// (return NDIS_STATUS_SUCCESS); false: the last NBL to come back
+    /// completes the pause ([`Module::leave`] returns true once).
+    pub fn begin_pause(&self) -> bool {
+        self.set_state(ModuleState::Pausing);
+        self.pause_pending.store(true, Ordering::SeqCst);
+        self.release(1)
+    }
+
+    /// Before passing `n` NBLs on: counts them as outstanding if the module
+    /// is running. False: it is not (nothing counted); complete or return
+    /// them instead. Counting first and checking the state second means a
+    /// pause either sees them outstanding or they see the pause.
+    pub fn enter(&self, n: usize) -> bool {
+        self.in_flight.fetch_add(n, Ordering::SeqCst);
+        if self.is_running() {
+            return true;
+        }
+        // Not running after all: the pause may be waiting for this count.
+        if self.release(n) {
+            // Unreachable in practice (a pause waiting on zero NBLs has
+            // already completed), kept for the invariant: whoever reaches
+            // zero completes a pending pause.
+            self.complete_pause();
+        }
+        false
+    }
+
+    /// `n` NBLs passed on came back. Completes a pending pause when they
+    /// were the last ones.
+    pub fn leave(&self, n: usize) {
+        if self.release(n) {
+            self.complete_pause();
+        }
+    }
+
+    /// Drops `n` from the count; true when that completed a pending pause
+    /// (the module is then Paused).
+    fn release(&self, n: usize) -> bool {
+        if self.in_flight.fetch_sub(n, Ordering::SeqCst) != n {
+            return false;
+        }
+        if self.pause_pending.swap(false, Ordering::SeqCst) {
+            self.set_state(ModuleState::Paused);
+            return true;
+        }
+        false
+    }
+
+    fn complete_pause(&self) {
+        // SAFETY: our module's handle; the pause is pending (FilterPause
+        // found NBLs outstanding and returned NDIS_STATUS_PENDING, or is
+        // about to), and this is the one call that completes it.
+        unsafe { ndis_sys::NdisFPauseComplete(self.ndis_handle.0) };
     }
 
     /// The current state. Read on every packet: one relaxed load, no lock.
