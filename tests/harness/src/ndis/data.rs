@@ -353,7 +353,7 @@ fn send_down(adapter: usize, below: usize, nbls: Vec<usize>, flags: u32) -> Resu
             // SAFETY: documented FilterSendNetBufferLists signature.
             let f: SendFn = unsafe { win64(f) };
             // SAFETY: the arguments NDIS passes.
-            pass_to_module(h, &nbls, "FilterSendNetBufferLists", |head| unsafe {
+            pass_to_module(h, &nbls, "FilterSendNetBufferLists", false, |head| unsafe {
                 f(ctx as NDIS_HANDLE, head, 0, flags)
             })
         }
@@ -364,10 +364,16 @@ fn send_down(adapter: usize, below: usize, nbls: Vec<usize>, flags: u32) -> Resu
 /// Gives `nbls` to module `h` (on their way down or up) and calls its
 /// `callback` with them chained; they stay in the module's hands unless it
 /// passes them on, completes or returns them meanwhile.
+///
+/// With `resources` (a receive indicated with NDIS_RECEIVE_FLAGS_RESOURCES)
+/// they revert to the layer below when the callback returns, in the same
+/// step as the callback's end is recorded, so that no check in between sees
+/// them held by a module that is no longer in a callback with them.
 fn pass_to_module(
     h: usize,
     nbls: &[usize],
     callback: &'static str,
+    resources: bool,
     call: impl FnOnce(*mut NET_BUFFER_LIST),
 ) -> Result<(), Violation> {
     {
@@ -382,7 +388,15 @@ fn pass_to_module(
     let head = chain(nbls);
     count_callback(callback);
     let r = stack::call_driver(callback, || call(head));
-    set_in_call(nbls, -1);
+    let mut m = model();
+    for a in nbls {
+        if let Some(r) = m.nbls.get_mut(a) {
+            r.in_call = r.in_call.saturating_sub(1);
+            if resources {
+                revert(r, h);
+            }
+        }
+    }
     r
 }
 
@@ -863,30 +877,22 @@ fn indicate_up(adapter: usize, above: Option<usize>, nbls: Vec<usize>, flags: u3
             // SAFETY: documented FilterReceiveNetBufferLists signature.
             let f: ReceiveFn = unsafe { win64(f) };
             let count = nbls.len() as u32;
+            let resources = flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0;
             // SAFETY: the arguments NDIS passes.
-            pass_to_module(h, &nbls, "FilterReceiveNetBufferLists", |head| unsafe {
+            pass_to_module(h, &nbls, "FilterReceiveNetBufferLists", resources, |head| unsafe {
                 f(ctx as NDIS_HANDLE, head, 0, count, flags)
-            })?;
-            if flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0 {
-                revert(&nbls, h);
-            }
-            Ok(())
+            })
         }
         _ => to_far_end(Dir::Receive, nbls, flags),
     }
 }
 
 /// RESOURCES NBLs revert to the layer below when the indication returns.
-fn revert(nbls: &[usize], h: usize) {
-    let mut m = model();
-    for a in nbls {
-        if let Some(r) = m.nbls.get_mut(a) {
-            if r.path.last() == Some(&h) {
-                r.path.pop();
-            }
-            r.holder = r.path.last().map_or(Holder::FarEnd, |x| Holder::Module(*x));
-        }
+fn revert(r: &mut NblRec, h: usize) {
+    if r.path.last() == Some(&h) {
+        r.path.pop();
     }
+    r.holder = r.path.last().map_or(Holder::FarEnd, |x| Holder::Module(*x));
 }
 
 /// `NdisFIndicateReceiveNetBufferLists`.
