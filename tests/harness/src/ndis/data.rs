@@ -1094,7 +1094,12 @@ unsafe extern "win64" fn NdisGetDataBuffer(
 
 /// Indicates `status` from the miniport of `adapter` at `at`: through each
 /// module that has a FilterStatus, around those that do not.
+///
+/// Holds the adapter's receive gate for reading: NDIS indicates nothing to
+/// a module being attached or detached.
 pub(crate) fn indicate_status(adapter: AdapterId, status: NDIS_STATUS, at: At) -> Result<(), Violation> {
+    let gate = model().adapters[adapter.0].receive_gate.clone();
+    let _in_flight = gate.read().unwrap_or_else(PoisonError::into_inner);
     let saved = irql::current();
     irql::set(at.irql());
     let r = status_up(adapter.0, None, status);
