@@ -18,7 +18,7 @@ use ndis_sys::*;
 use portwatch_proto::ModuleState;
 
 use crate::entry::globals;
-use crate::modules::{fixed_name, Module, NdisHandle};
+use crate::modules::{fixed_name, DataEntry, Module, NdisHandle};
 use crate::nbl::Chain;
 use crate::pool::try_box;
 use crate::ports::Direction;
@@ -185,6 +185,18 @@ unsafe extern "system" fn pause(context: NDIS_HANDLE, _params: *mut NDIS_FILTER_
     }
 }
 
+/// Completes the module's pending pause when `last` says the NBLs just
+/// counted back were the last ones it waited for.
+fn complete_pause_if(module: &Module, last: bool) {
+    if last {
+        trace!(DPFLTR_INFO_LEVEL, "paused on interface %u", module.if_index);
+        // SAFETY: our module's handle; its FilterPause returned (or is
+        // about to return) NDIS_STATUS_PENDING, and `last` is true for
+        // exactly one caller per pause.
+        unsafe { NdisFPauseComplete(module.ndis_handle.0) };
+    }
+}
+
 /// Counts a chain under the port table's read lock, at the IRQL NDIS's flag
 /// says (set: DISPATCH_LEVEL; clear: unknown, at most DISPATCH_LEVEL).
 fn count(chain: Chain, at_dispatch: bool, direction: Direction) {
@@ -204,11 +216,13 @@ unsafe extern "system" fn send(context: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST,
     let chain = unsafe { Chain::new(nbls) };
     let at_dispatch = flags & NDIS_SEND_FLAGS_DISPATCH_LEVEL != 0;
     let n = chain.nbl_count();
-    if !module.enter(n) {
+    let entry = module.enter(n);
+    if entry != DataEntry::Forward {
         chain.set_status(NDIS_STATUS_PAUSED);
         let complete_flags = if at_dispatch { NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL } else { 0 };
         // SAFETY: completing NBLs we were given, once, with our handle.
         unsafe { NdisFSendNetBufferListsComplete(module.ndis_handle.0, chain.raw(), complete_flags) };
+        complete_pause_if(module, entry == DataEntry::RefuseAndCompletePause);
         return;
     }
     // Count before passing on: afterwards the NBLs may complete on another
@@ -229,7 +243,7 @@ unsafe extern "system" fn send_complete(context: NDIS_HANDLE, nbls: *mut NET_BUF
     let n = unsafe { Chain::new(nbls) }.nbl_count();
     // SAFETY: completing up NBLs sent from above through us, flags passed.
     unsafe { NdisFSendNetBufferListsComplete(module.ndis_handle.0, nbls, flags) };
-    module.leave(n);
+    complete_pause_if(module, module.leave(n));
 }
 
 /// FilterReceiveNetBufferLists (<= DISPATCH_LEVEL).
@@ -247,7 +261,8 @@ unsafe extern "system" fn receive(
     let chain = unsafe { Chain::new(nbls) };
     let at_dispatch = flags & NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL != 0;
     let n = chain.nbl_count();
-    if !module.enter(n) {
+    let entry = module.enter(n);
+    if entry != DataEntry::Forward {
         // With NDIS_RECEIVE_FLAGS_RESOURCES the NBLs revert to NDIS when we
         // return: never return those. Others go back down at once.
         if flags & NDIS_RECEIVE_FLAGS_RESOURCES == 0 {
@@ -255,6 +270,7 @@ unsafe extern "system" fn receive(
             // SAFETY: returning NBLs we own, once.
             unsafe { NdisFReturnNetBufferLists(module.ndis_handle.0, chain.raw(), return_flags) };
         }
+        complete_pause_if(module, entry == DataEntry::RefuseAndCompletePause);
         return;
     }
     count(chain, at_dispatch, Direction::Rx);
@@ -264,7 +280,7 @@ unsafe extern "system" fn receive(
     if flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0 {
         // They came back to us when the indication returned (and go back to
         // NDIS when we return).
-        module.leave(n);
+        complete_pause_if(module, module.leave(n));
     }
 }
 
@@ -278,7 +294,7 @@ unsafe extern "system" fn return_nbls(context: NDIS_HANDLE, nbls: *mut NET_BUFFE
     let n = unsafe { Chain::new(nbls) }.nbl_count();
     // SAFETY: returning NBLs indicated from below through us, flags passed.
     unsafe { NdisFReturnNetBufferLists(module.ndis_handle.0, nbls, flags) };
-    module.leave(n);
+    complete_pause_if(module, module.leave(n));
 }
 
 /// FilterStatus (<= DISPATCH_LEVEL): passed up unchanged.

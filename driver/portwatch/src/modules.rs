@@ -79,7 +79,8 @@ impl Module {
     /// FilterPause: stops passing traffic on and drops the running
     /// reference. True: nothing is outstanding and the module is Paused
     /// (return NDIS_STATUS_SUCCESS); false: the last NBL to come back
-    /// completes the pause ([`Module::leave`] returns true once).
+    /// completes the pause ([`Module::leave`] or [`Module::enter`] says so
+    /// once).
     pub fn begin_pause(&self) -> bool {
         self.set_state(ModuleState::Pausing);
         self.pause_pending.store(true, Ordering::SeqCst);
@@ -87,30 +88,29 @@ impl Module {
     }
 
     /// Before passing `n` NBLs on: counts them as outstanding if the module
-    /// is running. False: it is not (nothing counted); complete or return
-    /// them instead. Counting first and checking the state second means a
+    /// is running. Counting first and checking the state second means a
     /// pause either sees them outstanding or they see the pause.
-    pub fn enter(&self, n: usize) -> bool {
+    #[must_use]
+    pub fn enter(&self, n: usize) -> DataEntry {
         self.in_flight.fetch_add(n, Ordering::SeqCst);
         if self.is_running() {
-            return true;
+            return DataEntry::Forward;
         }
-        // Not running after all: the pause may be waiting for this count.
+        // Not running after all: whoever brings the count to zero completes
+        // a pending pause, even if that is this refusal.
         if self.release(n) {
-            // Unreachable in practice (a pause waiting on zero NBLs has
-            // already completed), kept for the invariant: whoever reaches
-            // zero completes a pending pause.
-            self.complete_pause();
+            DataEntry::RefuseAndCompletePause
+        } else {
+            DataEntry::Refuse
         }
-        false
     }
 
-    /// `n` NBLs passed on came back. Completes a pending pause when they
-    /// were the last ones.
-    pub fn leave(&self, n: usize) {
-        if self.release(n) {
-            self.complete_pause();
-        }
+    /// `n` NBLs passed on came back. True when they were the last ones of a
+    /// pending pause: the module is now Paused and the caller must call
+    /// NdisFPauseComplete.
+    #[must_use]
+    pub fn leave(&self, n: usize) -> bool {
+        self.release(n)
     }
 
     /// Drops `n` from the count; true when that completed a pending pause
@@ -124,13 +124,6 @@ impl Module {
             return true;
         }
         false
-    }
-
-    fn complete_pause(&self) {
-        // SAFETY: our module's handle; the pause is pending (FilterPause
-        // found NBLs outstanding and returned NDIS_STATUS_PENDING, or is
-        // about to), and this is the one call that completes it.
-        unsafe { ndis_sys::NdisFPauseComplete(self.ndis_handle.0) };
     }
 
     /// The current state. Read on every packet: one relaxed load, no lock.
@@ -153,6 +146,18 @@ impl Module {
     fn info(&self) -> ModuleInfo {
         ModuleInfo { if_index: self.if_index, state: self.state() as u32, name: self.name }
     }
+}
+
+/// What the data path does with NBLs handed to a module ([`Module::enter`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataEntry {
+    /// Running: count and pass them on (they are counted as outstanding).
+    Forward,
+    /// Not running: complete sends with NDIS_STATUS_PAUSED, return receives.
+    Refuse,
+    /// As `Refuse`, and this was the last count a pending pause waited for:
+    /// call NdisFPauseComplete.
+    RefuseAndCompletePause,
 }
 
 /// A list entry.
@@ -312,5 +317,43 @@ mod tests {
         assert_eq!(f[MODULE_NAME_CHARS - 1], (MODULE_NAME_CHARS - 1) as u16);
         let short = fixed_name(&[5]);
         assert_eq!((short[0], short[1]), (5, 0));
+    }
+}
+
+#[cfg(test)]
+mod pause_tests {
+    use super::*;
+
+    fn module() -> Module {
+        let m = Module::new(NdisHandle(core::ptr::null_mut()), 1, [0; MODULE_NAME_CHARS]);
+        m.set_state(ModuleState::Paused);
+        m
+    }
+
+    #[test]
+    fn a_pause_with_nothing_outstanding_completes_at_once() {
+        let m = module();
+        m.start_running();
+        assert!(m.begin_pause());
+        assert_eq!(m.state(), ModuleState::Paused);
+        assert_eq!(m.enter(2), DataEntry::Refuse, "a paused module refuses and completes nothing");
+    }
+
+    #[test]
+    fn a_pause_waits_for_the_last_nbl_and_completes_once() {
+        let m = module();
+        m.start_running();
+        assert_eq!(m.enter(2), DataEntry::Forward);
+        assert_eq!(m.enter(1), DataEntry::Forward);
+        assert!(!m.begin_pause(), "three NBLs are out: the pause pends");
+        assert_eq!(m.state(), ModuleState::Pausing);
+        assert_eq!(m.enter(4), DataEntry::Refuse, "a pausing module forwards nothing new");
+        assert!(!m.leave(2));
+        assert!(m.leave(1), "the last one completes the pause");
+        assert_eq!(m.state(), ModuleState::Paused);
+        assert_eq!(m.enter(1), DataEntry::Refuse);
+        m.start_running();
+        assert_eq!(m.enter(1), DataEntry::Forward, "restart resumes");
+        assert!(!m.leave(1), "no pause pending: nothing to complete");
     }
 }
