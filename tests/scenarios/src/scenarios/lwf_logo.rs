@@ -222,7 +222,7 @@ fn check_connectivity(t: &dyn Target, eps: &Endpoints, run: &Run) {
     let packet = PacketSpec { protocol, src_port: 9, dst_port: port, ipv6: false, vlan: false, payload_len: 64 };
     let nbl = NblSpec { packets: vec![packet], loopback: false, fragmented: false };
     let (mut sent, mut received) = (0u64, 0u64);
-    for a in 0..t.adapter_count() {
+    for a in 0..t.adapter_count().max(1) {
         for direction in [Direction::Send, Direction::Receive] {
             match t.inject(Adapter(a), direction, std::slice::from_ref(&nbl), Level::Dispatch, false) {
                 Ok(r) if r.len() == 1 && r[0].delivered => match direction {
@@ -257,7 +257,9 @@ pub fn storm(t: &dyn Target, run: &Run, threads: usize, seed: u64) {
     };
     let Some(first) = eps.stable.first().map(|e| e.handle) else { return };
     check_registration(t, first, run);
-    let adapters = Adapters::attached(t.adapter_count());
+    // At least one gate: a device target given no adapter names still
+    // sends (its injections do not depend on the adapter).
+    let adapters = Adapters::attached(t.adapter_count().max(1));
     let ioctl_threads = (threads / 3).max(1);
     let traffic_threads = threads.saturating_sub(ioctl_threads).max(2);
     let tally = Mutex::new(Tally::default());
@@ -270,7 +272,7 @@ pub fn storm(t: &dyn Target, run: &Run, threads: usize, seed: u64) {
             let rng = Rng::new(seed, 700 + i as u64);
             s.spawn(move || ioctl_worker(t, first, run, rng));
         }
-        for a in 0..adapters.len() {
+        for a in 0..t.adapter_count() {
             let (adapters, rng) = (&adapters, Rng::new(seed, 800 + a as u64));
             s.spawn(move || stop_start_worker(t, adapters, a, run, rng));
             let rng = Rng::new(seed, 900 + a as u64);
