@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert!(parse("").is_err());
+        assert!(parse("--threads").is_err(), "a flag without its value");
         assert!(parse("nosuch").is_err());
         assert!(parse("races --threads").is_err());
         assert!(parse("races --threads many").is_err());
