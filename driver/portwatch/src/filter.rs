@@ -18,7 +18,7 @@ use ndis_sys::*;
 use portwatch_proto::ModuleState;
 
 use crate::entry::globals;
-use crate::modules::{fixed_name, Module, NdisHandle};
+use crate::modules::{fixed_name, DataEntry, Module, NdisHandle};
 use crate::nbl::Chain;
 use crate::pool::try_box;
 use crate::ports::Direction;
@@ -164,20 +164,37 @@ unsafe extern "system" fn restart(context: NDIS_HANDLE, _params: *mut NDIS_FILTE
     // SAFETY: NDIS passes our context for a module not being detached.
     let module = unsafe { module(context) };
     module.set_state(ModuleState::Restarting);
-    module.set_state(ModuleState::Running);
+    module.start_running();
     trace!(DPFLTR_INFO_LEVEL, "running on interface %u", module.if_index);
     NDIS_STATUS_SUCCESS
 }
 
 /// FilterPause (PASSIVE_LEVEL, module Running). PortWatch originates no
-/// NBLs, so there is nothing to wait for: the pause completes at once.
+/// NBLs and queues none, but NDIS may pause it while sends it passed down
+/// or receives it indicated up are still outstanding: the pause completes
+/// when the last of them comes back (NdisFPauseComplete from that
+/// completion or return), or at once when none is out.
 unsafe extern "system" fn pause(context: NDIS_HANDLE, _params: *mut NDIS_FILTER_PAUSE_PARAMETERS) -> NDIS_STATUS {
     // SAFETY: NDIS passes our context for a module not being detached.
     let module = unsafe { module(context) };
-    module.set_state(ModuleState::Pausing);
-    module.set_state(ModuleState::Paused);
-    trace!(DPFLTR_INFO_LEVEL, "paused on interface %u", module.if_index);
-    NDIS_STATUS_SUCCESS
+    if module.begin_pause() {
+        trace!(DPFLTR_INFO_LEVEL, "paused on interface %u", module.if_index);
+        NDIS_STATUS_SUCCESS
+    } else {
+        NDIS_STATUS_PENDING
+    }
+}
+
+/// Completes the module's pending pause when `last` says the NBLs just
+/// counted back were the last ones it waited for.
+fn complete_pause_if(module: &Module, last: bool) {
+    if last {
+        trace!(DPFLTR_INFO_LEVEL, "paused on interface %u", module.if_index);
+        // SAFETY: our module's handle; its FilterPause returned (or is
+        // about to return) NDIS_STATUS_PENDING, and `last` is true for
+        // exactly one caller per pause.
+        unsafe { NdisFPauseComplete(module.ndis_handle.0) };
+    }
 }
 
 /// Counts a chain under the port table's read lock, at the IRQL NDIS's flag
@@ -198,11 +215,14 @@ unsafe extern "system" fn send(context: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST,
     // SAFETY: NDIS hands us the chain until we pass it on or complete it.
     let chain = unsafe { Chain::new(nbls) };
     let at_dispatch = flags & NDIS_SEND_FLAGS_DISPATCH_LEVEL != 0;
-    if !module.is_running() {
+    let n = chain.nbl_count();
+    let entry = module.enter(n);
+    if entry != DataEntry::Forward {
         chain.set_status(NDIS_STATUS_PAUSED);
         let complete_flags = if at_dispatch { NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL } else { 0 };
         // SAFETY: completing NBLs we were given, once, with our handle.
         unsafe { NdisFSendNetBufferListsComplete(module.ndis_handle.0, chain.raw(), complete_flags) };
+        complete_pause_if(module, entry == DataEntry::RefuseAndCompletePause);
         return;
     }
     // Count before passing on: afterwards the NBLs may complete on another
@@ -214,12 +234,16 @@ unsafe extern "system" fn send(context: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST,
 }
 
 /// FilterSendNetBufferListsComplete (<= DISPATCH_LEVEL): none are ours, so
-/// every completion goes up.
+/// every completion goes up; then they no longer hold a pause back.
 unsafe extern "system" fn send_complete(context: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST, flags: u32) {
     // SAFETY: NDIS passes our context for a module not being detached.
     let module = unsafe { module(context) };
+    // SAFETY: NDIS hands the completed chain back to us until we complete
+    // it up.
+    let n = unsafe { Chain::new(nbls) }.nbl_count();
     // SAFETY: completing up NBLs sent from above through us, flags passed.
     unsafe { NdisFSendNetBufferListsComplete(module.ndis_handle.0, nbls, flags) };
+    complete_pause_if(module, module.leave(n));
 }
 
 /// FilterReceiveNetBufferLists (<= DISPATCH_LEVEL).
@@ -236,7 +260,9 @@ unsafe extern "system" fn receive(
     // return it or pass it up.
     let chain = unsafe { Chain::new(nbls) };
     let at_dispatch = flags & NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL != 0;
-    if !module.is_running() {
+    let n = chain.nbl_count();
+    let entry = module.enter(n);
+    if entry != DataEntry::Forward {
         // With NDIS_RECEIVE_FLAGS_RESOURCES the NBLs revert to NDIS when we
         // return: never return those. Others go back down at once.
         if flags & NDIS_RECEIVE_FLAGS_RESOURCES == 0 {
@@ -244,21 +270,31 @@ unsafe extern "system" fn receive(
             // SAFETY: returning NBLs we own, once.
             unsafe { NdisFReturnNetBufferLists(module.ndis_handle.0, chain.raw(), return_flags) };
         }
+        complete_pause_if(module, entry == DataEntry::RefuseAndCompletePause);
         return;
     }
     count(chain, at_dispatch, Direction::Rx);
     // SAFETY: indicating the chain up unchanged, with the same count and
     // flags (RESOURCES kept, so NDIS knows they return on our return).
     unsafe { NdisFIndicateReceiveNetBufferLists(module.ndis_handle.0, chain.raw(), port, count_of_nbls, flags) };
+    if flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0 {
+        // They came back to us when the indication returned (and go back to
+        // NDIS when we return).
+        complete_pause_if(module, module.leave(n));
+    }
 }
 
 /// FilterReturnNetBufferLists (<= DISPATCH_LEVEL): none are ours, so every
-/// return goes down.
+/// return goes down; then they no longer hold a pause back.
 unsafe extern "system" fn return_nbls(context: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST, flags: u32) {
     // SAFETY: NDIS passes our context for a module not being detached.
     let module = unsafe { module(context) };
+    // SAFETY: NDIS hands the returned chain back to us until we return it
+    // down.
+    let n = unsafe { Chain::new(nbls) }.nbl_count();
     // SAFETY: returning NBLs indicated from below through us, flags passed.
     unsafe { NdisFReturnNetBufferLists(module.ndis_handle.0, nbls, flags) };
+    complete_pause_if(module, module.leave(n));
 }
 
 /// FilterStatus (<= DISPATCH_LEVEL): passed up unchanged.

@@ -453,9 +453,9 @@ fn send_rules() {
     s.pause(a).unwrap();
     assert_caught(
         s.send(a, frame(), At::Dispatch).unwrap_err(),
-        "data path used in the wrong module state",
+        "NBL forwarded after the filter's pause completed",
         c4,
-        Some(subcodes::WRONG_STATE),
+        Some(subcodes::FORWARDED_AFTER_PAUSE),
     );
     drop(s);
     let (s, a) = running(Bug::BadHandle, Options::default());

@@ -9,13 +9,15 @@ use std::thread::ThreadId;
 use portwatch_harness::frames::FrameSpec;
 use portwatch_harness::io::{Handle as IoHandle, IoError};
 use portwatch_harness::nbl::{Layout, NblSpec as HarnessNbl};
-use portwatch_harness::ndis::{AdapterId, AdapterSpec, At, Completion};
+pub use portwatch_harness::ndis::Completion;
+use portwatch_harness::ndis::{AdapterId, AdapterSpec, At};
 use portwatch_harness::session::{LoadError, Options, Report, Session};
 use portwatch_harness::verifier::Config;
 pub use portwatch_harness::verifier::LowResources;
 
 use crate::target::{
-    Adapter, AdapterOp, Direction, Handle, Health, Level, NblResult, NblSpec, PacketSpec, Target, TargetError,
+    Adapter, AdapterOp, Direction, Handle, Health, Level, NblResult, NblSpec, PacketSpec, StatusIndication, Target,
+    TargetError,
 };
 
 /// `NDIS_STATUS_SUCCESS`.
@@ -48,9 +50,8 @@ impl HarnessConfig {
             start_adapters: true,
             special_pool: true,
             low_resources: LowResources::Off,
-            // Deferred and OtherThread completions share one queue in the
-            // model, so concurrent injections can see each other's NBLs
-            // still in flight; inline completion has no such queue.
+            // Inline: the fastest; `Completion::Delayed` makes completions
+            // overlap pauses (the lwf-logo scenario uses it).
             completion: Completion::Inline,
         }
     }
@@ -140,6 +141,14 @@ pub fn health_of(report: &Report) -> Health {
         irps_completed: report.io.completed,
         peak_stack: report.entry_points.iter().map(|e| e.1).max().unwrap_or(0),
         unobservable: false,
+        model: vec![
+            ("FilterPause calls", report.ndis.callbacks.get("FilterPause").copied().unwrap_or(0)),
+            ("pauses pended on outstanding NBLs", report.ndis.pauses_pended),
+            ("sends completed NDIS_STATUS_PAUSED", report.ndis.sends_completed_paused),
+            ("status indications", report.ndis.status_forwarded + report.ndis.status_bypassed),
+            ("NET_BUFFERs to the miniport", report.ndis.nbs_to_miniport),
+            ("NET_BUFFERs to the protocol", report.ndis.nbs_to_protocol),
+        ],
     }
 }
 
@@ -336,6 +345,17 @@ impl Target for HarnessTarget {
 
     fn exact_traffic(&self) -> bool {
         true
+    }
+
+    fn indicate_status(&self, adapter: Adapter, status: StatusIndication, level: Level) -> Result<(), TargetError> {
+        self.with(|l| {
+            let a = Self::adapter_id(l, adapter)?;
+            l.session.indicate_status(a, status.code(), at(level)).map_err(|v| TargetError::Violation(v.to_string()))
+        })
+    }
+
+    fn ndis_version(&self) -> Result<(u8, u8), TargetError> {
+        self.with(|l| Ok(l.session.filter().ndis_version))
     }
 
     fn reload(&self) -> Result<Health, TargetError> {

@@ -191,6 +191,7 @@ impl Run {
             allocations: health.allocations,
             peak_stack: health.peak_stack,
             unobservable: health.unobservable,
+            model: health.model.clone(),
         }
     }
 }
@@ -219,6 +220,8 @@ pub struct Summary {
     pub peak_stack: usize,
     /// The target cannot observe violations and leaks (real machine).
     pub unobservable: bool,
+    /// What the simulated NDIS saw, by name (harness only).
+    pub model: Vec<(&'static str, u64)>,
 }
 
 impl Summary {
@@ -243,6 +246,17 @@ impl Summary {
         self.allocations = self.allocations.max(other.allocations);
         self.peak_stack = self.peak_stack.max(other.peak_stack);
         self.unobservable |= other.unobservable;
+        for (name, n) in other.model {
+            match self.model.iter_mut().find(|m| m.0 == name) {
+                Some(m) => m.1 += n,
+                None => self.model.push((name, n)),
+            }
+        }
+    }
+
+    /// The model counter `name` (0 when the target does not report it).
+    pub fn model_count(&self, name: &str) -> u64 {
+        self.model.iter().find(|m| m.0 == name).map_or(0, |m| m.1)
     }
 }
 
@@ -258,6 +272,9 @@ impl fmt::Display for Summary {
             writeln!(f, "leaks:       {}", self.leaks.len())?;
             writeln!(f, "allocations: {}", self.allocations)?;
             writeln!(f, "peak stack:  {} bytes", self.peak_stack)?;
+        }
+        for (name, n) in &self.model {
+            writeln!(f, "  {name}: {n}")?;
         }
         writeln!(f, "failures:    {}", self.failures.len())?;
         writeln!(f, "elapsed:     {:.2} s", self.elapsed.as_secs_f64())?;

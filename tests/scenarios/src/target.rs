@@ -68,6 +68,41 @@ pub enum AdapterOp {
     Cycle,
 }
 
+/// A status indication the miniport below the filter makes (the
+/// `NDIS_STATUS_*` codes of ndis.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatusIndication {
+    /// `NDIS_STATUS_MEDIA_DISCONNECT` (cable pulled).
+    MediaDisconnect,
+    /// `NDIS_STATUS_MEDIA_CONNECT` (cable back).
+    MediaConnect,
+    /// `NDIS_STATUS_RESET_START` (an adapter reset begins).
+    ResetStart,
+    /// `NDIS_STATUS_RESET_END` (the reset is over).
+    ResetEnd,
+}
+
+impl StatusIndication {
+    /// Every indication, in the order a disconnect/connect and a reset
+    /// cycle make them.
+    pub const ALL: [StatusIndication; 4] = [
+        StatusIndication::MediaDisconnect,
+        StatusIndication::MediaConnect,
+        StatusIndication::ResetStart,
+        StatusIndication::ResetEnd,
+    ];
+
+    /// The `NDIS_STATUS` code (ndis.h).
+    pub fn code(self) -> i32 {
+        match self {
+            StatusIndication::ResetStart => 0x4001_0004,
+            StatusIndication::ResetEnd => 0x4001_0005,
+            StatusIndication::MediaConnect => 0x4001_000B,
+            StatusIndication::MediaDisconnect => 0x4001_000C,
+        }
+    }
+}
+
 /// The IRQL a data-path call is made at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Level {
@@ -161,6 +196,9 @@ pub struct Health {
     pub peak_stack: usize,
     /// The target cannot observe these (a real machine bug-checks instead).
     pub unobservable: bool,
+    /// What the simulated NDIS saw, by name (empty where not observable):
+    /// shows that a scenario's elements really happened.
+    pub model: Vec<(&'static str, u64)>,
 }
 
 impl Health {
@@ -212,6 +250,17 @@ pub trait Target: Sync {
     /// Whether only injected traffic reaches the filter, so counters can be
     /// checked exactly (false on a real machine with other traffic).
     fn exact_traffic(&self) -> bool;
+    /// The miniport of `adapter` indicates `status` up through the filter
+    /// at `level`. Only a simulated miniport can (default: unsupported).
+    fn indicate_status(&self, adapter: Adapter, status: StatusIndication, level: Level) -> Result<(), TargetError> {
+        let _ = (adapter, level);
+        Err(TargetError::Unsupported(format!("{status:?} needs a test miniport (NDISTest's)")))
+    }
+    /// The NDIS version (major, minor) the filter registered with
+    /// (`NdisFRegisterFilterDriver`). Default: not observable.
+    fn ndis_version(&self) -> Result<(u8, u8), TargetError> {
+        Err(TargetError::Unsupported("the registration is not observable from user mode".into()))
+    }
     /// Unloads the driver (every handle must be closed) and loads it again
     /// with the adapters attached and running; the health of the unloaded
     /// instance.

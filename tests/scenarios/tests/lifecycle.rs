@@ -12,3 +12,19 @@ fn lifecycle_storm_is_clean() {
     common::assert_clean(&s, common::OPS);
     assert!(s.packets > 0, "{s}");
 }
+
+/// The same with sends completed and receives returned late, from other
+/// threads, so that pauses meet NBLs outstanding and IOCTL threads run
+/// alongside traffic, pause/restart and detach/attach at once.
+#[test]
+fn lifecycle_storm_with_late_completions_is_clean() {
+    use portwatch_scenarios::harness_target::{driver_path, Completion, HarnessConfig, HarnessTarget};
+    let config = HarnessConfig {
+        completion: Completion::Delayed(std::time::Duration::from_micros(200)),
+        ..HarnessConfig::new(&driver_path(), 2)
+    };
+    let t = HarnessTarget::load(config).expect("load portwatch.sys");
+    let s = Scenario::Lifecycle.run(&t, &common::params(7));
+    common::assert_clean(&s, common::OPS);
+    assert!(s.packets > 0, "{s}");
+}

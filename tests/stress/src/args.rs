@@ -37,10 +37,10 @@ pub struct Args {
 }
 
 /// The usage text.
-pub const USAGE: &str = "usage: portwatch-stress <scenario> [--target harness|device] [--threads N] \
+pub const USAGE: &str = "usage: portwatch-stress [scenario] [--target harness|device] [--threads N] \
 [--ops N | --duration SECONDS] [--seed N] [--special-pool] [--driver PATH] [--adapters N] \
 [--adapter NAME]... [--peer IPV4]
-scenarios: ioctl-storm, datapath, lifecycle, races
+scenarios: lwf-logo (the default), ioctl-storm, datapath, lifecycle, races
   --target    harness (default on Linux): the real portwatch.sys in-process under the verifier model
               device (default on Windows): the installed driver through \\\\.\\PortWatch
   --threads   worker threads (default 4)
@@ -63,8 +63,12 @@ fn number<T: std::str::FromStr>(s: &str, flag: &str) -> Result<T, String> {
 impl Args {
     /// Parses the arguments after the program name.
     pub fn parse(argv: &[String]) -> Result<Args, String> {
-        let mut it = argv.iter();
-        let scenario: Scenario = it.next().ok_or("no scenario given")?.parse()?;
+        let it = argv.iter();
+        let mut it = it.peekable();
+        let scenario: Scenario = match it.peek() {
+            Some(name) if !name.starts_with("--") => it.next().map_or(Ok(Scenario::DEFAULT), |n| n.parse())?,
+            _ => Scenario::DEFAULT,
+        };
         let default_target = if cfg!(windows) { TargetKind::Device } else { TargetKind::Harness };
         let mut a = Args {
             scenario,
@@ -129,12 +133,14 @@ mod tests {
         let d = parse("races --target device --ops 5 --adapter Ethernet --peer 10.0.0.2").unwrap();
         assert_eq!((d.target, d.params.budget), (TargetKind::Device, Budget::Ops(5)));
         assert_eq!(d.adapter_names, vec!["Ethernet".to_string()]);
+        assert_eq!(parse("").unwrap().scenario, Scenario::LwfLogo, "the logo stress is the default");
+        assert_eq!(parse("--threads 2").unwrap().scenario, Scenario::LwfLogo);
         assert_eq!(d.peer, Some(std::net::Ipv4Addr::new(10, 0, 0, 2)));
     }
 
     #[test]
     fn rejects_bad_input() {
-        assert!(parse("").is_err());
+        assert!(parse("--threads").is_err(), "a flag without its value");
         assert!(parse("nosuch").is_err());
         assert!(parse("races --threads").is_err());
         assert!(parse("races --threads many").is_err());

@@ -27,7 +27,12 @@ fn run_on(target: &dyn Target, a: &Args) -> Summary {
 fn harness(a: &Args) -> Result<Summary, String> {
     use portwatch_scenarios::harness_target::{driver_path, HarnessConfig, HarnessTarget};
     let driver = a.driver.clone().unwrap_or_else(driver_path);
-    let config = HarnessConfig { special_pool: a.special_pool, ..HarnessConfig::new(&driver, a.adapters) };
+    let mut config = HarnessConfig { special_pool: a.special_pool, ..HarnessConfig::new(&driver, a.adapters) };
+    if a.scenario == portwatch_scenarios::Scenario::LwfLogo {
+        // Sends complete late, concurrently with pauses, as on Windows.
+        config.completion =
+            portwatch_scenarios::harness_target::Completion::Delayed(std::time::Duration::from_micros(200));
+    }
     let target = HarnessTarget::load(config).map_err(|e| format!("loading {}: {e}", driver.display()))?;
     Ok(run_on(&target, a))
 }

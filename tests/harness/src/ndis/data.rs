@@ -5,8 +5,10 @@
 //! completion or return, an NBL held at pause, a RESOURCES NBL returned or
 //! an indication from a paused module is caught where it happens.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::PoisonError;
+use std::time::Duration;
 
 use core::ffi::c_void;
 use ndis_sys::{
@@ -59,21 +61,61 @@ pub enum Completion {
     Deferred,
     /// From another thread at DISPATCH_LEVEL, before the operation returns.
     OtherThread,
+    /// From another thread at DISPATCH_LEVEL after a delay of between half
+    /// and all of the given time, as a miniport completes sends and a
+    /// protocol returns receives when it is done with them. Meanwhile the
+    /// NBLs are outstanding below (sends) or above (receives) the filter,
+    /// and a pause or restart of the adapter runs concurrently: NDIS calls
+    /// FilterPause with sends the filter forwarded still outstanding
+    /// ("Pausing a Driver Stack": the module enters Paused once they are
+    /// complete).
+    Delayed(Duration),
 }
 
 static COMPLETION: AtomicU8 = AtomicU8::new(0);
+/// The longest delay of [`Completion::Delayed`], in microseconds.
+static DELAY_US: AtomicU64 = AtomicU64::new(0);
 
 /// Sets how completions and returns are delivered.
 pub(crate) fn set_completion(c: Completion) {
-    COMPLETION.store(c as u8, Ordering::Relaxed);
+    let (code, delay) = match c {
+        Completion::Inline => (0, 0),
+        Completion::Deferred => (1, 0),
+        Completion::OtherThread => (2, 0),
+        Completion::Delayed(d) => (3, d.as_micros().min(u128::from(u32::MAX)) as u64),
+    };
+    DELAY_US.store(delay, Ordering::Relaxed);
+    COMPLETION.store(code, Ordering::Relaxed);
 }
 
 fn completion() -> Completion {
     match COMPLETION.load(Ordering::Relaxed) {
         0 => Completion::Inline,
         1 => Completion::Deferred,
-        _ => Completion::OtherThread,
+        2 => Completion::OtherThread,
+        _ => Completion::Delayed(Duration::from_micros(DELAY_US.load(Ordering::Relaxed))),
     }
+}
+
+/// A delay between half and all of `max`, from a per-thread xorshift
+/// generator (the schedule needs variety, not quality).
+fn jitter(max: Duration) -> Duration {
+    thread_local! {
+        static STATE: Cell<u64> = const { Cell::new(0) };
+    }
+    let x = STATE.with(|s| {
+        let mut x = s.get();
+        if x == 0 {
+            x = 0x9E37_79B9_7F4A_7C15 ^ (s as *const Cell<u64> as u64);
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x
+    });
+    let max_us = max.as_micros() as u64;
+    Duration::from_micros(max_us / 2 + x % (max_us / 2 + 1))
 }
 
 /// How one model NBL ended.
@@ -311,7 +353,7 @@ fn send_down(adapter: usize, below: usize, nbls: Vec<usize>, flags: u32) -> Resu
             // SAFETY: documented FilterSendNetBufferLists signature.
             let f: SendFn = unsafe { win64(f) };
             // SAFETY: the arguments NDIS passes.
-            pass_to_module(h, &nbls, "FilterSendNetBufferLists", |head| unsafe {
+            pass_to_module(h, &nbls, "FilterSendNetBufferLists", false, |head| unsafe {
                 f(ctx as NDIS_HANDLE, head, 0, flags)
             })
         }
@@ -322,10 +364,16 @@ fn send_down(adapter: usize, below: usize, nbls: Vec<usize>, flags: u32) -> Resu
 /// Gives `nbls` to module `h` (on their way down or up) and calls its
 /// `callback` with them chained; they stay in the module's hands unless it
 /// passes them on, completes or returns them meanwhile.
+///
+/// With `resources` (a receive indicated with NDIS_RECEIVE_FLAGS_RESOURCES)
+/// they revert to the layer below when the callback returns, in the same
+/// step as the callback's end is recorded, so that no check in between sees
+/// them held by a module that is no longer in a callback with them.
 fn pass_to_module(
     h: usize,
     nbls: &[usize],
     callback: &'static str,
+    resources: bool,
     call: impl FnOnce(*mut NET_BUFFER_LIST),
 ) -> Result<(), Violation> {
     {
@@ -340,7 +388,15 @@ fn pass_to_module(
     let head = chain(nbls);
     count_callback(callback);
     let r = stack::call_driver(callback, || call(head));
-    set_in_call(nbls, -1);
+    let mut m = model();
+    for a in nbls {
+        if let Some(r) = m.nbls.get_mut(a) {
+            r.in_call = r.in_call.saturating_sub(1);
+            if resources {
+                revert(r, h);
+            }
+        }
+    }
     r
 }
 
@@ -489,16 +545,28 @@ pub(crate) fn drain_pending() -> Result<(), Violation> {
     match completion() {
         Completion::Inline => Ok(()),
         Completion::Deferred => drain_here(),
-        Completion::OtherThread => {
-            let mine: Vec<Pending> = pending(std::mem::take);
-            std::thread::spawn(move || {
-                pending(|q| *q = mine);
-                drain_here()
-            })
-            .join()
-            .expect("completion thread panicked")
-        }
+        Completion::OtherThread => drain_elsewhere(Duration::ZERO),
+        Completion::Delayed(max) => drain_elsewhere(jitter(max)),
     }
+}
+
+/// Hands this thread's deferred completions to a new thread, which delivers
+/// them after `delay`; waits for it. The thread is bounded by the delay
+/// and the driver calls it makes (each under the watchdog).
+fn drain_elsewhere(delay: Duration) -> Result<(), Violation> {
+    let mine: Vec<Pending> = pending(std::mem::take);
+    if mine.is_empty() {
+        return Ok(());
+    }
+    std::thread::spawn(move || {
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+        pending(|q| *q = mine);
+        drain_here()
+    })
+    .join()
+    .expect("completion thread panicked")
 }
 
 fn drain_here() -> Result<(), Violation> {
@@ -590,6 +658,20 @@ fn wrong_state(function: &str, h: usize, state: ModuleState, what: &str) -> Viol
     )
 }
 
+/// A module whose pause has completed passes traffic on ("Filter Module
+/// States and Operations": in the Paused state a filter performs no send
+/// or receive operations; "Pausing a Filter Module").
+fn forwarded_after_pause(function: &str, h: usize, nbls: &[usize], what: &str) -> Violation {
+    let first = nbls.first().copied().unwrap_or(0);
+    ndis_violation(
+        "NBL forwarded after the filter's pause completed",
+        subcodes::FORWARDED_AFTER_PAUSE,
+        first as u64,
+        h as u64,
+        format!("{function} {what}: module {h:#x} completed its pause and is Paused, NBL {first:#x}"),
+    )
+}
+
 fn is_own(h: usize, nbls: &[usize]) -> bool {
     let m = model();
     nbls.iter().any(|a| m.nbls.get(a).is_none_or(|r| r.origin == Some(h)))
@@ -611,10 +693,10 @@ unsafe extern "win64" fn NdisFSendNetBufferLists(
         let nbls = walk(head);
         match state {
             ModuleState::Paused => {
-                return Err(wrong_state(
+                return Err(forwarded_after_pause(
                     "NdisFSendNetBufferLists",
                     h,
-                    state,
+                    &nbls,
                     "sends (a paused filter completes sends with NDIS_STATUS_PAUSED, R14)",
                 ))
             }
@@ -795,30 +877,22 @@ fn indicate_up(adapter: usize, above: Option<usize>, nbls: Vec<usize>, flags: u3
             // SAFETY: documented FilterReceiveNetBufferLists signature.
             let f: ReceiveFn = unsafe { win64(f) };
             let count = nbls.len() as u32;
+            let resources = flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0;
             // SAFETY: the arguments NDIS passes.
-            pass_to_module(h, &nbls, "FilterReceiveNetBufferLists", |head| unsafe {
+            pass_to_module(h, &nbls, "FilterReceiveNetBufferLists", resources, |head| unsafe {
                 f(ctx as NDIS_HANDLE, head, 0, count, flags)
-            })?;
-            if flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0 {
-                revert(&nbls, h);
-            }
-            Ok(())
+            })
         }
         _ => to_far_end(Dir::Receive, nbls, flags),
     }
 }
 
 /// RESOURCES NBLs revert to the layer below when the indication returns.
-fn revert(nbls: &[usize], h: usize) {
-    let mut m = model();
-    for a in nbls {
-        if let Some(r) = m.nbls.get_mut(a) {
-            if r.path.last() == Some(&h) {
-                r.path.pop();
-            }
-            r.holder = r.path.last().map_or(Holder::FarEnd, |x| Holder::Module(*x));
-        }
+fn revert(r: &mut NblRec, h: usize) {
+    if r.path.last() == Some(&h) {
+        r.path.pop();
     }
+    r.holder = r.path.last().map_or(Holder::FarEnd, |x| Holder::Module(*x));
 }
 
 /// `NdisFIndicateReceiveNetBufferLists`.
@@ -846,6 +920,14 @@ unsafe extern "win64" fn NdisFIndicateReceiveNetBufferLists(
                 detail,
             ));
         }
+        if state == ModuleState::Paused {
+            return Err(forwarded_after_pause(
+                "NdisFIndicateReceiveNetBufferLists",
+                h,
+                &nbls,
+                "indicates receives (a paused filter returns them at once)",
+            ));
+        }
         if state != ModuleState::Running && is_own(h, &nbls) {
             return Err(wrong_state(
                 "NdisFIndicateReceiveNetBufferLists",
@@ -871,7 +953,17 @@ unsafe extern "win64" fn NdisFIndicateReceiveNetBufferLists(
             }
         }
         take_from("NdisFIndicateReceiveNetBufferLists", h, adapter, &nbls, Dir::Receive, resources)?;
-        indicate_up(adapter, Some(position(adapter, h)), nbls, flags)
+        indicate_up(adapter, Some(position(adapter, h)), nbls.clone(), flags)?;
+        if resources {
+            // They revert to this module when the indication returns (R18).
+            let mut m = model();
+            for a in &nbls {
+                if let Some(r) = m.nbls.get_mut(a) {
+                    r.holder = Holder::Module(h);
+                }
+            }
+        }
+        Ok(())
     });
     if let Err(v) = r {
         raise_or_leave(v)
@@ -890,28 +982,37 @@ unsafe extern "win64" fn NdisFReturnNetBufferLists(handle: NDIS_HANDLE, head: *m
 // ---------------------------------------------------------------------------
 // Pause and detach checks.
 
-/// At the end of a pause, module `h` may hold no NBL and none of its own
-/// may be outstanding (NDIS waits for them; the verifier flags NBLs held
-/// too long).
-pub(crate) fn check_nothing_held(h: usize) -> Result<(), Violation> {
-    drain_pending()?;
-    let m = model();
-    let held = m.nbls.iter().find(|(_, r)| {
-        let holds = r.holder == Holder::Module(h) && r.in_call == 0;
-        let own_out = r.origin == Some(h) && r.holder != Holder::Done;
-        holds || own_out
+/// When module `h`'s pause completes (FilterPause returned
+/// NDIS_STATUS_SUCCESS, or the filter called NdisFPauseComplete) every NBL
+/// it forwarded must have come back to it and it may hold none: sends it
+/// passed down completed (FilterSendNetBufferListsComplete), receives it
+/// indicated up returned (FilterReturnNetBufferLists), queued ones handed
+/// back, its own ones back ("Pausing a Filter Module"; "Pausing a Driver
+/// Stack"; R6, R8). An NBL in one of `h`'s callbacks right now is not
+/// counted: the filter has it in hand, and passing it on later is caught
+/// as a forward after the pause.
+///
+/// Called with the model locked, so that the check and the move to Paused
+/// are one step.
+pub(crate) fn check_pause_complete(m: &super::Model, h: usize, how: &str) -> Result<(), Violation> {
+    let outstanding = m.nbls.iter().find(|(_, r)| {
+        if r.holder == Holder::Done {
+            return false;
+        }
+        if r.holder == Holder::Module(h) {
+            return r.in_call == 0; // queued by the filter
+        }
+        r.path.contains(&h) || r.origin == Some(h)
     });
-    if let Some((a, r)) = held {
-        let (rule, sub) = match r.dir {
-            Dir::Send => ("send NBL held across pause", subcodes::SEND_NBL_HELD),
-            Dir::Receive => ("receive NBL held across pause", subcodes::RECEIVE_NBL_HELD),
-        };
-        let detail = format!("pause completed while NBL {a:#x} is still with the filter or outstanding");
-        let v = ndis_violation(rule, sub, *a as u64, h as u64, detail);
-        drop(m);
-        return Err(record(v));
-    }
-    Ok(())
+    let Some((a, r)) = outstanding else { return Ok(()) };
+    let (what, sub) = match (r.dir, r.holder == Holder::Module(h)) {
+        (Dir::Send, true) => ("a send NBL it holds (queued, never passed on or completed)", subcodes::SEND_NBL_HELD),
+        (Dir::Receive, true) => ("a receive NBL it holds (queued, never returned)", subcodes::RECEIVE_NBL_HELD),
+        (Dir::Send, false) => ("a send NBL it passed down, not yet completed back to it", subcodes::PAUSE_WITH_NBLS),
+        (Dir::Receive, false) => ("a receive NBL it indicated up, not yet returned to it", subcodes::PAUSE_WITH_NBLS),
+    };
+    let detail = format!("module {h:#x} completed its pause ({how}) with {what}: NBL {a:#x}, held by {:?}", r.holder);
+    Err(ndis_violation("pause completed with NBLs outstanding", sub, *a as u64, h as u64, detail))
 }
 
 /// At detach, no NBL module `h` originated may be outstanding.
@@ -993,7 +1094,12 @@ unsafe extern "win64" fn NdisGetDataBuffer(
 
 /// Indicates `status` from the miniport of `adapter` at `at`: through each
 /// module that has a FilterStatus, around those that do not.
+///
+/// Holds the adapter's receive gate for reading: NDIS indicates nothing to
+/// a module being attached or detached.
 pub(crate) fn indicate_status(adapter: AdapterId, status: NDIS_STATUS, at: At) -> Result<(), Violation> {
+    let gate = model().adapters[adapter.0].receive_gate.clone();
+    let _in_flight = gate.read().unwrap_or_else(PoisonError::into_inner);
     let saved = irql::current();
     irql::set(at.irql());
     let r = status_up(adapter.0, None, status);

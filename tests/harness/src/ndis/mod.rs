@@ -68,6 +68,9 @@ pub struct Stats {
     pub nbs_to_protocol: u64,
     /// Send NBLs completed up with NDIS_STATUS_PAUSED.
     pub sends_completed_paused: u64,
+    /// FilterPause calls that returned NDIS_STATUS_PENDING (NBLs were still
+    /// outstanding when the pause began).
+    pub pauses_pended: u64,
     /// Status indications that went around a filter without a FilterStatus.
     pub status_bypassed: u64,
     /// Status indications that reached the protocol through a filter.
@@ -202,6 +205,15 @@ pub mod subcodes {
     pub const NOT_PAUSED_STATUS: u64 = 0x92108;
     /// The filter driver or its device still registered at unload.
     pub const NOT_DEREGISTERED: u64 = 0x92109;
+    /// A filter module's pause completed (FilterPause returned
+    /// NDIS_STATUS_SUCCESS or NdisFPauseComplete) while an NBL it forwarded
+    /// was still outstanding ("Pausing a Filter Module", "Pausing a Driver
+    /// Stack").
+    pub const PAUSE_WITH_NBLS: u64 = 0x9210A;
+    /// NdisFSendNetBufferLists or NdisFIndicateReceiveNetBufferLists from a
+    /// module whose pause completed ("Filter Module States and Operations":
+    /// a Paused filter performs no send or receive operations).
+    pub const FORWARDED_AFTER_PAUSE: u64 = 0x9210B;
 }
 
 /// Model functions this module binds.

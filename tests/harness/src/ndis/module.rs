@@ -271,9 +271,11 @@ fn require_state(h: usize, want: ModuleState, op: &str) {
 
 /// Restarts every module of `adapter`, lowest first (FilterSetModuleOptions
 /// first when the driver has one).
+///
+/// Sends and receives keep arriving meanwhile: the module is Restarting
+/// (it completes sends with NDIS_STATUS_PAUSED or, once its FilterRestart
+/// has made it ready, passes them on).
 pub(crate) fn restart(adapter: AdapterId) -> Result<NDIS_STATUS, Violation> {
-    let (send_gate, _) = gates(adapter);
-    let _s = send_gate.write().unwrap_or_else(|e| e.into_inner());
     let (c, _) = chars();
     let handles = model().adapters[adapter.0].modules.clone();
     for h in handles {
@@ -335,6 +337,11 @@ fn wait_completion(h: usize, callback: &'static str, completer: &str) -> Result<
         if let Some(s) = m.modules.get_mut(&h).and_then(|r| r.completed.take()) {
             return Ok(s);
         }
+        if crate::verifier::is_tainted() {
+            if let Some(v) = crate::verifier::stopped() {
+                return Err(v);
+            }
+        }
         let now = Instant::now();
         if now >= deadline {
             drop(m);
@@ -346,16 +353,24 @@ fn wait_completion(h: usize, callback: &'static str, completer: &str) -> Result<
                 format!("{callback} returned NDIS_STATUS_PENDING and {completer} was not called within {timeout:?}"),
             )));
         }
-        m = m.wait(deadline - now);
+        // Wake now and then to notice a bug check on another thread.
+        m = m.wait((deadline - now).min(Duration::from_millis(20)));
     }
 }
 
-/// Pauses every module of `adapter`, highest first, after the layers above
-/// stopped sending. A pause must end with every NBL the module was given
-/// completed or returned.
+/// Pauses every module of `adapter`, highest first.
+///
+/// As on Windows, nothing stops the data path for it: sends the module
+/// forwarded may still be outstanding below it (the miniport completes
+/// them later, concurrently with FilterPause, see
+/// [`Completion::Delayed`](super::Completion::Delayed)), new sends keep
+/// arriving from above and receives from below until the miniport is
+/// paused. The filter's side is checked: its pause completes (FilterPause
+/// returns NDIS_STATUS_SUCCESS, or NdisFPauseComplete) only once every NBL
+/// it forwarded is back and it holds none ([`super::data::check_pause_complete`]);
+/// from then on it forwards nothing (`FORWARDED_AFTER_PAUSE`) and completes
+/// new sends with NDIS_STATUS_PAUSED (R14).
 pub(crate) fn pause(adapter: AdapterId) -> Result<(), Violation> {
-    let (send_gate, _) = gates(adapter);
-    let _s = send_gate.write().unwrap_or_else(|e| e.into_inner());
     pause_locked(adapter)
 }
 
@@ -382,7 +397,27 @@ fn pause_locked(adapter: AdapterId) -> Result<(), Violation> {
         // SAFETY: the arguments NDIS passes; `p` outlives the call.
         let mut status =
             stack::call_driver_at("FilterPause", irql::PASSIVE, || unsafe { f(ctx as NDIS_HANDLE, &mut p) })?;
+        if status == NDIS_STATUS_SUCCESS {
+            let mut m = model();
+            if m.modules.get_mut(&h).expect("module").completed.take().is_some() {
+                drop(m);
+                return Err(record(ndis_violation(
+                    "pause or restart completed twice or unexpectedly",
+                    subcodes::PAUSE_COMPLETE,
+                    h as u64,
+                    0,
+                    "FilterPause called NdisFPauseComplete and returned NDIS_STATUS_SUCCESS".into(),
+                )));
+            }
+            if let Err(v) = super::data::check_pause_complete(&m, h, "FilterPause returned NDIS_STATUS_SUCCESS") {
+                drop(m);
+                return Err(record(v));
+            }
+            m.modules.get_mut(&h).expect("module").state = ModuleState::Paused;
+        }
         if status == NDIS_STATUS_PENDING {
+            model().stats.pauses_pended += 1;
+            // NdisFPauseComplete checks and moves the module to Paused.
             status = wait_completion(h, "FilterPause", "NdisFPauseComplete")?;
         }
         if status != NDIS_STATUS_SUCCESS {
@@ -394,8 +429,6 @@ fn pause_locked(adapter: AdapterId) -> Result<(), Violation> {
                 format!("FilterPause completed with {status:#x}; a pause cannot fail (R8)"),
             )));
         }
-        super::data::check_nothing_held(h)?;
-        set_state(h, ModuleState::Paused);
     }
     Ok(())
 }
@@ -516,6 +549,11 @@ fn complete(function: &str, handle: NDIS_HANDLE, want: ModuleState, status: NDIS
                 format!("{function} while the module is {state:?}"),
             ));
         }
+        if want == ModuleState::Pausing {
+            super::data::check_pause_complete(&m, handle as usize, "NdisFPauseComplete")?;
+            m.modules.get_mut(&(handle as usize)).expect("checked").state = ModuleState::Paused;
+        }
+        let rec = m.modules.get_mut(&(handle as usize)).expect("checked");
         rec.completed = Some(status);
         Ok(())
     });

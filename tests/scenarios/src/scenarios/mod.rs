@@ -5,6 +5,7 @@
 pub mod datapath;
 pub mod ioctl_storm;
 pub mod lifecycle;
+pub mod lwf_logo;
 pub mod races;
 pub mod traffic;
 
@@ -26,11 +27,20 @@ pub enum Scenario {
     Lifecycle,
     /// 4: seed 000's local-address and port-name races.
     Races,
+    /// 5: the LWF logo stress (NDISTest 6.5 "LWF - Logo Test"): LSO-sized
+    /// sends, RESOURCES receives, pause/restart, media and reset status
+    /// indications and IOCTLs, all at once; then a connectivity check. The
+    /// default scenario.
+    LwfLogo,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 4] = [Scenario::IoctlStorm, Scenario::DataPath, Scenario::Lifecycle, Scenario::Races];
+    pub const ALL: [Scenario; 5] =
+        [Scenario::LwfLogo, Scenario::IoctlStorm, Scenario::DataPath, Scenario::Lifecycle, Scenario::Races];
+
+    /// The scenario `portwatch-stress` runs when none is named.
+    pub const DEFAULT: Scenario = Scenario::LwfLogo;
 
     /// The name the command line uses.
     pub fn name(self) -> &'static str {
@@ -39,6 +49,7 @@ impl Scenario {
             Scenario::DataPath => "datapath",
             Scenario::Lifecycle => "lifecycle",
             Scenario::Races => "races",
+            Scenario::LwfLogo => "lwf-logo",
         }
     }
 
@@ -54,6 +65,7 @@ impl Scenario {
             }
             Scenario::Lifecycle => lifecycle::storm(t, &run, threads, params.seed, 2),
             Scenario::Races => races::storm(t, &run, threads, params.seed),
+            Scenario::LwfLogo => lwf_logo::storm(t, &run, threads, params.seed),
         });
         let health = match t.unload() {
             Ok(h) => h,
