@@ -8,7 +8,8 @@
 #   FUZZ_SECONDS=3600 scripts/fuzz.sh ioctl_sequence   the long mode
 #   FUZZ_SEED=1234 scripts/fuzz.sh        a chosen seed (printed on every run)
 #   scripts/fuzz.sh --reproduce ioctl_sequence fuzz/artifacts/ioctl_sequence/crash-…
-#                                         runs one saved input again, with a step trace
+#                                         runs one saved input again (REPRO_RUNS times,
+#                                         default 1), with a step trace
 #
 # Targets (fuzz/fuzz_targets): ioctl_sequence (IOCTL programs against the
 # real portwatch.sys in the harness), ioctl_threads (concurrent programs on
@@ -83,7 +84,7 @@ if [[ -n $reproduce ]]; then
     t=${targets[0]}
     log "reproducing $reproduce on $t (PORTWATCH_FUZZ_TRACE=1 prints every step)"
     # shellcheck disable=SC2046 # fuzz_cmd's words are the command
-    PORTWATCH_FUZZ_TRACE=${PORTWATCH_FUZZ_TRACE:-1} $(fuzz_cmd "$t") "$reproduce" -- -runs=1
+    PORTWATCH_FUZZ_TRACE=${PORTWATCH_FUZZ_TRACE:-1} $(fuzz_cmd "$t") "$reproduce" -- -runs="${REPRO_RUNS:-1}"
     exit
 fi
 
