@@ -235,6 +235,13 @@ pub struct Config {
     pub watchdog: Duration,
     /// Echo DbgPrint output to stderr as well as recording it.
     pub echo_debug_output: bool,
+    /// A filter's pause must also wait for the NBLs it forwarded (sends it
+    /// passed down, receives it indicated up) to come back, not only for
+    /// those it originated or queued. Stricter than "Pausing a Filter
+    /// Module" (NDIS pauses the drivers above first, so on Windows nothing
+    /// forwarded is outstanding then); on by default because a filter that
+    /// waits is correct under both orders. Off: the documented rule only.
+    pub pause_waits_for_forwarded: bool,
 }
 
 impl Default for Config {
@@ -246,6 +253,7 @@ impl Default for Config {
             stack_budget: crate::stack::DEFAULT_STACK_BUDGET,
             watchdog: Duration::from_secs(10),
             echo_debug_output: std::env::var_os("PORTWATCH_DBGPRINT").is_some(),
+            pause_waits_for_forwarded: true,
         }
     }
 }

@@ -25,7 +25,7 @@ use portwatch_harness::frames::{FrameSpec, IPPROTO_UDP};
 use portwatch_harness::nbl::NblSpec;
 use portwatch_harness::ndis::{subcodes, AdapterId, AdapterSpec, At, Completion};
 use portwatch_harness::session::{Options, Session};
-use portwatch_harness::verifier::{codes, Violation};
+use portwatch_harness::verifier::{codes, Config, Violation};
 
 /// What the filter does wrong in this test.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -310,8 +310,12 @@ unsafe extern "win64" fn status(ctx: NDIS_HANDLE, ind: *mut c_void) {
 const SLOW: Completion = Completion::Delayed(Duration::from_millis(300));
 
 fn running(b: Bug, completion: Completion) -> (Session, AdapterId) {
+    running_with(b, completion, Config::default())
+}
+
+fn running_with(b: Bug, completion: Completion, verifier: Config) -> (Session, AdapterId) {
     BUG.store(b as u32, Ordering::Relaxed);
-    let options = Options { completion, require_device: false, ..Options::default() };
+    let options = Options { completion, require_device: false, verifier, ..Options::default() };
     // SAFETY: driver_entry and every handler it registers are win64 functions.
     let s = unsafe { Session::load_in_process(driver_entry as *const () as usize, options) }
         .unwrap_or_else(|e| panic!("{e}"));
@@ -380,6 +384,27 @@ fn pause_returning_success_with_nbls_outstanding_is_caught() {
     let v = paused.unwrap_err();
     assert_caught(&v, "pause completed with NBLs outstanding", subcodes::PAUSE_WITH_NBLS);
     assert!(v.detail.contains("FilterPause returned NDIS_STATUS_SUCCESS"), "{v}");
+}
+
+/// With `pause_waits_for_forwarded` off only the documented rule holds: a
+/// pass-through filter whose pause completes at once, with NBLs it
+/// forwarded still out, is clean (as on Windows, where the drivers above
+/// pause first); forwarding after the pause is still caught.
+#[test]
+fn the_documented_pause_rule_lets_a_pass_through_filter_complete_at_once() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let documented = Config { pause_waits_for_forwarded: false, ..Config::default() };
+    let (s, a) = running_with(Bug::CompleteEarly, SLOW, documented);
+    let (paused, _, _) = pause_with_traffic_out(&s, a);
+    paused.unwrap();
+    let report = s.unload();
+    assert!(report.violations.is_empty(), "{report}");
+
+    let documented = Config { pause_waits_for_forwarded: false, ..Config::default() };
+    let (s, a) = running_with(Bug::ForwardSendAfterPause, Completion::Inline, documented);
+    s.pause(a).unwrap();
+    let v = s.send(a, frame(), At::Dispatch).unwrap_err();
+    assert_eq!(v.rule, "NBL forwarded after the filter's pause completed", "{v}");
 }
 
 #[test]

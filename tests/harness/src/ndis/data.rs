@@ -995,6 +995,7 @@ unsafe extern "win64" fn NdisFReturnNetBufferLists(handle: NDIS_HANDLE, head: *m
 /// Called with the model locked, so that the check and the move to Paused
 /// are one step.
 pub(crate) fn check_pause_complete(m: &super::Model, h: usize, how: &str) -> Result<(), Violation> {
+    let forwarded_too = crate::verifier::config().pause_waits_for_forwarded;
     let outstanding = m.nbls.iter().find(|(_, r)| {
         if r.holder == Holder::Done {
             return false;
@@ -1002,7 +1003,7 @@ pub(crate) fn check_pause_complete(m: &super::Model, h: usize, how: &str) -> Res
         if r.holder == Holder::Module(h) {
             return r.in_call == 0; // queued by the filter
         }
-        r.path.contains(&h) || r.origin == Some(h)
+        r.origin == Some(h) || (forwarded_too && r.path.contains(&h))
     });
     let Some((a, r)) = outstanding else { return Ok(()) };
     let (what, sub) = match (r.dir, r.holder == Holder::Module(h)) {
