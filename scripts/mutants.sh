@@ -5,6 +5,9 @@
 #   scripts/mutants.sh --fast     the ones tagged "fast" (what CI runs)
 #   scripts/mutants.sh NAME...    these (a name, or its number: 07)
 #   scripts/mutants.sh --list     the mutants and their tags
+#   scripts/mutants.sh --control  the controls in tests/mutants/control/:
+#                                 harmless changes that must be MISSED
+#                                 (proof that a CAUGHT is earned)
 #
 # Each tests/mutants/NN-name.patch plants one realistic bug in the driver
 # source. For each, this script copies the working tree (tracked and
@@ -21,7 +24,8 @@
 #   BROKEN <name>: <why>     (the patch does not apply or does not build)
 #
 # then `mutants: N caught, M missed, K broken`, and exits non-zero unless
-# every mutant was caught. Environment: MUTANT_OPS (operations per
+# every mutant was caught (with --control: unless every control was
+# missed and none broken). Environment: MUTANT_OPS (operations per
 # scenario, default 20000), MUTANT_TIMEOUT (seconds per run, default 180),
 # MUTANT_BUILD_TIMEOUT (seconds per build, default 600).
 set -euo pipefail
@@ -36,25 +40,28 @@ run_timeout=${MUTANT_TIMEOUT:-180}
 build_timeout=${MUTANT_BUILD_TIMEOUT:-600}
 
 usage() {
-    sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-    exit 2
+    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    exit "${1:-2}"
 }
 
 tags_of() { sed -n '/^Tags:/{s/^Tags:[[:space:]]*//p;q}' "$1"; }
 
 fast=false
 list=false
+control=false
 wanted=()
 for arg in "$@"; do
     case $arg in
         --fast) fast=true ;;
         --list) list=true ;;
-        -h | --help) usage ;;
+        --control) control=true ;;
+        -h | --help) usage 0 ;;
         -*) usage ;;
         *) wanted+=("$arg") ;;
     esac
 done
 
+$control && mutants_dir="$mutants_dir/control"
 patches=()
 for p in "$mutants_dir"/*.patch; do
     name=$(basename "$p" .patch)
@@ -147,4 +154,9 @@ for p in "${patches[@]}"; do
     echo "mutants.sh: $name took ${secs} s" >&2
 done
 echo "mutants: $caught caught, $missed missed, $broken broken ($((SECONDS - started)) s)"
-[[ $missed -eq 0 && $broken -eq 0 ]]
+if $control; then
+    # A control is a harmless change: the suite must find nothing in it.
+    [[ $caught -eq 0 && $broken -eq 0 ]]
+else
+    [[ $missed -eq 0 && $broken -eq 0 ]]
+fi

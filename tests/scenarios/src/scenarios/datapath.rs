@@ -318,7 +318,7 @@ pub fn unbound_round(t: &dyn Target, adapters: &Adapters, run: &Run) {
     let whole = |protocol, ipv6, vlan| PacketSpec {
         protocol,
         src_port: NOISE_BASE,
-        dst_port: STABLE_BASE,
+        dst_port: NOISE_BASE + 1,
         ipv6,
         vlan,
         payload_len: 0,
