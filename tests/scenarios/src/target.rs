@@ -231,3 +231,25 @@ pub trait Target: Sync {
     /// Unloads the driver for good and reports its health. Later calls fail.
     fn unload(&self) -> Result<Health, TargetError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runt_cut_before_its_ports_has_no_keys() {
+        let p = PacketSpec {
+            protocol: portwatch_proto::PROTO_UDP,
+            src_port: 1,
+            dst_port: 2,
+            ipv6: true,
+            vlan: true,
+            payload_len: 0,
+            truncate_to: None,
+        };
+        assert_eq!(p.ports_end(), 14 + 4 + 40 + 4);
+        assert_eq!(p.keys().len(), 2);
+        assert!(PacketSpec { truncate_to: Some(61), ..p }.keys().is_empty());
+        assert_eq!(PacketSpec { truncate_to: Some(62), ..p }.keys().len(), 2);
+    }
+}
