@@ -32,6 +32,7 @@ use ndis_sys::{
 
 use crate::guarded::GuardedBuf;
 use crate::imports::Import;
+use crate::irp_page::IrpPage;
 use crate::ndis::win64;
 use crate::verifier::{self, codes, Violation};
 use crate::{irql, stack};
@@ -142,6 +143,8 @@ unsafe impl Send for FileRec {}
 
 struct IrpRec {
     completed: bool,
+    /// SL_PENDING_RETURNED as it was at completion (the IRP is gone after).
+    marked: bool,
     status: NTSTATUS,
     information: usize,
     out_len: u32,
@@ -597,8 +600,8 @@ fn send_irp(
     fill: impl FnOnce(*mut IO_STACK_LOCATION),
     buffered: Option<(*mut u8, u32)>,
 ) -> Result<IrpOutcome, Violation> {
-    // SAFETY: IrpBlock is plain data; all-zero is valid.
-    let mut block: Box<IrpBlock> = Box::new(unsafe { core::mem::zeroed() });
+    // IrpBlock is plain data; all-zero is valid. Inaccessible once completed.
+    let mut block: IrpPage<IrpBlock> = IrpPage::zeroed(format!("the {} IRP", major_name(major)));
     let irp: *mut IRP = &mut block.irp;
     let location: *mut IO_STACK_LOCATION = &mut block.location;
     block.irp.Type = IO_TYPE_IRP;
@@ -617,7 +620,10 @@ fn send_irp(
     let handler = {
         let mut st = io();
         *st.stats.irps.entry(major_name(major)).or_default() += 1;
-        st.irps.insert(irp as usize, IrpRec { completed: false, status: 0, information: 0, out_len, major });
+        st.irps.insert(
+            irp as usize,
+            IrpRec { completed: false, status: 0, information: 0, out_len, major, marked: false },
+        );
         st.devices
             .iter()
             .find(|d| &d.object.object as *const DEVICE_OBJECT as usize == device)
@@ -667,9 +673,13 @@ fn dispatch(device: usize, irp: *mut IRP, major: u8, handler: DRIVER_DISPATCH) -
     // SAFETY: the arguments the I/O manager passes; the IRP lives until it
     // completes.
     let returned = stack::call_driver_at(name, irql::PASSIVE, || unsafe { f(device as *mut DEVICE_OBJECT, irp) })?;
-    // SAFETY: the IRP is still allocated (freed by send_irp after this).
-    let marked =
-        unsafe { (*(*irp).Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation).Control } & SL_PENDING_RETURNED != 0;
+    let marked = {
+        let st = io();
+        let r = &st.irps[&(irp as usize)];
+        // SAFETY: not completed yet, so not retired: the IRP is still
+        // accessible (completion, which retires it, takes the IO lock).
+        r.marked || (!r.completed && unsafe { pending_returned(irp) })
+    };
     if returned == STATUS_PENDING {
         io().stats.pended += 1;
         if !marked {
@@ -818,8 +828,22 @@ fn complete(irp: *mut IRP) -> Result<(), Violation> {
     rec.completed = true;
     rec.status = status;
     rec.information = information;
+    // SAFETY: the outstanding IRP, read before it is retired.
+    rec.marked = unsafe { pending_returned(irp) };
     st.stats.completed += 1;
+    // The IRP is the I/O manager's again: any later touch faults (R41).
+    crate::irp_page::retire(irp as usize);
     Ok(())
+}
+
+/// SL_PENDING_RETURNED in the IRP's current stack location.
+///
+/// # Safety
+///
+/// `irp` must be a model IRP not yet retired.
+unsafe fn pending_returned(irp: *mut IRP) -> bool {
+    // SAFETY: the function's contract.
+    unsafe { (*(*irp).Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation).Control & SL_PENDING_RETURNED != 0 }
 }
 
 /// Model functions this module binds.

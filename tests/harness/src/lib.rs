@@ -25,6 +25,7 @@ pub mod frames;
 pub mod guarded;
 pub mod imports;
 pub mod io;
+pub mod irp_page;
 pub mod irql;
 pub mod kernel;
 pub mod loader;

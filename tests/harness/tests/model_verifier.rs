@@ -30,6 +30,7 @@ use portwatch_harness::verifier::{codes, Violation};
 enum Bug {
     None,
     CompleteIrpTwice,
+    TouchIrpAfterCompletion,
     IrpNotCompleted,
     PendingNotMarked,
     CompleteWithPending,
@@ -318,8 +319,14 @@ unsafe extern "win64" fn dispatch(_dev: *mut DEVICE_OBJECT, irp: *mut IRP) -> NT
     match bug() {
         Bug::CompleteIrpTwice => {
             complete(0, 0);
-            complete(0, 0);
+            // Again, without touching the IRP in between.
+            call!("IofCompleteRequest" as fn(*mut IRP, i8), irp, 0);
             0
+        }
+        Bug::TouchIrpAfterCompletion => {
+            complete(0, 0);
+            // SAFETY: none: reads the IRP after completing it, on purpose.
+            unsafe { core::ptr::read_volatile(&(*irp).IoStatus.Information) as NTSTATUS }
         }
         Bug::IrpNotCompleted => 0,
         Bug::PendingNotMarked => 0x103,
@@ -394,6 +401,9 @@ fn irp_rules() {
         MULTIPLE_IRP_COMPLETE_REQUESTS,
         None,
     );
+    let v = ioctl_violation(Bug::TouchIrpAfterCompletion);
+    assert_caught(v.clone(), "IRP used after completion", codes::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL, None);
+    assert!(v.detail.contains("into the IRP_MJ_DEVICE_CONTROL IRP after IoCompleteRequest"), "{v}");
     assert_caught(
         ioctl_violation(Bug::IrpNotCompleted),
         "IRP neither completed nor pending",
