@@ -3,7 +3,8 @@
 #
 #   scripts/mutants.sh            every mutant in tests/mutants/
 #   scripts/mutants.sh --fast     the ones tagged "fast" (what CI runs)
-#   scripts/mutants.sh NAME...    these (a name, or its number: 07)
+#   scripts/mutants.sh NAME...    these (a name, its number: 07, or the
+#                                 path of a .patch file anywhere)
 #   scripts/mutants.sh --list     the mutants and their tags
 #   scripts/mutants.sh --control  the controls in tests/mutants/control/:
 #                                 harmless changes that must be MISSED
@@ -40,7 +41,7 @@ run_timeout=${MUTANT_TIMEOUT:-180}
 build_timeout=${MUTANT_BUILD_TIMEOUT:-600}
 
 usage() {
-    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit "${1:-2}"
 }
 
@@ -63,9 +64,20 @@ done
 
 $control && mutants_dir="$mutants_dir/control"
 patches=()
+others=()
+for w in "${wanted[@]}"; do
+    if [[ $w == *.patch && -f $w ]]; then
+        patches+=("$(cd "$(dirname "$w")" && pwd)/$(basename "$w")")
+    else
+        others+=("$w")
+    fi
+done
+wanted=("${others[@]}")
 for p in "$mutants_dir"/*.patch; do
     name=$(basename "$p" .patch)
-    if [[ ${#wanted[@]} -gt 0 ]]; then
+    if [[ ${#patches[@]} -gt 0 && ${#wanted[@]} -eq 0 ]]; then
+        break
+    elif [[ ${#wanted[@]} -gt 0 ]]; then
         hit=false
         for w in "${wanted[@]}"; do
             [[ $name == "$w" || $name == "$w"-* ]] && hit=true
