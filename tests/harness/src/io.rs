@@ -630,13 +630,15 @@ fn send_irp(
             .and_then(|d| d.major[usize::from(major)])
     };
     let outcome = dispatch(device, irp, major, handler);
+    // Forgotten before the memory goes: a new IRP at the same address (on
+    // another thread) must not lose its record to this removal.
+    io().irps.remove(&(irp as usize));
     // The IRP is freed only once complete; a stopped IRP is leaked on purpose
     // (the driver may still reference it).
     match &outcome {
         Ok(_) => drop(block),
         Err(_) => std::mem::forget(block),
     }
-    io().irps.remove(&(irp as usize));
     outcome
 }
 
