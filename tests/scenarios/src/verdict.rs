@@ -1,6 +1,7 @@
 //! The scenario set as one verdict: run every scenario against a driver
-//! image under the harness and name the first thing that went wrong (the
-//! verifier rule and its message, a leak, or the broken invariant), so that
+//! image under the harness, then the low-resources sweep, and name the
+//! first thing that went wrong (the verifier rule and its message, a leak,
+//! or the broken invariant), so that
 //! a one-line answer says what caught a bug. `scripts/mutants.sh` runs it
 //! against each planted bug (`portwatch-check` is the command).
 
@@ -72,6 +73,24 @@ pub fn first_finding(s: &Summary) -> Option<Finding> {
 
 /// The order the set runs in: cheapest and broadest first.
 pub const ORDER: [Scenario; 4] = [Scenario::IoctlStorm, Scenario::DataPath, Scenario::Races, Scenario::Lifecycle];
+
+/// The low-resources sweep ([`crate::lowres::sweep`]: each allocation of a
+/// scripted run fails in turn) as a finding: its first failure, split into
+/// rule and message when it is a verifier violation.
+pub fn lowres_finding(driver: &Path) -> Option<Finding> {
+    let report = crate::lowres::sweep(driver, 2, None);
+    let f = report.failures.first()?;
+    let (rule, message) = match f.find("bug check ") {
+        Some(at) => {
+            let (rule, message) = split_violation(&f[at..]);
+            let context = f[..at].trim_end_matches(|c: char| c == ' ' || c == ':');
+            let context = context.strip_suffix("violation").unwrap_or(context).trim_end_matches([' ', ':']);
+            (rule, format!("{context}: {message}"))
+        }
+        None => ("low-resources check".to_owned(), f.clone()),
+    };
+    Some(Finding { scenario: "lowres".to_owned(), rule, message: one_line(&message, 300) })
+}
 
 /// Loads `driver` (special pool on, two adapters) for each scenario in
 /// `scenarios` and runs it with `params` (the seed offset by the
