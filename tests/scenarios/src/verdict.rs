@@ -83,7 +83,7 @@ pub fn lowres_finding(driver: &Path) -> Option<Finding> {
     let (rule, message) = match f.find("bug check ") {
         Some(at) => {
             let (rule, message) = split_violation(&f[at..]);
-            let context = f[..at].trim_end_matches(|c: char| c == ' ' || c == ':');
+            let context = f[..at].trim_end_matches([' ', ':']);
             let context = context.strip_suffix("violation").unwrap_or(context).trim_end_matches([' ', ':']);
             (rule, format!("{context}: {message}"))
         }
