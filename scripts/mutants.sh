@@ -72,12 +72,13 @@ for w in "${wanted[@]}"; do
         others+=("$w")
     fi
 done
+only_paths=false
+[[ ${#patches[@]} -gt 0 && ${#others[@]} -eq 0 ]] && only_paths=true
 wanted=("${others[@]}")
 for p in "$mutants_dir"/*.patch; do
+    $only_paths && break
     name=$(basename "$p" .patch)
-    if [[ ${#patches[@]} -gt 0 && ${#wanted[@]} -eq 0 ]]; then
-        break
-    elif [[ ${#wanted[@]} -gt 0 ]]; then
+    if [[ ${#wanted[@]} -gt 0 ]]; then
         hit=false
         for w in "${wanted[@]}"; do
             [[ $name == "$w" || $name == "$w"-* ]] && hit=true
