@@ -32,7 +32,7 @@ use ndis_sys::{
 
 use crate::guarded::GuardedBuf;
 use crate::imports::Import;
-use crate::irp_page::IrpPage;
+use crate::lent::{Lent, LentPage};
 use crate::ndis::win64;
 use crate::verifier::{self, codes, Violation};
 use crate::{irql, stack};
@@ -601,7 +601,7 @@ fn send_irp(
     buffered: Option<(*mut u8, u32)>,
 ) -> Result<IrpOutcome, Violation> {
     // IrpBlock is plain data; all-zero is valid. Inaccessible once completed.
-    let mut block: IrpPage<IrpBlock> = IrpPage::zeroed(format!("the {} IRP", major_name(major)));
+    let mut block: LentPage<IrpBlock> = LentPage::zeroed(Lent::Irp, format!("the {} IRP", major_name(major)));
     let irp: *mut IRP = &mut block.irp;
     let location: *mut IO_STACK_LOCATION = &mut block.location;
     block.irp.Type = IO_TYPE_IRP;
@@ -834,7 +834,7 @@ fn complete(irp: *mut IRP) -> Result<(), Violation> {
     rec.marked = unsafe { pending_returned(irp) };
     st.stats.completed += 1;
     // The IRP is the I/O manager's again: any later touch faults (R41).
-    crate::irp_page::retire(irp as usize);
+    crate::lent::retire(irp as usize);
     Ok(())
 }
 

@@ -582,7 +582,7 @@ fn classify_fault(frame: &Frame) -> Violation {
     if let Some(v) = crate::guarded::classify_fault(addr, write, rip) {
         return v;
     }
-    if let Some(v) = crate::irp_page::classify_fault(addr, write, rip) {
+    if let Some(v) = crate::lent::classify_fault(addr, write, rip) {
         return v;
     }
     let level = irql::current();

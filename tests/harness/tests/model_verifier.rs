@@ -20,7 +20,7 @@ use ndis_sys::{
 use portwatch_harness::frames::{FrameSpec, IPPROTO_UDP};
 use portwatch_harness::io::{c9, IoError, IRP_MJ_COUNT, MULTIPLE_IRP_COMPLETE_REQUESTS};
 use portwatch_harness::nbl::NblSpec;
-use portwatch_harness::ndis::{subcodes, AdapterId, AdapterSpec, At};
+use portwatch_harness::ndis::{subcodes, AdapterId, AdapterSpec, At, Completion};
 use portwatch_harness::session::{LoadError, Options, Session};
 use portwatch_harness::verifier::{codes, Violation};
 
@@ -37,6 +37,7 @@ enum Bug {
     InformationTooLarge,
     CompleteSendTwice,
     SwallowSend,
+    TouchSendAfterPassingDown,
     ReturnResourcesNbl,
     PausedSendsDown,
     PausedWrongStatus,
@@ -239,6 +240,17 @@ unsafe extern "win64" fn send(ctx: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST, port
     }
     match bug() {
         Bug::SwallowSend => {}
+        Bug::TouchSendAfterPassingDown => {
+            call!(
+                "NdisFSendNetBufferLists" as fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32, u32),
+                handle,
+                nbls,
+                port,
+                flags
+            );
+            // SAFETY: none: reads the chain after giving it away, on purpose.
+            let _ = unsafe { core::ptr::read_volatile(&(*nbls).Status) };
+        }
         Bug::CompleteSendTwice => {
             call!(
                 "NdisFSendNetBufferListsComplete" as fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32),
@@ -441,6 +453,19 @@ fn send_rules() {
         c4,
         Some(subcodes::NBL_NOT_OWNED),
     );
+    drop(s);
+    // Inline completion: the NBL is back with its creator when
+    // NdisFSendNetBufferLists returns, and the read after it faults.
+    let inline = Options { completion: Completion::Inline, ..Options::default() };
+    let (s, a) = running(Bug::TouchSendAfterPassingDown, inline);
+    let v = s.send(a, frame(), At::Dispatch).unwrap_err();
+    assert_caught(
+        v.clone(),
+        "NBL used after it went back to its creator",
+        codes::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL,
+        None,
+    );
+    assert_eq!(v.function, "FilterSendNetBufferLists", "{v}");
     drop(s);
     let (s, a) = running(Bug::SwallowSend, Options::default());
     assert_caught(

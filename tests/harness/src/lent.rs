@@ -1,4 +1,5 @@
-//! IRP memory that disappears at completion.
+//! Memory the model lends the driver and takes back: IRPs at completion,
+//! NET_BUFFER_LISTs when they are back with their creator.
 //!
 //! Once a driver calls IoCompleteRequest the IRP belongs to the I/O manager
 //! again: it runs the completion, copies the results back and frees the
@@ -13,6 +14,14 @@
 //! that is made inaccessible inside IofCompleteRequest, and any later
 //! access by the driver faults and is reported by name
 //! ([`classify_fault`]).
+//!
+//! The same holds for a NET_BUFFER_LIST: once it is back with its creator
+//! (a send completed up to the protocol that sent it, a receive returned
+//! down to the miniport that indicated it) the creator may free or reuse
+//! it at once, and a filter that still reads it (say, counts a send after
+//! NdisFSendNetBufferLists, which gives the chain away: R11, "no access
+//! (even Next)") reads freed memory. The model puts each NBL in a page of
+//! its own and retires it when it is back with its creator.
 //!
 //! Retired pages stay inaccessible in a bounded quarantine
 //! ([`QUARANTINE`] pages), then are unmapped.
@@ -39,7 +48,33 @@ struct Pages {
 struct Page {
     len: usize,
     retired: bool,
+    kind: Lent,
     what: String,
+}
+
+/// What a page holds, which says what a touch after its retirement is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lent {
+    /// An IRP, retired by IofCompleteRequest (R41).
+    Irp,
+    /// A NET_BUFFER_LIST, retired when back with its creator (R11, R12, R19).
+    Nbl,
+}
+
+impl Lent {
+    fn rule(self) -> &'static str {
+        match self {
+            Lent::Irp => "IRP used after completion",
+            Lent::Nbl => "NBL used after it went back to its creator",
+        }
+    }
+
+    fn when(self) -> &'static str {
+        match self {
+            Lent::Irp => "after IoCompleteRequest (R41",
+            Lent::Nbl => "after it was completed or returned to its creator (R11, R12, R19",
+        }
+    }
 }
 
 static PAGES: Mutex<Option<Pages>> = Mutex::new(None);
@@ -48,20 +83,21 @@ fn pages() -> MutexGuard<'static, Option<Pages>> {
     PAGES.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A zeroed `T` (an IRP with its stack locations) in pages of its own.
-pub struct IrpPage<T> {
+/// A zeroed `T` (an IRP with its stack locations, an NBL) in pages of its
+/// own.
+pub struct LentPage<T> {
     ptr: *mut T,
     len: usize,
 }
 
 // SAFETY: the memory is owned by this value; which thread may touch it is
 // governed by the IRP ownership the I/O model tracks.
-unsafe impl<T> Send for IrpPage<T> {}
+unsafe impl<T> Send for LentPage<T> {}
 
-impl<T> IrpPage<T> {
-    /// A zeroed `T` at the start of fresh pages, described as `what` in
-    /// fault reports. `T` must be valid when all zero.
-    pub fn zeroed(what: impl Into<String>) -> Self {
+impl<T> LentPage<T> {
+    /// A zeroed `T` at the start of fresh pages, a `kind` described as
+    /// `what` in fault reports. `T` must be valid when all zero.
+    pub fn zeroed(kind: Lent, what: impl Into<String>) -> Self {
         assert!(core::mem::align_of::<T>() <= PAGE);
         let len = core::mem::size_of::<T>().max(1).div_ceil(PAGE) * PAGE;
         // SAFETY: anonymous private mapping (zero-filled); no existing
@@ -76,12 +112,12 @@ impl<T> IrpPage<T> {
                 0,
             )
         };
-        assert!(p != libc::MAP_FAILED, "IRP page mmap failed: {}", std::io::Error::last_os_error());
+        assert!(p != libc::MAP_FAILED, "lent page mmap failed: {}", std::io::Error::last_os_error());
         pages()
             .get_or_insert_with(Pages::default)
             .pages
-            .insert(p as usize, Page { len, retired: false, what: what.into() });
-        IrpPage { ptr: p.cast(), len }
+            .insert(p as usize, Page { len, retired: false, kind, what: what.into() });
+        LentPage { ptr: p.cast(), len }
     }
 
     /// The object's address.
@@ -90,7 +126,7 @@ impl<T> IrpPage<T> {
     }
 }
 
-impl<T> Deref for IrpPage<T> {
+impl<T> Deref for LentPage<T> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: zero-filled pages of our own, valid for T (`zeroed`'s
@@ -100,14 +136,14 @@ impl<T> Deref for IrpPage<T> {
     }
 }
 
-impl<T> DerefMut for IrpPage<T> {
+impl<T> DerefMut for LentPage<T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as for `deref`.
         unsafe { &mut *self.ptr }
     }
 }
 
-impl<T> Drop for IrpPage<T> {
+impl<T> Drop for LentPage<T> {
     /// Into the quarantine when retired (still inaccessible); unmapped
     /// when never completed (the driver lost it, nothing can be checked).
     fn drop(&mut self) {
@@ -131,9 +167,10 @@ impl<T> Drop for IrpPage<T> {
     }
 }
 
-/// IofCompleteRequest's end: the page holding `addr` becomes inaccessible.
-/// Call it with everything the model needs from the IRP already read. An
-/// address outside every IRP page is left alone.
+/// The page holding `addr` becomes inaccessible (IofCompleteRequest's end;
+/// an NBL back with its creator). Call it with everything the model needs
+/// from the object already read. An address outside every lent page is
+/// left alone.
 pub(crate) fn retire(addr: usize) {
     let mut guard = pages();
     let Some(st) = guard.as_mut() else { return };
@@ -144,11 +181,18 @@ pub(crate) fn retire(addr: usize) {
     page.retired = true;
     // SAFETY: a live mapping made by `zeroed`; only its protection changes.
     let rc = unsafe { libc::mprotect(lo as *mut libc::c_void, page.len, libc::PROT_NONE) };
-    assert_eq!(rc, 0, "IRP page mprotect: {}", std::io::Error::last_os_error());
+    assert_eq!(rc, 0, "lent page mprotect: {}", std::io::Error::last_os_error());
 }
 
-/// A fault at `addr` in the page of a completed IRP: the driver touched
-/// the IRP after completing it.
+/// Whether `addr` lies in a retired page (model code must not read it).
+pub fn is_retired(addr: usize) -> bool {
+    let guard = pages();
+    let Some(st) = guard.as_ref() else { return false };
+    st.pages.range(..=addr).next_back().is_some_and(|(&lo, p)| addr < lo + p.len && p.retired)
+}
+
+/// A fault at `addr` in a retired page: the driver touched an IRP after
+/// completing it, or an NBL after it went back to its creator.
 pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Violation> {
     let guard = pages();
     let st = guard.as_ref()?;
@@ -157,14 +201,15 @@ pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Vio
         return None;
     }
     Some(Violation::new(
-        "IRP used after completion",
+        page.kind.rule(),
         codes::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL,
         [addr as u64, u64::from(write), rip as u64, 0],
         format!(
-            "{} of {addr:#x}, {:#x} bytes into {} after IoCompleteRequest (R41; rip {rip:#x})",
+            "{} of {addr:#x}, {:#x} bytes into {} {}; rip {rip:#x})",
             if write { "write" } else { "read" },
             addr - lo,
-            page.what
+            page.what,
+            page.kind.when()
         ),
     ))
 }
@@ -178,7 +223,7 @@ mod tests {
     #[test]
     fn a_retired_page_faults_by_name_and_is_unmapped_after_the_quarantine() {
         let _s = Session::begin(Config::default());
-        let mut p = IrpPage::<[u64; 8]>::zeroed("the IRP of a test");
+        let mut p = LentPage::<[u64; 8]>::zeroed(Lent::Irp, "the IRP of a test");
         p[1] = 7;
         let addr = p.as_ptr() as usize;
         retire(addr + 8);
@@ -192,7 +237,7 @@ mod tests {
         let maps = || std::fs::read_to_string("/proc/self/maps").expect("maps").lines().count();
         let before = maps();
         for _ in 0..4 * QUARANTINE {
-            let p = IrpPage::<[u64; 8]>::zeroed("irp");
+            let p = LentPage::<[u64; 8]>::zeroed(Lent::Nbl, "an NBL");
             retire(p.as_ptr() as usize);
         }
         assert!(maps() < before + QUARANTINE + 16, "mappings grew from {before} to {}", maps());
@@ -201,7 +246,7 @@ mod tests {
     #[test]
     fn a_page_never_completed_is_not_a_finding() {
         let _s = Session::begin(Config::default());
-        let p = IrpPage::<u64>::zeroed("irp");
+        let p = LentPage::<u64>::zeroed(Lent::Irp, "irp");
         let addr = p.as_ptr() as usize;
         assert!(classify_fault(addr, false, 0).is_none());
         drop(p);
