@@ -57,7 +57,7 @@ struct Page {
 pub enum Lent {
     /// An IRP, retired by IofCompleteRequest (R41).
     Irp,
-    /// A NET_BUFFER_LIST, retired when back with its creator (R11, R12, R19).
+    /// A NET_BUFFER_LIST, retired when back with its creator (R11, R12, R17).
     Nbl,
 }
 
@@ -72,7 +72,7 @@ impl Lent {
     fn when(self) -> &'static str {
         match self {
             Lent::Irp => "after IoCompleteRequest (R41",
-            Lent::Nbl => "after it was completed or returned to its creator (R11, R12, R19",
+            Lent::Nbl => "after it was completed or returned to its creator (R11, R12, R17",
         }
     }
 }
