@@ -6,9 +6,12 @@
 #   4. cargo test of the whole workspace: unit, doc and compile-fail tests,
 #      the ndis-sys import check, the package's PE and INF checks, and the
 #      harness running the real portwatch.sys under its Driver Verifier model
-#   5. loom models of the ndis-sync guards
-#   6. Miri over the ndis-sync host tests
-#   7. every fuzz target for a bounded time (FUZZ_SECONDS, default 60 each)
+#   5. the mutation suite's fast subset (scripts/mutants.sh --fast): planted
+#      driver bugs, each rebuilt into a portwatch.sys that the harness must
+#      catch, and the harmless control that it must not
+#   6. loom models of the ndis-sync guards
+#   7. Miri over the ndis-sync host tests
+#   8. every fuzz target for a bounded time (FUZZ_SECONDS, default 60 each)
 # Exits non-zero on the first failure.
 set -euo pipefail
 
@@ -66,6 +69,10 @@ cargo build -p verifier-fixture -p lwf-fixture -p bench-fixture -p passthrough-f
 
 step "cargo test (workspace)"
 cargo test --workspace
+
+step "mutation suite: fast subset and control (scripts/mutants.sh)"
+scripts/mutants.sh --fast
+scripts/mutants.sh --control
 
 step "loom models of ndis-sync"
 RUSTFLAGS="--cfg loom" cargo test -p ndis-sync --release --target-dir target/loom --test loom

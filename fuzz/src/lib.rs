@@ -330,6 +330,7 @@ pub fn read_traffic(p: &mut Program<'_>) -> Option<Traffic> {
         ipv6: flags & 2 != 0,
         vlan: flags & 4 != 0,
         payload_len: u16::from(p.byte()?),
+        truncate_to: None,
     };
     Some(Traffic {
         direction: if flags & 8 == 0 { Direction::Send } else { Direction::Receive },

@@ -32,6 +32,7 @@ use ndis_sys::{
 
 use crate::guarded::GuardedBuf;
 use crate::imports::Import;
+use crate::lent::{Lent, LentPage};
 use crate::ndis::win64;
 use crate::verifier::{self, codes, Violation};
 use crate::{irql, stack};
@@ -149,6 +150,8 @@ unsafe impl Send for FileRec {}
 
 struct IrpRec {
     completed: bool,
+    /// SL_PENDING_RETURNED as it was at completion (the IRP is gone after).
+    marked: bool,
     status: NTSTATUS,
     information: usize,
     out_len: u32,
@@ -552,6 +555,9 @@ pub fn cancel_io(handle: Handle) -> Result<usize, IoError> {
         }
         if let Some(r) = io().irps.get_mut(&irp) {
             r.cancel_refs -= 1;
+            if r.cancel_refs == 0 && r.completed {
+                crate::lent::retire(irp);
+            }
         }
         CHANGED.notify_all();
     }
@@ -666,8 +672,8 @@ fn send_irp(
     fill: impl FnOnce(*mut IO_STACK_LOCATION),
     buffered: Option<(*mut u8, u32)>,
 ) -> Result<IrpOutcome, Violation> {
-    // SAFETY: IrpBlock is plain data; all-zero is valid.
-    let mut block: Box<IrpBlock> = Box::new(unsafe { core::mem::zeroed() });
+    // IrpBlock is plain data; all-zero is valid. Inaccessible once completed.
+    let mut block: LentPage<IrpBlock> = LentPage::zeroed(Lent::Irp, format!("the {} IRP", major_name(major)));
     let irp: *mut IRP = &mut block.irp;
     let location: *mut IO_STACK_LOCATION = &mut block.location;
     block.irp.Type = IO_TYPE_IRP;
@@ -688,7 +694,16 @@ fn send_irp(
         *st.stats.irps.entry(major_name(major)).or_default() += 1;
         st.irps.insert(
             irp as usize,
-            IrpRec { completed: false, status: 0, information: 0, out_len, major, file: file_id, cancel_refs: 0 },
+            IrpRec {
+                completed: false,
+                marked: false,
+                status: 0,
+                information: 0,
+                out_len,
+                major,
+                file: file_id,
+                cancel_refs: 0,
+            },
         );
         st.devices
             .iter()
@@ -697,7 +712,9 @@ fn send_irp(
     };
     let outcome = dispatch(device, irp, major, handler);
     // A cancel in progress still uses the IRP: wait for it (it is bounded by
-    // the watchdog of its own driver call).
+    // the watchdog of its own driver call). Then the record is forgotten
+    // before the memory goes: a new IRP at the same address (on another
+    // thread) must not lose its record to this removal.
     let mut st = io();
     while st.irps.get(&(irp as usize)).is_some_and(|r| r.cancel_refs > 0) {
         let (g, _) = CHANGED.wait_timeout(st.0, Duration::from_millis(100)).unwrap_or_else(PoisonError::into_inner);
@@ -747,9 +764,13 @@ fn dispatch(device: usize, irp: *mut IRP, major: u8, handler: DRIVER_DISPATCH) -
     // SAFETY: the arguments the I/O manager passes; the IRP lives until it
     // completes.
     let returned = stack::call_driver_at(name, irql::PASSIVE, || unsafe { f(device as *mut DEVICE_OBJECT, irp) })?;
-    // SAFETY: the IRP is still allocated (freed by send_irp after this).
-    let marked =
-        unsafe { (*(*irp).Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation).Control } & SL_PENDING_RETURNED != 0;
+    let marked = {
+        let st = io();
+        let r = &st.irps[&(irp as usize)];
+        // SAFETY: not completed yet, so not retired: the IRP is still
+        // accessible (completion, which retires it, takes the IO lock).
+        r.marked || (!r.completed && unsafe { pending_returned(irp) })
+    };
     if returned == STATUS_PENDING {
         io().stats.pended += 1;
         if !marked {
@@ -931,8 +952,27 @@ fn complete(irp: *mut IRP) -> Result<(), Violation> {
     rec.completed = true;
     rec.status = status;
     rec.information = information;
+    // SAFETY: the outstanding IRP, read before it is retired.
+    rec.marked = unsafe { pending_returned(irp) };
+    let cancelling = rec.cancel_refs > 0;
     st.stats.completed += 1;
+    // The IRP is the I/O manager's again: any later touch faults (R41). While
+    // a CancelIoEx is using it, the I/O manager's reference keeps it valid
+    // (as on Windows): the last cancel to finish retires it.
+    if !cancelling {
+        crate::lent::retire(irp as usize);
+    }
     Ok(())
+}
+
+/// SL_PENDING_RETURNED in the IRP's current stack location.
+///
+/// # Safety
+///
+/// `irp` must be a model IRP not yet retired.
+unsafe fn pending_returned(irp: *mut IRP) -> bool {
+    // SAFETY: the function's contract.
+    unsafe { (*(*irp).Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation).Control & SL_PENDING_RETURNED != 0 }
 }
 
 /// Model functions this module binds.

@@ -31,6 +31,7 @@ pub mod imports;
 pub mod io;
 pub mod irql;
 pub mod kernel;
+pub mod lent;
 pub mod loader;
 pub mod locks;
 pub mod nbl;

@@ -6,6 +6,7 @@
 //! several MDLs at arbitrary offsets, so a header can straddle two MDLs.
 
 use crate::guarded::GuardedBuf;
+use crate::lent::{Lent, LentPage};
 use core::ffi::c_void;
 
 use crate::frames::Frame;
@@ -86,7 +87,8 @@ struct MdlBlock {
 /// vectors grow during construction (the NBL and MDLs point at them).
 #[allow(clippy::vec_box)]
 pub struct NblAlloc {
-    nbl: Box<NblBlock>,
+    /// In a page of its own, inaccessible once back with its creator.
+    nbl: LentPage<NblBlock>,
     _nbs: Vec<Box<NET_BUFFER>>,
     _mdls: Vec<Box<MdlBlock>>,
     _buffers: Vec<GuardedBuf>,
@@ -108,9 +110,9 @@ impl NblAlloc {
     /// Builds the NBL, its NET_BUFFERs, MDLs and data buffers.
     pub fn new(spec: NblSpec) -> Self {
         assert!(!spec.frames.is_empty(), "an NBL has at least one NET_BUFFER");
-        // SAFETY: NET_BUFFER_LIST and the extra info entries are plain data
-        // for which all-zero is valid (null pointers, zero counters).
-        let mut block: Box<NblBlock> = Box::new(unsafe { core::mem::zeroed() });
+        // NET_BUFFER_LIST and the extra info entries are plain data for
+        // which all-zero is valid (null pointers, zero counters).
+        let mut block: LentPage<NblBlock> = LentPage::zeroed(Lent::Nbl, "an NBL");
         let nbl = &mut block.nbl;
         let (mut nbs, mut mdls, mut buffers) = (Vec::new(), Vec::new(), Vec::new());
         for frame in &spec.frames {
@@ -129,7 +131,7 @@ impl NblAlloc {
 
     /// The NET_BUFFER_LIST handed to the driver.
     pub fn as_ptr(&self) -> *mut NET_BUFFER_LIST {
-        &self.nbl.nbl as *const NET_BUFFER_LIST as *mut NET_BUFFER_LIST
+        self.nbl.as_ptr().cast()
     }
 
     /// What the NBL was built from.
@@ -216,6 +218,11 @@ pub unsafe fn walk(head: *mut NET_BUFFER_LIST, limit: usize) -> Vec<*mut NET_BUF
     let mut cur = head;
     while !cur.is_null() && out.len() < limit {
         out.push(cur);
+        if crate::lent::is_retired(cur as usize) {
+            // Back with its creator already: its link is not the driver's
+            // (whoever checks the chain reports the NBL itself).
+            break;
+        }
         // SAFETY: per the contract, every element of the chain is readable.
         cur = unsafe { (*cur).Next };
     }

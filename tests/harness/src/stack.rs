@@ -582,6 +582,9 @@ fn classify_fault(frame: &Frame) -> Violation {
     if let Some(v) = crate::guarded::classify_fault(addr, write, rip) {
         return v;
     }
+    if let Some(v) = crate::lent::classify_fault(addr, write, rip) {
+        return v;
+    }
     let level = irql::current();
     if level >= irql::DISPATCH {
         Violation::new(

@@ -20,7 +20,7 @@ use ndis_sys::{
 use portwatch_harness::frames::{FrameSpec, IPPROTO_UDP};
 use portwatch_harness::io::{c9, IoError, IRP_MJ_COUNT, MULTIPLE_IRP_COMPLETE_REQUESTS};
 use portwatch_harness::nbl::NblSpec;
-use portwatch_harness::ndis::{subcodes, AdapterId, AdapterSpec, At};
+use portwatch_harness::ndis::{subcodes, AdapterId, AdapterSpec, At, Completion};
 use portwatch_harness::session::{LoadError, Options, Session};
 use portwatch_harness::verifier::{codes, Violation};
 
@@ -30,12 +30,14 @@ use portwatch_harness::verifier::{codes, Violation};
 enum Bug {
     None,
     CompleteIrpTwice,
+    TouchIrpAfterCompletion,
     IrpNotCompleted,
     PendingNotMarked,
     CompleteWithPending,
     InformationTooLarge,
     CompleteSendTwice,
     SwallowSend,
+    TouchSendAfterPassingDown,
     ReturnResourcesNbl,
     PausedSendsDown,
     PausedWrongStatus,
@@ -238,6 +240,17 @@ unsafe extern "win64" fn send(ctx: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST, port
     }
     match bug() {
         Bug::SwallowSend => {}
+        Bug::TouchSendAfterPassingDown => {
+            call!(
+                "NdisFSendNetBufferLists" as fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32, u32),
+                handle,
+                nbls,
+                port,
+                flags
+            );
+            // SAFETY: none: reads the chain after giving it away, on purpose.
+            let _ = unsafe { core::ptr::read_volatile(&(*nbls).Status) };
+        }
         Bug::CompleteSendTwice => {
             call!(
                 "NdisFSendNetBufferListsComplete" as fn(NDIS_HANDLE, *mut NET_BUFFER_LIST, u32),
@@ -318,8 +331,14 @@ unsafe extern "win64" fn dispatch(_dev: *mut DEVICE_OBJECT, irp: *mut IRP) -> NT
     match bug() {
         Bug::CompleteIrpTwice => {
             complete(0, 0);
-            complete(0, 0);
+            // Again, without touching the IRP in between.
+            call!("IofCompleteRequest" as fn(*mut IRP, i8), irp, 0);
             0
+        }
+        Bug::TouchIrpAfterCompletion => {
+            complete(0, 0);
+            // SAFETY: none: reads the IRP after completing it, on purpose.
+            unsafe { core::ptr::read_volatile(&(*irp).IoStatus.Information) as NTSTATUS }
         }
         Bug::IrpNotCompleted => 0,
         Bug::PendingNotMarked => 0x103,
@@ -394,6 +413,9 @@ fn irp_rules() {
         MULTIPLE_IRP_COMPLETE_REQUESTS,
         None,
     );
+    let v = ioctl_violation(Bug::TouchIrpAfterCompletion);
+    assert_caught(v.clone(), "IRP used after completion", codes::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL, None);
+    assert!(v.detail.contains("into the IRP_MJ_DEVICE_CONTROL IRP after IoCompleteRequest"), "{v}");
     assert_caught(
         ioctl_violation(Bug::IrpNotCompleted),
         "IRP neither completed nor pending",
@@ -431,6 +453,19 @@ fn send_rules() {
         c4,
         Some(subcodes::NBL_NOT_OWNED),
     );
+    drop(s);
+    // Inline completion: the NBL is back with its creator when
+    // NdisFSendNetBufferLists returns, and the read after it faults.
+    let inline = Options { completion: Completion::Inline, ..Options::default() };
+    let (s, a) = running(Bug::TouchSendAfterPassingDown, inline);
+    let v = s.send(a, frame(), At::Dispatch).unwrap_err();
+    assert_caught(
+        v.clone(),
+        "NBL used after it went back to its creator",
+        codes::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL,
+        None,
+    );
+    assert_eq!(v.function, "FilterSendNetBufferLists", "{v}");
     drop(s);
     let (s, a) = running(Bug::SwallowSend, Options::default());
     assert_caught(

@@ -205,7 +205,9 @@ impl Target for DeviceTarget {
         Ok(nbls
             .iter()
             .map(|nbl| {
-                let udp4 = |p: &crate::target::PacketSpec| p.protocol == portwatch_proto::PROTO_UDP && !p.ipv6;
+                let udp4 = |p: &crate::target::PacketSpec| {
+                    p.protocol == portwatch_proto::PROTO_UDP && !p.ipv6 && p.truncate_to.is_none()
+                };
                 let delivered = !nbl.loopback
                     && nbl.packets.iter().all(udp4)
                     && nbl.packets.iter().all(|p| self.send_udp(peer, p.src_port, p.dst_port, p.payload_len));

@@ -44,6 +44,8 @@ pub mod fuzz_options;
 pub mod harness_target;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod lowres;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub mod verdict;
 
 pub use run::{Budget, Params, Summary};
 pub use scenarios::Scenario;

@@ -47,7 +47,15 @@ impl ScriptLog {
 }
 
 fn packet(protocol: u8, src: u16, dst: u16) -> PacketSpec {
-    PacketSpec { protocol, src_port: src, dst_port: dst, ipv6: dst % 2 == 0, vlan: false, payload_len: 20 }
+    PacketSpec {
+        protocol,
+        src_port: src,
+        dst_port: dst,
+        ipv6: dst % 2 == 0,
+        vlan: false,
+        payload_len: 20,
+        truncate_to: None,
+    }
 }
 
 /// Sends and receives `k` packets to `port` on every attached adapter;

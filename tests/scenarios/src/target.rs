@@ -138,6 +138,9 @@ pub struct PacketSpec {
     pub vlan: bool,
     /// Payload bytes after the transport header.
     pub payload_len: u16,
+    /// A runt: only this many bytes of the frame arrive (a frame cut
+    /// before its ports end is counted under no key). Harness only.
+    pub truncate_to: Option<u16>,
 }
 
 impl PacketSpec {
@@ -148,11 +151,20 @@ impl PacketSpec {
         if self.protocol != portwatch_proto::PROTO_TCP && self.protocol != portwatch_proto::PROTO_UDP {
             return Vec::new();
         }
+        if self.truncate_to.is_some_and(|n| usize::from(n) < self.ports_end()) {
+            return Vec::new();
+        }
         let mut keys = vec![(self.protocol, self.dst_port)];
         if self.src_port != self.dst_port {
             keys.push((self.protocol, self.src_port));
         }
         keys
+    }
+
+    /// Bytes of the frame up to the end of its two port fields: Ethernet
+    /// (and tag), the IP header without options, 4 bytes of TCP/UDP.
+    pub fn ports_end(&self) -> usize {
+        14 + if self.vlan { 4 } else { 0 } + if self.ipv6 { 40 } else { 20 } + 4
     }
 }
 
@@ -267,4 +279,26 @@ pub trait Target: Sync {
     fn reload(&self) -> Result<Health, TargetError>;
     /// Unloads the driver for good and reports its health. Later calls fail.
     fn unload(&self) -> Result<Health, TargetError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runt_cut_before_its_ports_has_no_keys() {
+        let p = PacketSpec {
+            protocol: portwatch_proto::PROTO_UDP,
+            src_port: 1,
+            dst_port: 2,
+            ipv6: true,
+            vlan: true,
+            payload_len: 0,
+            truncate_to: None,
+        };
+        assert_eq!(p.ports_end(), 14 + 4 + 40 + 4);
+        assert_eq!(p.keys().len(), 2);
+        assert!(PacketSpec { truncate_to: Some(61), ..p }.keys().is_empty());
+        assert_eq!(PacketSpec { truncate_to: Some(62), ..p }.keys().len(), 2);
+    }
 }

@@ -86,3 +86,36 @@ fn one_miscounted_packet_fails_the_check() {
     assert!(s.violations.is_empty() && s.leaks.is_empty(), "{s}");
     assert!(s.failures.iter().any(|f| f.contains("stable endpoint")), "the exact check missed it:\n{s}");
 }
+
+/// The storm sends traffic both ways before any port is bound (the path
+/// that forwards what it does not count), and runts cut inside their
+/// headers (a parser must stop at the NET_BUFFER's DataLength).
+#[test]
+fn traffic_flows_before_any_bind_and_includes_runts() {
+    let t = common::recording::Recording::new(common::target());
+    let s = Scenario::DataPath.run(&t, &portwatch_scenarios::Params::ops(2, 300, 3));
+    common::assert_clean(&s, 300);
+    let events = t.events();
+    let first_bind = events
+        .iter()
+        .position(|e| matches!(e, common::recording::Event::Ioctl(portwatch_proto::IOCTL_BIND_PORT, ..)))
+        .expect("the storm binds ports");
+    for d in [Direction::Send, Direction::Receive] {
+        assert!(
+            events[..first_bind].iter().any(|e| matches!(e, common::recording::Event::Inject(x, _) if *x == d)),
+            "no {d:?} before the first bind"
+        );
+    }
+    let runts: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            common::recording::Event::Inject(_, nbls) => Some(nbls),
+            _ => None,
+        })
+        .flatten()
+        .flat_map(|n| &n.packets)
+        .filter(|p| p.truncate_to.is_some_and(|n| usize::from(n) < p.ports_end()))
+        .collect();
+    assert!(runts.iter().any(|p| p.truncate_to == Some(p.ports_end() as u16 - 1)), "no runt cut in its ports");
+    assert!(runts.iter().any(|p| p.truncate_to < Some(14)), "no runt cut in its Ethernet header");
+}

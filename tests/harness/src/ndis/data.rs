@@ -511,6 +511,8 @@ fn finish(group: &[usize]) {
         let r = m.nbls.get_mut(a).expect("tracked");
         r.holder = Holder::Done;
         r.status = status;
+        // The creator may free it now: the driver must not touch it again.
+        crate::lent::retire(*a);
         let send = r.dir == Dir::Send;
         m.stats.nbls_finished += 1;
         if send && status == NDIS_STATUS_PAUSED {

@@ -250,8 +250,15 @@ fn quiescent_round(t: &dyn Target, e: &Churn, adapters: &Adapters, before: Endpo
         }
         return;
     }
-    let packet =
-        PacketSpec { protocol: p, src_port: NOISE_BASE, dst_port: port, ipv6: false, vlan: false, payload_len: 10 };
+    let packet = PacketSpec {
+        protocol: p,
+        src_port: NOISE_BASE,
+        dst_port: port,
+        ipv6: false,
+        vlan: false,
+        payload_len: 10,
+        truncate_to: None,
+    };
     let nbls = vec![NblSpec { packets: vec![packet; 2], loopback: false, fragmented: false }];
     let mut tally = Tally::default();
     for a in 0..adapters.len() {
@@ -301,9 +308,55 @@ pub fn churners(threads: usize) -> usize {
     (threads / 3).min(2)
 }
 
+/// Before any endpoint binds a port: traffic both ways on every adapter at
+/// every IRQL, whole frames and runts cut inside their headers (a parser
+/// must stop at the NET_BUFFER's DataLength). With nothing bound nothing is
+/// counted, but every NBL must still be passed on and come back (a running
+/// filter forwards what it does not count; the target reports an NBL that
+/// never returns).
+pub fn unbound_round(t: &dyn Target, adapters: &Adapters, run: &Run) {
+    let whole = |protocol, ipv6, vlan| PacketSpec {
+        protocol,
+        src_port: NOISE_BASE,
+        dst_port: NOISE_BASE + 1,
+        ipv6,
+        vlan,
+        payload_len: 0,
+        truncate_to: None,
+    };
+    let mut packets = Vec::new();
+    for (protocol, ipv6, vlan) in
+        [(PROTO_TCP, false, false), (PROTO_UDP, true, false), (PROTO_TCP, true, true), (PROTO_UDP, false, true)]
+    {
+        let p = whole(protocol, ipv6, vlan);
+        packets.push(p);
+        // Cut in the Ethernet header, the IP header and the ports.
+        for n in [6, 16, p.ports_end() as u16 - 12, p.ports_end() as u16 - 1] {
+            packets.push(PacketSpec { truncate_to: Some(n), ..p });
+        }
+    }
+    for a in 0..adapters.len() {
+        for direction in [Direction::Send, Direction::Receive] {
+            for level in [Level::Passive, Level::Dispatch, Level::DispatchUnflagged] {
+                let nbls: Vec<NblSpec> =
+                    packets.iter().map(|p| NblSpec { packets: vec![*p], loopback: false, fragmented: false }).collect();
+                let mut ignored = Tally::default();
+                match traffic::inject_counted(t, adapters, a, (direction, level, false), &nbls, &mut ignored) {
+                    Ok(n) => run.add_packets(n),
+                    Err(TargetError::Unsupported(_)) => {}
+                    Err(e) => return run.error("inject with nothing bound", &e),
+                }
+            }
+        }
+    }
+}
+
 /// Runs the storm: `threads` workers (traffic and churners), plus, with
 /// `lifecycle`, one thread per adapter changing its module's state.
 pub fn storm(t: &dyn Target, run: &Run, threads: usize, seed: u64, adapters: &Adapters, lifecycle: bool) {
+    if !lifecycle {
+        unbound_round(t, adapters, run);
+    }
     let eps = match Endpoints::open(t, 3, churners(threads)) {
         Ok(e) => e,
         Err(e) => return run.error("open endpoints", &e),

@@ -202,6 +202,79 @@ pub fn check_still_serves(t: &dyn Target, run: &Run) {
     }
 }
 
+/// First port of the binding-limit check (a range no other scenario uses).
+const LIMIT_BASE: u16 = 50_000;
+
+/// After the storm: an endpoint binds [`proto::MAX_BINDINGS_PER_ENDPOINT`]
+/// ports; one more is refused with `STATUS_QUOTA_EXCEEDED` and, as every
+/// failed request, changes nothing (the refused port has no endpoint);
+/// closing the handle leaves no port bound.
+pub fn check_binding_limit(t: &dyn Target, run: &Run) {
+    if run.stopped() {
+        return;
+    }
+    let h = match t.open() {
+        Ok(h) => h,
+        Err(TargetError::Status(status::INSUFFICIENT_RESOURCES)) => return,
+        Err(e) => return run.error("open for the binding limit", &e),
+    };
+    let max = proto::MAX_BINDINGS_PER_ENDPOINT as u16;
+    let ports = LIMIT_BASE..=LIMIT_BASE + max;
+    let endpoints_on = |port: u16| match client::port_stats(t, h, proto::PROTO_UDP, port) {
+        Ok(s) => Some(s.endpoints),
+        Err(e) => {
+            run.error("port stats", &e);
+            None
+        }
+    };
+    let mut complete = true;
+    for port in ports.clone() {
+        let want = if port < LIMIT_BASE + max { status::SUCCESS } else { status::QUOTA_EXCEEDED };
+        let got = match client::bind(t, h, proto::PROTO_UDP, port) {
+            Ok(()) => status::SUCCESS,
+            Err(TargetError::Status(status::INSUFFICIENT_RESOURCES)) => {
+                complete = false; // low-resources simulation: the limit is not reached
+                break;
+            }
+            Err(TargetError::Status(s)) => s,
+            Err(e) => return run.error("bind", &e),
+        };
+        if got != want {
+            run.fail(format!(
+                "bind {} of {max}: status {:#x}, expected {:#x}",
+                port - LIMIT_BASE + 1,
+                got as u32,
+                want as u32
+            ));
+        }
+    }
+    if complete {
+        if let Some(n @ 1..) = endpoints_on(LIMIT_BASE + max) {
+            run.fail(format!("the bind refused with STATUS_QUOTA_EXCEEDED left its port with {n} endpoint(s)"));
+        }
+    }
+    if let Err(e) = t.close(h) {
+        return run.error("close", &e);
+    }
+    let Ok(probe) = t.open() else { return };
+    for port in ports {
+        match client::port_stats(t, probe, proto::PROTO_UDP, port) {
+            Ok(s) if s.endpoints == 0 => {}
+            Ok(s) => {
+                run.fail(format!("UDP port {port} has {} endpoint(s) after its only endpoint closed", s.endpoints));
+                break;
+            }
+            Err(e) => {
+                run.error("port stats", &e);
+                break;
+            }
+        }
+    }
+    if let Err(e) = t.close(probe) {
+        run.error("close", &e);
+    }
+}
+
 /// Runs the storm on `threads` threads (a quarter of them, at least one
 /// when there are two or more, churn handles).
 pub fn storm(t: &dyn Target, run: &Run, threads: usize, seed: u64) {
@@ -215,6 +288,7 @@ pub fn storm(t: &dyn Target, run: &Run, threads: usize, seed: u64) {
     });
     slots.close_all(t, run);
     check_still_serves(t, run);
+    check_binding_limit(t, run);
 }
 
 #[cfg(test)]

@@ -122,6 +122,7 @@ impl PortPool {
             ipv6: rng.chance(50),
             vlan: rng.chance(20),
             payload_len: rng.below(200) as u16,
+            truncate_to: None,
         }
     }
 }
@@ -198,7 +199,15 @@ mod tests {
 
     #[test]
     fn only_delivered_non_loopback_packets_are_tallied_under_each_key() {
-        let p = PacketSpec { protocol: PROTO_TCP, src_port: 1, dst_port: 2, ipv6: false, vlan: false, payload_len: 0 };
+        let p = PacketSpec {
+            protocol: PROTO_TCP,
+            src_port: 1,
+            dst_port: 2,
+            ipv6: false,
+            vlan: false,
+            payload_len: 0,
+            truncate_to: None,
+        };
         let same = PacketSpec { src_port: 3, dst_port: 3, ..p };
         let icmp = PacketSpec { protocol: PROTO_ICMP, ..p };
         let nbls = vec![

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod recording;
+
 use portwatch_scenarios::harness_target::{driver_path, HarnessConfig, HarnessTarget};
 use portwatch_scenarios::{Params, Summary};
 

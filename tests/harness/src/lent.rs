@@ -1,0 +1,255 @@
+//! Memory the model lends the driver and takes back: IRPs at completion,
+//! NET_BUFFER_LISTs when they are back with their creator.
+//!
+//! Once a driver calls IoCompleteRequest the IRP belongs to the I/O manager
+//! again: it runs the completion, copies the results back and frees the
+//! IRP, so the driver must never touch it afterwards (R41: "never touch IRP
+//! after", from "How to complete an IRP in a dispatch routine"). Under
+//! Driver Verifier's I/O verification IRPs come from special pool ("I/O
+//! Verification", level 1), so a touch after the free faults with 0xD5
+//! (DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL). In Windows the free may come
+//! a little later than the IoCompleteRequest call (a completion APC, or
+//! after the dispatch routine returns), so such a bug can hide; the
+//! harness's choice is the strict one: each IRP lives in a page of its own
+//! that is made inaccessible inside IofCompleteRequest, and any later
+//! access by the driver faults and is reported by name
+//! ([`classify_fault`]).
+//!
+//! The same holds for a NET_BUFFER_LIST: once it is back with its creator
+//! (a send completed up to the protocol that sent it, a receive returned
+//! down to the miniport that indicated it) the creator may free or reuse
+//! it at once, and a filter that still reads it (say, counts a send after
+//! NdisFSendNetBufferLists, which gives the chain away: R11, "no access
+//! (even Next)") reads freed memory. The model puts each NBL in a page of
+//! its own and retires it when it is back with its creator.
+//!
+//! Retired pages stay inaccessible in a bounded quarantine
+//! ([`QUARANTINE`] pages), then are unmapped.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::{Deref, DerefMut};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::verifier::{codes, Violation};
+
+const PAGE: usize = 4096;
+/// Completed IRPs' pages kept inaccessible before they are unmapped.
+pub const QUARANTINE: usize = 256;
+
+#[derive(Default)]
+struct Pages {
+    /// Every IRP page not yet unmapped, by its address: retired (completed)
+    /// or not, and what it held.
+    pages: BTreeMap<usize, Page>,
+    /// Retired pages whose owner has let go of them, oldest first.
+    quarantine: VecDeque<usize>,
+}
+
+struct Page {
+    len: usize,
+    retired: bool,
+    kind: Lent,
+    what: String,
+}
+
+/// What a page holds, which says what a touch after its retirement is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lent {
+    /// An IRP, retired by IofCompleteRequest (R41).
+    Irp,
+    /// A NET_BUFFER_LIST, retired when back with its creator (R11, R12, R17).
+    Nbl,
+}
+
+impl Lent {
+    fn rule(self) -> &'static str {
+        match self {
+            Lent::Irp => "IRP used after completion",
+            Lent::Nbl => "NBL used after it went back to its creator",
+        }
+    }
+
+    fn when(self) -> &'static str {
+        match self {
+            Lent::Irp => "after IoCompleteRequest (R41",
+            Lent::Nbl => "after it was completed or returned to its creator (R11, R12, R17",
+        }
+    }
+}
+
+static PAGES: Mutex<Option<Pages>> = Mutex::new(None);
+
+fn pages() -> MutexGuard<'static, Option<Pages>> {
+    PAGES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A zeroed `T` (an IRP with its stack locations, an NBL) in pages of its
+/// own.
+pub struct LentPage<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: the memory is owned by this value; which thread may touch it is
+// governed by the IRP ownership the I/O model tracks.
+unsafe impl<T> Send for LentPage<T> {}
+
+impl<T> LentPage<T> {
+    /// A zeroed `T` at the start of fresh pages, a `kind` described as
+    /// `what` in fault reports. `T` must be valid when all zero.
+    pub fn zeroed(kind: Lent, what: impl Into<String>) -> Self {
+        assert!(core::mem::align_of::<T>() <= PAGE);
+        let len = core::mem::size_of::<T>().max(1).div_ceil(PAGE) * PAGE;
+        // SAFETY: anonymous private mapping (zero-filled); no existing
+        // memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert!(p != libc::MAP_FAILED, "lent page mmap failed: {}", std::io::Error::last_os_error());
+        pages()
+            .get_or_insert_with(Pages::default)
+            .pages
+            .insert(p as usize, Page { len, retired: false, kind, what: what.into() });
+        LentPage { ptr: p.cast(), len }
+    }
+
+    /// The object's address.
+    pub fn as_ptr(&self) -> *mut T {
+        self.ptr
+    }
+}
+
+impl<T> Deref for LentPage<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: zero-filled pages of our own, valid for T (`zeroed`'s
+        // contract) until retired; the model reads it only before
+        // completion.
+        unsafe { &*self.ptr }
+    }
+}
+
+impl<T> DerefMut for LentPage<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as for `deref`.
+        unsafe { &mut *self.ptr }
+    }
+}
+
+impl<T> Drop for LentPage<T> {
+    /// Into the quarantine when retired (still inaccessible); unmapped
+    /// when never completed (the driver lost it, nothing can be checked).
+    fn drop(&mut self) {
+        let mut guard = pages();
+        let st = guard.get_or_insert_with(Pages::default);
+        let addr = self.ptr as usize;
+        if st.pages.get(&addr).is_some_and(|p| p.retired) {
+            st.quarantine.push_back(addr);
+            while st.quarantine.len() > QUARANTINE {
+                let old = st.quarantine.pop_front().expect("non-empty");
+                let len = st.pages.remove(&old).map_or(PAGE, |p| p.len);
+                // SAFETY: a retired mapping made by `zeroed`, no longer
+                // owned by anyone.
+                unsafe { libc::munmap(old as *mut libc::c_void, len) };
+            }
+        } else {
+            st.pages.remove(&addr);
+            // SAFETY: our own mapping, owned by this value until now.
+            unsafe { libc::munmap(addr as *mut libc::c_void, self.len) };
+        }
+    }
+}
+
+/// The page holding `addr` becomes inaccessible (IofCompleteRequest's end;
+/// an NBL back with its creator). Call it with everything the model needs
+/// from the object already read. An address outside every lent page is
+/// left alone.
+pub(crate) fn retire(addr: usize) {
+    let mut guard = pages();
+    let Some(st) = guard.as_mut() else { return };
+    let Some((&lo, page)) = st.pages.range_mut(..=addr).next_back() else { return };
+    if addr >= lo + page.len || page.retired {
+        return;
+    }
+    page.retired = true;
+    // SAFETY: a live mapping made by `zeroed`; only its protection changes.
+    let rc = unsafe { libc::mprotect(lo as *mut libc::c_void, page.len, libc::PROT_NONE) };
+    assert_eq!(rc, 0, "lent page mprotect: {}", std::io::Error::last_os_error());
+}
+
+/// Whether `addr` lies in a retired page (model code must not read it).
+pub fn is_retired(addr: usize) -> bool {
+    let guard = pages();
+    let Some(st) = guard.as_ref() else { return false };
+    st.pages.range(..=addr).next_back().is_some_and(|(&lo, p)| addr < lo + p.len && p.retired)
+}
+
+/// A fault at `addr` in a retired page: the driver touched an IRP after
+/// completing it, or an NBL after it went back to its creator.
+pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Violation> {
+    let guard = pages();
+    let st = guard.as_ref()?;
+    let (&lo, page) = st.pages.range(..=addr).next_back()?;
+    if addr >= lo + page.len || !page.retired {
+        return None;
+    }
+    Some(Violation::new(
+        page.kind.rule(),
+        codes::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL,
+        [addr as u64, u64::from(write), rip as u64, 0],
+        format!(
+            "{} of {addr:#x}, {:#x} bytes into {} {}; rip {rip:#x})",
+            if write { "write" } else { "read" },
+            addr - lo,
+            page.what,
+            page.kind.when()
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::call_driver;
+    use crate::verifier::{Config, Session};
+
+    #[test]
+    fn a_retired_page_faults_by_name_and_is_unmapped_after_the_quarantine() {
+        let _s = Session::begin(Config::default());
+        let mut p = LentPage::<[u64; 8]>::zeroed(Lent::Irp, "the IRP of a test");
+        p[1] = 7;
+        let addr = p.as_ptr() as usize;
+        retire(addr + 8);
+        // SAFETY: deliberately reads the retired page; the harness catches
+        // the fault.
+        let v = call_driver("late", || unsafe { std::ptr::read_volatile((addr + 8) as *const u64) }).unwrap_err();
+        assert_eq!(v.rule, "IRP used after completion", "{v}");
+        assert_eq!(v.bugcheck, codes::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL);
+        assert!(v.detail.contains("0x8 bytes into the IRP of a test"), "{v}");
+        drop(p);
+        let maps = || std::fs::read_to_string("/proc/self/maps").expect("maps").lines().count();
+        let before = maps();
+        for _ in 0..4 * QUARANTINE {
+            let p = LentPage::<[u64; 8]>::zeroed(Lent::Nbl, "an NBL");
+            retire(p.as_ptr() as usize);
+        }
+        assert!(maps() < before + QUARANTINE + 16, "mappings grew from {before} to {}", maps());
+    }
+
+    #[test]
+    fn a_page_never_completed_is_not_a_finding() {
+        let _s = Session::begin(Config::default());
+        let p = LentPage::<u64>::zeroed(Lent::Irp, "irp");
+        let addr = p.as_ptr() as usize;
+        assert!(classify_fault(addr, false, 0).is_none());
+        drop(p);
+        assert!(classify_fault(addr, false, 0).is_none());
+    }
+}
