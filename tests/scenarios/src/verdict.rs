@@ -146,6 +146,7 @@ mod tests {
             allocations: 0,
             peak_stack: 0,
             unobservable: false,
+            model: Vec::new(),
         };
         assert_eq!(first_finding(&s).unwrap().rule, "pool leaked at unload");
         s.violations.push("bug check 0x44 (0x1, 0x0, 0x0, 0x0) in IRP_MJ_CREATE: irp completed twice: x".into());

@@ -219,7 +219,15 @@ fn check_connectivity(t: &dyn Target, eps: &Endpoints, run: &Run) {
     let Some(e) = eps.stable.first() else { return };
     let Some(&(protocol, port)) = e.keys.iter().find(|k| k.0 == PROTO_UDP || k.0 == PROTO_TCP) else { return };
     let Ok(before) = client::endpoint_stats(t, e.handle) else { return run.fail("endpoint stats before connectivity") };
-    let packet = PacketSpec { protocol, src_port: 9, dst_port: port, ipv6: false, vlan: false, payload_len: 64 };
+    let packet = PacketSpec {
+        protocol,
+        src_port: 9,
+        dst_port: port,
+        ipv6: false,
+        vlan: false,
+        payload_len: 64,
+        truncate_to: None,
+    };
     let nbl = NblSpec { packets: vec![packet], loopback: false, fragmented: false };
     let (mut sent, mut received) = (0u64, 0u64);
     for a in 0..t.adapter_count().max(1) {
