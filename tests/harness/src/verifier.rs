@@ -238,9 +238,9 @@ pub struct Config {
     /// A filter's pause must also wait for the NBLs it forwarded (sends it
     /// passed down, receives it indicated up) to come back, not only for
     /// those it originated or queued. Stricter than "Pausing a Filter
-    /// Module" (NDIS pauses the drivers above first, so on Windows nothing
-    /// forwarded is outstanding then); on by default because a filter that
-    /// waits is correct under both orders. Off: the documented rule only.
+    /// Module", which asks only for the latter because NDIS pauses the
+    /// drivers above first (on Windows nothing a pass-through filter
+    /// forwarded is outstanding then). Off by default: the documented rule.
     pub pause_waits_for_forwarded: bool,
 }
 
@@ -253,7 +253,7 @@ impl Default for Config {
             stack_budget: crate::stack::DEFAULT_STACK_BUDGET,
             watchdog: Duration::from_secs(10),
             echo_debug_output: std::env::var_os("PORTWATCH_DBGPRINT").is_some(),
-            pause_waits_for_forwarded: true,
+            pause_waits_for_forwarded: false,
         }
     }
 }

@@ -143,7 +143,8 @@ pub fn health_of(report: &Report) -> Health {
         unobservable: false,
         model: vec![
             ("FilterPause calls", report.ndis.callbacks.get("FilterPause").copied().unwrap_or(0)),
-            ("pauses pended on outstanding NBLs", report.ndis.pauses_pended),
+            ("pauses begun with NBLs outstanding", report.ndis.pauses_with_nbls_out),
+            ("pauses pended", report.ndis.pauses_pended),
             ("sends completed NDIS_STATUS_PAUSED", report.ndis.sends_completed_paused),
             ("status indications", report.ndis.status_forwarded + report.ndis.status_bypassed),
             ("NET_BUFFERs to the miniport", report.ndis.nbs_to_miniport),

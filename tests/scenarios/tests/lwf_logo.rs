@@ -25,7 +25,7 @@ fn run(special_pool: bool, seed: u64) {
     assert!(s.packets > 0, "{s}");
     for element in [
         "FilterPause calls",
-        "pauses pended on outstanding NBLs",
+        "pauses begun with NBLs outstanding",
         "sends completed NDIS_STATUS_PAUSED",
         "status indications",
         "NET_BUFFERs to the miniport",

@@ -984,6 +984,12 @@ unsafe extern "win64" fn NdisFReturnNetBufferLists(handle: NDIS_HANDLE, head: *m
 // ---------------------------------------------------------------------------
 // Pause and detach checks.
 
+/// Whether an NBL module `h` passed on (a send down, a receive up) is still
+/// outstanding beyond it.
+pub(crate) fn forwarded_outstanding(m: &super::Model, h: usize) -> bool {
+    m.nbls.values().any(|r| r.holder != Holder::Done && r.holder != Holder::Module(h) && r.path.contains(&h))
+}
+
 /// When module `h`'s pause completes (FilterPause returned
 /// NDIS_STATUS_SUCCESS, or the filter called NdisFPauseComplete) every NBL
 /// it forwarded must have come back to it and it may hold none: sends it

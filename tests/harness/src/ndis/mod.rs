@@ -68,9 +68,12 @@ pub struct Stats {
     pub nbs_to_protocol: u64,
     /// Send NBLs completed up with NDIS_STATUS_PAUSED.
     pub sends_completed_paused: u64,
-    /// FilterPause calls that returned NDIS_STATUS_PENDING (NBLs were still
-    /// outstanding when the pause began).
+    /// FilterPause calls that returned NDIS_STATUS_PENDING.
     pub pauses_pended: u64,
+    /// FilterPause calls made while NBLs the module had forwarded were still
+    /// outstanding beyond it (the overlap the model allows; see
+    /// `Config::pause_waits_for_forwarded`).
+    pub pauses_with_nbls_out: u64,
     /// Status indications that went around a filter without a FilterStatus.
     pub status_bypassed: u64,
     /// Status indications that reached the protocol through a filter.

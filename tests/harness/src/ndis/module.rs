@@ -393,7 +393,13 @@ fn pause_locked(adapter: AdapterId) -> Result<(), Violation> {
         };
         // SAFETY: FilterPause is mandatory.
         let f: PauseFn = unsafe { win64(c.PauseHandler.expect("mandatory")) };
-        model().count("FilterPause");
+        {
+            let mut m = model();
+            m.count("FilterPause");
+            if super::data::forwarded_outstanding(&m, h) {
+                m.stats.pauses_with_nbls_out += 1;
+            }
+        }
         // SAFETY: the arguments NDIS passes; `p` outlives the call.
         let mut status =
             stack::call_driver_at("FilterPause", irql::PASSIVE, || unsafe { f(ctx as NDIS_HANDLE, &mut p) })?;
