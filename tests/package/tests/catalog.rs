@@ -162,3 +162,26 @@ fn catalog_is_signed_with_the_package_test_certificate() {
     assert_eq!(listing.signers, 1, "one signer");
     assert!(listing.certificates.contains(&certificate), "portwatch.cat does not carry portwatch-test.cer");
 }
+
+#[test]
+#[cfg_attr(windows, ignore = "osslsigncode: on Windows, signtool verify /pa /c portwatch.cat portwatch.sys")]
+fn osslsigncode_reads_the_catalog_and_verifies_its_signature() {
+    // osslsigncode's own CTL parser is a second reader of the catalog.
+    let dir = scratch("listing");
+    let ca = test_certificate_pem(&dir);
+    let path = catalog_path();
+    let outcome =
+        osslsigncode::run(&["verify", "-verbose", "-CAfile", &ca.to_string_lossy(), "-in", &path.to_string_lossy()]);
+    assert!(outcome.verified(), "the catalog's signature does not verify:\n{}", outcome.output);
+    let listing = listing();
+    let members = outcome.output.split("Catalog members:").nth(1).expect("osslsigncode lists the catalog members");
+    for member in &listing.members {
+        let file = member.file.as_deref().expect("a File attribute");
+        let digest = hex(member.digest.as_deref().expect("a digest"));
+        let entry = members
+            .split("\n\n")
+            .find(|entry| entry.contains(&format!("File name: {file}")))
+            .unwrap_or_else(|| panic!("osslsigncode does not list {file}:\n{members}"));
+        assert!(entry.contains(&format!("Message digest: {digest}")), "osslsigncode's digest of {file}:\n{entry}");
+    }
+}
