@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Builds the PortWatch driver package on Linux:
-#   target/package/portwatch/portwatch.sys   test-signed driver
-#   target/package/portwatch/portwatch.inf   stamped from inf/portwatch.inx
-#   target/package/portwatch/portwatch-test.cer  the test certificate (DER)
+# Builds the PortWatch driver package on Linux, in target/package/portwatch:
+#   portwatch.sys       the test-signed driver
+#   portwatch.inf       stamped from inf/portwatch.inx (DriverVer = the crate version)
+#   portwatch.cat       the signed security catalog of the .inf and the .sys
+#                       (tools/catalog writes it as Inf2Cat would, osslsigncode signs it)
+#   portwatch.pdb       the linker's PDB of portwatch.sys (WinDbg symbols)
+#   portwatch-test.cer  the test certificate (DER) that signed the .sys and the .cat
+#   README.txt          what to run on the test VM, in order
 # The signing key is a throwaway self-signed code-signing certificate made
 # here, kept under target/package/test-cert/ (never in the package, never
-# committed). The catalog (portwatch.cat) is made on Windows (inf2cat,
-# `cargo make`); see docs/windows.md.
+# committed). `cargo make package` on Windows gives the same file names.
 #
 # Installs what it needs when missing: the x86_64-pc-windows-msvc Rust
 # target, osslsigncode and openssl (apt-get; sudo when not root).
@@ -58,6 +61,12 @@ build_driver() {
     log "building portwatch.sys ($triple, profile $profile)"
     cargo build -p portwatch --target "$triple" --profile "$profile" --target-dir "$target_dir"
     test -f "$build_dir/portwatch.dll"
+    test -f "$build_dir/portwatch.pdb"
+}
+
+build_catalog_tool() {
+    log "building portwatch-catalog"
+    cargo build -q -p portwatch-catalog --target-dir "$target_dir"
 }
 
 make_test_certificate() {
@@ -93,16 +102,47 @@ verify_signature() {
     grep -q "Signature verification: ok" "$cert_dir/verify.log"
 }
 
+make_catalog() {
+    # Made after signing: the catalog holds the Authenticode hash of the
+    # final .sys (the hash leaves the embedded signature out).
+    local unsigned="$cert_dir/portwatch.unsigned.cat"
+    log "making portwatch.cat"
+    "$target_dir/debug/portwatch-catalog" make "$package_dir" portwatch.inf "$unsigned" "${SOURCE_DATE_EPOCH:-$(date +%s)}"
+    osslsigncode sign -certs "$cert_dir/cert.pem" -key "$cert_dir/key.pem" \
+        -h sha256 -in "$unsigned" -out "$package_dir/portwatch.cat" >/dev/null
+}
+
+verify_catalog() {
+    log "verifying portwatch.sys against portwatch.cat"
+    osslsigncode verify -CAfile "$cert_dir/cert.pem" -catalog "$package_dir/portwatch.cat" \
+        -in "$package_dir/portwatch.sys" >"$cert_dir/verify-catalog.log" 2>&1 || {
+        cat "$cert_dir/verify-catalog.log" >&2
+        exit 1
+    }
+    grep -q "Signature verification: ok" "$cert_dir/verify-catalog.log"
+}
+
+copy_symbols_and_readme() {
+    # rust-lld writes the PDB next to the image; the image's CodeView record
+    # names it portwatch.pdb (tests/package checks GUID and age).
+    cp "$build_dir/portwatch.pdb" "$package_dir/portwatch.pdb"
+    sed "s/@VERSION@/$(crate_version)/g" "$root/scripts/package-README.txt" | sed 's/$/\r/' >"$package_dir/README.txt"
+}
+
 main() {
     ensure_rust_target
     ensure_apt_tools
     build_driver
+    build_catalog_tool
+    rm -rf "$package_dir"
     mkdir -p "$package_dir"
-    rm -f "$package_dir/portwatch.cat"
     "$root/scripts/stampinf.sh" "$root/inf/portwatch.inx" "$package_dir/portwatch.inf" "$(crate_version)" amd64
     make_test_certificate
     sign_driver
     verify_signature
+    make_catalog
+    verify_catalog
+    copy_symbols_and_readme
     log "driver package in ${package_dir#"$root/"}:"
     ls -l "$package_dir"
 }

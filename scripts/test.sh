@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs every PortWatch test on Linux, installing what it needs first:
 #   1. formatting and clippy (warnings are errors) on every crate
-#   2. a check of the stress tool's Windows build; the driver package (scripts/package.sh: cross-built, test-signed .sys)
+#   2. a check of the stress tool's Windows build; the driver package
+#      (scripts/package.sh: cross-built, test-signed .sys, stamped .inf,
+#      signed catalog verified with osslsigncode -catalog, PDB, README.txt)
 #   3. the harness fixture drivers, built for the kernel target
 #   4. cargo test of the whole workspace: unit, doc and compile-fail tests,
-#      the ndis-sys import check, the package's PE and INF checks, and the
+#      the ndis-sys import check, the package's PE, INF, catalog, PDB and
+#      recipe checks (tests/package), and the
 #      harness running the real portwatch.sys under its Driver Verifier model
 #   5. the mutation suite's fast subset (scripts/mutants.sh --fast): planted
 #      driver bugs, each rebuilt into a portwatch.sys that the harness must

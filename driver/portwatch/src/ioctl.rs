@@ -227,15 +227,10 @@ pub fn write_variable(output: &mut [u8], count: usize, unit: usize, fill: impl F
     Reply::Done(needed)
 }
 
-/// The driver's version as [`proto::VersionInfo::driver_version`] encodes it.
+/// The driver's version as [`proto::VersionInfo::driver_version`] encodes it:
+/// Cargo's version ([`crate::version`]).
 pub fn driver_version() -> u32 {
-    fn part(s: &str) -> u32 {
-        s.bytes().fold(0u32, |acc, d| acc.saturating_mul(10).saturating_add(u32::from(d.wrapping_sub(b'0'))))
-    }
-    let major = part(env!("CARGO_PKG_VERSION_MAJOR"));
-    let minor = part(env!("CARGO_PKG_VERSION_MINOR"));
-    let patch = part(env!("CARGO_PKG_VERSION_PATCH"));
-    (major << 16) | (minor << 8) | patch
+    crate::version::DRIVER_VERSION
 }
 
 /// The [`proto::VersionInfo`] reply.

@@ -16,6 +16,7 @@
 //! | [`ioctl`] | IOCTL decoding and replies | all |
 //! | [`control`] | what each IOCTL does; cleanup | all |
 //! | [`datapath`] | per-packet counting | all |
+//! | [`version`] | the driver's version (Cargo's) | all |
 //! | `entry`, `filter`, `device`, `irp`, `nbl`, `rt` | the NDIS/WDM glue | Windows |
 #![cfg_attr(target_os = "windows", no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -31,6 +32,7 @@ pub mod modules;
 pub mod parse;
 pub mod pool;
 pub mod ports;
+pub mod version;
 
 #[cfg(target_os = "windows")]
 mod device;

@@ -10,10 +10,12 @@
 //!   loader and `CheckSumMappedFile` do;
 //! - [`powershell`]: a PowerShell syntax check built on a tree-sitter grammar,
 //!   for the scripts in `scripts/` (no PowerShell on Linux);
+//! - [`osslsigncode`]: runs osslsigncode (installing it when missing);
 //! - [`paths`]: where the package and the sources are.
 
 pub mod inf;
 pub mod inf_checks;
+pub mod osslsigncode;
 pub mod paths;
 pub mod pe_checksum;
 pub mod powershell;

@@ -36,6 +36,8 @@ unsafe impl Send for FilterRec {}
 pub struct FilterInfo {
     /// NDIS version it asked for (major, minor).
     pub ndis_version: (u8, u8),
+    /// The driver's own version (MajorDriverVersion, MinorDriverVersion).
+    pub driver_version: (u8, u8),
     /// FriendlyName.
     pub friendly_name: String,
     /// UniqueName ("{GUID}").
@@ -154,6 +156,7 @@ unsafe extern "win64" fn NdisFRegisterFilterDriver(
         let info = unsafe {
             FilterInfo {
                 ndis_version: (c.MajorNdisVersion, c.MinorNdisVersion),
+                driver_version: (c.MajorDriverVersion, c.MinorDriverVersion),
                 friendly_name: read_unicode(&c.FriendlyName),
                 unique_name: read_unicode(&c.UniqueName),
                 service_name: read_unicode(&c.ServiceName),
