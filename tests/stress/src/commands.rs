@@ -136,7 +136,7 @@ pub fn driver_store_packages(pnputil_output: &str, original_inf: &str) -> Vec<St
 /// The INF's component ids (the hardware ids of its models, what
 /// `netcfg -i` takes): the second field of every `desc = section, id` line
 /// in the models sections that `[Manufacturer]` names (with any
-/// decoration, `Models.NTamd64...`).
+/// platform decoration, `Models.NTamd64...`).
 pub fn inf_component_ids(inf_text: &str) -> Vec<String> {
     let lines: Vec<&str> = inf_text.lines().map(|l| l.split(';').next().unwrap_or("").trim()).collect();
     let section_of =
@@ -156,7 +156,7 @@ pub fn inf_component_ids(inf_text: &str) -> Vec<String> {
     for l in &lines {
         if let Some(s) = section_of(l) {
             section = s;
-        } else if models.iter().any(|m| section == *m || section.starts_with(&format!("{m}."))) {
+        } else if models.iter().any(|m| section == *m || section.starts_with(&format!("{m}.nt"))) {
             if let Some(id) = l.split_once('=').and_then(|(_, v)| v.split(',').nth(1)).map(str::trim) {
                 if !ids.iter().any(|i| i == id) {
                     ids.push(id.to_owned());
