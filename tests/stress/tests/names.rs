@@ -74,12 +74,16 @@ fn code_segments(name: &str, text: &str) -> Vec<(usize, String)> {
     out
 }
 
-/// The argument lists after each `portwatch.exe` (or `$PortWatchExe`, or
-/// `cargo run -p portwatch-cli --`) in `code`.
-fn invocations(code: &str) -> Vec<Vec<String>> {
+/// The argument lists after each `portwatch.exe` (or
+/// `cargo run -p portwatch-cli --`) in `code`; in PowerShell (`ps1`) only
+/// calls, `& $PortWatchExe ...` or `& portwatch.exe ...`.
+fn invocations(code: &str, ps1: bool) -> Vec<Vec<String>> {
     let tokens: Vec<&str> = code.split_whitespace().collect();
     let mut found = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
+        if ps1 && (i == 0 || tokens[i - 1] != "&") {
+            continue;
+        }
         let word = t.trim_matches(|c| matches!(c, '"' | '\'' | '&' | '(' | ')')).to_ascii_lowercase();
         let word = word.rsplit(['\\', '/']).next().unwrap_or("");
         let start = if word == "portwatch.exe" || word == "$portwatchexe" {
@@ -176,7 +180,7 @@ fn command_lines_in_scripts_and_docs_exist_in_the_tool() {
     let mut checked = 0;
     for (name, text) in sources() {
         for (line, code) in code_segments(&name, &text) {
-            for args in invocations(&code) {
+            for args in invocations(&code, name.ends_with(".ps1")) {
                 checked += 1;
                 if let Err(e) = check(&root_cmd, &args) {
                     problems.push(format!("{name}:{line}: `portwatch.exe {}`: {e}", args.join(" ")));
@@ -214,6 +218,37 @@ fn script_scenario_lists_are_the_tools() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+fn all_long_flags(c: &Command, into: &mut Vec<String>) {
+    into.extend(c.get_arguments().filter_map(|a| a.get_long()).map(String::from));
+    for s in c.get_subcommands() {
+        all_long_flags(s, into);
+    }
+}
+
+/// Flags that scripts pass through arrays (`@('--threads', $Threads)`,
+/// splatted into portwatch.exe) exist in the tool.
+#[test]
+fn flags_quoted_in_scripts_exist_in_the_tool() {
+    let mut flags = vec!["help".to_owned(), "version".to_owned()];
+    all_long_flags(&command(), &mut flags);
+    let mut problems = Vec::new();
+    let mut seen = 0;
+    for (file, text) in sources().into_iter().filter(|(n, _)| n.ends_with(".ps1")) {
+        for (line, code) in code_segments(&file, &text) {
+            for quoted in code.split('\'').skip(1).step_by(2) {
+                if let Some(flag) = quoted.strip_prefix("--") {
+                    seen += 1;
+                    if !flags.iter().any(|f| f == flag) {
+                        problems.push(format!("{file}:{line}: portwatch.exe has no flag --{flag}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(seen >= 5, "only {seen} quoted flags found in the scripts");
+}
+
 /// The separate stress tool is gone: nothing may tell a user to run it.
 #[test]
 fn the_old_tool_name_is_gone() {
@@ -242,8 +277,9 @@ fn the_checker_catches_wrong_names() {
     assert!(check(&c, &args("stress races --ops-per-thread 5")).unwrap_err().contains("no flag --ops-per-thread"));
     assert!(check(&c, &args("verifier query")).unwrap_err().contains("no subcommand 'query'"));
     assert!(check(&c, &args("instal")).is_err());
-    let found = invocations("& $PortWatchExe stress datapath --threads 8 2>&1 | Tee-Object x");
+    let found = invocations("& $PortWatchExe stress datapath --threads 8 2>&1 | Tee-Object x", true);
     assert_eq!(found, [args("stress datapath --threads 8")]);
-    assert_eq!(invocations(r".\portwatch.exe verifier on"), [args("verifier on")]);
-    assert_eq!(invocations("cargo run -p portwatch-cli -- stress races"), [args("stress races")]);
+    assert!(invocations("$PortWatchExe = Join-Path $PSScriptRoot 'portwatch.exe'", true).is_empty());
+    assert_eq!(invocations(r".\portwatch.exe verifier on", false), [args("verifier on")]);
+    assert_eq!(invocations("cargo run -p portwatch-cli -- stress races", false), [args("stress races")]);
 }
