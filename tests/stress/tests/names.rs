@@ -78,7 +78,8 @@ fn code_segments(name: &str, text: &str) -> Vec<(usize, String)> {
 /// `cargo run -p portwatch-cli --`) in `code`; in PowerShell (`ps1`) only
 /// calls, `& $PortWatchExe ...` or `& portwatch.exe ...`.
 fn invocations(code: &str, ps1: bool) -> Vec<Vec<String>> {
-    let tokens: Vec<&str> = code.split_whitespace().collect();
+    let words = shell_words(code);
+    let tokens: Vec<&str> = words.iter().map(String::as_str).collect();
     let mut found = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
         if ps1 && (i == 0 || tokens[i - 1] != "&") {
@@ -103,6 +104,36 @@ fn invocations(code: &str, ps1: bool) -> Vec<Vec<String>> {
         found.push(args);
     }
     found
+}
+
+/// `code` split at blanks outside quotes; a quoted word keeps its quotes
+/// off ("lab port" is one word).
+fn shell_words(code: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut quoted = false;
+    for c in code.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => word.push(c),
+            None if c == '"' || c == '\'' => {
+                quote = Some(c);
+                quoted = true;
+            }
+            None if c.is_whitespace() => {
+                if !word.is_empty() || quoted {
+                    words.push(std::mem::take(&mut word));
+                }
+                quoted = false;
+            }
+            None => word.push(c),
+        }
+    }
+    if !word.is_empty() || quoted {
+        words.push(word);
+    }
+    words
 }
 
 fn is_placeholder(t: &str) -> bool {
@@ -282,4 +313,7 @@ fn the_checker_catches_wrong_names() {
     assert!(invocations("$PortWatchExe = Join-Path $PSScriptRoot 'portwatch.exe'", true).is_empty());
     assert_eq!(invocations(r".\portwatch.exe verifier on", false), [args("verifier on")]);
     assert_eq!(invocations("cargo run -p portwatch-cli -- stress races", false), [args("stress races")]);
+    let named = invocations(r#"portwatch.exe port-name "lab port""#, false);
+    assert_eq!(named, [vec!["port-name".to_owned(), "lab port".to_owned()]]);
+    assert!(check(&c, &named[0]).is_ok());
 }
