@@ -3,6 +3,7 @@
 #   target/package/portwatch/portwatch.sys   test-signed driver
 #   target/package/portwatch/portwatch.inf   stamped from inf/portwatch.inx
 #   target/package/portwatch/portwatch-test.cer  the test certificate (DER)
+#   target/package/portwatch/portwatch.exe   the Windows tool (install, verifier, stress)
 # The signing key is a throwaway self-signed code-signing certificate made
 # here, kept under target/package/test-cert/ (never in the package, never
 # committed). The catalog (portwatch.cat) is made on Windows (inf2cat,
@@ -93,6 +94,25 @@ verify_signature() {
     grep -q "Signature verification: ok" "$cert_dir/verify.log"
 }
 
+# --- portwatch.exe -----------------------------------------------------------
+# The Windows tool (tests/stress, crate portwatch-cli), cross-built with
+# mingw-w64 for x86_64-pc-windows-gnu and copied into the package. Installs
+# the Rust target and Debian's mingw-w64 when missing.
+tool_triple=x86_64-pc-windows-gnu
+
+package_tool() {
+    rustup target list --installed | grep -qx "$tool_triple" || rustup target add "$tool_triple"
+    if ! command -v x86_64-w64-mingw32-gcc >/dev/null; then
+        log "installing gcc-mingw-w64-x86-64"
+        as_root apt-get update
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc-mingw-w64-x86-64
+    fi
+    log "building portwatch.exe ($tool_triple, release)"
+    cargo build -p portwatch-cli --bin portwatch --release --target "$tool_triple" --target-dir "$target_dir"
+    cp "$target_dir/$tool_triple/release/portwatch.exe" "$package_dir/portwatch.exe"
+}
+# -----------------------------------------------------------------------------
+
 main() {
     ensure_rust_target
     ensure_apt_tools
@@ -103,6 +123,7 @@ main() {
     make_test_certificate
     sign_driver
     verify_signature
+    package_tool
     log "driver package in ${package_dir#"$root/"}:"
     ls -l "$package_dir"
 }

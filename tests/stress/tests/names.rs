@@ -184,7 +184,9 @@ fn check(root: &Command, args: &[String]) -> Result<(), String> {
             let arg = cmd
                 .get_positionals()
                 .nth(positional)
-                .or_else(|| cmd.get_positionals().last().filter(|p| p.get_num_args().is_some_and(|n| n.max_values() > 1)))
+                .or_else(|| {
+                    cmd.get_positionals().last().filter(|p| p.get_num_args().is_some_and(|n| n.max_values() > 1))
+                })
                 .ok_or_else(|| format!("`{}` takes no argument '{a}'", cmd.get_name()))?;
             let values = arg.get_possible_values();
             if !values.is_empty() && !values.iter().any(|v| v.matches(a, false)) {
