@@ -257,7 +257,7 @@ impl FromStr for PortSpec {
 impl fmt::Display for PortSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let proto = if self.protocol == portwatch_proto::PROTO_TCP { "tcp" } else { "udp" };
-        write!(f, "{proto}:{}", self.port)
+        f.pad(&format!("{proto}:{}", self.port))
     }
 }
 
@@ -394,6 +394,7 @@ mod tests {
         let p: PortSpec = "TCP:443".parse().unwrap();
         assert_eq!((p.protocol, p.port), (portwatch_proto::PROTO_TCP, 443));
         assert_eq!(p.to_string(), "tcp:443");
+        assert_eq!(format!("{p:<9}|"), "tcp:443  |", "widths apply (status and watch align on them)");
         assert!("udp:70000".parse::<PortSpec>().is_err());
         assert!("5000".parse::<PortSpec>().is_err());
     }
