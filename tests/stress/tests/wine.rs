@@ -1,7 +1,9 @@
 //! `portwatch.exe`, cross-built for `x86_64-pc-windows-gnu` with mingw-w64,
-//! run under Wine: `--help` (and each subcommand's) prints and exits 0,
-//! `status` fails cleanly with "PortWatch is not installed" (CreateFile's
-//! error on `\\.\PortWatch`), never a panic.
+//! run under Wine: `--help` and `stress --help` print and exit 0, `status`
+//! (and `stress`, `watch`) fail cleanly with "PortWatch is not installed"
+//! (CreateFile's error on `\\.\PortWatch`, exit 4), `install` checks the
+//! package and the INF's component id before running its first tool, a
+//! missing tool is a message; never a panic.
 //!
 //! Needs Wine (`apt-get install wine wine64`), mingw-w64
 //! (`apt-get install gcc-mingw-w64-x86-64`) and the Rust target
@@ -133,6 +135,37 @@ fn help_and_status_under_wine() {
     assert!(stderr.contains("PortWatch is not installed"), "{stderr}");
     assert!(stderr.contains("CreateFile failed with Win32 error 2"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // The Windows-only subcommands fail cleanly where their tools or the
+    // driver are missing (Wine has neither; it reports the process as
+    // elevated, so the elevation check passes).
+    for (args, code, message) in [
+        (&["stress", "--no-traffic"][..], 4, "PortWatch is not installed"),
+        (&["watch", "udp:5000", "--count", "1"][..], 4, "PortWatch is not installed"),
+        (&["install"][..], 1, "the package is incomplete: missing "),
+        (&["verifier", "status"][..], 1, "could not run verifier.exe"),
+    ] {
+        let out = wine.run(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+
+    // A complete package (placeholder binaries, the real INF source): the
+    // INF's component id passes, then the first external command runs.
+    let package = wine.dir.join("package");
+    std::fs::create_dir_all(&package).expect("package folder");
+    let inx = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../inf/portwatch.inx");
+    std::fs::copy(inx, package.join("portwatch.inf")).expect("portwatch.inf");
+    for file in ["portwatch.sys", "portwatch.cat", "portwatch-test.cer"] {
+        std::fs::write(package.join(file), b"placeholder").expect("placeholder");
+    }
+    let install = wine.run(&["install", "--package", package.to_str().expect("UTF-8 path")]);
+    let stderr = text(&install.stderr);
+    assert_eq!(install.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("> bcdedit /enum {current}\n"), "{stderr}");
+    assert!(stderr.contains("could not run bcdedit.exe"), "{stderr}");
 
     let usage = wine.run(&["stress", "data-path"]);
     assert_eq!(usage.status.code(), Some(2), "a wrong scenario name is a usage error");
