@@ -199,7 +199,8 @@ pub struct VerifierOptions {
 /// `verifier /standard /driver NAME` for the standard checks alone, or
 /// `verifier /ruleclasses 1 2 4 5 6 8 9 12 18 [22] [3] /driver NAME`
 /// (the standard classes plus the extra ones: `/standard` and
-/// `/ruleclasses` do not combine on one command line).
+/// `/ruleclasses` do not combine on one command line). `/ruleclasses`
+/// exists from Windows 10 build 17627; PortWatch needs 19041 or later.
 pub fn verifier_on(driver: &str, options: VerifierOptions) -> Invocation {
     if !options.ndis_wifi && !options.low_resources {
         return Invocation::new("verifier.exe", ["/standard", "/driver", driver]);
