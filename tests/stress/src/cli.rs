@@ -194,7 +194,7 @@ pub struct StressArgs {
     #[arg(long, default_value_t = 20_000, conflicts_with = "duration")]
     pub ops: u64,
     /// Run this many seconds instead of a number of operations.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub duration: Option<f64>,
     /// Seed of every random choice (print it, to repeat a run).
     #[arg(long, default_value_t = 1)]
@@ -225,6 +225,16 @@ pub struct StressArgs {
     /// No progress lines on stderr.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// A run time in seconds: finite, more than 0, at most 30 days.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 && v <= 30.0 * 86_400.0 {
+        Ok(v)
+    } else {
+        Err(format!("'{s}': give more than 0 and at most 2592000 seconds"))
+    }
 }
 
 /// A (protocol, port) pair written `udp:5000` or `tcp:443`.
@@ -376,6 +386,9 @@ mod tests {
             "stress --threads",
             "stress --threads 0",
             "stress --ops 5 --duration 3",
+            "stress --duration inf",
+            "stress --duration -1",
+            "stress --duration NaN",
             "stress --peer 10.0.0.2 --no-traffic",
             "bind",
             "bind udp:0",

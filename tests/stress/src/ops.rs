@@ -207,7 +207,7 @@ fn params(a: &StressArgs) -> Params {
     Params {
         threads: usize::from(a.threads),
         budget: match a.duration {
-            Some(s) => Budget::Duration(Duration::from_secs_f64(s.max(0.0))),
+            Some(s) => Budget::Duration(Duration::from_secs_f64(s)),
             None => Budget::Ops(a.ops),
         },
         seed: a.seed,
