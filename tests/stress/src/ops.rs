@@ -167,8 +167,9 @@ fn uninstall(a: &UninstallArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Exit statuses of `verifier` that mean success (it returns 2 when the
-/// change needs a reboot).
+/// Exit statuses of `verifier` taken as success. Microsoft documents none;
+/// 2 follows the earlier verifier.ps1, which took it for "reboot needed".
+/// Whatever the status, `verifier status` shows what was saved.
 const VERIFIER_OK: [i32; 2] = [0, 2];
 
 fn verifier(c: &VerifierCommand) -> Result<(), Failure> {
