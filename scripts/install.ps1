@@ -1,120 +1,68 @@
 <#
 .SYNOPSIS
-    Installs the PortWatch NDIS lightweight filter on a Windows test VM.
+    Installs the PortWatch NDIS lightweight filter on a Windows test VM
+    (a thin wrapper around portwatch.exe install).
 
 .DESCRIPTION
-    Run from an elevated PowerShell on a disposable test VM, never on a
-    machine you care about.
-
-    1. Enables test signing (bcdedit /set testsigning on) when it is off.
-       Test signing requires Secure Boot to be off in the VM's firmware
-       settings. Enabling it needs a reboot: the script stops and asks you
-       to reboot and run it again.
-    2. Imports the package's test certificate (portwatch-test.cer) into the
-       local machine's Trusted Root and Trusted Publishers stores.
-    3. Installs the filter with netcfg from the package's INF
-       (netcfg -v -l portwatch.inf -c s -i pw_portwatch).
-    4. Checks that the filter is bound to the adapters (Get-NetAdapterBinding).
-
-    The package folder must hold portwatch.sys, portwatch.inf, portwatch.cat
-    and portwatch-test.cer. The catalog is made on Windows (cargo make, or
-    Inf2Cat plus signtool); see docs/windows.md.
+    Run from an elevated PowerShell (Windows PowerShell 5.1 or PowerShell 7)
+    on a disposable test VM. portwatch.exe install checks that the prompt is
+    elevated and that test signing is on (bcdedit /enum {current}), imports
+    the package's test certificate into the local machine's Root and
+    TrustedPublisher stores (certutil -addstore), and installs the filter
+    (netcfg -v -l portwatch.inf -c s -i pw_portwatch). When test signing is
+    off it refuses and says what to run (bcdedit /set testsigning on, with
+    Secure Boot off, then a reboot).
 
 .PARAMETER PackagePath
-    The driver package folder. Defaults to target\package\portwatch next to
-    this script's repository.
+    The driver package folder (portwatch.sys, portwatch.inf, portwatch.cat,
+    portwatch-test.cer, portwatch.exe). Defaults to the folder of
+    portwatch.exe.
 
-.PARAMETER HardwareId
-    The filter's component ID in the INF. Defaults to pw_portwatch.
+.PARAMETER Certificate
+    A certificate to trust instead of the package's portwatch-test.cer.
+
+.PARAMETER PortWatchExe
+    Path of portwatch.exe. Defaults to the one next to this script, then the
+    one in target\package\portwatch of this repository, then PATH.
 
 .EXAMPLE
     .\install.ps1 -PackagePath C:\portwatch
 
 .EXAMPLE
     .\install.ps1
-    Installs from target\package\portwatch of this repository checkout.
+    Installs from the package that holds portwatch.exe.
 
 .NOTES
-    Uninstall with .\uninstall.ps1 (or netcfg -v -u pw_portwatch).
+    Exit status: portwatch.exe's (0 installed, 3 refused, 1 failed).
+    Uninstall with .\uninstall.ps1 (portwatch.exe uninstall).
 #>
 #Requires -RunAsAdministrator
 [CmdletBinding()]
 param(
-    [string] $PackagePath = (Join-Path $PSScriptRoot '..\target\package\portwatch'),
-    [string] $HardwareId = 'pw_portwatch'
+    [string] $PackagePath = '',
+    [string] $Certificate = '',
+    [string] $PortWatchExe = ''
 )
 
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function Test-TestSigningEnabled {
-    $bootEntry = & bcdedit.exe /enum '{current}'
-    if ($LASTEXITCODE -ne 0) { throw 'bcdedit /enum failed' }
-    return [bool]($bootEntry | Select-String -Pattern '^testsigning\s+Yes' -Quiet)
-}
-
-function Test-SecureBootEnabled {
-    try {
-        return [bool](Confirm-SecureBootUEFI)
+function Resolve-PortWatchExe([string] $Given) {
+    if ($Given) { return (Resolve-Path -LiteralPath $Given).Path }
+    foreach ($candidate in @((Join-Path $PSScriptRoot 'portwatch.exe'), (Join-Path $PSScriptRoot '..\target\package\portwatch\portwatch.exe'))) {
+        if (Test-Path -LiteralPath $candidate) { return (Resolve-Path -LiteralPath $candidate).Path }
     }
-    catch {
-        # Legacy BIOS VMs and VMs without the UEFI variable have no Secure Boot.
-        return $false
-    }
+    $onPath = Get-Command -Name 'portwatch.exe' -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
+    if ($onPath) { return $onPath.Source }
+    throw 'portwatch.exe not found: pass -PortWatchExe (it ships in the driver package)'
 }
 
-function Enable-TestSigning {
-    if (Test-SecureBootEnabled) {
-        throw 'Secure Boot is on: turn it off in the VM firmware settings, then run this script again.'
-    }
-    & bcdedit.exe /set testsigning on
-    if ($LASTEXITCODE -ne 0) { throw 'bcdedit /set testsigning on failed' }
-    Write-Warning 'Test signing is now on. Reboot the VM, then run this script again.'
-}
+$PortWatchExe = Resolve-PortWatchExe $PortWatchExe
+$arguments = @('install')
+if ($PackagePath) { $arguments += @('--package', (Resolve-Path -LiteralPath $PackagePath).Path) }
+if ($Certificate) { $arguments += @('--certificate', (Resolve-Path -LiteralPath $Certificate).Path) }
 
-function Import-TestCertificate([string] $CertificatePath) {
-    foreach ($store in 'Root', 'TrustedPublisher') {
-        $location = "Cert:\LocalMachine\$store"
-        Import-Certificate -FilePath $CertificatePath -CertStoreLocation $location | Out-Null
-        Write-Host "Imported the test certificate into $location"
-    }
-}
-
-function Assert-PackageComplete([string] $Folder) {
-    foreach ($file in 'portwatch.sys', 'portwatch.inf', 'portwatch.cat', 'portwatch-test.cer') {
-        if (-not (Test-Path -LiteralPath (Join-Path $Folder $file))) {
-            throw "$file is missing from $Folder (the catalog comes from the Windows build; see docs/windows.md)"
-        }
-    }
-}
-
-function Install-Filter([string] $InfPath, [string] $ComponentId) {
-    & netcfg.exe -v -l $InfPath -c s -i $ComponentId
-    if ($LASTEXITCODE -ne 0) { throw "netcfg failed with exit code $LASTEXITCODE" }
-}
-
-function Show-Binding([string] $ComponentId) {
-    $bindings = @(Get-NetAdapterBinding -ComponentID $ComponentId -ErrorAction SilentlyContinue)
-    if ($bindings.Count -eq 0) {
-        throw "PortWatch is installed but bound to no adapter (Get-NetAdapterBinding -ComponentID $ComponentId)"
-    }
-    $bindings | Format-Table -Property Name, DisplayName, Enabled -AutoSize | Out-Host
-    if (-not ($bindings | Where-Object { $_.Enabled })) {
-        throw 'PortWatch is bound to no enabled adapter'
-    }
-}
-
-$package = (Resolve-Path -LiteralPath $PackagePath).Path
-Assert-PackageComplete $package
-
-if (-not (Test-TestSigningEnabled)) {
-    Enable-TestSigning
-    exit 3010  # ERROR_SUCCESS_REBOOT_REQUIRED
-}
-
-Import-TestCertificate (Join-Path $package 'portwatch-test.cer')
-Install-Filter (Join-Path $package 'portwatch.inf') $HardwareId
-Show-Binding $HardwareId
-
-Write-Host 'PortWatch is installed. The control device is \\.\PortWatch.'
-Write-Host "To uninstall: $PSScriptRoot\uninstall.ps1   (or: netcfg -v -u $HardwareId)"
+# Native stderr goes straight to the console: never through 2>&1, which
+# Windows PowerShell 5.1 turns into a terminating error under 'Stop'.
+& $PortWatchExe @arguments
+exit $LASTEXITCODE

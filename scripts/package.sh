@@ -6,6 +6,7 @@
 #                       (tools/catalog writes it as Inf2Cat would, osslsigncode signs it)
 #   portwatch.pdb       the linker's PDB of portwatch.sys (WinDbg symbols)
 #   portwatch-test.cer  the test certificate (DER) that signed the .sys and the .cat
+#   portwatch.exe       the Windows tool (install, verifier, stress, status)
 #   README.txt          what to run on the test VM, in order
 # The signing key is a throwaway self-signed code-signing certificate made
 # here, kept under target/package/test-cert/ (never in the package, never
@@ -129,6 +130,25 @@ copy_symbols_and_readme() {
     sed "s/@VERSION@/$(crate_version)/g" "$root/scripts/package-README.txt" | sed 's/$/\r/' >"$package_dir/README.txt"
 }
 
+# --- portwatch.exe -----------------------------------------------------------
+# The Windows tool (tests/stress, crate portwatch-cli), cross-built with
+# mingw-w64 for x86_64-pc-windows-gnu and copied into the package. Installs
+# the Rust target and Debian's mingw-w64 when missing.
+tool_triple=x86_64-pc-windows-gnu
+
+package_tool() {
+    rustup target list --installed | grep -qx "$tool_triple" || rustup target add "$tool_triple"
+    if ! command -v x86_64-w64-mingw32-gcc >/dev/null; then
+        log "installing gcc-mingw-w64-x86-64"
+        as_root apt-get update
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc-mingw-w64-x86-64
+    fi
+    log "building portwatch.exe ($tool_triple, release)"
+    cargo build -p portwatch-cli --bin portwatch --release --target "$tool_triple" --target-dir "$target_dir"
+    cp "$target_dir/$tool_triple/release/portwatch.exe" "$package_dir/portwatch.exe"
+}
+# -----------------------------------------------------------------------------
+
 main() {
     ensure_rust_target
     ensure_apt_tools
@@ -143,6 +163,7 @@ main() {
     make_catalog
     verify_catalog
     copy_symbols_and_readme
+    package_tool
     log "driver package in ${package_dir#"$root/"}:"
     ls -l "$package_dir"
 }

@@ -1,83 +1,50 @@
 <#
 .SYNOPSIS
-    Uninstalls the PortWatch NDIS lightweight filter from a Windows test VM.
+    Uninstalls the PortWatch NDIS lightweight filter from a Windows test VM
+    (a thin wrapper around portwatch.exe uninstall).
 
 .DESCRIPTION
-    Unbinds and removes the filter with netcfg (netcfg -v -u pw_portwatch),
-    then deletes PortWatch's driver package from the driver store (pnputil).
-    Optionally removes the test certificate from the Trusted Root and
-    Trusted Publishers stores and turns test signing off (reboot needed).
+    portwatch.exe uninstall removes the filter (netcfg -v -u pw_portwatch)
+    and deletes PortWatch's package from the driver store (pnputil
+    /enum-drivers to find its oemNN.inf, then pnputil /delete-driver
+    oemNN.inf /uninstall). The test certificate stays trusted and test
+    signing stays as it is.
 
-.PARAMETER HardwareId
-    The filter's component ID in the INF. Defaults to pw_portwatch.
+.PARAMETER KeepDriverStore
+    Only netcfg -u: leave the package in the driver store.
 
-.PARAMETER CertificatePath
-    The package's portwatch-test.cer; with -RemoveCertificate, the
-    certificate with this thumbprint is removed from the stores.
-
-.PARAMETER RemoveCertificate
-    Also remove the test certificate.
-
-.PARAMETER DisableTestSigning
-    Also turn test signing off (bcdedit /set testsigning off; reboot needed).
+.PARAMETER PortWatchExe
+    Path of portwatch.exe. Defaults to the one next to this script, then the
+    one in target\package\portwatch of this repository, then PATH.
 
 .EXAMPLE
     .\uninstall.ps1
 
 .EXAMPLE
-    .\uninstall.ps1 -RemoveCertificate -CertificatePath C:\portwatch\portwatch-test.cer -DisableTestSigning
+    .\uninstall.ps1 -KeepDriverStore
 #>
 #Requires -RunAsAdministrator
 [CmdletBinding()]
 param(
-    [string] $HardwareId = 'pw_portwatch',
-    [string] $CertificatePath = (Join-Path $PSScriptRoot '..\target\package\portwatch\portwatch-test.cer'),
-    [switch] $RemoveCertificate,
-    [switch] $DisableTestSigning
+    [switch] $KeepDriverStore,
+    [string] $PortWatchExe = ''
 )
 
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function Uninstall-Filter([string] $ComponentId) {
-    & netcfg.exe -v -u $ComponentId
-    if ($LASTEXITCODE -ne 0) { throw "netcfg -u failed with exit code $LASTEXITCODE" }
-}
-
-function Get-PortWatchDriverStoreInf {
-    # pnputil lists each staged package as "Published Name" / "Original Name" pairs.
-    $published = $null
-    foreach ($line in (& pnputil.exe /enum-drivers)) {
-        if ($line -match '^\s*Published Name\s*:\s*(\S+)') { $published = $Matches[1] }
-        elseif ($line -match '^\s*Original Name\s*:\s*portwatch\.inf\s*$' -and $published) { $published }
+function Resolve-PortWatchExe([string] $Given) {
+    if ($Given) { return (Resolve-Path -LiteralPath $Given).Path }
+    foreach ($candidate in @((Join-Path $PSScriptRoot 'portwatch.exe'), (Join-Path $PSScriptRoot '..\target\package\portwatch\portwatch.exe'))) {
+        if (Test-Path -LiteralPath $candidate) { return (Resolve-Path -LiteralPath $candidate).Path }
     }
+    $onPath = Get-Command -Name 'portwatch.exe' -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
+    if ($onPath) { return $onPath.Source }
+    throw 'portwatch.exe not found: pass -PortWatchExe (it ships in the driver package)'
 }
 
-function Remove-DriverPackage {
-    foreach ($oemInf in @(Get-PortWatchDriverStoreInf)) {
-        & pnputil.exe /delete-driver $oemInf /uninstall
-        if ($LASTEXITCODE -ne 0) { Write-Warning "pnputil could not delete $oemInf" }
-        else { Write-Host "Deleted $oemInf from the driver store" }
-    }
-}
-
-function Remove-TestCertificate([string] $Path) {
-    $certificate = New-Object System.Security.Cryptography.X509Certificates.X509Certificate2 -ArgumentList (Resolve-Path -LiteralPath $Path).Path
-    foreach ($store in 'Root', 'TrustedPublisher') {
-        $item = "Cert:\LocalMachine\$store\$($certificate.Thumbprint)"
-        if (Test-Path -LiteralPath $item) {
-            Remove-Item -LiteralPath $item
-            Write-Host "Removed the test certificate from Cert:\LocalMachine\$store"
-        }
-    }
-}
-
-Uninstall-Filter $HardwareId
-Remove-DriverPackage
-if ($RemoveCertificate) { Remove-TestCertificate $CertificatePath }
-if ($DisableTestSigning) {
-    & bcdedit.exe /set testsigning off
-    if ($LASTEXITCODE -ne 0) { throw 'bcdedit /set testsigning off failed' }
-    Write-Warning 'Test signing is off after the next reboot.'
-}
-Write-Host 'PortWatch is uninstalled.'
+$PortWatchExe = Resolve-PortWatchExe $PortWatchExe
+$arguments = @('uninstall')
+if ($KeepDriverStore) { $arguments += '--keep-driver-store' }
+& $PortWatchExe @arguments
+exit $LASTEXITCODE

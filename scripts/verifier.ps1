@@ -1,41 +1,44 @@
 <#
 .SYNOPSIS
-    Turns Driver Verifier on or off for portwatch.sys, or shows its state.
+    Turns Driver Verifier on or off for portwatch.sys, or shows its state
+    (a thin wrapper around portwatch.exe verifier).
 
 .DESCRIPTION
-    -Action On enables Driver Verifier for portwatch.sys with the standard
-    flags (0x209BB: special pool, force IRQL checking, pool tracking, I/O
-    verification, deadlock detection, DMA checking, security checks,
-    miscellaneous checks, DDI compliance checking), plus on request
-    NDIS/WIFI verification (0x00200000) and randomized low resources
-    simulation (0x4). The settings take effect after a reboot.
+    -Action On runs portwatch.exe verifier on: the standard checks (special
+    pool, force IRQL checking, pool tracking, I/O verification, deadlock
+    detection, DMA checking, security checks, miscellaneous checks, DDI
+    compliance checking) plus NDIS/WIFI verification, as rule classes
+    (verifier /ruleclasses 1 2 4 5 6 8 9 12 18 22 /driver portwatch.sys).
+    -LowResources adds randomized low resources simulation (rule class 3);
+    -NoNdisWifi leaves NDIS/WIFI verification out (verifier /standard
+    /driver portwatch.sys). The settings take effect after a reboot.
 
-    -Action Query shows the saved settings (verifier /querysettings) and,
-    when the driver is loaded under Verifier, its statistics (verifier
-    /query).
+    -Action Status shows the saved settings (verifier /querysettings) and
+    the live statistics (verifier /query).
 
-    -Action Off removes all Verifier settings (verifier /reset); reboot
+    -Action Off removes every Verifier setting (verifier /reset); reboot
     afterwards.
 
 .PARAMETER Action
-    On, Off or Query (the default).
-
-.PARAMETER NdisWifi
-    With -Action On: add NDIS/WIFI verification (0x00200000).
+    On, Off or Status (the default).
 
 .PARAMETER LowResources
-    With -Action On: add randomized low resources simulation (0x4), which
-    fails allocations at random. Expect failed attaches and IOCTLs.
+    With -Action On: add randomized low resources simulation, which fails
+    allocations at random. Expect failed attaches and IOCTLs.
 
-.PARAMETER Driver
-    The image name to verify. Defaults to portwatch.sys.
+.PARAMETER NoNdisWifi
+    With -Action On: the standard checks only.
+
+.PARAMETER PortWatchExe
+    Path of portwatch.exe. Defaults to the one next to this script, then the
+    one in target\package\portwatch of this repository, then PATH.
 
 .EXAMPLE
-    .\verifier.ps1 -Action On -NdisWifi
-    Standard flags plus NDIS/WIFI verification; then reboot.
+    .\verifier.ps1 -Action On
+    Standard checks plus NDIS/WIFI verification; then reboot.
 
 .EXAMPLE
-    .\verifier.ps1 -Action Query
+    .\verifier.ps1 -Action Status
 
 .EXAMPLE
     .\verifier.ps1 -Action Off
@@ -43,47 +46,35 @@
 #Requires -RunAsAdministrator
 [CmdletBinding()]
 param(
-    [ValidateSet('On', 'Off', 'Query')] [string] $Action = 'Query',
-    [switch] $NdisWifi,
+    [ValidateSet('On', 'Off', 'Status')] [string] $Action = 'Status',
     [switch] $LowResources,
-    [string] $Driver = 'portwatch.sys'
+    [switch] $NoNdisWifi,
+    [string] $PortWatchExe = ''
 )
 
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-$StandardFlags = 0x000209BB
-$NdisWifiFlag = 0x00200000
-$LowResourcesFlag = 0x00000004
-
-function Invoke-Verifier([string[]] $Arguments) {
-    & verifier.exe @Arguments
-    if ($LASTEXITCODE -ne 0 -and $LASTEXITCODE -ne 2) {
-        # verifier returns 2 when the change needs a reboot.
-        throw "verifier $($Arguments -join ' ') failed with exit code $LASTEXITCODE"
+function Resolve-PortWatchExe([string] $Given) {
+    if ($Given) { return (Resolve-Path -LiteralPath $Given).Path }
+    foreach ($candidate in @((Join-Path $PSScriptRoot 'portwatch.exe'), (Join-Path $PSScriptRoot '..\target\package\portwatch\portwatch.exe'))) {
+        if (Test-Path -LiteralPath $candidate) { return (Resolve-Path -LiteralPath $candidate).Path }
     }
+    $onPath = Get-Command -Name 'portwatch.exe' -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
+    if ($onPath) { return $onPath.Source }
+    throw 'portwatch.exe not found: pass -PortWatchExe (it ships in the driver package)'
 }
 
-function Get-VerifierFlags {
-    $flags = $StandardFlags
-    if ($NdisWifi) { $flags = $flags -bor $NdisWifiFlag }
-    if ($LowResources) { $flags = $flags -bor $LowResourcesFlag }
-    return $flags
-}
-
-switch ($Action) {
+$PortWatchExe = Resolve-PortWatchExe $PortWatchExe
+$arguments = switch ($Action) {
     'On' {
-        $flags = '0x{0:X8}' -f (Get-VerifierFlags)
-        Invoke-Verifier @('/flags', $flags, '/driver', $Driver)
-        Write-Warning "Driver Verifier ($flags) is set for $Driver. Reboot to apply it."
+        $on = @('verifier', 'on')
+        if ($LowResources) { $on += '--low-resources' }
+        if ($NoNdisWifi) { $on += '--no-ndis-wifi' }
+        $on
     }
-    'Off' {
-        Invoke-Verifier @('/reset')
-        Write-Warning 'Driver Verifier settings are removed. Reboot to apply it.'
-    }
-    'Query' {
-        # Informational: /query reports an error when no verified driver is loaded.
-        & verifier.exe /querysettings
-        & verifier.exe /query
-    }
+    'Off' { @('verifier', 'off') }
+    'Status' { @('verifier', 'status') }
 }
+& $PortWatchExe @arguments
+exit $LASTEXITCODE

@@ -11,7 +11,7 @@
 //! with an exact counting check, 3 lifecycle storm (1 and 2 while adapters
 //! pause, restart, detach and attach; handles closed with IOCTLs in flight;
 //! load/unload cycles), 4 seed-000 races, 5 the HLK LWF logo stress
-//! ([`scenarios::lwf_logo`], the default of `portwatch-stress`: LSO-sized
+//! ([`scenarios::lwf_logo`], the default of `portwatch.exe stress`: LSO-sized
 //! sends, RESOURCES receives, pause/restart, media and reset status
 //! indications and IOCTLs at once, then connectivity). Each ends by unloading the driver
 //! and requires no verifier violation, no leaked pool, every NBL returned and

@@ -1,6 +1,6 @@
 //! Scenario 5, the LWF logo stress: what Microsoft's "NDISTest 6.5 – LWF –
 //! Logo Test" does to a lightweight filter, reproduced on the [`Target`]
-//! abstraction (the default scenario of `portwatch-stress`).
+//! abstraction (the default scenario of `portwatch.exe stress`).
 //!
 //! The logo test binds the filter to a test miniport and
 //!

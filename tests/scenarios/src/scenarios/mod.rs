@@ -39,7 +39,7 @@ impl Scenario {
     pub const ALL: [Scenario; 5] =
         [Scenario::LwfLogo, Scenario::IoctlStorm, Scenario::DataPath, Scenario::Lifecycle, Scenario::Races];
 
-    /// The scenario `portwatch-stress` runs when none is named.
+    /// The scenario `portwatch.exe stress` runs when none is named.
     pub const DEFAULT: Scenario = Scenario::LwfLogo;
 
     /// The name the command line uses.

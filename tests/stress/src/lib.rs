@@ -1,0 +1,22 @@
+//! `portwatch.exe`, PortWatch's one Windows command-line tool: install and
+//! uninstall the filter, Driver Verifier on and off, the HLK-style stress
+//! scenarios against the installed driver (or, on x86_64 Linux, against
+//! the real `portwatch.sys` in the harness), status, manual IOCTLs and live
+//! counters.
+//!
+//! Everything that can be is plain, portable code: the command line
+//! ([`cli`]), the argument vectors of every external tool ([`commands`]),
+//! the IOCTL-level operations over any [`portwatch_scenarios::Target`]
+//! ([`device`]). Only elevation and the first open of `\\.\PortWatch` are
+//! Windows-specific (a small `cfg(windows)` module).
+
+pub mod cli;
+pub mod commands;
+pub mod device;
+pub mod exit;
+pub mod ops;
+
+#[cfg(windows)]
+mod win;
+
+pub use exit::Failure;

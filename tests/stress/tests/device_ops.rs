@@ -1,0 +1,58 @@
+//! The driver-facing subcommands (`status`, `bind`, `unbind`, `port-name`,
+//! `local-address`, `watch`) against the real portwatch.sys in the harness:
+//! the same code `portwatch.exe` runs on Windows against `\\.\PortWatch`.
+#![cfg(all(target_arch = "x86_64", target_os = "linux"))]
+
+use std::time::Duration;
+
+use portwatch_cli::cli::PortSpec;
+use portwatch_cli::device;
+use portwatch_scenarios::harness_target::{driver_path, HarnessConfig, HarnessTarget};
+use portwatch_scenarios::Target;
+
+fn target() -> HarnessTarget {
+    HarnessTarget::load(HarnessConfig::new(&driver_path(), 2)).expect("the driver loads in the harness")
+}
+
+fn output(f: impl FnOnce(&mut Vec<u8>) -> Result<(), portwatch_cli::Failure>) -> String {
+    let mut out = Vec::new();
+    f(&mut out).unwrap_or_else(|e| panic!("{e}"));
+    String::from_utf8(out).expect("UTF-8")
+}
+
+#[test]
+fn subcommands_against_the_real_driver() {
+    let t = target();
+    let udp: PortSpec = "udp:5000".parse().unwrap();
+    let tcp: PortSpec = "tcp:443".parse().unwrap();
+
+    let status = output(|o| device::status(&t, &[udp], o));
+    assert!(status.starts_with("PortWatch driver "), "{status}");
+    assert!(status.contains("filter modules: 2"), "{status}");
+    assert_eq!(status.matches("Running").count(), 2, "{status}");
+    assert!(status.contains("udp:5000   endpoints   0"), "{status}");
+
+    let bound = output(|o| device::bind(&t, &[udp, tcp], 0, o));
+    assert!(bound.contains("bound udp:5000\nbound tcp:443\nendpoint: 2 ports bound"), "{bound}");
+
+    let unbound = output(|o| device::unbind(&t, &[udp], o));
+    assert!(unbound.contains("a second unbind answered STATUS_NOT_FOUND"), "{unbound}");
+
+    assert_eq!(output(|o| device::port_name(&t, Some("lab port"), o)), "port name: \"lab port\"\n");
+    assert_eq!(output(|o| device::port_name(&t, None, o)), "port name: \"lab port\"\n");
+
+    let address = output(|o| device::local_address(&t, "[fe80::1]:443".parse().unwrap(), o));
+    assert_eq!(address, "local address: [fe80::1]:443 (read back)\n");
+
+    let watched = output(|o| device::watch(&t, &[udp, tcp], Duration::from_millis(1), Some(2), o));
+    assert_eq!(watched.lines().count(), 4, "{watched}");
+    assert!(watched.lines().all(|l| l.contains("endpoints   1")), "{watched}");
+
+    let too_long = "x".repeat(300);
+    let mut sink = Vec::new();
+    let e = device::port_name(&t, Some(&too_long), &mut sink).unwrap_err();
+    assert!(e.message.contains("STATUS_INVALID_PARAMETER"), "{e}");
+
+    let health = t.unload().expect("unload");
+    assert!(health.problems().is_empty(), "{:?}", health.problems());
+}
