@@ -135,11 +135,11 @@ fn inf2cat_targets_the_catalogs_os() {
 fn the_package_holds_the_files_the_readme_lists() {
     let readme = String::from_utf8(paths::read_package_file(&paths::package_dir().join("README.txt"))).expect("UTF-8");
     assert!(readme.contains(&cargo_version()), "README.txt names the version");
-    for file in ["portwatch.sys", "portwatch.inf", "portwatch.cat", "portwatch.pdb", CERTIFICATE] {
+    for file in ["portwatch.sys", "portwatch.inf", "portwatch.cat", "portwatch.pdb", "portwatch.exe", CERTIFICATE] {
         assert!(readme.contains(file), "README.txt lists {file}");
         assert!(Path::new(&paths::package_dir().join(file)).is_file(), "the package lacks {file}");
     }
-    for step in ["install.ps1", "testsigning", "verifier.ps1", "stress.ps1"] {
+    for step in ["testsigning", "portwatch.exe install", "portwatch.exe verifier on", "portwatch.exe stress", "portwatch.exe uninstall"] {
         assert!(readme.contains(step), "README.txt does not mention {step}");
     }
 }
