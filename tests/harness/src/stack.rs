@@ -884,7 +884,10 @@ mod tests {
     fn returns_value_and_measures_peak() {
         let _s = Session::begin(Config::default());
         let r = call_driver("small", || {
-            let buf = std::hint::black_box([7u8; 1024]);
+            // A reference through black_box keeps the array in memory on this
+            // stack (a value alone may live in registers in a release build).
+            let mut buf = [7u8; 1024];
+            std::hint::black_box(&mut buf);
             buf.iter().map(|&b| usize::from(b)).sum::<usize>()
         });
         assert_eq!(r.unwrap(), 7 * 1024);
