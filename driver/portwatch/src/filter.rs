@@ -189,7 +189,7 @@ unsafe extern "system" fn pause(context: NDIS_HANDLE, _params: *mut NDIS_FILTER_
 /// counted back were the last ones it waited for.
 fn complete_pause_if(module: &Module, last: bool) {
     if last {
-        trace!(DPFLTR_INFO_LEVEL, "paused on interface %u", module.if_index);
+        // No trace here: this runs on the data path.
         // SAFETY: our module's handle; its FilterPause returned (or is
         // about to return) NDIS_STATUS_PENDING, and `last` is true for
         // exactly one caller per pause.

@@ -39,6 +39,8 @@ pub const SEND: Handler = Handler {
         "NdisGetDataBuffer",
         "NdisFSendNetBufferLists",
         "NdisFSendNetBufferListsComplete",
+        // The pause gate: the last NBL back completes a pending pause.
+        "NdisFPauseComplete",
     ],
 };
 
@@ -52,6 +54,8 @@ pub const RECEIVE: Handler = Handler {
         "NdisGetDataBuffer",
         "NdisFIndicateReceiveNetBufferLists",
         "NdisFReturnNetBufferLists",
+        // The pause gate: the last NBL back completes a pending pause.
+        "NdisFPauseComplete",
     ],
 };
 
