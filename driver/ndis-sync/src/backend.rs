@@ -122,6 +122,8 @@ pub(crate) trait Backend {
 
     /// Checks the IRQL a token is forged at (host model only).
     fn check_token_irql(token: TokenIrql);
+    /// Checks that a callback's token is made with no lock held (host model only).
+    fn check_callback_entry();
 }
 
 /// Which token is being forged, for [`Backend::check_token_irql`].
@@ -141,6 +143,12 @@ pub(crate) type Active = crate::kernel::Kernel;
 /// The backend this build uses.
 #[cfg(not(target_os = "windows"))]
 pub(crate) type Active = crate::host::Host;
+
+/// Shorthand for the active backend's callback-entry check.
+#[track_caller]
+pub(crate) fn check_callback_entry() {
+    <Active as Backend>::check_callback_entry();
+}
 
 /// Shorthand for the active backend's token check.
 pub(crate) fn check_token_irql(token: TokenIrql) {

@@ -121,4 +121,6 @@ impl Backend for Kernel {
     unsafe fn rundown_free(_rundown: *mut EX_RUNDOWN_REF) {}
 
     fn check_token_irql(_token: TokenIrql) {}
+
+    fn check_callback_entry() {}
 }

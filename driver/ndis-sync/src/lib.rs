@@ -79,9 +79,12 @@
 //! let endpoint = SpinLock::new(Counters::default());
 //! // NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL was clear.
 //! // SAFETY: the flag comes from NDIS; a test thread runs at PASSIVE_LEVEL.
-//! let mut irql = unsafe { CallbackIrql::from_dispatch_flag(false) };
-//! count(&endpoint, &mut irql, 60);
-//! count(&endpoint, &mut irql, 40);
+//! unsafe {
+//!     CallbackIrql::with(false, |irql| {
+//!         count(&endpoint, irql, 60);
+//!         count(&endpoint, irql, 40);
+//!     })
+//! };
 //! let counters = endpoint.into_inner();
 //! assert_eq!((counters.packets, counters.bytes), (2, 100));
 //! ```

@@ -10,6 +10,7 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
 use core::ops::Deref;
+use core::ptr::NonNull;
 
 type RawRundown = <Active as Backend>::Rundown;
 
@@ -94,7 +95,12 @@ impl<T> Rundown<T> {
         let acquired = unsafe { Active::rundown_acquire(self.raw.get()) };
         // `then`, not `then_some`: a guard built eagerly would be dropped,
         // releasing protection that was never acquired.
-        acquired.then(|| RundownGuard { rundown: self, _not_send_sync: PhantomData })
+        // INVARIANT: the acquire succeeded and `self` outlives the guard's `'a`.
+        acquired.then(|| RundownGuard {
+            rundown: NonNull::from(self),
+            _rundown: PhantomData,
+            _not_send_sync: PhantomData,
+        })
     }
 
     /// Blocks new protection, waits until every guard is dropped
@@ -203,9 +209,23 @@ impl<T> fmt::Debug for Rundown<T> {
 
 /// Rundown protection on a [`Rundown`]'s value: shared access until dropped
 /// (`ExReleaseRundownProtection`).
+///
+/// Like Rust-for-Linux's `RevocableGuard`, the guard holds a raw pointer and
+/// a `PhantomData` lifetime rather than a `&'a Rundown<T>`: the owner of the
+/// [`Rundown`] may free its storage as soon as [`Rundown::run_down`]
+/// returns, which can be while this guard's `drop` is still running on
+/// another processor, just after its release. No reference to the
+/// `Rundown` is alive at that point, and nothing is read through the
+/// pointer after the release.
 #[must_use = "protection is released as soon as the guard is dropped"]
 pub struct RundownGuard<'a, T> {
-    rundown: &'a Rundown<T>,
+    // INVARIANT: `rundown` points to a `Rundown<T>` on which this guard holds
+    // one successful `ExAcquireRundownProtection`. Until `drop` calls
+    // `ExReleaseRundownProtection` that protection keeps `run_down` from
+    // returning, so the pointee (and its value) is live; after that call the
+    // guard touches nothing, because the owner may free it at once.
+    rundown: NonNull<Rundown<T>>,
+    _rundown: PhantomData<&'a Rundown<T>>,
     _not_send_sync: NotSendSync,
 }
 
@@ -213,16 +233,22 @@ impl<T> Deref for RundownGuard<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        // SAFETY: protection is held, so `run_down` has not taken the value
-        // and cannot until this guard is dropped.
-        unsafe { (*self.rundown.value.get()).assume_init_ref() }
+        // SAFETY: by the invariant the `Rundown` is live and protection is
+        // held for as long as `self` is borrowed, so `run_down` has not taken
+        // the value and cannot until this guard is dropped.
+        unsafe { (*(*self.rundown.as_ptr()).value.get()).assume_init_ref() }
     }
 }
 
 impl<T> Drop for RundownGuard<'_, T> {
     fn drop(&mut self) {
-        // SAFETY: this guard is one successful acquire.
-        unsafe { Active::rundown_release(self.rundown.raw.get()) }
+        // SAFETY: by the invariant the `Rundown` is live here; `&raw const`
+        // makes no reference to it, only a pointer to its `EX_RUNDOWN_REF`.
+        let raw = UnsafeCell::raw_get(unsafe { &raw const (*self.rundown.as_ptr()).raw });
+        // SAFETY: this guard is one successful acquire on `raw`. This is the
+        // guard's last use of the pointer: once the release is done, the
+        // owner may free the `Rundown`.
+        unsafe { Active::rundown_release(raw) }
     }
 }
 

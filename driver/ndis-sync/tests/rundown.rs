@@ -130,3 +130,50 @@ fn dropping_with_a_leaked_guard_is_reported() {
     core::mem::forget(rundown.try_acquire());
     drop(rundown);
 }
+
+/// The driver's CLEANUP pattern: the owner frees the `Rundown`'s storage as
+/// soon as `run_down` returns, while the last guard may still be inside its
+/// `drop` on another thread, just after `ExReleaseRundownProtection`. Run
+/// under Miri with both aliasing models and many seeds (scripts/test.sh):
+/// the guard must touch nothing after the release.
+/// The pointer to a pool-allocated `Rundown` that both threads reach.
+struct Storage(*mut Rundown<Vec<u8>>);
+// SAFETY: `Rundown<Vec<u8>>` is `Sync`; the test orders the free after every use.
+unsafe impl Sync for Storage {}
+
+impl Storage {
+    /// # Safety
+    /// The storage has not been freed, and is not while the reference is used.
+    unsafe fn get(&self) -> &Rundown<Vec<u8>> {
+        // SAFETY: the caller guarantees the pointee is live.
+        unsafe { &*self.0 }
+    }
+}
+
+#[test]
+fn owner_frees_the_storage_right_after_run_down() {
+    for _ in 0..if cfg!(miri) { 4 } else { 200 } {
+        let storage = Storage(Box::into_raw(Box::new(Rundown::new(vec![1, 2, 3]))));
+        let acquired = Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: the owner frees `storage` only after `run_down`
+                // returns, which waits for this guard's release.
+                let rundown = unsafe { storage.get() };
+                let guard = rundown.try_acquire().unwrap();
+                acquired.wait();
+                assert_eq!(guard.len(), 3);
+                drop(guard);
+            });
+            acquired.wait();
+            {
+                // SAFETY: `storage` is live until freed below.
+                let rundown = unsafe { storage.get() };
+                assert_eq!(rundown.run_down(&passive()), Some(vec![1, 2, 3]));
+            }
+            // SAFETY: from Box::into_raw; run_down has returned, so no guard
+            // holds protection and no reference to it is used again.
+            drop(unsafe { Box::from_raw(storage.0) });
+        });
+    }
+}

@@ -201,10 +201,13 @@ fn complete_pause_if(module: &Module, last: bool) {
 /// says (set: DISPATCH_LEVEL; clear: unknown, at most DISPATCH_LEVEL).
 fn count(chain: Chain, at_dispatch: bool, direction: Direction) {
     let ports = &globals().ports;
-    // SAFETY: `at_dispatch` is the handler's NDIS_*_DISPATCH_LEVEL flag.
-    match unsafe { CallbackIrql::from_dispatch_flag(at_dispatch) } {
-        CallbackIrql::Dispatch(mut irql) => ports.read_at_dispatch(&mut irql, |table, _| chain.count(table, direction)),
-        CallbackIrql::Unknown(mut irql) => ports.read(&mut irql, |table, _| chain.count(table, direction)),
+    // SAFETY: `at_dispatch` is the handler's NDIS_*_DISPATCH_LEVEL flag,
+    // and the handler holds no lock of ours yet.
+    unsafe {
+        CallbackIrql::with(at_dispatch, |irql| match irql {
+            CallbackIrql::Dispatch(irql) => ports.read_at_dispatch(irql, |table, _| chain.count(table, direction)),
+            CallbackIrql::Unknown(irql) => ports.read(irql, |table, _| chain.count(table, direction)),
+        })
     }
 }
 

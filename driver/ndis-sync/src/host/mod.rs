@@ -233,8 +233,8 @@ impl Backend for Host {
     }
 
     unsafe fn rundown_release(rundown: *mut HostRundown) {
-        // SAFETY: the caller guarantees `rundown` is valid.
-        unsafe { &*rundown }.release();
+        // SAFETY: the caller guarantees `rundown` is valid until the release.
+        unsafe { HostRundown::release(rundown) };
     }
 
     unsafe fn rundown_wait(rundown: *mut HostRundown) {
@@ -250,6 +250,17 @@ impl Backend for Host {
     unsafe fn rundown_free(rundown: *mut HostRundown) {
         // SAFETY: the caller guarantees `rundown` is valid.
         unsafe { &*rundown }.free();
+    }
+
+    #[track_caller]
+    fn check_callback_entry() {
+        let held = held_lock_count();
+        if held != 0 {
+            violation(
+                Rule::CallbackTokenInsideLock,
+                format_args!("CallbackIrql::with with {held} lock(s) held: a second token for the same IRQL"),
+            )
+        }
     }
 
     #[track_caller]

@@ -57,6 +57,9 @@ pub enum Rule {
     MaybeDispatchTokenAboveDispatch,
     /// `host::at_irql` asked to lower the IRQL (KeRaiseIrql only raises).
     IrqlNotRaised,
+    /// `CallbackIrql::with` called while this thread holds a lock: a
+    /// second token for an IRQL a held lock already proves.
+    CallbackTokenInsideLock,
 }
 
 impl fmt::Display for Rule {

@@ -44,12 +44,18 @@ impl HostRundown {
     }
 
     /// `ExReleaseRundownProtection`.
+    /// `ExReleaseRundownProtection`. Takes a raw pointer: the decrement is
+    /// the last access, after which the owner may free the reference (the
+    /// pattern the driver's CLEANUP relies on), so no `&Self` may outlive it.
+    ///
+    /// # Safety
+    /// `this` points to a live reference until the decrement.
     #[track_caller]
-    pub(crate) fn release(&self) {
+    pub(crate) unsafe fn release(this: *const Self) {
         with_thread(|t| {
             const F: &str = "ExReleaseRundownProtection";
             t.require_at_most_dispatch(F);
-            let Some(index) = t.rundown_refs.iter().rposition(|&r| r == self.addr()) else {
+            let Some(index) = t.rundown_refs.iter().rposition(|&r| r == this as usize) else {
                 violation(
                     Rule::RundownReleaseNotAcquired,
                     format_args!("{F} without a matching acquire on this thread"),
@@ -57,7 +63,9 @@ impl HostRundown {
             };
             t.rundown_refs.swap_remove(index);
         });
-        self.count.fetch_sub(ONE_REF, Ordering::Release);
+        // SAFETY: the caller guarantees `this` is live until this decrement;
+        // nothing touches it afterwards.
+        unsafe { (*this).count.fetch_sub(ONE_REF, Ordering::Release) };
     }
 
     #[track_caller]

@@ -105,7 +105,9 @@ fn rw_lock_state_records_old_irql_and_flags() {
 #[test]
 #[should_panic(expected = "RundownReleaseNotAcquired")]
 fn rundown_release_without_acquire_is_reported() {
-    HostRundown::new().release();
+    let rundown = HostRundown::new();
+    // SAFETY: `rundown` is live.
+    unsafe { HostRundown::release(&rundown) };
 }
 
 #[test]
@@ -126,11 +128,13 @@ fn second_rundown_wait_is_reported() {
 fn rundown_acquire_fails_after_wait_and_succeeds_after_reinitialize() {
     let rundown = HostRundown::new();
     assert!(rundown.acquire());
-    rundown.release();
+    // SAFETY: `rundown` is live.
+    unsafe { HostRundown::release(&rundown) };
     rundown.wait();
     assert!(!rundown.acquire());
     rundown.reinitialize();
     assert!(rundown.acquire());
-    rundown.release();
+    // SAFETY: `rundown` is live.
+    unsafe { HostRundown::release(&rundown) };
     rundown.free();
 }
