@@ -53,16 +53,6 @@ pub(crate) trait Backend {
     /// # Safety
     /// Pairs with a `spin_acquire_dpr` by this processor.
     unsafe fn spin_release_dpr(lock: *mut Self::SpinLock);
-    /// `KeTryToAcquireSpinLockAtDpcLevel` on the lock's `KSPIN_LOCK`.
-    ///
-    /// # Safety
-    /// As `spin_acquire_dpr`.
-    unsafe fn spin_try_acquire_dpr(lock: *mut Self::SpinLock) -> bool;
-    /// `KeReleaseSpinLockFromDpcLevel` after a successful `spin_try_acquire_dpr`.
-    ///
-    /// # Safety
-    /// Pairs with a successful `spin_try_acquire_dpr` by this processor.
-    unsafe fn spin_release_try(lock: *mut Self::SpinLock);
 
     /// `NdisAllocateRWLock`; null on failure.
     ///

@@ -46,17 +46,6 @@ impl Backend for Kernel {
         unsafe { ndis_sys::NdisDprReleaseSpinLock(lock) }
     }
 
-    unsafe fn spin_try_acquire_dpr(lock: *mut NDIS_SPIN_LOCK) -> bool {
-        // SAFETY: the caller guarantees validity and DISPATCH_LEVEL; the
-        // KSPIN_LOCK is the first field of the NDIS_SPIN_LOCK.
-        unsafe { ndis_sys::KeTryToAcquireSpinLockAtDpcLevel(&raw mut (*lock).SpinLock) != 0 }
-    }
-
-    unsafe fn spin_release_try(lock: *mut NDIS_SPIN_LOCK) {
-        // SAFETY: the caller pairs this with a successful try-acquire.
-        unsafe { ndis_sys::KeReleaseSpinLockFromDpcLevel(&raw mut (*lock).SpinLock) }
-    }
-
     unsafe fn rw_allocate(handle: NDIS_HANDLE) -> *mut NDIS_RW_LOCK_EX {
         // SAFETY: the caller guarantees the handle is acceptable to NDIS.
         unsafe { ndis_sys::NdisAllocateRWLock(handle) }

@@ -131,7 +131,6 @@
 //! | drop, [`SpinLock::into_inner`] | `NdisFreeSpinLock` | any IRQL |
 //! | [`SpinLock::lock`] (`Passive`/`MaybeDispatch`) | `NdisAcquireSpinLock` / `NdisReleaseSpinLock` | <= DISPATCH |
 //! | [`SpinLock::lock`] (`Dispatch`), [`SpinLock::lock_at_dispatch`] | `NdisDprAcquireSpinLock` / `NdisDprReleaseSpinLock` | DISPATCH |
-//! | [`SpinLock::try_lock_at_dispatch`] | `KeTryToAcquireSpinLockAtDpcLevel` / `KeReleaseSpinLockFromDpcLevel` | DISPATCH |
 //! | [`RwLock::new`], [`RwLock::with_handle`] | `NdisAllocateRWLock` | <= DISPATCH |
 //! | drop, [`RwLock::into_inner`] | `NdisFreeRWLock` | <= DISPATCH |
 //! | [`RwLock::read`], [`RwLock::write`] | `NdisAcquireRWLockRead` / `NdisAcquireRWLockWrite` / `NdisReleaseRWLock` (flags 0, or `NDIS_RWL_AT_DISPATCH_LEVEL` with a `Dispatch` token) | <= DISPATCH |

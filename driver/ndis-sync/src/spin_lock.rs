@@ -103,26 +103,6 @@ impl<T> SpinLock<T> {
         self.lock(irql)
     }
 
-    /// Tries once to acquire the lock at `DISPATCH_LEVEL`
-    /// (`KeTryToAcquireSpinLockAtDpcLevel`); `None` if it is held, also
-    /// when held by this processor.
-    ///
-    /// ```
-    /// let lock = ndis_sync::SpinLock::new(1);
-    /// ndis_sync::host::at_dispatch(|dispatch| {
-    ///     let mut guard = lock.try_lock_at_dispatch(dispatch).expect("free");
-    ///     assert!(lock.try_lock_at_dispatch(guard.dispatch()).is_none());
-    /// });
-    /// ```
-    #[track_caller]
-    pub fn try_lock_at_dispatch<'a>(&'a self, irql: &'a mut Dispatch) -> Option<SpinLockGuard<'a, T>> {
-        let _ = irql;
-        // SAFETY: the token proves DISPATCH_LEVEL; the lock is valid and
-        // borrowed by the guard until the release.
-        let taken = unsafe { Active::spin_try_acquire_dpr(self.raw.get()) };
-        taken.then(|| self.guard(Release::Try))
-    }
-
     fn guard(&self, release: Release) -> SpinLockGuard<'_, T> {
         SpinLockGuard { hold: Hold::new(&self.raw, release), data: &self.data }
     }
@@ -191,8 +171,6 @@ enum Release {
     RestoreIrql,
     /// `NdisDprReleaseSpinLock`.
     Dpr,
-    /// `KeReleaseSpinLockFromDpcLevel`.
-    Try,
 }
 
 /// One acquisition of a spin lock; releasing it is its drop.
@@ -223,7 +201,6 @@ impl Drop for Hold<'_> {
             match self.release {
                 Release::RestoreIrql => Active::spin_release(raw),
                 Release::Dpr => Active::spin_release_dpr(raw),
-                Release::Try => Active::spin_release_try(raw),
             }
         }
     }

@@ -169,3 +169,14 @@ fn rw_release_out_of_order_is_reported() {
     rw.read(&mut p, |_, _| leaked = Some(spin.lock(&mut forged)));
     drop(leaked);
 }
+
+/// RW locks take part in the lock-order check too: read A then write B, and
+/// later read B then write A, is an inversion.
+#[test]
+#[should_panic(expected = "LockOrderInversion")]
+fn rw_lock_order_inversion_is_reported() {
+    let (a, b) = (RwLock::new(0).unwrap(), RwLock::new(0).unwrap());
+    let mut p = passive();
+    a.read(&mut p, |_, d| b.write_at_dispatch(d, |_, _| ()));
+    b.read(&mut p, |_, d| a.write_at_dispatch(d, |_, _| ()));
+}

@@ -61,24 +61,6 @@ fn lock_excludes_other_threads() {
 }
 
 #[test]
-fn try_lock_fails_while_another_thread_holds_the_lock() {
-    let lock = SpinLock::new(0);
-    let (held, checked) = (Barrier::new(2), Barrier::new(2));
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut p = passive();
-            let _guard = lock.lock(&mut p);
-            held.wait();
-            checked.wait();
-        });
-        held.wait();
-        assert!(at_dispatch(|d| lock.try_lock_at_dispatch(d).is_none()));
-        checked.wait();
-    });
-    assert!(at_dispatch(|d| lock.try_lock_at_dispatch(d).map(|g| *g)) == Some(0));
-}
-
-#[test]
 fn nested_lock_through_split_and_dispatch() {
     let (outer, inner) = (SpinLock::new(1), SpinLock::new(10));
     let mut p = passive();
@@ -150,27 +132,11 @@ fn recursive_acquire_on_one_thread_is_reported() {
 }
 
 #[test]
-fn try_lock_on_a_lock_this_thread_holds_fails() {
-    let lock = SpinLock::new(0);
-    let mut p = passive();
-    let mut guard = lock.lock(&mut p);
-    assert!(lock.try_lock_at_dispatch(guard.dispatch()).is_none());
-}
-
-#[test]
 #[should_panic(expected = "DprBelowDispatch")]
 fn dpr_acquire_below_dispatch_is_reported() {
     let lock = SpinLock::new(0);
     let mut stale = stale_dispatch();
     let _guard = lock.lock_at_dispatch(&mut stale);
-}
-
-#[test]
-#[should_panic(expected = "DprBelowDispatch")]
-fn try_lock_below_dispatch_is_reported() {
-    let lock = SpinLock::new(0);
-    let mut stale = stale_dispatch();
-    let _guard = lock.try_lock_at_dispatch(&mut stale);
 }
 
 #[test]
@@ -201,4 +167,75 @@ fn leaving_at_irql_with_a_leaked_guard_is_reported() {
     let lock = SpinLock::new(0);
     let mut irql = maybe_dispatch();
     at_irql(APC_LEVEL, || core::mem::forget(lock.lock(&mut irql)));
+}
+
+/// Each thread holds one lock and waits for the other's: the model names
+/// the deadlock (the second thread sees the first's order) instead of hanging.
+#[test]
+#[should_panic(expected = "LockOrderInversion")]
+fn abba_deadlock_between_two_threads_is_reported() {
+    let (a, b) = (SpinLock::new(0), SpinLock::new(0));
+    let both_hold_one = Barrier::new(2);
+    let start = std::time::Instant::now();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let t1 = s.spawn(|| {
+            let mut p = passive();
+            let mut ga = a.lock(&mut p);
+            both_hold_one.wait();
+            let _gb = b.lock_at_dispatch(ga.dispatch());
+        });
+        let t2 = s.spawn(|| {
+            let mut p = passive();
+            let mut gb = b.lock(&mut p);
+            both_hold_one.wait();
+            let _ga = a.lock_at_dispatch(gb.dispatch());
+        });
+        [t1.join(), t2.join()].into_iter().filter_map(Result::err).collect()
+    });
+    assert!(start.elapsed() < std::time::Duration::from_secs(1), "reported within a second");
+    std::panic::resume_unwind(results.into_iter().next().expect("a violation"));
+}
+
+/// A then B on one thread, later B then A on another: no deadlock happened,
+/// but Driver Verifier's deadlock detection reports the inverted order, and
+/// so does the model.
+#[test]
+#[should_panic(expected = "LockOrderInversion")]
+fn lock_order_inversion_at_different_times_is_reported() {
+    let (a, b) = (SpinLock::new(0), SpinLock::new(0));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut p = passive();
+            let mut ga = a.lock(&mut p);
+            let _gb = b.lock_at_dispatch(ga.dispatch());
+        })
+        .join()
+        .unwrap();
+        s.spawn(|| {
+            let mut p = passive();
+            let mut gb = b.lock(&mut p);
+            let _ga = a.lock_at_dispatch(gb.dispatch());
+        })
+        .join()
+        .map_err(std::panic::resume_unwind)
+        .unwrap();
+    });
+}
+
+/// A thread ends at DISPATCH_LEVEL holding a spin lock (its guard leaked):
+/// the next thread to wait for the lock gets a named report, not a hang.
+#[test]
+#[should_panic(expected = "ThreadExitedHoldingLock")]
+fn thread_ending_with_a_held_spin_lock_is_reported() {
+    let lock = std::sync::Arc::new(SpinLock::new(0));
+    let leaked = std::sync::Arc::clone(&lock);
+    std::thread::spawn(move || {
+        let mut p = passive();
+        std::mem::forget(leaked.lock(&mut p));
+        assert_eq!(host::current_irql(), DISPATCH_LEVEL);
+    })
+    .join()
+    .unwrap();
+    let mut p = passive();
+    let _guard = lock.lock(&mut p);
 }

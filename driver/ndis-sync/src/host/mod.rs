@@ -189,16 +189,6 @@ impl Backend for Host {
         unsafe { &*lock }.release_at_dispatch(HeldKind::SpinDpr);
     }
 
-    unsafe fn spin_try_acquire_dpr(lock: *mut HostSpinLock) -> bool {
-        // SAFETY: the caller guarantees `lock` is valid.
-        unsafe { &*lock }.try_acquire_dpr()
-    }
-
-    unsafe fn spin_release_try(lock: *mut HostSpinLock) {
-        // SAFETY: the caller guarantees `lock` is valid.
-        unsafe { &*lock }.release_at_dispatch(HeldKind::SpinTry);
-    }
-
     unsafe fn rw_allocate(_handle: NDIS_HANDLE) -> *mut HostRwLock {
         HostRwLock::allocate()
     }

@@ -60,6 +60,16 @@ pub enum Rule {
     /// `CallbackIrql::with` called while this thread holds a lock: a
     /// second token for an IRQL a held lock already proves.
     CallbackTokenInsideLock,
+    /// Two locks acquired in opposite orders, by any threads, at any times
+    /// (Driver Verifier's deadlock detection); also how an ABBA deadlock
+    /// between two threads is reported instead of hanging.
+    LockOrderInversion,
+    /// A lock waited for that a thread which has ended still holds (a guard
+    /// leaked with `mem::forget`); the ending itself is written to stderr.
+    ThreadExitedHoldingLock,
+    /// A spin or RW lock waited for longer than a second: a deadlock that
+    /// no other rule named.
+    Deadlock,
 }
 
 impl fmt::Display for Rule {
