@@ -43,6 +43,15 @@
 //! drop(a);
 //! ```
 //!
+//! # What the types guarantee, and what is checked at run time
+//!
+//! | Primitive | Guaranteed by the types (misuse does not compile) | Checked at run time (host model; in the kernel, Driver Verifier) |
+//! |---|---|---|
+//! | IRQL tokens | forged only in `unsafe` code; `!Send`, `!Sync`; a callback's token ([`CallbackIrql::with`]) is borrowed for the callback and cannot be kept, moved out or used again while a lock taken with it is held | a token forged at the wrong IRQL; [`CallbackIrql::with`] called with a lock held (`CallbackTokenInsideLock`) |
+//! | [`SpinLock`] | data only through a guard; guard `!Send`; nested locks only through the outer guard's token, so they cannot outlive it (release order); nothing needing `&Passive` while held | recursion on the same lock (`SpinLockRecursion`); lock-order inversion and ABBA deadlock (`LockOrderInversion`); a lock left held by an ended thread (`ThreadExitedHoldingLock`); freeing a held lock; any spin over a second (`Deadlock`) |
+//! | [`RwLock`] | `&T` to readers, `&mut T` to the writer, only inside the closure; the closure's token cannot escape; no upgrade | write inside one's own read (`RwWriteWhileReading`); any acquire inside one's own write (`RwLockReentered`, also in the kernel build: it would alias `&mut T`); lock-order inversion; freeing a held lock; wrong `NDIS_RWL_AT_DISPATCH_LEVEL` flag |
+//! | [`Rundown`] | value only through a guard, shared; `run_down` needs `&Passive`, so never under a lock; exactly one `run_down` gets the value; the guard holds no reference across its release | `run_down` while this thread holds one of its guards (`RundownWaitWhileHolding`); release without acquire; freeing with protection outstanding |
+//!
 //! # What the types cannot see
 //!
 //! The guarantees above hold for code that lets guards drop. Leaking a
@@ -50,10 +59,36 @@
 //! borrow of the caller's token while the lock stays held and the IRQL
 //! stays at DISPATCH_LEVEL, after which the token compiles into calls it
 //! must not make. That is a hang or a bug check, not memory unsafety; don't
-//! leak guards. Two deadlocks are also left to run time (the host model and
-//! Driver Verifier report them): running down a [`Rundown`] while this
-//! thread holds one of its guards, and taking an [`RwLock`] for writing
-//! inside one of its own read closures.
+//! leak guards (the host model reports a thread that ends holding one).
+//!
+//! **Self-deadlock.** Taking a lock again while this processor holds it is
+//! a deadlock the types cannot rule out: locks are reached through shared
+//! references (the port table from every packet, an endpoint through its
+//! file object), so nothing in a `&SpinLock` or `&RwLock` says which locks
+//! the caller already holds, and a held guard lends a plain `&mut Dispatch`
+//! that is valid for any other lock. The cases are:
+//!
+//! * a spin lock taken again inside its own guard, through the guard's
+//!   `&mut Dispatch` (NDIS spin locks are not recursive);
+//! * an RW lock taken for writing inside one of its own read closures
+//!   (NDIS has no upgrade; seed 003);
+//! * [`Rundown::run_down`] inside one of its own guards (it waits for the
+//!   guard this thread holds); the types only forbid it under a lock.
+//!
+//! Each is a named failure, never a silent hang, wherever it can be
+//! checked: the host model (unit tests, loom, Miri) reports all three by
+//! rule name at the acquire (`SpinLockRecursion`, `RwWriteWhileReading`,
+//! `RundownWaitWhileHolding`), and PortWatch's harness reports the first
+//! two in the real driver binary. In the kernel build the
+//! guards add no instruction for it: the check would need the owning
+//! processor (`KeGetCurrentProcessorNumberEx`, an imported call per
+//! acquire, over the 2-instruction budget the guards keep over the raw
+//! calls) and would still not see a write inside a read, since NDIS keeps
+//! readers per processor inside the opaque lock. On a test machine Driver
+//! Verifier's deadlock detection (flag 0x20) bugchecks a recursive spin lock
+//! acquire with 0xC4 and reports lock-order inversions; its coverage of
+//! `NDIS_RW_LOCK_EX` is not documented, so for a write inside a read the
+//! host model and the harness are the check, and in the field it hangs.
 //!
 //! # Spin lock: per-endpoint state
 //!

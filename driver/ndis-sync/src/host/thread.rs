@@ -52,12 +52,14 @@ pub(crate) struct ThreadState {
 }
 
 thread_local! {
-    static THREAD: RefCell<ThreadState> = RefCell::new(ThreadState {
-        irql: PASSIVE_LEVEL,
-        held: Vec::new(),
-        rundown_refs: Vec::new(),
-        failing_rw_allocations: 0,
-    });
+    static THREAD: RefCell<ThreadState> = const {
+        RefCell::new(ThreadState {
+            irql: PASSIVE_LEVEL,
+            held: Vec::new(),
+            rundown_refs: Vec::new(),
+            failing_rw_allocations: 0,
+        })
+    };
 }
 
 /// What the model knows across threads, for Driver Verifier's deadlock
