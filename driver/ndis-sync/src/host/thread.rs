@@ -9,11 +9,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
 use std::vec::Vec;
 
-#[cfg(loom)]
-use loom::thread_local;
-#[cfg(not(loom))]
-use std::thread_local;
-
 /// How a held lock was acquired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum HeldKind {
@@ -51,15 +46,19 @@ pub(crate) struct ThreadState {
     pub(crate) failing_rw_allocations: usize,
 }
 
-thread_local! {
-    static THREAD: RefCell<ThreadState> = const {
-        RefCell::new(ThreadState {
-            irql: PASSIVE_LEVEL,
-            held: Vec::new(),
-            rundown_refs: Vec::new(),
-            failing_rw_allocations: 0,
-        })
-    };
+impl ThreadState {
+    /// A processor at PASSIVE_LEVEL holding nothing.
+    const IDLE: Self =
+        Self { irql: PASSIVE_LEVEL, held: Vec::new(), rundown_refs: Vec::new(), failing_rw_allocations: 0 };
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    static THREAD: RefCell<ThreadState> = const { RefCell::new(ThreadState::IDLE) };
+}
+#[cfg(loom)]
+loom::thread_local! {
+    static THREAD: RefCell<ThreadState> = RefCell::new(ThreadState::IDLE);
 }
 
 /// What the model knows across threads, for Driver Verifier's deadlock
@@ -130,6 +129,7 @@ pub(crate) fn check_not_abandoned(lock: usize, function: &str) {
 /// check did not see (rule `Deadlock`).
 #[track_caller]
 pub(crate) fn spin_until(lock: usize, function: &str, mut try_take: impl FnMut() -> bool) {
+    #[cfg(not(loom))]
     let mut started = None;
     while !try_take() {
         check_not_abandoned(lock, function);
@@ -141,8 +141,6 @@ pub(crate) fn spin_until(lock: usize, function: &str, mut try_take: impl FnMut()
                 violation(Rule::Deadlock, format_args!("{function} on {lock:#x} has spun for {limit:?}: deadlock"))
             }
         }
-        #[cfg(loom)]
-        let _ = &mut started;
         super::spin_wait();
     }
 }
