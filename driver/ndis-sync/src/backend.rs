@@ -23,11 +23,12 @@ pub(crate) trait Backend {
     /// `EX_RUNDOWN_REF` or its model.
     type Rundown;
 
-    /// `NdisAllocateSpinLock` on a fresh value, returned by value.
+    /// `NdisAllocateSpinLock` at the lock's final address.
     ///
-    /// Moving it afterwards is fine: an idle spin lock holds no reference to
-    /// its own address.
-    fn spin_new() -> Self::SpinLock;
+    /// # Safety
+    /// `slot` is valid for writes, and the lock stays at that address until
+    /// `spin_free`.
+    unsafe fn spin_init(slot: *mut Self::SpinLock);
     /// `NdisFreeSpinLock`.
     ///
     /// # Safety
@@ -80,10 +81,12 @@ pub(crate) trait Backend {
     /// `state` is the one passed to the matching acquire, on this processor.
     unsafe fn rw_release(lock: *mut Self::RwLock, state: *mut LOCK_STATE_EX);
 
-    /// `ExInitializeRundownProtection` on a fresh value, returned by value.
+    /// `ExInitializeRundownProtection` at the reference's final address.
     ///
-    /// Moving it afterwards is fine: an idle `EX_RUNDOWN_REF` is a count.
-    fn rundown_new() -> Self::Rundown;
+    /// # Safety
+    /// `slot` is valid for writes, and the reference stays at that address
+    /// until `rundown_free`.
+    unsafe fn rundown_init(slot: *mut Self::Rundown);
     /// `ExAcquireRundownProtection`.
     ///
     /// # Safety

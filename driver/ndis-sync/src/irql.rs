@@ -175,7 +175,7 @@ impl CallbackIrql {
     ///
     /// ```
     /// use ndis_sync::{CallbackIrql, SpinLock};
-    /// let lock = SpinLock::new(0);
+    /// ndis_sync::stack_pin_init!(let lock = SpinLock::new(0));
     /// // SAFETY: flag clear, and a test thread runs at PASSIVE_LEVEL.
     /// let seen = unsafe {
     ///     CallbackIrql::with(false, |irql| match irql {

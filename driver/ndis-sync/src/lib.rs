@@ -20,7 +20,8 @@
 //!
 //! ```compile_fail,E0499
 //! use ndis_sync::{Passive, SpinLock};
-//! let (a_lock, b_lock) = (SpinLock::new(1), SpinLock::new(2));
+//! ndis_sync::stack_pin_init!(let a_lock = SpinLock::new(1));
+//! ndis_sync::stack_pin_init!(let b_lock = SpinLock::new(2));
 //! let mut passive = unsafe { Passive::new_unchecked() };
 //! let a = a_lock.lock(&mut passive);
 //! let b = b_lock.lock(&mut passive); // error: `passive` is already borrowed by `a`
@@ -32,7 +33,8 @@
 //!
 //! ```
 //! use ndis_sync::{Passive, SpinLock};
-//! let (a_lock, b_lock) = (SpinLock::new(1), SpinLock::new(2));
+//! ndis_sync::stack_pin_init!(let a_lock = SpinLock::new(1));
+//! ndis_sync::stack_pin_init!(let b_lock = SpinLock::new(2));
 //! // SAFETY: a test thread runs at PASSIVE_LEVEL.
 //! let mut passive = unsafe { Passive::new_unchecked() };
 //! let mut a = a_lock.lock(&mut passive);
@@ -111,7 +113,7 @@
 //!     counters.bytes += len;
 //! }
 //!
-//! let endpoint = SpinLock::new(Counters::default());
+//! ndis_sync::stack_pin_init!(let endpoint = SpinLock::new(Counters::default()));
 //! // NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL was clear.
 //! // SAFETY: the flag comes from NDIS; a test thread runs at PASSIVE_LEVEL.
 //! unsafe {
@@ -120,7 +122,7 @@
 //!         count(&endpoint, irql, 40);
 //!     })
 //! };
-//! let counters = endpoint.into_inner();
+//! let counters = endpoint.as_mut().data_mut();
 //! assert_eq!((counters.packets, counters.bytes), (2, 100));
 //! ```
 //!
@@ -145,7 +147,7 @@
 //! ```
 //! use ndis_sync::{Passive, Rundown};
 //!
-//! let module = Rundown::new(String::from("filter module"));
+//! ndis_sync::stack_pin_init!(let module = Rundown::new(String::from("filter module")));
 //! // An IOCTL enumerating modules:
 //! if let Some(m) = module.try_acquire() {
 //!     assert_eq!(m.len(), 13);
@@ -189,8 +191,11 @@
 //! No poisoning: in a driver a panic is a bug check.
 #![cfg_attr(target_os = "windows", no_std)]
 
+extern crate alloc;
+
 mod atomic;
 mod backend;
+mod init;
 mod irql;
 mod rundown;
 mod rw_lock;
@@ -201,8 +206,14 @@ pub mod host;
 #[cfg(target_os = "windows")]
 mod kernel;
 
+pub use init::{init_from_closure, try_pin_box, InitClosure, PinInit};
 pub use irql::{AtMostDispatch, CallbackIrql, Dispatch, MaybeDispatch, Passive};
 pub use ndis_sys::{APC_LEVEL, DISPATCH_LEVEL, KIRQL, PASSIVE_LEVEL};
 pub use rundown::{Rundown, RundownGuard};
 pub use rw_lock::{AllocError, RwLock};
 pub use spin_lock::{MappedSpinLockGuard, SpinLock, SpinLockGuard};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::init::StackSlot;
+}

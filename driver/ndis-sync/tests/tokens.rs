@@ -3,6 +3,8 @@
 
 mod common;
 
+use ndis_sync::stack_pin_init;
+
 use common::passive;
 use ndis_sync::host::{self, at_dispatch, at_irql};
 use ndis_sync::{CallbackIrql, Dispatch, MaybeDispatch, Passive, APC_LEVEL, DISPATCH_LEVEL};
@@ -62,7 +64,8 @@ fn dispatch_flag_set_at_passive_is_reported() {
 #[test]
 #[should_panic(expected = "CallbackTokenInsideLock")]
 fn second_callback_token_inside_a_held_lock_is_reported() {
-    let (a, b) = (ndis_sync::SpinLock::new(1), ndis_sync::SpinLock::new(2));
+    stack_pin_init!(let a = ndis_sync::SpinLock::new(1));
+    stack_pin_init!(let b = ndis_sync::SpinLock::new(2));
     // SAFETY: flag clear, and a test thread runs at PASSIVE_LEVEL.
     unsafe {
         CallbackIrql::with(false, |irql| {

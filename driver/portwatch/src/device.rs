@@ -18,7 +18,7 @@ use crate::endpoint::Endpoint;
 use crate::entry::globals;
 use crate::ioctl::Reply;
 use crate::irp::Irp;
-use crate::pool::try_box;
+use ndis_sync::try_pin_box;
 
 /// The dispatch routine for IRP_MJ_CREATE, CLEANUP, CLOSE and DEVICE_CONTROL.
 ///
@@ -49,12 +49,12 @@ fn create(mut irp: Irp, _irql: &mut Passive) -> NTSTATUS {
     let Some(endpoint) = Endpoint::try_new(globals().next_endpoint_id()) else {
         return irp.complete(STATUS_INSUFFICIENT_RESOURCES, 0);
     };
-    match try_box(endpoint) {
-        Ok(endpoint) => {
+    match try_pin_box(endpoint) {
+        Some(endpoint) => {
             irp.set_endpoint(endpoint);
             irp.complete(STATUS_SUCCESS, 0)
         }
-        Err(_) => irp.complete(STATUS_INSUFFICIENT_RESOURCES, 0),
+        None => irp.complete(STATUS_INSUFFICIENT_RESOURCES, 0),
     }
 }
 

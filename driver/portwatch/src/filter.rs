@@ -20,7 +20,6 @@ use portwatch_proto::ModuleState;
 use crate::entry::globals;
 use crate::modules::{fixed_name, DataEntry, Module, NdisHandle};
 use crate::nbl::Chain;
-use crate::pool::try_box;
 use crate::ports::Direction;
 use crate::trace::trace;
 
@@ -99,7 +98,7 @@ unsafe extern "system" fn attach(
         unsafe { unicode_chars(s) }
     });
     let new_module = Module::new(NdisHandle(filter_handle), params.BaseMiniportIfIndex, fixed_name(name));
-    let Ok(new_module) = try_box(new_module) else { return NDIS_STATUS_RESOURCES };
+    let Some(new_module) = ndis_sync::try_pin_box(new_module) else { return NDIS_STATUS_RESOURCES };
     let attributes = NDIS_FILTER_ATTRIBUTES {
         Header: NDIS_OBJECT_HEADER {
             Type: NDIS_OBJECT_TYPE_FILTER_ATTRIBUTES,
@@ -108,7 +107,9 @@ unsafe extern "system" fn attach(
         },
         Flags: 0,
     };
-    let context = Box::into_raw(new_module);
+    // SAFETY: the module stays pinned: every `Box::from_raw` below frees it
+    // in place.
+    let context = Box::into_raw(unsafe { core::pin::Pin::into_inner_unchecked(new_module) });
     // SAFETY: `filter_handle` is NDIS's handle for this attach; `context`
     // stays allocated until FilterDetach; the attributes are valid.
     let status = unsafe { NdisFSetAttributes(filter_handle, context.cast(), &attributes) };

@@ -13,7 +13,7 @@
 //! ```
 //! use ndis_sync::{host, SpinLock, DISPATCH_LEVEL, PASSIVE_LEVEL};
 //!
-//! let lock = SpinLock::new(0u32);
+//! ndis_sync::stack_pin_init!(let lock = SpinLock::new(0u32));
 //! host::at_dispatch(|dispatch| {
 //!     let mut guard = lock.lock_at_dispatch(dispatch);
 //!     *guard += 1;
@@ -122,7 +122,7 @@ pub fn held_lock_count() -> usize {
 /// Number of rundown protections this thread holds.
 ///
 /// ```
-/// let rundown = ndis_sync::Rundown::new(());
+/// ndis_sync::stack_pin_init!(let rundown = ndis_sync::Rundown::new(()));
 /// let guard = rundown.try_acquire();
 /// assert_eq!(ndis_sync::host::rundown_protection_count(), 1);
 /// drop(guard);
@@ -160,8 +160,9 @@ impl Backend for Host {
     type RwLock = HostRwLock;
     type Rundown = HostRundown;
 
-    fn spin_new() -> HostSpinLock {
-        HostSpinLock::new()
+    unsafe fn spin_init(slot: *mut HostSpinLock) {
+        // SAFETY: the caller guarantees `slot` is writable and final.
+        unsafe { HostSpinLock::init_at(slot) }
     }
 
     unsafe fn spin_free(lock: *mut HostSpinLock) {
@@ -213,8 +214,9 @@ impl Backend for Host {
         unsafe { (*lock).release(&mut *state) }
     }
 
-    fn rundown_new() -> HostRundown {
-        HostRundown::new()
+    unsafe fn rundown_init(slot: *mut HostRundown) {
+        // SAFETY: the caller guarantees `slot` is writable and final.
+        unsafe { HostRundown::init_at(slot) }
     }
 
     unsafe fn rundown_acquire(rundown: *mut HostRundown) -> bool {

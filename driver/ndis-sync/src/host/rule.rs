@@ -70,6 +70,10 @@ pub enum Rule {
     /// A spin or RW lock waited for longer than a second: a deadlock that
     /// no other rule named.
     Deadlock,
+    /// A spin lock or rundown reference used or freed at an address other
+    /// than the one it was initialised at (`NdisAllocateSpinLock`,
+    /// `ExInitializeRundownProtection` identify it by that address).
+    LockMoved,
 }
 
 impl fmt::Display for Rule {

@@ -13,16 +13,46 @@ const ONE_REF: usize = 2;
 #[derive(Debug)]
 pub(crate) struct HostRundown {
     count: AtomicUsize,
+    /// The address `ExInitializeRundownProtection` was called on.
+    home: usize,
 }
 
 impl HostRundown {
-    /// `ExInitializeRundownProtection`.
-    pub(crate) fn new() -> Self {
-        Self { count: AtomicUsize::new(0) }
+    /// `ExInitializeRundownProtection` on `slot`, which becomes the
+    /// reference's address.
+    ///
+    /// # Safety
+    /// `slot` is valid for writes.
+    pub(crate) unsafe fn init_at(slot: *mut Self) {
+        // SAFETY: the caller guarantees `slot` is valid for writes.
+        unsafe { slot.write(Self { count: AtomicUsize::new(0), home: slot as usize }) }
     }
 
+    /// Checks that `this` is where the reference was initialised (rule
+    /// `LockMoved`).
+    ///
+    /// # Safety
+    /// `this` points to a live reference.
+    #[track_caller]
+    unsafe fn check_home(this: *const Self) -> usize {
+        // SAFETY: the caller guarantees `this` is live.
+        let home = unsafe { (*this).home };
+        let addr = this as usize;
+        if addr != home && !std::thread::panicking() {
+            violation(
+                Rule::LockMoved,
+                format_args!(
+                    "rundown reference initialised at {home:#x} (ExInitializeRundownProtection) used at {addr:#x}"
+                ),
+            )
+        }
+        addr
+    }
+
+    #[track_caller]
     fn addr(&self) -> usize {
-        self as *const Self as usize
+        // SAFETY: `self` is live.
+        unsafe { Self::check_home(self) }
     }
 
     /// `ExAcquireRundownProtection`.
@@ -55,7 +85,9 @@ impl HostRundown {
         with_thread(|t| {
             const F: &str = "ExReleaseRundownProtection";
             t.require_at_most_dispatch(F);
-            let Some(index) = t.rundown_refs.iter().rposition(|&r| r == this as usize) else {
+            // SAFETY: the caller guarantees `this` is live until the decrement.
+            let addr = unsafe { Self::check_home(this) };
+            let Some(index) = t.rundown_refs.iter().rposition(|&r| r == addr) else {
                 violation(
                     Rule::RundownReleaseNotAcquired,
                     format_args!("{F} without a matching acquire on this thread"),
@@ -102,6 +134,7 @@ impl HostRundown {
     #[track_caller]
     pub(crate) fn reinitialize(&self) {
         const F: &str = "ExReInitializeRundownProtection";
+        self.addr();
         Self::require_at_most_apc(F);
         if self.count.load(Ordering::Acquire) != ACTIVE {
             violation(Rule::RundownReinitializeNotRunDown, format_args!("{F} before the run-down completed"))
@@ -112,6 +145,7 @@ impl HostRundown {
     /// The end of the reference's storage.
     #[track_caller]
     pub(crate) fn free(&self) {
+        self.addr();
         let refs = self.count.load(Ordering::Acquire) / ONE_REF;
         // While unwinding, a second panic would abort the test process.
         if refs != 0 && !std::thread::panicking() {

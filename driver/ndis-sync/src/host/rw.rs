@@ -29,8 +29,10 @@ impl HostRwLock {
         if fail {
             return core::ptr::null_mut();
         }
-        let lock = Self { state: AtomicUsize::new(0) };
-        std::boxed::Box::into_raw(std::boxed::Box::new(lock))
+        let lock = std::boxed::Box::into_raw(std::boxed::Box::new(Self { state: AtomicUsize::new(0) }));
+        // A lock allocated here is a new lock, whatever was here before.
+        forget_lock(lock as usize);
+        lock
     }
 
     /// `NdisFreeRWLock`.

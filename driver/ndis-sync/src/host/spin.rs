@@ -12,16 +12,35 @@ pub(crate) struct HostSpinLock {
     locked: AtomicBool,
     /// `OldIrql`: written by the holder, read at release.
     old_irql: AtomicU8,
+    /// The address `NdisAllocateSpinLock` was called on.
+    home: usize,
 }
 
 impl HostSpinLock {
-    /// `NdisAllocateSpinLock`.
-    pub(crate) fn new() -> Self {
-        Self { locked: AtomicBool::new(false), old_irql: AtomicU8::new(PASSIVE_LEVEL) }
+    /// `NdisAllocateSpinLock` on `slot`, which becomes the lock's address.
+    ///
+    /// # Safety
+    /// `slot` is valid for writes.
+    pub(crate) unsafe fn init_at(slot: *mut Self) {
+        let lock = Self { locked: AtomicBool::new(false), old_irql: AtomicU8::new(PASSIVE_LEVEL), home: slot as usize };
+        // A lock initialised here is a new lock, whatever was here before.
+        forget_lock(slot as usize);
+        // SAFETY: the caller guarantees `slot` is valid for writes.
+        unsafe { slot.write(lock) }
     }
 
+    /// The lock's address, after checking it is the one it was initialised
+    /// at (rule `LockMoved`).
+    #[track_caller]
     fn addr(&self) -> usize {
-        self as *const Self as usize
+        let addr = self as *const Self as usize;
+        if addr != self.home && !std::thread::panicking() {
+            violation(
+                Rule::LockMoved,
+                format_args!("spin lock initialised at {:#x} (NdisAllocateSpinLock) used at {addr:#x}", self.home),
+            )
+        }
+        addr
     }
 
     #[track_caller]

@@ -3,7 +3,8 @@
 use ndis_sync::{CallbackIrql, SpinLock};
 
 fn main() {
-    let (a, b) = (SpinLock::new(1), SpinLock::new(2));
+    ndis_sync::stack_pin_init!(let a = SpinLock::new(1));
+    ndis_sync::stack_pin_init!(let b = SpinLock::new(2));
     // SAFETY: the flag is NDIS's (this is a compile-fail test).
     unsafe {
         CallbackIrql::with(false, |irql| {

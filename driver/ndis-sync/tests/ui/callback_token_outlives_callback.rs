@@ -6,7 +6,7 @@ struct Later<'a> {
 }
 
 fn main() {
-    let lock = SpinLock::new(0);
+    ndis_sync::stack_pin_init!(let lock = SpinLock::new(0));
     let mut later = None;
     // SAFETY: the flag is NDIS's (this is a compile-fail test).
     unsafe { CallbackIrql::with(false, |irql| later = Some(Later { irql })) };
