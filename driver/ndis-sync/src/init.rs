@@ -95,13 +95,16 @@ pub unsafe fn init_from_closure<T, F: FnOnce(*mut T)>(f: F) -> InitClosure<F, T>
 }
 
 /// Allocates storage for a `T` and initialises it there; `None` when the
-/// allocation fails.
+/// allocation fails. Host builds only: the kernel build has no allocator of
+/// its own (a driver writes the same few lines against its pool, as
+/// PortWatch's `pool::try_pin_box` does).
 ///
 /// ```
 /// use ndis_sync::{try_pin_box, SpinLock};
 /// let lock = try_pin_box(SpinLock::new(5)).expect("allocated");
 /// assert_eq!(*lock.lock(&mut unsafe { ndis_sync::Passive::new_unchecked() }), 5);
 /// ```
+#[cfg(not(target_os = "windows"))]
 pub fn try_pin_box<T>(init: impl PinInit<T>) -> Option<Pin<alloc::boxed::Box<T>>> {
     use alloc::alloc::{alloc, Layout};
     use alloc::boxed::Box;

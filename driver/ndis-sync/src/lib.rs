@@ -191,6 +191,7 @@
 //! No poisoning: in a driver a panic is a bug check.
 #![cfg_attr(target_os = "windows", no_std)]
 
+#[cfg(not(target_os = "windows"))]
 extern crate alloc;
 
 mod atomic;
@@ -206,7 +207,9 @@ pub mod host;
 #[cfg(target_os = "windows")]
 mod kernel;
 
-pub use init::{init_from_closure, try_pin_box, InitClosure, PinInit};
+#[cfg(not(target_os = "windows"))]
+pub use init::try_pin_box;
+pub use init::{init_from_closure, InitClosure, PinInit};
 pub use irql::{AtMostDispatch, CallbackIrql, Dispatch, MaybeDispatch, Passive};
 pub use ndis_sys::{APC_LEVEL, DISPATCH_LEVEL, KIRQL, PASSIVE_LEVEL};
 pub use rundown::{Rundown, RundownGuard};

@@ -173,9 +173,9 @@ pub fn device_control(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pool::try_pin_box;
     use crate::ports::{EndpointId, PortKey};
     use core::pin::Pin;
-    use ndis_sync::try_pin_box;
     use proto::Wire;
     use std::boxed::Box;
     use std::sync::Arc;

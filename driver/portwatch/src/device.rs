@@ -18,7 +18,7 @@ use crate::endpoint::Endpoint;
 use crate::entry::globals;
 use crate::ioctl::Reply;
 use crate::irp::Irp;
-use ndis_sync::try_pin_box;
+use crate::pool::try_pin_box;
 
 /// The dispatch routine for IRP_MJ_CREATE, CLEANUP, CLOSE and DEVICE_CONTROL.
 ///

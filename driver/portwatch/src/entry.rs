@@ -88,7 +88,7 @@ pub unsafe extern "system" fn DriverEntry(driver: *mut DRIVER_OBJECT, _registry_
     // SAFETY: DriverEntry runs at PASSIVE_LEVEL (R1).
     let mut irql = unsafe { Passive::new_unchecked() };
     let Ok(globals) = Globals::try_new() else { return STATUS_INSUFFICIENT_RESOURCES };
-    let Some(globals) = ndis_sync::try_pin_box(globals) else { return STATUS_INSUFFICIENT_RESOURCES };
+    let Some(globals) = crate::pool::try_pin_box(globals) else { return STATUS_INSUFFICIENT_RESOURCES };
     // SAFETY: the globals stay pinned: DriverUnload turns the pointer back
     // into the box, which frees them in place.
     GLOBALS.store(Box::into_raw(unsafe { core::pin::Pin::into_inner_unchecked(globals) }), Ordering::Release);

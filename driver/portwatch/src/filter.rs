@@ -98,7 +98,7 @@ unsafe extern "system" fn attach(
         unsafe { unicode_chars(s) }
     });
     let new_module = Module::new(NdisHandle(filter_handle), params.BaseMiniportIfIndex, fixed_name(name));
-    let Some(new_module) = ndis_sync::try_pin_box(new_module) else { return NDIS_STATUS_RESOURCES };
+    let Some(new_module) = crate::pool::try_pin_box(new_module) else { return NDIS_STATUS_RESOURCES };
     let attributes = NDIS_FILTER_ATTRIBUTES {
         Header: NDIS_OBJECT_HEADER {
             Type: NDIS_OBJECT_TYPE_FILTER_ATTRIBUTES,

@@ -280,7 +280,7 @@ mod tests {
 
     fn module(if_index: u32) -> core::pin::Pin<Box<Module>> {
         let name: Vec<u16> = "eth".encode_utf16().collect();
-        ndis_sync::try_pin_box(Module::new(NdisHandle(core::ptr::null_mut()), if_index, fixed_name(&name))).unwrap()
+        crate::pool::try_pin_box(Module::new(NdisHandle(core::ptr::null_mut()), if_index, fixed_name(&name))).unwrap()
     }
 
     #[test]
@@ -332,8 +332,8 @@ mod pause_tests {
     use super::*;
 
     fn module() -> core::pin::Pin<alloc::boxed::Box<Module>> {
-        let m =
-            ndis_sync::try_pin_box(Module::new(NdisHandle(core::ptr::null_mut()), 1, [0; MODULE_NAME_CHARS])).unwrap();
+        let m = crate::pool::try_pin_box(Module::new(NdisHandle(core::ptr::null_mut()), 1, [0; MODULE_NAME_CHARS]))
+            .unwrap();
         m.set_state(ModuleState::Paused);
         m
     }
