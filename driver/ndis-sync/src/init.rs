@@ -183,9 +183,13 @@ impl<T> Drop for StackSlot<T> {
 macro_rules! stack_pin_init {
     (let $name:ident = $init:expr) => {
         let mut $name = $crate::__private::StackSlot::uninit();
-        // SAFETY: the slot's name is shadowed right here, so it cannot be
-        // moved again.
+        // `$init` is evaluated outside the `unsafe` block (its temporaries
+        // live to the end of the `match`).
         #[allow(unused_mut)]
-        let mut $name = unsafe { $name.init($init) };
+        let mut $name = match $init {
+            // SAFETY: the slot's name is shadowed right here, so it cannot
+            // be moved again.
+            init => unsafe { $name.init(init) },
+        };
     };
 }

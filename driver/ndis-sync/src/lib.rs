@@ -147,7 +147,7 @@
 //! ```
 //! use ndis_sync::{Passive, Rundown};
 //!
-//! ndis_sync::stack_pin_init!(let module = Rundown::new(String::from("filter module")));
+//! ndis_sync::stack_pin_init!(let module = Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, String::from("filter module")));
 //! // An IOCTL enumerating modules:
 //! if let Some(m) = module.try_acquire() {
 //!     assert_eq!(m.len(), 13);

@@ -42,7 +42,7 @@ const RUN_DOWN: u8 = 2;
 /// ```
 /// use ndis_sync::{stack_pin_init, Passive, Rundown};
 ///
-/// ndis_sync::stack_pin_init!(let module = Rundown::new(String::from("adapter 1")));
+/// ndis_sync::stack_pin_init!(let module = Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, String::from("adapter 1")));
 /// if let Some(name) = module.try_acquire() {
 ///     assert_eq!(name.as_str(), "adapter 1");
 /// }
@@ -71,12 +71,22 @@ impl<T> Rundown<T> {
     /// An initialiser of the wrapper: `ExInitializeRundownProtection` at
     /// its final address, and `value` initialised in place next to it.
     ///
+    /// `ExInitializeRundownProtection` is callable at IRQL <= APC_LEVEL, so
+    /// the initialiser borrows a [`Passive`] token: it runs where the token
+    /// is valid, and cannot be sent elsewhere or kept past it.
+    ///
     /// ```
-    /// ndis_sync::stack_pin_init!(let endpoint = ndis_sync::Rundown::new(42));
+    /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+    /// let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+    /// ndis_sync::stack_pin_init!(let endpoint = ndis_sync::Rundown::new(&passive, 42));
     /// assert!(!endpoint.is_run_down());
     /// ```
-    pub fn new(value: impl PinInit<T>) -> impl PinInit<Self> {
+    pub fn new<'a, I: PinInit<T> + 'a>(irql: &'a Passive, value: I) -> impl PinInit<Self> + 'a
+    where
+        T: 'a,
+    {
         let init = move |slot: *mut Self| {
+            let _ = irql;
             // SAFETY: `slot` is valid for writes and pinned (the
             // initialiser's contract); `&raw mut` makes no reference to
             // the uninitialised memory. `MaybeUninit<T>` and
@@ -97,7 +107,7 @@ impl<T> Rundown<T> {
     /// guard is dropped (`ExReleaseRundownProtection`).
     ///
     /// ```
-    /// ndis_sync::stack_pin_init!(let endpoint = ndis_sync::Rundown::new(42));
+    /// ndis_sync::stack_pin_init!(let endpoint = ndis_sync::Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, 42));
     /// let guard = endpoint.try_acquire().expect("not run down");
     /// assert_eq!(*guard, 42);
     /// ```
@@ -130,7 +140,7 @@ impl<T> Rundown<T> {
     ///
     /// ```
     /// use ndis_sync::{Passive, Rundown};
-    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(vec![1, 2]));
+    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, vec![1, 2]));
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
     /// let passive = unsafe { Passive::new_unchecked() };
     /// assert_eq!(endpoint.run_down(&passive), Some(vec![1, 2]));
@@ -154,7 +164,7 @@ impl<T> Rundown<T> {
     ///
     /// ```
     /// use ndis_sync::{Passive, Rundown, SpinLock};
-    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(SpinLock::new(vec![1, 2])));
+    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, SpinLock::new(vec![1, 2])));
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
     /// let passive = unsafe { Passive::new_unchecked() };
     /// let taken = endpoint.run_down_with(&passive, |state| core::mem::take(state.data_mut()));
@@ -199,7 +209,7 @@ impl<T> Rundown<T> {
     ///
     /// ```
     /// use ndis_sync::{Passive, Rundown};
-    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(()));
+    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, ()));
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
     /// endpoint.run_down(&unsafe { Passive::new_unchecked() });
     /// assert!(endpoint.is_run_down());
@@ -215,7 +225,7 @@ impl<T> Rundown<T> {
     ///
     /// ```
     /// use ndis_sync::{Passive, Rundown};
-    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(1));
+    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, 1));
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
     /// let passive = unsafe { Passive::new_unchecked() };
     /// assert_eq!(endpoint.as_mut().reinitialize(&passive, 2), Err(2));
@@ -243,7 +253,7 @@ impl<T> Rundown<T> {
     /// once run down.
     ///
     /// ```
-    /// ndis_sync::stack_pin_init!(let endpoint = ndis_sync::Rundown::new(1));
+    /// ndis_sync::stack_pin_init!(let endpoint = ndis_sync::Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, 1));
     /// *endpoint.as_mut().value_mut().unwrap() = 2;
     /// assert_eq!(*endpoint.try_acquire().unwrap(), 2);
     /// ```

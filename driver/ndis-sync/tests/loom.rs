@@ -105,7 +105,7 @@ struct Probe {
 #[test]
 fn run_down_returns_after_the_last_guard_and_blocks_new_ones() {
     model(|| {
-        let rundown = Arc::new(ndis_sync::try_pin_box(Rundown::new(Arc::new(Probe::default()))).unwrap());
+        let rundown = Arc::new(ndis_sync::try_pin_box(Rundown::new(&passive(), Arc::new(Probe::default()))).unwrap());
         let user = {
             let rundown = rundown.clone();
             thread::spawn(move || {
@@ -128,7 +128,7 @@ fn run_down_returns_after_the_last_guard_and_blocks_new_ones() {
 #[test]
 fn racing_run_downs_take_the_value_once() {
     model(|| {
-        let rundown = Arc::new(ndis_sync::try_pin_box(Rundown::new(7)).unwrap());
+        let rundown = Arc::new(ndis_sync::try_pin_box(Rundown::new(&passive(), 7)).unwrap());
         let other = {
             let rundown = rundown.clone();
             thread::spawn(move || {

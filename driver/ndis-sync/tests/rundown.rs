@@ -22,7 +22,7 @@ impl Drop for DropCounter<'_> {
 
 #[test]
 fn guards_share_the_value_and_release_on_drop() {
-    stack_pin_init!(let rundown = Rundown::new(3));
+    stack_pin_init!(let rundown = Rundown::new(&passive(), 3));
     let (a, b) = (rundown.try_acquire().unwrap(), rundown.try_acquire().unwrap());
     assert_eq!(*a + *b, 6);
     assert_eq!(host::rundown_protection_count(), 2);
@@ -33,13 +33,13 @@ fn guards_share_the_value_and_release_on_drop() {
 
 #[test]
 fn try_acquire_works_at_dispatch() {
-    stack_pin_init!(let rundown = Rundown::new(3));
+    stack_pin_init!(let rundown = Rundown::new(&passive(), 3));
     assert_eq!(at_dispatch(|_| rundown.try_acquire().map(|g| *g)), Some(3));
 }
 
 #[test]
 fn run_down_waits_for_the_last_guard() {
-    stack_pin_init!(let rundown = Rundown::new(7));
+    stack_pin_init!(let rundown = Rundown::new(&passive(), 7));
     let released = AtomicBool::new(false);
     let acquired = Barrier::new(2);
     std::thread::scope(|s| {
@@ -64,7 +64,7 @@ fn racing_run_downs_take_the_value_exactly_once() {
     let drops = AtomicUsize::new(0);
     let winners = AtomicUsize::new(0);
     {
-        stack_pin_init!(let rundown = Rundown::new(DropCounter(&drops)));
+        stack_pin_init!(let rundown = Rundown::new(&passive(), DropCounter(&drops)));
         let start = Barrier::new(3);
         std::thread::scope(|s| {
             for _ in 0..3 {
@@ -86,20 +86,20 @@ fn racing_run_downs_take_the_value_exactly_once() {
 #[test]
 fn dropping_without_run_down_drops_the_value() {
     let drops = AtomicUsize::new(0);
-    drop(ndis_sync::try_pin_box(Rundown::new(DropCounter(&drops))).unwrap());
+    drop(ndis_sync::try_pin_box(Rundown::new(&passive(), DropCounter(&drops))).unwrap());
     assert_eq!(drops.load(Ordering::SeqCst), 1);
 }
 
 #[test]
 fn run_down_is_allowed_at_apc() {
-    stack_pin_init!(let rundown = Rundown::new(1));
+    stack_pin_init!(let rundown = Rundown::new(&passive(), 1));
     let p = passive();
     assert_eq!(at_irql(APC_LEVEL, || rundown.run_down(&p)), Some(1));
 }
 
 #[test]
 fn reinitialize_only_after_run_down() {
-    stack_pin_init!(let rundown = Rundown::new(1));
+    stack_pin_init!(let rundown = Rundown::new(&passive(), 1));
     let p = passive();
     assert_eq!(rundown.as_mut().reinitialize(&p, 2), Err(2));
     assert_eq!(rundown.run_down(&p), Some(1));
@@ -113,7 +113,7 @@ fn reinitialize_only_after_run_down() {
 #[test]
 #[should_panic(expected = "RundownWaitAboveApc")]
 fn run_down_at_dispatch_is_reported() {
-    stack_pin_init!(let rundown = Rundown::new(1));
+    stack_pin_init!(let rundown = Rundown::new(&passive(), 1));
     let p = passive();
     at_dispatch(|_| rundown.run_down(&p));
 }
@@ -121,7 +121,7 @@ fn run_down_at_dispatch_is_reported() {
 #[test]
 #[should_panic(expected = "RundownWaitWhileHolding")]
 fn run_down_while_holding_protection_is_reported() {
-    stack_pin_init!(let rundown = Rundown::new(1));
+    stack_pin_init!(let rundown = Rundown::new(&passive(), 1));
     let _guard = rundown.try_acquire();
     rundown.run_down(&passive());
 }
@@ -129,7 +129,7 @@ fn run_down_while_holding_protection_is_reported() {
 #[test]
 #[should_panic(expected = "RundownFreedWithReferences")]
 fn dropping_with_a_leaked_guard_is_reported() {
-    stack_pin_init!(let rundown = Rundown::new(1));
+    stack_pin_init!(let rundown = Rundown::new(&passive(), 1));
     core::mem::forget(rundown.try_acquire());
 } // dropped here, in place
 
@@ -155,7 +155,7 @@ impl Storage {
 #[test]
 fn owner_frees_the_storage_right_after_run_down() {
     for _ in 0..if cfg!(miri) { 4 } else { 200 } {
-        let pinned = ndis_sync::try_pin_box(Rundown::new(vec![1, 2, 3])).unwrap();
+        let pinned = ndis_sync::try_pin_box(Rundown::new(&passive(), vec![1, 2, 3])).unwrap();
         // SAFETY: the box is freed below through `Box::from_raw`, in place.
         let storage = Storage(Box::into_raw(unsafe { std::pin::Pin::into_inner_unchecked(pinned) }));
         let acquired = Barrier::new(2);

@@ -187,7 +187,7 @@ mod tests {
 
     fn setup() -> (Pin<Box<Globals>>, Pin<Box<Endpoint>>) {
         let g = try_pin_box(Globals::try_new().unwrap()).unwrap();
-        let ep = try_pin_box(Endpoint::try_new(g.next_endpoint_id()).unwrap()).unwrap();
+        let ep = try_pin_box(Endpoint::try_new(&passive(), g.next_endpoint_id()).unwrap()).unwrap();
         (g, ep)
     }
 
@@ -276,7 +276,7 @@ mod tests {
     #[test]
     fn cleanup_unbinds_everything_and_refuses_later_requests() {
         let (g, ep) = setup();
-        let other = try_pin_box(Endpoint::try_new(EndpointId(99)).unwrap()).unwrap();
+        let other = try_pin_box(Endpoint::try_new(&passive(), EndpointId(99)).unwrap()).unwrap();
         ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(6, 1), 0).0.unwrap();
         ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(6, 2), 0).0.unwrap();
         ioctl(&g, &other, proto::IOCTL_BIND_PORT, &port(6, 2), 0).0.unwrap();
@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn seed_000_races_never_tear() {
         let g = Arc::new(try_pin_box(Globals::try_new().unwrap()).unwrap());
-        let ep = Arc::new(try_pin_box(Endpoint::try_new(g.next_endpoint_id()).unwrap()).unwrap());
+        let ep = Arc::new(try_pin_box(Endpoint::try_new(&passive(), g.next_endpoint_id()).unwrap()).unwrap());
         let threads: Vec<_> = (0..4u8)
             .map(|t| {
                 let (g, ep) = (Arc::clone(&g), Arc::clone(&ep));

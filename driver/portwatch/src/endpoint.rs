@@ -13,7 +13,7 @@
 
 use alloc::vec::Vec;
 
-use ndis_sync::{init_from_closure, PinInit, Rundown, SpinLock};
+use ndis_sync::{init_from_closure, Passive, PinInit, Rundown, SpinLock};
 use portwatch_proto::MAX_BINDINGS_PER_ENDPOINT;
 
 use crate::ports::{EndpointId, PortKey, Traffic};
@@ -51,7 +51,7 @@ impl Endpoint {
     /// reference where they will live (they are identified by the address
     /// they were initialised at); `None` when the binding list cannot be
     /// allocated.
-    pub fn try_new(id: EndpointId) -> Option<impl PinInit<Self>> {
+    pub fn try_new(irql: &Passive, id: EndpointId) -> Option<impl PinInit<Self> + '_> {
         let mut bound = Vec::new();
         bound.try_reserve_exact(MAX_BINDINGS_PER_ENDPOINT as usize).ok()?;
         let state = EndpointState { local_address: Vec::new(), bound, retired: Traffic::default() };
@@ -60,7 +60,7 @@ impl Endpoint {
             // contract); each field is written once, the rundown in place.
             unsafe {
                 (&raw mut (*slot).id).write(id);
-                Rundown::new(SpinLock::new(state)).__pinned_init(&raw mut (*slot).live);
+                Rundown::new(irql, SpinLock::new(state)).__pinned_init(&raw mut (*slot).live);
             }
         };
         // SAFETY: the closure initialises both fields.

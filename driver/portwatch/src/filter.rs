@@ -97,7 +97,7 @@ unsafe extern "system" fn attach(
         // SAFETY: a valid UNICODE_STRING's Buffer holds Length bytes.
         unsafe { unicode_chars(s) }
     });
-    let new_module = Module::new(NdisHandle(filter_handle), params.BaseMiniportIfIndex, fixed_name(name));
+    let new_module = Module::new(&irql, NdisHandle(filter_handle), params.BaseMiniportIfIndex, fixed_name(name));
     let Some(new_module) = crate::pool::try_pin_box(new_module) else { return NDIS_STATUS_RESOURCES };
     let attributes = NDIS_FILTER_ATTRIBUTES {
         Header: NDIS_OBJECT_HEADER {

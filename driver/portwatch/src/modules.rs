@@ -60,7 +60,12 @@ impl Module {
     ///
     /// An initialiser: the rundown reference is initialised where the module
     /// will live (it is identified by that address).
-    pub fn new(ndis_handle: NdisHandle, if_index: u32, name: [u16; MODULE_NAME_CHARS]) -> impl PinInit<Self> {
+    pub fn new(
+        irql: &Passive,
+        ndis_handle: NdisHandle,
+        if_index: u32,
+        name: [u16; MODULE_NAME_CHARS],
+    ) -> impl PinInit<Self> + '_ {
         let init = move |slot: *mut Self| {
             // SAFETY: `slot` is valid for writes and pinned (the initialiser's
             // contract); each field is written once, the rundown in place.
@@ -71,7 +76,7 @@ impl Module {
                 (&raw mut (*slot).state).write(AtomicU32::new(ModuleState::Attaching as u32));
                 (&raw mut (*slot).in_flight).write(AtomicUsize::new(0));
                 (&raw mut (*slot).pause_pending).write(AtomicBool::new(false));
-                Rundown::new(()).__pinned_init(&raw mut (*slot).rundown);
+                Rundown::new(irql, ()).__pinned_init(&raw mut (*slot).rundown);
             }
         };
         // SAFETY: the closure initialises every field.
@@ -280,7 +285,9 @@ mod tests {
 
     fn module(if_index: u32) -> core::pin::Pin<Box<Module>> {
         let name: Vec<u16> = "eth".encode_utf16().collect();
-        crate::pool::try_pin_box(Module::new(NdisHandle(core::ptr::null_mut()), if_index, fixed_name(&name))).unwrap()
+        let irql = passive();
+        crate::pool::try_pin_box(Module::new(&irql, NdisHandle(core::ptr::null_mut()), if_index, fixed_name(&name)))
+            .unwrap()
     }
 
     #[test]
@@ -332,8 +339,10 @@ mod pause_tests {
     use super::*;
 
     fn module() -> core::pin::Pin<alloc::boxed::Box<Module>> {
-        let m = crate::pool::try_pin_box(Module::new(NdisHandle(core::ptr::null_mut()), 1, [0; MODULE_NAME_CHARS]))
-            .unwrap();
+        // SAFETY: host tests run at the modelled PASSIVE_LEVEL.
+        let passive = unsafe { Passive::new_unchecked() };
+        let m = Module::new(&passive, NdisHandle(core::ptr::null_mut()), 1, [0; MODULE_NAME_CHARS]);
+        let m = crate::pool::try_pin_box(m).unwrap();
         m.set_state(ModuleState::Paused);
         m
     }

@@ -74,6 +74,8 @@ pub enum Rule {
     /// than the one it was initialised at (`NdisAllocateSpinLock`,
     /// `ExInitializeRundownProtection` identify it by that address).
     LockMoved,
+    /// `ExInitializeRundownProtection` above `APC_LEVEL`.
+    RundownInitAboveApc,
 }
 
 impl fmt::Display for Rule {

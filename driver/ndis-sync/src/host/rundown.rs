@@ -23,7 +23,9 @@ impl HostRundown {
     ///
     /// # Safety
     /// `slot` is valid for writes.
+    #[track_caller]
     pub(crate) unsafe fn init_at(slot: *mut Self) {
+        Self::require_at_most_apc(Rule::RundownInitAboveApc, "ExInitializeRundownProtection");
         // SAFETY: the caller guarantees `slot` is valid for writes.
         unsafe { slot.write(Self { count: AtomicUsize::new(0), home: slot as usize }) }
     }
@@ -101,10 +103,10 @@ impl HostRundown {
     }
 
     #[track_caller]
-    fn require_at_most_apc(function: &str) {
+    fn require_at_most_apc(rule: Rule, function: &str) {
         let irql = with_thread(|t| t.irql);
         if irql > APC_LEVEL {
-            violation(Rule::RundownWaitAboveApc, format_args!("{function} requires IRQL <= APC_LEVEL, IRQL is {irql}"))
+            violation(rule, format_args!("{function} requires IRQL <= APC_LEVEL, IRQL is {irql}"))
         }
     }
 
@@ -112,7 +114,7 @@ impl HostRundown {
     #[track_caller]
     pub(crate) fn wait(&self) {
         const F: &str = "ExWaitForRundownProtectionRelease";
-        Self::require_at_most_apc(F);
+        Self::require_at_most_apc(Rule::RundownWaitAboveApc, F);
         if with_thread(|t| t.rundown_refs.contains(&self.addr())) {
             violation(
                 Rule::RundownWaitWhileHolding,
@@ -135,7 +137,7 @@ impl HostRundown {
     pub(crate) fn reinitialize(&self) {
         const F: &str = "ExReInitializeRundownProtection";
         self.addr();
-        Self::require_at_most_apc(F);
+        Self::require_at_most_apc(Rule::RundownWaitAboveApc, F);
         if self.count.load(Ordering::Acquire) != ACTIVE {
             violation(Rule::RundownReinitializeNotRunDown, format_args!("{F} before the run-down completed"))
         }

@@ -47,6 +47,12 @@ fn spin_lock_freed_away_from_where_it_was_initialised_is_reported() {
 }
 
 #[test]
+#[should_panic(expected = "RundownInitAboveApc")]
+fn rundown_initialised_at_dispatch_is_reported() {
+    at_irql(DISPATCH_LEVEL, || drop(rundown_ref()));
+}
+
+#[test]
 #[should_panic(expected = "LockMoved")]
 fn rundown_used_away_from_where_it_was_initialised_is_reported() {
     let moved: HostRundown = *rundown_ref();

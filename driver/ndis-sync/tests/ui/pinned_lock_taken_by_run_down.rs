@@ -4,7 +4,7 @@
 use ndis_sync::{stack_pin_init, Passive, Rundown, SpinLock};
 
 fn main() {
-    stack_pin_init!(let endpoint = Rundown::new(SpinLock::new(0)));
+    stack_pin_init!(let endpoint = Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, SpinLock::new(0)));
     let passive = unsafe { Passive::new_unchecked() };
     let _lock = endpoint.run_down(&passive);
 }

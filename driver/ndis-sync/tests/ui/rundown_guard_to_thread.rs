@@ -7,7 +7,7 @@ fn leak<T>(init: impl ndis_sync::PinInit<T>) -> &'static T {
 }
 
 fn main() {
-    let endpoint: &'static Rundown<u32> = leak(Rundown::new(0));
+    let endpoint: &'static Rundown<u32> = leak(Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, 0));
     let guard = endpoint.try_acquire().unwrap();
     std::thread::spawn(move || drop(guard));
 }
