@@ -50,9 +50,9 @@
 //! | Primitive | Guaranteed by the types (misuse does not compile) | Checked at run time (host model; in the kernel, Driver Verifier) |
 //! |---|---|---|
 //! | IRQL tokens | forged only in `unsafe` code; `!Send`, `!Sync`; a callback's token ([`CallbackIrql::with`]) is borrowed for the callback and cannot be kept, moved out or used again while a lock taken with it is held | a token forged at the wrong IRQL; [`CallbackIrql::with`] called with a lock held (`CallbackTokenInsideLock`) |
-//! | [`SpinLock`] | data only through a guard; guard `!Send`; nested locks only through the outer guard's token, so they cannot outlive it (release order); nothing needing `&Passive` while held | recursion on the same lock (`SpinLockRecursion`); lock-order inversion and ABBA deadlock (`LockOrderInversion`); a lock left held by an ended thread (`ThreadExitedHoldingLock`); freeing a held lock; any spin over a second (`Deadlock`) |
+//! | [`SpinLock`] | initialised, used and freed at one address (an in-place initialiser, `!Unpin`, reached only through `Pin`); data only through a guard; guard `!Send`; nested locks only through the outer guard's token, so they cannot outlive it (release order); nothing needing `&Passive` while held | recursion on the same lock (`SpinLockRecursion`); lock-order inversion and ABBA deadlock (`LockOrderInversion`); a lock left held by an ended thread (`ThreadExitedHoldingLock`); freeing a held lock; any spin over a second (`Deadlock`); a lock used or freed elsewhere than where it was initialised (`LockMoved`) |
 //! | [`RwLock`] | `&T` to readers, `&mut T` to the writer, only inside the closure; the closure's token cannot escape; no upgrade | write inside one's own read (`RwWriteWhileReading`); any acquire inside one's own write (`RwLockReentered`, also in the kernel build: it would alias `&mut T`); lock-order inversion; freeing a held lock; wrong `NDIS_RWL_AT_DISPATCH_LEVEL` flag |
-//! | [`Rundown`] | value only through a guard, shared; `run_down` needs `&Passive`, so never under a lock; exactly one `run_down` gets the value; the guard holds no reference across its release | `run_down` while this thread holds one of its guards (`RundownWaitWhileHolding`); release without acquire; freeing with protection outstanding |
+//! | [`Rundown`] | initialised in place at <= APC (`Rundown::new` borrows `&Passive`), pinned, and a pinned value is consumed in place (`run_down` moves it out only if `T: Unpin`); value only through a guard, shared; `run_down` needs `&Passive`, so never under a lock; exactly one `run_down` gets the value; the guard holds no reference across its release | `run_down` while this thread holds one of its guards (`RundownWaitWhileHolding`); release without acquire; freeing with protection outstanding; initialised above APC_LEVEL; used elsewhere than where it was initialised (`LockMoved`) |
 //!
 //! # What the types cannot see
 //!
@@ -164,7 +164,7 @@
 //!
 //! | Method | NDIS / executive function | Callable at |
 //! |---|---|---|
-//! | [`SpinLock::new`] | `NdisAllocateSpinLock` | any IRQL |
+//! | [`SpinLock::new`] (in place) | `NdisAllocateSpinLock` | any IRQL |
 //! | drop, [`SpinLock::into_inner`] | `NdisFreeSpinLock` | any IRQL |
 //! | [`SpinLock::lock`] (`Passive`/`MaybeDispatch`) | `NdisAcquireSpinLock` / `NdisReleaseSpinLock` | <= DISPATCH |
 //! | [`SpinLock::lock`] (`Dispatch`), [`SpinLock::lock_at_dispatch`] | `NdisDprAcquireSpinLock` / `NdisDprReleaseSpinLock` | DISPATCH |
@@ -172,9 +172,10 @@
 //! | drop, [`RwLock::into_inner`] | `NdisFreeRWLock` | <= DISPATCH |
 //! | [`RwLock::read`], [`RwLock::write`] | `NdisAcquireRWLockRead` / `NdisAcquireRWLockWrite` / `NdisReleaseRWLock` (flags 0, or `NDIS_RWL_AT_DISPATCH_LEVEL` with a `Dispatch` token) | <= DISPATCH |
 //! | [`RwLock::read_at_dispatch`], [`RwLock::write_at_dispatch`] | the same with `NDIS_RWL_AT_DISPATCH_LEVEL` | DISPATCH |
-//! | [`Rundown::new`] | `ExInitializeRundownProtection` | <= APC |
+//! | [`Rundown::new`] (in place; takes `&Passive`) | `ExInitializeRundownProtection` | <= APC |
 //! | [`Rundown::try_acquire`], guard drop | `ExAcquireRundownProtection` / `ExReleaseRundownProtection` | <= DISPATCH |
-//! | [`Rundown::run_down`] | `ExWaitForRundownProtectionRelease`, `ExRundownCompleted` | <= APC (takes `&Passive`) |
+//! | [`Rundown::run_down`], [`Rundown::run_down_with`] | `ExWaitForRundownProtectionRelease`, `ExRundownCompleted` | <= APC (takes `&Passive`) |
+//! | drop of a [`Rundown`] | nothing (the reference needs no free) | any |
 //! | [`Rundown::reinitialize`] | `ExReInitializeRundownProtection` | <= APC (takes `&Passive`) |
 //!
 //! Every function is imported from `ndis.sys` or `ntoskrnl.exe`, which
