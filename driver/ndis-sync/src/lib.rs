@@ -165,7 +165,7 @@
 //! | Method | NDIS / executive function | Callable at |
 //! |---|---|---|
 //! | [`SpinLock::new`] (in place) | `NdisAllocateSpinLock` | any IRQL |
-//! | drop, [`SpinLock::into_inner`] | `NdisFreeSpinLock` | any IRQL |
+//! | drop (in place) | `NdisFreeSpinLock` | any IRQL |
 //! | [`SpinLock::lock`] (`Passive`/`MaybeDispatch`) | `NdisAcquireSpinLock` / `NdisReleaseSpinLock` | <= DISPATCH |
 //! | [`SpinLock::lock`] (`Dispatch`), [`SpinLock::lock_at_dispatch`] | `NdisDprAcquireSpinLock` / `NdisDprReleaseSpinLock` | DISPATCH |
 //! | [`RwLock::new`], [`RwLock::with_handle`] | `NdisAllocateRWLock` | <= DISPATCH |
