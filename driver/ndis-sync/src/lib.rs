@@ -147,14 +147,14 @@
 //! ```
 //! use ndis_sync::{Passive, Rundown};
 //!
-//! ndis_sync::stack_pin_init!(let module = Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, String::from("filter module")));
+//! // SAFETY: a test thread runs at PASSIVE_LEVEL.
+//! let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+//! ndis_sync::stack_pin_init!(let module = Rundown::new(&passive, String::from("filter module")));
 //! // An IOCTL enumerating modules:
 //! if let Some(m) = module.try_acquire() {
 //!     assert_eq!(m.len(), 13);
 //! } // protection released here
 //! // FilterDetach (PASSIVE_LEVEL): wait for every user, then free.
-//! // SAFETY: a test thread runs at PASSIVE_LEVEL.
-//! let passive = unsafe { Passive::new_unchecked() };
 //! let taken = module.run_down(&passive);
 //! assert!(taken.is_some());
 //! assert!(module.try_acquire().is_none());

@@ -42,12 +42,12 @@ const RUN_DOWN: u8 = 2;
 /// ```
 /// use ndis_sync::{stack_pin_init, Passive, Rundown};
 ///
-/// ndis_sync::stack_pin_init!(let module = Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, String::from("adapter 1")));
+/// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+/// let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+/// ndis_sync::stack_pin_init!(let module = Rundown::new(&passive, String::from("adapter 1")));
 /// if let Some(name) = module.try_acquire() {
 ///     assert_eq!(name.as_str(), "adapter 1");
 /// }
-/// // SAFETY: a test thread runs at PASSIVE_LEVEL.
-/// let passive = unsafe { Passive::new_unchecked() };
 /// assert_eq!(module.run_down(&passive).as_deref(), Some("adapter 1"));
 /// assert!(module.try_acquire().is_none());
 /// ```
@@ -107,7 +107,9 @@ impl<T> Rundown<T> {
     /// guard is dropped (`ExReleaseRundownProtection`).
     ///
     /// ```
-    /// ndis_sync::stack_pin_init!(let endpoint = ndis_sync::Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, 42));
+    /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+    /// let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+    /// ndis_sync::stack_pin_init!(let endpoint = ndis_sync::Rundown::new(&passive, 42));
     /// let guard = endpoint.try_acquire().expect("not run down");
     /// assert_eq!(*guard, 42);
     /// ```
@@ -140,9 +142,9 @@ impl<T> Rundown<T> {
     ///
     /// ```
     /// use ndis_sync::{Passive, Rundown};
-    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, vec![1, 2]));
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
-    /// let passive = unsafe { Passive::new_unchecked() };
+    /// let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(&passive, vec![1, 2]));
     /// assert_eq!(endpoint.run_down(&passive), Some(vec![1, 2]));
     /// assert_eq!(endpoint.run_down(&passive), None);
     /// ```
@@ -164,9 +166,9 @@ impl<T> Rundown<T> {
     ///
     /// ```
     /// use ndis_sync::{Passive, Rundown, SpinLock};
-    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, SpinLock::new(vec![1, 2])));
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
-    /// let passive = unsafe { Passive::new_unchecked() };
+    /// let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(&passive, SpinLock::new(vec![1, 2])));
     /// let taken = endpoint.run_down_with(&passive, |state| core::mem::take(state.data_mut()));
     /// assert_eq!(taken, Some(vec![1, 2]));
     /// ```
@@ -209,7 +211,9 @@ impl<T> Rundown<T> {
     ///
     /// ```
     /// use ndis_sync::{Passive, Rundown};
-    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, ()));
+    /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+    /// let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(&passive, ()));
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
     /// endpoint.run_down(&unsafe { Passive::new_unchecked() });
     /// assert!(endpoint.is_run_down());
@@ -225,9 +229,9 @@ impl<T> Rundown<T> {
     ///
     /// ```
     /// use ndis_sync::{Passive, Rundown};
-    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, 1));
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
-    /// let passive = unsafe { Passive::new_unchecked() };
+    /// let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(&passive, 1));
     /// assert_eq!(endpoint.as_mut().reinitialize(&passive, 2), Err(2));
     /// endpoint.run_down(&passive);
     /// assert_eq!(endpoint.as_mut().reinitialize(&passive, 3), Ok(()));
@@ -253,7 +257,9 @@ impl<T> Rundown<T> {
     /// once run down.
     ///
     /// ```
-    /// ndis_sync::stack_pin_init!(let endpoint = ndis_sync::Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, 1));
+    /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+    /// let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+    /// ndis_sync::stack_pin_init!(let endpoint = ndis_sync::Rundown::new(&passive, 1));
     /// *endpoint.as_mut().value_mut().unwrap() = 2;
     /// assert_eq!(*endpoint.try_acquire().unwrap(), 2);
     /// ```

@@ -122,7 +122,9 @@ pub fn held_lock_count() -> usize {
 /// Number of rundown protections this thread holds.
 ///
 /// ```
-/// ndis_sync::stack_pin_init!(let rundown = ndis_sync::Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, ()));
+/// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+/// let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+/// ndis_sync::stack_pin_init!(let rundown = ndis_sync::Rundown::new(&passive, ()));
 /// let guard = rundown.try_acquire();
 /// assert_eq!(ndis_sync::host::rundown_protection_count(), 1);
 /// drop(guard);
