@@ -92,6 +92,12 @@ RUSTFLAGS="--cfg loom" cargo test -p ndis-sync --release --target-dir target/loo
 
 step "Miri: ndis-sync host tests"
 MIRIFLAGS="-Zmiri-strict-provenance" cargo +nightly miri test -p ndis-sync --target-dir target/miri
+# The driver's CLEANUP pattern (storage freed right after run_down while the
+# last guard is still in its drop), under both aliasing models, many schedules.
+MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-many-seeds=0..16" \
+    cargo +nightly miri test -p ndis-sync --target-dir target/miri --test rundown owner_frees
+MIRIFLAGS="-Zmiri-strict-provenance -Zmiri-tree-borrows -Zmiri-many-seeds=0..16" \
+    cargo +nightly miri test -p ndis-sync --target-dir target/miri --test rundown owner_frees
 
 step "fuzzing: ${FUZZ_SECONDS:-60} s per target"
 FUZZ_SECONDS=${FUZZ_SECONDS:-60} scripts/fuzz.sh

@@ -23,11 +23,12 @@ pub(crate) trait Backend {
     /// `EX_RUNDOWN_REF` or its model.
     type Rundown;
 
-    /// `NdisAllocateSpinLock` on a fresh value, returned by value.
+    /// `NdisAllocateSpinLock` at the lock's final address.
     ///
-    /// Moving it afterwards is fine: an idle spin lock holds no reference to
-    /// its own address.
-    fn spin_new() -> Self::SpinLock;
+    /// # Safety
+    /// `slot` is valid for writes, and the lock stays at that address until
+    /// `spin_free`.
+    unsafe fn spin_init(slot: *mut Self::SpinLock);
     /// `NdisFreeSpinLock`.
     ///
     /// # Safety
@@ -53,16 +54,6 @@ pub(crate) trait Backend {
     /// # Safety
     /// Pairs with a `spin_acquire_dpr` by this processor.
     unsafe fn spin_release_dpr(lock: *mut Self::SpinLock);
-    /// `KeTryToAcquireSpinLockAtDpcLevel` on the lock's `KSPIN_LOCK`.
-    ///
-    /// # Safety
-    /// As `spin_acquire_dpr`.
-    unsafe fn spin_try_acquire_dpr(lock: *mut Self::SpinLock) -> bool;
-    /// `KeReleaseSpinLockFromDpcLevel` after a successful `spin_try_acquire_dpr`.
-    ///
-    /// # Safety
-    /// Pairs with a successful `spin_try_acquire_dpr` by this processor.
-    unsafe fn spin_release_try(lock: *mut Self::SpinLock);
 
     /// `NdisAllocateRWLock`; null on failure.
     ///
@@ -90,10 +81,12 @@ pub(crate) trait Backend {
     /// `state` is the one passed to the matching acquire, on this processor.
     unsafe fn rw_release(lock: *mut Self::RwLock, state: *mut LOCK_STATE_EX);
 
-    /// `ExInitializeRundownProtection` on a fresh value, returned by value.
+    /// `ExInitializeRundownProtection` at the reference's final address.
     ///
-    /// Moving it afterwards is fine: an idle `EX_RUNDOWN_REF` is a count.
-    fn rundown_new() -> Self::Rundown;
+    /// # Safety
+    /// `slot` is valid for writes, and the reference stays at that address
+    /// until `rundown_free`.
+    unsafe fn rundown_init(slot: *mut Self::Rundown);
     /// `ExAcquireRundownProtection`.
     ///
     /// # Safety
@@ -122,6 +115,8 @@ pub(crate) trait Backend {
 
     /// Checks the IRQL a token is forged at (host model only).
     fn check_token_irql(token: TokenIrql);
+    /// Checks that a callback's token is made with no lock held (host model only).
+    fn check_callback_entry();
 }
 
 /// Which token is being forged, for [`Backend::check_token_irql`].
@@ -141,6 +136,12 @@ pub(crate) type Active = crate::kernel::Kernel;
 /// The backend this build uses.
 #[cfg(not(target_os = "windows"))]
 pub(crate) type Active = crate::host::Host;
+
+/// Shorthand for the active backend's callback-entry check.
+#[track_caller]
+pub(crate) fn check_callback_entry() {
+    <Active as Backend>::check_callback_entry();
+}
 
 /// Shorthand for the active backend's token check.
 pub(crate) fn check_token_irql(token: TokenIrql) {

@@ -139,6 +139,18 @@ impl MaybeDispatch {
 /// The IRQL an NDIS data-path or status callback was entered at, as told by
 /// its `*_DISPATCH_LEVEL` flag (`NDIS_SEND_FLAGS_DISPATCH_LEVEL`,
 /// `NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL`, ...).
+///
+/// Only ever seen behind a `&mut` borrowed for one call of
+/// [`CallbackIrql::with`]: its token cannot be moved out, stored in a
+/// `static` or in anything that outlives the callback, and while a lock
+/// taken with it is held it cannot be used again.
+///
+/// ```compile_fail,E0521
+/// use ndis_sync::CallbackIrql;
+/// let mut kept = None;
+/// // SAFETY: flag clear, and a test thread runs at PASSIVE_LEVEL.
+/// unsafe { CallbackIrql::with(false, |irql| kept = Some(irql)) };
+/// ```
 #[derive(Debug)]
 pub enum CallbackIrql {
     /// The flag was set: the callback runs at `DISPATCH_LEVEL`.
@@ -148,36 +160,50 @@ pub enum CallbackIrql {
 }
 
 impl CallbackIrql {
-    /// Turns an NDIS `*_DISPATCH_LEVEL` flag into a token.
+    /// Runs `f` with the token an NDIS `*_DISPATCH_LEVEL` flag proves,
+    /// borrowed for the call only.
     ///
     /// # Safety
     ///
     /// `at_dispatch` must be the flag NDIS passed to the running callback
-    /// (set only when the IRQL is `DISPATCH_LEVEL`), and the callback must
-    /// run at most at `DISPATCH_LEVEL`, as every NDIS data-path callback does.
+    /// (set only when the IRQL is `DISPATCH_LEVEL`), the callback must run at
+    /// most at `DISPATCH_LEVEL`, as every NDIS data-path callback does, and
+    /// the IRQL must not change during `f` except through the locks it takes.
+    /// Call it once, where the callback starts, with no lock held: a second
+    /// call inside a held lock would forge a second token (the host model
+    /// reports it, rule `CallbackTokenInsideLock`).
     ///
     /// ```
-    /// use ndis_sync::CallbackIrql;
+    /// use ndis_sync::{CallbackIrql, SpinLock};
+    /// ndis_sync::stack_pin_init!(let lock = SpinLock::new(0));
     /// // SAFETY: flag clear, and a test thread runs at PASSIVE_LEVEL.
-    /// let irql = unsafe { CallbackIrql::from_dispatch_flag(false) };
-    /// assert!(matches!(irql, CallbackIrql::Unknown(_)));
+    /// let seen = unsafe {
+    ///     CallbackIrql::with(false, |irql| match irql {
+    ///         CallbackIrql::Dispatch(dispatch) => *lock.lock(dispatch),
+    ///         CallbackIrql::Unknown(maybe) => *lock.lock(maybe),
+    ///     })
+    /// };
+    /// assert_eq!(seen, 0);
     /// ```
-    pub unsafe fn from_dispatch_flag(at_dispatch: bool) -> Self {
-        if at_dispatch {
+    #[track_caller]
+    pub unsafe fn with<R>(at_dispatch: bool, f: impl FnOnce(&mut CallbackIrql) -> R) -> R {
+        crate::backend::check_callback_entry();
+        let mut irql = if at_dispatch {
             // SAFETY: the caller guarantees the flag is set only at DISPATCH_LEVEL.
             Self::Dispatch(unsafe { Dispatch::new_unchecked() })
         } else {
             // SAFETY: the caller guarantees the callback runs at most at DISPATCH_LEVEL.
             Self::Unknown(unsafe { MaybeDispatch::new_unchecked() })
-        }
+        };
+        f(&mut irql)
     }
 
     /// `true` when the flag said `DISPATCH_LEVEL`.
     ///
     /// ```
     /// // SAFETY: flag clear, and a test thread runs at PASSIVE_LEVEL.
-    /// let irql = unsafe { ndis_sync::CallbackIrql::from_dispatch_flag(false) };
-    /// assert!(!irql.is_dispatch());
+    /// let at_dispatch = unsafe { ndis_sync::CallbackIrql::with(false, |irql| irql.is_dispatch()) };
+    /// assert!(!at_dispatch);
     /// ```
     pub fn is_dispatch(&self) -> bool {
         matches!(self, Self::Dispatch(_))

@@ -12,13 +12,14 @@ impl Backend for Kernel {
     type RwLock = NDIS_RW_LOCK_EX;
     type Rundown = EX_RUNDOWN_REF;
 
-    fn spin_new() -> NDIS_SPIN_LOCK {
-        let mut lock = NDIS_SPIN_LOCK::default();
-        // SAFETY: `lock` is a valid, writable NDIS_SPIN_LOCK. Returning it by
-        // value moves it: an unheld KSPIN_LOCK is a plain zero word with no
-        // reference to its own address, so the copy is an initialized lock.
-        unsafe { ndis_sys::NdisAllocateSpinLock(&mut lock) };
-        lock
+    unsafe fn spin_init(slot: *mut NDIS_SPIN_LOCK) {
+        // SAFETY: the caller guarantees `slot` is writable and is where the
+        // lock stays until NdisFreeSpinLock: NdisAllocateSpinLock runs on
+        // the lock's final address, which is what identifies it.
+        unsafe {
+            slot.write(NDIS_SPIN_LOCK::default());
+            ndis_sys::NdisAllocateSpinLock(slot);
+        }
     }
 
     unsafe fn spin_free(lock: *mut NDIS_SPIN_LOCK) {
@@ -46,17 +47,6 @@ impl Backend for Kernel {
         unsafe { ndis_sys::NdisDprReleaseSpinLock(lock) }
     }
 
-    unsafe fn spin_try_acquire_dpr(lock: *mut NDIS_SPIN_LOCK) -> bool {
-        // SAFETY: the caller guarantees validity and DISPATCH_LEVEL; the
-        // KSPIN_LOCK is the first field of the NDIS_SPIN_LOCK.
-        unsafe { ndis_sys::KeTryToAcquireSpinLockAtDpcLevel(&raw mut (*lock).SpinLock) != 0 }
-    }
-
-    unsafe fn spin_release_try(lock: *mut NDIS_SPIN_LOCK) {
-        // SAFETY: the caller pairs this with a successful try-acquire.
-        unsafe { ndis_sys::KeReleaseSpinLockFromDpcLevel(&raw mut (*lock).SpinLock) }
-    }
-
     unsafe fn rw_allocate(handle: NDIS_HANDLE) -> *mut NDIS_RW_LOCK_EX {
         // SAFETY: the caller guarantees the handle is acceptable to NDIS.
         unsafe { ndis_sys::NdisAllocateRWLock(handle) }
@@ -82,14 +72,16 @@ impl Backend for Kernel {
         unsafe { ndis_sys::NdisReleaseRWLock(lock, state) }
     }
 
-    fn rundown_new() -> EX_RUNDOWN_REF {
-        // SAFETY: EX_RUNDOWN_REF is a union of integers and a pointer, for
-        // which all-zero is a valid bit pattern.
-        let mut rundown: EX_RUNDOWN_REF = unsafe { core::mem::zeroed() };
-        // SAFETY: `rundown` is valid and writable. Returning it moves it: an
-        // initialized, unreferenced EX_RUNDOWN_REF is a count of zero.
-        unsafe { ndis_sys::ExInitializeRundownProtection(&mut rundown) };
-        rundown
+    unsafe fn rundown_init(slot: *mut EX_RUNDOWN_REF) {
+        // SAFETY: the caller guarantees `slot` is writable and is where the
+        // reference stays until it is dropped; ExInitializeRundownProtection
+        // runs on that final address. All-zero is a valid EX_RUNDOWN_REF (a
+        // union of integers and a pointer), written first so the slot holds
+        // a valid value before the call.
+        unsafe {
+            slot.write(core::mem::zeroed());
+            ndis_sys::ExInitializeRundownProtection(slot);
+        }
     }
 
     unsafe fn rundown_acquire(rundown: *mut EX_RUNDOWN_REF) -> bool {
@@ -106,7 +98,7 @@ impl Backend for Kernel {
         // SAFETY: the caller guarantees a single waiter at IRQL <= APC. The
         // wait block lives on this stack frame and is only linked into the
         // reference until the wait returns; ExRundownCompleted then leaves
-        // the reference holding no pointer, so the wrapper may move later.
+        // the reference holding no pointer to this stack frame.
         unsafe {
             ndis_sys::ExWaitForRundownProtectionRelease(rundown);
             ndis_sys::ExRundownCompleted(rundown);
@@ -121,4 +113,6 @@ impl Backend for Kernel {
     unsafe fn rundown_free(_rundown: *mut EX_RUNDOWN_REF) {}
 
     fn check_token_irql(_token: TokenIrql) {}
+
+    fn check_callback_entry() {}
 }

@@ -20,7 +20,8 @@
 //!
 //! ```compile_fail,E0499
 //! use ndis_sync::{Passive, SpinLock};
-//! let (a_lock, b_lock) = (SpinLock::new(1), SpinLock::new(2));
+//! ndis_sync::stack_pin_init!(let a_lock = SpinLock::new(1));
+//! ndis_sync::stack_pin_init!(let b_lock = SpinLock::new(2));
 //! let mut passive = unsafe { Passive::new_unchecked() };
 //! let a = a_lock.lock(&mut passive);
 //! let b = b_lock.lock(&mut passive); // error: `passive` is already borrowed by `a`
@@ -32,7 +33,8 @@
 //!
 //! ```
 //! use ndis_sync::{Passive, SpinLock};
-//! let (a_lock, b_lock) = (SpinLock::new(1), SpinLock::new(2));
+//! ndis_sync::stack_pin_init!(let a_lock = SpinLock::new(1));
+//! ndis_sync::stack_pin_init!(let b_lock = SpinLock::new(2));
 //! // SAFETY: a test thread runs at PASSIVE_LEVEL.
 //! let mut passive = unsafe { Passive::new_unchecked() };
 //! let mut a = a_lock.lock(&mut passive);
@@ -43,6 +45,15 @@
 //! drop(a);
 //! ```
 //!
+//! # What the types guarantee, and what is checked at run time
+//!
+//! | Primitive | Guaranteed by the types (misuse does not compile) | Checked at run time (host model; in the kernel, Driver Verifier) |
+//! |---|---|---|
+//! | IRQL tokens | forged only in `unsafe` code; `!Send`, `!Sync`; a callback's token ([`CallbackIrql::with`]) is borrowed for the callback and cannot be kept, moved out or used again while a lock taken with it is held | a token forged at the wrong IRQL; [`CallbackIrql::with`] called with a lock held (`CallbackTokenInsideLock`) |
+//! | [`SpinLock`] | initialised, used and freed at one address (an in-place initialiser, `!Unpin`, reached only through `Pin`); data only through a guard; guard `!Send`; nested locks only through the outer guard's token, so they cannot outlive it (release order); nothing needing `&Passive` while held | recursion on the same lock (`SpinLockRecursion`); lock-order inversion and ABBA deadlock (`LockOrderInversion`); a lock left held by an ended thread (`ThreadExitedHoldingLock`); freeing a held lock; any spin over a second (`Deadlock`); a lock used or freed elsewhere than where it was initialised (`LockMoved`) |
+//! | [`RwLock`] | `&T` to readers, `&mut T` to the writer, only inside the closure; the closure's token cannot escape; no upgrade | write inside one's own read (`RwWriteWhileReading`); any acquire inside one's own write (`RwLockReentered`, also in the kernel build: it would alias `&mut T`); lock-order inversion; freeing a held lock; wrong `NDIS_RWL_AT_DISPATCH_LEVEL` flag |
+//! | [`Rundown`] | initialised in place at <= APC (`Rundown::new` borrows `&Passive`), pinned, and a pinned value is consumed in place (`run_down` moves it out only if `T: Unpin`); value only through a guard, shared; `run_down` needs `&Passive`, so never under a lock; exactly one `run_down` gets the value; the guard holds no reference across its release | `run_down` while this thread holds one of its guards (`RundownWaitWhileHolding`); release without acquire; freeing with protection outstanding; initialised above APC_LEVEL; used elsewhere than where it was initialised (`LockMoved`) |
+//!
 //! # What the types cannot see
 //!
 //! The guarantees above hold for code that lets guards drop. Leaking a
@@ -50,10 +61,36 @@
 //! borrow of the caller's token while the lock stays held and the IRQL
 //! stays at DISPATCH_LEVEL, after which the token compiles into calls it
 //! must not make. That is a hang or a bug check, not memory unsafety; don't
-//! leak guards. Two deadlocks are also left to run time (the host model and
-//! Driver Verifier report them): running down a [`Rundown`] while this
-//! thread holds one of its guards, and taking an [`RwLock`] for writing
-//! inside one of its own read closures.
+//! leak guards (the host model reports a thread that ends holding one).
+//!
+//! **Self-deadlock.** Taking a lock again while this processor holds it is
+//! a deadlock the types cannot rule out: locks are reached through shared
+//! references (the port table from every packet, an endpoint through its
+//! file object), so nothing in a `&SpinLock` or `&RwLock` says which locks
+//! the caller already holds, and a held guard lends a plain `&mut Dispatch`
+//! that is valid for any other lock. The cases are:
+//!
+//! * a spin lock taken again inside its own guard, through the guard's
+//!   `&mut Dispatch` (NDIS spin locks are not recursive);
+//! * an RW lock taken for writing inside one of its own read closures
+//!   (NDIS has no upgrade; seed 003);
+//! * [`Rundown::run_down`] inside one of its own guards (it waits for the
+//!   guard this thread holds); the types only forbid it under a lock.
+//!
+//! Each is a named failure, never a silent hang, wherever it can be
+//! checked: the host model (unit tests, loom, Miri) reports all three by
+//! rule name at the acquire (`SpinLockRecursion`, `RwWriteWhileReading`,
+//! `RundownWaitWhileHolding`), and PortWatch's harness reports the first
+//! two in the real driver binary. In the kernel build the
+//! guards add no instruction for it: the check would need the owning
+//! processor (`KeGetCurrentProcessorNumberEx`, an imported call per
+//! acquire, over the 2-instruction budget the guards keep over the raw
+//! calls) and would still not see a write inside a read, since NDIS keeps
+//! readers per processor inside the opaque lock. On a test machine Driver
+//! Verifier's deadlock detection (flag 0x20) bugchecks a recursive spin lock
+//! acquire with 0xC4 and reports lock-order inversions; its coverage of
+//! `NDIS_RW_LOCK_EX` is not documented, so for a write inside a read the
+//! host model and the harness are the check, and in the field it hangs.
 //!
 //! # Spin lock: per-endpoint state
 //!
@@ -76,13 +113,16 @@
 //!     counters.bytes += len;
 //! }
 //!
-//! let endpoint = SpinLock::new(Counters::default());
+//! ndis_sync::stack_pin_init!(let endpoint = SpinLock::new(Counters::default()));
 //! // NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL was clear.
 //! // SAFETY: the flag comes from NDIS; a test thread runs at PASSIVE_LEVEL.
-//! let mut irql = unsafe { CallbackIrql::from_dispatch_flag(false) };
-//! count(&endpoint, &mut irql, 60);
-//! count(&endpoint, &mut irql, 40);
-//! let counters = endpoint.into_inner();
+//! unsafe {
+//!     CallbackIrql::with(false, |irql| {
+//!         count(&endpoint, irql, 60);
+//!         count(&endpoint, irql, 40);
+//!     })
+//! };
+//! let counters = endpoint.as_mut().data_mut();
 //! assert_eq!((counters.packets, counters.bytes), (2, 100));
 //! ```
 //!
@@ -107,14 +147,14 @@
 //! ```
 //! use ndis_sync::{Passive, Rundown};
 //!
-//! let module = Rundown::new(String::from("filter module"));
+//! // SAFETY: a test thread runs at PASSIVE_LEVEL.
+//! let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+//! ndis_sync::stack_pin_init!(let module = Rundown::new(&passive, String::from("filter module")));
 //! // An IOCTL enumerating modules:
 //! if let Some(m) = module.try_acquire() {
 //!     assert_eq!(m.len(), 13);
 //! } // protection released here
 //! // FilterDetach (PASSIVE_LEVEL): wait for every user, then free.
-//! // SAFETY: a test thread runs at PASSIVE_LEVEL.
-//! let passive = unsafe { Passive::new_unchecked() };
 //! let taken = module.run_down(&passive);
 //! assert!(taken.is_some());
 //! assert!(module.try_acquire().is_none());
@@ -124,18 +164,18 @@
 //!
 //! | Method | NDIS / executive function | Callable at |
 //! |---|---|---|
-//! | [`SpinLock::new`] | `NdisAllocateSpinLock` | any IRQL |
-//! | drop, [`SpinLock::into_inner`] | `NdisFreeSpinLock` | any IRQL |
+//! | [`SpinLock::new`] (in place) | `NdisAllocateSpinLock` | any IRQL |
+//! | drop (in place) | `NdisFreeSpinLock` | any IRQL |
 //! | [`SpinLock::lock`] (`Passive`/`MaybeDispatch`) | `NdisAcquireSpinLock` / `NdisReleaseSpinLock` | <= DISPATCH |
 //! | [`SpinLock::lock`] (`Dispatch`), [`SpinLock::lock_at_dispatch`] | `NdisDprAcquireSpinLock` / `NdisDprReleaseSpinLock` | DISPATCH |
-//! | [`SpinLock::try_lock_at_dispatch`] | `KeTryToAcquireSpinLockAtDpcLevel` / `KeReleaseSpinLockFromDpcLevel` | DISPATCH |
 //! | [`RwLock::new`], [`RwLock::with_handle`] | `NdisAllocateRWLock` | <= DISPATCH |
 //! | drop, [`RwLock::into_inner`] | `NdisFreeRWLock` | <= DISPATCH |
 //! | [`RwLock::read`], [`RwLock::write`] | `NdisAcquireRWLockRead` / `NdisAcquireRWLockWrite` / `NdisReleaseRWLock` (flags 0, or `NDIS_RWL_AT_DISPATCH_LEVEL` with a `Dispatch` token) | <= DISPATCH |
 //! | [`RwLock::read_at_dispatch`], [`RwLock::write_at_dispatch`] | the same with `NDIS_RWL_AT_DISPATCH_LEVEL` | DISPATCH |
-//! | [`Rundown::new`] | `ExInitializeRundownProtection` | <= APC |
+//! | [`Rundown::new`] (in place; takes `&Passive`) | `ExInitializeRundownProtection` | <= APC |
 //! | [`Rundown::try_acquire`], guard drop | `ExAcquireRundownProtection` / `ExReleaseRundownProtection` | <= DISPATCH |
-//! | [`Rundown::run_down`] | `ExWaitForRundownProtectionRelease`, `ExRundownCompleted` | <= APC (takes `&Passive`) |
+//! | [`Rundown::run_down`], [`Rundown::run_down_with`] | `ExWaitForRundownProtectionRelease`, `ExRundownCompleted` | <= APC (takes `&Passive`) |
+//! | drop of a [`Rundown`] | nothing (the reference needs no free) | any |
 //! | [`Rundown::reinitialize`] | `ExReInitializeRundownProtection` | <= APC (takes `&Passive`) |
 //!
 //! Every function is imported from `ndis.sys` or `ntoskrnl.exe`, which
@@ -152,8 +192,12 @@
 //! No poisoning: in a driver a panic is a bug check.
 #![cfg_attr(target_os = "windows", no_std)]
 
+#[cfg(not(target_os = "windows"))]
+extern crate alloc;
+
 mod atomic;
 mod backend;
+mod init;
 mod irql;
 mod rundown;
 mod rw_lock;
@@ -164,8 +208,16 @@ pub mod host;
 #[cfg(target_os = "windows")]
 mod kernel;
 
+#[cfg(not(target_os = "windows"))]
+pub use init::try_pin_box;
+pub use init::{init_from_closure, InitClosure, PinInit};
 pub use irql::{AtMostDispatch, CallbackIrql, Dispatch, MaybeDispatch, Passive};
 pub use ndis_sys::{APC_LEVEL, DISPATCH_LEVEL, KIRQL, PASSIVE_LEVEL};
 pub use rundown::{Rundown, RundownGuard};
 pub use rw_lock::{AllocError, RwLock};
 pub use spin_lock::{MappedSpinLockGuard, SpinLock, SpinLockGuard};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::init::StackSlot;
+}

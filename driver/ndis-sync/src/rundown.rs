@@ -3,13 +3,16 @@
 
 use crate::atomic::{AtomicU8, Ordering};
 use crate::backend::{Active, Backend};
+use crate::init::{init_from_closure, PinInit};
 use crate::irql::NotSendSync;
 use crate::Passive;
 use core::cell::UnsafeCell;
 use core::fmt;
-use core::marker::PhantomData;
+use core::marker::{PhantomData, PhantomPinned};
 use core::mem::MaybeUninit;
 use core::ops::Deref;
+use core::pin::Pin;
+use core::ptr::NonNull;
 
 type RawRundown = <Active as Backend>::Rundown;
 
@@ -26,53 +29,77 @@ const RUN_DOWN: u8 = 2;
 /// Store it in non-paged memory: protection is acquired at up to
 /// `DISPATCH_LEVEL`.
 ///
-/// # Why it is not pinned
+/// # Pinned: initialised, used and freed at one address
 ///
-/// An idle `EX_RUNDOWN_REF` is a count with no reference to its own
-/// address. `ExWaitForRundownProtectionRelease` links a wait block on its
-/// caller's stack into it, but only while [`run_down`](Self::run_down) runs,
-/// which borrows `&self`, and `ExRundownCompleted` unlinks it before
-/// `run_down` returns. Guards borrow `&self` too, so the borrow checker
-/// allows a move only when nothing refers to the reference.
+/// `ExInitializeRundownProtection` identifies the reference by the address
+/// it was called on, and the value may itself be pinned (a [`SpinLock`]),
+/// so [`Rundown::new`] returns an initialiser ([`PinInit`]) that runs in the
+/// final storage ([`try_pin_box`](crate::try_pin_box),
+/// [`stack_pin_init!`](crate::stack_pin_init), or a containing structure's
+/// initialiser). The `Rundown` is `!Unpin` and dropped in place; the host
+/// model reports a reference used anywhere else (`LockMoved`).
 ///
 /// ```
-/// use ndis_sync::{Passive, Rundown};
+/// use ndis_sync::{stack_pin_init, Passive, Rundown};
 ///
-/// let module = Rundown::new(String::from("adapter 1"));
+/// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+/// let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+/// ndis_sync::stack_pin_init!(let module = Rundown::new(&passive, String::from("adapter 1")));
 /// if let Some(name) = module.try_acquire() {
 ///     assert_eq!(name.as_str(), "adapter 1");
 /// }
-/// // SAFETY: a test thread runs at PASSIVE_LEVEL.
-/// let passive = unsafe { Passive::new_unchecked() };
 /// assert_eq!(module.run_down(&passive).as_deref(), Some("adapter 1"));
 /// assert!(module.try_acquire().is_none());
 /// ```
+///
+/// [`SpinLock`]: crate::SpinLock
 pub struct Rundown<T> {
     raw: UnsafeCell<RawRundown>,
     phase: AtomicU8,
     value: UnsafeCell<MaybeUninit<T>>,
+    _pin: PhantomPinned,
 }
 
-// SAFETY: the value moves with the wrapper; the reference is plain data
-// while nothing refers to it, which owning the wrapper guarantees.
+// SAFETY: the value may be dropped (with the wrapper) on another thread;
+// the reference has no thread affinity.
 unsafe impl<T: Send> Send for Rundown<T> {}
 // SAFETY: guards on several threads share `&T` (needs `T: Sync`), and the
 // thread that wins `run_down` takes the `T` out (needs `T: Send`).
 unsafe impl<T: Send + Sync> Sync for Rundown<T> {}
 
 impl<T> Rundown<T> {
-    /// Wraps `value` (`ExInitializeRundownProtection`).
+    /// An initialiser of the wrapper: `ExInitializeRundownProtection` at
+    /// its final address, and `value` initialised in place next to it.
+    ///
+    /// `ExInitializeRundownProtection` is callable at IRQL <= APC_LEVEL, so
+    /// the initialiser borrows a [`Passive`] token: it runs where the token
+    /// is valid, and cannot be sent elsewhere or kept past it.
     ///
     /// ```
-    /// let endpoint = ndis_sync::Rundown::new(42);
+    /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+    /// let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+    /// ndis_sync::stack_pin_init!(let endpoint = ndis_sync::Rundown::new(&passive, 42));
     /// assert!(!endpoint.is_run_down());
     /// ```
-    pub fn new(value: T) -> Self {
-        Self {
-            raw: UnsafeCell::new(Active::rundown_new()),
-            phase: AtomicU8::new(LIVE),
-            value: UnsafeCell::new(MaybeUninit::new(value)),
-        }
+    pub fn new<'a, I: PinInit<T> + 'a>(irql: &'a Passive, value: I) -> impl PinInit<Self> + 'a
+    where
+        T: 'a,
+    {
+        let init = move |slot: *mut Self| {
+            let _ = irql;
+            // SAFETY: `slot` is valid for writes and pinned (the
+            // initialiser's contract); `&raw mut` makes no reference to
+            // the uninitialised memory. `MaybeUninit<T>` and
+            // `UnsafeCell<_>` have the layout of `T`.
+            unsafe {
+                Active::rundown_init(UnsafeCell::raw_get(&raw const (*slot).raw));
+                (&raw mut (*slot).phase).write(AtomicU8::new(LIVE));
+                value.__pinned_init(UnsafeCell::raw_get(&raw const (*slot).value).cast::<T>());
+            }
+        };
+        // SAFETY: the closure initialises every field (`_pin` is zero-sized),
+        // the reference and the value in place.
+        unsafe { init_from_closure(init) }
     }
 
     /// Acquires rundown protection (`ExAcquireRundownProtection`, IRQL <=
@@ -80,7 +107,9 @@ impl<T> Rundown<T> {
     /// guard is dropped (`ExReleaseRundownProtection`).
     ///
     /// ```
-    /// let endpoint = ndis_sync::Rundown::new(42);
+    /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+    /// let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+    /// ndis_sync::stack_pin_init!(let endpoint = ndis_sync::Rundown::new(&passive, 42));
     /// let guard = endpoint.try_acquire().expect("not run down");
     /// assert_eq!(*guard, 42);
     /// ```
@@ -94,12 +123,18 @@ impl<T> Rundown<T> {
         let acquired = unsafe { Active::rundown_acquire(self.raw.get()) };
         // `then`, not `then_some`: a guard built eagerly would be dropped,
         // releasing protection that was never acquired.
-        acquired.then(|| RundownGuard { rundown: self, _not_send_sync: PhantomData })
+        // INVARIANT: the acquire succeeded and `self` outlives the guard's `'a`.
+        acquired.then(|| RundownGuard {
+            rundown: NonNull::from(self),
+            _rundown: PhantomData,
+            _not_send_sync: PhantomData,
+        })
     }
 
     /// Blocks new protection, waits until every guard is dropped
     /// (`ExWaitForRundownProtectionRelease`, IRQL <= APC), and takes the
-    /// value out.
+    /// value out (for a value that may move: `T: Unpin`; otherwise see
+    /// [`run_down_with`](Self::run_down_with)).
     ///
     /// Exactly one call gets `Some(value)`, even when several threads run it
     /// down at once; the others return `None` at once. After any call has
@@ -107,14 +142,56 @@ impl<T> Rundown<T> {
     ///
     /// ```
     /// use ndis_sync::{Passive, Rundown};
-    /// let endpoint = Rundown::new(vec![1, 2]);
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
-    /// let passive = unsafe { Passive::new_unchecked() };
+    /// let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(&passive, vec![1, 2]));
     /// assert_eq!(endpoint.run_down(&passive), Some(vec![1, 2]));
     /// assert_eq!(endpoint.run_down(&passive), None);
     /// ```
     #[track_caller]
-    pub fn run_down(&self, irql: &Passive) -> Option<T> {
+    pub fn run_down(&self, irql: &Passive) -> Option<T>
+    where
+        T: Unpin,
+    {
+        self.wait_and_take(irql, |value| {
+            // SAFETY: `T: Unpin`, so moving the value out of its place is
+            // allowed; it is read exactly once (the phase).
+            unsafe { value.read() }
+        })
+    }
+
+    /// As [`run_down`](Self::run_down), for a value that must not move (a
+    /// [`SpinLock`](crate::SpinLock)): `f` gets it pinned where it lives,
+    /// then it is dropped there.
+    ///
+    /// ```
+    /// use ndis_sync::{Passive, Rundown, SpinLock};
+    /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+    /// let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(&passive, SpinLock::new(vec![1, 2])));
+    /// let taken = endpoint.run_down_with(&passive, |state| core::mem::take(state.data_mut()));
+    /// assert_eq!(taken, Some(vec![1, 2]));
+    /// ```
+    #[track_caller]
+    pub fn run_down_with<R>(&self, irql: &Passive, f: impl FnOnce(Pin<&mut T>) -> R) -> Option<R> {
+        self.wait_and_take(irql, |value| {
+            struct DropInPlace<T>(*mut T);
+            impl<T> Drop for DropInPlace<T> {
+                fn drop(&mut self) {
+                    // SAFETY: the value is initialised and owned by this
+                    // call (the phase); dropped once, where it lives.
+                    unsafe { self.0.drop_in_place() }
+                }
+            }
+            let value = DropInPlace(value);
+            // SAFETY: the value stays at its address until dropped in place
+            // right after `f` (also if `f` panics).
+            f(unsafe { Pin::new_unchecked(&mut *value.0) })
+        })
+    }
+
+    #[track_caller]
+    fn wait_and_take<R>(&self, irql: &Passive, take: impl FnOnce(*mut T) -> R) -> Option<R> {
         let _ = irql;
         let won = self.phase.compare_exchange(LIVE, RUNNING_DOWN, Ordering::AcqRel, Ordering::Acquire);
         if won.is_err() {
@@ -123,18 +200,20 @@ impl<T> Rundown<T> {
         // SAFETY: winning the phase makes this the only waiter; the token
         // proves PASSIVE_LEVEL (<= APC).
         unsafe { Active::rundown_wait(self.raw.get()) };
-        // SAFETY: the wait returned, so no guard exists and none can be
-        // created; the phase makes this the only taker of the initialized value.
-        let value = unsafe { (*self.value.get()).assume_init_read() };
+        // The wait returned, so no guard exists and none can be created;
+        // the phase makes this the only taker of the initialized value.
+        let taken = take(self.value.get().cast::<T>());
         self.phase.store(RUN_DOWN, Ordering::Release);
-        Some(value)
+        Some(taken)
     }
 
     /// `true` once a [`run_down`](Self::run_down) has begun.
     ///
     /// ```
     /// use ndis_sync::{Passive, Rundown};
-    /// let endpoint = Rundown::new(());
+    /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+    /// let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(&passive, ()));
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
     /// endpoint.run_down(&unsafe { Passive::new_unchecked() });
     /// assert!(endpoint.is_run_down());
@@ -144,43 +223,51 @@ impl<T> Rundown<T> {
     }
 
     /// Re-arms a run-down reference for a new value
-    /// (`ExReInitializeRundownProtection`, IRQL <= APC). Only after a
-    /// completed run-down; otherwise the value is handed back in `Err`.
+    /// (`ExReInitializeRundownProtection`, IRQL <= APC), initialised in
+    /// place. Only after a completed run-down; otherwise the initialiser is
+    /// handed back in `Err`.
     ///
     /// ```
     /// use ndis_sync::{Passive, Rundown};
-    /// let mut endpoint = Rundown::new(1);
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
-    /// let passive = unsafe { Passive::new_unchecked() };
-    /// assert_eq!(endpoint.reinitialize(&passive, 2), Err(2));
+    /// let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+    /// ndis_sync::stack_pin_init!(let endpoint = Rundown::new(&passive, 1));
+    /// assert_eq!(endpoint.as_mut().reinitialize(&passive, 2), Err(2));
     /// endpoint.run_down(&passive);
-    /// assert_eq!(endpoint.reinitialize(&passive, 3), Ok(()));
+    /// assert_eq!(endpoint.as_mut().reinitialize(&passive, 3), Ok(()));
     /// assert_eq!(*endpoint.try_acquire().unwrap(), 3);
     /// ```
     #[track_caller]
-    pub fn reinitialize(&mut self, irql: &Passive, value: T) -> Result<(), T> {
+    pub fn reinitialize<I: PinInit<T>>(self: Pin<&mut Self>, irql: &Passive, value: I) -> Result<(), I> {
         let _ = irql;
         if self.phase.load(Ordering::Acquire) != RUN_DOWN {
             return Err(value);
         }
-        // SAFETY: run-down completed and `&mut self` excludes every other user.
+        // SAFETY: run-down completed and `&mut self` excludes every other
+        // user; the reference is re-armed where it lives.
         unsafe { Active::rundown_reinitialize(self.raw.get()) };
-        self.value = UnsafeCell::new(MaybeUninit::new(value));
+        // SAFETY: the old value was taken by the run-down, so the slot is
+        // uninitialised storage that stays pinned with `self`.
+        unsafe { value.__pinned_init(self.value.get().cast::<T>()) };
         self.phase.store(LIVE, Ordering::Release);
         Ok(())
     }
 
-    /// The value, through exclusive access; `None` once run down.
+    /// The value, through exclusive access, pinned where it lives; `None`
+    /// once run down.
     ///
     /// ```
-    /// let mut endpoint = ndis_sync::Rundown::new(1);
-    /// *endpoint.get_mut().unwrap() = 2;
+    /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+    /// let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+    /// ndis_sync::stack_pin_init!(let endpoint = ndis_sync::Rundown::new(&passive, 1));
+    /// *endpoint.as_mut().value_mut().unwrap() = 2;
     /// assert_eq!(*endpoint.try_acquire().unwrap(), 2);
     /// ```
-    pub fn get_mut(&mut self) -> Option<&mut T> {
+    pub fn value_mut(self: Pin<&mut Self>) -> Option<Pin<&mut T>> {
         let live = self.phase.load(Ordering::Acquire) == LIVE;
-        // SAFETY: LIVE means the value is initialized; `&mut self` is exclusive.
-        live.then(|| unsafe { self.value.get_mut().assume_init_mut() })
+        // SAFETY: LIVE means the value is initialized; the exclusive pinned
+        // borrow of `self` is one of its structurally pinned value.
+        live.then(|| unsafe { Pin::new_unchecked((*self.value.get()).assume_init_mut()) })
     }
 }
 
@@ -203,9 +290,23 @@ impl<T> fmt::Debug for Rundown<T> {
 
 /// Rundown protection on a [`Rundown`]'s value: shared access until dropped
 /// (`ExReleaseRundownProtection`).
+///
+/// Like Rust-for-Linux's `RevocableGuard`, the guard holds a raw pointer and
+/// a `PhantomData` lifetime rather than a `&'a Rundown<T>`: the owner of the
+/// [`Rundown`] may free its storage as soon as [`Rundown::run_down`]
+/// returns, which can be while this guard's `drop` is still running on
+/// another processor, just after its release. No reference to the
+/// `Rundown` is alive at that point, and nothing is read through the
+/// pointer after the release.
 #[must_use = "protection is released as soon as the guard is dropped"]
 pub struct RundownGuard<'a, T> {
-    rundown: &'a Rundown<T>,
+    // INVARIANT: `rundown` points to a `Rundown<T>` on which this guard holds
+    // one successful `ExAcquireRundownProtection`. Until `drop` calls
+    // `ExReleaseRundownProtection` that protection keeps `run_down` from
+    // returning, so the pointee (and its value) is live; after that call the
+    // guard touches nothing, because the owner may free it at once.
+    rundown: NonNull<Rundown<T>>,
+    _rundown: PhantomData<&'a Rundown<T>>,
     _not_send_sync: NotSendSync,
 }
 
@@ -213,16 +314,22 @@ impl<T> Deref for RundownGuard<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        // SAFETY: protection is held, so `run_down` has not taken the value
-        // and cannot until this guard is dropped.
-        unsafe { (*self.rundown.value.get()).assume_init_ref() }
+        // SAFETY: by the invariant the `Rundown` is live and protection is
+        // held for as long as `self` is borrowed, so `run_down` has not taken
+        // the value and cannot until this guard is dropped.
+        unsafe { (*(*self.rundown.as_ptr()).value.get()).assume_init_ref() }
     }
 }
 
 impl<T> Drop for RundownGuard<'_, T> {
     fn drop(&mut self) {
-        // SAFETY: this guard is one successful acquire.
-        unsafe { Active::rundown_release(self.rundown.raw.get()) }
+        // SAFETY: by the invariant the `Rundown` is live here; `&raw const`
+        // makes no reference to it, only a pointer to its `EX_RUNDOWN_REF`.
+        let raw = UnsafeCell::raw_get(unsafe { &raw const (*self.rundown.as_ptr()).raw });
+        // SAFETY: this guard is one successful acquire on `raw`. This is the
+        // guard's last use of the pointer: once the release is done, the
+        // owner may free the `Rundown`.
+        unsafe { Active::rundown_release(raw) }
     }
 }
 

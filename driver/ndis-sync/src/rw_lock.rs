@@ -83,8 +83,15 @@ enum Mode {
 
 impl<T> RwLock<T> {
     /// Allocates the lock without an NDIS handle (`NdisAllocateRWLock(NULL)`,
-    /// IRQL <= DISPATCH). A NULL handle is accepted from Windows 8 on, so the
-    /// lock can be a global created in `DriverEntry`.
+    /// IRQL <= DISPATCH).
+    ///
+    /// Where NULL is allowed: `NdisAllocateRWLock` takes the filter driver
+    /// handle or a filter module's handle, and accepts NULL from Windows 8
+    /// (NDIS 6.30) on for a driver-wide lock made in `DriverEntry`, before
+    /// there is a handle. PortWatch's globals (the port table and the port
+    /// name) are such locks. A lock made later, for something that has a
+    /// handle (per filter module, in `FilterAttach`), must be made with
+    /// [`with_handle`](Self::with_handle) and that handle.
     ///
     /// ```
     /// let lock = ndis_sync::RwLock::new(0u32).expect("allocated");

@@ -1,12 +1,13 @@
 //! [`SpinLock`]: data protected by an `NDIS_SPIN_LOCK`.
 
 use crate::backend::{Active, Backend};
+use crate::init::{init_from_closure, PinInit};
 use crate::{AtMostDispatch, Dispatch};
 use core::cell::UnsafeCell;
 use core::fmt;
-use core::marker::PhantomData;
-use core::mem::ManuallyDrop;
+use core::marker::{PhantomData, PhantomPinned};
 use core::ops::{Deref, DerefMut};
+use core::pin::Pin;
 use core::ptr::NonNull;
 
 type RawSpinLock = <Active as Backend>::SpinLock;
@@ -16,45 +17,61 @@ type RawSpinLock = <Active as Backend>::SpinLock;
 /// Store it in non-paged memory (kernel pool, a global, the stack of a
 /// non-pageable function): it is touched at `DISPATCH_LEVEL`.
 ///
-/// # Why it is not pinned
+/// # Pinned: initialised, used and freed at one address
 ///
-/// An `NDIS_SPIN_LOCK` is a `KSPIN_LOCK` word plus a saved IRQL; while it is
-/// not held nothing refers to its address. Every guard borrows the lock
-/// (`&'a self`), so the borrow checker allows a move only when no guard
-/// exists, i.e. while the lock is free. (A guard leaked with `mem::forget`
-/// leaves the lock held forever; moving it then is no worse than leaving
-/// it, and the host model reports the free of a held lock.)
+/// `NdisAllocateSpinLock` identifies the lock by the address it was called
+/// on, so [`SpinLock::new`] returns an initialiser ([`PinInit`]) that runs
+/// it in the lock's final storage ([`try_pin_box`](crate::try_pin_box),
+/// [`stack_pin_init!`](crate::stack_pin_init), or a containing structure's
+/// initialiser). The lock is `!Unpin`: once there, safe code cannot move it,
+/// and `NdisFreeSpinLock` runs at the same address when it is dropped in
+/// place. The host model reports a lock used or freed anywhere else
+/// (`LockMoved`).
 ///
 /// ```
-/// use ndis_sync::{Passive, SpinLock};
+/// use ndis_sync::{stack_pin_init, Passive, SpinLock};
 ///
-/// let counter = SpinLock::new(0u64);
+/// ndis_sync::stack_pin_init!(let counter = SpinLock::new(0u64));
 /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
 /// let mut passive = unsafe { Passive::new_unchecked() };
 /// *counter.lock(&mut passive) += 1;
-/// assert_eq!(counter.into_inner(), 1);
+/// assert_eq!(*counter.as_mut().data_mut(), 1);
 /// ```
 pub struct SpinLock<T> {
     raw: UnsafeCell<RawSpinLock>,
     data: UnsafeCell<T>,
+    _pin: PhantomPinned,
 }
 
 // SAFETY: the lock hands out `&mut T` to one holder at a time, possibly on
 // another thread, so sharing the lock requires only `T: Send`, like a mutex.
 unsafe impl<T: Send> Sync for SpinLock<T> {}
-// SAFETY: moving the lock moves the `T`; the NDIS_SPIN_LOCK itself is plain
-// data with no thread affinity while unheld (and moving needs it unheld).
+// SAFETY: the `T` may be dropped (with the lock) on another thread; the
+// NDIS_SPIN_LOCK has no thread affinity while unheld, and dropping needs it
+// unheld.
 unsafe impl<T: Send> Send for SpinLock<T> {}
 
 impl<T> SpinLock<T> {
-    /// Creates the lock (`NdisAllocateSpinLock`; any IRQL).
+    /// An initialiser of the lock: `NdisAllocateSpinLock` (any IRQL) at the
+    /// lock's final address.
     ///
     /// ```
-    /// let lock = ndis_sync::SpinLock::new([0u8; 4]);
+    /// let lock = ndis_sync::try_pin_box(ndis_sync::SpinLock::new([0u8; 4])).expect("allocated");
     /// # drop(lock);
     /// ```
-    pub fn new(value: T) -> Self {
-        Self { raw: UnsafeCell::new(Active::spin_new()), data: UnsafeCell::new(value) }
+    pub fn new(value: T) -> impl PinInit<Self> {
+        let init = move |slot: *mut Self| {
+            // SAFETY: `slot` is valid for writes and pinned (the
+            // initialiser's contract); `&raw mut` makes no reference to
+            // the uninitialised memory.
+            unsafe {
+                Active::spin_init(UnsafeCell::raw_get(&raw const (*slot).raw));
+                (&raw mut (*slot).data).write(UnsafeCell::new(value));
+            }
+        };
+        // SAFETY: the closure initialises both fields (`_pin` is zero-sized),
+        // the raw lock at its final address.
+        unsafe { init_from_closure(init) }
     }
 
     /// Acquires the lock with the caller's IRQL token (`NdisAcquireSpinLock`,
@@ -68,7 +85,7 @@ impl<T> SpinLock<T> {
     /// ```
     /// use ndis_sync::{MaybeDispatch, SpinLock};
     ///
-    /// let lock = SpinLock::new(Vec::<u8>::new());
+    /// ndis_sync::stack_pin_init!(let lock = SpinLock::new(Vec::<u8>::new()));
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL, which is <= DISPATCH_LEVEL.
     /// let mut irql = unsafe { MaybeDispatch::new_unchecked() };
     /// lock.lock(&mut irql).push(1);
@@ -93,7 +110,7 @@ impl<T> SpinLock<T> {
     /// Acquires the lock at `DISPATCH_LEVEL` (`NdisDprAcquireSpinLock`).
     ///
     /// ```
-    /// let lock = ndis_sync::SpinLock::new(1);
+    /// ndis_sync::stack_pin_init!(let lock = ndis_sync::SpinLock::new(1));
     /// ndis_sync::host::at_dispatch(|dispatch| {
     ///     assert_eq!(*lock.lock_at_dispatch(dispatch), 1);
     /// });
@@ -103,78 +120,30 @@ impl<T> SpinLock<T> {
         self.lock(irql)
     }
 
-    /// Tries once to acquire the lock at `DISPATCH_LEVEL`
-    /// (`KeTryToAcquireSpinLockAtDpcLevel`); `None` if it is held, also
-    /// when held by this processor.
-    ///
-    /// ```
-    /// let lock = ndis_sync::SpinLock::new(1);
-    /// ndis_sync::host::at_dispatch(|dispatch| {
-    ///     let mut guard = lock.try_lock_at_dispatch(dispatch).expect("free");
-    ///     assert!(lock.try_lock_at_dispatch(guard.dispatch()).is_none());
-    /// });
-    /// ```
-    #[track_caller]
-    pub fn try_lock_at_dispatch<'a>(&'a self, irql: &'a mut Dispatch) -> Option<SpinLockGuard<'a, T>> {
-        let _ = irql;
-        // SAFETY: the token proves DISPATCH_LEVEL; the lock is valid and
-        // borrowed by the guard until the release.
-        let taken = unsafe { Active::spin_try_acquire_dpr(self.raw.get()) };
-        taken.then(|| self.guard(Release::Try))
-    }
-
     fn guard(&self, release: Release) -> SpinLockGuard<'_, T> {
         SpinLockGuard { hold: Hold::new(&self.raw, release), data: &self.data }
     }
 
     /// The data, through exclusive access to the lock (no locking needed).
+    /// The data is not pinned: only the lock is.
     ///
     /// ```
-    /// let mut lock = ndis_sync::SpinLock::new(1);
-    /// *lock.get_mut() = 2;
-    /// assert_eq!(lock.into_inner(), 2);
+    /// ndis_sync::stack_pin_init!(let lock = ndis_sync::SpinLock::new(1));
+    /// *lock.as_mut().data_mut() = 2;
+    /// assert_eq!(*lock.data_mut(), 2);
     /// ```
-    pub fn get_mut(&mut self) -> &mut T {
-        self.data.get_mut()
-    }
-
-    /// Frees the lock (`NdisFreeSpinLock`) and returns the data.
-    ///
-    /// ```
-    /// assert_eq!(ndis_sync::SpinLock::new("x").into_inner(), "x");
-    /// ```
-    pub fn into_inner(self) -> T {
-        let mut this = ManuallyDrop::new(self);
-        // SAFETY: `self` is owned, so no guard exists: the lock is not held
-        // (unless a guard was leaked, which the host model reports) and
-        // is never used again.
-        unsafe { Active::spin_free(this.raw.get()) };
-        // SAFETY: `this` is never used or dropped again, so the data is moved
-        // out exactly once; the raw lock needs no drop of its own beyond
-        // spin_free.
-        unsafe {
-            core::ptr::drop_in_place(this.raw.get_mut());
-            core::ptr::read(this.data.get())
-        }
+    pub fn data_mut(self: Pin<&mut Self>) -> &mut T {
+        // SAFETY: `data` is not structurally pinned (guards hand out
+        // `&mut T`), and nothing here moves the lock.
+        unsafe { self.get_unchecked_mut() }.data.get_mut()
     }
 }
 
 impl<T> Drop for SpinLock<T> {
     fn drop(&mut self) {
-        // SAFETY: `&mut self` means no guard exists; the lock is freed once.
+        // SAFETY: `&mut self` means no guard exists; the lock is freed once,
+        // in place: it is pinned, so this is the address it was initialised at.
         unsafe { Active::spin_free(self.raw.get()) }
-    }
-}
-
-impl<T: Default> Default for SpinLock<T> {
-    fn default() -> Self {
-        Self::new(T::default())
-    }
-}
-
-impl<T> From<T> for SpinLock<T> {
-    fn from(value: T) -> Self {
-        Self::new(value)
     }
 }
 
@@ -191,8 +160,6 @@ enum Release {
     RestoreIrql,
     /// `NdisDprReleaseSpinLock`.
     Dpr,
-    /// `KeReleaseSpinLockFromDpcLevel`.
-    Try,
 }
 
 /// One acquisition of a spin lock; releasing it is its drop.
@@ -223,7 +190,6 @@ impl Drop for Hold<'_> {
             match self.release {
                 Release::RestoreIrql => Active::spin_release(raw),
                 Release::Dpr => Active::spin_release_dpr(raw),
-                Release::Try => Active::spin_release_try(raw),
             }
         }
     }
@@ -244,7 +210,8 @@ impl<'a, T> SpinLockGuard<'a, T> {
     ///
     /// ```
     /// use ndis_sync::{Passive, SpinLock};
-    /// let (outer, inner) = (SpinLock::new(1), SpinLock::new(2));
+    /// ndis_sync::stack_pin_init!(let outer = SpinLock::new(1));
+    /// ndis_sync::stack_pin_init!(let inner = SpinLock::new(2));
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
     /// let mut passive = unsafe { Passive::new_unchecked() };
     /// let mut a = outer.lock(&mut passive);
@@ -262,7 +229,8 @@ impl<'a, T> SpinLockGuard<'a, T> {
     ///
     /// ```
     /// use ndis_sync::{Passive, SpinLock};
-    /// let (outer, inner) = (SpinLock::new(1), SpinLock::new(2));
+    /// ndis_sync::stack_pin_init!(let outer = SpinLock::new(1));
+    /// ndis_sync::stack_pin_init!(let inner = SpinLock::new(2));
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
     /// let mut passive = unsafe { Passive::new_unchecked() };
     /// let mut a = outer.lock(&mut passive);
@@ -282,13 +250,13 @@ impl<'a, T> SpinLockGuard<'a, T> {
     ///
     /// ```
     /// use ndis_sync::{Passive, SpinLock, SpinLockGuard};
-    /// let lock = SpinLock::new((1, 2));
+    /// ndis_sync::stack_pin_init!(let lock = SpinLock::new((1, 2)));
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
     /// let mut passive = unsafe { Passive::new_unchecked() };
     /// let mut second = SpinLockGuard::map(lock.lock(&mut passive), |pair| &mut pair.1);
     /// *second = 5;
     /// drop(second);
-    /// assert_eq!(lock.into_inner(), (1, 5));
+    /// assert_eq!(*lock.as_mut().data_mut(), (1, 5));
     /// ```
     pub fn map<U: ?Sized>(this: Self, f: impl FnOnce(&mut T) -> &mut U) -> MappedSpinLockGuard<'a, U> {
         let SpinLockGuard { hold, data } = this;
@@ -333,7 +301,8 @@ impl<'a, U: ?Sized> MappedSpinLockGuard<'a, U> {
     ///
     /// ```
     /// use ndis_sync::{Passive, SpinLock, SpinLockGuard};
-    /// let (outer, inner) = (SpinLock::new((0, 1)), SpinLock::new(2));
+    /// ndis_sync::stack_pin_init!(let outer = SpinLock::new((0, 1)));
+    /// ndis_sync::stack_pin_init!(let inner = SpinLock::new(2));
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
     /// let mut passive = unsafe { Passive::new_unchecked() };
     /// let mut a = SpinLockGuard::map(outer.lock(&mut passive), |p| &mut p.1);
@@ -347,7 +316,8 @@ impl<'a, U: ?Sized> MappedSpinLockGuard<'a, U> {
     ///
     /// ```
     /// use ndis_sync::{Passive, SpinLock, SpinLockGuard};
-    /// let (outer, inner) = (SpinLock::new((0, 1)), SpinLock::new(2));
+    /// ndis_sync::stack_pin_init!(let outer = SpinLock::new((0, 1)));
+    /// ndis_sync::stack_pin_init!(let inner = SpinLock::new(2));
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
     /// let mut passive = unsafe { Passive::new_unchecked() };
     /// let mut a = SpinLockGuard::map(outer.lock(&mut passive), |p| &mut p.1);
@@ -364,14 +334,14 @@ impl<'a, U: ?Sized> MappedSpinLockGuard<'a, U> {
     ///
     /// ```
     /// use ndis_sync::{MappedSpinLockGuard, Passive, SpinLock, SpinLockGuard};
-    /// let lock = SpinLock::new(((1, 2), 3));
+    /// ndis_sync::stack_pin_init!(let lock = SpinLock::new(((1, 2), 3)));
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
     /// let mut passive = unsafe { Passive::new_unchecked() };
     /// let pair = SpinLockGuard::map(lock.lock(&mut passive), |p| &mut p.0);
     /// let mut two = MappedSpinLockGuard::map(pair, |p| &mut p.1);
     /// *two = 20;
     /// drop(two);
-    /// assert_eq!(lock.into_inner(), ((1, 20), 3));
+    /// assert_eq!(*lock.as_mut().data_mut(), ((1, 20), 3));
     /// ```
     pub fn map<V: ?Sized>(this: Self, f: impl FnOnce(&mut U) -> &mut V) -> MappedSpinLockGuard<'a, V> {
         let MappedSpinLockGuard { hold, mut data, .. } = this;

@@ -44,7 +44,7 @@ impl Counter {
 #[test]
 fn spin_lock_is_mutually_exclusive() {
     model(|| {
-        let lock = Arc::new(SpinLock::new(Counter::default()));
+        let lock = Arc::new(ndis_sync::try_pin_box(SpinLock::new(Counter::default())).unwrap());
         let other = {
             let lock = lock.clone();
             thread::spawn(move || lock.lock(&mut maybe_dispatch()).increment())
@@ -105,7 +105,7 @@ struct Probe {
 #[test]
 fn run_down_returns_after_the_last_guard_and_blocks_new_ones() {
     model(|| {
-        let rundown = Arc::new(Rundown::new(Arc::new(Probe::default())));
+        let rundown = Arc::new(ndis_sync::try_pin_box(Rundown::new(&passive(), Arc::new(Probe::default()))).unwrap());
         let user = {
             let rundown = rundown.clone();
             thread::spawn(move || {
@@ -128,7 +128,7 @@ fn run_down_returns_after_the_last_guard_and_blocks_new_ones() {
 #[test]
 fn racing_run_downs_take_the_value_once() {
     model(|| {
-        let rundown = Arc::new(Rundown::new(7));
+        let rundown = Arc::new(ndis_sync::try_pin_box(Rundown::new(&passive(), 7)).unwrap());
         let other = {
             let rundown = rundown.clone();
             thread::spawn(move || {

@@ -3,6 +3,8 @@
 
 mod common;
 
+use ndis_sync::stack_pin_init;
+
 use common::{maybe_dispatch, passive, stale_dispatch, ROUNDS};
 use ndis_sync::host::{self, at_dispatch, at_irql};
 use ndis_sync::{AllocError, RwLock, SpinLock, APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL};
@@ -90,10 +92,11 @@ fn read_may_recurse_on_one_thread() {
 
 #[test]
 fn nested_spin_lock_inside_a_read() {
-    let (table, endpoint) = (RwLock::new(1).unwrap(), SpinLock::new(0));
+    let table = RwLock::new(1).unwrap();
+    stack_pin_init!(let endpoint = SpinLock::new(0));
     let mut p = passive();
     table.read(&mut p, |bound, d| *endpoint.lock_at_dispatch(d) += *bound);
-    assert_eq!(endpoint.into_inner(), 1);
+    assert_eq!(*endpoint.as_mut().data_mut(), 1);
 }
 
 #[test]
@@ -162,10 +165,22 @@ fn at_dispatch_flag_below_dispatch_is_reported() {
 #[test]
 #[should_panic(expected = "OutOfOrderRelease")]
 fn rw_release_out_of_order_is_reported() {
-    let (rw, spin) = (RwLock::new(0).unwrap(), SpinLock::new(0));
+    let rw = RwLock::new(0).unwrap();
+    stack_pin_init!(let spin = SpinLock::new(0));
     let mut p = passive();
     let mut forged = maybe_dispatch();
     let mut leaked = None;
     rw.read(&mut p, |_, _| leaked = Some(spin.lock(&mut forged)));
     drop(leaked);
+}
+
+/// RW locks take part in the lock-order check too: read A then write B, and
+/// later read B then write A, is an inversion.
+#[test]
+#[should_panic(expected = "LockOrderInversion")]
+fn rw_lock_order_inversion_is_reported() {
+    let (a, b) = (RwLock::new(0).unwrap(), RwLock::new(0).unwrap());
+    let mut p = passive();
+    a.read(&mut p, |_, d| b.write_at_dispatch(d, |_, _| ()));
+    b.read(&mut p, |_, d| a.write_at_dispatch(d, |_, _| ()));
 }

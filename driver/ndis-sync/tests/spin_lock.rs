@@ -3,6 +3,8 @@
 
 mod common;
 
+use ndis_sync::stack_pin_init;
+
 use common::{maybe_dispatch, passive, stale_dispatch, ROUNDS};
 use ndis_sync::host::{self, at_dispatch, at_irql};
 use ndis_sync::{MappedSpinLockGuard, SpinLock, SpinLockGuard, APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL};
@@ -10,7 +12,7 @@ use std::sync::Barrier;
 
 #[test]
 fn lock_raises_to_dispatch_and_release_restores_passive() {
-    let lock = SpinLock::new(0);
+    stack_pin_init!(let lock = SpinLock::new(0));
     let mut p = passive();
     let guard = lock.lock(&mut p);
     assert_eq!(host::current_irql(), DISPATCH_LEVEL);
@@ -22,7 +24,7 @@ fn lock_raises_to_dispatch_and_release_restores_passive() {
 
 #[test]
 fn lock_restores_the_irql_it_was_taken_at() {
-    let lock = SpinLock::new(0);
+    stack_pin_init!(let lock = SpinLock::new(0));
     at_irql(APC_LEVEL, || {
         let mut irql = maybe_dispatch();
         drop(lock.lock(&mut irql));
@@ -32,18 +34,18 @@ fn lock_restores_the_irql_it_was_taken_at() {
 
 #[test]
 fn lock_with_a_dispatch_token_stays_at_dispatch() {
-    let lock = SpinLock::new(0);
+    stack_pin_init!(let lock = SpinLock::new(0));
     at_dispatch(|d| {
         *lock.lock(d) += 1;
         assert_eq!(host::current_irql(), DISPATCH_LEVEL);
         *lock.lock_at_dispatch(d) += 1;
     });
-    assert_eq!(lock.into_inner(), 2);
+    assert_eq!(*lock.as_mut().data_mut(), 2);
 }
 
 #[test]
 fn lock_excludes_other_threads() {
-    let lock = SpinLock::new(0usize);
+    stack_pin_init!(let lock = SpinLock::new(0usize));
     std::thread::scope(|s| {
         for _ in 0..4 {
             s.spawn(|| {
@@ -57,30 +59,13 @@ fn lock_excludes_other_threads() {
             });
         }
     });
-    assert_eq!(lock.into_inner(), 4 * ROUNDS);
-}
-
-#[test]
-fn try_lock_fails_while_another_thread_holds_the_lock() {
-    let lock = SpinLock::new(0);
-    let (held, checked) = (Barrier::new(2), Barrier::new(2));
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut p = passive();
-            let _guard = lock.lock(&mut p);
-            held.wait();
-            checked.wait();
-        });
-        held.wait();
-        assert!(at_dispatch(|d| lock.try_lock_at_dispatch(d).is_none()));
-        checked.wait();
-    });
-    assert!(at_dispatch(|d| lock.try_lock_at_dispatch(d).map(|g| *g)) == Some(0));
+    assert_eq!(*lock.as_mut().data_mut(), 4 * ROUNDS);
 }
 
 #[test]
 fn nested_lock_through_split_and_dispatch() {
-    let (outer, inner) = (SpinLock::new(1), SpinLock::new(10));
+    stack_pin_init!(let outer = SpinLock::new(1));
+    stack_pin_init!(let inner = SpinLock::new(10));
     let mut p = passive();
     let mut a = outer.lock(&mut p);
     {
@@ -94,12 +79,12 @@ fn nested_lock_through_split_and_dispatch() {
     assert_eq!(*b, 11);
     drop(b);
     drop(a);
-    assert_eq!((outer.into_inner(), host::current_irql()), (2, PASSIVE_LEVEL));
+    assert_eq!((*outer.as_mut().data_mut(), host::current_irql()), (2, PASSIVE_LEVEL));
 }
 
 #[test]
 fn map_narrows_and_keeps_the_lock_held() {
-    let lock = SpinLock::new((1u8, [0u8; 3]));
+    stack_pin_init!(let lock = SpinLock::new((1u8, [0u8; 3])));
     let mut p = passive();
     let array = SpinLockGuard::map(lock.lock(&mut p), |v| &mut v.1);
     let mut middle = MappedSpinLockGuard::map(array, |a| &mut a[1]);
@@ -107,12 +92,12 @@ fn map_narrows_and_keeps_the_lock_held() {
     assert_eq!(host::held_lock_count(), 1);
     drop(middle);
     assert_eq!(host::held_lock_count(), 0);
-    assert_eq!(lock.into_inner(), (1, [0, 9, 0]));
+    assert_eq!(*lock.as_mut().data_mut(), (1, [0, 9, 0]));
 }
 
 #[test]
 fn map_releases_the_lock_when_the_closure_panics() {
-    let lock = SpinLock::new(0);
+    stack_pin_init!(let lock = SpinLock::new(0));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut p = passive();
         let _ = SpinLockGuard::map(lock.lock(&mut p), |_| -> &mut u8 { panic!("in map") });
@@ -122,62 +107,48 @@ fn map_releases_the_lock_when_the_closure_panics() {
 }
 
 #[test]
-fn get_mut_default_from_and_debug() {
-    let mut lock: SpinLock<u32> = SpinLock::default();
-    *lock.get_mut() += 3;
+fn data_mut_and_debug() {
+    stack_pin_init!(let lock = SpinLock::new(0u32));
+    *lock.as_mut().data_mut() += 3;
     assert_eq!(format!("{lock:?}"), "SpinLock { .. }");
     let mut p = passive();
     assert_eq!(format!("{:?}", lock.lock(&mut p)), "3");
-    assert_eq!(SpinLock::from(5).into_inner(), 5);
 }
 
 #[test]
 fn dropping_the_lock_drops_the_data_once() {
     let data = std::rc::Rc::new(());
-    let lock = SpinLock::new(data.clone());
-    assert_eq!(std::rc::Rc::strong_count(&data), 2);
-    drop(lock);
+    {
+        stack_pin_init!(let lock = SpinLock::new(data.clone()));
+        assert_eq!(std::rc::Rc::strong_count(&data), 2);
+        let _ = lock;
+    } // dropped in place here
     assert_eq!(std::rc::Rc::strong_count(&data), 1);
 }
 
 #[test]
 #[should_panic(expected = "SpinLockRecursion")]
 fn recursive_acquire_on_one_thread_is_reported() {
-    let lock = SpinLock::new(0);
+    stack_pin_init!(let lock = SpinLock::new(0));
     let mut p = passive();
     let mut guard = lock.lock(&mut p);
     let _again = lock.lock_at_dispatch(guard.dispatch());
 }
 
 #[test]
-fn try_lock_on_a_lock_this_thread_holds_fails() {
-    let lock = SpinLock::new(0);
-    let mut p = passive();
-    let mut guard = lock.lock(&mut p);
-    assert!(lock.try_lock_at_dispatch(guard.dispatch()).is_none());
-}
-
-#[test]
 #[should_panic(expected = "DprBelowDispatch")]
 fn dpr_acquire_below_dispatch_is_reported() {
-    let lock = SpinLock::new(0);
+    stack_pin_init!(let lock = SpinLock::new(0));
     let mut stale = stale_dispatch();
     let _guard = lock.lock_at_dispatch(&mut stale);
-}
-
-#[test]
-#[should_panic(expected = "DprBelowDispatch")]
-fn try_lock_below_dispatch_is_reported() {
-    let lock = SpinLock::new(0);
-    let mut stale = stale_dispatch();
-    let _guard = lock.try_lock_at_dispatch(&mut stale);
 }
 
 #[test]
 #[should_panic(expected = "OutOfOrderRelease")]
 fn releasing_the_outer_lock_first_is_reported() {
     // Seed 002's bug, written with two forged tokens (the safe API rejects it).
-    let (a_lock, b_lock) = (SpinLock::new(0), SpinLock::new(0));
+    stack_pin_init!(let a_lock = SpinLock::new(0));
+    stack_pin_init!(let b_lock = SpinLock::new(0));
     let mut p = passive();
     let a = a_lock.lock(&mut p);
     let mut forged = maybe_dispatch();
@@ -189,16 +160,88 @@ fn releasing_the_outer_lock_first_is_reported() {
 #[test]
 #[should_panic(expected = "FreeHeldLock")]
 fn freeing_a_held_lock_is_reported() {
-    let lock = SpinLock::new(0);
+    stack_pin_init!(let lock = SpinLock::new(0));
     let mut p = passive();
     core::mem::forget(lock.lock(&mut p));
-    drop(lock);
-}
+} // freed here, in place
 
 #[test]
 #[should_panic(expected = "IrqlLoweredWhileHolding")]
 fn leaving_at_irql_with_a_leaked_guard_is_reported() {
-    let lock = SpinLock::new(0);
+    stack_pin_init!(let lock = SpinLock::new(0));
     let mut irql = maybe_dispatch();
     at_irql(APC_LEVEL, || core::mem::forget(lock.lock(&mut irql)));
+}
+
+/// Each thread holds one lock and waits for the other's: the model names
+/// the deadlock (the second thread sees the first's order) instead of hanging.
+#[test]
+#[should_panic(expected = "LockOrderInversion")]
+fn abba_deadlock_between_two_threads_is_reported() {
+    stack_pin_init!(let a = SpinLock::new(0));
+    stack_pin_init!(let b = SpinLock::new(0));
+    let both_hold_one = Barrier::new(2);
+    let start = std::time::Instant::now();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let t1 = s.spawn(|| {
+            let mut p = passive();
+            let mut ga = a.lock(&mut p);
+            both_hold_one.wait();
+            let _gb = b.lock_at_dispatch(ga.dispatch());
+        });
+        let t2 = s.spawn(|| {
+            let mut p = passive();
+            let mut gb = b.lock(&mut p);
+            both_hold_one.wait();
+            let _ga = a.lock_at_dispatch(gb.dispatch());
+        });
+        [t1.join(), t2.join()].into_iter().filter_map(Result::err).collect()
+    });
+    assert!(start.elapsed() < std::time::Duration::from_secs(1), "reported within a second");
+    std::panic::resume_unwind(results.into_iter().next().expect("a violation"));
+}
+
+/// A then B on one thread, later B then A on another: no deadlock happened,
+/// but Driver Verifier's deadlock detection reports the inverted order, and
+/// so does the model.
+#[test]
+#[should_panic(expected = "LockOrderInversion")]
+fn lock_order_inversion_at_different_times_is_reported() {
+    stack_pin_init!(let a = SpinLock::new(0));
+    stack_pin_init!(let b = SpinLock::new(0));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut p = passive();
+            let mut ga = a.lock(&mut p);
+            let _gb = b.lock_at_dispatch(ga.dispatch());
+        })
+        .join()
+        .unwrap();
+        s.spawn(|| {
+            let mut p = passive();
+            let mut gb = b.lock(&mut p);
+            let _ga = a.lock_at_dispatch(gb.dispatch());
+        })
+        .join()
+        .map_err(std::panic::resume_unwind)
+        .unwrap();
+    });
+}
+
+/// A thread ends at DISPATCH_LEVEL holding a spin lock (its guard leaked):
+/// the next thread to wait for the lock gets a named report, not a hang.
+#[test]
+#[should_panic(expected = "ThreadExitedHoldingLock")]
+fn thread_ending_with_a_held_spin_lock_is_reported() {
+    let lock = std::sync::Arc::new(ndis_sync::try_pin_box(SpinLock::new(0)).unwrap());
+    let leaked = std::sync::Arc::clone(&lock);
+    std::thread::spawn(move || {
+        let mut p = passive();
+        std::mem::forget(leaked.lock(&mut p));
+        assert_eq!(host::current_irql(), DISPATCH_LEVEL);
+    })
+    .join()
+    .unwrap();
+    let mut p = passive();
+    let _guard = lock.lock(&mut p);
 }

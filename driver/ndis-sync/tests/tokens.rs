@@ -3,6 +3,8 @@
 
 mod common;
 
+use ndis_sync::stack_pin_init;
+
 use common::passive;
 use ndis_sync::host::{self, at_dispatch, at_irql};
 use ndis_sync::{CallbackIrql, Dispatch, MaybeDispatch, Passive, APC_LEVEL, DISPATCH_LEVEL};
@@ -17,15 +19,16 @@ fn tokens_are_zero_sized() {
 #[test]
 fn dispatch_flag_set_gives_a_dispatch_token() {
     // SAFETY: at_dispatch runs the closure at DISPATCH_LEVEL, as the flag says.
-    let irql = at_dispatch(|_| unsafe { CallbackIrql::from_dispatch_flag(true) }.is_dispatch());
+    let irql = at_dispatch(|_| unsafe { CallbackIrql::with(true, |irql| irql.is_dispatch()) });
     assert!(irql);
 }
 
 #[test]
 fn dispatch_flag_clear_at_dispatch_gives_an_unknown_token() {
     // SAFETY: a clear flag only says "<= DISPATCH", which holds here.
-    let irql = at_dispatch(|_| unsafe { CallbackIrql::from_dispatch_flag(false) });
-    assert!(matches!(irql, CallbackIrql::Unknown(_)));
+    let unknown =
+        at_dispatch(|_| unsafe { CallbackIrql::with(false, |irql| matches!(irql, CallbackIrql::Unknown(_))) });
+    assert!(unknown);
 }
 
 #[test]
@@ -55,7 +58,29 @@ fn dispatch_token_at_passive_is_reported() {
 #[should_panic(expected = "DispatchTokenNotAtDispatch")]
 fn dispatch_flag_set_at_passive_is_reported() {
     // SAFETY: deliberately wrong: the model must report it.
-    let _token = unsafe { CallbackIrql::from_dispatch_flag(true) };
+    unsafe { CallbackIrql::with(true, |_| ()) };
+}
+
+#[test]
+#[should_panic(expected = "CallbackTokenInsideLock")]
+fn second_callback_token_inside_a_held_lock_is_reported() {
+    stack_pin_init!(let a = ndis_sync::SpinLock::new(1));
+    stack_pin_init!(let b = ndis_sync::SpinLock::new(2));
+    // SAFETY: flag clear, and a test thread runs at PASSIVE_LEVEL.
+    unsafe {
+        CallbackIrql::with(false, |irql| {
+            let CallbackIrql::Unknown(maybe) = irql else { unreachable!() };
+            let guard = a.lock(maybe);
+            // SAFETY: deliberately wrong (a second token while `a` is held):
+            // the model must report it.
+            CallbackIrql::with(false, |again| {
+                let CallbackIrql::Unknown(maybe) = again else { unreachable!() };
+                let inner = b.lock(maybe);
+                drop(guard); // would restore PASSIVE_LEVEL while `b` is held
+                drop(inner);
+            })
+        })
+    }
 }
 
 #[test]

@@ -130,8 +130,10 @@ fn endpoint_stats(bound: usize, total: &Traffic) -> proto::EndpointStats {
 /// IRP_MJ_CLEANUP: waits for the endpoint's IOCTLs in flight, refuses new
 /// ones, and unbinds all its ports. Runs once; later calls do nothing.
 pub fn cleanup(globals: &Globals, endpoint: &Endpoint, irql: &mut Passive) {
-    let Some(state) = endpoint.live.run_down(irql) else { return };
-    let state = state.into_inner();
+    // The state is moved out of its spin lock, which is then freed where it
+    // was initialised; the endpoint's storage is freed at IRP_MJ_CLOSE.
+    let taken = endpoint.live.run_down_with(irql, |state| core::mem::take(state.data_mut()));
+    let Some(state) = taken else { return };
     let unbound = globals.ports.write(irql, |table, _| {
         let mut all = Unbound::default();
         for key in &state.bound {
@@ -171,8 +173,11 @@ pub fn device_control(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pool::try_pin_box;
     use crate::ports::{EndpointId, PortKey};
+    use core::pin::Pin;
     use proto::Wire;
+    use std::boxed::Box;
     use std::sync::Arc;
 
     fn passive() -> Passive {
@@ -180,9 +185,9 @@ mod tests {
         unsafe { Passive::new_unchecked() }
     }
 
-    fn setup() -> (Globals, Endpoint) {
-        let g = Globals::try_new().unwrap();
-        let ep = Endpoint::try_new(g.next_endpoint_id()).unwrap();
+    fn setup() -> (Pin<Box<Globals>>, Pin<Box<Endpoint>>) {
+        let g = try_pin_box(Globals::try_new().unwrap()).unwrap();
+        let ep = try_pin_box(Endpoint::try_new(&passive(), g.next_endpoint_id()).unwrap()).unwrap();
         (g, ep)
     }
 
@@ -271,7 +276,7 @@ mod tests {
     #[test]
     fn cleanup_unbinds_everything_and_refuses_later_requests() {
         let (g, ep) = setup();
-        let other = Endpoint::try_new(EndpointId(99)).unwrap();
+        let other = try_pin_box(Endpoint::try_new(&passive(), EndpointId(99)).unwrap()).unwrap();
         ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(6, 1), 0).0.unwrap();
         ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(6, 2), 0).0.unwrap();
         ioctl(&g, &other, proto::IOCTL_BIND_PORT, &port(6, 2), 0).0.unwrap();
@@ -301,8 +306,8 @@ mod tests {
     /// every value read must be one some writer wrote, whole.
     #[test]
     fn seed_000_races_never_tear() {
-        let g = Arc::new(Globals::try_new().unwrap());
-        let ep = Arc::new(Endpoint::try_new(g.next_endpoint_id()).unwrap());
+        let g = Arc::new(try_pin_box(Globals::try_new().unwrap()).unwrap());
+        let ep = Arc::new(try_pin_box(Endpoint::try_new(&passive(), g.next_endpoint_id()).unwrap()).unwrap());
         let threads: Vec<_> = (0..4u8)
             .map(|t| {
                 let (g, ep) = (Arc::clone(&g), Arc::clone(&ep));

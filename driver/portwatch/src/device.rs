@@ -18,7 +18,7 @@ use crate::endpoint::Endpoint;
 use crate::entry::globals;
 use crate::ioctl::Reply;
 use crate::irp::Irp;
-use crate::pool::try_box;
+use crate::pool::try_pin_box;
 
 /// The dispatch routine for IRP_MJ_CREATE, CLEANUP, CLOSE and DEVICE_CONTROL.
 ///
@@ -41,20 +41,20 @@ pub unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut 
     }
 }
 
-fn create(mut irp: Irp, _irql: &mut Passive) -> NTSTATUS {
+fn create(mut irp: Irp, irql: &mut Passive) -> NTSTATUS {
     // The device has no namespace: `\\.\PortWatch\anything` is not ours.
     if irp.opens_a_file_name() {
         return irp.complete(STATUS_OBJECT_NAME_NOT_FOUND, 0);
     }
-    let Some(endpoint) = Endpoint::try_new(globals().next_endpoint_id()) else {
+    let Some(endpoint) = Endpoint::try_new(irql, globals().next_endpoint_id()) else {
         return irp.complete(STATUS_INSUFFICIENT_RESOURCES, 0);
     };
-    match try_box(endpoint) {
-        Ok(endpoint) => {
+    match try_pin_box(endpoint) {
+        Some(endpoint) => {
             irp.set_endpoint(endpoint);
             irp.complete(STATUS_SUCCESS, 0)
         }
-        Err(_) => irp.complete(STATUS_INSUFFICIENT_RESOURCES, 0),
+        None => irp.complete(STATUS_INSUFFICIENT_RESOURCES, 0),
     }
 }
 

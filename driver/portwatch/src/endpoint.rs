@@ -13,12 +13,13 @@
 
 use alloc::vec::Vec;
 
-use ndis_sync::{Rundown, SpinLock};
+use ndis_sync::{init_from_closure, Passive, PinInit, Rundown, SpinLock};
 use portwatch_proto::MAX_BINDINGS_PER_ENDPOINT;
 
 use crate::ports::{EndpointId, PortKey, Traffic};
 
 /// The mutable state of an endpoint, under its spin lock.
+#[derive(Default)]
 pub struct EndpointState {
     /// The local address last set by IOCTL_SET_LOCAL_ADDRESS.
     pub local_address: Vec<u8>,
@@ -46,11 +47,23 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// A new endpoint; `None` when the binding list cannot be allocated.
-    pub fn try_new(id: EndpointId) -> Option<Self> {
+    /// An initialiser of a new endpoint, which puts its spin lock and rundown
+    /// reference where they will live (they are identified by the address
+    /// they were initialised at); `None` when the binding list cannot be
+    /// allocated.
+    pub fn try_new(irql: &Passive, id: EndpointId) -> Option<impl PinInit<Self> + '_> {
         let mut bound = Vec::new();
         bound.try_reserve_exact(MAX_BINDINGS_PER_ENDPOINT as usize).ok()?;
         let state = EndpointState { local_address: Vec::new(), bound, retired: Traffic::default() };
-        Some(Endpoint { id, live: Rundown::new(SpinLock::new(state)) })
+        let init = move |slot: *mut Self| {
+            // SAFETY: `slot` is valid for writes and pinned (the initialiser's
+            // contract); each field is written once, the rundown in place.
+            unsafe {
+                (&raw mut (*slot).id).write(id);
+                Rundown::new(irql, SpinLock::new(state)).__pinned_init(&raw mut (*slot).live);
+            }
+        };
+        // SAFETY: the closure initialises both fields.
+        Some(unsafe { init_from_closure(init) })
     }
 }

@@ -20,7 +20,6 @@ use portwatch_proto::ModuleState;
 use crate::entry::globals;
 use crate::modules::{fixed_name, DataEntry, Module, NdisHandle};
 use crate::nbl::Chain;
-use crate::pool::try_box;
 use crate::ports::Direction;
 use crate::trace::trace;
 
@@ -98,8 +97,8 @@ unsafe extern "system" fn attach(
         // SAFETY: a valid UNICODE_STRING's Buffer holds Length bytes.
         unsafe { unicode_chars(s) }
     });
-    let new_module = Module::new(NdisHandle(filter_handle), params.BaseMiniportIfIndex, fixed_name(name));
-    let Ok(new_module) = try_box(new_module) else { return NDIS_STATUS_RESOURCES };
+    let new_module = Module::new(&irql, NdisHandle(filter_handle), params.BaseMiniportIfIndex, fixed_name(name));
+    let Some(new_module) = crate::pool::try_pin_box(new_module) else { return NDIS_STATUS_RESOURCES };
     let attributes = NDIS_FILTER_ATTRIBUTES {
         Header: NDIS_OBJECT_HEADER {
             Type: NDIS_OBJECT_TYPE_FILTER_ATTRIBUTES,
@@ -108,7 +107,9 @@ unsafe extern "system" fn attach(
         },
         Flags: 0,
     };
-    let context = Box::into_raw(new_module);
+    // SAFETY: the module stays pinned: every `Box::from_raw` below frees it
+    // in place.
+    let context = Box::into_raw(unsafe { core::pin::Pin::into_inner_unchecked(new_module) });
     // SAFETY: `filter_handle` is NDIS's handle for this attach; `context`
     // stays allocated until FilterDetach; the attributes are valid.
     let status = unsafe { NdisFSetAttributes(filter_handle, context.cast(), &attributes) };
@@ -201,10 +202,13 @@ fn complete_pause_if(module: &Module, last: bool) {
 /// says (set: DISPATCH_LEVEL; clear: unknown, at most DISPATCH_LEVEL).
 fn count(chain: Chain, at_dispatch: bool, direction: Direction) {
     let ports = &globals().ports;
-    // SAFETY: `at_dispatch` is the handler's NDIS_*_DISPATCH_LEVEL flag.
-    match unsafe { CallbackIrql::from_dispatch_flag(at_dispatch) } {
-        CallbackIrql::Dispatch(mut irql) => ports.read_at_dispatch(&mut irql, |table, _| chain.count(table, direction)),
-        CallbackIrql::Unknown(mut irql) => ports.read(&mut irql, |table, _| chain.count(table, direction)),
+    // SAFETY: `at_dispatch` is the handler's NDIS_*_DISPATCH_LEVEL flag,
+    // and the handler holds no lock of ours yet.
+    unsafe {
+        CallbackIrql::with(at_dispatch, |irql| match irql {
+            CallbackIrql::Dispatch(irql) => ports.read_at_dispatch(irql, |table, _| chain.count(table, direction)),
+            CallbackIrql::Unknown(irql) => ports.read(irql, |table, _| chain.count(table, direction)),
+        })
     }
 }
 

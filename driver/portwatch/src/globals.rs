@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use ndis_sync::{AllocError, RwLock};
+use ndis_sync::{init_from_closure, AllocError, PinInit, RwLock};
 
 use crate::modules::ModuleList;
 use crate::ports::{EndpointId, PortTable};
@@ -21,14 +21,24 @@ pub struct Globals {
 }
 
 impl Globals {
-    /// Allocates the locks and the port table's index.
-    pub fn try_new() -> Result<Self, AllocError> {
-        Ok(Globals {
-            ports: RwLock::new(PortTable::try_new().map_err(|_| AllocError)?)?,
-            port_name: RwLock::new(Vec::new())?,
-            modules: ModuleList::new(),
-            next_endpoint: AtomicU64::new(1),
-        })
+    /// Allocates the RW locks and the port table's index, and returns the
+    /// initialiser that puts them, and the module list's spin lock (which
+    /// is identified by its address), where the globals will live.
+    pub fn try_new() -> Result<impl PinInit<Self>, AllocError> {
+        let ports = RwLock::new(PortTable::try_new().map_err(|_| AllocError)?)?;
+        let port_name = RwLock::new(Vec::new())?;
+        let init = move |slot: *mut Self| {
+            // SAFETY: `slot` is valid for writes and pinned (the initialiser's
+            // contract); each field is written once, the module list in place.
+            unsafe {
+                (&raw mut (*slot).ports).write(ports);
+                (&raw mut (*slot).port_name).write(port_name);
+                ModuleList::new().__pinned_init(&raw mut (*slot).modules);
+                (&raw mut (*slot).next_endpoint).write(AtomicU64::new(1));
+            }
+        };
+        // SAFETY: the closure initialises every field.
+        Ok(unsafe { init_from_closure(init) })
     }
 
     /// A fresh endpoint identity (never reused: 2^64 opens do not happen).

@@ -4,6 +4,7 @@
 //! [`Irp::complete`], so no code can touch an IRP after completing it.
 
 use core::ffi::c_void;
+use core::pin::Pin;
 
 use ndis_sys::{
     IoGetCurrentIrpStackLocation, IoStackDeviceIoControl, IofCompleteRequest, FILE_OBJECT, IO_NO_INCREMENT,
@@ -80,16 +81,21 @@ impl Irp {
     }
 
     /// Stores a new endpoint in `FsContext` (IRP_MJ_CREATE).
-    pub fn set_endpoint(&mut self, endpoint: alloc::boxed::Box<Endpoint>) {
+    pub fn set_endpoint(&mut self, endpoint: Pin<alloc::boxed::Box<Endpoint>>) {
         let fo = self.file_object();
         debug_assert!(!fo.is_null());
         // SAFETY: as in `endpoint`; IRP_MJ_CREATE is the first IRP of the
-        // file object, so nothing else reads FsContext yet.
-        unsafe { (*fo).FsContext = alloc::boxed::Box::into_raw(endpoint).cast::<c_void>() };
+        // file object, so nothing else reads FsContext yet. The endpoint
+        // stays pinned: only `take_endpoint` turns the pointer back into the
+        // pinned box, which frees it in place.
+        unsafe {
+            let raw = alloc::boxed::Box::into_raw(Pin::into_inner_unchecked(endpoint));
+            (*fo).FsContext = raw.cast::<c_void>();
+        }
     }
 
     /// Takes the endpoint out of `FsContext` (IRP_MJ_CLOSE).
-    pub fn take_endpoint(&mut self) -> Option<alloc::boxed::Box<Endpoint>> {
+    pub fn take_endpoint(&mut self) -> Option<Pin<alloc::boxed::Box<Endpoint>>> {
         let fo = self.file_object();
         if fo.is_null() {
             return None;
@@ -99,7 +105,7 @@ impl Irp {
         // holds NULL or a pointer from `Box::into_raw` in `set_endpoint`.
         unsafe {
             let raw = core::mem::replace(&mut (*fo).FsContext, core::ptr::null_mut()).cast::<Endpoint>();
-            (!raw.is_null()).then(|| alloc::boxed::Box::from_raw(raw))
+            (!raw.is_null()).then(|| Pin::new_unchecked(alloc::boxed::Box::from_raw(raw)))
         }
     }
 

@@ -19,7 +19,7 @@ use core::ffi::c_void;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
-use ndis_sync::{AtMostDispatch, Passive, Rundown, SpinLock};
+use ndis_sync::{init_from_closure, AtMostDispatch, Passive, PinInit, Rundown, SpinLock};
 use portwatch_proto::{ModuleInfo, ModuleState, Wire, MODULE_NAME_CHARS};
 
 use crate::ioctl::{self, Error, Reply};
@@ -57,17 +57,30 @@ pub struct Module {
 
 impl Module {
     /// A module in the Attaching state.
-    pub fn new(ndis_handle: NdisHandle, if_index: u32, name: [u16; MODULE_NAME_CHARS]) -> Self {
-        let state = AtomicU32::new(ModuleState::Attaching as u32);
-        Module {
-            ndis_handle,
-            if_index,
-            name,
-            state,
-            in_flight: AtomicUsize::new(0),
-            pause_pending: AtomicBool::new(false),
-            rundown: Rundown::new(()),
-        }
+    ///
+    /// An initialiser: the rundown reference is initialised where the module
+    /// will live (it is identified by that address).
+    pub fn new(
+        irql: &Passive,
+        ndis_handle: NdisHandle,
+        if_index: u32,
+        name: [u16; MODULE_NAME_CHARS],
+    ) -> impl PinInit<Self> + '_ {
+        let init = move |slot: *mut Self| {
+            // SAFETY: `slot` is valid for writes and pinned (the initialiser's
+            // contract); each field is written once, the rundown in place.
+            unsafe {
+                (&raw mut (*slot).ndis_handle).write(ndis_handle);
+                (&raw mut (*slot).if_index).write(if_index);
+                (&raw mut (*slot).name).write(name);
+                (&raw mut (*slot).state).write(AtomicU32::new(ModuleState::Attaching as u32));
+                (&raw mut (*slot).in_flight).write(AtomicUsize::new(0));
+                (&raw mut (*slot).pause_pending).write(AtomicBool::new(false));
+                Rundown::new(irql, ()).__pinned_init(&raw mut (*slot).rundown);
+            }
+        };
+        // SAFETY: the closure initialises every field.
+        unsafe { init_from_closure(init) }
     }
 
     /// FilterRestart: takes the running reference, then runs.
@@ -176,16 +189,15 @@ pub struct ModuleList {
     list: SpinLock<Vec<Entry>>,
 }
 
-impl Default for ModuleList {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl ModuleList {
-    /// An empty list.
-    pub fn new() -> Self {
-        ModuleList { list: SpinLock::new(Vec::new()) }
+    /// An initialiser of an empty list (its spin lock initialised in place).
+    pub fn new() -> impl PinInit<Self> {
+        let init = |slot: *mut Self| {
+            // SAFETY: `slot` is valid for writes and pinned (the initialiser's contract).
+            unsafe { SpinLock::new(Vec::new()).__pinned_init(&raw mut (*slot).list) }
+        };
+        // SAFETY: the closure initialises the only field.
+        unsafe { init_from_closure(init) }
     }
 
     /// Adds a module. Fails only when the list cannot grow.
@@ -271,15 +283,17 @@ mod tests {
         unsafe { Passive::new_unchecked() }
     }
 
-    fn module(if_index: u32) -> Box<Module> {
+    fn module(if_index: u32) -> core::pin::Pin<Box<Module>> {
         let name: Vec<u16> = "eth".encode_utf16().collect();
-        Box::new(Module::new(NdisHandle(core::ptr::null_mut()), if_index, fixed_name(&name)))
+        let irql = passive();
+        crate::pool::try_pin_box(Module::new(&irql, NdisHandle(core::ptr::null_mut()), if_index, fixed_name(&name)))
+            .unwrap()
     }
 
     #[test]
     fn enumerates_live_modules_and_skips_run_down_ones() {
         let mut irql = passive();
-        let list = ModuleList::new();
+        ndis_sync::stack_pin_init!(let list = ModuleList::new());
         let a = module(1);
         let b = module(2);
         // SAFETY: both boxes outlive the list's use of them (removed below).
@@ -324,8 +338,11 @@ mod tests {
 mod pause_tests {
     use super::*;
 
-    fn module() -> Module {
-        let m = Module::new(NdisHandle(core::ptr::null_mut()), 1, [0; MODULE_NAME_CHARS]);
+    fn module() -> core::pin::Pin<alloc::boxed::Box<Module>> {
+        // SAFETY: host tests run at the modelled PASSIVE_LEVEL.
+        let passive = unsafe { Passive::new_unchecked() };
+        let m = Module::new(&passive, NdisHandle(core::ptr::null_mut()), 1, [0; MODULE_NAME_CHARS]);
+        let m = crate::pool::try_pin_box(m).unwrap();
         m.set_state(ModuleState::Paused);
         m
     }

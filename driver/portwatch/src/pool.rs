@@ -33,6 +33,31 @@ pub fn try_box<T>(value: T) -> Result<Box<T>, (NoMemory, T)> {
     }
 }
 
+/// Allocates storage for a `T` and initialises it there with `init` (a
+/// lock is initialised at the address it will be used and freed at); `None`
+/// when the allocation fails. The box frees it in place.
+pub fn try_pin_box<T>(init: impl ndis_sync::PinInit<T>) -> Option<core::pin::Pin<Box<T>>> {
+    let layout = Layout::new::<T>();
+    let slot: *mut T = if layout.size() == 0 {
+        core::ptr::NonNull::dangling().as_ptr()
+    } else {
+        // SAFETY: `layout` has a non-zero size, as `alloc` requires.
+        let ptr = unsafe { alloc(layout) }.cast::<T>();
+        if ptr.is_null() {
+            return None;
+        }
+        ptr
+    };
+    // SAFETY: `slot` is a fresh allocation of `Layout::new::<T>()` from the
+    // global allocator (or dangling and aligned for a zero-sized `T`): valid
+    // for writes and never moved, since the pinned box owns it from here on
+    // and frees it in place.
+    unsafe {
+        init.__pinned_init(slot);
+        Some(core::pin::Pin::new_unchecked(Box::from_raw(slot)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -99,6 +99,69 @@ struct Tables {
     lock_states: BTreeMap<usize, (usize, bool, u64)>,
     rundown: BTreeMap<usize, Rundown>,
     order: HashMap<usize, HashSet<usize>>,
+    /// The latest initialisations (`NdisAllocateSpinLock`,
+    /// `ExInitializeRundownProtection`), oldest first: the likely source of
+    /// a lock later used or freed at an address nothing was initialised at.
+    inits: std::collections::VecDeque<Init>,
+}
+
+/// Where and by whom a lock was initialised.
+#[derive(Clone)]
+struct Init {
+    function: &'static str,
+    addr: usize,
+    thread: u64,
+    memory: String,
+}
+
+/// How many initialisations [`Tables::inits`] keeps.
+const INITS_KEPT: usize = 8;
+
+/// Records an initialisation at `addr` (called with the tables held).
+fn record_init(t: &mut Tables, function: &'static str, addr: usize) {
+    if t.inits.len() == INITS_KEPT {
+        t.inits.pop_front();
+    }
+    t.inits.push_back(Init { function, addr, thread: irql::thread_id(), memory: memory_at(addr) });
+}
+
+/// What memory `addr` is in: a pool allocation (tag, offset) or not pool
+/// (a stack or a global of the driver).
+fn memory_at(addr: usize) -> String {
+    crate::pool::outstanding().into_iter().find(|a| (a.addr..a.addr + a.size.max(1)).contains(&addr)).map_or_else(
+        || "not pool memory (a stack or a global)".to_string(),
+        |a| format!("pool allocation '{}' at {:#x} + {:#x}", a.tag_str(), a.addr, addr - a.addr),
+    )
+}
+
+/// Reports a lock used or freed at an address nothing was initialised at,
+/// though its word is a valid idle lock: a copy of a lock initialised
+/// elsewhere. Windows identifies a lock by the address it was initialised
+/// at; the source (the latest initialisations) is in the report.
+fn moved_lock(kind: &str, init_function: &str, function: &str, addr: usize) -> ! {
+    let (memory, sources) = {
+        let t = tables();
+        let sources: Vec<String> = t
+            .inits
+            .iter()
+            .rev()
+            .filter(|i| i.function == init_function)
+            .map(|i| format!("{:#x} ({}, thread {})", i.addr, i.memory, i.thread))
+            .collect();
+        (memory_at(addr), sources)
+    };
+    fail(Violation::c4(
+        "lock used at an address other than where it was initialised",
+        codes::C4_UNINITIALIZED_RESOURCE,
+        addr as u64,
+        0,
+        0,
+        format!(
+            "{function}({addr:#x}) on a {kind} in {memory}, but {init_function} was never called at this address: \
+             the lock was moved or copied after initialisation; latest {init_function} calls, newest first: {}",
+            if sources.is_empty() { "none".to_string() } else { sources.join(", ") }
+        ),
+    ))
 }
 
 /// A known EX_RUNDOWN_REF.
@@ -294,13 +357,14 @@ fn spin_word(lock: *mut NDIS_SPIN_LOCK) -> &'static AtomicU64 {
 fn spin_acquire(lock: *mut NDIS_SPIN_LOCK, function: &'static str, raise: bool) {
     let addr = lock as usize;
     check_acquire_irql(function, addr, !raise);
-    // On x64 NdisAllocateSpinLock is KeInitializeSpinLock, an inline store
-    // of 0: Windows cannot tell a zeroed lock from an initialized one, and a
-    // lock may legally move while unlocked (ndis-sync's SpinLock does). So a
-    // lock first seen here is accepted when its word is 0 (free) and
-    // reported when it holds anything else: uninitialized garbage, which
-    // Windows would spin on forever.
-    if !known_or_adopted(addr, spin_word(lock)) {
+    // A lock is identified by the address NdisAllocateSpinLock was called
+    // on. One first seen here is a copy of a lock initialised elsewhere when
+    // its word is 0 (an idle lock), and uninitialized garbage otherwise,
+    // which Windows would spin on forever.
+    if !known_spin(addr) {
+        if spin_word(lock).load(Ordering::Relaxed) == 0 {
+            moved_lock("NDIS spin lock", "NdisAllocateSpinLock", function, addr);
+        }
         fail(Violation::c4(
             "spin lock used before NdisAllocateSpinLock",
             codes::C4_UNINITIALIZED_RESOURCE,
@@ -461,13 +525,18 @@ extern "win64" fn ndis_allocate_spin_lock(lock: *mut NDIS_SPIN_LOCK) {
         }
         // SAFETY: the driver passes writable NDIS_SPIN_LOCK storage.
         unsafe { lock.write(NDIS_SPIN_LOCK::default()) };
-        tables().spin.insert(addr);
+        let mut t = tables();
+        t.spin.insert(addr);
+        record_init(&mut t, "NdisAllocateSpinLock", addr);
     })
 }
 
 extern "win64" fn ndis_free_spin_lock(lock: *mut NDIS_SPIN_LOCK) {
     on_host(|| {
         let addr = lock as usize;
+        if !known_spin(addr) {
+            moved_lock("NDIS spin lock", "NdisAllocateSpinLock", "NdisFreeSpinLock", addr);
+        }
         if spin_word(lock).load(Ordering::Relaxed) != 0 {
             fail(Violation::c4(
                 "freeing a held lock",
@@ -764,40 +833,20 @@ fn rundown_word(r: *mut EX_RUNDOWN_REF) -> &'static AtomicU64 {
     unsafe { AtomicU64::from_ptr(r.cast()) }
 }
 
-/// Whether the spin lock at `addr` is known, registering it if it is first
-/// seen with a zero word (moved while idle, see `spin_acquire`). The lookup,
-/// the word check and the insert happen under one hold of the tables, so two
-/// threads racing to first use a moved lock cannot both see it unknown.
-fn known_or_adopted(addr: usize, word: &AtomicU64) -> bool {
-    let mut t = tables();
-    if t.spin.contains(&addr) {
-        return true;
-    }
-    if word.load(Ordering::Relaxed) != 0 {
-        return false;
-    }
-    t.spin.insert(addr);
-    true
+/// Whether an NDIS spin lock was initialised at `addr`.
+fn known_spin(addr: usize) -> bool {
+    tables().spin.contains(&addr)
 }
 
 fn rundown_state(r: *mut EX_RUNDOWN_REF, function: &str) -> RundownState {
     let addr = r as usize;
-    let s = {
-        let mut t = tables();
-        match t.rundown.get(&addr).map(|r| r.state) {
-            Some(s) => Some(s),
-            // As for spin locks: ExInitializeRundownProtection only zeroes
-            // the word, and an idle reference may move; a zero word first
-            // seen here is a live reference with no holders. Checked and
-            // recorded under one hold of the tables (see known_or_adopted).
-            None if rundown_word(r).load(Ordering::Relaxed) == 0 => {
-                t.rundown.insert(addr, Rundown::LIVE);
-                Some(RundownState::Live)
-            }
-            None => None,
-        }
-    };
+    let s = tables().rundown.get(&addr).map(|r| r.state);
     s.unwrap_or_else(|| {
+        // Identified by the address ExInitializeRundownProtection was called
+        // on: a zero word here is a copy of a reference initialised elsewhere.
+        if rundown_word(r).load(Ordering::Relaxed) == 0 {
+            moved_lock("EX_RUNDOWN_REF", "ExInitializeRundownProtection", function, addr);
+        }
         fail(Violation::c4(
             "rundown protection used before ExInitializeRundownProtection",
             codes::C4_UNINITIALIZED_RESOURCE,
@@ -817,7 +866,9 @@ extern "win64" fn ex_initialize_rundown_protection(r: *mut EX_RUNDOWN_REF) {
     on_host(|| {
         irql::require("ExInitializeRundownProtection", PASSIVE, APC);
         rundown_word(r).store(0, Ordering::Release);
-        tables().rundown.insert(r as usize, Rundown::LIVE);
+        let mut t = tables();
+        t.rundown.insert(r as usize, Rundown::LIVE);
+        record_init(&mut t, "ExInitializeRundownProtection", r as usize);
     })
 }
 

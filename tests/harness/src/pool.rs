@@ -1031,7 +1031,11 @@ mod tests {
             // SAFETY: the model's NdisAcquireSpinLock/NdisReleaseSpinLock(PNDIS_SPIN_LOCK).
             unsafe { std::mem::transmute::<usize, extern "win64" fn(*mut u8)>(addr) }
         };
-        (find("NdisAcquireSpinLock"), find("NdisReleaseSpinLock"), Box::new([0u64; 2]))
+        let mut lock = Box::new([0u64; 2]);
+        // A lock is identified by where NdisAllocateSpinLock was called on
+        // it: initialise it in its box, where the tests use it.
+        find("NdisAllocateSpinLock")(lock.as_mut_ptr().cast::<u8>());
+        (find("NdisAcquireSpinLock"), find("NdisReleaseSpinLock"), lock)
     }
 
     fn read(addr: usize) -> u8 {

@@ -175,6 +175,45 @@ fn uninitialized_spin_lock() {
     );
 }
 
+/// A lock is identified by the address it was initialised at: using or
+/// freeing a copy is reported, with where the original was initialised.
+#[test]
+fn spin_lock_used_where_it_was_not_initialised() {
+    let fx = Fixture::start(Config::default());
+    let v = expect(
+        fx.call("fixture_spin_lock_used_where_not_initialised", PASSIVE),
+        "lock used at an address other than where it was initialised",
+        C4,
+        Some(0x1002),
+    );
+    assert!(v.detail.contains("NdisAcquireSpinLock("), "{}", v.detail);
+    assert!(v.detail.contains("latest NdisAllocateSpinLock calls, newest first: 0x"), "source named: {}", v.detail);
+}
+
+#[test]
+fn spin_lock_freed_where_it_was_not_initialised() {
+    let fx = Fixture::start(Config::default());
+    let v = expect(
+        fx.call("fixture_spin_lock_freed_where_not_initialised", PASSIVE),
+        "lock used at an address other than where it was initialised",
+        C4,
+        Some(0x1002),
+    );
+    assert!(v.detail.starts_with("NdisFreeSpinLock("), "{}", v.detail);
+}
+
+#[test]
+fn rundown_used_where_it_was_not_initialised() {
+    let fx = Fixture::start(Config::default());
+    let v = expect(
+        fx.call("fixture_rundown_used_where_not_initialised", PASSIVE),
+        "lock used at an address other than where it was initialised",
+        C4,
+        Some(0x1002),
+    );
+    assert!(v.detail.contains("ExInitializeRundownProtection calls, newest first: 0x"), "{}", v.detail);
+}
+
 #[test]
 fn free_held_spin_lock() {
     let fx = Fixture::start(Config::default());

@@ -13,7 +13,7 @@
 //! ```
 //! use ndis_sync::{host, SpinLock, DISPATCH_LEVEL, PASSIVE_LEVEL};
 //!
-//! let lock = SpinLock::new(0u32);
+//! ndis_sync::stack_pin_init!(let lock = SpinLock::new(0u32));
 //! host::at_dispatch(|dispatch| {
 //!     let mut guard = lock.lock_at_dispatch(dispatch);
 //!     *guard += 1;
@@ -122,7 +122,9 @@ pub fn held_lock_count() -> usize {
 /// Number of rundown protections this thread holds.
 ///
 /// ```
-/// let rundown = ndis_sync::Rundown::new(());
+/// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+/// let passive = unsafe { ndis_sync::Passive::new_unchecked() };
+/// ndis_sync::stack_pin_init!(let rundown = ndis_sync::Rundown::new(&passive, ()));
 /// let guard = rundown.try_acquire();
 /// assert_eq!(ndis_sync::host::rundown_protection_count(), 1);
 /// drop(guard);
@@ -160,8 +162,9 @@ impl Backend for Host {
     type RwLock = HostRwLock;
     type Rundown = HostRundown;
 
-    fn spin_new() -> HostSpinLock {
-        HostSpinLock::new()
+    unsafe fn spin_init(slot: *mut HostSpinLock) {
+        // SAFETY: the caller guarantees `slot` is writable and final.
+        unsafe { HostSpinLock::init_at(slot) }
     }
 
     unsafe fn spin_free(lock: *mut HostSpinLock) {
@@ -189,16 +192,6 @@ impl Backend for Host {
         unsafe { &*lock }.release_at_dispatch(HeldKind::SpinDpr);
     }
 
-    unsafe fn spin_try_acquire_dpr(lock: *mut HostSpinLock) -> bool {
-        // SAFETY: the caller guarantees `lock` is valid.
-        unsafe { &*lock }.try_acquire_dpr()
-    }
-
-    unsafe fn spin_release_try(lock: *mut HostSpinLock) {
-        // SAFETY: the caller guarantees `lock` is valid.
-        unsafe { &*lock }.release_at_dispatch(HeldKind::SpinTry);
-    }
-
     unsafe fn rw_allocate(_handle: NDIS_HANDLE) -> *mut HostRwLock {
         HostRwLock::allocate()
     }
@@ -223,8 +216,9 @@ impl Backend for Host {
         unsafe { (*lock).release(&mut *state) }
     }
 
-    fn rundown_new() -> HostRundown {
-        HostRundown::new()
+    unsafe fn rundown_init(slot: *mut HostRundown) {
+        // SAFETY: the caller guarantees `slot` is writable and final.
+        unsafe { HostRundown::init_at(slot) }
     }
 
     unsafe fn rundown_acquire(rundown: *mut HostRundown) -> bool {
@@ -233,8 +227,8 @@ impl Backend for Host {
     }
 
     unsafe fn rundown_release(rundown: *mut HostRundown) {
-        // SAFETY: the caller guarantees `rundown` is valid.
-        unsafe { &*rundown }.release();
+        // SAFETY: the caller guarantees `rundown` is valid until the release.
+        unsafe { HostRundown::release(rundown) };
     }
 
     unsafe fn rundown_wait(rundown: *mut HostRundown) {
@@ -250,6 +244,17 @@ impl Backend for Host {
     unsafe fn rundown_free(rundown: *mut HostRundown) {
         // SAFETY: the caller guarantees `rundown` is valid.
         unsafe { &*rundown }.free();
+    }
+
+    #[track_caller]
+    fn check_callback_entry() {
+        let held = held_lock_count();
+        if held != 0 {
+            violation(
+                Rule::CallbackTokenInsideLock,
+                format_args!("CallbackIrql::with with {held} lock(s) held: a second token for the same IRQL"),
+            )
+        }
     }
 
     #[track_caller]

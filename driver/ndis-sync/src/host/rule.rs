@@ -57,6 +57,25 @@ pub enum Rule {
     MaybeDispatchTokenAboveDispatch,
     /// `host::at_irql` asked to lower the IRQL (KeRaiseIrql only raises).
     IrqlNotRaised,
+    /// `CallbackIrql::with` called while this thread holds a lock: a
+    /// second token for an IRQL a held lock already proves.
+    CallbackTokenInsideLock,
+    /// Two locks acquired in opposite orders, by any threads, at any times
+    /// (Driver Verifier's deadlock detection); also how an ABBA deadlock
+    /// between two threads is reported instead of hanging.
+    LockOrderInversion,
+    /// A lock waited for that a thread which has ended still holds (a guard
+    /// leaked with `mem::forget`); the ending itself is written to stderr.
+    ThreadExitedHoldingLock,
+    /// A spin or RW lock waited for longer than a second: a deadlock that
+    /// no other rule named.
+    Deadlock,
+    /// A spin lock or rundown reference used or freed at an address other
+    /// than the one it was initialised at (`NdisAllocateSpinLock`,
+    /// `ExInitializeRundownProtection` identify it by that address).
+    LockMoved,
+    /// `ExInitializeRundownProtection` above `APC_LEVEL`.
+    RundownInitAboveApc,
 }
 
 impl fmt::Display for Rule {

@@ -13,16 +13,48 @@ const ONE_REF: usize = 2;
 #[derive(Debug)]
 pub(crate) struct HostRundown {
     count: AtomicUsize,
+    /// The address `ExInitializeRundownProtection` was called on.
+    home: usize,
 }
 
 impl HostRundown {
-    /// `ExInitializeRundownProtection`.
-    pub(crate) fn new() -> Self {
-        Self { count: AtomicUsize::new(0) }
+    /// `ExInitializeRundownProtection` on `slot`, which becomes the
+    /// reference's address.
+    ///
+    /// # Safety
+    /// `slot` is valid for writes.
+    #[track_caller]
+    pub(crate) unsafe fn init_at(slot: *mut Self) {
+        Self::require_at_most_apc(Rule::RundownInitAboveApc, "ExInitializeRundownProtection");
+        // SAFETY: the caller guarantees `slot` is valid for writes.
+        unsafe { slot.write(Self { count: AtomicUsize::new(0), home: slot as usize }) }
     }
 
+    /// Checks that `this` is where the reference was initialised (rule
+    /// `LockMoved`).
+    ///
+    /// # Safety
+    /// `this` points to a live reference.
+    #[track_caller]
+    unsafe fn check_home(this: *const Self) -> usize {
+        // SAFETY: the caller guarantees `this` is live.
+        let home = unsafe { (*this).home };
+        let addr = this as usize;
+        if addr != home && !std::thread::panicking() {
+            violation(
+                Rule::LockMoved,
+                format_args!(
+                    "rundown reference initialised at {home:#x} (ExInitializeRundownProtection) used at {addr:#x}"
+                ),
+            )
+        }
+        addr
+    }
+
+    #[track_caller]
     fn addr(&self) -> usize {
-        self as *const Self as usize
+        // SAFETY: `self` is live.
+        unsafe { Self::check_home(self) }
     }
 
     /// `ExAcquireRundownProtection`.
@@ -44,12 +76,20 @@ impl HostRundown {
     }
 
     /// `ExReleaseRundownProtection`.
+    /// `ExReleaseRundownProtection`. Takes a raw pointer: the decrement is
+    /// the last access, after which the owner may free the reference (the
+    /// pattern the driver's CLEANUP relies on), so no `&Self` may outlive it.
+    ///
+    /// # Safety
+    /// `this` points to a live reference until the decrement.
     #[track_caller]
-    pub(crate) fn release(&self) {
+    pub(crate) unsafe fn release(this: *const Self) {
         with_thread(|t| {
             const F: &str = "ExReleaseRundownProtection";
             t.require_at_most_dispatch(F);
-            let Some(index) = t.rundown_refs.iter().rposition(|&r| r == self.addr()) else {
+            // SAFETY: the caller guarantees `this` is live until the decrement.
+            let addr = unsafe { Self::check_home(this) };
+            let Some(index) = t.rundown_refs.iter().rposition(|&r| r == addr) else {
                 violation(
                     Rule::RundownReleaseNotAcquired,
                     format_args!("{F} without a matching acquire on this thread"),
@@ -57,14 +97,16 @@ impl HostRundown {
             };
             t.rundown_refs.swap_remove(index);
         });
-        self.count.fetch_sub(ONE_REF, Ordering::Release);
+        // SAFETY: the caller guarantees `this` is live until this decrement;
+        // nothing touches it afterwards.
+        unsafe { (*this).count.fetch_sub(ONE_REF, Ordering::Release) };
     }
 
     #[track_caller]
-    fn require_at_most_apc(function: &str) {
+    fn require_at_most_apc(rule: Rule, function: &str) {
         let irql = with_thread(|t| t.irql);
         if irql > APC_LEVEL {
-            violation(Rule::RundownWaitAboveApc, format_args!("{function} requires IRQL <= APC_LEVEL, IRQL is {irql}"))
+            violation(rule, format_args!("{function} requires IRQL <= APC_LEVEL, IRQL is {irql}"))
         }
     }
 
@@ -72,7 +114,7 @@ impl HostRundown {
     #[track_caller]
     pub(crate) fn wait(&self) {
         const F: &str = "ExWaitForRundownProtectionRelease";
-        Self::require_at_most_apc(F);
+        Self::require_at_most_apc(Rule::RundownWaitAboveApc, F);
         if with_thread(|t| t.rundown_refs.contains(&self.addr())) {
             violation(
                 Rule::RundownWaitWhileHolding,
@@ -94,7 +136,8 @@ impl HostRundown {
     #[track_caller]
     pub(crate) fn reinitialize(&self) {
         const F: &str = "ExReInitializeRundownProtection";
-        Self::require_at_most_apc(F);
+        self.addr();
+        Self::require_at_most_apc(Rule::RundownWaitAboveApc, F);
         if self.count.load(Ordering::Acquire) != ACTIVE {
             violation(Rule::RundownReinitializeNotRunDown, format_args!("{F} before the run-down completed"))
         }
@@ -104,6 +147,7 @@ impl HostRundown {
     /// The end of the reference's storage.
     #[track_caller]
     pub(crate) fn free(&self) {
+        self.addr();
         let refs = self.count.load(Ordering::Acquire) / ONE_REF;
         // While unwinding, a second panic would abort the test process.
         if refs != 0 && !std::thread::panicking() {

@@ -2,7 +2,7 @@
 //! NDIS's is: new readers enter while a writer waits.
 
 use super::rule::{violation, Rule};
-use super::thread::{with_thread, Held, HeldKind, ThreadState};
+use super::thread::{forget_lock, record_order, spin_until, with_thread, Held, HeldKind, ThreadState};
 use crate::atomic::{AtomicUsize, Ordering};
 use ndis_sys::{LOCK_STATE_EX, NDIS_RWL_AT_DISPATCH_LEVEL};
 
@@ -29,8 +29,10 @@ impl HostRwLock {
         if fail {
             return core::ptr::null_mut();
         }
-        let lock = Self { state: AtomicUsize::new(0) };
-        std::boxed::Box::into_raw(std::boxed::Box::new(lock))
+        let lock = std::boxed::Box::into_raw(std::boxed::Box::new(Self { state: AtomicUsize::new(0) }));
+        // A lock allocated here is a new lock, whatever was here before.
+        forget_lock(lock as usize);
+        lock
     }
 
     /// `NdisFreeRWLock`.
@@ -48,6 +50,7 @@ impl HostRwLock {
         if held && !std::thread::panicking() {
             violation(Rule::FreeHeldLock, format_args!("NdisFreeRWLock on a held lock"))
         }
+        forget_lock(lock.addr());
         with_thread(|t| t.require_at_most_dispatch("NdisFreeRWLock"));
     }
 
@@ -64,7 +67,7 @@ impl HostRwLock {
             (raise(t), nested)
         });
         if !nested {
-            self.spin_until(|s| (s & WRITER == 0).then_some(s + 1));
+            self.spin_until("NdisAcquireRWLockRead", |s| (s & WRITER == 0).then_some(s + 1));
         }
         self.record(state, old, flags, HeldKind::RwRead { nested });
     }
@@ -83,22 +86,20 @@ impl HostRwLock {
             (raise(t), writing)
         });
         if !nested {
-            self.spin_until(|s| (s == 0).then_some(WRITER));
+            self.spin_until("NdisAcquireRWLockWrite", |s| (s == 0).then_some(WRITER));
         }
         self.record(state, old, flags, HeldKind::RwWrite { nested });
     }
 
-    fn spin_until(&self, next: impl Fn(usize) -> Option<usize>) {
-        loop {
+    #[track_caller]
+    fn spin_until(&self, function: &str, next: impl Fn(usize) -> Option<usize>) {
+        with_thread(|t| record_order(&t.held, self.addr(), function));
+        spin_until(self.addr(), function, || {
             let current = self.state.load(Ordering::Relaxed);
-            if let Some(new) = next(current) {
-                let swapped = self.state.compare_exchange(current, new, Ordering::Acquire, Ordering::Relaxed);
-                if swapped.is_ok() {
-                    return;
-                }
-            }
-            super::spin_wait();
-        }
+            next(current).is_some_and(|new| {
+                self.state.compare_exchange(current, new, Ordering::Acquire, Ordering::Relaxed).is_ok()
+            })
+        });
     }
 
     fn record(&self, state: &mut LOCK_STATE_EX, old: u8, flags: u32, kind: HeldKind) {

@@ -1,7 +1,7 @@
 //! Model of `NDIS_SPIN_LOCK`: a test-and-set lock plus the saved IRQL.
 
 use super::rule::{violation, Rule};
-use super::thread::{with_thread, Held, HeldKind};
+use super::thread::{forget_lock, record_order, spin_until, with_thread, Held, HeldKind};
 use crate::atomic::{AtomicBool, AtomicU8, Ordering};
 use ndis_sys::{DISPATCH_LEVEL, PASSIVE_LEVEL};
 
@@ -12,22 +12,41 @@ pub(crate) struct HostSpinLock {
     locked: AtomicBool,
     /// `OldIrql`: written by the holder, read at release.
     old_irql: AtomicU8,
+    /// The address `NdisAllocateSpinLock` was called on.
+    home: usize,
 }
 
 impl HostSpinLock {
-    /// `NdisAllocateSpinLock`.
-    pub(crate) fn new() -> Self {
-        Self { locked: AtomicBool::new(false), old_irql: AtomicU8::new(PASSIVE_LEVEL) }
+    /// `NdisAllocateSpinLock` on `slot`, which becomes the lock's address.
+    ///
+    /// # Safety
+    /// `slot` is valid for writes.
+    pub(crate) unsafe fn init_at(slot: *mut Self) {
+        let lock = Self { locked: AtomicBool::new(false), old_irql: AtomicU8::new(PASSIVE_LEVEL), home: slot as usize };
+        // A lock initialised here is a new lock, whatever was here before.
+        forget_lock(slot as usize);
+        // SAFETY: the caller guarantees `slot` is valid for writes.
+        unsafe { slot.write(lock) }
     }
 
+    /// The lock's address, after checking it is the one it was initialised
+    /// at (rule `LockMoved`).
+    #[track_caller]
     fn addr(&self) -> usize {
-        self as *const Self as usize
+        let addr = self as *const Self as usize;
+        if addr != self.home && !std::thread::panicking() {
+            violation(
+                Rule::LockMoved,
+                format_args!("spin lock initialised at {:#x} (NdisAllocateSpinLock) used at {addr:#x}", self.home),
+            )
+        }
+        addr
     }
 
-    fn spin_until_acquired(&self) {
-        while !self.try_take() {
-            super::spin_wait();
-        }
+    #[track_caller]
+    fn spin_until_acquired(&self, function: &str) {
+        with_thread(|t| record_order(&t.held, self.addr(), function));
+        spin_until(self.addr(), function, || self.try_take());
     }
 
     fn try_take(&self) -> bool {
@@ -36,7 +55,7 @@ impl HostSpinLock {
 
     #[track_caller]
     fn check_not_recursive(&self, function: &str) {
-        let is_spin = |k| matches!(k, HeldKind::Spin | HeldKind::SpinDpr | HeldKind::SpinTry);
+        let is_spin = |k| matches!(k, HeldKind::Spin | HeldKind::SpinDpr);
         if with_thread(|t| t.holds(self.addr(), is_spin)) {
             violation(
                 Rule::SpinLockRecursion,
@@ -53,7 +72,7 @@ impl HostSpinLock {
             t.require_at_most_dispatch("NdisAcquireSpinLock");
             core::mem::replace(&mut t.irql, DISPATCH_LEVEL)
         });
-        self.spin_until_acquired();
+        self.spin_until_acquired("NdisAcquireSpinLock");
         self.old_irql.store(old, Ordering::Relaxed);
         self.push_held(HeldKind::Spin);
     }
@@ -63,20 +82,8 @@ impl HostSpinLock {
     pub(crate) fn acquire_dpr(&self) {
         with_thread(|t| t.require_dispatch(Rule::DprBelowDispatch, "NdisDprAcquireSpinLock"));
         self.check_not_recursive("NdisDprAcquireSpinLock");
-        self.spin_until_acquired();
+        self.spin_until_acquired("NdisDprAcquireSpinLock");
         self.push_held(HeldKind::SpinDpr);
-    }
-
-    /// `KeTryToAcquireSpinLockAtDpcLevel`: fails (never spins) when held,
-    /// also when this thread is the holder.
-    #[track_caller]
-    pub(crate) fn try_acquire_dpr(&self) -> bool {
-        with_thread(|t| t.require_dispatch(Rule::DprBelowDispatch, "KeTryToAcquireSpinLockAtDpcLevel"));
-        let taken = self.try_take();
-        if taken {
-            self.push_held(HeldKind::SpinTry);
-        }
-        taken
     }
 
     fn push_held(&self, kind: HeldKind) {
@@ -97,14 +104,11 @@ impl HostSpinLock {
         });
     }
 
-    /// `NdisDprReleaseSpinLock` (`dpr`) or `KeReleaseSpinLockFromDpcLevel`.
+    /// `NdisDprReleaseSpinLock`.
     #[track_caller]
     pub(crate) fn release_at_dispatch(&self, kind: HeldKind) {
         with_thread(|t| {
-            let function = match kind {
-                HeldKind::SpinTry => "KeReleaseSpinLockFromDpcLevel",
-                _ => "NdisDprReleaseSpinLock",
-            };
+            let function = "NdisDprReleaseSpinLock";
             t.require_dispatch(Rule::DprBelowDispatch, function);
             self.take_expecting(t, kind, function);
             self.locked.store(false, Ordering::Release);
@@ -114,8 +118,7 @@ impl HostSpinLock {
     #[track_caller]
     fn take_expecting(&self, t: &mut super::thread::ThreadState, kind: HeldKind, function: &str) {
         let held = t.take_held(self.addr(), 0, function);
-        let dpr_pair = |k| matches!(k, HeldKind::SpinDpr | HeldKind::SpinTry);
-        if held.kind != kind && !(dpr_pair(held.kind) && dpr_pair(kind)) {
+        if held.kind != kind {
             violation(Rule::ReleaseMismatched, format_args!("{function} on a spin lock acquired as {:?}", held.kind))
         }
     }
@@ -127,5 +130,6 @@ impl HostSpinLock {
         if self.locked.load(Ordering::Acquire) && !std::thread::panicking() {
             violation(Rule::FreeHeldLock, format_args!("NdisFreeSpinLock on a held spin lock"))
         }
+        forget_lock(self.addr());
     }
 }

@@ -5,12 +5,9 @@
 use super::rule::{violation, Rule};
 use ndis_sys::{DISPATCH_LEVEL, KIRQL, PASSIVE_LEVEL};
 use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, OnceLock};
 use std::vec::Vec;
-
-#[cfg(loom)]
-use loom::thread_local;
-#[cfg(not(loom))]
-use std::thread_local;
 
 /// How a held lock was acquired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,8 +16,6 @@ pub(crate) enum HeldKind {
     Spin,
     /// `NdisDprAcquireSpinLock`.
     SpinDpr,
-    /// `KeTryToAcquireSpinLockAtDpcLevel`.
-    SpinTry,
     /// `NdisAcquireRWLockRead`; `nested` when granted under this thread's write.
     RwRead { nested: bool },
     /// `NdisAcquireRWLockWrite`; `nested` when recursive.
@@ -51,11 +46,122 @@ pub(crate) struct ThreadState {
     pub(crate) failing_rw_allocations: usize,
 }
 
-thread_local! {
-    static THREAD: RefCell<ThreadState> = RefCell::new(ThreadState {
-        irql: PASSIVE_LEVEL,
-        ..ThreadState::default()
+impl ThreadState {
+    /// A processor at PASSIVE_LEVEL holding nothing.
+    const IDLE: Self =
+        Self { irql: PASSIVE_LEVEL, held: Vec::new(), rundown_refs: Vec::new(), failing_rw_allocations: 0 };
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    static THREAD: RefCell<ThreadState> = const { RefCell::new(ThreadState::IDLE) };
+}
+#[cfg(loom)]
+loom::thread_local! {
+    static THREAD: RefCell<ThreadState> = RefCell::new(ThreadState::IDLE);
+}
+
+/// What the model knows across threads, for Driver Verifier's deadlock
+/// detection: the lock order seen so far and the locks whose holder ended.
+#[derive(Default)]
+struct Global {
+    /// `(a, b)`: some thread acquired `b` while holding `a`.
+    order: HashSet<(usize, usize)>,
+    /// Locks still held by a thread that has ended, with what it held them as.
+    abandoned: HashMap<usize, HeldKind>,
+}
+
+fn global<R>(f: impl FnOnce(&mut Global) -> R) -> R {
+    static GLOBAL: OnceLock<Mutex<Global>> = OnceLock::new();
+    let mut global = GLOBAL.get_or_init(Mutex::default).lock().unwrap_or_else(|e| e.into_inner());
+    f(&mut global)
+}
+
+/// Records that this thread is about to wait for `lock` while holding
+/// `held`, and reports an order that inverts one seen before (rule
+/// `LockOrderInversion`), whether or not the two threads ever met: this is
+/// also what turns an ABBA deadlock into a report instead of a hang, since
+/// the second thread to reach its second lock sees the first one's order.
+#[track_caller]
+pub(crate) fn record_order(held: &[Held], lock: usize, function: &str) {
+    let inverted = global(|g| {
+        let mut inverted = None;
+        for h in held.iter().filter(|h| h.lock != lock) {
+            if g.order.contains(&(lock, h.lock)) {
+                inverted = Some(h.lock);
+            }
+            g.order.insert((h.lock, lock));
+        }
+        inverted
     });
+    if let Some(first) = inverted {
+        violation(
+            Rule::LockOrderInversion,
+            format_args!(
+                "{function} on {lock:#x} while holding {first:#x}, but {first:#x} was acquired \
+                 while holding {lock:#x} before: two threads taking them this way deadlock"
+            ),
+        )
+    }
+}
+
+/// Forgets what the model knows about a freed lock (its address may be reused).
+pub(crate) fn forget_lock(lock: usize) {
+    global(|g| {
+        g.order.retain(|&(a, b)| a != lock && b != lock);
+        g.abandoned.remove(&lock);
+    });
+}
+
+/// Reports a wait on a lock that a thread which has ended still holds.
+#[track_caller]
+pub(crate) fn check_not_abandoned(lock: usize, function: &str) {
+    if let Some(kind) = global(|g| g.abandoned.get(&lock).copied()) {
+        violation(
+            Rule::ThreadExitedHoldingLock,
+            format_args!("{function} on {lock:#x}, held ({kind:?}) by a thread that has ended: it is never released"),
+        )
+    }
+}
+
+/// Spins until `try_take` succeeds, reporting (within a second) a lock that
+/// will never be released: held by an ended thread, or a deadlock the order
+/// check did not see (rule `Deadlock`).
+#[track_caller]
+pub(crate) fn spin_until(lock: usize, function: &str, mut try_take: impl FnMut() -> bool) {
+    #[cfg(not(loom))]
+    let mut started = None;
+    while !try_take() {
+        check_not_abandoned(lock, function);
+        #[cfg(not(loom))]
+        {
+            let limit = std::time::Duration::from_secs(if cfg!(miri) { 30 } else { 1 });
+            let start = *started.get_or_insert_with(std::time::Instant::now);
+            if start.elapsed() > limit {
+                violation(Rule::Deadlock, format_args!("{function} on {lock:#x} has spun for {limit:?}: deadlock"))
+            }
+        }
+        super::spin_wait();
+    }
+}
+
+impl Drop for ThreadState {
+    fn drop(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        // A panic here would abort the process: record the locks, so that
+        // whoever waits for one gets a named report, and say it now.
+        global(|g| g.abandoned.extend(self.held.iter().map(|h| (h.lock, h.kind))));
+        #[cfg(not(loom))]
+        std::eprintln!(
+            "{}: a thread ended at IRQL {} holding {} lock(s): {:?}",
+            Rule::ThreadExitedHoldingLock,
+            self.irql,
+            self.held.len(),
+            self.held
+        );
+    }
 }
 
 /// Runs `f` on this thread's state.

@@ -4,7 +4,8 @@
 use ndis_sync::{Passive, SpinLock};
 
 fn main() {
-    let (a_lock, b_lock) = (SpinLock::new(1), SpinLock::new(2));
+    ndis_sync::stack_pin_init!(let a_lock = SpinLock::new(1));
+    ndis_sync::stack_pin_init!(let b_lock = SpinLock::new(2));
     let mut t = unsafe { Passive::new_unchecked() };
     let a = a_lock.lock(&mut t);
     let b = b_lock.lock(&mut t);

@@ -2,7 +2,7 @@
 use ndis_sync::{MaybeDispatch, Rundown};
 
 fn main() {
-    let endpoint = Rundown::new(1);
+    ndis_sync::stack_pin_init!(let endpoint = Rundown::new(&unsafe { ndis_sync::Passive::new_unchecked() }, 1));
     let maybe = unsafe { MaybeDispatch::new_unchecked() };
     let _ = endpoint.run_down(&maybe);
 }

@@ -2,6 +2,6 @@
 use ndis_sync::SpinLock;
 
 fn main() {
-    let lock = SpinLock::new(0u32);
+    ndis_sync::stack_pin_init!(let lock = SpinLock::new(0u32));
     *lock += 1;
 }
