@@ -24,7 +24,8 @@ fn check(handler: portwatch_bench::handlers::Handler, gate_paths: usize) {
         println!("{kind:?}: {w}");
     }
     assert!(classified.iter().any(|(_, k)| *k == WriteKind::Counter), "{}: no counter update found", handler.name);
-    let of = |kind: WriteKind| classified.iter().filter(|(_, k)| *k == kind).map(|(w, _)| w.to_string()).collect::<Vec<_>>();
+    let of =
+        |kind: WriteKind| classified.iter().filter(|(_, k)| *k == kind).map(|(w, _)| w.to_string()).collect::<Vec<_>>();
     let (shared, other) = (of(WriteKind::SharedCount), of(WriteKind::Other));
     // Per path: a decrement and a flag exchange (shared counts), a state
     // store (other).

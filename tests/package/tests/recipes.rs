@@ -139,7 +139,13 @@ fn the_package_holds_the_files_the_readme_lists() {
         assert!(readme.contains(file), "README.txt lists {file}");
         assert!(Path::new(&paths::package_dir().join(file)).is_file(), "the package lacks {file}");
     }
-    for step in ["testsigning", "portwatch.exe install", "portwatch.exe verifier on", "portwatch.exe stress", "portwatch.exe uninstall"] {
+    for step in [
+        "testsigning",
+        "portwatch.exe install",
+        "portwatch.exe verifier on",
+        "portwatch.exe stress",
+        "portwatch.exe uninstall",
+    ] {
         assert!(readme.contains(step), "README.txt does not mention {step}");
     }
 }
