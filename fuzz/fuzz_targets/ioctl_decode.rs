@@ -22,6 +22,12 @@ mod ports;
 #[path = "../../driver/portwatch/src/ioctl.rs"]
 mod ioctl;
 
+// `ioctl.rs` reports the driver's version from here (this crate's version
+// stands in for the driver's; the decoder does not depend on it).
+#[allow(dead_code)]
+#[path = "../../driver/portwatch/src/version.rs"]
+mod version;
+
 use libfuzzer_sys::fuzz_target;
 use portwatch_proto::{self as proto, Wire};
 use portwatch_scenarios::expect::{expected, Expected};
