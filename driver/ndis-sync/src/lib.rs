@@ -5,6 +5,9 @@
 //! * [`SpinLock<T>`] over `NDIS_SPIN_LOCK`,
 //! * [`RwLock<T>`] over `NDIS_RW_LOCK_EX`,
 //! * [`Rundown<T>`] over `EX_RUNDOWN_REF`,
+//! * [`Mutex<T>`] over an executive `FAST_MUTEX` (blocking holders, lends an
+//!   [`Apc`] token), [`Semaphore`] over `KSEMAPHORE` (bounded holders,
+//!   [`Permit`]s, waits with a timeout),
 //! * IRQL tokens [`Passive`], [`Dispatch`], [`MaybeDispatch`] (and
 //!   [`CallbackIrql`] to get one from an NDIS `*_DISPATCH_LEVEL` flag).
 //!
@@ -136,6 +139,12 @@
 //! | [`Rundown::new`] | `ExInitializeRundownProtection` | <= APC |
 //! | [`Rundown::try_acquire`], guard drop | `ExAcquireRundownProtection` / `ExReleaseRundownProtection` | <= DISPATCH |
 //! | [`Rundown::run_down`] | `ExWaitForRundownProtectionRelease`, `ExRundownCompleted` | <= APC (takes `&Passive`) |
+//! | [`Mutex::init`] | `ExInitializeFastMutex` (inline in wdm.h: `KeInitializeEvent`) | <= DISPATCH |
+//! | [`Mutex::lock`], guard drop | `ExAcquireFastMutex` / `ExReleaseFastMutex` | <= APC (takes an [`AtMostApc`] token) |
+//! | [`Semaphore::init`] | `KeInitializeSemaphore` | any IRQL |
+//! | [`Semaphore::acquire`] | `KeWaitForSingleObject` (relative timeout) | <= APC (takes an [`AtMostApc`] token) |
+//! | [`Semaphore::try_acquire`] | `KeWaitForSingleObject` (zero timeout) | <= DISPATCH |
+//! | permit drop | `KeReleaseSemaphore` | <= DISPATCH |
 //! | [`Rundown::reinitialize`] | `ExReInitializeRundownProtection` | <= APC (takes `&Passive`) |
 //!
 //! Every function is imported from `ndis.sys` or `ntoskrnl.exe`, which
@@ -155,9 +164,12 @@
 mod atomic;
 mod backend;
 mod irql;
+mod mutex;
 mod rundown;
 mod rw_lock;
+mod semaphore;
 mod spin_lock;
+mod wait;
 
 #[cfg(not(target_os = "windows"))]
 pub mod host;
@@ -165,7 +177,9 @@ pub mod host;
 mod kernel;
 
 pub use irql::{AtMostDispatch, CallbackIrql, Dispatch, MaybeDispatch, Passive};
+pub use mutex::{Apc, AtMostApc, Mutex, MutexGuard};
 pub use ndis_sys::{APC_LEVEL, DISPATCH_LEVEL, KIRQL, PASSIVE_LEVEL};
 pub use rundown::{Rundown, RundownGuard};
 pub use rw_lock::{AllocError, RwLock};
+pub use semaphore::{Permit, Semaphore, TimedOut};
 pub use spin_lock::{MappedSpinLockGuard, SpinLock, SpinLockGuard};

@@ -114,7 +114,7 @@ impl<T> Rundown<T> {
     /// assert_eq!(endpoint.run_down(&passive), None);
     /// ```
     #[track_caller]
-    pub fn run_down(&self, irql: &Passive) -> Option<T> {
+    pub fn run_down(&self, irql: &impl crate::AtMostApc) -> Option<T> {
         let _ = irql;
         let won = self.phase.compare_exchange(LIVE, RUNNING_DOWN, Ordering::AcqRel, Ordering::Acquire);
         if won.is_err() {
