@@ -208,6 +208,23 @@ impl<T> Mutex<T> {
         self.data.get_mut()
     }
 
+    /// Calls `ExReleaseFastMutex` without a guard, as a buggy driver would
+    /// (host model only: tests of the `MutexReleaseNotOwner` rule).
+    ///
+    /// ```should_panic = "MutexReleaseNotOwner"
+    /// let mut mutex = Box::pin(ndis_sync::Mutex::new(()));
+    /// mutex.as_mut().init();
+    /// mutex.release_unpaired(); // nobody owns it
+    /// ```
+    #[cfg(not(target_os = "windows"))]
+    #[track_caller]
+    pub fn release_unpaired(&self) {
+        assert!(self.initialised, "ndis_sync::Mutex released before Mutex::init");
+        // SAFETY: initialised, valid for `self`'s life; the model checks
+        // ownership and reports the release instead of performing it.
+        unsafe { ActiveWait::mutex_release(self.raw.get()) }
+    }
+
     /// Unwraps the data (a fast mutex needs no freeing).
     ///
     /// ```

@@ -17,8 +17,8 @@ use std::thread_local;
 static NEXT_THREAD_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
 thread_local! {
-    static THREAD_ID: Cell<usize> = const { Cell::new(0) };
-    static MUTEXES_HELD: Cell<usize> = const { Cell::new(0) };
+    static THREAD_ID: Cell<usize> = Cell::new(0);
+    static MUTEXES_HELD: Cell<usize> = Cell::new(0);
 }
 
 /// This thread's identity for mutex ownership.
