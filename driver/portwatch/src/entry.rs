@@ -16,7 +16,6 @@ use windows_sys::Win32::Foundation::{STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCE
 use crate::device;
 use crate::filter;
 use crate::globals::Globals;
-use crate::pool::try_box;
 use crate::trace::trace;
 
 static GLOBALS: AtomicPtr<Globals> = AtomicPtr::new(null_mut());
@@ -89,8 +88,10 @@ pub unsafe extern "system" fn DriverEntry(driver: *mut DRIVER_OBJECT, _registry_
     // SAFETY: DriverEntry runs at PASSIVE_LEVEL (R1).
     let mut irql = unsafe { Passive::new_unchecked() };
     let Ok(globals) = Globals::try_new() else { return STATUS_INSUFFICIENT_RESOURCES };
-    let Ok(globals) = try_box(globals) else { return STATUS_INSUFFICIENT_RESOURCES };
-    GLOBALS.store(Box::into_raw(globals), Ordering::Release);
+    // SAFETY: the pointer is stored and the Globals stay at that address
+    // until `free_globals` drops them in place (Box::from_raw): they are
+    // never moved, as the pin requires.
+    GLOBALS.store(Box::into_raw(unsafe { core::pin::Pin::into_inner_unchecked(globals) }), Ordering::Release);
 
     // SAFETY: `driver` is our driver object (function contract).
     let status = unsafe { register_filter(driver) };
