@@ -303,6 +303,46 @@ extern "win64" fn ke_release_semaphore(semaphore: *mut KSEMAPHORE, _increment: i
     })
 }
 
+/// Every semaphore the driver initialised: (address, count, limit).
+pub fn semaphores() -> Vec<(usize, i32, i32)> {
+    let mut all: Vec<_> = tables().semaphores.iter().map(|(&a, &(count, limit))| (a, count, limit)).collect();
+    all.sort_unstable();
+    all
+}
+
+/// Permits taken from the driver's semaphores by [`hold_all_permits`],
+/// given back when dropped.
+#[must_use = "the permits are given back when this is dropped"]
+pub struct HeldPermits(Vec<(usize, i32)>);
+
+/// Takes every available permit of every semaphore, as holders the driver
+/// does not see would (other requests in flight on a real machine): its
+/// waiters then wait their full timeout. Tests of admission control.
+pub fn hold_all_permits() -> HeldPermits {
+    let mut t = tables();
+    HeldPermits(
+        t.semaphores
+            .iter_mut()
+            .map(|(&addr, entry)| {
+                let taken = entry.0;
+                entry.0 = 0;
+                (addr, taken)
+            })
+            .collect(),
+    )
+}
+
+impl Drop for HeldPermits {
+    fn drop(&mut self) {
+        let mut t = tables();
+        for &(addr, taken) in &self.0 {
+            if let Some(entry) = t.semaphores.get_mut(&addr) {
+                entry.0 += taken;
+            }
+        }
+    }
+}
+
 /// Permits available in the semaphore at `addr` (tests).
 pub fn semaphore_count(addr: usize) -> Option<i32> {
     tables().semaphores.get(&addr).map(|&(count, _)| count)
