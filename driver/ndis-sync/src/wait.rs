@@ -100,9 +100,10 @@ impl WaitBackend for Kernel {
     }
 
     unsafe fn semaphore_wait(semaphore: *mut ndis_sys::KSEMAPHORE, timeout_100ns: Option<u64>) -> bool {
-        // Negative: relative to now, in 100 ns units.
-        let mut relative = timeout_100ns.map(|t| -(t.min(i64::MAX as u64) as i64));
-        let timeout = relative.as_mut().map_or(core::ptr::null_mut(), |t| t as *mut i64);
+        // Negative: relative to now, in 100 ns units. A plain i64 (not an
+        // Option) in memory: only the value's address goes to the kernel.
+        let mut relative: i64 = -(timeout_100ns.unwrap_or(0).min(i64::MAX as u64) as i64);
+        let timeout = if timeout_100ns.is_some() { &raw mut relative } else { core::ptr::null_mut() };
         // SAFETY: the caller guarantees an initialised semaphore and an IRQL
         // the wait allows; `timeout` is null or points to this frame.
         let status = unsafe {
