@@ -54,7 +54,7 @@ fn run_down_is_allowed_inside_the_mutex() {
 
 #[test]
 fn excludes_other_threads() {
-    let m: Arc<Pin<Box<Mutex<(u64, u64)>>>> = Arc::new(mutex((0, 0)));
+    let m = Arc::new(mutex((0u64, 0u64)));
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let m = Arc::clone(&m);

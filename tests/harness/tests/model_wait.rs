@@ -250,23 +250,16 @@ fn fast_mutex_and_spin_lock_orders_are_checked_together() {
     let _s = Session::begin(Config::default());
     let m = leak::<FAST_MUTEX>();
     let spin = leak::<ndis_sys::NDIS_SPIN_LOCK>();
-    let ndis = |name: &str| {
-        portwatch_harness::imports::registry().iter().find(|i| i.dll == "ndis.sys" && i.name == name).unwrap().addr
+    type SpinFn = unsafe extern "win64" fn(*mut ndis_sys::NDIS_SPIN_LOCK);
+    let ndis = |name: &str| -> SpinFn {
+        let addr =
+            portwatch_harness::imports::registry().iter().find(|i| i.dll == "ndis.sys" && i.name == name).unwrap().addr;
+        // SAFETY: the model function's signature: one NDIS_SPIN_LOCK pointer.
+        unsafe { core::mem::transmute::<usize, SpinFn>(addr) }
     };
+    let (alloc, acq, rel) = (ndis("NdisAllocateSpinLock"), ndis("NdisAcquireSpinLock"), ndis("NdisReleaseSpinLock"));
     call_driver_at("ioctl", PASSIVE, || {
         init_mutex(m);
-        // SAFETY: the model functions' signatures.
-        let (alloc, acq, rel): (
-            unsafe extern "win64" fn(*mut ndis_sys::NDIS_SPIN_LOCK),
-            unsafe extern "win64" fn(*mut ndis_sys::NDIS_SPIN_LOCK),
-            unsafe extern "win64" fn(*mut ndis_sys::NDIS_SPIN_LOCK),
-        ) = unsafe {
-            (
-                core::mem::transmute(ndis("NdisAllocateSpinLock")),
-                core::mem::transmute(ndis("NdisAcquireSpinLock")),
-                core::mem::transmute(ndis("NdisReleaseSpinLock")),
-            )
-        };
         // SAFETY: a live NDIS_SPIN_LOCK of the test.
         unsafe {
             alloc(spin);

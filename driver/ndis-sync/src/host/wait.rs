@@ -17,7 +17,10 @@ use std::thread_local;
 static NEXT_THREAD_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
 thread_local! {
+    // loom's thread_local! takes no `const { }` initialiser.
+    #[allow(clippy::missing_const_for_thread_local)]
     static THREAD_ID: Cell<usize> = Cell::new(0);
+    #[allow(clippy::missing_const_for_thread_local)]
     static MUTEXES_HELD: Cell<usize> = Cell::new(0);
 }
 
