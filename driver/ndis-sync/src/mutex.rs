@@ -211,7 +211,7 @@ impl<T> Mutex<T> {
     /// Calls `ExReleaseFastMutex` without a guard, as a buggy driver would
     /// (host model only: tests of the `MutexReleaseNotOwner` rule).
     ///
-    /// ```should_panic = "MutexReleaseNotOwner"
+    /// ```should_panic
     /// let mut mutex = Box::pin(ndis_sync::Mutex::new(()));
     /// mutex.as_mut().init();
     /// mutex.release_unpaired(); // nobody owns it

@@ -204,7 +204,7 @@ impl Semaphore {
     /// back, as a buggy driver would (host model only: tests of the
     /// `SemaphoreLimitExceeded` rule).
     ///
-    /// ```should_panic = "SemaphoreLimitExceeded"
+    /// ```should_panic
     /// let mut semaphore = Box::pin(ndis_sync::Semaphore::new(1));
     /// semaphore.as_mut().init();
     /// semaphore.release_unpaired(1);
