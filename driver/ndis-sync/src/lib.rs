@@ -56,7 +56,40 @@
 //! leak guards. Two deadlocks are also left to run time (the host model and
 //! Driver Verifier report them): running down a [`Rundown`] while this
 //! thread holds one of its guards, and taking an [`RwLock`] for writing
-//! inside one of its own read closures.
+//! inside one of its own read closures. Likewise taking a [`Mutex`] again
+//! with its own guard's [`Apc`] token (a fast mutex is not recursive:
+//! `MutexRecursion` in the host model, 0xC4/0x1000 in the harness).
+//!
+//! # Mutex and semaphore: waiting primitives
+//!
+//! [`Mutex`] and [`Semaphore`] wait instead of spinning, so they need an
+//! [`AtMostApc`] token ([`Passive`], or the [`Apc`] token a held mutex
+//! lends): neither can be waited on inside a spin lock or an RW lock, which
+//! lend only [`Dispatch`]. Both are pinned and initialised in place
+//! (`init(self: Pin<&mut Self>)`); using one before `init` panics. A held
+//! mutex runs its holder at `APC_LEVEL`: functions that need
+//! `PASSIVE_LEVEL` (most `Zw*` calls) cannot be called under it, because
+//! the caller's [`Passive`] token is borrowed by the guard.
+//!
+//! ```
+//! use core::time::Duration;
+//! use ndis_sync::{Mutex, Passive, Semaphore, SpinLock};
+//!
+//! let mut config = Box::pin(Mutex::new(0u32));
+//! config.as_mut().init();
+//! let mut replies = Box::pin(Semaphore::new(2));
+//! replies.as_mut().init();
+//! let counters = SpinLock::new(0u32);
+//! // SAFETY: a test thread runs at PASSIVE_LEVEL.
+//! let mut passive = unsafe { Passive::new_unchecked() };
+//! if let Ok(_permit) = replies.acquire(&passive, Duration::from_millis(50)) {
+//!     let mut guard = config.lock(&mut passive);
+//!     let (value, apc) = guard.split();
+//!     *value += 1;
+//!     *counters.lock(apc) += 1;
+//! }
+//! assert_eq!(counters.into_inner(), 1);
+//! ```
 //!
 //! # Spin lock: per-endpoint state
 //!

@@ -64,7 +64,7 @@ fn never_more_holders_than_permits() {
             let (s, inside) = (Arc::clone(&s), Arc::clone(&inside));
             std::thread::spawn(move || {
                 let p = passive();
-                for _ in 0..200 {
+                for _ in 0..common::ROUNDS / 10 {
                     let _permit = s.acquire(&p, Duration::from_secs(10)).unwrap();
                     assert!(inside.fetch_add(1, Ordering::SeqCst) < 3, "more holders than permits");
                     std::thread::yield_now();
