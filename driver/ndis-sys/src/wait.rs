@@ -29,8 +29,9 @@ pub const STATUS_SEMAPHORE_LIMIT_EXCEEDED: NTSTATUS = 0xC000_0047_u32 as i32;
 // (FAST_MUTEX { LONG Count; PVOID Owner; ULONG Contention; KEVENT Event;
 // ULONG OldIrql; }, KEVENT { DISPATCHER_HEADER Header; }, KSEMAPHORE {
 // DISPATCHER_HEADER Header; LONG Limit; }, DISPATCHER_HEADER 24 bytes) laid
-// out with the x64 MSVC alignment rules; the same numbers as the public
-// `dt nt!_FAST_MUTEX` / `dt nt!_KSEMAPHORE` dumps of the x64 kernel symbols.
+// out with the x64 MSVC alignment rules (natural alignment: LONG 4, PVOID 8;
+// DISPATCHER_HEADER is 24 bytes on x64). The types asserted are windows-sys's,
+// generated from Microsoft's metadata, so the two sources must agree.
 const _: () = {
     use core::mem::{offset_of, size_of};
     assert!(size_of::<DISPATCHER_HEADER>() == 24);
