@@ -50,6 +50,7 @@ mod sealed {
     impl Sealed for super::Passive {}
     impl Sealed for super::Dispatch {}
     impl Sealed for super::MaybeDispatch {}
+    impl Sealed for crate::Apc {}
 }
 
 /// A token proving the IRQL is at most `DISPATCH_LEVEL`: [`Passive`],

@@ -5,6 +5,9 @@
 //! * [`SpinLock<T>`] over `NDIS_SPIN_LOCK`,
 //! * [`RwLock<T>`] over `NDIS_RW_LOCK_EX`,
 //! * [`Rundown<T>`] over `EX_RUNDOWN_REF`,
+//! * [`Mutex<T>`] over an executive `FAST_MUTEX` (blocking holders, lends an
+//!   [`Apc`] token), [`Semaphore`] over `KSEMAPHORE` (bounded holders,
+//!   [`Permit`]s, waits with a timeout),
 //! * IRQL tokens [`Passive`], [`Dispatch`], [`MaybeDispatch`] (and
 //!   [`CallbackIrql`] to get one from an NDIS `*_DISPATCH_LEVEL` flag).
 //!
@@ -52,7 +55,9 @@
 //! | IRQL tokens | forged only in `unsafe` code; `!Send`, `!Sync`; a callback's token ([`CallbackIrql::with`]) is borrowed for the callback and cannot be kept, moved out or used again while a lock taken with it is held | a token forged at the wrong IRQL; [`CallbackIrql::with`] called with a lock held (`CallbackTokenInsideLock`) |
 //! | [`SpinLock`] | initialised, used and freed at one address (an in-place initialiser, `!Unpin`, reached only through `Pin`); data only through a guard; guard `!Send`; nested locks only through the outer guard's token, so they cannot outlive it (release order); nothing needing `&Passive` while held | recursion on the same lock (`SpinLockRecursion`); lock-order inversion and ABBA deadlock (`LockOrderInversion`); a lock left held by an ended thread (`ThreadExitedHoldingLock`); freeing a held lock; any spin over a second (`Deadlock`); a lock used or freed elsewhere than where it was initialised (`LockMoved`) |
 //! | [`RwLock`] | `&T` to readers, `&mut T` to the writer, only inside the closure; the closure's token cannot escape; no upgrade | write inside one's own read (`RwWriteWhileReading`); any acquire inside one's own write (`RwLockReentered`, also in the kernel build: it would alias `&mut T`); lock-order inversion; freeing a held lock; wrong `NDIS_RWL_AT_DISPATCH_LEVEL` flag |
-//! | [`Rundown`] | initialised in place at <= APC (`Rundown::new` borrows `&Passive`), pinned, and a pinned value is consumed in place (`run_down` moves it out only if `T: Unpin`); value only through a guard, shared; `run_down` needs `&Passive`, so never under a lock; exactly one `run_down` gets the value; the guard holds no reference across its release | `run_down` while this thread holds one of its guards (`RundownWaitWhileHolding`); release without acquire; freeing with protection outstanding; initialised above APC_LEVEL; used elsewhere than where it was initialised (`LockMoved`) |
+//! | [`Rundown`] | initialised in place at <= APC (`Rundown::new` borrows `&Passive`), pinned, and a pinned value is consumed in place (`run_down` moves it out only if `T: Unpin`); value only through a guard, shared; `run_down` needs `&Passive` or `&Apc` (an [`AtMostApc`] token), so never under a spin or RW lock; exactly one `run_down` gets the value; the guard holds no reference across its release | `run_down` while this thread holds one of its guards (`RundownWaitWhileHolding`); release without acquire; freeing with protection outstanding; initialised above APC_LEVEL; used elsewhere than where it was initialised (`LockMoved`) |
+//! | [`Mutex`] | pinned (`!Unpin`), initialised in place ([`Mutex::in_place`], or `new` + `init`); data only through a guard, guard `!Send`; taken only with an [`AtMostApc`] token, so never inside a spin or RW lock; the guard borrows the caller's token and lends an [`Apc`] one, so nothing needing `&Passive` while held and nested locks cannot outlive it | recursion (`MutexRecursion`); acquire above APC_LEVEL (`MutexAcquireAboveApc`); release by another thread or not at APC_LEVEL (`MutexReleaseNotOwner`, `MutexReleaseNotAtApc`); used before `init` or away from where it was initialised (`LockNotInitialisedHere`) |
+//! | [`Semaphore`] | pinned (`!Unpin`), initialised in place ([`Semaphore::in_place`], or `new` + `init`); a timed wait ([`Semaphore::acquire`]) only with an [`AtMostApc`] token, a zero-timeout one ([`Semaphore::try_acquire`]) up to DISPATCH; a [`Permit`] releases once, on drop | a non-zero wait at DISPATCH_LEVEL (`WaitAtDispatch`); a release past the limit (`SemaphoreLimitExceeded`); used before `init` or away from where it was initialised (`LockNotInitialisedHere`) |
 //!
 //! # What the types cannot see
 //!
@@ -75,7 +80,10 @@
 //! * an RW lock taken for writing inside one of its own read closures
 //!   (NDIS has no upgrade; seed 003);
 //! * [`Rundown::run_down`] inside one of its own guards (it waits for the
-//!   guard this thread holds); the types only forbid it under a lock.
+//!   guard this thread holds); the types only forbid it under a lock;
+//! * a [`Mutex`] taken again with its own guard's [`Apc`] token (a fast
+//!   mutex is not recursive: `MutexRecursion` in the host model, 0xC4/0x1000
+//!   in the harness).
 //!
 //! Each is a named failure, never a silent hang, wherever it can be
 //! checked: the host model (unit tests, loom, Miri) reports all three by
@@ -91,6 +99,41 @@
 //! acquire with 0xC4 and reports lock-order inversions; its coverage of
 //! `NDIS_RW_LOCK_EX` is not documented, so for a write inside a read the
 //! host model and the harness are the check, and in the field it hangs.
+//!
+//! # Mutex and semaphore: waiting primitives
+//!
+//! [`Mutex`] and [`Semaphore`] wait instead of spinning, so they need an
+//! [`AtMostApc`] token ([`Passive`], or the [`Apc`] token a held mutex
+//! lends): neither can be waited on inside a spin lock or an RW lock, which
+//! lend only [`Dispatch`]. Both are pinned and initialised in place, in
+//! either of two styles: [`Mutex::in_place`] and [`Semaphore::in_place`]
+//! return a [`PinInit`] like [`SpinLock::new`] (for [`stack_pin_init!`],
+//! [`try_pin_box`] or a containing structure's initialiser), and `new`
+//! followed by `init(self: Pin<&mut Self>)` at the final address does the
+//! same in two steps; using one before it is initialised panics. A held
+//! mutex runs its holder at `APC_LEVEL`: functions that need
+//! `PASSIVE_LEVEL` (most `Zw*` calls) cannot be called under it, because
+//! the caller's [`Passive`] token is borrowed by the guard. [`Rundown::run_down`]
+//! takes either token, so a rundown can be waited for under a mutex.
+//!
+//! ```
+//! use core::time::Duration;
+//! use ndis_sync::{Mutex, Passive, Semaphore, SpinLock};
+//!
+//! let mut config = Box::pin(Mutex::new(0u32));
+//! config.as_mut().init();
+//! ndis_sync::stack_pin_init!(let replies = Semaphore::in_place(2));
+//! ndis_sync::stack_pin_init!(let counters = SpinLock::new(0u32));
+//! // SAFETY: a test thread runs at PASSIVE_LEVEL.
+//! let mut passive = unsafe { Passive::new_unchecked() };
+//! if let Ok(_permit) = replies.acquire(&passive, Duration::from_millis(50)) {
+//!     let mut guard = config.lock(&mut passive);
+//!     let (value, apc) = guard.split();
+//!     *value += 1;
+//!     *counters.lock(apc) += 1;
+//! }
+//! assert_eq!(*counters.as_mut().data_mut(), 1);
+//! ```
 //!
 //! # Spin lock: per-endpoint state
 //!
@@ -174,8 +217,14 @@
 //! | [`RwLock::read_at_dispatch`], [`RwLock::write_at_dispatch`] | the same with `NDIS_RWL_AT_DISPATCH_LEVEL` | DISPATCH |
 //! | [`Rundown::new`] (in place; takes `&Passive`) | `ExInitializeRundownProtection` | <= APC |
 //! | [`Rundown::try_acquire`], guard drop | `ExAcquireRundownProtection` / `ExReleaseRundownProtection` | <= DISPATCH |
-//! | [`Rundown::run_down`], [`Rundown::run_down_with`] | `ExWaitForRundownProtectionRelease`, `ExRundownCompleted` | <= APC (takes `&Passive`) |
+//! | [`Rundown::run_down`], [`Rundown::run_down_with`] | `ExWaitForRundownProtectionRelease`, `ExRundownCompleted` | <= APC (takes an [`AtMostApc`] token: `&Passive` or `&Apc`) |
 //! | drop of a [`Rundown`] | nothing (the reference needs no free) | any |
+//! | [`Mutex::init`], [`Mutex::in_place`] | `ExInitializeFastMutex` (inline in wdm.h: `KeInitializeEvent`) | <= DISPATCH |
+//! | [`Mutex::lock`], guard drop | `ExAcquireFastMutex` / `ExReleaseFastMutex` | <= APC (takes an [`AtMostApc`] token) |
+//! | [`Semaphore::init`], [`Semaphore::in_place`] | `KeInitializeSemaphore` | any IRQL |
+//! | [`Semaphore::acquire`] | `KeWaitForSingleObject` (relative timeout) | <= APC (takes an [`AtMostApc`] token) |
+//! | [`Semaphore::try_acquire`] | `KeWaitForSingleObject` (zero timeout) | <= DISPATCH |
+//! | permit drop | `KeReleaseSemaphore` | <= DISPATCH |
 //! | [`Rundown::reinitialize`] | `ExReInitializeRundownProtection` | <= APC (takes `&Passive`) |
 //!
 //! Every function is imported from `ndis.sys` or `ntoskrnl.exe`, which
@@ -199,9 +248,12 @@ mod atomic;
 mod backend;
 mod init;
 mod irql;
+mod mutex;
 mod rundown;
 mod rw_lock;
+mod semaphore;
 mod spin_lock;
+mod wait;
 
 #[cfg(not(target_os = "windows"))]
 pub mod host;
@@ -212,9 +264,11 @@ mod kernel;
 pub use init::try_pin_box;
 pub use init::{init_from_closure, InitClosure, PinInit};
 pub use irql::{AtMostDispatch, CallbackIrql, Dispatch, MaybeDispatch, Passive};
+pub use mutex::{Apc, AtMostApc, Mutex, MutexGuard};
 pub use ndis_sys::{APC_LEVEL, DISPATCH_LEVEL, KIRQL, PASSIVE_LEVEL};
 pub use rundown::{Rundown, RundownGuard};
 pub use rw_lock::{AllocError, RwLock};
+pub use semaphore::{Permit, Semaphore, TimedOut};
 pub use spin_lock::{MappedSpinLockGuard, SpinLock, SpinLockGuard};
 
 #[doc(hidden)]

@@ -5,7 +5,7 @@ use crate::atomic::{AtomicU8, Ordering};
 use crate::backend::{Active, Backend};
 use crate::init::{init_from_closure, PinInit};
 use crate::irql::NotSendSync;
-use crate::Passive;
+use crate::{AtMostApc, Passive};
 use core::cell::UnsafeCell;
 use core::fmt;
 use core::marker::{PhantomData, PhantomPinned};
@@ -132,7 +132,8 @@ impl<T> Rundown<T> {
     }
 
     /// Blocks new protection, waits until every guard is dropped
-    /// (`ExWaitForRundownProtectionRelease`, IRQL <= APC), and takes the
+    /// (`ExWaitForRundownProtectionRelease`, IRQL <= APC: the token is
+    /// [`Passive`] or a mutex guard's [`Apc`](crate::Apc)), and takes the
     /// value out (for a value that may move: `T: Unpin`; otherwise see
     /// [`run_down_with`](Self::run_down_with)).
     ///
@@ -149,7 +150,7 @@ impl<T> Rundown<T> {
     /// assert_eq!(endpoint.run_down(&passive), None);
     /// ```
     #[track_caller]
-    pub fn run_down(&self, irql: &Passive) -> Option<T>
+    pub fn run_down(&self, irql: &impl AtMostApc) -> Option<T>
     where
         T: Unpin,
     {
@@ -173,7 +174,7 @@ impl<T> Rundown<T> {
     /// assert_eq!(taken, Some(vec![1, 2]));
     /// ```
     #[track_caller]
-    pub fn run_down_with<R>(&self, irql: &Passive, f: impl FnOnce(Pin<&mut T>) -> R) -> Option<R> {
+    pub fn run_down_with<R>(&self, irql: &impl AtMostApc, f: impl FnOnce(Pin<&mut T>) -> R) -> Option<R> {
         self.wait_and_take(irql, |value| {
             struct DropInPlace<T>(*mut T);
             impl<T> Drop for DropInPlace<T> {
@@ -191,7 +192,7 @@ impl<T> Rundown<T> {
     }
 
     #[track_caller]
-    fn wait_and_take<R>(&self, irql: &Passive, take: impl FnOnce(*mut T) -> R) -> Option<R> {
+    fn wait_and_take<R>(&self, irql: &impl AtMostApc, take: impl FnOnce(*mut T) -> R) -> Option<R> {
         let _ = irql;
         let won = self.phase.compare_exchange(LIVE, RUNNING_DOWN, Ordering::AcqRel, Ordering::Acquire);
         if won.is_err() {

@@ -23,7 +23,7 @@
 //! [`status`] (NTSTATUS / NDIS_STATUS codes), [`object`] (NDIS_OBJECT_HEADER),
 //! [`net`] (interface types), [`filter`] (filter registration and callbacks),
 //! [`nbl`] (NET_BUFFER_LIST / NET_BUFFER), [`device`] (control device, IRPs),
-//! [`sync`] (locks and rundown), [`functions`] (the other kernel imports).
+//! [`sync`] (locks and rundown), [`wait`] (fast mutex, semaphore), [`functions`] (the other kernel imports).
 #![no_std]
 #![allow(non_camel_case_types, non_snake_case, non_upper_case_globals, clippy::upper_case_acronyms)]
 
@@ -36,6 +36,7 @@ pub mod net;
 pub mod object;
 pub mod status;
 pub mod sync;
+pub mod wait;
 
 pub use device::*;
 pub use filter::*;
@@ -46,3 +47,4 @@ pub use net::*;
 pub use object::*;
 pub use status::*;
 pub use sync::*;
+pub use wait::*;

@@ -5,11 +5,13 @@
 //! cannot outlive the outer hold). The module list's spin lock and the port
 //! name's RW lock are never held together with anything else.
 
+use core::sync::atomic::Ordering;
+
 use ndis_sync::Passive;
 use portwatch_proto::{self as proto, Counters};
 
 use crate::endpoint::Endpoint;
-use crate::globals::Globals;
+use crate::globals::{Globals, SNAPSHOT_WAIT};
 use crate::ioctl::{self, Error, Reply, Request};
 use crate::ports::{BindMemory, TableError, Traffic, Unbound};
 
@@ -114,7 +116,14 @@ pub fn execute(
                 }
             })
         })),
-        Request::EnumFilterModules => globals.modules.enumerate(irql, output),
+        Request::EnumFilterModules => {
+            // Admission control: the reply allocates per module.
+            let Ok(_permit) = globals.snapshot_replies.acquire(&*irql, SNAPSHOT_WAIT) else {
+                globals.snapshot_busy.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::Busy);
+            };
+            globals.modules.enumerate(irql, output)
+        }
     }
 }
 
@@ -339,5 +348,22 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
+    }
+
+    #[test]
+    fn snapshot_replies_are_admitted_then_refused_busy_after_the_wait() {
+        let (g, ep) = setup();
+        let p = passive();
+        // Every permit taken, as by SNAPSHOT_REPLIES enumerations in flight.
+        let held: Vec<_> = (0..crate::globals::SNAPSHOT_REPLIES)
+            .map(|_| g.snapshot_replies.acquire(&p, SNAPSHOT_WAIT).unwrap())
+            .collect();
+        let start = std::time::Instant::now();
+        assert_eq!(ioctl(&g, &ep, proto::IOCTL_ENUM_FILTER_MODULES, &[], 64).0, Err(Error::Busy));
+        assert!(start.elapsed() >= SNAPSHOT_WAIT);
+        assert_eq!(g.snapshot_busy.load(Ordering::Relaxed), 1);
+        drop(held);
+        assert!(ioctl(&g, &ep, proto::IOCTL_ENUM_FILTER_MODULES, &[], 64).0.is_ok());
+        assert_eq!(g.snapshot_replies.available(), crate::globals::SNAPSHOT_REPLIES);
     }
 }

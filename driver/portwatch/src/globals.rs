@@ -2,8 +2,9 @@
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
 
-use ndis_sync::{init_from_closure, AllocError, PinInit, RwLock};
+use ndis_sync::{init_from_closure, AllocError, PinInit, RwLock, Semaphore};
 
 use crate::modules::ModuleList;
 use crate::ports::{EndpointId, PortTable};
@@ -17,23 +18,41 @@ pub struct Globals {
     pub port_name: RwLock<Vec<u16>>,
     /// The attached filter modules.
     pub modules: ModuleList,
+    /// Admission control for replies that allocate in proportion to the
+    /// driver's state (IOCTL_ENUM_FILTER_MODULES): at most
+    /// [`SNAPSHOT_REPLIES`] build at once; the others wait up to
+    /// [`SNAPSHOT_WAIT`], then fail with STATUS_DEVICE_BUSY. Keeps pool use
+    /// bounded under an IOCTL storm.
+    pub snapshot_replies: Semaphore,
+    /// Requests refused by [`snapshot_replies`](Self::snapshot_replies)
+    /// after waiting [`SNAPSHOT_WAIT`].
+    pub snapshot_busy: AtomicU64,
     next_endpoint: AtomicU64,
 }
 
+/// Snapshot replies built at once (see [`Globals::snapshot_replies`]).
+pub const SNAPSHOT_REPLIES: u32 = 2;
+/// How long a snapshot reply waits for its turn before STATUS_DEVICE_BUSY.
+pub const SNAPSHOT_WAIT: Duration = Duration::from_millis(50);
+
 impl Globals {
     /// Allocates the RW locks and the port table's index, and returns the
-    /// initialiser that puts them, and the module list's spin lock (which
-    /// is identified by its address), where the globals will live.
+    /// initialiser that puts them, and the module list's spin lock and the
+    /// snapshot semaphore (both identified by their address), where the
+    /// globals will live.
     pub fn try_new() -> Result<impl PinInit<Self>, AllocError> {
         let ports = RwLock::new(PortTable::try_new().map_err(|_| AllocError)?)?;
         let port_name = RwLock::new(Vec::new())?;
         let init = move |slot: *mut Self| {
             // SAFETY: `slot` is valid for writes and pinned (the initialiser's
-            // contract); each field is written once, the module list in place.
+            // contract); each field is written once, the module list and the
+            // semaphore in place.
             unsafe {
                 (&raw mut (*slot).ports).write(ports);
                 (&raw mut (*slot).port_name).write(port_name);
                 ModuleList::new().__pinned_init(&raw mut (*slot).modules);
+                Semaphore::in_place(SNAPSHOT_REPLIES).__pinned_init(&raw mut (*slot).snapshot_replies);
+                (&raw mut (*slot).snapshot_busy).write(AtomicU64::new(0));
                 (&raw mut (*slot).next_endpoint).write(AtomicU64::new(1));
             }
         };

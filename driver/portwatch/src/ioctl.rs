@@ -34,6 +34,9 @@ pub enum Error {
     NoMemory,
     /// The handle is being cleaned up: `STATUS_DELETE_PENDING`.
     Closing,
+    /// Too many snapshot replies being built; waited and gave up:
+    /// `STATUS_DEVICE_BUSY`.
+    Busy,
 }
 
 impl Error {
@@ -50,6 +53,7 @@ impl Error {
             Error::TooManyBindings => st::STATUS_QUOTA_EXCEEDED,
             Error::NoMemory => st::STATUS_INSUFFICIENT_RESOURCES,
             Error::Closing => st::STATUS_DELETE_PENDING,
+            Error::Busy => st::STATUS_DEVICE_BUSY,
         }
     }
 }
@@ -357,6 +361,9 @@ mod tests {
             // NT_ERROR: severity bits 11, so the I/O manager copies nothing back.
             assert_eq!((e.ntstatus() as u32) >> 30, 3, "{e:?}");
         }
+        // STATUS_DEVICE_BUSY is a warning (0x80000011): the I/O manager
+        // copies Information bytes back, and an error reply sets none.
+        assert_eq!(Error::Busy.ntstatus() as u32, 0x8000_0011);
         assert_eq!(Error::UnknownCode.ntstatus() as u32, 0xC000_0010);
         assert_eq!(Error::BufferTooSmall.ntstatus() as u32, 0xC000_0023);
     }

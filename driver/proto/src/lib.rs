@@ -24,6 +24,7 @@
 //! | endpoint already has [`MAX_BINDINGS_PER_ENDPOINT`] ports | `STATUS_QUOTA_EXCEEDED` |
 //! | pool allocation failed | `STATUS_INSUFFICIENT_RESOURCES` |
 //! | handle being cleaned up | `STATUS_DELETE_PENDING` |
+//! | [`IOCTL_ENUM_FILTER_MODULES`] while the driver already builds as many such replies as it admits at once, after waiting its turn (tens of milliseconds) | `STATUS_DEVICE_BUSY` (a warning: nothing is copied back) |
 #![no_std]
 #![deny(unsafe_code)]
 

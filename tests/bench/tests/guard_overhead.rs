@@ -41,6 +41,7 @@ fn the_rw_guards_add_exactly_one_flag_check() {
         let check =
             hot.check.as_ref().unwrap_or_else(|| panic!("{name}: no re-entry check found: {:?}", hot.violations));
         let write = *allowance == (Allowance::ReentryCheck { write: true });
+        // The Mutex/Semaphore init check has the same shape as a read's.
         assert_eq!(check.flag_stores.len(), if write { 2 } else { 0 }, "{name}");
         assert!((2..=3).contains(&check.instructions.len()), "{name}: {check:?}");
         assert!(c.guard_path <= c.raw_path + check.instructions.len() + check.flag_stores.len(), "{c}");
@@ -64,6 +65,8 @@ fn the_raw_sequences_call_the_documented_functions() {
         ("rw_read_dispatch", &["NdisAcquireRWLockRead", "NdisReleaseRWLock"]),
         ("rw_write", &["NdisAcquireRWLockWrite", "NdisReleaseRWLock"]),
         ("rundown", &["ExAcquireRundownProtection", "ExReleaseRundownProtection"]),
+        ("mutex", &["ExAcquireFastMutex", "ExReleaseFastMutex"]),
+        ("semaphore", &["KeWaitForSingleObject", "KeReleaseSemaphore"]),
     ];
     for (name, imports) in expect {
         let va = image.export(&format!("raw_{name}")).expect("raw export");

@@ -35,6 +35,7 @@ impl Import {
 pub fn registry() -> Vec<Import> {
     let mut all = crate::kernel::imports();
     all.extend(crate::locks::imports());
+    all.extend(crate::wait::imports());
     all.extend(crate::pool::imports());
     all.extend(crate::io::imports());
     all.extend(crate::cancel::imports());

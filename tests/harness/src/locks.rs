@@ -85,6 +85,11 @@ pub(crate) fn pop_held(addr: usize) {
     });
 }
 
+/// Position of the innermost hold of `addr` on this thread's lock list.
+pub(crate) fn held_index(addr: usize) -> Option<usize> {
+    held(|h| h.iter().rposition(|&(a, _)| a == addr))
+}
+
 /// How this thread holds `addr` (innermost acquisition), if it does.
 fn held_kind(addr: usize) -> Option<&'static str> {
     held(|h| h.iter().rev().find(|&&(a, _)| a == addr).map(|&(_, k)| k))

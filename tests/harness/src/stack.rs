@@ -422,6 +422,7 @@ fn check_budget(peak: Option<usize>, budget: usize) -> Result<(), Violation> {
 }
 
 fn check_return(entry_irql: u8, entry_locks: usize) -> Result<(), Violation> {
+    crate::wait::check_return(entry_locks)?;
     let held = crate::locks::held_count();
     if held > entry_locks {
         let (addr, kind) = crate::locks::innermost_held().unwrap_or((0, "lock"));

@@ -372,6 +372,7 @@ pub fn reset_for_new_session(config: Config) {
     TAINTED.store(false, Ordering::Release);
     crate::pool::reset();
     crate::locks::reset();
+    crate::wait::reset();
     crate::stack::reset();
     crate::kernel::reset();
     crate::irql::set(crate::irql::PASSIVE);

@@ -32,9 +32,11 @@ pub mod status {
     pub const DUPLICATE_OBJECTID: NtStatus = 0xC000_022A_u32 as i32;
     /// STATUS_NOT_FOUND.
     pub const NOT_FOUND: NtStatus = 0xC000_0225_u32 as i32;
+    /// STATUS_DEVICE_BUSY (a warning: nothing is copied back with it).
+    pub const DEVICE_BUSY: NtStatus = 0x8000_0011_u32 as i32;
 
     /// Every status the driver may complete a PortWatch IOCTL with.
-    pub const DOCUMENTED: [NtStatus; 11] = [
+    pub const DOCUMENTED: [NtStatus; 12] = [
         SUCCESS,
         BUFFER_OVERFLOW,
         INVALID_PARAMETER,
@@ -46,6 +48,7 @@ pub mod status {
         INSUFFICIENT_RESOURCES,
         DUPLICATE_OBJECTID,
         NOT_FOUND,
+        DEVICE_BUSY,
     ];
 }
 

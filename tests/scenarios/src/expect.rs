@@ -78,9 +78,10 @@ pub fn expected(code: u32, input: &[u8], out_len: u32) -> Expected {
         proto::IOCTL_GET_LOCAL_ADDRESS | proto::IOCTL_GET_PORT_NAME => {
             (no_input(input, out_len, proto::VarHeader::SIZE), vec![SUCCESS, BUFFER_OVERFLOW])
         }
-        proto::IOCTL_ENUM_FILTER_MODULES => {
-            (no_input(input, out_len, proto::VarHeader::SIZE), vec![SUCCESS, BUFFER_OVERFLOW, INSUFFICIENT_RESOURCES])
-        }
+        proto::IOCTL_ENUM_FILTER_MODULES => (
+            no_input(input, out_len, proto::VarHeader::SIZE),
+            vec![SUCCESS, BUFFER_OVERFLOW, INSUFFICIENT_RESOURCES, DEVICE_BUSY],
+        ),
         proto::IOCTL_SET_LOCAL_ADDRESS => {
             (variable_input(input, 1, proto::MAX_LOCAL_ADDRESS), vec![SUCCESS, INSUFFICIENT_RESOURCES])
         }
@@ -115,8 +116,9 @@ pub fn check_reply(code: u32, out_len: u32, reply: &Reply) -> Option<String> {
         return Some(format!("{n} bytes copied back for an output buffer of {out_len}"));
     }
     let is_error = (reply.status as u32) >> 30 == 3;
-    if is_error {
-        return (n != 0).then(|| format!("{n} bytes copied back with error status {:#x}", reply.status as u32));
+    // STATUS_DEVICE_BUSY is a warning, but a refusal: nothing comes back.
+    if is_error || reply.status == status::DEVICE_BUSY {
+        return (n != 0).then(|| format!("{n} bytes copied back with status {:#x}", reply.status as u32));
     }
     if reply.status == status::BUFFER_OVERFLOW {
         let header = reply.output.get(..proto::VarHeader::SIZE).and_then(proto::VarHeader::read);

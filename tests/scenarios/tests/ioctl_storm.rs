@@ -59,3 +59,39 @@ fn the_binding_limit_is_reached_and_its_refusal_checked() {
         "the refused port's stats were not checked"
     );
 }
+
+/// The driver's admission control for snapshot replies (a semaphore of
+/// SNAPSHOT_REPLIES permits): with every permit held by others, a burst of
+/// enumerations waits out the driver's timeout and is refused with
+/// STATUS_DEVICE_BUSY (nothing copied back); once the permits are back the
+/// same burst is served, and every permit the driver took came back.
+#[test]
+fn an_enumeration_burst_meets_the_admission_limit_and_its_timeout() {
+    use portwatch_harness::wait;
+    use portwatch_scenarios::run::Run;
+    use portwatch_scenarios::scenarios::ioctl_storm::{check_enumeration_served, enumeration_burst, SNAPSHOT_REPLIES};
+    use portwatch_scenarios::{Params, Target};
+
+    let t = common::target();
+    let params = Params::ops(2, 1_000, 3);
+    let run = Run::new(&params);
+    let semaphores = wait::semaphores();
+    assert_eq!(semaphores.len(), 1, "the driver's one semaphore: {semaphores:?}");
+    let (addr, count, limit) = semaphores[0];
+    assert_eq!((count, limit), (SNAPSHOT_REPLIES as i32, SNAPSHOT_REPLIES as i32));
+
+    let start = std::time::Instant::now();
+    let held = wait::hold_all_permits();
+    let busy = enumeration_burst(&t, &run, 4, 2);
+    drop(held);
+    assert_eq!(busy, 8, "every enumeration of the burst refused busy");
+    assert!(start.elapsed() >= std::time::Duration::from_millis(2 * 50), "each waited the driver's timeout");
+
+    let busy = enumeration_burst(&t, &run, 8, 25);
+    assert_eq!(wait::semaphore_count(addr), Some(limit), "every permit came back");
+    check_enumeration_served(&t, &run);
+    eprintln!("unheld burst: {busy} of 200 refused busy");
+    let health = t.unload().expect("unload");
+    let s = run.summary("enumeration-burst", health);
+    assert!(s.is_clean(), "{s}");
+}

@@ -29,8 +29,10 @@ mod rundown;
 mod rw;
 mod spin;
 mod thread;
+pub(crate) mod wait;
 
 pub use rule::Rule;
+pub use wait::held_mutex_count;
 
 use crate::backend::{Backend, TokenIrql};
 use crate::Dispatch;

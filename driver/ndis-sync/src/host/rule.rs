@@ -76,6 +76,22 @@ pub enum Rule {
     LockMoved,
     /// `ExInitializeRundownProtection` above `APC_LEVEL`.
     RundownInitAboveApc,
+    /// `ExAcquireFastMutex` above `APC_LEVEL`.
+    MutexAcquireAboveApc,
+    /// `ExAcquireFastMutex` by the thread that owns the mutex: deadlock.
+    MutexRecursion,
+    /// `ExReleaseFastMutex` by a thread that does not own the mutex.
+    MutexReleaseNotOwner,
+    /// `ExReleaseFastMutex` while the IRQL is not `APC_LEVEL`.
+    MutexReleaseNotAtApc,
+    /// A fast mutex or semaphore used at an address other than the one it
+    /// was initialised at (moved, or never initialised).
+    LockNotInitialisedHere,
+    /// `KeWaitForSingleObject` at `DISPATCH_LEVEL` with a timeout other than zero.
+    WaitAtDispatch,
+    /// `KeReleaseSemaphore` past the semaphore's limit
+    /// (`STATUS_SEMAPHORE_LIMIT_EXCEEDED`, raised as an exception).
+    SemaphoreLimitExceeded,
 }
 
 impl fmt::Display for Rule {

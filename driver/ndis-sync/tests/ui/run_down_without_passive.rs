@@ -1,4 +1,4 @@
-// Waiting for run-down needs a PASSIVE_LEVEL token; an "at most DISPATCH" one does not do.
+// Waiting for run-down needs an IRQL <= APC token (Passive, or a mutex guard's Apc); MaybeDispatch does not do.
 use ndis_sync::{MaybeDispatch, Rundown};
 
 fn main() {

@@ -24,4 +24,8 @@ mod guarded;
 #[cfg(target_os = "windows")]
 mod raw;
 #[cfg(target_os = "windows")]
+mod wait_guarded;
+#[cfg(target_os = "windows")]
+mod wait_raw;
+#[cfg(target_os = "windows")]
 use fixture_rt as _;

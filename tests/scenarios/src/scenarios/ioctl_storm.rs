@@ -151,21 +151,24 @@ pub fn random_request(rng: &mut Rng) -> (u32, Vec<u8>, u32) {
 /// Sends one request on `h` and checks its completion.
 pub fn checked_ioctl(t: &dyn Target, h: Handle, code: u32, input: &[u8], out_len: u32, run: &Run) {
     match t.ioctl(h, code, input, out_len) {
-        Ok(reply) => {
-            let allowed = expect::expected(code, input, out_len);
-            if !allowed.allows(reply.status) {
-                run.fail(format!(
-                    "IOCTL {code:#x} in={input:02x?} out={out_len}: status {:#x}, expected {allowed:?}",
-                    reply.status as u32
-                ));
-            }
-            if let Some(bad) = expect::check_reply(code, out_len, &reply) {
-                run.fail(format!("IOCTL {code:#x}: {bad}"));
-            }
-        }
+        Ok(reply) => check_completion(code, input, out_len, &reply, run),
         // The handle was closed by a churner between our pick and the call.
         Err(TargetError::Status(status::INVALID_HANDLE)) => {}
         Err(e) => run.error("ioctl", &e),
+    }
+}
+
+/// Checks one completion against the contract.
+fn check_completion(code: u32, input: &[u8], out_len: u32, reply: &crate::target::Reply, run: &Run) {
+    let allowed = expect::expected(code, input, out_len);
+    if !allowed.allows(reply.status) {
+        run.fail(format!(
+            "IOCTL {code:#x} in={input:02x?} out={out_len}: status {:#x}, expected {allowed:?}",
+            reply.status as u32
+        ));
+    }
+    if let Some(bad) = expect::check_reply(code, out_len, reply) {
+        run.fail(format!("IOCTL {code:#x}: {bad}"));
     }
 }
 
@@ -287,8 +290,81 @@ pub fn storm(t: &dyn Target, run: &Run, threads: usize, seed: u64) {
         }
     });
     slots.close_all(t, run);
+    enumeration_burst(t, run, threads.max(2) * 2, 20);
+    check_enumeration_served(t, run);
     check_still_serves(t, run);
     check_binding_limit(t, run);
+}
+
+/// Snapshot replies the driver builds at once before refusing with
+/// STATUS_DEVICE_BUSY (portwatch's `SNAPSHOT_REPLIES`): a burst of more
+/// concurrent IOCTL_ENUM_FILTER_MODULES than this meets its admission limit.
+pub const SNAPSHOT_REPLIES: usize = 2;
+
+/// After the storm: `threads` threads (more than [`SNAPSHOT_REPLIES`]) each
+/// send `rounds` module enumerations at once, so that the driver's admission
+/// limit is reached and waiters queue on it (and, when a turn takes longer
+/// than the driver's wait, are refused with STATUS_DEVICE_BUSY). Every
+/// completion is checked against the contract. Returns how many of the
+/// burst's enumerations were refused busy.
+pub fn enumeration_burst(t: &dyn Target, run: &Run, threads: usize, rounds: usize) -> u64 {
+    if run.stopped() {
+        return 0;
+    }
+    let busy = AtomicU64::new(0);
+    let h = match t.open() {
+        Ok(h) => h,
+        Err(TargetError::Status(status::INSUFFICIENT_RESOURCES)) => return 0,
+        Err(e) => {
+            run.error("open for the enumeration burst", &e);
+            return 0;
+        }
+    };
+    let out_len = (proto::VarHeader::SIZE + 8 * proto::ModuleInfo::SIZE) as u32;
+    let barrier = std::sync::Barrier::new(threads.max(SNAPSHOT_REPLIES + 1));
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(SNAPSHOT_REPLIES + 1) {
+            let (barrier, busy) = (&barrier, &busy);
+            s.spawn(move || {
+                barrier.wait();
+                for _ in 0..rounds {
+                    match t.ioctl(h, proto::IOCTL_ENUM_FILTER_MODULES, &[], out_len) {
+                        Ok(reply) => {
+                            if reply.status == status::DEVICE_BUSY {
+                                busy.fetch_add(1, Ordering::Relaxed);
+                            }
+                            check_completion(proto::IOCTL_ENUM_FILTER_MODULES, &[], out_len, &reply, run);
+                        }
+                        Err(e) => run.error("enumeration", &e),
+                    }
+                }
+            });
+        }
+    });
+    if let Err(e) = t.close(h) {
+        run.error("close", &e);
+    }
+    busy.into_inner()
+}
+
+/// After a burst: an enumeration alone is served at once (every permit the
+/// burst took came back).
+pub fn check_enumeration_served(t: &dyn Target, run: &Run) {
+    if run.stopped() {
+        return;
+    }
+    let h = match t.open() {
+        Ok(h) => h,
+        Err(TargetError::Status(status::INSUFFICIENT_RESOURCES)) => return,
+        Err(e) => return run.error("open after the burst", &e),
+    };
+    match client::modules(t, h, 8) {
+        Ok(_) | Err(TargetError::Status(status::INSUFFICIENT_RESOURCES)) => {}
+        Err(e) => run.error("enumeration after the burst", &e),
+    }
+    if let Err(e) = t.close(h) {
+        run.error("close", &e);
+    }
 }
 
 #[cfg(test)]
