@@ -511,7 +511,9 @@ fn cancel_racing_completion_completes_exactly_once() {
 }
 
 fn close_cancels_at_cleanup(m: Mode) {
-    let s = load(m, quick());
+    // The default watchdog: nothing here should time out, and a loaded
+    // machine must not make it.
+    let s = load(m, Config::default());
     let h = s.open("\\\\.\\Cancel").unwrap();
     let other = s.open("\\\\.\\Cancel").unwrap();
     std::thread::scope(|scope| {
