@@ -51,6 +51,7 @@ mod sealed {
     impl Sealed for super::Dispatch {}
     impl Sealed for super::MaybeDispatch {}
     impl Sealed for crate::Apc {}
+    impl Sealed for crate::PassiveCritical {}
 }
 
 /// A token proving the IRQL is at most `DISPATCH_LEVEL`: [`Passive`],

@@ -54,9 +54,11 @@ mod sealed {
     pub trait Sealed {}
     impl Sealed for crate::Passive {}
     impl Sealed for super::Apc {}
+    impl Sealed for crate::PassiveCritical {}
 }
 
-/// A token proving the IRQL is at most `APC_LEVEL`: [`Passive`] or [`Apc`].
+/// A token proving the IRQL is at most `APC_LEVEL`: [`Passive`], [`Apc`] or
+/// [`PassiveCritical`](crate::PassiveCritical).
 /// Sealed. What waiting functions (fast mutex, semaphore, run-down) need.
 pub trait AtMostApc: sealed::Sealed {}
 

@@ -1,9 +1,9 @@
-//! The seam between [`Mutex`](crate::Mutex) / [`Semaphore`](crate::Semaphore)
+//! The seam between [`Mutex`](crate::Mutex) / [`PassiveMutex`](crate::PassiveMutex) / [`Semaphore`](crate::Semaphore)
 //! and the primitives: one function per real function, like
 //! [`Backend`](crate::backend) for the spin and RW locks. `Kernel` calls the
 //! exports of ntoskrnl.exe; the host model is `host::wait`.
 
-/// The raw fast-mutex and semaphore operations.
+/// The raw fast-mutex, mutex-object and semaphore operations.
 ///
 /// Every function takes a raw pointer to state inside an `UnsafeCell` of a
 /// pinned wrapper; the wrappers uphold the contracts stated here.
@@ -12,6 +12,8 @@ pub(crate) trait WaitBackend {
     type FastMutex;
     /// `KSEMAPHORE` or its model.
     type Semaphore;
+    /// `KMUTEX` or its model.
+    type MutexObject;
 
     /// Uninitialised storage for a fast mutex (all zero).
     fn mutex_storage() -> Self::FastMutex;
@@ -30,6 +32,26 @@ pub(crate) trait WaitBackend {
     /// # Safety
     /// This thread owns `mutex` (pairs with `mutex_acquire`), at APC_LEVEL.
     unsafe fn mutex_release(mutex: *mut Self::FastMutex);
+
+    /// Uninitialised storage for a mutex object (all zero).
+    fn mutex_object_storage() -> Self::MutexObject;
+    /// `KeInitializeMutex(mutex, 0)`.
+    ///
+    /// # Safety
+    /// `mutex` is valid, not in use, and never moves again.
+    unsafe fn mutex_object_init(mutex: *mut Self::MutexObject);
+    /// `KeWaitForSingleObject(mutex, Executive, KernelMode, FALSE, NULL)`:
+    /// acquire (waiting), disabling normal kernel APCs; the IRQL stays.
+    ///
+    /// # Safety
+    /// `mutex` was initialised at this address; PASSIVE_LEVEL; this thread
+    /// does not own it already.
+    unsafe fn mutex_object_acquire(mutex: *mut Self::MutexObject);
+    /// `KeReleaseMutex(mutex, FALSE)`: release, re-enabling normal kernel APCs.
+    ///
+    /// # Safety
+    /// This thread owns `mutex` (pairs with `mutex_object_acquire`).
+    unsafe fn mutex_object_release(mutex: *mut Self::MutexObject);
 
     /// Uninitialised storage for a semaphore (all zero).
     fn semaphore_storage() -> Self::Semaphore;
@@ -70,6 +92,7 @@ pub(crate) struct Kernel;
 impl WaitBackend for Kernel {
     type FastMutex = ndis_sys::FAST_MUTEX;
     type Semaphore = ndis_sys::KSEMAPHORE;
+    type MutexObject = ndis_sys::KMUTEX;
 
     fn mutex_storage() -> ndis_sys::FAST_MUTEX {
         ndis_sys::FAST_MUTEX::default()
@@ -88,6 +111,36 @@ impl WaitBackend for Kernel {
     unsafe fn mutex_release(mutex: *mut ndis_sys::FAST_MUTEX) {
         // SAFETY: the caller guarantees this thread owns the mutex.
         unsafe { ndis_sys::ExReleaseFastMutex(mutex) }
+    }
+
+    fn mutex_object_storage() -> ndis_sys::KMUTEX {
+        ndis_sys::KMUTEX::default()
+    }
+
+    unsafe fn mutex_object_init(mutex: *mut ndis_sys::KMUTEX) {
+        // SAFETY: the caller guarantees valid, unused storage at its final address.
+        unsafe { ndis_sys::KeInitializeMutex(mutex, 0) }
+    }
+
+    unsafe fn mutex_object_acquire(mutex: *mut ndis_sys::KMUTEX) {
+        // SAFETY: the caller guarantees an initialised mutex at PASSIVE_LEVEL.
+        // No timeout, not alertable, kernel mode: the only status is
+        // STATUS_SUCCESS (STATUS_ABANDONED is for a mutex whose owner
+        // ended holding it, which the guard's borrow rules out).
+        unsafe {
+            ndis_sys::KeWaitForSingleObject(
+                mutex.cast(),
+                ndis_sys::Executive,
+                ndis_sys::KernelMode,
+                0,
+                core::ptr::null_mut(),
+            )
+        };
+    }
+
+    unsafe fn mutex_object_release(mutex: *mut ndis_sys::KMUTEX) {
+        // SAFETY: the caller guarantees this thread owns the mutex.
+        unsafe { ndis_sys::KeReleaseMutex(mutex, 0) };
     }
 
     fn semaphore_storage() -> ndis_sys::KSEMAPHORE {

@@ -1,4 +1,4 @@
-//! Loom models of the fast mutex and the semaphore on the host backend.
+//! Loom models of the fast mutex, the mutex object and the semaphore on the host backend.
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p ndis-sync --test loom_wait --release`.
 #![cfg(loom)]
 
@@ -6,7 +6,7 @@ use core::time::Duration;
 use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use loom::sync::Arc;
 use loom::thread;
-use ndis_sync::{Mutex, Passive, Semaphore};
+use ndis_sync::{Mutex, Passive, PassiveMutex, Semaphore};
 use std::pin::Pin;
 
 fn model(f: impl Fn() + Send + Sync + 'static) {
@@ -48,6 +48,40 @@ fn mutex_excludes() {
         other.join().unwrap();
         let mut p = passive();
         assert_eq!(*m.lock(&mut p), 2);
+    });
+}
+
+/// The driver's use of a [`PassiveMutex`]: each writer stores a value in
+/// a "registry" outside the mutex's data (as `ZwSetValueKey` does, with a
+/// yield standing for the call), then in the copy inside. Without mutual
+/// exclusion one interleaving ends with the two differing; with it, they
+/// always agree, and each thread ends with normal kernel APCs enabled.
+#[test]
+fn passive_mutex_keeps_registry_and_memory_consistent() {
+    model(|| {
+        let m: Arc<Pin<Box<PassiveMutex<usize>>>> = Arc::new({
+            let mut m = Box::pin(PassiveMutex::new(0usize));
+            m.as_mut().init();
+            m
+        });
+        let registry = Arc::new(AtomicUsize::new(0));
+        let write = |m: &PassiveMutex<usize>, registry: &AtomicUsize, value: usize| {
+            let mut p = passive();
+            let mut g = m.lock(&mut p);
+            registry.store(value, SeqCst);
+            thread::yield_now();
+            *g = value;
+            drop(g);
+            assert_eq!(ndis_sync::host::kernel_apcs_disabled(), 0);
+        };
+        let other = {
+            let (m, registry) = (Arc::clone(&m), Arc::clone(&registry));
+            thread::spawn(move || write(&m, &registry, 2))
+        };
+        write(&m, &registry, 1);
+        other.join().unwrap();
+        let mut p = passive();
+        assert_eq!(*m.lock(&mut p), registry.load(SeqCst));
     });
 }
 

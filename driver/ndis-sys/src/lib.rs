@@ -23,7 +23,8 @@
 //! [`status`] (NTSTATUS / NDIS_STATUS codes), [`object`] (NDIS_OBJECT_HEADER),
 //! [`net`] (interface types), [`filter`] (filter registration and callbacks),
 //! [`nbl`] (NET_BUFFER_LIST / NET_BUFFER), [`device`] (control device, IRPs),
-//! [`sync`] (locks and rundown), [`wait`] (fast mutex, semaphore), [`functions`] (the other kernel imports).
+//! [`sync`] (locks and rundown), [`wait`] (fast mutex, mutex object, semaphore),
+//! [`registry`] (`Zw*Key`), [`functions`] (the other kernel imports).
 #![no_std]
 #![allow(non_camel_case_types, non_snake_case, non_upper_case_globals, clippy::upper_case_acronyms)]
 
@@ -34,6 +35,7 @@ pub mod kernel;
 pub mod nbl;
 pub mod net;
 pub mod object;
+pub mod registry;
 pub mod status;
 pub mod sync;
 pub mod wait;
@@ -45,6 +47,7 @@ pub use kernel::*;
 pub use nbl::*;
 pub use net::*;
 pub use object::*;
+pub use registry::*;
 pub use status::*;
 pub use sync::*;
 pub use wait::*;

@@ -1,4 +1,4 @@
-//! Executive fast mutexes and kernel semaphores (dispatcher objects a thread
+//! Executive fast mutexes, kernel mutex objects and kernel semaphores (dispatcher objects a thread
 //! waits on, as opposed to the spin locks of [`crate::sync`]).
 //!
 //! The types come from `windows-sys` (generated from Microsoft's metadata);
@@ -8,8 +8,14 @@
 //! export: [`ExInitializeFastMutex`] below does what it does.
 
 use crate::kernel::NTSTATUS;
-pub use windows_sys::Wdk::Foundation::{DISPATCHER_HEADER, FAST_MUTEX, KEVENT};
+pub use windows_sys::Wdk::Foundation::{DISPATCHER_HEADER, FAST_MUTEX, KEVENT, KMUTANT};
 pub use windows_sys::Wdk::System::SystemServices::KSEMAPHORE;
+
+/// `KMUTEX` (wdm.h: another name of `KMUTANT`): a kernel mutex object.
+pub type KMUTEX = KMUTANT;
+/// `STATUS_MUTANT_NOT_OWNED` (ntstatus.h): raised as an exception by
+/// `KeReleaseMutex` called by a thread that does not own the mutex.
+pub const STATUS_MUTANT_NOT_OWNED: NTSTATUS = 0xC000_0046_u32 as i32;
 
 /// `FM_LOCK_BIT` (wdm.h): set in `FAST_MUTEX::Count` while the mutex is free.
 pub const FM_LOCK_BIT: i32 = 0x1;
@@ -42,6 +48,15 @@ const _: () = {
     assert!(offset_of!(FAST_MUTEX, Contention) == 16);
     assert!(offset_of!(FAST_MUTEX, Event) == 24);
     assert!(offset_of!(FAST_MUTEX, OldIrql) == 48);
+    // KMUTANT { DISPATCHER_HEADER Header; LIST_ENTRY MutantListEntry;
+    // struct _KTHREAD *OwnerThread; union { UCHAR MutantFlags; ... };
+    // UCHAR ApcDisable; } (wdm.h), same rules: 24 + 16 + 8 + 1 + 1, padded
+    // to 8.
+    assert!(size_of::<KMUTEX>() == 56);
+    assert!(offset_of!(KMUTEX, Header) == 0);
+    assert!(offset_of!(KMUTEX, MutantListEntry) == 24);
+    assert!(offset_of!(KMUTEX, OwnerThread) == 40);
+    assert!(offset_of!(KMUTEX, ApcDisable) == 49);
     assert!(size_of::<KSEMAPHORE>() == 32);
     assert!(offset_of!(KSEMAPHORE, Header) == 0);
     assert!(offset_of!(KSEMAPHORE, Limit) == 24);
@@ -75,6 +90,14 @@ extern "system" {
     pub fn ExAcquireFastMutex(FastMutex: *mut FAST_MUTEX);
     /// Releases a fast mutex this thread owns, restoring the saved IRQL (APC).
     pub fn ExReleaseFastMutex(FastMutex: *mut FAST_MUTEX);
+    /// Initialises a mutex object, signalled (free); `Level` must be 0
+    /// (<= DISPATCH).
+    pub fn KeInitializeMutex(Mutex: *mut KMUTEX, Level: u32);
+    /// Releases a mutex object this thread owns (acquired with
+    /// `KeWaitForSingleObject`), re-enabling normal kernel APCs; returns the
+    /// previous state. Raises `STATUS_MUTANT_NOT_OWNED` for a thread that does
+    /// not own it (<= DISPATCH).
+    pub fn KeReleaseMutex(Mutex: *mut KMUTEX, Wait: u8) -> i32;
     /// Initialises a semaphore with a count and a limit (any IRQL).
     pub fn KeInitializeSemaphore(Semaphore: *mut KSEMAPHORE, Count: i32, Limit: i32);
     /// Releases `Adjustment` permits; returns the previous count; raises

@@ -24,6 +24,7 @@
 //! # let _ = DISPATCH_LEVEL;
 //! ```
 
+mod mutex_object;
 mod rule;
 mod rundown;
 mod rw;
@@ -31,6 +32,7 @@ mod spin;
 mod thread;
 pub(crate) mod wait;
 
+pub use mutex_object::{kernel_apcs_disabled, return_to_user_mode};
 pub use rule::Rule;
 pub use wait::held_mutex_count;
 

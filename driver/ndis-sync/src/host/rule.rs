@@ -84,7 +84,20 @@ pub enum Rule {
     MutexReleaseNotOwner,
     /// `ExReleaseFastMutex` while the IRQL is not `APC_LEVEL`.
     MutexReleaseNotAtApc,
-    /// A fast mutex or semaphore used at an address other than the one it
+    /// `KeWaitForSingleObject` on a mutex object above `APC_LEVEL`.
+    MutexObjectAcquireAboveApc,
+    /// A mutex object acquired again by its owner. Windows allows it (mutex
+    /// objects are recursive); `PassiveMutex` does not, since a second guard
+    /// would alias `&mut T` (its types rule it out; only a forged second
+    /// `Passive` token reaches it).
+    MutexObjectRecursion,
+    /// `KeReleaseMutex` by a thread that does not own the mutex
+    /// (`STATUS_MUTANT_NOT_OWNED`, raised as an exception).
+    MutexObjectReleaseNotOwner,
+    /// A thread returns to user mode holding a mutex object (Windows: bug
+    /// check 0x1, APC_INDEX_MISMATCH).
+    MutexObjectHeldAtUserReturn,
+    /// A fast mutex, mutex object or semaphore used at an address other than the one it
     /// was initialised at (moved, or never initialised).
     LockNotInitialisedHere,
     /// `KeWaitForSingleObject` at `DISPATCH_LEVEL` with a timeout other than zero.

@@ -25,7 +25,7 @@ thread_local! {
 }
 
 /// This thread's identity for mutex ownership.
-fn thread_id() -> usize {
+pub(crate) fn thread_id() -> usize {
     THREAD_ID.with(|id| {
         if id.get() == 0 {
             id.set(NEXT_THREAD_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
@@ -233,6 +233,7 @@ impl HostSemaphore {
 impl WaitBackend for super::Host {
     type FastMutex = HostFastMutex;
     type Semaphore = HostSemaphore;
+    type MutexObject = super::mutex_object::HostMutexObject;
 
     fn mutex_storage() -> HostFastMutex {
         HostFastMutex {
@@ -255,6 +256,25 @@ impl WaitBackend for super::Host {
     }
 
     unsafe fn mutex_release(mutex: *mut HostFastMutex) {
+        // SAFETY: the caller guarantees `mutex` is valid.
+        unsafe { &*mutex }.release();
+    }
+
+    fn mutex_object_storage() -> Self::MutexObject {
+        Self::MutexObject::new()
+    }
+
+    unsafe fn mutex_object_init(mutex: *mut Self::MutexObject) {
+        // SAFETY: the caller guarantees `mutex` is valid and unused.
+        unsafe { &*mutex }.init();
+    }
+
+    unsafe fn mutex_object_acquire(mutex: *mut Self::MutexObject) {
+        // SAFETY: the caller guarantees `mutex` is valid.
+        unsafe { &*mutex }.acquire();
+    }
+
+    unsafe fn mutex_object_release(mutex: *mut Self::MutexObject) {
         // SAFETY: the caller guarantees `mutex` is valid.
         unsafe { &*mutex }.release();
     }
