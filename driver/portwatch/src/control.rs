@@ -2,9 +2,11 @@
 //!
 //! Lock order, everywhere: the port table's RW lock, then an endpoint's spin
 //! lock (taken with the RW lock's DISPATCH_LEVEL token, so the nested guard
-//! cannot outlive the outer hold). The module list's spin lock and the port
-//! name's RW lock are never held together with anything else.
+//! cannot outlive the outer hold). The module list's spin lock is never held
+//! together with anything else; the port name's RW lock only inside the port
+//! name's mutex (a `PassiveMutex`, whose token the write lock borrows).
 
+use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use ndis_sync::Passive;
@@ -104,11 +106,7 @@ pub fn execute(
                 proto::PortStats { version: proto::PROTOCOL_VERSION, endpoints, rx: traffic.rx, tx: traffic.tx };
             Ok(ioctl::write_fixed(&stats, output))
         }
-        Request::SetPortName(new) => {
-            let old = globals.port_name.write(irql, |name, _| core::mem::replace(name, new));
-            drop(old); // freed after the RW lock is released
-            Ok(Reply::Done(0))
-        }
+        Request::SetPortName(new) => set_port_name(globals, new, irql),
         Request::GetPortName => Ok(globals.port_name.read(irql, |name, _| {
             ioctl::write_variable(output, name.len(), 2, |body| {
                 for (c, slot) in name.iter().zip(body.chunks_exact_mut(2)) {
@@ -125,6 +123,29 @@ pub fn execute(
             globals.modules.enumerate(irql, output)
         }
     }
+}
+
+/// IOCTL_SET_PORT_NAME: the registry first, then memory, both under the
+/// port name's mutex, so concurrent writers leave the two equal; if the
+/// registry write fails, nothing changes and its status is returned.
+fn set_port_name(globals: &Globals, mut new: Vec<u16>, irql: &mut Passive) -> Result<Reply, Error> {
+    // A NUL inside would cut the name short when read back after a reboot.
+    if new.contains(&0) {
+        return Err(Error::InvalidParameter);
+    }
+    // REG_SZ data is the name and its NUL: room for it is made here, before
+    // any lock, and the NUL is popped off again for the memory copy.
+    new.try_reserve_exact(1).map_err(|_| Error::NoMemory)?;
+    new.push(0);
+    let mut guard = globals.port_name_store.lock(irql);
+    let (store, critical) = guard.split();
+    // ZwCreateKey/ZwSetValueKey at PASSIVE_LEVEL: the mutex keeps it there.
+    store.write_port_name(critical, &new).map_err(Error::Registry)?;
+    new.pop();
+    let old = globals.port_name.write(critical, |name, _| core::mem::replace(name, new));
+    drop(guard);
+    drop(old); // freed after both locks are released
+    Ok(Reply::Done(0))
 }
 
 fn endpoint_stats(bound: usize, total: &Traffic) -> proto::EndpointStats {
@@ -184,6 +205,7 @@ mod tests {
     use super::*;
     use crate::pool::try_pin_box;
     use crate::ports::{EndpointId, PortKey};
+    use crate::registry::ParametersKey;
     use core::pin::Pin;
     use proto::Wire;
     use std::boxed::Box;
@@ -194,8 +216,20 @@ mod tests {
         unsafe { Passive::new_unchecked() }
     }
 
+    fn globals() -> Pin<Box<Globals>> {
+        let path: Vec<u16> = "\\REGISTRY\\MACHINE\\SYSTEM\\CurrentControlSet\\Services\\PortWatch".encode_utf16().collect();
+        try_pin_box(Globals::try_new(ParametersKey::try_new(&path).unwrap(), Vec::new()).unwrap()).unwrap()
+    }
+
+    /// The name in the registry (via the store) and in memory.
+    fn both_names(g: &Globals) -> (Option<Vec<u16>>, Vec<u16>) {
+        let mut p = passive();
+        let stored = g.port_name_store.lock(&mut p).read_port_name(&passive()).unwrap();
+        (stored, g.port_name.read(&mut p, |name, _| name.clone()))
+    }
+
     fn setup() -> (Pin<Box<Globals>>, Pin<Box<Endpoint>>) {
-        let g = try_pin_box(Globals::try_new().unwrap()).unwrap();
+        let g = globals();
         let ep = try_pin_box(Endpoint::try_new(&passive(), g.next_endpoint_id()).unwrap()).unwrap();
         (g, ep)
     }
@@ -218,7 +252,30 @@ mod tests {
         [&1u32.to_le_bytes()[..], &count.to_le_bytes(), body].concat()
     }
 
-    fn endpoint_stats(g: &Globals, ep: &Endpoint) -> proto::EndpointStats {
+    /// IOCTL_SET_PORT_NAME: the registry first, then memory, both under the
+/// port name's mutex, so concurrent writers leave the two equal; if the
+/// registry write fails, nothing changes and its status is returned.
+fn set_port_name(globals: &Globals, mut new: Vec<u16>, irql: &mut Passive) -> Result<Reply, Error> {
+    // A NUL inside would cut the name short when read back after a reboot.
+    if new.contains(&0) {
+        return Err(Error::InvalidParameter);
+    }
+    // REG_SZ data is the name and its NUL: room for it is made here, before
+    // any lock, and the NUL is popped off again for the memory copy.
+    new.try_reserve_exact(1).map_err(|_| Error::NoMemory)?;
+    new.push(0);
+    let mut guard = globals.port_name_store.lock(irql);
+    let (store, critical) = guard.split();
+    // ZwCreateKey/ZwSetValueKey at PASSIVE_LEVEL: the mutex keeps it there.
+    store.write_port_name(critical, &new).map_err(Error::Registry)?;
+    new.pop();
+    let old = globals.port_name.write(critical, |name, _| core::mem::replace(name, new));
+    drop(guard);
+    drop(old); // freed after both locks are released
+    Ok(Reply::Done(0))
+}
+
+fn endpoint_stats(g: &Globals, ep: &Endpoint) -> proto::EndpointStats {
         let (r, out) = ioctl(g, ep, proto::IOCTL_GET_ENDPOINT_STATS, &[], 40);
         assert_eq!(r, Ok(Reply::Done(40)));
         proto::EndpointStats::read(&out[..40]).unwrap()
@@ -302,6 +359,64 @@ mod tests {
     }
 
     #[test]
+    fn port_name_is_written_to_the_registry_then_to_memory() {
+        let (g, ep) = setup();
+        assert_eq!(both_names(&g), (None, vec![]));
+        let name: Vec<u8> = "pw".encode_utf16().flat_map(|c| c.to_le_bytes()).collect();
+        assert_eq!(ioctl(&g, &ep, proto::IOCTL_SET_PORT_NAME, &var(2, &name), 0).0, Ok(Reply::Done(0)));
+        let expected: Vec<u16> = "pw".encode_utf16().collect();
+        assert_eq!(both_names(&g), (Some(expected.clone()), expected));
+    }
+
+    #[test]
+    fn a_failed_registry_write_returns_its_status_and_changes_nothing() {
+        use windows_sys::Win32::Foundation::STATUS_ACCESS_DENIED;
+        let (g, ep) = setup();
+        let first: Vec<u8> = "a".encode_utf16().flat_map(|c| c.to_le_bytes()).collect();
+        ioctl(&g, &ep, proto::IOCTL_SET_PORT_NAME, &var(1, &first), 0).0.unwrap();
+        g.port_name_store.lock(&mut passive()).fail_next_write(STATUS_ACCESS_DENIED);
+        let second: Vec<u8> = "bc".encode_utf16().flat_map(|c| c.to_le_bytes()).collect();
+        let r = ioctl(&g, &ep, proto::IOCTL_SET_PORT_NAME, &var(2, &second), 0).0;
+        assert_eq!(r.map_err(Error::ntstatus), Err(STATUS_ACCESS_DENIED));
+        let a: Vec<u16> = "a".encode_utf16().collect();
+        assert_eq!(both_names(&g), (Some(a.clone()), a));
+    }
+
+    #[test]
+    fn a_name_with_a_nul_inside_is_refused() {
+        let (g, ep) = setup();
+        let r = ioctl(&g, &ep, proto::IOCTL_SET_PORT_NAME, &var(2, &[0x41, 0, 0, 0]), 0).0;
+        assert_eq!(r, Err(Error::InvalidParameter));
+        assert_eq!(both_names(&g), (None, vec![]));
+    }
+
+    /// Writers race: each writes the registry then memory under the mutex,
+    /// so whichever wrote last wrote both.
+    #[test]
+    fn concurrent_writers_leave_registry_and_memory_equal() {
+        let (g, ep) = setup();
+        let (g, ep) = (Arc::new(g), Arc::new(ep));
+        let threads: Vec<_> = (1..=4u16)
+            .map(|t| {
+                let (g, ep) = (Arc::clone(&g), Arc::clone(&ep));
+                std::thread::spawn(move || {
+                    for i in 0..200u16 {
+                        let c = t * 1000 + i;
+                        let name: Vec<u8> = (0..t).flat_map(|_| c.to_le_bytes()).collect();
+                        ioctl(&g, &ep, proto::IOCTL_SET_PORT_NAME, &var(u32::from(t), &name), 0).0.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let (stored, memory) = both_names(&g);
+        assert_eq!(stored.as_ref(), Some(&memory));
+        assert!(!memory.is_empty());
+    }
+
+    #[test]
     fn failed_decoding_changes_nothing() {
         let (g, ep) = setup();
         assert_eq!(ioctl(&g, &ep, proto::IOCTL_SET_LOCAL_ADDRESS, &var(3, b"ab"), 0).0, Err(Error::InvalidParameter));
@@ -315,7 +430,7 @@ mod tests {
     /// every value read must be one some writer wrote, whole.
     #[test]
     fn seed_000_races_never_tear() {
-        let g = Arc::new(try_pin_box(Globals::try_new().unwrap()).unwrap());
+        let g = Arc::new(globals());
         let ep = Arc::new(try_pin_box(Endpoint::try_new(&passive(), g.next_endpoint_id()).unwrap()).unwrap());
         let threads: Vec<_> = (0..4u8)
             .map(|t| {

@@ -6,6 +6,7 @@
 //! unwinds what was done; unload undoes it in reverse.
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
@@ -16,6 +17,7 @@ use windows_sys::Win32::Foundation::{STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCE
 use crate::device;
 use crate::filter;
 use crate::globals::Globals;
+use crate::registry::ParametersKey;
 use crate::trace::trace;
 
 static GLOBALS: AtomicPtr<Globals> = AtomicPtr::new(null_mut());
@@ -84,10 +86,17 @@ pub struct Names {
 ///
 /// Called once by the I/O manager with its driver object.
 #[no_mangle]
-pub unsafe extern "system" fn DriverEntry(driver: *mut DRIVER_OBJECT, _registry_path: *mut UNICODE_STRING) -> NTSTATUS {
+pub unsafe extern "system" fn DriverEntry(driver: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -> NTSTATUS {
     // SAFETY: DriverEntry runs at PASSIVE_LEVEL (R1).
     let mut irql = unsafe { Passive::new_unchecked() };
-    let Ok(globals) = Globals::try_new() else { return STATUS_INSUFFICIENT_RESOURCES };
+    // SAFETY: the I/O manager passes the service key's path, valid until
+    // DriverEntry returns: it is copied here.
+    let store = match unsafe { parameters_key(registry_path) } {
+        Ok(store) => store,
+        Err(status) => return status,
+    };
+    let port_name = saved_port_name(&store, &irql);
+    let Ok(globals) = Globals::try_new(store, port_name) else { return STATUS_INSUFFICIENT_RESOURCES };
     let Some(globals) = crate::pool::try_pin_box(globals) else { return STATUS_INSUFFICIENT_RESOURCES };
     // SAFETY: the globals stay pinned: DriverUnload turns the pointer back
     // into the box, which frees them in place.
@@ -112,6 +121,33 @@ pub unsafe extern "system" fn DriverEntry(driver: *mut DRIVER_OBJECT, _registry_
     unsafe { (*driver).DriverUnload = Some(driver_unload) };
     trace!(DPFLTR_INFO_LEVEL, "loaded, protocol version %u", portwatch_proto::PROTOCOL_VERSION);
     STATUS_SUCCESS
+}
+
+/// Copies the service key's path (`RegistryPath`) into the `Parameters`
+/// key the port name persists under.
+///
+/// # Safety
+///
+/// `registry_path` is DriverEntry's argument: a valid `UNICODE_STRING`.
+unsafe fn parameters_key(registry_path: *const UNICODE_STRING) -> Result<ParametersKey, NTSTATUS> {
+    // SAFETY: the caller guarantees a valid counted string; Length is in bytes.
+    let path = unsafe {
+        let path = &*registry_path;
+        core::slice::from_raw_parts(path.Buffer, usize::from(path.Length / 2))
+    };
+    ParametersKey::try_new(path)
+}
+
+/// The port name saved by IOCTL_SET_PORT_NAME before the last unload or
+/// reboot; none (or one the driver cannot read back) starts it empty.
+fn saved_port_name(store: &ParametersKey, irql: &Passive) -> Vec<u16> {
+    match store.read_port_name(irql) {
+        Ok(name) => name.unwrap_or_default(),
+        Err(status) => {
+            trace!(DPFLTR_ERROR_LEVEL, "PortName in Parameters ignored: %08x", status);
+            Vec::new()
+        }
+    }
 }
 
 /// NdisFRegisterFilterDriver.

@@ -4,10 +4,11 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
-use ndis_sync::{init_from_closure, AllocError, PinInit, RwLock, Semaphore};
+use ndis_sync::{init_from_closure, AllocError, PassiveMutex, PinInit, RwLock, Semaphore};
 
 use crate::modules::ModuleList;
 use crate::ports::{EndpointId, PortTable};
+use crate::registry::ParametersKey;
 
 /// Everything the driver shares between its callbacks and IOCTLs.
 pub struct Globals {
@@ -16,6 +17,12 @@ pub struct Globals {
     /// Seed 000's global `LpcPortName`, done right: replaced under the write
     /// lock (allocation and free outside it), read under the read lock.
     pub port_name: RwLock<Vec<u16>>,
+    /// Serialises the writers of the port name, which write the registry
+    /// (`ZwSetValueKey`, PASSIVE_LEVEL, so not under the RW lock) and then
+    /// swap [`port_name`](Self::port_name) under the write lock, both while
+    /// holding this mutex: the registry's value and the memory copy change
+    /// in the same order and end equal.
+    pub port_name_store: PassiveMutex<ParametersKey>,
     /// The attached filter modules.
     pub modules: ModuleList,
     /// Admission control for replies that allocate in proportion to the
@@ -38,11 +45,14 @@ pub const SNAPSHOT_WAIT: Duration = Duration::from_millis(50);
 impl Globals {
     /// Allocates the RW locks and the port table's index, and returns the
     /// initialiser that puts them, and the module list's spin lock and the
-    /// snapshot semaphore (both identified by their address), where the
+    /// snapshot semaphore and the port name's mutex (identified by their address), where the
     /// globals will live.
-    pub fn try_new() -> Result<impl PinInit<Self>, AllocError> {
+    ///
+    /// `store` is where the port name persists; `port_name` is the name
+    /// read back from it (empty if none).
+    pub fn try_new(store: ParametersKey, port_name: Vec<u16>) -> Result<impl PinInit<Self>, AllocError> {
         let ports = RwLock::new(PortTable::try_new().map_err(|_| AllocError)?)?;
-        let port_name = RwLock::new(Vec::new())?;
+        let port_name = RwLock::new(port_name)?;
         let init = move |slot: *mut Self| {
             // SAFETY: `slot` is valid for writes and pinned (the initialiser's
             // contract); each field is written once, the module list and the
@@ -50,6 +60,7 @@ impl Globals {
             unsafe {
                 (&raw mut (*slot).ports).write(ports);
                 (&raw mut (*slot).port_name).write(port_name);
+                PassiveMutex::in_place(store).__pinned_init(&raw mut (*slot).port_name_store);
                 ModuleList::new().__pinned_init(&raw mut (*slot).modules);
                 Semaphore::in_place(SNAPSHOT_REPLIES).__pinned_init(&raw mut (*slot).snapshot_replies);
                 (&raw mut (*slot).snapshot_busy).write(AtomicU64::new(0));

@@ -37,6 +37,8 @@ pub enum Error {
     /// Too many snapshot replies being built; waited and gave up:
     /// `STATUS_DEVICE_BUSY`.
     Busy,
+    /// A registry function failed: its status, unchanged.
+    Registry(i32),
 }
 
 impl Error {
@@ -54,6 +56,7 @@ impl Error {
             Error::NoMemory => st::STATUS_INSUFFICIENT_RESOURCES,
             Error::Closing => st::STATUS_DELETE_PENDING,
             Error::Busy => st::STATUS_DEVICE_BUSY,
+            Error::Registry(status) => status,
         }
     }
 }

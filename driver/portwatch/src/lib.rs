@@ -13,6 +13,7 @@
 //! | [`endpoint`] | per-handle state (FsContext) | all |
 //! | [`modules`] | filter modules and their list | all |
 //! | [`globals`] | driver-wide state | all |
+//! | [`registry`] | the port name's copy in the registry | all |
 //! | [`ioctl`] | IOCTL decoding and replies | all |
 //! | [`control`] | what each IOCTL does; cleanup | all |
 //! | [`datapath`] | per-packet counting | all |
@@ -32,6 +33,7 @@ pub mod modules;
 pub mod parse;
 pub mod pool;
 pub mod ports;
+pub mod registry;
 pub mod version;
 
 #[cfg(target_os = "windows")]
