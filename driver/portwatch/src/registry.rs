@@ -78,12 +78,14 @@ impl ParametersKey {
         let data = zw::read(irql, &self.path)?;
         #[cfg(not(target_os = "windows"))]
         let data = self.host.read(irql)?;
-        Ok(data.map(|mut name| {
-            if let Some(end) = name.iter().position(|&c| c == 0) {
-                name.truncate(end);
-            }
-            name
-        }))
+        let Some(mut name) = data else { return Ok(None) };
+        if let Some(end) = name.iter().position(|&c| c == 0) {
+            name.truncate(end);
+        }
+        if name.len() > portwatch_proto::MAX_PORT_NAME_CHARS as usize {
+            return Err(windows_sys::Win32::Foundation::STATUS_BUFFER_OVERFLOW);
+        }
+        Ok(Some(name))
     }
 
     /// Makes the next [`write_port_name`](Self::write_port_name) fail with

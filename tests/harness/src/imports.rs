@@ -36,6 +36,8 @@ pub fn registry() -> Vec<Import> {
     let mut all = crate::kernel::imports();
     all.extend(crate::locks::imports());
     all.extend(crate::wait::imports());
+    all.extend(crate::kmutex::imports());
+    all.extend(crate::registry::imports());
     all.extend(crate::pool::imports());
     all.extend(crate::io::imports());
     all.extend(crate::cancel::imports());

@@ -8,7 +8,7 @@
 //!   relocations, imports bound by DLL and name, export table).
 //! * [`stack`]: runs every call into the driver on its own small, guarded
 //!   stack; catches stack overflows, faults, hangs and verifier stops there.
-//! * [`irql`], [`locks`], [`wait`], [`pool`], [`kernel`], [`cancel`]: the modelled
+//! * [`irql`], [`locks`], [`wait`], [`kmutex`], [`registry`], [`pool`], [`kernel`], [`cancel`]: the modelled
 //!   kernel state and the `extern "win64"` functions the driver imports.
 //! * [`frames`], [`frame_oracle`]: test frames, and an independent decoder
 //!   the driver's frame classifier is checked against.
@@ -31,12 +31,14 @@ pub mod imports;
 pub mod io;
 pub mod irql;
 pub mod kernel;
+pub mod kmutex;
 pub mod lent;
 pub mod loader;
 pub mod locks;
 pub mod nbl;
 pub mod ndis;
 pub mod pool;
+pub mod registry;
 pub mod session;
 pub mod stack;
 pub mod verifier;

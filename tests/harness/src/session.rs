@@ -31,6 +31,7 @@ use crate::io::{self, DriverObject, Handle, IoError, IoStats, IoctlResult};
 use crate::loader::{self, LoadedImage};
 use crate::nbl::{NblAlloc, NblSpec};
 use crate::ndis::{self, AdapterId, AdapterSpec, At, Completion, NblOutcome, Stats};
+use crate::registry::{self, Hive};
 use crate::verifier::{self, codes, Config, Violation};
 use crate::{irql, pool, stack};
 
@@ -48,6 +49,9 @@ pub struct Options {
     pub service: String,
     /// Fail the load unless DriverEntry registered a control device.
     pub require_device: bool,
+    /// The machine's registry: pass a clone of one [`Hive`] to successive
+    /// sessions to load the driver again on the same machine.
+    pub registry: Hive,
 }
 
 impl Default for Options {
@@ -58,6 +62,7 @@ impl Default for Options {
             completion: Completion::Deferred,
             service: "PortWatch".into(),
             require_device: true,
+            registry: Hive::new(),
         }
     }
 }
@@ -192,6 +197,11 @@ impl Session {
         ndis::configure(options.completion, options.pause_timeout);
         let (base, size) = image.as_ref().map_or((entry, 0), |i| (i.base(), i.size()));
         let mut driver = DriverObject::new(&options.service, base, size);
+        // The service key exists: setup created it.
+        options
+            .registry
+            .ensure_key(&format!("\\REGISTRY\\MACHINE\\SYSTEM\\CurrentControlSet\\Services\\{}", options.service));
+        registry::install(&options.registry);
         let (obj, reg) = (driver.as_ptr(), driver.registry_path());
         let session = Session {
             image: Mutex::new(image),
@@ -399,6 +409,9 @@ impl Session {
             first.get_or_insert(v);
         }
         if let Err(v) = pool::leak_check("DriverUnload") {
+            first.get_or_insert(v);
+        }
+        if let Err(v) = registry::leak_check() {
             first.get_or_insert(v);
         }
         let _ = codes::DRIVER_VERIFIER_DETECTED_VIOLATION;

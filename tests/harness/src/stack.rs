@@ -339,6 +339,7 @@ pub fn call_driver<R, F: FnOnce() -> R>(what: &str, f: F) -> Result<R, Violation
     stack.fill();
     let entry_irql = irql::current();
     let entry_locks = crate::locks::held_count();
+    let entry_mutexes = crate::kmutex::owned_count();
     // SAFETY: as above; the frame slot at `depth` is free.
     let frame: *mut Frame = unsafe { &mut (&mut (*rt).frames)[depth] };
     let fired = Arc::new(AtomicBool::new(false));
@@ -373,7 +374,9 @@ pub fn call_driver<R, F: FnOnce() -> R>(what: &str, f: F) -> Result<R, Violation
     unsafe { (*rt).cached = Some(stack) };
     let outcome = match exit {
         EXIT_RETURNED => match entry.result.take().expect("driver call produced no result") {
-            Ok(r) => check_budget(peak, budget).and_then(|()| check_return(entry_irql, entry_locks)).map(|()| r),
+            Ok(r) => check_budget(peak, budget)
+                .and_then(|()| check_return(entry_irql, entry_locks, entry_mutexes))
+                .map(|()| r),
             Err(payload) => {
                 irql::set(entry_irql);
                 panic::resume_unwind(payload)
@@ -421,8 +424,9 @@ fn check_budget(peak: Option<usize>, budget: usize) -> Result<(), Violation> {
     }
 }
 
-fn check_return(entry_irql: u8, entry_locks: usize) -> Result<(), Violation> {
+fn check_return(entry_irql: u8, entry_locks: usize, entry_mutexes: usize) -> Result<(), Violation> {
     crate::wait::check_return(entry_locks)?;
+    crate::kmutex::check_return(entry_mutexes)?;
     let held = crate::locks::held_count();
     if held > entry_locks {
         let (addr, kind) = crate::locks::innermost_held().unwrap_or((0, "lock"));

@@ -373,6 +373,8 @@ pub fn reset_for_new_session(config: Config) {
     crate::pool::reset();
     crate::locks::reset();
     crate::wait::reset();
+    crate::kmutex::reset();
+    crate::registry::reset_handles();
     crate::stack::reset();
     crate::kernel::reset();
     crate::irql::set(crate::irql::PASSIVE);

@@ -1,5 +1,6 @@
 //! Dispatcher objects a driver waits on: executive fast mutexes
-//! (`FAST_MUTEX`) and kernel semaphores (`KSEMAPHORE`), with Driver
+//! (`FAST_MUTEX`) and kernel semaphores (`KSEMAPHORE`; mutex objects are
+//! [`crate::kmutex`], reached through `KeWaitForSingleObject` here), with Driver
 //! Verifier's rules for them. Every rule is raised here, once:
 //!
 //! | rule | bug check | source |
@@ -257,6 +258,10 @@ extern "win64" fn ke_wait_for_single_object(
             ));
         }
         irql::require(F, PASSIVE, DISPATCH);
+        if crate::kmutex::is_mutex(addr) {
+            // The driver waits on its mutex objects without a timeout.
+            return crate::kmutex::wait(addr);
+        }
         if !tables().semaphores.contains_key(&addr) {
             uninitialised("semaphore (KeInitializeSemaphore)", F, addr);
         }
