@@ -168,13 +168,21 @@ pub(crate) fn install(hive: &Hive) {
     handles().hive = hive.clone();
 }
 
+/// Makes `hive` the registry of the current verifier session, for model
+/// tests that run without [`Session`](crate::session::Session) (which
+/// installs [`Options::registry`](crate::session::Options::registry)).
+pub fn install_for_tests(hive: &Hive) {
+    install(hive);
+}
+
 /// Key handles the driver holds.
 pub fn open_handles() -> usize {
     handles().open.len()
 }
 
-/// At unload: every key handle the driver opened must be closed.
-pub(crate) fn leak_check() -> Result<(), Violation> {
+/// At unload: every key handle the driver opened must be closed (the
+/// session runs it after DriverUnload).
+pub fn leak_check() -> Result<(), Violation> {
     let h = handles();
     let Some((&handle, open)) = h.open.iter().next() else { return Ok(()) };
     let v = Violation::c4(
