@@ -253,29 +253,6 @@ mod tests {
         [&1u32.to_le_bytes()[..], &count.to_le_bytes(), body].concat()
     }
 
-    /// IOCTL_SET_PORT_NAME: the registry first, then memory, both under the
-    /// port name's mutex, so concurrent writers leave the two equal; if the
-    /// registry write fails, nothing changes and its status is returned.
-    fn set_port_name(globals: &Globals, mut new: Vec<u16>, irql: &mut Passive) -> Result<Reply, Error> {
-        // A NUL inside would cut the name short when read back after a reboot.
-        if new.contains(&0) {
-            return Err(Error::InvalidParameter);
-        }
-        // REG_SZ data is the name and its NUL: room for it is made here, before
-        // any lock, and the NUL is popped off again for the memory copy.
-        new.try_reserve_exact(1).map_err(|_| Error::NoMemory)?;
-        new.push(0);
-        let mut guard = globals.port_name_store.lock(irql);
-        let (store, critical) = guard.split();
-        // ZwCreateKey/ZwSetValueKey at PASSIVE_LEVEL: the mutex keeps it there.
-        store.write_port_name(critical, &new).map_err(Error::Registry)?;
-        new.pop();
-        let old = globals.port_name.write(critical, |name, _| core::mem::replace(name, new));
-        drop(guard);
-        drop(old); // freed after both locks are released
-        Ok(Reply::Done(0))
-    }
-
     fn endpoint_stats(g: &Globals, ep: &Endpoint) -> proto::EndpointStats {
         let (r, out) = ioctl(g, ep, proto::IOCTL_GET_ENDPOINT_STATS, &[], 40);
         assert_eq!(r, Ok(Reply::Done(40)));

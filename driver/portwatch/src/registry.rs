@@ -22,6 +22,7 @@ use ndis_sys::NTSTATUS;
 /// `\Parameters`, appended to the service's registry path.
 const PARAMETERS: &str = "\\Parameters";
 /// The value's name.
+#[cfg(target_os = "windows")]
 const VALUE_NAME: &str = "PortName";
 
 /// The service's `Parameters` key: its full path, copied from DriverEntry's

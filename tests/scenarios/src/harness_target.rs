@@ -11,6 +11,7 @@ use portwatch_harness::io::{Handle as IoHandle, IoError};
 use portwatch_harness::nbl::{Layout, NblSpec as HarnessNbl};
 pub use portwatch_harness::ndis::Completion;
 use portwatch_harness::ndis::{AdapterId, AdapterSpec, At};
+use portwatch_harness::registry::Hive;
 use portwatch_harness::session::{LoadError, Options, Report, Session};
 use portwatch_harness::verifier::Config;
 pub use portwatch_harness::verifier::LowResources;
@@ -90,9 +91,14 @@ struct Loaded {
     adapters: Vec<AdapterId>,
 }
 
+/// The driver's `Parameters` key on the modelled machine.
+const PARAMETERS: &str = "\\REGISTRY\\MACHINE\\SYSTEM\\CurrentControlSet\\Services\\PortWatch\\Parameters";
+
 /// The driver in the harness. See [`Target`].
 pub struct HarnessTarget {
     config: HarnessConfig,
+    /// The machine's registry, kept across reloads.
+    registry: Hive,
     loaded: RwLock<Option<Loaded>>,
     open: Mutex<HashSet<u64>>,
     owner: ThreadId,
@@ -200,19 +206,22 @@ fn at(level: Level) -> At {
 impl HarnessTarget {
     /// Loads the driver (DriverEntry) and adds the adapters.
     pub fn load(config: HarnessConfig) -> Result<Self, TargetError> {
-        let loaded = Self::load_instance(&config)?;
+        let registry = Hive::new();
+        let loaded = Self::load_instance(&config, &registry)?;
         Ok(HarnessTarget {
             config,
+            registry,
             loaded: RwLock::new(Some(loaded)),
             open: Mutex::new(HashSet::new()),
             owner: std::thread::current().id(),
         })
     }
 
-    fn load_instance(config: &HarnessConfig) -> Result<Loaded, TargetError> {
+    fn load_instance(config: &HarnessConfig, registry: &Hive) -> Result<Loaded, TargetError> {
         let verifier =
             Config { special_pool: config.special_pool, low_resources: config.low_resources, ..Config::default() };
-        let options = Options { verifier, completion: config.completion, ..Options::default() };
+        let options =
+            Options { verifier, completion: config.completion, registry: registry.clone(), ..Options::default() };
         let session = Session::load(&config.driver, options).map_err(load_error)?;
         let adapters: Vec<AdapterId> =
             (0..config.adapters).map(|i| session.add_adapter(AdapterSpec::named(&format!("eth{i}")))).collect();
@@ -366,12 +375,30 @@ impl Target for HarnessTarget {
         self.with(|l| Ok(l.session.filter().ndis_version))
     }
 
+    fn persisted_port_name(&self) -> Result<Option<Vec<u16>>, TargetError> {
+        let Some((kind, data)) = self.registry.value(PARAMETERS, "PortName") else { return Ok(None) };
+        if kind != 1 {
+            // REG_SZ
+            return Err(TargetError::Os(format!("PortName has type {kind}, not REG_SZ")));
+        }
+        let mut units: Vec<u16> = data.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        if units.pop() != Some(0) {
+            return Err(TargetError::Os(format!("PortName is not NUL-terminated: {units:04x?}")));
+        }
+        Ok(Some(units))
+    }
+
+    fn fail_next_registry_write(&self, status: i32) -> Result<(), TargetError> {
+        self.registry.fail_next_set(status);
+        Ok(())
+    }
+
     fn reload(&self) -> Result<Health, TargetError> {
         self.assert_owner();
         let mut guard = self.loaded.write().unwrap_or_else(PoisonError::into_inner);
         let old = guard.take().ok_or_else(|| TargetError::Os("the driver is unloaded".into()))?;
         let health = self.unload_instance(old);
-        *guard = Some(Self::load_instance(&self.config)?);
+        *guard = Some(Self::load_instance(&self.config, &self.registry)?);
         Ok(health)
     }
 

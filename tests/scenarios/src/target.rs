@@ -273,6 +273,17 @@ pub trait Target: Sync {
     fn ndis_version(&self) -> Result<(u8, u8), TargetError> {
         Err(TargetError::Unsupported("the registration is not observable from user mode".into()))
     }
+    /// The port name the driver saved in the registry
+    /// (`Parameters\PortName`), `None` if none. Default: not observable.
+    fn persisted_port_name(&self) -> Result<Option<Vec<u16>>, TargetError> {
+        Err(TargetError::Unsupported("the registry of the test machine is not inspected".into()))
+    }
+    /// Makes the driver's next registry write (`ZwSetValueKey`) fail with
+    /// `status`. Only a modelled registry can (default: unsupported).
+    fn fail_next_registry_write(&self, status: i32) -> Result<(), TargetError> {
+        let _ = status;
+        Err(TargetError::Unsupported("registry faults need the modelled registry".into()))
+    }
     /// Unloads the driver (every handle must be closed) and loads it again
     /// with the adapters attached and running; the health of the unloaded
     /// instance.

@@ -3,6 +3,10 @@
 //! while others read them. Every value written encodes its own length in
 //! every element (and, for the name, the writer), so a reader can tell a
 //! complete value some writer wrote from a torn, stale-length or freed one.
+//! Where the registry is observable (the harness), the name saved under
+//! `Parameters\PortName` must equal the memory copy once the writers are
+//! done, a write whose registry half fails must change nothing, and the
+//! last name must survive a reload.
 
 use portwatch_proto as proto;
 
@@ -75,6 +79,63 @@ fn reader(t: &dyn Target, handles: &[Handle], writers: u16, run: &Run, mut rng: 
     }
 }
 
+/// STATUS_ACCESS_DENIED: the registry failure injected (what
+/// `ZwSetValueKey` returns when the key's ACL changed under the driver).
+const INJECTED: i32 = 0xC000_0022_u32 as i32;
+
+/// With every writer done: the registry holds what memory holds (the writes
+/// were serialised); a write whose registry half fails returns that status
+/// and changes neither. Skipped where the registry cannot be observed.
+fn check_persisted(t: &dyn Target, handles: &[Handle], run: &Run) {
+    let persisted = match t.persisted_port_name() {
+        Ok(p) => p.unwrap_or_default(),
+        Err(TargetError::Unsupported(_)) => return,
+        Err(e) => return run.error("read the registry", &e),
+    };
+    let memory = match client::port_name(t, handles[0]) {
+        Ok(n) => n,
+        Err(e) => return run.error("get port name", &e),
+    };
+    if persisted != memory {
+        return run.fail(format!("registry {persisted:04x?} and memory {memory:04x?} differ after the writers"));
+    }
+    match t.fail_next_registry_write(INJECTED) {
+        Ok(()) => {}
+        Err(TargetError::Unsupported(_)) => return,
+        Err(e) => return run.error("inject a registry failure", &e),
+    }
+    match client::set_port_name(t, handles[0], &name_of_len(0, 5)) {
+        Err(TargetError::Status(INJECTED)) => {}
+        other => return run.fail(format!("set port name with the registry failing: {other:?}")),
+    }
+    match (client::port_name(t, handles[0]), t.persisted_port_name()) {
+        (Ok(m), Ok(p)) if m == memory && p.as_deref().unwrap_or_default() == memory => {}
+        other => run.fail(format!("a failed registry write changed the name: {other:?}, was {memory:04x?}")),
+    }
+}
+
+/// The name set last is the name a reloaded driver starts with (it reads
+/// the registry in DriverEntry). Only where the registry is observable.
+fn check_survives_reload(t: &dyn Target, name: &[u16], run: &Run) {
+    if matches!(t.persisted_port_name(), Err(TargetError::Unsupported(_))) {
+        return;
+    }
+    if let Err(e) = t.reload() {
+        return run.error("reload", &e);
+    }
+    let h = match t.open() {
+        Ok(h) => h,
+        Err(e) => return run.error("open after reload", &e),
+    };
+    match client::port_name(t, h) {
+        Ok(n) if n == name => {}
+        other => run.fail(format!("port name after reload: {other:?}, set {name:04x?}")),
+    }
+    if let Err(e) = t.close(h) {
+        run.error("close", &e);
+    }
+}
+
 /// With every writer done: what is set is what is read.
 fn check_quiescent(t: &dyn Target, handles: &[Handle], run: &Run) {
     let address = address_of_len(7);
@@ -124,12 +185,14 @@ pub fn storm(t: &dyn Target, run: &Run, threads: usize, seed: u64) {
             s.spawn(move || reader(t, handles, writers as u16, run, rng));
         }
     });
+    check_persisted(t, &handles, run);
     check_quiescent(t, &handles, run);
     for h in handles {
         if let Err(e) = t.close(h) {
             run.error("close", &e);
         }
     }
+    check_survives_reload(t, &name_of_len(0, 9), run);
 }
 
 #[cfg(test)]
