@@ -20,7 +20,8 @@ pub enum Allowance {
         /// The sequence takes the write lock.
         write: bool,
     },
-    /// The "initialised in place" check of `Mutex` and `Semaphore`: the
+    /// The "initialised in place" check of `Mutex`, `PassiveMutex` and
+    /// `Semaphore`: the
     /// same shape as a read's re-entry check (one byte load, compare, one
     /// branch into the only panic path) and nothing else.
     InitCheck,
@@ -37,6 +38,7 @@ pub const SEQUENCES: &[(&str, Allowance)] = &[
     ("rw_write", Allowance::ReentryCheck { write: true }),
     ("rundown", Allowance::SameCalls),
     ("mutex", Allowance::InitCheck),
+    ("passive_mutex", Allowance::InitCheck),
     ("semaphore", Allowance::InitCheck),
 ];
 

@@ -66,6 +66,7 @@ fn the_raw_sequences_call_the_documented_functions() {
         ("rw_write", &["NdisAcquireRWLockWrite", "NdisReleaseRWLock"]),
         ("rundown", &["ExAcquireRundownProtection", "ExReleaseRundownProtection"]),
         ("mutex", &["ExAcquireFastMutex", "ExReleaseFastMutex"]),
+        ("passive_mutex", &["KeWaitForSingleObject", "KeReleaseMutex"]),
         ("semaphore", &["KeWaitForSingleObject", "KeReleaseSemaphore"]),
     ];
     for (name, imports) in expect {

@@ -12,13 +12,21 @@ use portwatch_package_tests::{inf_checks, paths, pe_checksum};
 /// The only modules a PortWatch driver may import from.
 const ALLOWED_MODULES: [&str; 3] = ["ntoskrnl.exe", "ndis.sys", "hal.dll"];
 /// Imports that prove the driver uses the NDIS locks, rundown protection,
-/// the filter registration and the control device.
-const REQUIRED_IMPORTS: [&str; 5] = [
+/// the filter registration, the control device and the registry.
+const REQUIRED_IMPORTS: [&str; 12] = [
     "NdisAllocateSpinLock",
     "NdisAllocateRWLock",
     "ExAcquireRundownProtection",
     "NdisFRegisterFilterDriver",
     "NdisRegisterDeviceEx",
+    // The port name's mutex object and its copy under Parameters.
+    "KeInitializeMutex",
+    "KeReleaseMutex",
+    "ZwCreateKey",
+    "ZwOpenKey",
+    "ZwSetValueKey",
+    "ZwQueryValueKey",
+    "ZwClose",
 ];
 /// WIN_CERTIFICATE revision 2.0 and type PKCS#7 SignedData.
 const WIN_CERT_REVISION_2_0: u16 = 0x0200;

@@ -1,5 +1,5 @@
-//! The fast-mutex and semaphore sequences with raw FFI: what `Mutex` and
-//! `Semaphore` must compile down to.
+//! The fast-mutex, mutex-object and semaphore sequences with raw FFI: what
+//! `Mutex`, `PassiveMutex` and `Semaphore` must compile down to.
 #![allow(clippy::missing_safety_doc)] // exports: the contract is each function's doc
 
 use ndis_sys::*;
@@ -42,5 +42,26 @@ pub unsafe extern "system" fn raw_semaphore(s: *mut KSEMAPHORE, value: *const u6
         let v = *value;
         KeReleaseSemaphore(s, SEMAPHORE_INCREMENT, 1, 0);
         v
+    }
+}
+
+/// A `KMUTEX` and the value it protects.
+#[repr(C)]
+pub struct RawMutexObject {
+    mutex: KMUTEX,
+    value: u64,
+}
+
+/// `KeWaitForSingleObject` (no timeout), increment, `KeReleaseMutex`.
+///
+/// # Safety
+/// `s` points to an initialised `RawMutexObject`; IRQL == PASSIVE_LEVEL.
+#[no_mangle]
+pub unsafe extern "system" fn raw_passive_mutex(s: *mut RawMutexObject) {
+    // SAFETY: the caller's contract; the mutex stays put.
+    unsafe {
+        KeWaitForSingleObject((&raw mut (*s).mutex).cast(), Executive, KernelMode, 0, core::ptr::null_mut());
+        (*s).value += 1;
+        KeReleaseMutex(&raw mut (*s).mutex, 0);
     }
 }
