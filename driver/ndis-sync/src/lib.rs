@@ -6,8 +6,10 @@
 //! * [`RwLock<T>`] over `NDIS_RW_LOCK_EX`,
 //! * [`Rundown<T>`] over `EX_RUNDOWN_REF`,
 //! * [`Mutex<T>`] over an executive `FAST_MUTEX` (blocking holders, lends an
-//!   [`Apc`] token), [`Semaphore`] over `KSEMAPHORE` (bounded holders,
-//!   [`Permit`]s, waits with a timeout),
+//!   [`Apc`] token), [`PassiveMutex<T>`] over a kernel mutex object
+//!   (`KMUTEX`: blocking holders that stay at PASSIVE_LEVEL, for `Zw*`
+//!   calls; lends a [`PassiveCritical`] token), [`Semaphore`] over
+//!   `KSEMAPHORE` (bounded holders, [`Permit`]s, waits with a timeout),
 //! * IRQL tokens [`Passive`], [`Dispatch`], [`MaybeDispatch`] (and
 //!   [`CallbackIrql`] to get one from an NDIS `*_DISPATCH_LEVEL` flag).
 //!
@@ -57,6 +59,7 @@
 //! | [`RwLock`] | `&T` to readers, `&mut T` to the writer, only inside the closure; the closure's token cannot escape; no upgrade | write inside one's own read (`RwWriteWhileReading`); any acquire inside one's own write (`RwLockReentered`, also in the kernel build: it would alias `&mut T`); lock-order inversion; freeing a held lock; wrong `NDIS_RWL_AT_DISPATCH_LEVEL` flag |
 //! | [`Rundown`] | initialised in place at <= APC (`Rundown::new` borrows `&Passive`), pinned, and a pinned value is consumed in place (`run_down` moves it out only if `T: Unpin`); value only through a guard, shared; `run_down` needs `&Passive` or `&Apc` (an [`AtMostApc`] token), so never under a spin or RW lock; exactly one `run_down` gets the value; the guard holds no reference across its release | `run_down` while this thread holds one of its guards (`RundownWaitWhileHolding`); release without acquire; freeing with protection outstanding; initialised above APC_LEVEL; used elsewhere than where it was initialised (`LockMoved`) |
 //! | [`Mutex`] | pinned (`!Unpin`), initialised in place ([`Mutex::in_place`], or `new` + `init`); data only through a guard, guard `!Send`; taken only with an [`AtMostApc`] token, so never inside a spin or RW lock; the guard borrows the caller's token and lends an [`Apc`] one, so nothing needing `&Passive` while held and nested locks cannot outlive it | recursion (`MutexRecursion`); acquire above APC_LEVEL (`MutexAcquireAboveApc`); release by another thread or not at APC_LEVEL (`MutexReleaseNotOwner`, `MutexReleaseNotAtApc`); used before `init` or away from where it was initialised (`LockNotInitialisedHere`) |
+//! | [`PassiveMutex`] | pinned (`!Unpin`), initialised in place ([`PassiveMutex::in_place`], or `new` + `init`); data only through a guard, guard `!Send`; taken only with `&mut Passive`, so never inside a spin lock, an RW lock or a fast mutex, and never recursively (the guard lends a [`PassiveCritical`] token, which `lock` does not take); `Zw*` calls ([`AtPassive`]), waits and spin locks nest inside and cannot outlive it | recursion through a forged second `Passive` (`MutexObjectRecursion`: Windows allows it, the guard would alias `&mut T`); acquire above APC_LEVEL (`MutexObjectAcquireAboveApc`); release by a thread that does not own it (`MutexObjectReleaseNotOwner`); a thread returning to user mode holding one ([`host::return_to_user_mode`]: `MutexObjectHeldAtUserReturn`, Windows' APC_INDEX_MISMATCH); used before `init` or away from where it was initialised (`LockNotInitialisedHere`) |
 //! | [`Semaphore`] | pinned (`!Unpin`), initialised in place ([`Semaphore::in_place`], or `new` + `init`); a timed wait ([`Semaphore::acquire`]) only with an [`AtMostApc`] token, a zero-timeout one ([`Semaphore::try_acquire`]) up to DISPATCH; a [`Permit`] releases once, on drop | a non-zero wait at DISPATCH_LEVEL (`WaitAtDispatch`); a release past the limit (`SemaphoreLimitExceeded`); used before `init` or away from where it was initialised (`LockNotInitialisedHere`) |
 //!
 //! # What the types cannot see
@@ -115,6 +118,18 @@
 //! `PASSIVE_LEVEL` (most `Zw*` calls) cannot be called under it, because
 //! the caller's [`Passive`] token is borrowed by the guard. [`Rundown::run_down`]
 //! takes either token, so a rundown can be waited for under a mutex.
+//!
+//! A writer that must call `ZwSetValueKey` (or any `Zw*` function: PASSIVE
+//! only, Driver Verifier's IrqlZwPassive) while it holds the lock uses a
+//! [`PassiveMutex`]: a kernel mutex object keeps the IRQL at PASSIVE_LEVEL
+//! and disables only normal kernel APCs, so its guard lends a
+//! [`PassiveCritical`] token, which the [`AtPassive`] functions accept. A
+//! guarded mutex would keep PASSIVE_LEVEL too, but disables special kernel
+//! APCs, which I/O completion needs (the module docs of [`PassiveMutex`]
+//! cite the pages). PortWatch persists its port name that way: the registry
+//! write under the `PassiveMutex`, then the in-memory copy swapped under an
+//! RW lock's write closure inside it (readers keep taking the RW lock at
+//! DISPATCH_LEVEL).
 //!
 //! ```
 //! use core::time::Duration;
@@ -221,6 +236,8 @@
 //! | drop of a [`Rundown`] | nothing (the reference needs no free) | any |
 //! | [`Mutex::init`], [`Mutex::in_place`] | `ExInitializeFastMutex` (inline in wdm.h: `KeInitializeEvent`) | <= DISPATCH |
 //! | [`Mutex::lock`], guard drop | `ExAcquireFastMutex` / `ExReleaseFastMutex` | <= APC (takes an [`AtMostApc`] token) |
+//! | [`PassiveMutex::init`], [`PassiveMutex::in_place`] | `KeInitializeMutex` | <= DISPATCH |
+//! | [`PassiveMutex::lock`], guard drop | `KeWaitForSingleObject` (no timeout) / `KeReleaseMutex` | PASSIVE (takes `&mut Passive`); the IRQL stays PASSIVE, normal kernel APCs are disabled while held |
 //! | [`Semaphore::init`], [`Semaphore::in_place`] | `KeInitializeSemaphore` | any IRQL |
 //! | [`Semaphore::acquire`] | `KeWaitForSingleObject` (relative timeout) | <= APC (takes an [`AtMostApc`] token) |
 //! | [`Semaphore::try_acquire`] | `KeWaitForSingleObject` (zero timeout) | <= DISPATCH |
