@@ -21,9 +21,18 @@ use ndis_sys::NTSTATUS;
 
 /// `\Parameters`, appended to the service's registry path.
 const PARAMETERS: &str = "\\Parameters";
-/// The value's name.
+/// The value's name, UTF-16 (a constant: nothing allocates it).
 #[cfg(target_os = "windows")]
-const VALUE_NAME: &str = "PortName";
+static VALUE_NAME: [u16; 8] = {
+    let ascii = b"PortName";
+    let mut utf16 = [0u16; 8];
+    let mut i = 0;
+    while i < ascii.len() {
+        utf16[i] = ascii[i] as u16;
+        i += 1;
+    }
+    utf16
+};
 
 /// The service's `Parameters` key: its full path, copied from DriverEntry's
 /// `RegistryPath` (which is not valid after DriverEntry returns).
@@ -149,10 +158,6 @@ mod zw {
         }
     }
 
-    fn value_name() -> Vec<u16> {
-        VALUE_NAME.encode_utf16().collect()
-    }
-
     pub(super) fn write<'a>(_irql: &'a impl AtPassive, path: &[u16], value: &[u16]) -> Result<(), NTSTATUS> {
         let name = counted(path);
         let attributes = attributes(&name);
@@ -175,8 +180,7 @@ mod zw {
             return Err(status);
         }
         let key = Key { handle, _irql: PhantomData::<&'a ()> };
-        let value_name = value_name();
-        let value_name = counted(&value_name);
+        let value_name = counted(&VALUE_NAME);
         // SAFETY: an open key with KEY_SET_VALUE; `value` is `DataSize`
         // bytes (at most MAX_DATA_BYTES: the IOCTL's limit).
         let status = unsafe {
@@ -209,8 +213,7 @@ mod zw {
         let mut buffer: Vec<u32> = Vec::new();
         buffer.try_reserve_exact(words).map_err(|_| STATUS_INSUFFICIENT_RESOURCES)?;
         buffer.resize(words, 0);
-        let value_name = value_name();
-        let value_name = counted(&value_name);
+        let value_name = counted(&VALUE_NAME);
         let mut returned = 0u32;
         // SAFETY: an open key with KEY_QUERY_VALUE; the buffer is
         // `words * 4` writable bytes, suitably aligned.

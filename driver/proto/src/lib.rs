@@ -94,7 +94,9 @@ pub const IOCTL_UNBIND_PORT: u32 = pw_code(0x804, FILE_WRITE_ACCESS);
 pub const IOCTL_GET_ENDPOINT_STATS: u32 = pw_code(0x805, FILE_READ_ACCESS);
 /// Reads [`PortStats`]. Input: [`PortRequest`].
 pub const IOCTL_GET_PORT_STATS: u32 = pw_code(0x806, FILE_READ_ACCESS);
-/// Replaces the global port name. Input: [`PortNameHeader`] + UTF-16 code units.
+/// Replaces the global port name. Input: [`PortNameHeader`] + UTF-16 code units,
+/// none of them zero (`STATUS_INVALID_PARAMETER`). The name is saved in the
+/// registry first; if that fails, its status is returned and nothing changes.
 pub const IOCTL_SET_PORT_NAME: u32 = pw_code(0x807, FILE_WRITE_ACCESS);
 /// Reads the global port name. No input; output [`VarHeader`] + UTF-16 code units.
 pub const IOCTL_GET_PORT_NAME: u32 = pw_code(0x808, FILE_READ_ACCESS);

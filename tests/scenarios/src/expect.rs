@@ -66,6 +66,12 @@ fn variable_input(input: &[u8], unit: usize, max: u32) -> Option<NtStatus> {
     (count > max || !exact).then_some(status::INVALID_PARAMETER)
 }
 
+/// A well-formed port name with a zero code unit inside: refused (the name
+/// is saved as REG_SZ, which would end at the NUL).
+fn nul_in_name(input: &[u8]) -> Option<NtStatus> {
+    input[8..].chunks_exact(2).any(|c| c == [0, 0]).then_some(status::INVALID_PARAMETER)
+}
+
 /// What `code` with `input` and `out_len` output bytes may complete with.
 /// STATUS_DELETE_PENDING is allowed for every well-formed request (the
 /// handle may be closing) and STATUS_INSUFFICIENT_RESOURCES for those that
@@ -86,7 +92,8 @@ pub fn expected(code: u32, input: &[u8], out_len: u32) -> Expected {
             (variable_input(input, 1, proto::MAX_LOCAL_ADDRESS), vec![SUCCESS, INSUFFICIENT_RESOURCES])
         }
         proto::IOCTL_SET_PORT_NAME => {
-            (variable_input(input, 2, proto::MAX_PORT_NAME_CHARS), vec![SUCCESS, INSUFFICIENT_RESOURCES])
+            let e = variable_input(input, 2, proto::MAX_PORT_NAME_CHARS).or_else(|| nul_in_name(input));
+            (e, vec![SUCCESS, INSUFFICIENT_RESOURCES])
         }
         proto::IOCTL_BIND_PORT => {
             (port_input(input), vec![SUCCESS, DUPLICATE_OBJECTID, QUOTA_EXCEEDED, INSUFFICIENT_RESOURCES])
@@ -161,6 +168,9 @@ mod tests {
         let mut name = port_name_input(&[1, 2]);
         name.pop();
         assert_eq!(expected(proto::IOCTL_SET_PORT_NAME, &name, 0), Expected::Exactly(status::INVALID_PARAMETER));
+        let nul = port_name_input(&[0x41, 0, 0x42]);
+        assert_eq!(expected(proto::IOCTL_SET_PORT_NAME, &nul, 0), Expected::Exactly(status::INVALID_PARAMETER));
+        assert!(expected(proto::IOCTL_SET_PORT_NAME, &port_name_input(&[0x100, 0x41]), 0).allows(status::SUCCESS));
         let port = [1, 0, 0, 0, 6, 0, 0, 0];
         assert_eq!(expected(proto::IOCTL_BIND_PORT, &port, 0), Expected::Exactly(status::INVALID_PARAMETER));
         assert!(expected(proto::IOCTL_BIND_PORT, &[1, 0, 0, 0, 6, 0, 1, 0], 0).allows(status::DUPLICATE_OBJECTID));
