@@ -129,10 +129,7 @@ pub fn execute(
 /// port name's mutex, so concurrent writers leave the two equal; if the
 /// registry write fails, nothing changes and its status is returned.
 fn set_port_name(globals: &Globals, mut new: Vec<u16>, irql: &mut Passive) -> Result<Reply, Error> {
-    // A NUL inside would cut the name short when read back after a reboot.
-    if new.contains(&0) {
-        return Err(Error::InvalidParameter);
-    }
+    debug_assert!(!new.contains(&0), "decode refuses a NUL inside the name");
     // REG_SZ data is the name and its NUL: room for it is made here, before
     // any lock, and the NUL is popped off again for the memory copy.
     new.try_reserve_exact(1).map_err(|_| Error::NoMemory)?;

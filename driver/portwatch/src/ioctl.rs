@@ -183,6 +183,11 @@ pub fn decode(code: u32, input: &[u8], output_len: usize) -> Result<Request, Err
         }
         proto::IOCTL_SET_PORT_NAME => {
             let body = variable_input(input, 2, proto::MAX_PORT_NAME_CHARS)?;
+            // Saved as REG_SZ, which ends at its first NUL: one inside
+            // would come back shorter after a reboot.
+            if body.chunks_exact(2).any(|c| c == [0, 0]) {
+                return Err(Error::InvalidParameter);
+            }
             Ok(Request::SetPortName(copy_utf16(body)?))
         }
         proto::IOCTL_GET_PORT_NAME => {
@@ -333,6 +338,12 @@ mod tests {
             Ok(Request::SetPortName(vec![0x41, 0x42]))
         );
         assert_eq!(decode(IOCTL_SET_PORT_NAME, &var_input(1, 2, &[0x41, 0, 0x42]), 0), Err(Error::InvalidParameter));
+        assert_eq!(decode(IOCTL_SET_PORT_NAME, &var_input(1, 2, &[0x41, 0, 0, 0]), 0), Err(Error::InvalidParameter));
+        assert_eq!(
+            decode(IOCTL_SET_PORT_NAME, &var_input(1, 2, &[0, 1, 0x41, 0]), 0),
+            Ok(Request::SetPortName(vec![0x100, 0x41])),
+            "a zero byte is not a zero code unit"
+        );
     }
 
     #[test]
