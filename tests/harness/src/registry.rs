@@ -6,7 +6,7 @@
 //! | rule | verdict | source |
 //! |---|---|---|
 //! | any of the five above PASSIVE_LEVEL | 0xC4 / 0x2001F | DDI rule IrqlZwPassive (`devtest/wdm-irqlzwpassive.md`); each function's page: "IRQL: PASSIVE_LEVEL" |
-//! | a key opened without `OBJ_KERNEL_HANDLE` | 0xC4 / 0xF6 | ZwCreateKey/ZwOpenKey remarks: a driver not in the System process must set OBJ_KERNEL_HANDLE; [C4] 0xF6: a driver references a user-mode handle as kernel mode. Harness choice to stop at the open: the handle is a user handle from then on |
+//! | a key opened without `OBJ_KERNEL_HANDLE` | 0xC4 / 0xF6 | ZwCreateKey's and ZwOpenKey's ObjectAttributes parameter: "If the caller is not running in a system thread context, it must set the OBJ_KERNEL_HANDLE attribute"; [C4] 0xF6: a driver references a user-mode handle as kernel mode. Harness choice to stop at the open: the handle is a user handle from then on |
 //! | `ZwClose`, `ZwSetValueKey` or `ZwQueryValueKey` on a handle the driver does not hold | 0x93 | [0x93] INVALID_KERNEL_HANDLE |
 //! | a key handle still open at unload | 0xC4 / 0x62 | harness choice: Windows raises nothing at once, but the handle keeps the key object (pool) alive; 0x62 is Verifier's "unloaded with allocations outstanding" |
 //! | `OBJECT_ATTRIBUTES.Length` wrong, a malformed `UNICODE_STRING` (odd length, `Length` > `MaximumLength`, no buffer) | `STATUS_INVALID_PARAMETER` returned | what the object manager returns; not a bug check |
