@@ -200,14 +200,15 @@ fn complete_pause_if(module: &Module, last: bool) {
 
 /// Counts a chain under the port table's read lock, at the IRQL NDIS's flag
 /// says (set: DISPATCH_LEVEL; clear: unknown, at most DISPATCH_LEVEL).
-fn count(chain: Chain, at_dispatch: bool, direction: Direction) {
+fn count(chain: Chain, at_dispatch: bool, direction: Direction, if_index: u32) {
     let ports = &globals().ports;
+    let count = |table: &crate::ports::PortTable, d: &mut ndis_sync::Dispatch| chain.count(table, direction, if_index, d);
     // SAFETY: `at_dispatch` is the handler's NDIS_*_DISPATCH_LEVEL flag,
     // and the handler holds no lock of ours yet.
     unsafe {
         CallbackIrql::with(at_dispatch, |irql| match irql {
-            CallbackIrql::Dispatch(irql) => ports.read_at_dispatch(irql, |table, _| chain.count(table, direction)),
-            CallbackIrql::Unknown(irql) => ports.read(irql, |table, _| chain.count(table, direction)),
+            CallbackIrql::Dispatch(irql) => ports.read_at_dispatch(irql, count),
+            CallbackIrql::Unknown(irql) => ports.read(irql, count),
         })
     }
 }
@@ -231,7 +232,7 @@ unsafe extern "system" fn send(context: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST,
     }
     // Count before passing on: afterwards the NBLs may complete on another
     // processor before NdisFSendNetBufferLists even returns.
-    count(chain, at_dispatch, Direction::Tx);
+    count(chain, at_dispatch, Direction::Tx, module.if_index);
     // SAFETY: passing the chain down unchanged, flags passed through; we do
     // not touch it afterwards.
     unsafe { NdisFSendNetBufferLists(module.ndis_handle.0, chain.raw(), port, flags) };
@@ -277,7 +278,7 @@ unsafe extern "system" fn receive(
         complete_pause_if(module, entry == DataEntry::RefuseAndCompletePause);
         return;
     }
-    count(chain, at_dispatch, Direction::Rx);
+    count(chain, at_dispatch, Direction::Rx, module.if_index);
     // SAFETY: indicating the chain up unchanged, with the same count and
     // flags (RESOURCES kept, so NDIS knows they return on our return).
     unsafe { NdisFIndicateReceiveNetBufferLists(module.ndis_handle.0, chain.raw(), port, count_of_nbls, flags) };

@@ -4,8 +4,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
-use ndis_sync::{init_from_closure, AllocError, PinInit, RwLock, Semaphore};
+use ndis_sync::{init_from_closure, AllocError, PinInit, RwLock, Semaphore, SpinLock};
 
+use crate::events::Registry;
 use crate::modules::ModuleList;
 use crate::ports::{EndpointId, PortTable};
 
@@ -18,6 +19,10 @@ pub struct Globals {
     pub port_name: RwLock<Vec<u16>>,
     /// The attached filter modules.
     pub modules: ModuleList,
+    /// The endpoints with events enabled, which get control events (module
+    /// attached, detached, paused, restarted). Lock order: this, then an
+    /// endpoint's event lock.
+    pub event_endpoints: SpinLock<Registry>,
     /// Admission control for replies that allocate in proportion to the
     /// driver's state (IOCTL_ENUM_FILTER_MODULES): at most
     /// [`SNAPSHOT_REPLIES`] build at once; the others wait up to
@@ -43,6 +48,7 @@ impl Globals {
     pub fn try_new() -> Result<impl PinInit<Self>, AllocError> {
         let ports = RwLock::new(PortTable::try_new().map_err(|_| AllocError)?)?;
         let port_name = RwLock::new(Vec::new())?;
+        let registry = Registry::try_new().ok_or(AllocError)?;
         let init = move |slot: *mut Self| {
             // SAFETY: `slot` is valid for writes and pinned (the initialiser's
             // contract); each field is written once, the module list and the
@@ -51,6 +57,7 @@ impl Globals {
                 (&raw mut (*slot).ports).write(ports);
                 (&raw mut (*slot).port_name).write(port_name);
                 ModuleList::new().__pinned_init(&raw mut (*slot).modules);
+                SpinLock::new(registry).__pinned_init(&raw mut (*slot).event_endpoints);
                 Semaphore::in_place(SNAPSHOT_REPLIES).__pinned_init(&raw mut (*slot).snapshot_replies);
                 (&raw mut (*slot).snapshot_busy).write(AtomicU64::new(0));
                 (&raw mut (*slot).next_endpoint).write(AtomicU64::new(1));

@@ -25,6 +25,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use portwatch_proto::{Counters, PROTO_TCP, PROTO_UDP};
 
+use crate::events::SinkRef;
 use crate::pool::try_box;
 
 /// Identifies an endpoint (one open handle) for its whole life.
@@ -101,6 +102,9 @@ pub struct Binding {
     endpoint: EndpointId,
     rx: AtomicCounters,
     tx: AtomicCounters,
+    /// The endpoint's event sink; valid while the binding is in the table
+    /// (see [`SinkRef`]).
+    sink: Option<SinkRef>,
     next: Option<Box<Binding>>,
 }
 
@@ -157,10 +161,12 @@ pub struct BindMemory {
 }
 
 impl BindMemory {
-    /// Allocates a binding for `endpoint`, and a leaf when `with_leaf`
-    /// (what [`PortTable::needs_leaf`] said under the read lock).
-    pub fn try_new(endpoint: EndpointId, with_leaf: bool) -> Result<Self, TableError> {
-        let binding = Binding { endpoint, rx: AtomicCounters::default(), tx: AtomicCounters::default(), next: None };
+    /// Allocates a binding for `endpoint` (whose event sink is `sink`), and
+    /// a leaf when `with_leaf` (what [`PortTable::needs_leaf`] said under
+    /// the read lock).
+    pub fn try_new(endpoint: EndpointId, sink: Option<SinkRef>, with_leaf: bool) -> Result<Self, TableError> {
+        let (rx, tx) = (AtomicCounters::default(), AtomicCounters::default());
+        let binding = Binding { endpoint, rx, tx, sink, next: None };
         let binding = try_box(binding).map_err(|_| TableError::NoMemory)?;
         let leaf = if with_leaf { Some(try_slots(LEAF_SLOTS, || None)?.into_boxed_slice()) } else { None };
         Ok(BindMemory { binding: Some(binding), leaf })
@@ -263,14 +269,18 @@ impl PortTable {
         Ok((node.traffic(), Unbound { list: Some(node) }))
     }
 
-    /// Counts one packet of `bytes` on `key` for every endpoint bound to it.
-    /// Called under the read lock: only atomic counters are written.
-    pub fn count(&self, key: PortKey, direction: Direction, bytes: u64) {
+    /// Counts one packet of `bytes` on `key` for every endpoint bound to it,
+    /// and calls `event` for each of those whose event stream is enabled.
+    /// Called under the read lock: only atomic counters are written here.
+    pub fn count(&self, key: PortKey, direction: Direction, bytes: u64, mut event: impl FnMut(&SinkRef)) {
         let Some(head) = self.head(key) else { return };
         for binding in head.iter() {
             match direction {
                 Direction::Rx => binding.rx.add(bytes),
                 Direction::Tx => binding.tx.add(bytes),
+            }
+            if let Some(sink) = binding.sink.as_ref().filter(|s| s.is_enabled()) {
+                event(sink);
             }
         }
     }
@@ -299,7 +309,7 @@ impl PortTable {
     /// Allocates and binds in one step (tests and benchmarks).
     #[cfg(test)]
     pub fn bind_now(&mut self, key: PortKey, endpoint: EndpointId) -> Result<(), TableError> {
-        let mut memory = BindMemory::try_new(endpoint, self.needs_leaf(key))?;
+        let mut memory = BindMemory::try_new(endpoint, None, self.needs_leaf(key))?;
         self.bind(key, &mut memory)
     }
 }
@@ -323,10 +333,10 @@ mod tests {
         t.bind_now(tcp(80), A).unwrap();
         t.bind_now(tcp(80), B).unwrap();
         t.bind_now(udp(80), A).unwrap();
-        t.count(tcp(80), Direction::Rx, 100);
-        t.count(tcp(80), Direction::Tx, 60);
-        t.count(udp(80), Direction::Rx, 7);
-        t.count(tcp(81), Direction::Rx, 1000);
+        t.count(tcp(80), Direction::Rx, 100, |_| ());
+        t.count(tcp(80), Direction::Tx, 60, |_| ());
+        t.count(udp(80), Direction::Rx, 7, |_| ());
+        t.count(tcp(81), Direction::Rx, 1000, |_| ());
         let a = t.binding_traffic(tcp(80), A).unwrap();
         assert_eq!(a.rx, Counters { packets: 1, bytes: 100 });
         assert_eq!(a.tx, Counters { packets: 1, bytes: 60 });
@@ -362,7 +372,7 @@ mod tests {
             t.bind_now(udp(port(i)), B).unwrap();
         }
         for i in 0..10_000u32 {
-            t.count(tcp(port(i)), Direction::Tx, u64::from(port(i)));
+            t.count(tcp(port(i)), Direction::Tx, u64::from(port(i)), |_| ());
             assert_eq!(t.binding_traffic(tcp(port(i)), A).unwrap().tx.bytes, u64::from(port(i)));
             assert_eq!(t.binding_traffic(udp(port(i)), B).unwrap().tx.packets, 0);
         }
@@ -389,10 +399,10 @@ mod tests {
         assert!(t.needs_leaf(tcp(80)));
         // A caller that did not allocate the leaf it needed gets an error
         // and the table does not change.
-        let mut without_leaf = BindMemory::try_new(A, false).unwrap();
+        let mut without_leaf = BindMemory::try_new(A, None, false).unwrap();
         assert_eq!(t.bind(tcp(80), &mut without_leaf), Err(TableError::NoMemory));
         assert_eq!(t.bound_keys(), 0);
-        let mut memory = BindMemory::try_new(A, true).unwrap();
+        let mut memory = BindMemory::try_new(A, None, true).unwrap();
         t.bind(tcp(80), &mut memory).unwrap();
         assert!(memory.binding.is_none() && memory.leaf.is_none(), "both used");
         assert!(!t.needs_leaf(tcp(81)), "same leaf");
@@ -402,7 +412,7 @@ mod tests {
     fn unbound_batches_and_long_lists_drop_without_recursion() {
         let mut t = PortTable::try_new().unwrap();
         for e in 0..5_000 {
-            let mut memory = BindMemory::try_new(EndpointId(e), t.needs_leaf(udp(9))).unwrap();
+            let mut memory = BindMemory::try_new(EndpointId(e), None, t.needs_leaf(udp(9))).unwrap();
             t.bind(udp(9), &mut memory).unwrap();
         }
         assert_eq!(t.port_traffic(udp(9)).0, 5_000);
@@ -422,7 +432,7 @@ mod tests {
         let mut t = PortTable::try_new().unwrap();
         t.bind_now(tcp(80), A).unwrap();
         assert_eq!(t.binding_traffic(PortKey { protocol: 1, port: 80 }, A), None);
-        t.count(PortKey { protocol: 1, port: 80 }, Direction::Rx, 1);
+        t.count(PortKey { protocol: 1, port: 80 }, Direction::Rx, 1, |_| ());
         assert_eq!(t.port_traffic(tcp(80)).1.rx.packets, 0);
     }
 
