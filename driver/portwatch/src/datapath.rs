@@ -39,7 +39,9 @@ pub fn count_flow(table: &PortTable, flow: Flow, bytes: u64, direction: Directio
     table.count(dst, direction, bytes, |sink| crate::events::packet(sink, dispatch, tap, flow, bytes, direction, dst));
     if flow.src_port != flow.dst_port {
         let src = PortKey { protocol: flow.protocol, port: flow.src_port };
-        table.count(src, direction, bytes, |sink| crate::events::packet(sink, dispatch, tap, flow, bytes, direction, src));
+        table.count(src, direction, bytes, |sink| {
+            crate::events::packet(sink, dispatch, tap, flow, bytes, direction, src)
+        });
     }
 }
 

@@ -15,7 +15,7 @@ use alloc::boxed::Box;
 
 use ndis_sync::{CallbackIrql, Passive};
 use ndis_sys::*;
-use portwatch_proto::ModuleState;
+use portwatch_proto::{EventKind, ModuleState};
 
 use crate::entry::globals;
 use crate::modules::{fixed_name, DataEntry, Module, NdisHandle};
@@ -128,6 +128,7 @@ unsafe extern "system" fn attach(
         return NDIS_STATUS_RESOURCES;
     }
     module.set_state(ModuleState::Paused);
+    crate::control::broadcast(globals(), EventKind::ModuleAttached, module.if_index, &mut irql);
     trace!(DPFLTR_INFO_LEVEL, "attached to interface %u", module.if_index);
     NDIS_STATUS_SUCCESS
 }
@@ -152,6 +153,7 @@ unsafe extern "system" fn detach(context: NDIS_HANDLE) {
     // SAFETY: NDIS passes our context; this is its last use by NDIS.
     let module = unsafe { module(context) };
     trace!(DPFLTR_INFO_LEVEL, "detaching from interface %u", module.if_index);
+    crate::control::broadcast(globals(), EventKind::ModuleDetached, module.if_index, &mut irql);
     globals().modules.remove(&mut irql, module);
     // Waits for IOCTL_ENUM_FILTER_MODULES readers that reached it before.
     let _ = module.rundown.run_down(&irql);
@@ -164,8 +166,11 @@ unsafe extern "system" fn detach(context: NDIS_HANDLE) {
 unsafe extern "system" fn restart(context: NDIS_HANDLE, _params: *mut NDIS_FILTER_RESTART_PARAMETERS) -> NDIS_STATUS {
     // SAFETY: NDIS passes our context for a module not being detached.
     let module = unsafe { module(context) };
+    // SAFETY: NDIS calls FilterRestart at PASSIVE_LEVEL.
+    let mut irql = unsafe { Passive::new_unchecked() };
     module.set_state(ModuleState::Restarting);
     module.start_running();
+    crate::control::broadcast(globals(), EventKind::ModuleRestarted, module.if_index, &mut irql);
     trace!(DPFLTR_INFO_LEVEL, "running on interface %u", module.if_index);
     NDIS_STATUS_SUCCESS
 }
@@ -178,6 +183,9 @@ unsafe extern "system" fn restart(context: NDIS_HANDLE, _params: *mut NDIS_FILTE
 unsafe extern "system" fn pause(context: NDIS_HANDLE, _params: *mut NDIS_FILTER_PAUSE_PARAMETERS) -> NDIS_STATUS {
     // SAFETY: NDIS passes our context for a module not being detached.
     let module = unsafe { module(context) };
+    // SAFETY: NDIS calls FilterPause at PASSIVE_LEVEL.
+    let mut irql = unsafe { Passive::new_unchecked() };
+    crate::control::broadcast(globals(), EventKind::ModulePaused, module.if_index, &mut irql);
     if module.begin_pause() {
         trace!(DPFLTR_INFO_LEVEL, "paused on interface %u", module.if_index);
         NDIS_STATUS_SUCCESS
@@ -202,7 +210,8 @@ fn complete_pause_if(module: &Module, last: bool) {
 /// says (set: DISPATCH_LEVEL; clear: unknown, at most DISPATCH_LEVEL).
 fn count(chain: Chain, at_dispatch: bool, direction: Direction, if_index: u32) {
     let ports = &globals().ports;
-    let count = |table: &crate::ports::PortTable, d: &mut ndis_sync::Dispatch| chain.count(table, direction, if_index, d);
+    let count =
+        |table: &crate::ports::PortTable, d: &mut ndis_sync::Dispatch| chain.count(table, direction, if_index, d);
     // SAFETY: `at_dispatch` is the handler's NDIS_*_DISPATCH_LEVEL flag,
     // and the handler holds no lock of ours yet.
     unsafe {

@@ -733,7 +733,8 @@ mod tests {
     #[test]
     fn event_record_offsets() {
         let mut buf = [0u8; 64];
-        let r = EventRecord { kind: 1, if_index: 0x0403_0201, src_port: 0xAABB, dst_addr: [9; 16], ..Default::default() };
+        let r =
+            EventRecord { kind: 1, if_index: 0x0403_0201, src_port: 0xAABB, dst_addr: [9; 16], ..Default::default() };
         r.write(&mut buf);
         assert_eq!(buf[0], 1);
         assert_eq!(&buf[4..8], &[1, 2, 3, 4]);
