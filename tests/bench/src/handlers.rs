@@ -41,6 +41,17 @@ pub const SEND: Handler = Handler {
         "NdisFSendNetBufferListsComplete",
         // The pause gate: the last NBL back completes a pending pause.
         "NdisFPauseComplete",
+        // The event stream, for packets on a port whose endpoint enabled
+        // events: the endpoint's event lock, the clock, and completing a
+        // pending read (events.rs, irp.rs).
+        "NdisDprAcquireSpinLock",
+        "NdisDprReleaseSpinLock",
+        "KeQueryPerformanceCounter",
+        "IofCompleteRequest",
+        // Copies of a 64-byte record into the ring or a read's buffer, and
+        // the pending-read queue closing up after a removal.
+        "memcpy",
+        "memmove",
     ],
 };
 
@@ -56,6 +67,17 @@ pub const RECEIVE: Handler = Handler {
         "NdisFReturnNetBufferLists",
         // The pause gate: the last NBL back completes a pending pause.
         "NdisFPauseComplete",
+        // The event stream, for packets on a port whose endpoint enabled
+        // events: the endpoint's event lock, the clock, and completing a
+        // pending read (events.rs, irp.rs).
+        "NdisDprAcquireSpinLock",
+        "NdisDprReleaseSpinLock",
+        "KeQueryPerformanceCounter",
+        "IofCompleteRequest",
+        // Copies of a 64-byte record into the ring or a read's buffer, and
+        // the pending-read queue closing up after a removal.
+        "memcpy",
+        "memmove",
     ],
 };
 
@@ -126,6 +148,23 @@ impl DataPath {
         calls
             .filter(|c| matches!(&c.target, crate::disasm::Target::Import(n) if short(n) == import))
             .map(|c| c.at)
+            .collect()
+    }
+
+    /// Entries of the functions of the event stream: those that take the
+    /// endpoint's event lock or complete a read (events.rs, irp.rs). Only
+    /// packets on a port whose endpoint enabled events reach them.
+    pub fn event_functions(&self) -> BTreeSet<u64> {
+        const EVENT_IMPORTS: [&str; 2] = ["NdisDprAcquireSpinLock", "IofCompleteRequest"];
+        self.graph
+            .functions
+            .values()
+            .filter(|f| {
+                f.calls.iter().any(
+                    |c| matches!(&c.target, crate::disasm::Target::Import(n) if EVENT_IMPORTS.contains(&short(n))),
+                )
+            })
+            .map(|f| f.entry)
             .collect()
     }
 
