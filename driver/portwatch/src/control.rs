@@ -307,9 +307,22 @@ mod tests {
     fn count(g: &Globals, src_port: u16, dst_port: u16, bytes: u64) {
         g.ports.read(&mut passive(), |t, d| {
             let flow = crate::parse::Flow { protocol: 6, src_port, dst_port };
-            let tap = crate::datapath::Tap { prefix: &[], if_index: 3 };
-            crate::datapath::count_flow(t, flow, bytes, crate::ports::Direction::Rx, &tap, d)
+            if crate::datapath::count_flow(t, flow, bytes, crate::ports::Direction::Rx) {
+                // No packet bytes here: addresses stay zero.
+                crate::datapath::record_packet(t, &frame(src_port, dst_port), bytes, crate::ports::Direction::Rx, 3, d);
+            }
         });
+    }
+
+    /// An Ethernet/IPv4/TCP frame's first bytes with these ports.
+    fn frame(src_port: u16, dst_port: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 4];
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        f[14] = 0x45;
+        f[14 + 9] = 6;
+        f[34..36].copy_from_slice(&src_port.to_be_bytes());
+        f[36..38].copy_from_slice(&dst_port.to_be_bytes());
+        f
     }
 
     fn enable(g: &Globals, ep: &Endpoint, version: u32, records: u32) -> Result<Reply, Error> {

@@ -210,14 +210,14 @@ fn complete_pause_if(module: &Module, last: bool) {
 /// says (set: DISPATCH_LEVEL; clear: unknown, at most DISPATCH_LEVEL).
 fn count(chain: Chain, at_dispatch: bool, direction: Direction, if_index: u32) {
     let ports = &globals().ports;
-    let count =
-        |table: &crate::ports::PortTable, d: &mut ndis_sync::Dispatch| chain.count(table, direction, if_index, d);
     // SAFETY: `at_dispatch` is the handler's NDIS_*_DISPATCH_LEVEL flag,
     // and the handler holds no lock of ours yet.
     unsafe {
         CallbackIrql::with(at_dispatch, |irql| match irql {
-            CallbackIrql::Dispatch(irql) => ports.read_at_dispatch(irql, count),
-            CallbackIrql::Unknown(irql) => ports.read(irql, count),
+            CallbackIrql::Dispatch(irql) => {
+                ports.read_at_dispatch(irql, |table, d| chain.count(table, direction, if_index, d))
+            }
+            CallbackIrql::Unknown(irql) => ports.read(irql, |table, d| chain.count(table, direction, if_index, d)),
         })
     }
 }

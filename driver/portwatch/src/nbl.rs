@@ -102,5 +102,26 @@ fn count_net_buffer(
     // SAFETY: NdisGetDataBuffer's contract above: `wanted` readable bytes
     // that stay valid while we own the NET_BUFFER.
     let prefix = unsafe { core::slice::from_raw_parts(data.cast::<u8>(), wanted) };
-    datapath::count_packet(table, prefix, u64::from(length), direction, if_index, dispatch);
+    if datapath::count_packet(table, prefix, u64::from(length), direction) {
+        record_events(table, nb, direction, if_index, dispatch);
+    }
+}
+
+/// The events of a watched packet, out of line: it maps the packet's first
+/// bytes again rather than have the counting code keep them alive (see
+/// `datapath::count_packet`).
+#[cold]
+#[inline(never)]
+fn record_events(table: &PortTable, nb: &mut NET_BUFFER, direction: Direction, if_index: u32, dispatch: &mut Dispatch) {
+    let length = nb.DataLength.get();
+    let wanted = (length as usize).min(HEADER_BYTES);
+    let mut storage = MaybeUninit::<[u8; HEADER_BYTES]>::uninit();
+    // SAFETY: as in `count_net_buffer`: the same NET_BUFFER, still ours.
+    let data = unsafe { NdisGetDataBuffer(nb, wanted as u32, storage.as_mut_ptr().cast(), 1, 0) };
+    if data.is_null() {
+        return;
+    }
+    // SAFETY: as in `count_net_buffer`.
+    let prefix = unsafe { core::slice::from_raw_parts(data.cast::<u8>(), wanted) };
+    datapath::record_packet(table, prefix, u64::from(length), direction, if_index, dispatch);
 }

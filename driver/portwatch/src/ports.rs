@@ -129,6 +129,21 @@ impl Drop for Binding {
     }
 }
 
+/// The bindings of a port a packet was just counted on.
+pub struct Bound<'a>(&'a Binding);
+
+impl<'a> Bound<'a> {
+    /// Whether an endpoint of these bindings enabled events.
+    pub fn is_watched(&self) -> bool {
+        self.sinks().next().is_some()
+    }
+
+    /// The event sinks of those bindings whose endpoint enabled events.
+    pub fn sinks(&self) -> impl Iterator<Item = &'a SinkRef> {
+        self.0.iter().filter_map(|b| b.sink.as_ref()).filter(|s| s.is_enabled())
+    }
+}
+
 /// A slot of a leaf: the bindings of one port, newest first.
 type Slot = Option<Box<Binding>>;
 
@@ -269,20 +284,24 @@ impl PortTable {
         Ok((node.traffic(), Unbound { list: Some(node) }))
     }
 
-    /// Counts one packet of `bytes` on `key` for every endpoint bound to it,
-    /// and calls `event` for each of those whose event stream is enabled.
-    /// Called under the read lock: only atomic counters are written here.
-    pub fn count(&self, key: PortKey, direction: Direction, bytes: u64, mut event: impl FnMut(&SinkRef)) {
-        let Some(head) = self.head(key) else { return };
+    /// Counts one packet of `bytes` on `key` for every endpoint bound to it.
+    /// Called under the read lock: only atomic counters are written. Returns
+    /// the bindings when there are any, for the event stream
+    /// ([`Bound::sinks`]); a packet on an unbound port returns at the lookup.
+    pub fn count(&self, key: PortKey, direction: Direction, bytes: u64) -> Option<Bound<'_>> {
+        let head = self.head(key)?;
         for binding in head.iter() {
             match direction {
                 Direction::Rx => binding.rx.add(bytes),
                 Direction::Tx => binding.tx.add(bytes),
             }
-            if let Some(sink) = binding.sink.as_ref().filter(|s| s.is_enabled()) {
-                event(sink);
-            }
         }
+        Some(Bound(head))
+    }
+
+    /// The bindings of `key`, if any (the event stream's second look).
+    pub fn bound(&self, key: PortKey) -> Option<Bound<'_>> {
+        self.head(key).map(Bound)
     }
 
     /// What `endpoint`'s binding of `key` has counted, if it exists.
@@ -333,10 +352,10 @@ mod tests {
         t.bind_now(tcp(80), A).unwrap();
         t.bind_now(tcp(80), B).unwrap();
         t.bind_now(udp(80), A).unwrap();
-        t.count(tcp(80), Direction::Rx, 100, |_| ());
-        t.count(tcp(80), Direction::Tx, 60, |_| ());
-        t.count(udp(80), Direction::Rx, 7, |_| ());
-        t.count(tcp(81), Direction::Rx, 1000, |_| ());
+        t.count(tcp(80), Direction::Rx, 100);
+        t.count(tcp(80), Direction::Tx, 60);
+        t.count(udp(80), Direction::Rx, 7);
+        t.count(tcp(81), Direction::Rx, 1000);
         let a = t.binding_traffic(tcp(80), A).unwrap();
         assert_eq!(a.rx, Counters { packets: 1, bytes: 100 });
         assert_eq!(a.tx, Counters { packets: 1, bytes: 60 });
@@ -372,7 +391,7 @@ mod tests {
             t.bind_now(udp(port(i)), B).unwrap();
         }
         for i in 0..10_000u32 {
-            t.count(tcp(port(i)), Direction::Tx, u64::from(port(i)), |_| ());
+            t.count(tcp(port(i)), Direction::Tx, u64::from(port(i)));
             assert_eq!(t.binding_traffic(tcp(port(i)), A).unwrap().tx.bytes, u64::from(port(i)));
             assert_eq!(t.binding_traffic(udp(port(i)), B).unwrap().tx.packets, 0);
         }
@@ -432,7 +451,7 @@ mod tests {
         let mut t = PortTable::try_new().unwrap();
         t.bind_now(tcp(80), A).unwrap();
         assert_eq!(t.binding_traffic(PortKey { protocol: 1, port: 80 }, A), None);
-        t.count(PortKey { protocol: 1, port: 80 }, Direction::Rx, 1, |_| ());
+        t.count(PortKey { protocol: 1, port: 80 }, Direction::Rx, 1);
         assert_eq!(t.port_traffic(tcp(80)).1.rx.packets, 0);
     }
 
