@@ -200,9 +200,10 @@ mod tests {
 
     #[test]
     fn inputs_carry_version_and_length() {
-        assert_eq!(local_address_input(&[9, 8]), vec![1, 0, 0, 0, 2, 0, 0, 0, 9, 8]);
-        assert_eq!(port_name_input(&[0x41]), vec![1, 0, 0, 0, 1, 0, 0, 0, 0x41, 0]);
-        assert_eq!(port_request(6, 0x1234), [1, 0, 0, 0, 6, 0, 0x34, 0x12]);
+        let v = proto::PROTOCOL_VERSION as u8;
+        assert_eq!(local_address_input(&[9, 8]), vec![v, 0, 0, 0, 2, 0, 0, 0, 9, 8]);
+        assert_eq!(port_name_input(&[0x41]), vec![v, 0, 0, 0, 1, 0, 0, 0, 0x41, 0]);
+        assert_eq!(port_request(6, 0x1234), [v, 0, 0, 0, 6, 0, 0x34, 0x12]);
     }
 
     #[test]
