@@ -126,7 +126,7 @@ fn canceller(t: &dyn Target, endpoints: &[Endpoint], done: &AtomicBool, run: &Ru
         if let Err(err) = t.cancel_io(e.handle) {
             return run.error("CancelIoEx", &err);
         }
-        std::thread::sleep(Duration::from_micros(200 + rng.below(800)));
+        std::thread::sleep(Duration::from_micros(rng.below(300)));
     }
 }
 
@@ -191,7 +191,9 @@ pub fn storm(t: &dyn Target, run: &Run, _threads: usize, seed: u64) {
             }
         }
     }
-    // Reads pending while the handles close: each completes, cancelled.
+    // Reads pending while the handles close, with CancelIoEx racing the
+    // close's cleanup: each read completes once, cancelled.
+    let closing = AtomicBool::new(false);
     std::thread::scope(|s| {
         let pending: Vec<_> = endpoints
             .iter()
@@ -199,11 +201,21 @@ pub fn storm(t: &dyn Target, run: &Run, _threads: usize, seed: u64) {
             .map(|h| s.spawn(move || client::read_events(t, h, 1)))
             .collect();
         std::thread::sleep(Duration::from_millis(20));
-        for e in &endpoints {
+        let (endpoints, closing) = (&endpoints, &closing);
+        s.spawn(move || {
+            while !closing.load(Ordering::Acquire) {
+                for e in endpoints {
+                    // The handle may be closed already.
+                    let _ = t.cancel_io(e.handle);
+                }
+            }
+        });
+        for e in endpoints {
             if let Err(err) = t.close(e.handle) {
                 run.error("close", &err);
             }
         }
+        closing.store(true, Ordering::Release);
         for r in pending {
             match r.join() {
                 Ok(Err(TargetError::Status(status::CANCELLED | status::INVALID_HANDLE | status::DELETE_PENDING))) => {}
