@@ -16,7 +16,7 @@
 # builds the real portwatch.sys for the kernel target (one shared target
 # folder, target/mutants, so a rebuild compiles only the driver's crates)
 # and runs the scenario set against it under the harness with special pool
-# on (portwatch-check: ioctl-storm, datapath, races, lifecycle; it stops
+# on (portwatch-check: ioctl-storm, datapath, races, lifecycle, events; it stops
 # at the first finding). It prints one line per mutant:
 #
 #   CAUGHT <name>: <rule> — <message> [<scenario>]

@@ -22,6 +22,19 @@ mod ports;
 #[path = "../../driver/portwatch/src/ioctl.rs"]
 mod ioctl;
 
+// The event stream's modules, which the port table and the decoder name.
+#[allow(dead_code)]
+#[path = "../../driver/portwatch/src/events.rs"]
+mod events;
+
+#[allow(dead_code)]
+#[path = "../../driver/portwatch/src/datapath.rs"]
+mod datapath;
+
+#[allow(dead_code)]
+#[path = "../../driver/portwatch/src/parse.rs"]
+mod parse;
+
 // `ioctl.rs` reports the driver's version from here (this crate's version
 // stands in for the driver's; the decoder does not depend on it).
 #[allow(dead_code)]
@@ -35,9 +48,9 @@ use portwatch_scenarios::expect::{expected, Expected};
 use ioctl::{decode, Request};
 
 fn code_of(selector: u8, raw: &[u8]) -> u32 {
-    match proto::ALL_IOCTLS.get(usize::from(selector) % 12) {
+    match proto::ALL_IOCTLS.get(usize::from(selector) % 14) {
         Some(&code) => code,
-        // Two in twelve: any code at all, from the input's first bytes.
+        // Two in fourteen: any code at all, from the input's first bytes.
         None => raw.iter().take(4).fold(u32::from(selector), |acc, &b| acc.rotate_left(8) ^ u32::from(b)),
     }
 }
@@ -52,6 +65,10 @@ fn check_request(code: u32, input: &[u8], request: &Request) {
         Request::BindPort(k) | Request::UnbindPort(k) | Request::GetPortStats(k) => {
             let req = proto::PortRequest::read(input).expect("decoded from a port request");
             assert_eq!((k.protocol, k.port), (req.protocol, req.port));
+        }
+        Request::EnableEvents(n) => {
+            let req = proto::EnableEvents::read(input).expect("decoded from an enable request");
+            assert_eq!(*n, req.ring_records);
         }
         _ => assert!(input.is_empty(), "{code:#x} decoded with input"),
     }

@@ -4,7 +4,9 @@
 //! another one in eight, independently: see
 //! `portwatch_scenarios::fuzz_options` and `portwatch_fuzz::options_of`),
 //! then a little program of opens,
-//! closes, IOCTLs (code, input bytes, output length) and packets. Each
+//! closes, IOCTLs (code, input bytes, output length), event-stream enables,
+//! reads (each on a thread of its own: it may pend), CancelIoEx and
+//! packets. Each
 //! completion is checked against the documented contract and a model of
 //! its endpoint (bindings, local address, counters that never go down),
 //! each packet's delivery against the adapter's state, and the driver is
@@ -18,19 +20,36 @@
 
 use libfuzzer_sys::fuzz_target;
 use portwatch_fuzz::{
-    close, finish, ioctl_step, load, open, options_of, read_traffic, AdapterStates, Endpoint, Program,
+    cancel_step, close, enable_step, finish, ioctl_step, load, open, options_of, read_and_check, read_traffic,
+    AdapterStates, Endpoint, Program,
 };
 use portwatch_scenarios::fuzz_options::FuzzOptions;
 use portwatch_scenarios::target::Target;
 
 const MAX_HANDLES: usize = 4;
 const MAX_STEPS: usize = 64;
+/// Reads started per program (each a thread until it completes).
+const MAX_READS: usize = 16;
 
-fn run_program(t: &dyn Target, options: &FuzzOptions, adapters: &AdapterStates, mut p: Program<'_>) {
+fn run_program<'s>(
+    t: &'s dyn Target,
+    options: &FuzzOptions,
+    adapters: &AdapterStates,
+    mut p: Program<'_>,
+    scope: &'s std::thread::Scope<'s, '_>,
+) {
     let mut endpoints: Vec<Endpoint> = Vec::new();
+    let mut reads = 0;
     for _ in 0..MAX_STEPS {
         let Some(op) = p.byte() else { break };
-        let step = match op % 8 {
+        let step = match op % 11 {
+            8 if !endpoints.is_empty() => enable_step(t, options, &mut endpoints, &mut p),
+            9 if !endpoints.is_empty() && reads < MAX_READS => p.byte().map(|b| {
+                let handle = endpoints[usize::from(b) % endpoints.len()].handle;
+                reads += 1;
+                scope.spawn(move || read_and_check(t, handle, u32::from(b % 4) + 1));
+            }),
+            10 if !endpoints.is_empty() => cancel_step(t, &endpoints, &mut p),
             0 if endpoints.len() < MAX_HANDLES => {
                 endpoints.extend(open(t, options));
                 Some(())
@@ -55,6 +74,8 @@ fuzz_target!(|data: &[u8]| {
     let Some(options) = options_of(data) else { return };
     let Some(t) = load(&options, 1) else { return };
     let adapters = AdapterStates::bring_up(&t, &options);
-    run_program(&t, &options, &adapters, Program::new(&data[1..]));
+    // Closing every handle at the end completes the reads still pending;
+    // the scope then joins their threads.
+    std::thread::scope(|s| run_program(&t, &options, &adapters, Program::new(&data[1..]), s));
     finish(t);
 });

@@ -26,6 +26,10 @@
 //! state requires. Every input ends with an unload that must show no
 //! violation, no leaked pool, every NBL returned and every IRP completed.
 //!
+//! Programs also enable the event stream, start reads (each on a thread
+//! of its own: it may pend until an event, a cancel or the close) and
+//! cancel them (CancelIoEx); closing a handle completes its pending reads.
+//!
 //! A crash may depend on the interleaving: replay its artifact with
 //! `-runs=N` to run it N times.
 #![no_main]
@@ -34,7 +38,8 @@ use std::sync::Barrier;
 
 use libfuzzer_sys::fuzz_target;
 use portwatch_fuzz::{
-    close, finish, ioctl_step, load, open, options_of, port_step, read_traffic, AdapterStates, Endpoint, Program,
+    cancel_step, close, enable_step, finish, ioctl_step, load, open, options_of, port_step, read_and_check,
+    read_traffic, AdapterStates, Endpoint, Program,
 };
 use portwatch_scenarios::fuzz_options::FuzzOptions;
 use portwatch_scenarios::target::Target;
@@ -42,6 +47,8 @@ use portwatch_scenarios::target::Target;
 const ADAPTERS: usize = 2;
 const MAX_HANDLES: usize = 3;
 const MAX_STEPS: usize = 48;
+/// Reads each program starts (each a thread until it completes).
+const MAX_READS: usize = 8;
 
 /// Splits the programs: a thread count byte, then a length before every
 /// program but the last.
@@ -55,11 +62,25 @@ fn programs<'a>(p: &mut Program<'a>) -> Option<Vec<&'a [u8]>> {
     Some(out)
 }
 
-fn run_thread(t: &dyn Target, options: &FuzzOptions, adapters: &AdapterStates, mut p: Program<'_>) {
+fn run_thread<'s>(
+    t: &'s dyn Target,
+    options: &FuzzOptions,
+    adapters: &AdapterStates,
+    mut p: Program<'_>,
+    scope: &'s std::thread::Scope<'s, '_>,
+) {
     let mut endpoints: Vec<Endpoint> = Vec::new();
+    let mut reads = 0;
     for _ in 0..MAX_STEPS {
         let Some(op) = p.byte() else { break };
-        let step = match op % 8 {
+        let step = match op % 11 {
+            8 if !endpoints.is_empty() => enable_step(t, options, &mut endpoints, &mut p),
+            9 if !endpoints.is_empty() && reads < MAX_READS => p.byte().map(|b| {
+                let handle = endpoints[usize::from(b) % endpoints.len()].handle;
+                reads += 1;
+                scope.spawn(move || read_and_check(t, handle, u32::from(b % 4) + 1));
+            }),
+            10 if !endpoints.is_empty() => cancel_step(t, &endpoints, &mut p),
             0 if endpoints.len() < MAX_HANDLES => {
                 endpoints.extend(open(t, options));
                 Some(())
@@ -102,7 +123,7 @@ fuzz_target!(|data: &[u8]| {
             let (t, options, adapters, start) = (&t, &options, &adapters, &start);
             s.spawn(move || {
                 start.wait();
-                run_thread(t, options, adapters, Program::new(program));
+                run_thread(t, options, adapters, Program::new(program), s);
             });
         }
     });

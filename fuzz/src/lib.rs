@@ -281,10 +281,65 @@ pub fn ioctl_step(
     let selector = p.byte()?;
     let raw = p.u16()?;
     let code = code_of(selector, raw);
-    let out_len = u32::from(p.u16()?) % 2048;
+    let mut out_len = u32::from(p.u16()?) % 2048;
+    if code == proto::IOCTL_READ_EVENTS {
+        // A valid read may pend until an event or a cancel: those go
+        // through `read_step` on a thread of their own. Here only the
+        // decoding (a too-small buffer) is exercised.
+        out_len %= MIN_READ_BYTES;
+    }
     let len = usize::from(p.byte()?);
     let input = p.bytes(len).to_vec();
     e.ioctl(t, options, code, &input, out_len);
+    Some(())
+}
+
+/// Bytes of the smallest IOCTL_READ_EVENTS output: a header and a record.
+pub const MIN_READ_BYTES: u32 = (proto::EventBatchHeader::SIZE + proto::EventRecord::SIZE) as u32;
+
+/// Reads a well-formed IOCTL_ENABLE_EVENTS (ring of 1..=8 records) and runs
+/// it on one of `endpoints`.
+pub fn enable_step(t: &dyn Target, options: &FuzzOptions, endpoints: &mut [Endpoint], p: &mut Program<'_>) -> Option<()> {
+    let n = endpoints.len();
+    let e = endpoints.get_mut(usize::from(p.byte()?) % n.max(1))?;
+    let ring_records = 1 + u32::from(p.byte()? % 8);
+    let mut input = vec![0u8; proto::EnableEvents::SIZE];
+    proto::EnableEvents { version: proto::PROTOCOL_VERSION, ring_records }.write(&mut input);
+    e.ioctl(t, options, proto::IOCTL_ENABLE_EVENTS, &input, 0);
+    Some(())
+}
+
+/// One IOCTL_READ_EVENTS with room for `room` records, on its own thread
+/// (it may pend), checked against the contract when it completes: events,
+/// or cancelled (CancelIoEx, the handle closed), or refused.
+pub fn read_and_check(t: &dyn Target, handle: Handle, room: u32) {
+    let out_len = MIN_READ_BYTES + (room.max(1) - 1) * proto::EventRecord::SIZE as u32;
+    trace!("read events on {handle:?} ({out_len} bytes)");
+    match t.ioctl(handle, proto::IOCTL_READ_EVENTS, &[], out_len) {
+        Ok(reply) => {
+            let contract = expected(proto::IOCTL_READ_EVENTS, &[], out_len);
+            assert!(
+                contract.allows(reply.status) || reply.status == status::CANCELLED,
+                "IOCTL_READ_EVENTS: {:#x}, expected {contract:?} or STATUS_CANCELLED",
+                reply.status as u32
+            );
+            if let Some(bad) = check_reply(proto::IOCTL_READ_EVENTS, out_len, &reply) {
+                panic!("IOCTL_READ_EVENTS out={out_len}: {bad}");
+            }
+        }
+        // Closed before the read reached the driver.
+        Err(TargetError::Status(status::INVALID_HANDLE)) => {}
+        Err(e) => panic!("IOCTL_READ_EVENTS: {e}"),
+    }
+}
+
+/// CancelIoEx on one of `endpoints`.
+pub fn cancel_step(t: &dyn Target, endpoints: &[Endpoint], p: &mut Program<'_>) -> Option<()> {
+    let e = endpoints.get(usize::from(p.byte()?) % endpoints.len().max(1))?;
+    trace!("cancel {:?}", e.handle);
+    if let Err(err) = t.cancel_io(e.handle) {
+        panic!("CancelIoEx: {err}");
+    }
     Some(())
 }
 

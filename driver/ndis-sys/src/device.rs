@@ -177,6 +177,36 @@ pub unsafe fn IoGetCurrentIrpStackLocation(irp: *mut IRP) -> *mut IO_STACK_LOCAT
     unsafe { (*irp).Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation }
 }
 
+/// `IoSetCancelRoutine` (an inline function in wdm.h, not an export): an
+/// `InterlockedExchangePointer` on `Irp->CancelRoutine`; returns the
+/// previous routine.
+///
+/// # Safety
+///
+/// `irp` must point to a valid IRP the caller owns or has queued (not
+/// completed).
+pub unsafe fn IoSetCancelRoutine(irp: *mut IRP, routine: crate::kernel::DRIVER_CANCEL) -> crate::kernel::DRIVER_CANCEL {
+    use core::sync::atomic::{AtomicPtr, Ordering};
+    let new = routine.map_or(core::ptr::null_mut(), |f| f as *mut core::ffi::c_void);
+    // SAFETY: the caller guarantees the IRP is valid; `CancelRoutine` is an
+    // aligned pointer-sized field that wdm.h also exchanges atomically.
+    let old = unsafe { AtomicPtr::from_ptr((&raw mut (*irp).CancelRoutine).cast()).swap(new, Ordering::SeqCst) };
+    // SAFETY: the field only ever holds NULL or a DRIVER_CANCEL function
+    // pointer, and `Option<fn>` has the same representation.
+    unsafe { core::mem::transmute::<*mut core::ffi::c_void, crate::kernel::DRIVER_CANCEL>(old) }
+}
+
+/// `IoMarkIrpPending` (an inline function in wdm.h, not an export): sets
+/// `SL_PENDING_RETURNED` in the current stack location's `Control`.
+///
+/// # Safety
+///
+/// `irp` must point to a valid IRP the caller owns (in its dispatch routine).
+pub unsafe fn IoMarkIrpPending(irp: *mut IRP) {
+    // SAFETY: the caller's contract: the current stack location is valid.
+    unsafe { (*IoGetCurrentIrpStackLocation(irp)).Control |= SL_PENDING_RETURNED };
+}
+
 // Layout, x64. Source: public WDK 10 km/ndis.h (public copy), clang
 // --target=x86_64-pc-windows-msvc -DNDIS630=1 -DNDIS_WDM=1, sizeof/offsetof.
 const _: () = {

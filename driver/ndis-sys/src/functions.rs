@@ -122,6 +122,12 @@ extern "system" {
     /// `IoCompleteRequest`: completes an IRP (<= DISPATCH). The IRP must not
     /// be touched afterwards.
     pub fn IofCompleteRequest(Irp: *mut IRP, PriorityBoost: i8);
+    /// Releases the cancel spin lock, lowering to `Irql`; a cancel routine
+    /// calls it with `Irp->CancelIrql` (DISPATCH_LEVEL).
+    pub fn IoReleaseCancelSpinLock(Irql: u8);
+    /// The performance counter (any IRQL); writes its frequency (ticks per
+    /// second) to `PerformanceFrequency` when not NULL.
+    pub fn KeQueryPerformanceCounter(PerformanceFrequency: *mut i64) -> i64;
     /// Stops the system with a bug check; never returns.
     pub fn KeBugCheckEx(
         BugCheckCode: u32,

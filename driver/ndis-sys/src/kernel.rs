@@ -1,8 +1,8 @@
 //! Kernel base types re-exported from `windows-sys`, with x64 layout checks.
 
 pub use windows_sys::Wdk::Foundation::{
-    DEVICE_OBJECT, DRIVER_DISPATCH, DRIVER_OBJECT, DRIVER_UNLOAD, FILE_OBJECT, IO_SECURITY_CONTEXT, IO_STACK_LOCATION,
-    IRP, MDL,
+    DEVICE_OBJECT, DRIVER_CANCEL, DRIVER_DISPATCH, DRIVER_OBJECT, DRIVER_UNLOAD, FILE_OBJECT, IO_SECURITY_CONTEXT,
+    IO_STACK_LOCATION, IRP, MDL,
 };
 pub use windows_sys::Wdk::System::SystemServices::EX_RUNDOWN_REF;
 pub use windows_sys::Win32::Foundation::{NTSTATUS, UNICODE_STRING};

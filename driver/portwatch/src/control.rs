@@ -13,6 +13,7 @@ use ndis_sync::Passive;
 use portwatch_proto::{self as proto, Counters};
 
 use crate::endpoint::Endpoint;
+use crate::events::{self, ReadIrp, SinkRef};
 use crate::globals::{Globals, SNAPSHOT_WAIT};
 use crate::ioctl::{self, Error, Reply, Request};
 use crate::ports::{BindMemory, TableError, Traffic, Unbound};
@@ -59,7 +60,10 @@ pub fn execute(
             // Allocate before any lock: the write lock holds up every
             // processor's data path, so under it a bind only moves pointers.
             let needs_leaf = globals.ports.read(irql, |table, _| table.needs_leaf(key));
-            let mut memory = BindMemory::try_new(endpoint.id, needs_leaf)?;
+            // SAFETY: the endpoint is pinned until IRP_MJ_CLOSE frees it, and
+            // its bindings leave the table at unbind or cleanup, before.
+            let sink = unsafe { SinkRef::new(&endpoint.events) };
+            let mut memory = BindMemory::try_new(endpoint.id, Some(sink), needs_leaf)?;
             let result = globals.ports.write(irql, |table, dispatch| {
                 let mut state = live.lock_at_dispatch(dispatch);
                 if state.bound.contains(&key) {
@@ -122,6 +126,70 @@ pub fn execute(
             };
             globals.modules.enumerate(irql, output)
         }
+        Request::EnableEvents(records) => enable_events(globals, endpoint, records, irql),
+        // The dispatch routine handles reads itself (it owns the IRP).
+        Request::ReadEvents => Err(Error::InvalidParameter),
+    }
+}
+
+/// IOCTL_ENABLE_EVENTS: the ring is allocated here, at PASSIVE_LEVEL
+/// outside every lock; the endpoint is listed for control events first (so
+/// a second enable, or one past the list's size, changes nothing), then the
+/// ring installed. Called under the endpoint's rundown protection, so
+/// cleanup cannot run in between.
+fn enable_events(globals: &Globals, endpoint: &Endpoint, records: u32, irql: &mut Passive) -> Result<Reply, Error> {
+    let ring = events::try_ring(records as usize).ok_or(Error::NoMemory)?;
+    let frequency = events::timestamp().1;
+    // SAFETY: the endpoint is pinned until IRP_MJ_CLOSE; cleanup removes it
+    // from the list before.
+    let sink = unsafe { SinkRef::new(&endpoint.events) };
+    globals.event_endpoints.lock(irql).add_once(sink)?;
+    let refused = endpoint.events.queue.lock(irql).enable(ring, frequency).err();
+    if let Some(ring) = refused {
+        // Not reached: listing the endpoint is what serialises enables, and
+        // cleanup (which closes the queue) waits for this request.
+        globals.event_endpoints.lock(irql).remove(sink);
+        drop(ring);
+        return Err(Error::EventsState);
+    }
+    endpoint.events.enabled.store(true, Ordering::Relaxed);
+    Ok(Reply::Done(0))
+}
+
+/// The start of IOCTL_READ_EVENTS, under the endpoint's rundown protection
+/// (so cleanup, which drains the pending reads, waits for it): fills
+/// `output` from the ring, or queues the read. `pend` runs under the
+/// event lock when the read is queued: the caller marks the IRP pending
+/// and sets its cancel routine there (see docs/events.md).
+pub fn start_read(
+    endpoint: &Endpoint,
+    read: ReadIrp,
+    output: &mut [u8],
+    pend: impl FnOnce(&mut events::EventQueue<ReadIrp>),
+    irql: &mut Passive,
+) -> Result<events::ReadStart, Error> {
+    let _live = endpoint.live.try_acquire().ok_or(Error::Closing)?;
+    let mut queue = endpoint.events.queue.lock(irql);
+    let started = queue.start_read(read, output).map_err(|e| match e {
+        events::ReadError::NotEnabled => Error::EventsState,
+        events::ReadError::TooMany => Error::EventQuota,
+        events::ReadError::Closed => Error::Closing,
+    })?;
+    if started == events::ReadStart::Pending {
+        pend(&mut queue);
+    }
+    Ok(started)
+}
+
+/// Records a control event (module attached, detached, paused, restarted)
+/// for every endpoint with events enabled. PASSIVE_LEVEL (the filter's
+/// state handlers).
+pub fn broadcast(globals: &Globals, kind: proto::EventKind, if_index: u32, irql: &mut Passive) {
+    let record = events::control_record(kind, if_index);
+    let mut list = globals.event_endpoints.lock(irql);
+    let (list, dispatch) = list.split();
+    for sink in list.iter() {
+        events::record(sink, dispatch, record);
     }
 }
 
@@ -161,6 +229,18 @@ pub fn cleanup(globals: &Globals, endpoint: &Endpoint, irql: &mut Passive) {
     // was initialised; the endpoint's storage is freed at IRP_MJ_CLOSE.
     let taken = endpoint.live.run_down_with(irql, |state| core::mem::take(state.data_mut()));
     let Some(state) = taken else { return };
+    // No read can start now (they hold rundown protection): close the
+    // event queue and cancel the reads it held.
+    endpoint.events.enabled.store(false, Ordering::Relaxed);
+    // SAFETY: a comparison key only: the list holds this endpoint's sink.
+    globals.event_endpoints.lock(irql).remove(unsafe { SinkRef::new(&endpoint.events) });
+    let drained = endpoint.events.queue.lock(irql).close();
+    for read in drained.iter() {
+        // A read whose cancel routine already started is that routine's.
+        if read.claim() {
+            read.cancel();
+        }
+    }
     let unbound = globals.ports.write(irql, |table, _| {
         let mut all = Unbound::default();
         for key in &state.bound {
@@ -256,20 +336,91 @@ mod tests {
         proto::EndpointStats::read(&out[..40]).unwrap()
     }
 
+    fn count(g: &Globals, src_port: u16, dst_port: u16, bytes: u64) {
+        g.ports.read(&mut passive(), |t, d| {
+            let flow = crate::parse::Flow { protocol: 6, src_port, dst_port };
+            if crate::datapath::count_flow(t, flow, bytes, crate::ports::Direction::Rx) {
+                // No packet bytes here: addresses stay zero.
+                crate::datapath::record_packet(t, &frame(src_port, dst_port), bytes, crate::ports::Direction::Rx, 3, d);
+            }
+        });
+    }
+
+    /// An Ethernet/IPv4/TCP frame's first bytes with these ports.
+    fn frame(src_port: u16, dst_port: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 4];
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        f[14] = 0x45;
+        f[14 + 9] = 6;
+        f[34..36].copy_from_slice(&src_port.to_be_bytes());
+        f[36..38].copy_from_slice(&dst_port.to_be_bytes());
+        f
+    }
+
+    fn enable(g: &Globals, ep: &Endpoint, version: u32, records: u32) -> Result<Reply, Error> {
+        let mut b = vec![0; 8];
+        proto::EnableEvents { version, ring_records: records }.write(&mut b);
+        ioctl(g, ep, proto::IOCTL_ENABLE_EVENTS, &b, 0).0
+    }
+
+    #[test]
+    fn events_are_queued_per_matching_binding_and_dropped_when_full() {
+        let (g, ep) = setup();
+        let other = try_pin_box(Endpoint::try_new(&passive(), EndpointId(99)).unwrap()).unwrap();
+        ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(6, 80), 0).0.unwrap();
+        ioctl(&g, &other, proto::IOCTL_BIND_PORT, &port(6, 80), 0).0.unwrap();
+        count(&g, 999, 80, 60); // before enabling: not recorded
+        assert_eq!(enable(&g, &ep, 2, 3), Ok(Reply::Done(0)));
+        assert_eq!(enable(&g, &ep, 2, 3), Err(Error::EventsState), "once per handle");
+        for _ in 0..5 {
+            count(&g, 999, 80, 60);
+        }
+        count(&g, 80, 80, 60); // one event: the same port on both sides
+        count(&g, 999, 81, 60); // not bound
+        assert_eq!(ep.events.queue.lock(&mut passive()).counts(), (0, 3, 3), "3 queued, 3 dropped");
+        assert_eq!(other.events.queue.lock(&mut passive()).counts(), (0, 0, 0), "never enabled");
+        // A control event goes to every enabled endpoint.
+        let mut third = try_pin_box(Endpoint::try_new(&passive(), EndpointId(100)).unwrap()).unwrap();
+        assert_eq!(enable(&g, &third, 2, 1), Ok(Reply::Done(0)));
+        broadcast(&g, proto::EventKind::ModulePaused, 4, &mut passive());
+        assert_eq!(third.events.queue.lock(&mut passive()).counts(), (0, 0, 1));
+        assert_eq!(ep.events.queue.lock(&mut passive()).counts(), (0, 4, 3));
+        cleanup(&g, &third, &mut passive());
+        broadcast(&g, proto::EventKind::ModuleRestarted, 4, &mut passive());
+        assert_eq!(third.events.queue.lock(&mut passive()).counts(), (0, 0, 1), "unlisted at cleanup");
+        let _ = &mut third;
+        cleanup(&g, &ep, &mut passive());
+        cleanup(&g, &other, &mut passive());
+    }
+
+    #[test]
+    fn enable_validates_and_is_bounded() {
+        let (g, ep) = setup();
+        assert_eq!(enable(&g, &ep, 1, 8), Err(Error::RevisionMismatch));
+        assert_eq!(enable(&g, &ep, 2, 0), Err(Error::InvalidParameter));
+        assert_eq!(enable(&g, &ep, 2, proto::MAX_EVENT_RING_RECORDS + 1), Err(Error::InvalidParameter));
+        let many: Vec<_> = (0..crate::events::MAX_EVENT_ENDPOINTS as u64)
+            .map(|i| try_pin_box(Endpoint::try_new(&passive(), EndpointId(1000 + i)).unwrap()).unwrap())
+            .collect();
+        for e in &many {
+            assert_eq!(enable(&g, e, 2, 1), Ok(Reply::Done(0)));
+        }
+        assert_eq!(enable(&g, &ep, 2, 1), Err(Error::EventQuota), "list full");
+        cleanup(&g, &many[0], &mut passive());
+        assert_eq!(enable(&g, &ep, 2, 1), Ok(Reply::Done(0)), "a slot came free");
+        for e in &many {
+            cleanup(&g, e, &mut passive());
+        }
+        cleanup(&g, &ep, &mut passive());
+    }
+
     #[test]
     fn bind_count_and_stats() {
         let (g, ep) = setup();
         assert_eq!(ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(6, 80), 0).0, Ok(Reply::Done(0)));
         assert_eq!(ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(6, 80), 0).0, Err(Error::AlreadyBound));
         assert_eq!(ioctl(&g, &ep, proto::IOCTL_UNBIND_PORT, &port(17, 80), 0).0, Err(Error::NotBound));
-        g.ports.read(&mut passive(), |t, _| {
-            crate::datapath::count_flow(
-                t,
-                crate::parse::Flow { protocol: 6, src_port: 999, dst_port: 80 },
-                60,
-                crate::ports::Direction::Rx,
-            )
-        });
+        count(&g, 999, 80, 60);
         let s = endpoint_stats(&g, &ep);
         assert_eq!((s.bound_ports, s.rx.packets, s.rx.bytes, s.tx.packets), (1, 1, 60, 0));
         let (r, out) = ioctl(&g, &ep, proto::IOCTL_GET_PORT_STATS, &port(6, 80), 40);

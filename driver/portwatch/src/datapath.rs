@@ -1,24 +1,66 @@
 //! Per-packet counting, shared by the send and receive paths.
 
+use ndis_sync::Dispatch;
+
 use crate::parse::{self, Flow};
 use crate::ports::{Direction, PortKey, PortTable};
 
 /// Counts one packet whose first bytes are `prefix` and whose full length is
 /// `bytes`: once for every endpoint bound to its destination port and once
 /// for every endpoint bound to its source port (once only when the two ports
-/// are equal). Called under the port table's read lock.
-pub fn count_packet(table: &PortTable, prefix: &[u8], bytes: u64, direction: Direction) {
-    if let Some(flow) = parse::classify(prefix) {
-        count_flow(table, flow, bytes, direction);
+/// are equal). Called under the port table's read lock. Returns whether an
+/// endpoint bound to one of the ports enabled events: the caller then calls
+/// [`record_packet`], out of line, so that nothing the event stream needs is
+/// kept alive across the lookups here (which cost every packet, watched or
+/// not, register spills: docs/events.md).
+pub fn count_packet(table: &PortTable, prefix: &[u8], bytes: u64, direction: Direction) -> bool {
+    match parse::classify(prefix) {
+        Some(flow) => count_flow(table, flow, bytes, direction),
+        None => false,
     }
 }
 
 /// Counts a classified packet; see [`count_packet`].
-pub fn count_flow(table: &PortTable, flow: Flow, bytes: u64, direction: Direction) {
-    table.count(PortKey { protocol: flow.protocol, port: flow.dst_port }, direction, bytes);
+pub fn count_flow(table: &PortTable, flow: Flow, bytes: u64, direction: Direction) -> bool {
+    let dst = PortKey { protocol: flow.protocol, port: flow.dst_port };
+    let mut watched = table.count(dst, direction, bytes).is_some_and(|b| b.is_watched());
     if flow.src_port != flow.dst_port {
-        table.count(PortKey { protocol: flow.protocol, port: flow.src_port }, direction, bytes);
+        let src = PortKey { protocol: flow.protocol, port: flow.src_port };
+        watched |= table.count(src, direction, bytes).is_some_and(|b| b.is_watched());
     }
+    watched
+}
+
+/// Records the events of a packet [`count_packet`] said is watched: one per
+/// endpoint with events enabled bound to its destination port, one per such
+/// endpoint bound to its source port (once when the ports are equal).
+/// `if_index` is the module's. Called under the same hold of the read lock.
+pub fn record_packet(
+    table: &PortTable,
+    prefix: &[u8],
+    bytes: u64,
+    direction: Direction,
+    if_index: u32,
+    dispatch: &mut Dispatch,
+) {
+    let Some(flow) = parse::classify(prefix) else { return };
+    let tap = Tap { prefix, if_index };
+    let mut keys = [PortKey { protocol: flow.protocol, port: flow.dst_port }; 2];
+    keys[1].port = flow.src_port;
+    let n = if flow.src_port == flow.dst_port { 1 } else { 2 };
+    for key in &keys[..n] {
+        for sink in table.bound(*key).into_iter().flat_map(|b| b.sinks()) {
+            crate::events::packet(sink, dispatch, &tap, flow, bytes, direction, *key);
+        }
+    }
+}
+
+/// What an event record takes from the packet besides its flow.
+pub struct Tap<'a> {
+    /// The packet's first bytes (addresses are parsed from them).
+    pub prefix: &'a [u8],
+    /// `BaseMiniportIfIndex` of the module.
+    pub if_index: u32,
 }
 
 #[cfg(test)]
@@ -33,9 +75,9 @@ mod tests {
         t.bind_now(PortKey { protocol: 6, port: 80 }, a).unwrap();
         t.bind_now(PortKey { protocol: 6, port: 5000 }, b).unwrap();
         t.bind_now(PortKey { protocol: 6, port: 7 }, a).unwrap();
-        count_flow(&t, Flow { protocol: 6, src_port: 5000, dst_port: 80 }, 100, Direction::Tx);
-        count_flow(&t, Flow { protocol: 6, src_port: 7, dst_port: 7 }, 10, Direction::Rx);
-        count_flow(&t, Flow { protocol: 17, src_port: 80, dst_port: 80 }, 10, Direction::Rx);
+        assert!(!count_flow(&t, Flow { protocol: 6, src_port: 5000, dst_port: 80 }, 100, Direction::Tx));
+        assert!(!count_flow(&t, Flow { protocol: 6, src_port: 7, dst_port: 7 }, 10, Direction::Rx));
+        assert!(!count_flow(&t, Flow { protocol: 17, src_port: 80, dst_port: 80 }, 10, Direction::Rx));
         assert_eq!(t.binding_traffic(PortKey { protocol: 6, port: 80 }, a).unwrap().tx.packets, 1);
         assert_eq!(t.binding_traffic(PortKey { protocol: 6, port: 5000 }, b).unwrap().tx.packets, 1);
         assert_eq!(t.binding_traffic(PortKey { protocol: 6, port: 7 }, a).unwrap().rx.packets, 1);

@@ -10,13 +10,14 @@ use ndis_sys::{DEVICE_OBJECT, IRP, IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, 
 use portwatch_proto::{VarHeader, Wire};
 use windows_sys::Win32::Foundation::{
     STATUS_BUFFER_OVERFLOW, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST, STATUS_OBJECT_NAME_NOT_FOUND,
-    STATUS_SUCCESS,
+    STATUS_PENDING, STATUS_SUCCESS,
 };
 
 use crate::control;
 use crate::endpoint::Endpoint;
 use crate::entry::globals;
-use crate::ioctl::Reply;
+use crate::events::ReadStart;
+use crate::ioctl::{self, Error, Reply, Request};
 use crate::irp::Irp;
 use crate::pool::try_pin_box;
 
@@ -77,12 +78,52 @@ fn close(mut irp: Irp, irql: &mut Passive) -> NTSTATUS {
 
 fn device_control(mut irp: Irp, irql: &mut Passive) -> NTSTATUS {
     let result = match irp.device_control_parts() {
+        Ok(r) if r.code == portwatch_proto::IOCTL_READ_EVENTS => return read_events(irp, irql),
         Ok(r) => control::device_control(globals(), r.endpoint, r.code, r.buffer, r.input_len, r.output_len, irql),
         Err(status) => return irp.complete(status, 0),
     };
     match result {
         Ok(Reply::Done(written)) => irp.complete(STATUS_SUCCESS, written),
         Ok(Reply::Overflow) => irp.complete(STATUS_BUFFER_OVERFLOW, VarHeader::SIZE),
+        Err(e) => irp.complete(e.ntstatus(), 0),
+    }
+}
+
+/// IOCTL_READ_EVENTS: completes at once with the queued events, or pends
+/// the IRP in the endpoint's event queue with a cancel routine (see
+/// `irp::ReadIrp` and docs/events.md). After STATUS_PENDING is decided the
+/// IRP is not touched here again: another processor may complete it
+/// before this routine returns.
+fn read_events(mut irp: Irp, irql: &mut Passive) -> NTSTATUS {
+    let read = irp.as_read();
+    let mut cancelled_at_queueing = false;
+    let started = match irp.device_control_parts() {
+        Ok(r) => (|| {
+            let input = r.buffer.get(..r.input_len).ok_or(Error::InvalidParameter)?;
+            match ioctl::decode(r.code, input, r.output_len)? {
+                Request::ReadEvents => {}
+                _ => return Err(Error::UnknownCode),
+            }
+            let output = r.buffer.get_mut(..r.output_len).ok_or(Error::InvalidParameter)?;
+            let arm = |queue: &mut crate::events::EventQueue<_>| {
+                if !read.arm() {
+                    // Cancelled before the cancel routine was set: ours to
+                    // complete as cancelled, once out of the queue.
+                    queue.remove_read(read);
+                    cancelled_at_queueing = true;
+                }
+            };
+            control::start_read(r.endpoint, read, output, arm, irql)
+        })(),
+        Err(status) => return irp.complete(status, 0),
+    };
+    match started {
+        Ok(ReadStart::Filled(written)) => irp.complete(STATUS_SUCCESS, written),
+        Ok(ReadStart::Pending) if cancelled_at_queueing => {
+            read.cancel();
+            STATUS_PENDING
+        }
+        Ok(ReadStart::Pending) => STATUS_PENDING,
         Err(e) => irp.complete(e.ntstatus(), 0),
     }
 }

@@ -16,6 +16,7 @@ use alloc::vec::Vec;
 use ndis_sync::{init_from_closure, Passive, PinInit, Rundown, SpinLock};
 use portwatch_proto::MAX_BINDINGS_PER_ENDPOINT;
 
+use crate::events::EventSink;
 use crate::ports::{EndpointId, PortKey, Traffic};
 
 /// The mutable state of an endpoint, under its spin lock.
@@ -44,6 +45,10 @@ pub struct Endpoint {
     pub id: EndpointId,
     /// The state, live until cleanup runs it down.
     pub live: Rundown<SpinLock<EndpointState>>,
+    /// The event stream: outside the rundown, because pending reads are
+    /// cancelled (their cancel routines take this lock) until IRP_MJ_CLOSE,
+    /// after cleanup ran the state down.
+    pub events: EventSink,
 }
 
 impl Endpoint {
@@ -61,9 +66,10 @@ impl Endpoint {
             unsafe {
                 (&raw mut (*slot).id).write(id);
                 Rundown::new(irql, SpinLock::new(state)).__pinned_init(&raw mut (*slot).live);
+                EventSink::new().__pinned_init(&raw mut (*slot).events);
             }
         };
-        // SAFETY: the closure initialises both fields.
+        // SAFETY: the closure initialises every field.
         Some(unsafe { init_from_closure(init) })
     }
 }

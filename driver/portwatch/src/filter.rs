@@ -15,7 +15,7 @@ use alloc::boxed::Box;
 
 use ndis_sync::{CallbackIrql, Passive};
 use ndis_sys::*;
-use portwatch_proto::ModuleState;
+use portwatch_proto::{EventKind, ModuleState};
 
 use crate::entry::globals;
 use crate::modules::{fixed_name, DataEntry, Module, NdisHandle};
@@ -128,6 +128,7 @@ unsafe extern "system" fn attach(
         return NDIS_STATUS_RESOURCES;
     }
     module.set_state(ModuleState::Paused);
+    crate::control::broadcast(globals(), EventKind::ModuleAttached, module.if_index, &mut irql);
     trace!(DPFLTR_INFO_LEVEL, "attached to interface %u", module.if_index);
     NDIS_STATUS_SUCCESS
 }
@@ -152,6 +153,7 @@ unsafe extern "system" fn detach(context: NDIS_HANDLE) {
     // SAFETY: NDIS passes our context; this is its last use by NDIS.
     let module = unsafe { module(context) };
     trace!(DPFLTR_INFO_LEVEL, "detaching from interface %u", module.if_index);
+    crate::control::broadcast(globals(), EventKind::ModuleDetached, module.if_index, &mut irql);
     globals().modules.remove(&mut irql, module);
     // Waits for IOCTL_ENUM_FILTER_MODULES readers that reached it before.
     let _ = module.rundown.run_down(&irql);
@@ -164,8 +166,11 @@ unsafe extern "system" fn detach(context: NDIS_HANDLE) {
 unsafe extern "system" fn restart(context: NDIS_HANDLE, _params: *mut NDIS_FILTER_RESTART_PARAMETERS) -> NDIS_STATUS {
     // SAFETY: NDIS passes our context for a module not being detached.
     let module = unsafe { module(context) };
+    // SAFETY: NDIS calls FilterRestart at PASSIVE_LEVEL.
+    let mut irql = unsafe { Passive::new_unchecked() };
     module.set_state(ModuleState::Restarting);
     module.start_running();
+    crate::control::broadcast(globals(), EventKind::ModuleRestarted, module.if_index, &mut irql);
     trace!(DPFLTR_INFO_LEVEL, "running on interface %u", module.if_index);
     NDIS_STATUS_SUCCESS
 }
@@ -178,6 +183,9 @@ unsafe extern "system" fn restart(context: NDIS_HANDLE, _params: *mut NDIS_FILTE
 unsafe extern "system" fn pause(context: NDIS_HANDLE, _params: *mut NDIS_FILTER_PAUSE_PARAMETERS) -> NDIS_STATUS {
     // SAFETY: NDIS passes our context for a module not being detached.
     let module = unsafe { module(context) };
+    // SAFETY: NDIS calls FilterPause at PASSIVE_LEVEL.
+    let mut irql = unsafe { Passive::new_unchecked() };
+    crate::control::broadcast(globals(), EventKind::ModulePaused, module.if_index, &mut irql);
     if module.begin_pause() {
         trace!(DPFLTR_INFO_LEVEL, "paused on interface %u", module.if_index);
         NDIS_STATUS_SUCCESS
@@ -200,14 +208,16 @@ fn complete_pause_if(module: &Module, last: bool) {
 
 /// Counts a chain under the port table's read lock, at the IRQL NDIS's flag
 /// says (set: DISPATCH_LEVEL; clear: unknown, at most DISPATCH_LEVEL).
-fn count(chain: Chain, at_dispatch: bool, direction: Direction) {
+fn count(chain: Chain, at_dispatch: bool, direction: Direction, if_index: u32) {
     let ports = &globals().ports;
     // SAFETY: `at_dispatch` is the handler's NDIS_*_DISPATCH_LEVEL flag,
     // and the handler holds no lock of ours yet.
     unsafe {
         CallbackIrql::with(at_dispatch, |irql| match irql {
-            CallbackIrql::Dispatch(irql) => ports.read_at_dispatch(irql, |table, _| chain.count(table, direction)),
-            CallbackIrql::Unknown(irql) => ports.read(irql, |table, _| chain.count(table, direction)),
+            CallbackIrql::Dispatch(irql) => {
+                ports.read_at_dispatch(irql, |table, d| chain.count(table, direction, if_index, d))
+            }
+            CallbackIrql::Unknown(irql) => ports.read(irql, |table, d| chain.count(table, direction, if_index, d)),
         })
     }
 }
@@ -231,7 +241,7 @@ unsafe extern "system" fn send(context: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST,
     }
     // Count before passing on: afterwards the NBLs may complete on another
     // processor before NdisFSendNetBufferLists even returns.
-    count(chain, at_dispatch, Direction::Tx);
+    count(chain, at_dispatch, Direction::Tx, module.if_index);
     // SAFETY: passing the chain down unchanged, flags passed through; we do
     // not touch it afterwards.
     unsafe { NdisFSendNetBufferLists(module.ndis_handle.0, chain.raw(), port, flags) };
@@ -277,7 +287,7 @@ unsafe extern "system" fn receive(
         complete_pause_if(module, entry == DataEntry::RefuseAndCompletePause);
         return;
     }
-    count(chain, at_dispatch, Direction::Rx);
+    count(chain, at_dispatch, Direction::Rx, module.if_index);
     // SAFETY: indicating the chain up unchanged, with the same count and
     // flags (RESOURCES kept, so NDIS knows they return on our return).
     unsafe { NdisFIndicateReceiveNetBufferLists(module.ndis_handle.0, chain.raw(), port, count_of_nbls, flags) };

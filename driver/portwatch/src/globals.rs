@@ -4,8 +4,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
-use ndis_sync::{init_from_closure, AllocError, PassiveMutex, PinInit, RwLock, Semaphore};
+use ndis_sync::{init_from_closure, AllocError, PassiveMutex, PinInit, RwLock, Semaphore, SpinLock};
 
+use crate::events::Registry;
 use crate::modules::ModuleList;
 use crate::ports::{EndpointId, PortTable};
 use crate::registry::ParametersKey;
@@ -25,6 +26,10 @@ pub struct Globals {
     pub port_name_store: PassiveMutex<ParametersKey>,
     /// The attached filter modules.
     pub modules: ModuleList,
+    /// The endpoints with events enabled, which get control events (module
+    /// attached, detached, paused, restarted). Lock order: this, then an
+    /// endpoint's event lock.
+    pub event_endpoints: SpinLock<Registry>,
     /// Admission control for replies that allocate in proportion to the
     /// driver's state (IOCTL_ENUM_FILTER_MODULES): at most
     /// [`SNAPSHOT_REPLIES`] build at once; the others wait up to
@@ -53,6 +58,7 @@ impl Globals {
     pub fn try_new(store: ParametersKey, port_name: Vec<u16>) -> Result<impl PinInit<Self>, AllocError> {
         let ports = RwLock::new(PortTable::try_new().map_err(|_| AllocError)?)?;
         let port_name = RwLock::new(port_name)?;
+        let registry = Registry::try_new().ok_or(AllocError)?;
         let init = move |slot: *mut Self| {
             // SAFETY: `slot` is valid for writes and pinned (the initialiser's
             // contract); each field is written once, the module list and the
@@ -62,6 +68,7 @@ impl Globals {
                 (&raw mut (*slot).port_name).write(port_name);
                 PassiveMutex::in_place(store).__pinned_init(&raw mut (*slot).port_name_store);
                 ModuleList::new().__pinned_init(&raw mut (*slot).modules);
+                SpinLock::new(registry).__pinned_init(&raw mut (*slot).event_endpoints);
                 Semaphore::in_place(SNAPSHOT_REPLIES).__pinned_init(&raw mut (*slot).snapshot_replies);
                 (&raw mut (*slot).snapshot_busy).write(AtomicU64::new(0));
                 (&raw mut (*slot).next_endpoint).write(AtomicU64::new(1));

@@ -39,6 +39,13 @@ pub enum Error {
     Busy,
     /// A registry function failed: its status, unchanged.
     Registry(i32),
+    /// Events not enabled (a read), or enabled already (an enable):
+    /// `STATUS_INVALID_DEVICE_STATE`.
+    EventsState,
+    /// [`proto::MAX_PENDING_READS`] reads pending on the handle, or
+    /// [`crate::events::MAX_EVENT_ENDPOINTS`] handles with events enabled:
+    /// `STATUS_QUOTA_EXCEEDED`.
+    EventQuota,
 }
 
 impl Error {
@@ -57,6 +64,8 @@ impl Error {
             Error::Closing => st::STATUS_DELETE_PENDING,
             Error::Busy => st::STATUS_DEVICE_BUSY,
             Error::Registry(status) => status,
+            Error::EventsState => st::STATUS_INVALID_DEVICE_STATE,
+            Error::EventQuota => st::STATUS_QUOTA_EXCEEDED,
         }
     }
 }
@@ -84,6 +93,11 @@ pub enum Request {
     GetPortName,
     /// [`proto::IOCTL_ENUM_FILTER_MODULES`].
     EnumFilterModules,
+    /// [`proto::IOCTL_ENABLE_EVENTS`] with the ring's size in records.
+    EnableEvents(u32),
+    /// [`proto::IOCTL_READ_EVENTS`]: handled by the dispatch routine, which
+    /// owns the IRP it may pend.
+    ReadEvents,
 }
 
 fn no_input(input: &[u8]) -> Result<(), Error> {
@@ -102,8 +116,10 @@ fn output_at_least(output_len: usize, size: usize) -> Result<(), Error> {
     }
 }
 
+/// Revision 1's structs are unchanged in revision 2 (see
+/// [`proto::PROTOCOL_VERSION`]'s rules): both are accepted.
 fn check_version(version: u32) -> Result<(), Error> {
-    if version == proto::PROTOCOL_VERSION {
+    if (proto::MIN_PROTOCOL_VERSION..=proto::PROTOCOL_VERSION).contains(&version) {
         Ok(())
     } else {
         Err(Error::RevisionMismatch)
@@ -199,6 +215,21 @@ pub fn decode(code: u32, input: &[u8], output_len: usize) -> Result<Request, Err
             no_input(input)?;
             output_at_least(output_len, proto::VarHeader::SIZE)?;
             Ok(Request::EnumFilterModules)
+        }
+        proto::IOCTL_ENABLE_EVENTS => {
+            let req = proto::EnableEvents::read(input).ok_or(Error::InvalidParameter)?;
+            if !(proto::EVENTS_PROTOCOL_VERSION..=proto::PROTOCOL_VERSION).contains(&req.version) {
+                return Err(Error::RevisionMismatch);
+            }
+            if req.ring_records == 0 || req.ring_records > proto::MAX_EVENT_RING_RECORDS {
+                return Err(Error::InvalidParameter);
+            }
+            Ok(Request::EnableEvents(req.ring_records))
+        }
+        proto::IOCTL_READ_EVENTS => {
+            no_input(input)?;
+            output_at_least(output_len, crate::events::MIN_READ_BYTES)?;
+            Ok(Request::ReadEvents)
         }
         _ => Err(Error::UnknownCode),
     }
@@ -304,7 +335,9 @@ mod tests {
             decode(IOCTL_UNBIND_PORT, &port_req(1, 17, 0, 53), 0),
             Ok(Request::UnbindPort(PortKey { protocol: 17, port: 53 }))
         );
-        assert_eq!(decode(IOCTL_BIND_PORT, &port_req(2, 6, 0, 80), 0), Err(Error::RevisionMismatch));
+        assert_eq!(decode(IOCTL_BIND_PORT, &port_req(3, 6, 0, 80), 0), Err(Error::RevisionMismatch));
+        assert_eq!(decode(IOCTL_BIND_PORT, &port_req(0, 6, 0, 80), 0), Err(Error::RevisionMismatch));
+        assert!(decode(IOCTL_BIND_PORT, &port_req(2, 6, 0, 80), 0).is_ok(), "revision 2 requests too");
         assert_eq!(decode(IOCTL_BIND_PORT, &port_req(1, 1, 0, 80), 0), Err(Error::InvalidParameter));
         assert_eq!(decode(IOCTL_BIND_PORT, &port_req(1, 6, 1, 80), 0), Err(Error::InvalidParameter));
         assert_eq!(decode(IOCTL_BIND_PORT, &port_req(1, 6, 0, 0), 0), Err(Error::InvalidParameter));
@@ -350,12 +383,31 @@ mod tests {
     fn variable_replies_overflow_with_needed_size() {
         let mut out = [0xEEu8; 16];
         assert_eq!(write_variable(&mut out, 5, 1, |b| b.fill(1)), Reply::Overflow);
-        assert_eq!(VarHeader::read(&out[..12]), Some(VarHeader { version: 1, needed: 17, count: 0 }));
+        assert_eq!(VarHeader::read(&out[..12]), Some(VarHeader { version: PROTOCOL_VERSION, needed: 17, count: 0 }));
         assert_eq!(&out[12..], &[0xEE; 4], "nothing past the header on overflow");
         let mut out = [0u8; 17];
         assert_eq!(write_variable(&mut out, 5, 1, |b| b.fill(9)), Reply::Done(17));
-        assert_eq!(VarHeader::read(&out[..12]), Some(VarHeader { version: 1, needed: 17, count: 5 }));
+        assert_eq!(VarHeader::read(&out[..12]), Some(VarHeader { version: PROTOCOL_VERSION, needed: 17, count: 5 }));
         assert_eq!(&out[12..], &[9; 5]);
+    }
+
+    #[test]
+    fn event_requests_validate_every_field() {
+        let enable = |version: u32, ring_records: u32| {
+            let mut b = vec![0; 8];
+            EnableEvents { version, ring_records }.write(&mut b);
+            b
+        };
+        assert_eq!(decode(IOCTL_ENABLE_EVENTS, &enable(2, 1), 0), Ok(Request::EnableEvents(1)));
+        assert_eq!(decode(IOCTL_ENABLE_EVENTS, &enable(2, 4096), 0), Ok(Request::EnableEvents(4096)));
+        assert_eq!(decode(IOCTL_ENABLE_EVENTS, &enable(1, 8), 0), Err(Error::RevisionMismatch), "new in 2");
+        assert_eq!(decode(IOCTL_ENABLE_EVENTS, &enable(3, 8), 0), Err(Error::RevisionMismatch));
+        assert_eq!(decode(IOCTL_ENABLE_EVENTS, &enable(2, 0), 0), Err(Error::InvalidParameter));
+        assert_eq!(decode(IOCTL_ENABLE_EVENTS, &enable(2, 4097), 0), Err(Error::InvalidParameter));
+        assert_eq!(decode(IOCTL_ENABLE_EVENTS, &enable(2, 8)[..7], 0), Err(Error::InvalidParameter));
+        assert_eq!(decode(IOCTL_READ_EVENTS, &[], 96), Ok(Request::ReadEvents));
+        assert_eq!(decode(IOCTL_READ_EVENTS, &[], 95), Err(Error::BufferTooSmall));
+        assert_eq!(decode(IOCTL_READ_EVENTS, &[0], 96), Err(Error::InvalidParameter));
     }
 
     #[test]
@@ -370,6 +422,8 @@ mod tests {
             Error::TooManyBindings,
             Error::NoMemory,
             Error::Closing,
+            Error::EventsState,
+            Error::EventQuota,
         ];
         for e in all {
             // NT_ERROR: severity bits 11, so the I/O manager copies nothing back.

@@ -5,14 +5,19 @@
 
 use core::ffi::c_void;
 use core::pin::Pin;
+use core::ptr::NonNull;
 
 use ndis_sys::{
-    IoGetCurrentIrpStackLocation, IoStackDeviceIoControl, IofCompleteRequest, FILE_OBJECT, IO_NO_INCREMENT,
-    IO_STACK_LOCATION, IRP, NTSTATUS,
+    IoGetCurrentIrpStackLocation, IoMarkIrpPending, IoReleaseCancelSpinLock, IoSetCancelRoutine,
+    IoStackDeviceIoControl, IofCompleteRequest, DEVICE_OBJECT, FILE_OBJECT, IO_NO_INCREMENT, IO_STACK_LOCATION, IRP,
+    NTSTATUS,
 };
 
 use crate::endpoint::Endpoint;
-use windows_sys::Win32::Foundation::{STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER};
+use crate::events::Delivery;
+use windows_sys::Win32::Foundation::{
+    STATUS_CANCELLED, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+};
 
 /// What an IRP_MJ_DEVICE_CONTROL request carries (METHOD_BUFFERED).
 pub struct DeviceControl<'a> {
@@ -148,6 +153,25 @@ impl Irp {
         Ok(DeviceControl { endpoint, buffer, code, input_len, output_len })
     }
 
+    /// The IRP as a read of the event stream, to be queued (the dispatch
+    /// routine then returns STATUS_PENDING for it, or what `complete`
+    /// returned when it completes it itself).
+    pub fn as_read(&self) -> ReadIrp {
+        ReadIrp(NonNull::new(self.raw).expect("an IRP"))
+    }
+
+    /// The system buffer's first OutputBufferLength bytes of an
+    /// IRP_MJ_DEVICE_CONTROL (`device_control_parts` checked the code).
+    pub fn output(&mut self) -> &mut [u8] {
+        match self.device_control_parts() {
+            Ok(parts) => {
+                let n = parts.output_len.min(parts.buffer.len());
+                &mut parts.buffer[..n]
+            }
+            Err(_) => &mut [],
+        }
+    }
+
     /// Completes the IRP and returns the status for the dispatch routine to
     /// return. The IRP is gone afterwards.
     pub fn complete(self, status: NTSTATUS, information: usize) -> NTSTATUS {
@@ -161,4 +185,95 @@ impl Irp {
         }
         status
     }
+}
+
+/// A pending IOCTL_READ_EVENTS IRP, as the endpoint's event queue holds it.
+///
+/// Ownership (docs/events.md): while queued, the IRP belongs to the queue
+/// and has [`read_cancel`] as its cancel routine. Whoever takes it out must
+/// *claim* it ([`ReadIrp::claim`]: exchange the cancel routine with NULL);
+/// a non-NULL result makes the claimer the owner, who completes it once. A
+/// NULL result means IoCancelIrp got there first and the cancel routine
+/// owns and completes it. Claims happen under the endpoint's event lock or
+/// after the IRP left the queue under it; the cancel routine removes the
+/// IRP from the queue under that lock (if it is still there) before it
+/// completes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadIrp(NonNull<IRP>);
+
+// SAFETY: an IRP may be completed on any thread; the claim protocol above
+// gives each ReadIrp one owner at a time.
+unsafe impl Send for ReadIrp {}
+
+impl ReadIrp {
+    /// IoMarkIrpPending and the cancel routine, at queueing (dispatch
+    /// routine, under the event lock). Returns `false` when the IRP was
+    /// cancelled before the routine was set and the routine was taken back:
+    /// the caller removes it from the queue and completes it as cancelled.
+    pub fn arm(self) -> bool {
+        let irp = self.0.as_ptr();
+        // SAFETY: the dispatch routine owns the IRP (not completed): mark it
+        // pending (it returns STATUS_PENDING on every path from here), then
+        // set the cancel routine; read Cancel after, as IoCancelIrp sets it
+        // before it exchanges the routine.
+        unsafe {
+            IoMarkIrpPending(irp);
+            IoSetCancelRoutine(irp, Some(read_cancel));
+            if core::ptr::read_volatile(&raw const (*irp).Cancel) && IoSetCancelRoutine(irp, None).is_some() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Takes the IRP from its cancel routine: `true` when this caller owns
+    /// it now (it must complete it), `false` when the cancel routine does.
+    pub fn claim(self) -> bool {
+        // SAFETY: a queued or just-dequeued IRP is not completed: only its
+        // owner completes it, and ownership is what this exchange decides.
+        unsafe { IoSetCancelRoutine(self.0.as_ptr(), None).is_some() }
+    }
+
+    /// Writes a one-record batch and completes the IRP with success. The
+    /// caller claimed it.
+    pub fn deliver(self, delivery: &Delivery<ReadIrp>) {
+        // SAFETY: claimed: ours until completed, which happens here.
+        let mut irp = unsafe { Irp::from_raw(self.0.as_ptr()) };
+        let written = delivery.write(irp.output());
+        irp.complete(STATUS_SUCCESS, written);
+    }
+
+    /// Completes the claimed IRP with STATUS_CANCELLED.
+    pub fn cancel(self) {
+        // SAFETY: claimed (or taken back in `arm`): ours until completed.
+        let irp = unsafe { Irp::from_raw(self.0.as_ptr()) };
+        irp.complete(STATUS_CANCELLED, 0);
+    }
+}
+
+/// The cancel routine of a queued read: called by IoCancelIrp at
+/// DISPATCH_LEVEL holding the cancel spin lock. Releases it first (the
+/// endpoint's event lock is never taken under it, so the two are never
+/// ordered), removes the IRP from its endpoint's queue if a completer has
+/// not already taken it out, and completes it as cancelled: a completer
+/// that took it out found the cancel routine gone and left it to us.
+///
+/// # Safety
+///
+/// Called by the I/O manager for an IRP queued by [`ReadIrp::arm`].
+unsafe extern "system" fn read_cancel(_device: *mut DEVICE_OBJECT, irp: *mut IRP) {
+    // SAFETY: IoCancelIrp holds the cancel spin lock and set CancelIrql.
+    unsafe { IoReleaseCancelSpinLock((*irp).CancelIrql) };
+    // SAFETY: the IRP is not completed (we own it now): its file object is
+    // valid, and IRP_MJ_CLOSE (which frees the endpoint) waits for it.
+    let read = ReadIrp(unsafe { NonNull::new_unchecked(irp) });
+    // SAFETY: as above; the IRP is only read.
+    let irp_view = unsafe { Irp::from_raw(irp) };
+    if let Some(endpoint) = irp_view.endpoint() {
+        // SAFETY: IoReleaseCancelSpinLock lowered to CancelIrql, at most
+        // DISPATCH_LEVEL.
+        let mut irql = unsafe { ndis_sync::MaybeDispatch::new_unchecked() };
+        endpoint.events.queue.lock(&mut irql).remove_read(read);
+    }
+    read.cancel();
 }

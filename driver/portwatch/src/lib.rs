@@ -11,6 +11,7 @@
 //! | [`parse`] | frame classification | all |
 //! | [`ports`] | the port table | all |
 //! | [`endpoint`] | per-handle state (FsContext) | all |
+//! | [`events`] | the event stream: ring, pending reads | all |
 //! | [`modules`] | filter modules and their list | all |
 //! | [`globals`] | driver-wide state | all |
 //! | [`registry`] | the port name's copy in the registry | all |
@@ -27,6 +28,7 @@ extern crate alloc;
 pub mod control;
 pub mod datapath;
 pub mod endpoint;
+pub mod events;
 pub mod globals;
 pub mod ioctl;
 pub mod modules;

@@ -8,6 +8,8 @@ use core::mem::MaybeUninit;
 
 use ndis_sys::{NdisGetDataBuffer, NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET, NDIS_STATUS, NET_BUFFER, NET_BUFFER_LIST};
 
+use ndis_sync::Dispatch;
+
 use crate::datapath;
 use crate::parse::HEADER_BYTES;
 use crate::ports::{Direction, PortTable};
@@ -58,8 +60,9 @@ impl Chain {
     }
 
     /// Counts every NET_BUFFER of every NBL in `table`, skipping NBLs that
-    /// NDIS looped back (their send was already counted).
-    pub fn count(self, table: &PortTable, direction: Direction) {
+    /// NDIS looped back (their send was already counted); `if_index` is the
+    /// module's, for events.
+    pub fn count(self, table: &PortTable, direction: Direction, if_index: u32, dispatch: &mut Dispatch) {
         self.for_each_nbl(|nbl| {
             if nbl.NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET != 0 {
                 return;
@@ -68,7 +71,7 @@ impl Chain {
             while !nb.is_null() {
                 // SAFETY: `new`'s contract covers the NBL's NET_BUFFER list.
                 let current = unsafe { &mut *nb };
-                count_net_buffer(table, current, direction);
+                count_net_buffer(table, current, direction, if_index, dispatch);
                 nb = current.Next;
             }
         });
@@ -76,7 +79,13 @@ impl Chain {
 }
 
 /// Counts one packet: copies (or maps) its first bytes and classifies them.
-fn count_net_buffer(table: &PortTable, nb: &mut NET_BUFFER, direction: Direction) {
+fn count_net_buffer(
+    table: &PortTable,
+    nb: &mut NET_BUFFER,
+    direction: Direction,
+    if_index: u32,
+    dispatch: &mut Dispatch,
+) {
     let length = nb.DataLength.get();
     let wanted = (length as usize).min(HEADER_BYTES);
     // Not zeroed: NDIS writes what it returns a pointer to, and zeroing 160
@@ -93,5 +102,26 @@ fn count_net_buffer(table: &PortTable, nb: &mut NET_BUFFER, direction: Direction
     // SAFETY: NdisGetDataBuffer's contract above: `wanted` readable bytes
     // that stay valid while we own the NET_BUFFER.
     let prefix = unsafe { core::slice::from_raw_parts(data.cast::<u8>(), wanted) };
-    datapath::count_packet(table, prefix, u64::from(length), direction);
+    if datapath::count_packet(table, prefix, u64::from(length), direction) {
+        record_events(table, nb, direction, if_index, dispatch);
+    }
+}
+
+/// The events of a watched packet, out of line: it maps the packet's first
+/// bytes again rather than have the counting code keep them alive (see
+/// `datapath::count_packet`).
+#[cold]
+#[inline(never)]
+fn record_events(table: &PortTable, nb: &mut NET_BUFFER, direction: Direction, if_index: u32, dispatch: &mut Dispatch) {
+    let length = nb.DataLength.get();
+    let wanted = (length as usize).min(HEADER_BYTES);
+    let mut storage = MaybeUninit::<[u8; HEADER_BYTES]>::uninit();
+    // SAFETY: as in `count_net_buffer`: the same NET_BUFFER, still ours.
+    let data = unsafe { NdisGetDataBuffer(nb, wanted as u32, storage.as_mut_ptr().cast(), 1, 0) };
+    if data.is_null() {
+        return;
+    }
+    // SAFETY: as in `count_net_buffer`.
+    let prefix = unsafe { core::slice::from_raw_parts(data.cast::<u8>(), wanted) };
+    datapath::record_packet(table, prefix, u64::from(length), direction, if_index, dispatch);
 }

@@ -61,6 +61,28 @@ pub fn classify(frame: &[u8]) -> Option<Flow> {
     Some(Flow { protocol, src_port: be16(l4, 0)?, dst_port: be16(l4, 2)? })
 }
 
+/// The IP version and the source and destination addresses of a frame
+/// [`classify`] accepted; an IPv4 address fills the first 4 bytes. Only
+/// called for packets on a watched port, so [`classify`] stays as cheap as
+/// it was for all the others.
+pub fn addresses(frame: &[u8]) -> Option<(u8, [u8; 16], [u8; 16])> {
+    let mut at = ETH_HEADER;
+    let mut ethertype = be16(frame, 12)?;
+    if ethertype == ETHERTYPE_VLAN {
+        ethertype = be16(frame, 16)?;
+        at += VLAN_TAG;
+    }
+    let (version, src, len) = match ethertype {
+        ETHERTYPE_IPV4 => (4, at + 12, 4),
+        ETHERTYPE_IPV6 => (6, at + 8, 16),
+        _ => return None,
+    };
+    let (mut s, mut d) = ([0u8; 16], [0u8; 16]);
+    s[..len].copy_from_slice(frame.get(src..src + len)?);
+    d[..len].copy_from_slice(frame.get(src + len..src + 2 * len)?);
+    Some((version, s, d))
+}
+
 /// IPv4: returns (protocol, offset of the transport header).
 fn ipv4_transport(ip: &[u8]) -> Option<(u8, usize)> {
     let first = *ip.first()?;
@@ -140,6 +162,23 @@ mod tests {
             let f = [eth(ETHERTYPE_IPV4, false), ipv4(proto, 0, 0), ports(1234, 80)].concat();
             assert_eq!(classify(&f), Some(Flow { protocol: proto, src_port: 1234, dst_port: 80 }));
         }
+    }
+
+    #[test]
+    fn addresses_of_ipv4_vlan_and_ipv6() {
+        let f = [eth(ETHERTYPE_IPV4, true), ipv4(IPPROTO_UDP, 0, 0), ports(1, 2)].concat();
+        let mut src = [0u8; 16];
+        src[..4].copy_from_slice(&[10, 0, 0, 1]);
+        let mut dst = [0u8; 16];
+        dst[..4].copy_from_slice(&[10, 0, 0, 2]);
+        assert_eq!(addresses(&f), Some((4, src, dst)));
+        let mut v6 = ipv6(IPPROTO_TCP);
+        v6[8..24].copy_from_slice(&[0xA; 16]);
+        v6[24..40].copy_from_slice(&[0xB; 16]);
+        let f = [eth(ETHERTYPE_IPV6, false), v6, ports(1, 2)].concat();
+        assert_eq!(addresses(&f), Some((6, [0xA; 16], [0xB; 16])));
+        assert_eq!(addresses(&f[..14 + 39]), None, "truncated");
+        assert_eq!(addresses(&eth(0x0806, false)), None);
     }
 
     #[test]

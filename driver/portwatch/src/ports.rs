@@ -25,6 +25,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use portwatch_proto::{Counters, PROTO_TCP, PROTO_UDP};
 
+use crate::events::SinkRef;
 use crate::pool::try_box;
 
 /// Identifies an endpoint (one open handle) for its whole life.
@@ -101,6 +102,9 @@ pub struct Binding {
     endpoint: EndpointId,
     rx: AtomicCounters,
     tx: AtomicCounters,
+    /// The endpoint's event sink; valid while the binding is in the table
+    /// (see [`SinkRef`]).
+    sink: Option<SinkRef>,
     next: Option<Box<Binding>>,
 }
 
@@ -122,6 +126,21 @@ impl Drop for Binding {
         while let Some(mut node) = next {
             next = node.next.take();
         }
+    }
+}
+
+/// The bindings of a port a packet was just counted on.
+pub struct Bound<'a>(&'a Binding);
+
+impl<'a> Bound<'a> {
+    /// Whether an endpoint of these bindings enabled events.
+    pub fn is_watched(&self) -> bool {
+        self.sinks().next().is_some()
+    }
+
+    /// The event sinks of those bindings whose endpoint enabled events.
+    pub fn sinks(&self) -> impl Iterator<Item = &'a SinkRef> {
+        self.0.iter().filter_map(|b| b.sink.as_ref()).filter(|s| s.is_enabled())
     }
 }
 
@@ -157,10 +176,12 @@ pub struct BindMemory {
 }
 
 impl BindMemory {
-    /// Allocates a binding for `endpoint`, and a leaf when `with_leaf`
-    /// (what [`PortTable::needs_leaf`] said under the read lock).
-    pub fn try_new(endpoint: EndpointId, with_leaf: bool) -> Result<Self, TableError> {
-        let binding = Binding { endpoint, rx: AtomicCounters::default(), tx: AtomicCounters::default(), next: None };
+    /// Allocates a binding for `endpoint` (whose event sink is `sink`), and
+    /// a leaf when `with_leaf` (what [`PortTable::needs_leaf`] said under
+    /// the read lock).
+    pub fn try_new(endpoint: EndpointId, sink: Option<SinkRef>, with_leaf: bool) -> Result<Self, TableError> {
+        let (rx, tx) = (AtomicCounters::default(), AtomicCounters::default());
+        let binding = Binding { endpoint, rx, tx, sink, next: None };
         let binding = try_box(binding).map_err(|_| TableError::NoMemory)?;
         let leaf = if with_leaf { Some(try_slots(LEAF_SLOTS, || None)?.into_boxed_slice()) } else { None };
         Ok(BindMemory { binding: Some(binding), leaf })
@@ -264,15 +285,23 @@ impl PortTable {
     }
 
     /// Counts one packet of `bytes` on `key` for every endpoint bound to it.
-    /// Called under the read lock: only atomic counters are written.
-    pub fn count(&self, key: PortKey, direction: Direction, bytes: u64) {
-        let Some(head) = self.head(key) else { return };
+    /// Called under the read lock: only atomic counters are written. Returns
+    /// the bindings when there are any, for the event stream
+    /// ([`Bound::sinks`]); a packet on an unbound port returns at the lookup.
+    pub fn count(&self, key: PortKey, direction: Direction, bytes: u64) -> Option<Bound<'_>> {
+        let head = self.head(key)?;
         for binding in head.iter() {
             match direction {
                 Direction::Rx => binding.rx.add(bytes),
                 Direction::Tx => binding.tx.add(bytes),
             }
         }
+        Some(Bound(head))
+    }
+
+    /// The bindings of `key`, if any (the event stream's second look).
+    pub fn bound(&self, key: PortKey) -> Option<Bound<'_>> {
+        self.head(key).map(Bound)
     }
 
     /// What `endpoint`'s binding of `key` has counted, if it exists.
@@ -299,7 +328,7 @@ impl PortTable {
     /// Allocates and binds in one step (tests and benchmarks).
     #[cfg(test)]
     pub fn bind_now(&mut self, key: PortKey, endpoint: EndpointId) -> Result<(), TableError> {
-        let mut memory = BindMemory::try_new(endpoint, self.needs_leaf(key))?;
+        let mut memory = BindMemory::try_new(endpoint, None, self.needs_leaf(key))?;
         self.bind(key, &mut memory)
     }
 }
@@ -389,10 +418,10 @@ mod tests {
         assert!(t.needs_leaf(tcp(80)));
         // A caller that did not allocate the leaf it needed gets an error
         // and the table does not change.
-        let mut without_leaf = BindMemory::try_new(A, false).unwrap();
+        let mut without_leaf = BindMemory::try_new(A, None, false).unwrap();
         assert_eq!(t.bind(tcp(80), &mut without_leaf), Err(TableError::NoMemory));
         assert_eq!(t.bound_keys(), 0);
-        let mut memory = BindMemory::try_new(A, true).unwrap();
+        let mut memory = BindMemory::try_new(A, None, true).unwrap();
         t.bind(tcp(80), &mut memory).unwrap();
         assert!(memory.binding.is_none() && memory.leaf.is_none(), "both used");
         assert!(!t.needs_leaf(tcp(81)), "same leaf");
@@ -402,7 +431,7 @@ mod tests {
     fn unbound_batches_and_long_lists_drop_without_recursion() {
         let mut t = PortTable::try_new().unwrap();
         for e in 0..5_000 {
-            let mut memory = BindMemory::try_new(EndpointId(e), t.needs_leaf(udp(9))).unwrap();
+            let mut memory = BindMemory::try_new(EndpointId(e), None, t.needs_leaf(udp(9))).unwrap();
             t.bind(udp(9), &mut memory).unwrap();
         }
         assert_eq!(t.port_traffic(udp(9)).0, 5_000);

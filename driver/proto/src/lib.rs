@@ -1,7 +1,9 @@
 //! The PortWatch control interface: IOCTL codes and versioned wire structs,
 //! shared by the driver (no_std) and user-mode clients.
 //!
-//! Every IOCTL is `METHOD_BUFFERED` on the control device `\\.\PortWatch`.
+//! Every IOCTL is `METHOD_BUFFERED` on the control device `\\.\PortWatch`
+//! (the event stream's reads too: a batch is small, and the copy out of the
+//! system buffer happens in the reader's context, after completion).
 //! Requests and replies are little-endian `#[repr(C)]` structs without
 //! implicit padding; every struct begins with a `version` field that must be
 //! [`PROTOCOL_VERSION`]. Variable-length replies begin with a [`VarHeader`]:
@@ -24,12 +26,33 @@
 //! | endpoint already has [`MAX_BINDINGS_PER_ENDPOINT`] ports | `STATUS_QUOTA_EXCEEDED` |
 //! | pool allocation failed | `STATUS_INSUFFICIENT_RESOURCES` |
 //! | handle being cleaned up | `STATUS_DELETE_PENDING` |
+//! | [`IOCTL_READ_EVENTS`] output smaller than a header and one record | `STATUS_BUFFER_TOO_SMALL` |
+//! | [`IOCTL_READ_EVENTS`] before [`IOCTL_ENABLE_EVENTS`], or a second enable | `STATUS_INVALID_DEVICE_STATE` |
+//! | [`IOCTL_READ_EVENTS`] with [`MAX_PENDING_READS`] reads already pending on the handle | `STATUS_QUOTA_EXCEEDED` |
+//! | a pending [`IOCTL_READ_EVENTS`] cancelled (CancelIoEx, handle closed) | `STATUS_CANCELLED` |
 //! | [`IOCTL_ENUM_FILTER_MODULES`] while the driver already builds as many such replies as it admits at once, after waiting its turn (tens of milliseconds) | `STATUS_DEVICE_BUSY` (a warning: nothing is copied back) |
 #![no_std]
 #![deny(unsafe_code)]
 
 /// Version of the wire format described by this crate.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// Rules: every change to the wire format bumps it. A change that only adds
+/// (new codes, new structs) keeps the older revisions' requests valid: the
+/// driver accepts `version` in [`MIN_PROTOCOL_VERSION`]`..=PROTOCOL_VERSION`
+/// in the structs those revisions had, and requires at least the revision
+/// that introduced a struct in the new ones. Replies carry
+/// [`PROTOCOL_VERSION`]. A change to an existing struct's layout or meaning
+/// raises [`MIN_PROTOCOL_VERSION`] to the new version.
+///
+/// Revision 2 added the event stream ([`IOCTL_ENABLE_EVENTS`],
+/// [`IOCTL_READ_EVENTS`], [`EnableEvents`], [`EventBatchHeader`],
+/// [`EventRecord`]).
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The oldest revision whose requests the driver still accepts.
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
+/// The revision that introduced the event stream: [`EnableEvents`] must
+/// carry at least this.
+pub const EVENTS_PROTOCOL_VERSION: u32 = 2;
 
 /// The driver's service name (INF `AddService`, NDIS `ServiceName`).
 pub const SERVICE_NAME: &str = "PortWatch";
@@ -54,6 +77,11 @@ pub const MAX_LOCAL_ADDRESS: u32 = 128;
 pub const MAX_PORT_NAME_CHARS: u32 = 256;
 /// Most ports one endpoint may bind.
 pub const MAX_BINDINGS_PER_ENDPOINT: u32 = 64;
+/// Most records an endpoint's event ring may hold ([`EnableEvents::ring_records`]):
+/// 4096 records of 64 bytes, 256 KiB of non-paged pool per handle.
+pub const MAX_EVENT_RING_RECORDS: u32 = 4096;
+/// Most [`IOCTL_READ_EVENTS`] requests pending at once on one handle.
+pub const MAX_PENDING_READS: u32 = 16;
 /// UTF-16 code units of a module's name carried in [`ModuleInfo`].
 pub const MODULE_NAME_CHARS: usize = 64;
 
@@ -103,8 +131,16 @@ pub const IOCTL_GET_PORT_NAME: u32 = pw_code(0x808, FILE_READ_ACCESS);
 /// Lists the filter modules. No input; output [`VarHeader`] + [`ModuleInfo`]s.
 pub const IOCTL_ENUM_FILTER_MODULES: u32 = pw_code(0x809, FILE_READ_ACCESS);
 
+/// Allocates the handle's event ring and starts recording events for it.
+/// Input: [`EnableEvents`]. Once per handle.
+pub const IOCTL_ENABLE_EVENTS: u32 = pw_code(0x80A, FILE_READ_ACCESS);
+/// Reads a batch of events: output [`EventBatchHeader`] + as many
+/// [`EventRecord`]s as are queued and fit; stays pending until at least
+/// one is queued. No input.
+pub const IOCTL_READ_EVENTS: u32 = pw_code(0x80B, FILE_READ_ACCESS);
+
 /// Every IOCTL code the driver implements.
-pub const ALL_IOCTLS: [u32; 10] = [
+pub const ALL_IOCTLS: [u32; 12] = [
     IOCTL_GET_VERSION,
     IOCTL_SET_LOCAL_ADDRESS,
     IOCTL_GET_LOCAL_ADDRESS,
@@ -115,6 +151,8 @@ pub const ALL_IOCTLS: [u32; 10] = [
     IOCTL_SET_PORT_NAME,
     IOCTL_GET_PORT_NAME,
     IOCTL_ENUM_FILTER_MODULES,
+    IOCTL_ENABLE_EVENTS,
+    IOCTL_READ_EVENTS,
 ];
 
 /// Reply of [`IOCTL_GET_VERSION`].
@@ -271,6 +309,108 @@ impl ModuleState {
     }
 }
 
+/// Input of [`IOCTL_ENABLE_EVENTS`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EnableEvents {
+    /// At least [`EVENTS_PROTOCOL_VERSION`].
+    pub version: u32,
+    /// Records the ring holds, 1..=[`MAX_EVENT_RING_RECORDS`]. When it is
+    /// full, new events are dropped and counted.
+    pub ring_records: u32,
+}
+
+/// Header of every [`IOCTL_READ_EVENTS`] reply; `count` [`EventRecord`]s
+/// of `record_size` bytes each follow.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventBatchHeader {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// Size of one record: `size_of::<EventRecord>()` (64).
+    pub record_size: u32,
+    /// Records that follow.
+    pub count: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// Events dropped because the ring was full, since the ring was
+    /// enabled (cumulative: delivered + dropped = generated).
+    pub dropped: u64,
+    /// Ticks per second of [`EventRecord::timestamp`]
+    /// (KeQueryPerformanceCounter's frequency).
+    pub timestamp_frequency: u64,
+}
+
+/// What an [`EventRecord`] reports.
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A packet on a port the endpoint has bound.
+    Packet = 1,
+    /// A filter module attached (FilterAttach).
+    ModuleAttached = 2,
+    /// A filter module detached (FilterDetach).
+    ModuleDetached = 3,
+    /// A filter module paused (FilterPause).
+    ModulePaused = 4,
+    /// A filter module restarted (FilterRestart).
+    ModuleRestarted = 5,
+}
+
+impl EventKind {
+    /// Decodes a wire value.
+    pub const fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            1 => Some(Self::Packet),
+            2 => Some(Self::ModuleAttached),
+            3 => Some(Self::ModuleDetached),
+            4 => Some(Self::ModulePaused),
+            5 => Some(Self::ModuleRestarted),
+            _ => None,
+        }
+    }
+}
+
+/// [`EventRecord::direction`] of a received packet.
+pub const DIRECTION_RX: u8 = 0;
+/// [`EventRecord::direction`] of a sent packet.
+pub const DIRECTION_TX: u8 = 1;
+
+/// One event: 64 bytes, fixed. Control events (module attached, detached,
+/// paused, restarted) carry only `kind`, `timestamp` and `if_index`; the
+/// other fields are zero.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventRecord {
+    /// An [`EventKind`] value.
+    pub kind: u8,
+    /// [`DIRECTION_RX`] or [`DIRECTION_TX`].
+    pub direction: u8,
+    /// 4 or 6 (0 for a control event).
+    pub ip_version: u8,
+    /// [`PROTO_TCP`] or [`PROTO_UDP`].
+    pub protocol: u8,
+    /// `BaseMiniportIfIndex` of the module the packet went through.
+    pub if_index: u32,
+    /// KeQueryPerformanceCounter when the event was recorded; ticks per
+    /// second are [`EventBatchHeader::timestamp_frequency`].
+    pub timestamp: u64,
+    /// Frame length in bytes (NET_BUFFER DataLength, Ethernet header included).
+    pub frame_length: u32,
+    /// The bound port this event was recorded for (source or destination).
+    pub matched_port: u16,
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// Zero.
+    pub reserved: [u16; 3],
+    /// Source address: IPv4 in the first 4 bytes (network order), the rest zero.
+    pub src_addr: [u8; 16],
+    /// Destination address, as `src_addr`.
+    pub dst_addr: [u8; 16],
+}
+
 /// Plain-old-data wire structs: byte conversion without `unsafe`.
 pub trait Wire: Sized + Copy {
     /// Size on the wire.
@@ -321,6 +461,80 @@ wire_u32s!(VersionInfo { version, driver_version, max_local_address, max_port_na
 wire_u32s!(LocalAddressHeader { version, length });
 wire_u32s!(PortNameHeader { version, chars });
 wire_u32s!(VarHeader { version, needed, count });
+wire_u32s!(EnableEvents { version, ring_records });
+
+impl Wire for EventBatchHeader {
+    fn read(b: &[u8]) -> Option<Self> {
+        if b.len() != Self::SIZE {
+            return None;
+        }
+        Some(EventBatchHeader {
+            version: u32_at(b, 0),
+            record_size: u32_at(b, 4),
+            count: u32_at(b, 8),
+            reserved: u32_at(b, 12),
+            dropped: u64_at(b, 16),
+            timestamp_frequency: u64_at(b, 24),
+        })
+    }
+    fn write(&self, out: &mut [u8]) -> bool {
+        if out.len() < Self::SIZE {
+            return false;
+        }
+        put(out, 0, &self.version.to_le_bytes());
+        put(out, 4, &self.record_size.to_le_bytes());
+        put(out, 8, &self.count.to_le_bytes());
+        put(out, 12, &self.reserved.to_le_bytes());
+        put(out, 16, &self.dropped.to_le_bytes());
+        put(out, 24, &self.timestamp_frequency.to_le_bytes());
+        true
+    }
+}
+
+impl Wire for EventRecord {
+    fn read(b: &[u8]) -> Option<Self> {
+        if b.len() != Self::SIZE {
+            return None;
+        }
+        let mut src_addr = [0u8; 16];
+        let mut dst_addr = [0u8; 16];
+        src_addr.copy_from_slice(&b[32..48]);
+        dst_addr.copy_from_slice(&b[48..64]);
+        Some(EventRecord {
+            kind: b[0],
+            direction: b[1],
+            ip_version: b[2],
+            protocol: b[3],
+            if_index: u32_at(b, 4),
+            timestamp: u64_at(b, 8),
+            frame_length: u32_at(b, 16),
+            matched_port: u16_at(b, 20),
+            src_port: u16_at(b, 22),
+            dst_port: u16_at(b, 24),
+            reserved: [u16_at(b, 26), u16_at(b, 28), u16_at(b, 30)],
+            src_addr,
+            dst_addr,
+        })
+    }
+    fn write(&self, out: &mut [u8]) -> bool {
+        if out.len() < Self::SIZE {
+            return false;
+        }
+        out[..4].copy_from_slice(&[self.kind, self.direction, self.ip_version, self.protocol]);
+        put(out, 4, &self.if_index.to_le_bytes());
+        put(out, 8, &self.timestamp.to_le_bytes());
+        put(out, 16, &self.frame_length.to_le_bytes());
+        put(out, 20, &self.matched_port.to_le_bytes());
+        put(out, 22, &self.src_port.to_le_bytes());
+        put(out, 24, &self.dst_port.to_le_bytes());
+        for (i, r) in self.reserved.iter().enumerate() {
+            put(out, 26 + 2 * i, &r.to_le_bytes());
+        }
+        put(out, 32, &self.src_addr);
+        put(out, 48, &self.dst_addr);
+        true
+    }
+}
 
 impl Wire for PortRequest {
     fn read(b: &[u8]) -> Option<Self> {
@@ -415,6 +629,11 @@ const _: () = {
     assert!(core::mem::size_of::<EndpointStats>() == 40);
     assert!(core::mem::size_of::<PortStats>() == 40);
     assert!(core::mem::size_of::<ModuleInfo>() == 8 + 2 * MODULE_NAME_CHARS);
+    assert!(core::mem::size_of::<EnableEvents>() == 8);
+    assert!(core::mem::size_of::<EventBatchHeader>() == 32);
+    assert!(core::mem::size_of::<EventRecord>() == 64);
+    assert!(core::mem::offset_of!(EventRecord, src_addr) == 32);
+    assert!(core::mem::offset_of!(EventBatchHeader, dropped) == 16);
 };
 
 #[cfg(test)]
@@ -487,6 +706,47 @@ mod tests {
         info.name[0] = u16::from(b'e');
         info.name[MODULE_NAME_CHARS - 1] = 0xD800;
         round_trip(info);
+        round_trip(EnableEvents { version: 2, ring_records: 4096 });
+        round_trip(EventBatchHeader {
+            version: 2,
+            record_size: 64,
+            count: 3,
+            reserved: 0,
+            dropped: u64::MAX - 1,
+            timestamp_frequency: 10_000_000,
+        });
+        round_trip(EventRecord {
+            kind: EventKind::Packet as u8,
+            direction: DIRECTION_TX,
+            ip_version: 6,
+            protocol: PROTO_TCP,
+            if_index: 7,
+            timestamp: 0x0102_0304_0506_0708,
+            frame_length: 1514,
+            matched_port: 443,
+            src_port: 50000,
+            dst_port: 443,
+            reserved: [0; 3],
+            src_addr: [1; 16],
+            dst_addr: core::array::from_fn(|i| i as u8),
+        });
+    }
+
+    #[test]
+    fn event_record_offsets() {
+        let mut buf = [0u8; 64];
+        let r =
+            EventRecord { kind: 1, if_index: 0x0403_0201, src_port: 0xAABB, dst_addr: [9; 16], ..Default::default() };
+        r.write(&mut buf);
+        assert_eq!(buf[0], 1);
+        assert_eq!(&buf[4..8], &[1, 2, 3, 4]);
+        assert_eq!(&buf[22..24], &[0xBB, 0xAA]);
+        assert_eq!(&buf[48..64], &[9; 16]);
+        for k in 1..=5 {
+            assert_eq!(EventKind::from_u8(k).map(|k| k as u8), Some(k));
+        }
+        assert_eq!(EventKind::from_u8(0), None);
+        assert_eq!(EventKind::from_u8(6), None);
     }
 
     #[test]

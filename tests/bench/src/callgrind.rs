@@ -103,9 +103,28 @@ pub fn per_packet(files: &[PathBuf]) -> Rows {
 /// Prints a markdown table of instructions per packet in the driver image,
 /// PortWatch next to the pass-through baseline, for every labelled dump
 /// among `files`.
+/// Images labelled otherwise (`baseline`: another build of PortWatch) get a
+/// column of their own after these.
 pub fn print_summary(files: &[PathBuf]) {
+    let rows = per_packet(files);
+    let others: std::collections::BTreeSet<String> =
+        rows.values().flat_map(|d| d.keys()).filter(|d| *d != "portwatch" && *d != "passthrough").cloned().collect();
+    if !others.is_empty() {
+        let names: Vec<_> = others.iter().map(String::as_str).collect();
+        println!(
+            "| path | bound ports | PortWatch | {} |\n|---|---|---|{}",
+            names.join(" | "),
+            "---|".repeat(names.len())
+        );
+        for ((way, ports), by_driver) in &rows {
+            let cell = |d: &str| by_driver.get(d).map_or("-".to_string(), |v| format!("{v:.1}"));
+            let rest: Vec<_> = names.iter().map(|d| cell(d)).collect();
+            println!("| {way} | {ports} | {} | {} |", cell("portwatch"), rest.join(" | "));
+        }
+        return;
+    }
     println!("| path | bound ports | pass-through | PortWatch | PortWatch - pass-through |\n|---|---|---|---|---|");
-    for ((way, ports), by_driver) in per_packet(files) {
+    for ((way, ports), by_driver) in rows {
         let cell = |d: &str| by_driver.get(d).map_or("-".to_string(), |v| format!("{v:.1}"));
         let delta = match (by_driver.get("portwatch"), by_driver.get("passthrough")) {
             (Some(p), Some(b)) => format!("{:.1}", p - b),

@@ -41,6 +41,17 @@ pub const SEND: Handler = Handler {
         "NdisFSendNetBufferListsComplete",
         // The pause gate: the last NBL back completes a pending pause.
         "NdisFPauseComplete",
+        // The event stream, for packets on a port whose endpoint enabled
+        // events: the endpoint's event lock, the clock, and completing a
+        // pending read (events.rs, irp.rs).
+        "NdisDprAcquireSpinLock",
+        "NdisDprReleaseSpinLock",
+        "KeQueryPerformanceCounter",
+        "IofCompleteRequest",
+        // Copies of a 64-byte record into the ring or a read's buffer, and
+        // the pending-read queue closing up after a removal.
+        "memcpy",
+        "memmove",
     ],
 };
 
@@ -56,6 +67,17 @@ pub const RECEIVE: Handler = Handler {
         "NdisFReturnNetBufferLists",
         // The pause gate: the last NBL back completes a pending pause.
         "NdisFPauseComplete",
+        // The event stream, for packets on a port whose endpoint enabled
+        // events: the endpoint's event lock, the clock, and completing a
+        // pending read (events.rs, irp.rs).
+        "NdisDprAcquireSpinLock",
+        "NdisDprReleaseSpinLock",
+        "KeQueryPerformanceCounter",
+        "IofCompleteRequest",
+        // Copies of a 64-byte record into the ring or a read's buffer, and
+        // the pending-read queue closing up after a removal.
+        "memcpy",
+        "memmove",
     ],
 };
 
@@ -127,6 +149,54 @@ impl DataPath {
             .filter(|c| matches!(&c.target, crate::disasm::Target::Import(n) if short(n) == import))
             .map(|c| c.at)
             .collect()
+    }
+
+    /// Entries of the functions of the event stream: those that take the
+    /// endpoint's event lock or complete a read (events.rs, irp.rs), and the
+    /// functions only they reach (the data path reaches them only for
+    /// packets on a port whose endpoint enabled events).
+    pub fn event_functions(&self) -> BTreeSet<u64> {
+        use crate::disasm::Target;
+        const EVENT_IMPORTS: [&str; 2] = ["NdisDprAcquireSpinLock", "IofCompleteRequest"];
+        let functions = &self.graph.functions;
+        let callees = |entry: u64| -> Vec<u64> {
+            functions.get(&entry).map_or(Vec::new(), |f| {
+                f.calls.iter().filter_map(|c| if let Target::Internal(a) = c.target { Some(a) } else { None }).collect()
+            })
+        };
+        let roots: BTreeSet<u64> = functions
+            .values()
+            .filter(|f| {
+                f.calls.iter().any(|c| matches!(&c.target, Target::Import(n) if EVENT_IMPORTS.contains(&short(n))))
+            })
+            .map(|f| f.entry)
+            .collect();
+        // The callers of the event functions: whatever calls one of them
+        // and calls nothing else of the event path only holds the branch.
+        let reach = |from: Vec<u64>, avoid: &BTreeSet<u64>| {
+            let mut seen = BTreeSet::new();
+            let mut todo = from;
+            while let Some(f) = todo.pop() {
+                if avoid.contains(&f) || !seen.insert(f) {
+                    continue;
+                }
+                todo.extend(callees(f));
+            }
+            seen
+        };
+        // Functions that call an event root and are only called from
+        // functions outside the handler's direct body: the out-of-line
+        // event entry (`#[cold]`) and what it calls.
+        let mut entries = roots.clone();
+        for f in functions.values() {
+            let calls_root = callees(f.entry).iter().any(|c| roots.contains(c));
+            if calls_root && f.entry != self.entry {
+                entries.insert(f.entry);
+            }
+        }
+        let outside = reach(vec![self.entry], &entries);
+        let inside = reach(entries.iter().copied().collect(), &BTreeSet::new());
+        inside.difference(&outside).copied().collect()
     }
 
     /// Every instruction of the data path that writes memory other than

@@ -37,6 +37,53 @@ pub fn datapath(args: &[String]) {
     }
 }
 
+/// The event stream's cost: with 100 ports bound, packets to a port no
+/// endpoint bound (`*-nomatch`), to a bound port (`send`, `receive`), and to
+/// a bound port whose endpoint enabled events (`*-events`: each packet
+/// appends a record to the endpoint's ring, which is large enough for all
+/// of them). With `$PORTWATCH_BASELINE_SYS` set, the same configurations
+/// but the events one run on that image too (labelled `baseline`), for a
+/// side-by-side comparison in one run.
+pub fn datapath_events(args: &[String]) {
+    let packets: u32 = args.first().map_or(1000, |a| a.parse().expect("packets: a number"));
+    assert!(packets <= 1900, "the ring holds 4096 records: at most 1900 packets per way");
+    let mut drivers = vec![("portwatch", Artifact::Driver.path())];
+    if let Some(base) = std::env::var_os("PORTWATCH_BASELINE_SYS") {
+        drivers.push(("baseline", base.into()));
+    }
+    let ports = 100;
+    let bound = BASE_PORT + ports / 2;
+    let unbound = 40_000;
+    for (driver, path) in drivers {
+        let bench = Bench::start(&path, true, ports);
+        let mut configs = vec![
+            (Way::Send, "send-nomatch", unbound),
+            (Way::Receive, "receive-nomatch", unbound),
+            (Way::Send, "send", bound),
+            (Way::Receive, "receive", bound),
+        ];
+        if driver == "portwatch" {
+            configs.extend([(Way::Send, "send-events", bound), (Way::Receive, "receive-events", bound)]);
+        }
+        for (way, label, dst) in configs {
+            if label == "send-events" {
+                bench.enable_events(bound, 4096);
+            }
+            for _ in 0..100 {
+                bench.packet(way, udp_packet(dst));
+            }
+            let nbls: Vec<_> = (0..packets).map(|_| udp_packet(dst)).collect();
+            valgrind::zero_stats();
+            for nbl in nbls {
+                bench.packet(way, nbl);
+            }
+            valgrind::dump_stats_at(&format!("bench {driver} {label} ports={ports} packets={packets}"));
+        }
+        bench.finish();
+        println!("{driver}: done");
+    }
+}
+
 /// Packets/s with 1, 2, 4, ... up to `max` threads, and the ratio to 1,
 /// through `portwatch` (default) or the `passthrough` baseline.
 pub fn scaling(args: &[String]) {

@@ -8,6 +8,8 @@
 //!   packets per configuration; run it under
 //!   `valgrind --tool=callgrind --dump-instr=yes` and summarise with
 //!   `portwatch-bench summarize callgrind.out.*` for instructions per packet.
+//! * `datapath-events [packets]`: the event stream's cost (see
+//!   `live::datapath_events`), summarised the same way.
 //! * `scaling [max_threads] [seconds] [portwatch|passthrough]`: packets/s
 //!   with 1.. threads.
 
@@ -31,12 +33,14 @@ fn main() -> ExitCode {
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         Some("datapath") => live::datapath(rest),
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        Some("datapath-events") => live::datapath_events(rest),
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         Some("scaling") => live::scaling(rest),
         Some("summarize") => {
             portwatch_bench::callgrind::print_summary(&rest.iter().map(PathBuf::from).collect::<Vec<_>>())
         }
         _ => {
-            eprintln!("usage: portwatch-bench guards | contention | datapath [packets] | scaling [max_threads] [seconds] [portwatch|passthrough] | summarize <callgrind.out...>");
+            eprintln!("usage: portwatch-bench guards | contention | datapath [packets] | datapath-events [packets] | scaling [max_threads] [seconds] [portwatch|passthrough] | summarize <callgrind.out...>");
             return ExitCode::FAILURE;
         }
     }

@@ -10,7 +10,10 @@ use portwatch_harness::io::Handle;
 use portwatch_harness::nbl::NblSpec;
 use portwatch_harness::ndis::{AdapterId, AdapterSpec, At};
 use portwatch_harness::session::{Options, Session};
-use portwatch_proto::{IOCTL_BIND_PORT, MAX_BINDINGS_PER_ENDPOINT, PROTOCOL_VERSION, PROTO_UDP};
+use portwatch_proto::{
+    EnableEvents, Wire, IOCTL_BIND_PORT, IOCTL_ENABLE_EVENTS, MAX_BINDINGS_PER_ENDPOINT, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION, PROTO_UDP,
+};
 
 /// The first bound port; ports `BASE_PORT .. BASE_PORT + n` are bound.
 pub const BASE_PORT: u16 = 20_000;
@@ -72,6 +75,16 @@ impl Bench {
         }
     }
 
+    /// Enables events, with a ring of `records`, on the handle that bound
+    /// `port`.
+    pub fn enable_events(&self, port: u16, records: u32) {
+        let handle = self.handles[usize::from((port - BASE_PORT) / MAX_BINDINGS_PER_ENDPOINT as u16)];
+        let mut input = vec![0; EnableEvents::SIZE];
+        EnableEvents { version: PROTOCOL_VERSION, ring_records: records }.write(&mut input);
+        let result = self.session.ioctl(handle, IOCTL_ENABLE_EVENTS, &input, 0).expect("enable IOCTL");
+        assert_eq!(result.status, 0, "enabling events failed with {:#x}", result.status);
+    }
+
     /// Passes one packet to `dst_port` through the driver.
     pub fn packet(&self, way: Way, nbl: NblSpec) {
         let outcome = match way {
@@ -97,9 +110,10 @@ pub fn udp_packet(dst_port: u16) -> NblSpec {
     NblSpec::of(vec![FrameSpec::ipv4(IPPROTO_UDP, PEER_PORT, dst_port).build()])
 }
 
-/// The wire form of a `PortRequest` for UDP `port`.
+/// The wire form of a `PortRequest` for UDP `port`, in the oldest revision
+/// still accepted, so that older builds of the driver can be measured too.
 fn port_request(port: u16) -> Vec<u8> {
-    let mut out = PROTOCOL_VERSION.to_le_bytes().to_vec();
+    let mut out = MIN_PROTOCOL_VERSION.to_le_bytes().to_vec();
     out.extend_from_slice(&[PROTO_UDP, 0]);
     out.extend_from_slice(&port.to_le_bytes());
     out

@@ -41,6 +41,7 @@ pub fn registry() -> Vec<Import> {
     all.extend(crate::pool::imports());
     all.extend(crate::io::imports());
     all.extend(crate::cancel::imports());
+    all.extend(crate::time::imports());
     all.extend(crate::ndis::imports());
     all
 }

@@ -8,7 +8,7 @@
 //!   relocations, imports bound by DLL and name, export table).
 //! * [`stack`]: runs every call into the driver on its own small, guarded
 //!   stack; catches stack overflows, faults, hangs and verifier stops there.
-//! * [`irql`], [`locks`], [`wait`], [`kmutex`], [`registry`], [`pool`], [`kernel`], [`cancel`]: the modelled
+//! * [`irql`], [`locks`], [`wait`], [`kmutex`], [`registry`], [`pool`], [`kernel`], [`cancel`], [`time`]: the modelled
 //!   kernel state and the `extern "win64"` functions the driver imports.
 //! * [`frames`], [`frame_oracle`]: test frames, and an independent decoder
 //!   the driver's frame classifier is checked against.
@@ -41,5 +41,6 @@ pub mod pool;
 pub mod registry;
 pub mod session;
 pub mod stack;
+pub mod time;
 pub mod verifier;
 pub mod wait;

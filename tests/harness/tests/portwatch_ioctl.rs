@@ -41,7 +41,7 @@ fn version_and_unknown_codes() {
     );
     assert_error(&s, h, IOCTL_GET_VERSION, &[], VersionInfo::SIZE as u32 - 1, STATUS_BUFFER_TOO_SMALL);
     assert_error(&s, h, IOCTL_GET_VERSION, &[1], VersionInfo::SIZE as u32, STATUS_INVALID_PARAMETER);
-    for code in [pw_unknown(0x80A), IOCTL_GET_VERSION ^ 0x4000, IOCTL_GET_VERSION | 3] {
+    for code in [pw_unknown(0x8FF), IOCTL_GET_VERSION ^ 0x4000, IOCTL_GET_VERSION | 3] {
         if code & 3 == 0 {
             assert_error(&s, h, code, &[], 64, STATUS_INVALID_DEVICE_REQUEST);
         }

@@ -34,9 +34,15 @@ pub mod status {
     pub const NOT_FOUND: NtStatus = 0xC000_0225_u32 as i32;
     /// STATUS_DEVICE_BUSY (a warning: nothing is copied back with it).
     pub const DEVICE_BUSY: NtStatus = 0x8000_0011_u32 as i32;
+    /// STATUS_CANCELLED: a pending IOCTL_READ_EVENTS cancelled.
+    pub const CANCELLED: NtStatus = 0xC000_0120_u32 as i32;
+    /// STATUS_INVALID_DEVICE_STATE: events not enabled, or enabled twice.
+    pub const INVALID_DEVICE_STATE: NtStatus = 0xC000_0184_u32 as i32;
 
     /// Every status the driver may complete a PortWatch IOCTL with.
-    pub const DOCUMENTED: [NtStatus; 12] = [
+    pub const DOCUMENTED: [NtStatus; 14] = [
+        CANCELLED,
+        INVALID_DEVICE_STATE,
         SUCCESS,
         BUFFER_OVERFLOW,
         INVALID_PARAMETER,
@@ -118,6 +124,34 @@ pub fn local_address(t: &dyn Target, h: Handle) -> Result<Vec<u8>, TargetError> 
     Ok(variable_reply(&reply, 1)?.1.to_vec())
 }
 
+/// IOCTL_ENABLE_EVENTS with a ring of `records`.
+pub fn enable_events(t: &dyn Target, h: Handle, records: u32) -> Result<(), TargetError> {
+    let mut input = vec![0; proto::EnableEvents::SIZE];
+    proto::EnableEvents { version: proto::PROTOCOL_VERSION, ring_records: records }.write(&mut input);
+    ok(t.ioctl(h, proto::IOCTL_ENABLE_EVENTS, &input, 0)?).map(drop)
+}
+
+/// IOCTL_READ_EVENTS with room for `room` records: the batch header and
+/// the records (at least one), or the error status (STATUS_CANCELLED when
+/// cancelled while pending).
+pub fn read_events(
+    t: &dyn Target,
+    h: Handle,
+    room: usize,
+) -> Result<(proto::EventBatchHeader, Vec<proto::EventRecord>), TargetError> {
+    let len = proto::EventBatchHeader::SIZE + room * proto::EventRecord::SIZE;
+    let reply = ok(t.ioctl(h, proto::IOCTL_READ_EVENTS, &[], len as u32)?)?;
+    let bad = |what: &str| TargetError::Os(format!("IOCTL_READ_EVENTS reply: {what}"));
+    let header_bytes = reply.output.get(..proto::EventBatchHeader::SIZE).ok_or_else(|| bad("short"))?;
+    let header = proto::EventBatchHeader::read(header_bytes).ok_or_else(|| bad("header"))?;
+    let body = &reply.output[proto::EventBatchHeader::SIZE..];
+    if header.count == 0 || body.len() != header.count as usize * proto::EventRecord::SIZE {
+        return Err(bad("count and length disagree"));
+    }
+    let records = body.chunks_exact(proto::EventRecord::SIZE).filter_map(proto::EventRecord::read).collect();
+    Ok((header, records))
+}
+
 /// IOCTL_BIND_PORT.
 pub fn bind(t: &dyn Target, h: Handle, protocol: u8, port: u16) -> Result<(), TargetError> {
     ok(t.ioctl(h, proto::IOCTL_BIND_PORT, &port_request(protocol, port), 0)?).map(drop)
@@ -166,9 +200,10 @@ mod tests {
 
     #[test]
     fn inputs_carry_version_and_length() {
-        assert_eq!(local_address_input(&[9, 8]), vec![1, 0, 0, 0, 2, 0, 0, 0, 9, 8]);
-        assert_eq!(port_name_input(&[0x41]), vec![1, 0, 0, 0, 1, 0, 0, 0, 0x41, 0]);
-        assert_eq!(port_request(6, 0x1234), [1, 0, 0, 0, 6, 0, 0x34, 0x12]);
+        let v = proto::PROTOCOL_VERSION as u8;
+        assert_eq!(local_address_input(&[9, 8]), vec![v, 0, 0, 0, 2, 0, 0, 0, 9, 8]);
+        assert_eq!(port_name_input(&[0x41]), vec![v, 0, 0, 0, 1, 0, 0, 0, 0x41, 0]);
+        assert_eq!(port_request(6, 0x1234), [v, 0, 0, 0, 6, 0, 0x34, 0x12]);
     }
 
     #[test]

@@ -171,6 +171,19 @@ impl Target for DeviceTarget {
         Ok(())
     }
 
+    fn cancel_io(&self, handle: Handle) -> Result<(), TargetError> {
+        // SAFETY: a handle this target opened; NULL cancels every request
+        // on it, from any thread (the synchronous ones too).
+        if unsafe { windows_sys::Win32::System::IO::CancelIoEx(Self::raw(handle), core::ptr::null()) } == 0 {
+            // SAFETY: reads the calling thread's last error.
+            let error = unsafe { windows_sys::Win32::Foundation::GetLastError() };
+            if error != windows_sys::Win32::Foundation::ERROR_NOT_FOUND {
+                return Err(last_error("CancelIoEx"));
+            }
+        }
+        Ok(())
+    }
+
     fn adapter_count(&self) -> usize {
         self.config.adapters.len()
     }

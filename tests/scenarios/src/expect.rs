@@ -46,11 +46,20 @@ fn no_input(input: &[u8], out_len: u32, min_out: usize) -> Option<NtStatus> {
 /// Decode errors of a [`proto::PortRequest`] input.
 fn port_input(input: &[u8]) -> Option<NtStatus> {
     let Some(req) = proto::PortRequest::read(input) else { return Some(status::INVALID_PARAMETER) };
-    if req.version != proto::PROTOCOL_VERSION {
+    if !(proto::MIN_PROTOCOL_VERSION..=proto::PROTOCOL_VERSION).contains(&req.version) {
         return Some(status::REVISION_MISMATCH);
     }
     let protocol_ok = req.protocol == proto::PROTO_TCP || req.protocol == proto::PROTO_UDP;
     (!protocol_ok || req.reserved != 0 || req.port == 0).then_some(status::INVALID_PARAMETER)
+}
+
+/// Decode errors of an [`proto::EnableEvents`] input.
+fn enable_input(input: &[u8]) -> Option<NtStatus> {
+    let Some(req) = proto::EnableEvents::read(input) else { return Some(status::INVALID_PARAMETER) };
+    if !(proto::EVENTS_PROTOCOL_VERSION..=proto::PROTOCOL_VERSION).contains(&req.version) {
+        return Some(status::REVISION_MISMATCH);
+    }
+    (req.ring_records == 0 || req.ring_records > proto::MAX_EVENT_RING_RECORDS).then_some(status::INVALID_PARAMETER)
 }
 
 /// Decode errors of a header + `count * unit` bytes input.
@@ -58,7 +67,7 @@ fn variable_input(input: &[u8], unit: usize, max: u32) -> Option<NtStatus> {
     if input.len() < 8 {
         return Some(status::INVALID_PARAMETER);
     }
-    if u32_at(input, 0) != proto::PROTOCOL_VERSION {
+    if !(proto::MIN_PROTOCOL_VERSION..=proto::PROTOCOL_VERSION).contains(&u32_at(input, 0)) {
         return Some(status::REVISION_MISMATCH);
     }
     let count = u32_at(input, 4);
@@ -104,6 +113,13 @@ pub fn expected(code: u32, input: &[u8], out_len: u32) -> Expected {
                 port_input(input).or_else(|| ((out_len as usize) < proto::PortStats::SIZE).then_some(BUFFER_TOO_SMALL));
             (e, vec![SUCCESS])
         }
+        proto::IOCTL_ENABLE_EVENTS => {
+            (enable_input(input), vec![SUCCESS, INVALID_DEVICE_STATE, QUOTA_EXCEEDED, INSUFFICIENT_RESOURCES])
+        }
+        proto::IOCTL_READ_EVENTS => {
+            let min = proto::EventBatchHeader::SIZE + proto::EventRecord::SIZE;
+            (no_input(input, out_len, min), vec![SUCCESS, INVALID_DEVICE_STATE, QUOTA_EXCEEDED, CANCELLED])
+        }
         _ => (Some(INVALID_DEVICE_REQUEST), Vec::new()),
     };
     match decode_error {
@@ -130,7 +146,14 @@ pub fn check_reply(code: u32, out_len: u32, reply: &Reply) -> Option<String> {
     if reply.status == status::BUFFER_OVERFLOW {
         let header = reply.output.get(..proto::VarHeader::SIZE).and_then(proto::VarHeader::read);
         return match header {
-            Some(h) if n == proto::VarHeader::SIZE && h.count == 0 && h.needed > out_len && h.version == 1 => None,
+            Some(h)
+                if n == proto::VarHeader::SIZE
+                    && h.count == 0
+                    && h.needed > out_len
+                    && h.version == proto::PROTOCOL_VERSION =>
+            {
+                None
+            }
             _ => Some(format!("overflow reply is not a lone header with needed > {out_len}: {:?}", reply.output)),
         };
     }
@@ -138,13 +161,20 @@ pub fn check_reply(code: u32, out_len: u32, reply: &Reply) -> Option<String> {
     match code {
         proto::IOCTL_GET_VERSION => fixed(proto::VersionInfo::SIZE).or_else(|| {
             let v = proto::VersionInfo::read(&reply.output)?;
-            (v.version != 1 || v.max_local_address != proto::MAX_LOCAL_ADDRESS)
+            (v.version != proto::PROTOCOL_VERSION || v.max_local_address != proto::MAX_LOCAL_ADDRESS)
                 .then(|| format!("bad version reply {v:?}"))
         }),
         proto::IOCTL_GET_ENDPOINT_STATS => fixed(proto::EndpointStats::SIZE),
         proto::IOCTL_GET_PORT_STATS => fixed(proto::PortStats::SIZE),
         proto::IOCTL_GET_LOCAL_ADDRESS => variable_reply(reply, 1).err().map(|e| e.to_string()),
         proto::IOCTL_GET_PORT_NAME => variable_reply(reply, 2).err().map(|e| e.to_string()),
+        proto::IOCTL_READ_EVENTS => {
+            let header = reply.output.get(..proto::EventBatchHeader::SIZE).and_then(proto::EventBatchHeader::read);
+            match header {
+                Some(h) if h.count >= 1 && n == proto::EventBatchHeader::SIZE + h.count as usize * 64 => None,
+                _ => Some(format!("bad event batch: {n} bytes, header {header:?}")),
+            }
+        }
         proto::IOCTL_ENUM_FILTER_MODULES => variable_reply(reply, proto::ModuleInfo::SIZE).err().map(|e| e.to_string()),
         _ => (n != 0).then(|| format!("{n} bytes copied back for a request without output")),
     }
@@ -161,7 +191,7 @@ mod tests {
         assert_eq!(expected(proto::IOCTL_GET_VERSION, &[1], 64), Expected::Exactly(status::INVALID_PARAMETER));
         assert_eq!(expected(proto::IOCTL_GET_VERSION, &[], 19), Expected::Exactly(status::BUFFER_TOO_SMALL));
         let mut bad = local_address_input(&[1, 2]);
-        bad[0] = 2;
+        bad[0] = proto::PROTOCOL_VERSION as u8 + 1;
         assert_eq!(expected(proto::IOCTL_SET_LOCAL_ADDRESS, &bad, 0), Expected::Exactly(status::REVISION_MISMATCH));
         let long = local_address_input(&[0; 129]);
         assert_eq!(expected(proto::IOCTL_SET_LOCAL_ADDRESS, &long, 0), Expected::Exactly(status::INVALID_PARAMETER));
@@ -171,6 +201,22 @@ mod tests {
         let nul = port_name_input(&[0x41, 0, 0x42]);
         assert_eq!(expected(proto::IOCTL_SET_PORT_NAME, &nul, 0), Expected::Exactly(status::INVALID_PARAMETER));
         assert!(expected(proto::IOCTL_SET_PORT_NAME, &port_name_input(&[0x100, 0x41]), 0).allows(status::SUCCESS));
+        let enable = |version: u32, ring_records: u32| {
+            let mut b = vec![0; 8];
+            proto::EnableEvents { version, ring_records }.write(&mut b);
+            b
+        };
+        assert!(matches!(expected(proto::IOCTL_ENABLE_EVENTS, &enable(2, 8), 0), Expected::OneOf(_)));
+        assert_eq!(
+            expected(proto::IOCTL_ENABLE_EVENTS, &enable(1, 8), 0),
+            Expected::Exactly(status::REVISION_MISMATCH)
+        );
+        assert_eq!(
+            expected(proto::IOCTL_ENABLE_EVENTS, &enable(2, 0), 0),
+            Expected::Exactly(status::INVALID_PARAMETER)
+        );
+        assert_eq!(expected(proto::IOCTL_READ_EVENTS, &[], 95), Expected::Exactly(status::BUFFER_TOO_SMALL));
+        assert_eq!(expected(proto::IOCTL_READ_EVENTS, &[0], 96), Expected::Exactly(status::INVALID_PARAMETER));
         let port = [1, 0, 0, 0, 6, 0, 0, 0];
         assert_eq!(expected(proto::IOCTL_BIND_PORT, &port, 0), Expected::Exactly(status::INVALID_PARAMETER));
         assert!(expected(proto::IOCTL_BIND_PORT, &[1, 0, 0, 0, 6, 0, 1, 0], 0).allows(status::DUPLICATE_OBJECTID));
@@ -185,7 +231,7 @@ mod tests {
         let short = Reply { status: 0, output: vec![0; 19] };
         assert!(check_reply(proto::IOCTL_GET_VERSION, 20, &short).is_some());
         let mut header = vec![0u8; 12];
-        proto::VarHeader { version: 1, needed: 40, count: 0 }.write(&mut header);
+        proto::VarHeader { version: proto::PROTOCOL_VERSION, needed: 40, count: 0 }.write(&mut header);
         let overflow = Reply { status: status::BUFFER_OVERFLOW, output: header };
         assert_eq!(check_reply(proto::IOCTL_GET_PORT_NAME, 20, &overflow), None);
         assert!(check_reply(proto::IOCTL_GET_PORT_NAME, 40, &overflow).is_some());

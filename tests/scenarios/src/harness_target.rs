@@ -307,6 +307,10 @@ impl Target for HarnessTarget {
         self.with(|l| l.session.close(IoHandle(handle.0)).map_err(io_error))
     }
 
+    fn cancel_io(&self, handle: Handle) -> Result<(), TargetError> {
+        self.with(|_| portwatch_harness::io::cancel_io(IoHandle(handle.0)).map(drop).map_err(io_error))
+    }
+
     fn adapter_count(&self) -> usize {
         self.config.adapters
     }

@@ -242,6 +242,11 @@ pub trait Target: Sync {
     fn ioctl(&self, handle: Handle, code: u32, input: &[u8], out_len: u32) -> Result<Reply, TargetError>;
     /// CloseHandle (IRP_MJ_CLEANUP now, IRP_MJ_CLOSE once no IRP is in flight).
     fn close(&self, handle: Handle) -> Result<(), TargetError>;
+    /// `CancelIoEx(handle, NULL)`: cancels every IRP pending on the handle.
+    fn cancel_io(&self, handle: Handle) -> Result<(), TargetError> {
+        let _ = handle;
+        Err(TargetError::Unsupported("CancelIoEx".into()))
+    }
     /// How many adapters the filter is attached to at the start.
     fn adapter_count(&self) -> usize;
     /// Whether `op` can be driven on this target.

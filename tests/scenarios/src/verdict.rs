@@ -72,7 +72,8 @@ pub fn first_finding(s: &Summary) -> Option<Finding> {
 }
 
 /// The order the set runs in: cheapest and broadest first.
-pub const ORDER: [Scenario; 4] = [Scenario::IoctlStorm, Scenario::DataPath, Scenario::Races, Scenario::Lifecycle];
+pub const ORDER: [Scenario; 5] =
+    [Scenario::IoctlStorm, Scenario::DataPath, Scenario::Races, Scenario::Lifecycle, Scenario::Events];
 
 /// The low-resources sweep ([`crate::lowres::sweep`]: each allocation of a
 /// scripted run fails in turn) as a finding: its first failure, split into

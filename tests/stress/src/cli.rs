@@ -71,9 +71,9 @@ pub enum Command {
     #[command(after_help = "Examples:\n  portwatch.exe local-address 192.168.1.10:5000\n  \
                             portwatch.exe local-address [fe80::1]:443")]
     LocalAddress(LocalAddressArgs),
-    /// Print live counters of ports, once per interval.
+    /// Print one line per packet on the ports (and per filter-module state change), as it happens.
     #[command(after_help = "Examples:\n  portwatch.exe watch udp:5000\n  \
-                            portwatch.exe watch tcp:443 udp:53 --interval 5 --count 12")]
+                            portwatch.exe watch tcp:443 udp:53 --count 100 --json")]
     Watch(WatchArgs),
 }
 
@@ -146,6 +146,9 @@ pub enum ScenarioName {
     /// Seed 000's local-address and port-name races.
     #[value(name = "races")]
     Races,
+    /// The event stream: pending reads, CancelIoEx racing completions, handles closed with reads pending.
+    #[value(name = "events")]
+    Events,
 }
 
 impl ScenarioName {
@@ -157,6 +160,7 @@ impl ScenarioName {
             ScenarioName::DataPath => Scenario::DataPath,
             ScenarioName::Lifecycle => Scenario::Lifecycle,
             ScenarioName::Races => Scenario::Races,
+            ScenarioName::Events => Scenario::Events,
         }
     }
 }
@@ -318,12 +322,19 @@ pub struct WatchArgs {
     /// The ports, PROTO:PORT (udp:5000, tcp:443).
     #[arg(required = true, value_name = "PROTO:PORT")]
     pub ports: Vec<PortSpec>,
-    /// Seconds between lines.
-    #[arg(long, default_value_t = 1, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub interval: u64,
-    /// Stop after this many lines (default: until Ctrl+C).
+    /// Reads kept pending at once (1..=16, the driver's limit per handle).
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub reads: u32,
+    /// Records the driver's ring for this handle holds (1..=4096); events
+    /// that find it full are dropped and counted.
+    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub ring: u32,
+    /// Stop after this many events (default: until Ctrl+C).
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The clap command tree (for introspection: the names test, `--help`).

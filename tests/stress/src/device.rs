@@ -242,33 +242,141 @@ pub fn local_address(t: &dyn Target, address: SocketAddr, out: &mut dyn Write) -
     }
 }
 
-/// `watch`: binds `ports` on a new endpoint and prints each port's
-/// counters every `interval`, `count` times (forever without a count).
-pub fn watch(
-    t: &dyn Target,
-    ports: &[PortSpec],
-    interval: Duration,
-    count: Option<u64>,
-    out: &mut dyn Write,
-) -> Result<(), Failure> {
+/// How `watch` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchOptions {
+    /// Reads kept pending at once.
+    pub reads: usize,
+    /// The ring's size in records.
+    pub ring: u32,
+    /// Stop after this many events.
+    pub count: Option<u64>,
+    /// JSON lines instead of text.
+    pub json: bool,
+}
+
+/// Records one read asks for.
+const READ_ROOM: usize = 64;
+
+/// `watch`: enables events on a new endpoint, binds `ports`, keeps
+/// `options.reads` IOCTL_READ_EVENTS pending (one thread each, so that a
+/// read is always waiting while another batch is printed) and prints one
+/// line per event ([`event_line`]), until `options.count` events; then
+/// cancels the reads still pending (CancelIoEx) and closes the handle.
+pub fn watch(t: &dyn Target, ports: &[PortSpec], options: &WatchOptions, out: &mut dyn Write) -> Result<(), Failure> {
     let ep = Endpoint::open(t)?;
+    client::enable_events(t, ep.handle, options.ring).map_err(|e| ioctl_failure("IOCTL_ENABLE_EVENTS", e))?;
     for &p in ports {
         client::bind(t, ep.handle, p.protocol, p.port).map_err(|e| ioctl_failure(&format!("binding {p}"), e))?;
     }
-    let mut line = 0u64;
-    while count.is_none_or(|c| line < c) {
-        if line > 0 {
-            std::thread::sleep(interval);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::sync_channel(options.reads.max(1));
+    std::thread::scope(|s| {
+        let readers: Vec<_> = (0..options.reads.max(1))
+            .map(|_| {
+                let (tx, stop, handle) = (tx.clone(), &stop, ep.handle);
+                s.spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                        let batch = client::read_events(t, handle, READ_ROOM);
+                        let last = batch.is_err();
+                        if tx.send(batch).is_err() || last {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        let result = print_events(&rx, options, out);
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        drop(rx);
+        // Reads still pending: cancel them until every reader is out.
+        while readers.iter().any(|r| !r.is_finished()) {
+            let _ = t.cancel_io(ep.handle);
+            std::thread::sleep(Duration::from_millis(5));
         }
-        for &p in ports {
-            let s = client::port_stats(t, ep.handle, p.protocol, p.port)
-                .map_err(|e| ioctl_failure("IOCTL_GET_PORT_STATS", e))?;
-            writeln!(out, "{}", port_line(p, &s)).map_err(io_failure)?;
+        result
+    })
+}
+
+type Batch = Result<(proto::EventBatchHeader, Vec<proto::EventRecord>), TargetError>;
+
+fn print_events(
+    rx: &std::sync::mpsc::Receiver<Batch>,
+    options: &WatchOptions,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let mut printed = 0u64;
+    while options.count.is_none_or(|c| printed < c) {
+        let Ok(batch) = rx.recv() else { return Ok(()) };
+        let (header, records) = batch.map_err(|e| ioctl_failure("IOCTL_READ_EVENTS", e))?;
+        for r in &records {
+            if options.count.is_some_and(|c| printed >= c) {
+                break;
+            }
+            writeln!(out, "{}", event_line(&header, r, options.json)).map_err(io_failure)?;
+            printed += 1;
         }
         out.flush().map_err(io_failure)?;
-        line += 1;
     }
     Ok(())
+}
+
+fn address(ip_version: u8, bytes: &[u8; 16], port: u16) -> String {
+    if ip_version == 6 {
+        SocketAddrV6::new(Ipv6Addr::from(*bytes), port, 0, 0).to_string()
+    } else {
+        SocketAddrV4::new(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]), port).to_string()
+    }
+}
+
+/// One event as `watch` prints it: the time (seconds on the driver's
+/// performance counter), then for a packet its direction, interface,
+/// protocol, source and destination, length and the watched port, for a
+/// control event what happened to which interface's module; then the
+/// batch's drop count. With `json`, the same as one JSON object.
+pub fn event_line(header: &proto::EventBatchHeader, r: &proto::EventRecord, json: bool) -> String {
+    let seconds = r.timestamp as f64 / header.timestamp_frequency.max(1) as f64;
+    let kind = proto::EventKind::from_u8(r.kind);
+    let what = match kind {
+        Some(proto::EventKind::Packet) => None,
+        Some(proto::EventKind::ModuleAttached) => Some("attached"),
+        Some(proto::EventKind::ModuleDetached) => Some("detached"),
+        Some(proto::EventKind::ModulePaused) => Some("paused"),
+        Some(proto::EventKind::ModuleRestarted) => Some("restarted"),
+        None => Some("unknown"),
+    };
+    let dropped = header.dropped;
+    if let Some(what) = what {
+        return if json {
+            format!(
+                "{{\"time\":{seconds:.6},\"kind\":\"module\",\"event\":\"{what}\",\"if_index\":{},\"dropped\":{dropped}}}",
+                r.if_index
+            )
+        } else {
+            format!("{seconds:>14.6}  module {what:<9} if {:<4} dropped {dropped}", r.if_index)
+        };
+    }
+    let direction = if r.direction == proto::DIRECTION_TX { "tx" } else { "rx" };
+    let protocol = match r.protocol {
+        proto::PROTO_TCP => "tcp",
+        proto::PROTO_UDP => "udp",
+        _ => "ip",
+    };
+    let (src, dst) = (address(r.ip_version, &r.src_addr, r.src_port), address(r.ip_version, &r.dst_addr, r.dst_port));
+    if json {
+        format!(
+            "{{\"time\":{seconds:.6},\"kind\":\"packet\",\"direction\":\"{direction}\",\"if_index\":{},\
+             \"protocol\":\"{protocol}\",\"src\":\"{src}\",\"dst\":\"{dst}\",\"length\":{},\"port\":{},\
+             \"dropped\":{dropped}}}",
+            r.if_index, r.frame_length, r.matched_port
+        )
+    } else {
+        format!(
+            "{seconds:>14.6}  {direction} if {:<4} {protocol} {src} -> {dst}  len {}  port {}  dropped {dropped}",
+            r.if_index, r.frame_length, r.matched_port
+        )
+    }
 }
 
 /// Whether `ip` is a usable unicast peer.
@@ -282,6 +390,70 @@ pub fn usable_peer(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn header(dropped: u64) -> proto::EventBatchHeader {
+        proto::EventBatchHeader {
+            version: proto::PROTOCOL_VERSION,
+            record_size: 64,
+            count: 1,
+            reserved: 0,
+            dropped,
+            timestamp_frequency: 10_000_000,
+        }
+    }
+
+    #[test]
+    fn packet_events_print_the_five_tuple() {
+        let mut r = proto::EventRecord {
+            kind: proto::EventKind::Packet as u8,
+            direction: proto::DIRECTION_TX,
+            ip_version: 4,
+            protocol: proto::PROTO_UDP,
+            if_index: 7,
+            timestamp: 12_345_678,
+            frame_length: 74,
+            matched_port: 5000,
+            src_port: 9,
+            dst_port: 5000,
+            ..Default::default()
+        };
+        r.src_addr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        r.dst_addr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        assert_eq!(
+            event_line(&header(3), &r, false),
+            "      1.234568  tx if 7    udp 10.0.0.1:9 -> 10.0.0.2:5000  len 74  port 5000  dropped 3"
+        );
+        assert_eq!(
+            event_line(&header(3), &r, true),
+            "{\"time\":1.234568,\"kind\":\"packet\",\"direction\":\"tx\",\"if_index\":7,\"protocol\":\"udp\",\
+             \"src\":\"10.0.0.1:9\",\"dst\":\"10.0.0.2:5000\",\"length\":74,\"port\":5000,\"dropped\":3}"
+        );
+        r.ip_version = 6;
+        r.direction = proto::DIRECTION_RX;
+        r.protocol = proto::PROTO_TCP;
+        r.src_addr = [0; 16];
+        r.src_addr[0] = 0xfd;
+        r.src_addr[15] = 1;
+        r.dst_addr = [0; 16];
+        r.dst_addr[15] = 1;
+        let line = event_line(&header(0), &r, false);
+        assert!(line.contains("rx if 7    tcp [fd00::1]:9 -> [::1]:5000"), "{line}");
+    }
+
+    #[test]
+    fn control_events_name_the_module_change() {
+        let r = proto::EventRecord {
+            kind: proto::EventKind::ModulePaused as u8,
+            if_index: 12,
+            timestamp: 20_000_000,
+            ..Default::default()
+        };
+        assert_eq!(event_line(&header(0), &r, false), "      2.000000  module paused    if 12   dropped 0");
+        assert_eq!(
+            event_line(&header(1), &r, true),
+            "{\"time\":2.000000,\"kind\":\"module\",\"event\":\"paused\",\"if_index\":12,\"dropped\":1}"
+        );
+    }
 
     #[test]
     fn socket_addresses_round_trip() {

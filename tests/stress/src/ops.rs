@@ -339,7 +339,8 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
         Command::PortName(a) => on_device("port-name", |t, out| device::port_name(t, a.name.as_deref(), out)),
         Command::LocalAddress(a) => on_device("local-address", |t, out| device::local_address(t, a.address, out)),
         Command::Watch(a) => {
-            on_device("watch", |t, out| device::watch(t, &a.ports, Duration::from_secs(a.interval), a.count, out))
+            let options = device::WatchOptions { reads: a.reads as usize, ring: a.ring, count: a.count, json: a.json };
+            on_device("watch", |t, out| device::watch(t, &a.ports, &options, out))
         }
     }
 }

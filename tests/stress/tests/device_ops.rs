@@ -20,6 +20,35 @@ fn output(f: impl FnOnce(&mut Vec<u8>) -> Result<(), portwatch_cli::Failure>) ->
     String::from_utf8(out).expect("UTF-8")
 }
 
+/// Runs `watch` for 4 events while another thread sends UDP packets to
+/// port 5000 until it returns.
+fn watch_with_traffic(t: &HarnessTarget, ports: &[PortSpec], json: bool) -> String {
+    use portwatch_scenarios::target::{Adapter, Direction, Level, NblSpec, PacketSpec};
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let options = device::WatchOptions { reads: 3, ring: 16, count: Some(4), json };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let p = PacketSpec {
+                protocol: portwatch_proto::PROTO_UDP,
+                src_port: 9,
+                dst_port: 5000,
+                ipv6: false,
+                vlan: false,
+                payload_len: 8,
+                truncate_to: None,
+            };
+            let nbl = NblSpec { packets: vec![p], loopback: false, fragmented: false };
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                t.inject(Adapter(0), Direction::Send, std::slice::from_ref(&nbl), Level::Dispatch, false).unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let out = output(|o| device::watch(t, ports, &options, o));
+        done.store(true, std::sync::atomic::Ordering::Release);
+        out
+    })
+}
+
 #[test]
 fn subcommands_against_the_real_driver() {
     let t = target();
@@ -44,9 +73,13 @@ fn subcommands_against_the_real_driver() {
     let address = output(|o| device::local_address(&t, "[fe80::1]:443".parse().unwrap(), o));
     assert_eq!(address, "local address: [fe80::1]:443 (read back)\n");
 
-    let watched = output(|o| device::watch(&t, &[udp, tcp], Duration::from_millis(1), Some(2), o));
-    assert_eq!(watched.lines().count(), 4, "{watched}");
-    assert!(watched.lines().all(|l| l.contains("endpoints   1")), "{watched}");
+    for json in [false, true] {
+        let watched = watch_with_traffic(&t, &[udp, tcp], json);
+        assert_eq!(watched.lines().count(), 4, "{watched}");
+        let want =
+            if json { "\"src\":\"10.0.0.1:9\",\"dst\":\"10.0.0.2:5000\"" } else { "udp 10.0.0.1:9 -> 10.0.0.2:5000" };
+        assert!(watched.lines().all(|l| l.contains(want) && l.contains("5000")), "{watched}");
+    }
 
     let too_long = "x".repeat(300);
     let mut sink = Vec::new();

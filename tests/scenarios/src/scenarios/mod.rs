@@ -3,6 +3,7 @@
 //! held and the target saw no violation, leak, lost NBL or lost IRP.
 
 pub mod datapath;
+pub mod events;
 pub mod ioctl_storm;
 pub mod lifecycle;
 pub mod lwf_logo;
@@ -32,12 +33,22 @@ pub enum Scenario {
     /// indications and IOCTLs, all at once; then a connectivity check. The
     /// default scenario.
     LwfLogo,
+    /// 6: the event stream: pending reads completed by the data path and
+    /// control events, CancelIoEx racing them, ring overflow accounting,
+    /// handles closed with reads pending.
+    Events,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 5] =
-        [Scenario::LwfLogo, Scenario::IoctlStorm, Scenario::DataPath, Scenario::Lifecycle, Scenario::Races];
+    pub const ALL: [Scenario; 6] = [
+        Scenario::LwfLogo,
+        Scenario::IoctlStorm,
+        Scenario::DataPath,
+        Scenario::Lifecycle,
+        Scenario::Races,
+        Scenario::Events,
+    ];
 
     /// The scenario `portwatch.exe stress` runs when none is named.
     pub const DEFAULT: Scenario = Scenario::LwfLogo;
@@ -50,6 +61,7 @@ impl Scenario {
             Scenario::Lifecycle => "lifecycle",
             Scenario::Races => "races",
             Scenario::LwfLogo => "lwf-logo",
+            Scenario::Events => "events",
         }
     }
 
@@ -66,6 +78,7 @@ impl Scenario {
             Scenario::Lifecycle => lifecycle::storm(t, &run, threads, params.seed, 2),
             Scenario::Races => races::storm(t, &run, threads, params.seed),
             Scenario::LwfLogo => lwf_logo::storm(t, &run, threads, params.seed),
+            Scenario::Events => events::storm(t, &run, threads, params.seed),
         });
         let health = match t.unload() {
             Ok(h) => h,
