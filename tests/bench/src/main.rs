@@ -32,6 +32,8 @@ fn main() -> ExitCode {
         Some("datapath") => live::datapath(rest),
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         Some("scaling") => live::scaling(rest),
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        Some("overhead") => live::overhead(rest),
         Some("summarize") => {
             portwatch_bench::callgrind::print_summary(&rest.iter().map(PathBuf::from).collect::<Vec<_>>())
         }
