@@ -47,13 +47,14 @@ pub fn overhead(args: &[String]) {
         [("passthrough", Artifact::Passthrough, false, 0), ("portwatch", Artifact::Driver, true, 100)]
     {
         let bench = Bench::start(&artifact.path(), device, ports);
+        let spec = udp_packet(BASE_PORT);
         for way in [Way::Send, Way::Receive] {
             for _ in 0..100 {
-                bench.packet(way, udp_packet(BASE_PORT));
+                bench.packet(way, spec.clone());
             }
             valgrind::zero_stats();
             for _ in 0..packets {
-                bench.packet(way, udp_packet(BASE_PORT));
+                bench.packet(way, spec.clone());
             }
             valgrind::dump_stats_at(&format!("overhead {driver} {} packets={packets}", way.name()));
         }

@@ -24,8 +24,11 @@
 //! its own and retires it when it is back with its creator.
 //!
 //! Retired pages stay inaccessible in a bounded quarantine
-//! ([`QUARANTINE`] pages), then are unmapped.
+//! ([`QUARANTINE`] pages); then a one-page mapping is made accessible
+//! again and kept for the next object (zeroed where that object lies) (at most [`SPARE`] of them:
+//! no mapping made or unmapped per packet), larger ones are unmapped.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::{Deref, DerefMut};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -35,6 +38,8 @@ use crate::verifier::{codes, Violation};
 const PAGE: usize = 4096;
 /// Completed IRPs' pages kept inaccessible before they are unmapped.
 pub const QUARANTINE: usize = 256;
+/// One-page mappings out of quarantine kept for reuse.
+pub const SPARE: usize = 64;
 
 #[derive(Default)]
 struct Pages {
@@ -43,13 +48,15 @@ struct Pages {
     pages: BTreeMap<usize, Page>,
     /// Retired pages whose owner has let go of them, oldest first.
     quarantine: VecDeque<usize>,
+    /// One-page mappings out of quarantine, read/write.
+    spare: Vec<usize>,
 }
 
 struct Page {
     len: usize,
     retired: bool,
     kind: Lent,
-    what: String,
+    what: Cow<'static, str>,
 }
 
 /// What a page holds, which says what a touch after its retirement is.
@@ -97,9 +104,23 @@ unsafe impl<T> Send for LentPage<T> {}
 impl<T> LentPage<T> {
     /// A zeroed `T` at the start of fresh pages, a `kind` described as
     /// `what` in fault reports. `T` must be valid when all zero.
-    pub fn zeroed(kind: Lent, what: impl Into<String>) -> Self {
+    pub fn zeroed(kind: Lent, what: impl Into<Cow<'static, str>>) -> Self {
         assert!(core::mem::align_of::<T>() <= PAGE);
         let len = core::mem::size_of::<T>().max(1).div_ceil(PAGE) * PAGE;
+        let page = Page { len, retired: false, kind, what: what.into() };
+        let mut guard = pages();
+        let st = guard.get_or_insert_with(Pages::default);
+        if len == PAGE {
+            if let Some(p) = st.spare.pop() {
+                st.pages.insert(p, page);
+                drop(guard);
+                // SAFETY: a spare read/write page of our own, now this
+                // value's; zeroed where `T` lies (the rest is never lent).
+                unsafe { std::ptr::write_bytes(p as *mut T, 0, 1) };
+                return LentPage { ptr: p as *mut T, len };
+            }
+        }
+        drop(guard);
         // SAFETY: anonymous private mapping (zero-filled); no existing
         // memory is affected.
         let p = unsafe {
@@ -113,10 +134,7 @@ impl<T> LentPage<T> {
             )
         };
         assert!(p != libc::MAP_FAILED, "lent page mmap failed: {}", std::io::Error::last_os_error());
-        pages()
-            .get_or_insert_with(Pages::default)
-            .pages
-            .insert(p as usize, Page { len, retired: false, kind, what: what.into() });
+        pages().get_or_insert_with(Pages::default).pages.insert(p as usize, page);
         LentPage { ptr: p.cast(), len }
     }
 
@@ -155,6 +173,15 @@ impl<T> Drop for LentPage<T> {
             while st.quarantine.len() > QUARANTINE {
                 let old = st.quarantine.pop_front().expect("non-empty");
                 let len = st.pages.remove(&old).map_or(PAGE, |p| p.len);
+                if len == PAGE && st.spare.len() < SPARE {
+                    // SAFETY: a retired mapping made by `zeroed`, no longer
+                    // owned by anyone: made accessible for reuse.
+                    let rc =
+                        unsafe { libc::mprotect(old as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE) };
+                    assert_eq!(rc, 0, "lent page mprotect: {}", std::io::Error::last_os_error());
+                    st.spare.push(old);
+                    continue;
+                }
                 // SAFETY: a retired mapping made by `zeroed`, no longer
                 // owned by anyone.
                 unsafe { libc::munmap(old as *mut libc::c_void, len) };
@@ -240,7 +267,25 @@ mod tests {
             let p = LentPage::<[u64; 8]>::zeroed(Lent::Nbl, "an NBL");
             retire(p.as_ptr() as usize);
         }
-        assert!(maps() < before + QUARANTINE + 16, "mappings grew from {before} to {}", maps());
+        assert!(maps() < before + QUARANTINE + SPARE + 16, "mappings grew from {before} to {}", maps());
+    }
+
+    #[test]
+    fn a_page_out_of_quarantine_is_reused_zeroed_and_live() {
+        let _s = Session::begin(Config::default());
+        let mut seen = std::collections::HashSet::new();
+        let mut reused = 0;
+        for i in 0..2 * QUARANTINE as u64 {
+            let mut p = LentPage::<[u64; 8]>::zeroed(Lent::Nbl, "an NBL");
+            let addr = p.as_ptr() as usize;
+            assert_eq!(*p, [0; 8], "a reused page starts zeroed");
+            reused += usize::from(!seen.insert(addr));
+            p[3] = i + 1;
+            assert!(!is_retired(addr));
+            retire(addr);
+            assert!(is_retired(addr));
+        }
+        assert!(reused > 0, "no page came back out of quarantine");
     }
 
     #[test]
