@@ -390,9 +390,9 @@ fn pass_to_module(
             r.path.push(h);
             r.in_call += 1;
         }
+        m.count(callback);
     }
     let head = chain(nbls);
-    count_callback(callback);
     let r = stack::call_driver(callback, || call(head));
     let mut m = model();
     for a in nbls {
@@ -500,12 +500,12 @@ fn back_through(dir: Dir, nbls: Addrs, flags: u32) -> Result<(), Violation> {
                     for a in &own {
                         m.nbls.remove(a);
                     }
+                    m.count(dir.back_callback());
                     own
                 };
                 let head = chain(&group);
                 let f = dir.back_handler(&handlers());
                 let callback = dir.back_callback();
-                count_callback(callback);
                 // SAFETY: the arguments NDIS passes.
                 let r = stack::call_driver(callback, || unsafe { f(ctx as NDIS_HANDLE, head, flags) });
                 let theirs: Addrs = group.iter().copied().filter(|a| !own.contains(a)).collect();
