@@ -5,6 +5,8 @@
 //! (headroom, optionally in an MDL of its own) and the frame may be cut into
 //! several MDLs at arbitrary offsets, so a header can straddle two MDLs.
 
+use smallvec::SmallVec;
+
 use crate::guarded::GuardedBuf;
 use crate::lent::{Lent, LentPage};
 use core::ffi::c_void;
@@ -114,7 +116,10 @@ impl NblAlloc {
         // which all-zero is valid (null pointers, zero counters).
         let mut block: LentPage<NblBlock> = LentPage::zeroed(Lent::Nbl, "an NBL");
         let nbl = &mut block.nbl;
-        let (mut nbs, mut mdls, mut buffers) = (Vec::new(), Vec::new(), Vec::new());
+        // Sized up front: one MDL per frame unless the layout cuts it.
+        let mdl_count = spec.frames.len() * (1 + spec.layout.cuts.len() + usize::from(spec.layout.headroom_mdl));
+        let mut nbs = Vec::with_capacity(spec.frames.len());
+        let (mut mdls, mut buffers) = (Vec::with_capacity(mdl_count), Vec::with_capacity(mdl_count));
         for frame in &spec.frames {
             nbs.push(build_nb(&frame.bytes, &spec.layout, &mut mdls, &mut buffers));
         }
@@ -148,8 +153,14 @@ fn build_nb(
     buffers: &mut Vec<GuardedBuf>,
 ) -> Box<NET_BUFFER> {
     let offset = layout.data_offset as usize;
-    let mut stream = vec![0xEE; offset];
-    stream.extend_from_slice(frame);
+    // The headroom's bytes, then the frame (no copy when there is none).
+    let stream: std::borrow::Cow<'_, [u8]> = if offset == 0 {
+        frame.into()
+    } else {
+        let mut s = vec![0xEE; offset];
+        s.extend_from_slice(frame);
+        s.into()
+    };
     let mut cuts: Vec<usize> = layout.cuts.iter().map(|c| c + offset).filter(|&c| c > 0 && c < stream.len()).collect();
     if layout.headroom_mdl && offset > 0 {
         cuts.push(offset);
@@ -213,8 +224,8 @@ pub fn link(nbls: &[*mut NET_BUFFER_LIST]) -> *mut NET_BUFFER_LIST {
 ///
 /// # Safety
 /// `head` is NULL or a readable NET_BUFFER_LIST chain.
-pub unsafe fn walk(head: *mut NET_BUFFER_LIST, limit: usize) -> Vec<*mut NET_BUFFER_LIST> {
-    let mut out = Vec::new();
+pub unsafe fn walk(head: *mut NET_BUFFER_LIST, limit: usize) -> SmallVec<[*mut NET_BUFFER_LIST; 4]> {
+    let mut out = SmallVec::new();
     let mut cur = head;
     while !cur.is_null() && out.len() < limit {
         out.push(cur);
@@ -335,6 +346,6 @@ mod tests {
         let head = link(&[a.as_ptr(), b.as_ptr()]);
         // SAFETY: both NBLs are alive.
         let all = unsafe { walk(head, 10) };
-        assert_eq!(all, vec![a.as_ptr(), b.as_ptr()]);
+        assert_eq!(all[..], [a.as_ptr(), b.as_ptr()]);
     }
 }

@@ -291,6 +291,9 @@ impl StackMem {
         let mut stack = Self::new(top.next_multiple_of(PAGE));
         stack.top = stack.lo + top;
         stack.budget = budget;
+        // Filled now: the bytes past the budget are checked after every
+        // call, measured or not (see `over_budget`).
+        stack.fill();
         stack
     }
 
@@ -1137,6 +1140,18 @@ mod tests {
             let v = call_driver("entry", || touch_at_entry_offset(budget + 1)).unwrap_err();
             assert!(["stack budget exceeded", "kernel stack overflow"].contains(&v.rule), "{v}");
             assert_eq!(v.params[0], codes::TRAP_DOUBLE_FAULT, "{v}");
+        }
+    }
+
+    #[test]
+    fn nested_calls_on_fresh_stacks_stay_clean_when_unmeasured() {
+        // An inner call gets a fresh stack each time (its outer call holds
+        // the thread's); past the measured calls it is checked unmeasured,
+        // so the fresh stack must already hold the pattern.
+        let _s = Session::begin(Config::default());
+        for _ in 0..2 * PEAK_EXACT_CALLS * PEAK_SAMPLE_EVERY / 64 + 5 {
+            let inner = call_driver("outer", || on_host(|| call_driver("inner", || 7))).expect("outer clean");
+            assert_eq!(inner.expect("inner clean"), 7);
         }
     }
 

@@ -1019,15 +1019,21 @@ pub(crate) fn forwarded_outstanding(m: &super::Model, h: usize) -> bool {
 /// are one step.
 pub(crate) fn check_pause_complete(m: &super::Model, h: usize, how: &str) -> Result<(), Violation> {
     let forwarded_too = crate::verifier::config().pause_waits_for_forwarded;
-    let outstanding = m.nbls.iter().find(|(_, r)| {
-        if r.holder == Holder::Done {
-            return false;
-        }
-        if r.holder == Holder::Module(h) {
-            return r.in_call == 0; // queued by the filter
-        }
-        r.origin == Some(h) || (forwarded_too && r.path.contains(&h))
-    });
+    // The lowest address first, so that a report names the same NBL
+    // whatever the table's order.
+    let outstanding = m
+        .nbls
+        .iter()
+        .filter(|(_, r)| {
+            if r.holder == Holder::Done {
+                return false;
+            }
+            if r.holder == Holder::Module(h) {
+                return r.in_call == 0; // queued by the filter
+            }
+            r.origin == Some(h) || (forwarded_too && r.path.contains(&h))
+        })
+        .min_by_key(|(a, _)| **a);
     let Some((a, r)) = outstanding else { return Ok(()) };
     let (what, sub) = match (r.dir, r.holder == Holder::Module(h)) {
         (Dir::Send, true) => ("a send NBL it holds (queued, never passed on or completed)", subcodes::SEND_NBL_HELD),
@@ -1042,7 +1048,7 @@ pub(crate) fn check_pause_complete(m: &super::Model, h: usize, how: &str) -> Res
 /// At detach, no NBL module `h` originated may be outstanding.
 pub(crate) fn check_originated_on_detach(h: usize) -> Result<(), Violation> {
     let m = model();
-    if let Some((a, _)) = m.nbls.iter().find(|(_, r)| r.origin == Some(h)) {
+    if let Some((a, _)) = m.nbls.iter().filter(|(_, r)| r.origin == Some(h)).min_by_key(|(a, _)| **a) {
         let v = ndis_violation(
             "filter detached with its NBLs outstanding",
             subcodes::DETACH_WITH_NBLS,
@@ -1059,7 +1065,9 @@ pub(crate) fn check_originated_on_detach(h: usize) -> Result<(), Violation> {
 /// Model NBLs not back with their creator (at unload).
 pub(crate) fn outstanding() -> Vec<usize> {
     let m = model();
-    m.nbls.iter().filter(|(_, r)| r.holder != Holder::Done).map(|(a, _)| *a).collect()
+    let mut out: Vec<usize> = m.nbls.iter().filter(|(_, r)| r.holder != Holder::Done).map(|(a, _)| *a).collect();
+    out.sort_unstable();
+    out
 }
 
 /// Adapter of every tracked NBL (keeps the field read).
