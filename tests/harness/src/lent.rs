@@ -29,7 +29,9 @@
 //! no mapping made or unmapped per packet), larger ones are unmapped.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -43,13 +45,43 @@ pub const SPARE: usize = 64;
 
 #[derive(Default)]
 struct Pages {
-    /// Every IRP page not yet unmapped, by its address: retired (completed)
-    /// or not, and what it held.
-    pages: BTreeMap<usize, Page>,
+    /// Every lent object not yet unmapped, by its first page's address:
+    /// retired (completed) or not, and what it held (hashed: looked up
+    /// several times per packet).
+    pages: FxHashMap<usize, Page>,
+    /// The first page of an object, by each of its further pages.
+    tails: FxHashMap<usize, usize>,
     /// Retired pages whose owner has let go of them, oldest first.
     quarantine: VecDeque<usize>,
     /// One-page mappings out of quarantine, read/write.
     spare: Vec<usize>,
+}
+
+impl Pages {
+    fn add(&mut self, base: usize, page: Page) {
+        for p in (base + PAGE..base + page.len).step_by(PAGE) {
+            self.tails.insert(p, base);
+        }
+        self.pages.insert(base, page);
+    }
+
+    fn forget(&mut self, base: usize) -> Option<Page> {
+        let page = self.pages.remove(&base)?;
+        for p in (base + PAGE..base + page.len).step_by(PAGE) {
+            self.tails.remove(&p);
+        }
+        Some(page)
+    }
+
+    /// The object holding `addr`: its first page's address.
+    fn base_of(&self, addr: usize) -> Option<usize> {
+        let page = addr & !(PAGE - 1);
+        if self.pages.contains_key(&page) {
+            Some(page)
+        } else {
+            self.tails.get(&page).copied()
+        }
+    }
 }
 
 struct Page {
@@ -112,7 +144,7 @@ impl<T> LentPage<T> {
         let st = guard.get_or_insert_with(Pages::default);
         if len == PAGE {
             if let Some(p) = st.spare.pop() {
-                st.pages.insert(p, page);
+                st.add(p, page);
                 drop(guard);
                 // SAFETY: a spare read/write page of our own, now this
                 // value's; zeroed where `T` lies (the rest is never lent).
@@ -134,7 +166,7 @@ impl<T> LentPage<T> {
             )
         };
         assert!(p != libc::MAP_FAILED, "lent page mmap failed: {}", std::io::Error::last_os_error());
-        pages().get_or_insert_with(Pages::default).pages.insert(p as usize, page);
+        pages().get_or_insert_with(Pages::default).add(p as usize, page);
         LentPage { ptr: p.cast(), len }
     }
 
@@ -172,7 +204,7 @@ impl<T> Drop for LentPage<T> {
             st.quarantine.push_back(addr);
             while st.quarantine.len() > QUARANTINE {
                 let old = st.quarantine.pop_front().expect("non-empty");
-                let len = st.pages.remove(&old).map_or(PAGE, |p| p.len);
+                let len = st.forget(old).map_or(PAGE, |p| p.len);
                 if len == PAGE && st.spare.len() < SPARE {
                     // SAFETY: a retired mapping made by `zeroed`, no longer
                     // owned by anyone: made accessible for reuse.
@@ -187,7 +219,7 @@ impl<T> Drop for LentPage<T> {
                 unsafe { libc::munmap(old as *mut libc::c_void, len) };
             }
         } else {
-            st.pages.remove(&addr);
+            st.forget(addr);
             // SAFETY: our own mapping, owned by this value until now.
             unsafe { libc::munmap(addr as *mut libc::c_void, self.len) };
         }
@@ -201,8 +233,9 @@ impl<T> Drop for LentPage<T> {
 pub(crate) fn retire(addr: usize) {
     let mut guard = pages();
     let Some(st) = guard.as_mut() else { return };
-    let Some((&lo, page)) = st.pages.range_mut(..=addr).next_back() else { return };
-    if addr >= lo + page.len || page.retired {
+    let Some(lo) = st.base_of(addr) else { return };
+    let page = st.pages.get_mut(&lo).expect("listed");
+    if page.retired {
         return;
     }
     page.retired = true;
@@ -215,7 +248,7 @@ pub(crate) fn retire(addr: usize) {
 pub fn is_retired(addr: usize) -> bool {
     let guard = pages();
     let Some(st) = guard.as_ref() else { return false };
-    st.pages.range(..=addr).next_back().is_some_and(|(&lo, p)| addr < lo + p.len && p.retired)
+    st.base_of(addr).is_some_and(|lo| st.pages[&lo].retired)
 }
 
 /// A fault at `addr` in a retired page: the driver touched an IRP after
@@ -223,8 +256,9 @@ pub fn is_retired(addr: usize) -> bool {
 pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Violation> {
     let guard = pages();
     let st = guard.as_ref()?;
-    let (&lo, page) = st.pages.range(..=addr).next_back()?;
-    if addr >= lo + page.len || !page.retired {
+    let lo = st.base_of(addr)?;
+    let page = &st.pages[&lo];
+    if !page.retired {
         return None;
     }
     Some(Violation::new(
