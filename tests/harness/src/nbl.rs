@@ -85,14 +85,14 @@ struct MdlBlock {
 }
 
 /// One NET_BUFFER_LIST and everything it points to, owned by the model.
-/// The boxes keep every address stable while the value moves and while the
-/// vectors grow during construction (the NBL and MDLs point at them).
-#[allow(clippy::vec_box)]
+/// The vectors are allocated at their final size before anything points
+/// into them and never grow, so every address stays put while the value
+/// moves (the NBL, NET_BUFFERs and MDLs point at each other).
 pub struct NblAlloc {
     /// In a page of its own, inaccessible once back with its creator.
     nbl: LentPage<NblBlock>,
-    _nbs: Vec<Box<NET_BUFFER>>,
-    _mdls: Vec<Box<MdlBlock>>,
+    _nbs: Vec<NET_BUFFER>,
+    _mdls: Vec<MdlBlock>,
     _buffers: Vec<GuardedBuf>,
     spec: NblSpec,
 }
@@ -124,10 +124,10 @@ impl NblAlloc {
             nbs.push(build_nb(&frame.bytes, &spec.layout, &mut mdls, &mut buffers));
         }
         for i in 1..nbs.len() {
-            let next: *mut NET_BUFFER = &mut *nbs[i];
+            let next: *mut NET_BUFFER = &mut nbs[i];
             nbs[i - 1].Next = next;
         }
-        nbl.FirstNetBuffer = &mut *nbs[0];
+        nbl.FirstNetBuffer = &mut nbs[0];
         if spec.loopback {
             nbl.NblFlags |= NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET;
         }
@@ -145,13 +145,9 @@ impl NblAlloc {
     }
 }
 
-#[allow(clippy::vec_box)] // element addresses must stay put, see NblAlloc
-fn build_nb(
-    frame: &[u8],
-    layout: &Layout,
-    mdls: &mut Vec<Box<MdlBlock>>,
-    buffers: &mut Vec<GuardedBuf>,
-) -> Box<NET_BUFFER> {
+/// One NET_BUFFER and its MDLs, pushed onto `mdls`, whose capacity must
+/// hold them (element addresses must stay put, see NblAlloc).
+fn build_nb(frame: &[u8], layout: &Layout, mdls: &mut Vec<MdlBlock>, buffers: &mut Vec<GuardedBuf>) -> NET_BUFFER {
     let offset = layout.data_offset as usize;
     // The headroom's bytes, then the frame (no copy when there is none).
     let stream: std::borrow::Cow<'_, [u8]> = if offset == 0 {
@@ -168,13 +164,14 @@ fn build_nb(
     cuts.sort_unstable();
     cuts.dedup();
     // SAFETY: NET_BUFFER is plain data; all-zero is its empty state.
-    let mut nb: Box<NET_BUFFER> = Box::new(unsafe { core::mem::zeroed() });
+    let mut nb: NET_BUFFER = unsafe { core::mem::zeroed() };
     let first_mdl = mdls.len();
     let mut start = 0;
     for end in cuts.into_iter().chain(std::iter::once(stream.len())) {
         // Each MDL's bytes end right before a guard page: a parse that
         // runs past the data (or past one MDL of a split header) faults.
         let buffer = GuardedBuf::new(&stream[start..end], "the data of an MDL of a NET_BUFFER");
+        assert!(mdls.len() < mdls.capacity(), "MDLs counted up front");
         mdls.push(new_mdl(buffer.as_mut_ptr(), buffer.len()));
         if start <= offset && offset < end {
             nb.CurrentMdl = &mut mdls.last_mut().expect("just pushed").mdl;
@@ -193,11 +190,11 @@ fn build_nb(
     nb
 }
 
-fn new_mdl(data: *mut u8, len: usize) -> Box<MdlBlock> {
+fn new_mdl(data: *mut u8, len: usize) -> MdlBlock {
     let va = data as usize;
     let pages = ((va & 0xfff) + len).div_ceil(0x1000).max(1);
     // SAFETY: MDL is plain data; all-zero is valid before the fields are set.
-    let mut block: Box<MdlBlock> = Box::new(unsafe { core::mem::zeroed() });
+    let mut block: MdlBlock = unsafe { core::mem::zeroed() };
     block.mdl.Size = (core::mem::size_of::<MDL>() + 8 * pages) as i16;
     block.mdl.MdlFlags = MDL_SOURCE_IS_NONPAGED_POOL;
     block.mdl.StartVa = (va & !0xfff) as *mut _;

@@ -382,7 +382,8 @@ pub fn call_driver<R, F: FnOnce() -> R>(what: &str, f: F) -> Result<R, Violation
     install_handlers();
     let rt = thread_rt();
     ensure_altstack(rt);
-    let budget = verifier::stack_budget().max(PAGE);
+    let config = verifier::config();
+    let budget = config.stack_budget.max(PAGE);
     // SAFETY: `rt` is this thread's runtime; only this thread mutates it
     // (the signal handler runs on this thread, synchronously).
     let depth = unsafe { (*rt).depth };
@@ -414,7 +415,7 @@ pub fn call_driver<R, F: FnOnce() -> R>(what: &str, f: F) -> Result<R, Violation
         (*rt).depth = depth + 1;
     }
     // SAFETY: as above.
-    let watch = unsafe { watchdog_arm(rt, depth) };
+    let watch = unsafe { watchdog_arm(rt, depth, config.watchdog) };
     let mut f = Some(f);
     let mut result = None;
     let mut run = || result = Some(panic::catch_unwind(AssertUnwindSafe(f.take().expect("entered twice"))));
@@ -865,7 +866,7 @@ static WATCHDOG_NOW_MS: AtomicU64 = AtomicU64::new(1);
 ///
 /// # Safety
 /// `rt` is this thread's live runtime.
-unsafe fn watchdog_arm<'a>(rt: *mut ThreadRt, depth: usize) -> &'a Watch {
+unsafe fn watchdog_arm<'a>(rt: *mut ThreadRt, depth: usize, limit: Duration) -> &'a Watch {
     WATCHDOG_THREAD.call_once(|| {
         std::thread::Builder::new().name("pw-watchdog".into()).spawn(watchdog_loop).expect("spawn the watchdog thread");
     });
@@ -884,7 +885,7 @@ unsafe fn watchdog_arm<'a>(rt: *mut ThreadRt, depth: usize) -> &'a Watch {
     });
     if depth == 0 {
         watch.fired.store(false, Ordering::Relaxed);
-        let limit = verifier::watchdog_limit().as_millis().min(u128::from(u64::MAX / 2)) as u64;
+        let limit = limit.as_millis().min(u128::from(u64::MAX / 2)) as u64;
         watch.limit_ms.store(limit, Ordering::Relaxed);
         watch.started.store(WATCHDOG_NOW_MS.load(Ordering::Acquire), Ordering::Release);
     }

@@ -294,16 +294,6 @@ pub fn config() -> Config {
     config
 }
 
-/// The stack budget of a driver call ([`Config::stack_budget`]).
-pub fn stack_budget() -> usize {
-    config().stack_budget
-}
-
-/// How long a driver call may run ([`Config::watchdog`]).
-pub fn watchdog_limit() -> Duration {
-    config().watchdog
-}
-
 /// Records `v` (the first of a session is its bug check) without leaving
 /// the current call: for checks made by host code (leaks at unload, NBLs
 /// never returned), outside any driver call.
