@@ -231,6 +231,18 @@ fn handlers() -> NDIS_FILTER_DRIVER_CHARACTERISTICS {
     filter_snapshot().expect("no filter driver registered").0
 }
 
+/// One handler of the filter driver (picked by `pick`) and the driver
+/// modules of `adapter`, read under one lock of the model (the data path
+/// needs both for every hop).
+fn stack_and_handler<T>(
+    adapter: usize,
+    pick: impl FnOnce(&NDIS_FILTER_DRIVER_CHARACTERISTICS) -> T,
+) -> (SmallVec<[(usize, usize); 4]>, T) {
+    let m = model();
+    let handler = pick(&m.filter.as_ref().expect("no filter driver registered").chars);
+    (stack_in(&m, adapter), handler)
+}
+
 /// Whether a module in `state` is part of the data path at all.
 fn in_data_path(state: ModuleState) -> bool {
     !matches!(state, ModuleState::Attaching | ModuleState::Detached)
@@ -238,13 +250,18 @@ fn in_data_path(state: ModuleState) -> bool {
 
 /// The driver modules of `adapter` (lowest first) with their contexts.
 fn stack_of(adapter: usize) -> SmallVec<[(usize, usize); 4]> {
-    let m = model();
-    m.adapters[adapter]
-        .modules
-        .iter()
-        .filter(|h| in_data_path(m.modules[*h].state))
-        .map(|h| (*h, m.modules[h].context))
-        .collect()
+    stack_in(&model(), adapter)
+}
+
+fn stack_in(m: &super::Model, adapter: usize) -> SmallVec<[(usize, usize); 4]> {
+    let mut out = SmallVec::new();
+    for h in &m.adapters[adapter].modules {
+        let rec = &m.modules[h];
+        if in_data_path(rec.state) {
+            out.push((*h, rec.context));
+        }
+    }
+    out
 }
 
 fn chain(nbls: &[usize]) -> *mut NET_BUFFER_LIST {
@@ -351,8 +368,7 @@ fn collect(addrs: &[usize]) -> Result<Vec<NblOutcome>, Violation> {
 /// Passes `nbls` to the highest module below `below` (an index into the
 /// adapter's stack; `usize::MAX` = from the protocol), or the miniport.
 fn send_down(adapter: usize, below: usize, nbls: Addrs, flags: u32) -> Result<(), Violation> {
-    let stack = stack_of(adapter);
-    let handler = handlers().SendNetBufferListsHandler;
+    let (stack, handler) = stack_and_handler(adapter, |c| c.SendNetBufferListsHandler);
     let target = stack.iter().enumerate().rev().find(|(i, _)| *i < below).map(|(_, m)| *m);
     match (target, handler) {
         (Some((h, ctx)), Some(f)) => {
@@ -485,8 +501,9 @@ fn back_through(dir: Dir, nbls: Addrs, flags: u32) -> Result<(), Violation> {
     for (dest, group) in group_by_dest(&nbls) {
         match dest {
             Some((h, ctx)) => {
-                let own: Addrs = {
+                let (own, f) = {
                     let mut m = model();
+                    let f = dir.back_handler(&m.filter.as_ref().expect("no filter driver registered").chars);
                     let mut own = Addrs::new();
                     for a in &group {
                         let r = m.nbls.get_mut(a).expect("tracked");
@@ -501,10 +518,9 @@ fn back_through(dir: Dir, nbls: Addrs, flags: u32) -> Result<(), Violation> {
                         m.nbls.remove(a);
                     }
                     m.count(dir.back_callback());
-                    own
+                    (own, f)
                 };
                 let head = chain(&group);
-                let f = dir.back_handler(&handlers());
                 let callback = dir.back_callback();
                 // SAFETY: the arguments NDIS passes.
                 let r = stack::call_driver(callback, || unsafe { f(ctx as NDIS_HANDLE, head, flags) });
@@ -886,9 +902,8 @@ pub(crate) fn receive(
 /// Indicates `nbls` to the lowest module above `above` (None: from the
 /// miniport), or to the protocol.
 fn indicate_up(adapter: usize, above: Option<usize>, nbls: Addrs, flags: u32) -> Result<(), Violation> {
-    let stack = stack_of(adapter);
+    let (stack, handler) = stack_and_handler(adapter, |c| c.ReceiveNetBufferListsHandler);
     let start = above.map_or(0, |i| i + 1);
-    let handler = handlers().ReceiveNetBufferListsHandler;
     match (stack.get(start), handler) {
         (Some(&(h, ctx)), Some(f)) => {
             // SAFETY: documented FilterReceiveNetBufferLists signature.
