@@ -19,7 +19,7 @@ const PACKETS: u32 = 300;
 /// built in (measured 2026-12-06 with `portwatch-bench overhead`:
 /// unoptimised, 300 packets, about 98,700 to 101,300 for the pass-through
 /// filter and 112,600 to 114,400 for PortWatch; release, 2,000 packets,
-/// 11,000 to 11,200 and 12,600 to 12,700, see docs/benchmarks.md). The
+/// 11,200 to 11,400 and 12,700 to 12,900, see docs/benchmarks.md). The
 /// limit is the highest of those plus about 10%.
 const LIMIT: f64 = if cfg!(debug_assertions) { 126_000.0 } else { 14_000.0 };
 

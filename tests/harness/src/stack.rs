@@ -836,7 +836,7 @@ fn in_driver_image(rip: usize) -> bool {
 // Watchdog.
 
 /// A thread's watchdog entry: the start of its outermost driver call in
-/// watchdog ticks (0: not in a call), its limit, and whether it fired.
+/// milliseconds (0: not in a call), its limit, and whether it fired.
 /// Armed and disarmed with plain atomic stores, no lock: the list is
 /// locked only when a thread registers (its first call) and exits.
 struct Watch {
@@ -856,10 +856,12 @@ static WATCHES: Mutex<Vec<Arc<Watch>>> = Mutex::new(Vec::new());
 static WATCHDOG_THREAD: Once = Once::new();
 /// How often the watchdog thread looks.
 const WATCHDOG_TICK_MS: u64 = 20;
-/// Milliseconds since the watchdog started, plus one (never 0), published
-/// by the watchdog thread every tick so that a call reads the time with one
-/// load.
-static WATCHDOG_NOW_MS: AtomicU64 = AtomicU64::new(1);
+
+/// Milliseconds since the first driver call, plus one (never 0).
+fn watchdog_now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
 
 /// Arms this thread's watchdog for a call at nesting `depth` (an inner
 /// call runs within its outer call's time) and returns it.
@@ -887,7 +889,7 @@ unsafe fn watchdog_arm<'a>(rt: *mut ThreadRt, depth: usize, limit: Duration) -> 
         watch.fired.store(false, Ordering::Relaxed);
         let limit = limit.as_millis().min(u128::from(u64::MAX / 2)) as u64;
         watch.limit_ms.store(limit, Ordering::Relaxed);
-        watch.started.store(WATCHDOG_NOW_MS.load(Ordering::Acquire), Ordering::Release);
+        watch.started.store(watchdog_now_ms(), Ordering::Release);
     }
     // SAFETY: the Arc lives in the runtime until the thread exits.
     unsafe { &*Arc::as_ptr(watch) }
@@ -900,17 +902,13 @@ fn watchdog_forget(w: &Arc<Watch>) {
 }
 
 fn watchdog_loop() {
-    let epoch = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(WATCHDOG_TICK_MS));
-        let now = epoch.elapsed().as_millis() as u64 + 1;
-        WATCHDOG_NOW_MS.store(now, Ordering::Release);
+        let now = watchdog_now_ms();
         let watches = WATCHES.lock().unwrap_or_else(PoisonError::into_inner);
         for w in watches.iter() {
             let started = w.started.load(Ordering::Acquire);
-            // `started` was read up to a tick late: fire a tick later, so
-            // that a call is never stopped before its limit.
-            if started != 0 && now.saturating_sub(started) >= w.limit_ms.load(Ordering::Relaxed) + WATCHDOG_TICK_MS {
+            if started != 0 && now.saturating_sub(started) >= w.limit_ms.load(Ordering::Relaxed) {
                 w.fired.store(true, Ordering::Relaxed);
                 // SAFETY: the thread is registered, so it is alive: it
                 // removes its entry (under this lock) before it exits.
