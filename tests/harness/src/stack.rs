@@ -726,11 +726,13 @@ fn measure_peak(stack: &mut StackMem, entry_sp: usize) -> Option<usize> {
     Some(entry_sp.saturating_sub(lowest))
 }
 
-/// One entry point's calls on this thread (keyed by its name's address and
-/// length: the names are string constants) and the highest peak recorded.
-#[derive(Clone, Copy)]
+/// One entry point's calls on this thread and the highest peak recorded,
+/// found by its name's address and length (the names are mostly string
+/// constants) and confirmed by the text (a name built at run time may
+/// reuse an address).
 struct PeakSlot {
     name: (usize, usize),
+    text: Box<str>,
     calls: u64,
     peak: usize,
 }
@@ -752,10 +754,17 @@ impl PeakSlots {
             self.generation = now;
         }
         let name = (what.as_ptr() as usize, what.len());
+        let fresh = || PeakSlot { name, text: what.into(), calls: 0, peak: 0 };
         match self.slots.iter().position(|s| s.name == name) {
-            Some(i) => Some(&mut self.slots[i]),
+            Some(i) => {
+                let slot = &mut self.slots[i];
+                if &*slot.text != what {
+                    *slot = fresh();
+                }
+                Some(slot)
+            }
             None if self.slots.len() < PEAK_SLOTS => {
-                self.slots.push(PeakSlot { name, calls: 0, peak: 0 });
+                self.slots.push(fresh());
                 self.slots.last_mut()
             }
             None => None,
@@ -1155,6 +1164,21 @@ mod tests {
             let inner = call_driver("outer", || on_host(|| call_driver("inner", || 7))).expect("outer clean");
             assert_eq!(inner.expect("inner clean"), 7);
         }
+    }
+
+    #[test]
+    fn a_name_built_at_run_time_is_reported_under_its_own_text() {
+        let _s = Session::begin(Config::default());
+        // The second name very likely reuses the first one's memory.
+        let first = String::from("entry-a");
+        for _ in 0..2 * PEAK_EXACT_CALLS {
+            call_driver(&first, || touch_below_sp(64)).unwrap();
+        }
+        drop(first);
+        let second = String::from("entry-b");
+        call_driver(&second, || touch_below_sp(32)).unwrap();
+        let peaks = peak_usage();
+        assert!(peaks.iter().any(|(n, p)| n == "entry-b" && *p >= 32), "{peaks:?}");
     }
 
     /// Writes the byte `n` bytes below the entry frame's stack pointer (the
