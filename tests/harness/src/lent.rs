@@ -196,34 +196,50 @@ impl<T> DerefMut for LentPage<T> {
 impl<T> Drop for LentPage<T> {
     /// Into the quarantine when retired (still inaccessible); unmapped
     /// when never completed (the driver lost it, nothing can be checked).
+    /// The system calls are made outside the table's lock, so that other
+    /// threads' packets do not wait for them.
     fn drop(&mut self) {
-        let mut guard = pages();
-        let st = guard.get_or_insert_with(Pages::default);
         let addr = self.ptr as usize;
-        if st.pages.get(&addr).is_some_and(|p| p.retired) {
-            st.quarantine.push_back(addr);
-            while st.quarantine.len() > QUARANTINE {
-                let old = st.quarantine.pop_front().expect("non-empty");
-                let len = st.forget(old).map_or(PAGE, |p| p.len);
-                if len == PAGE && st.spare.len() < SPARE {
-                    // SAFETY: a retired mapping made by `zeroed`, no longer
-                    // owned by anyone: made accessible for reuse.
-                    let rc =
-                        unsafe { libc::mprotect(old as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE) };
-                    assert_eq!(rc, 0, "lent page mprotect: {}", std::io::Error::last_os_error());
-                    st.spare.push(old);
-                    continue;
+        // (address, length, whether it may be reused: retired pages only)
+        let mut evicted: smallvec::SmallVec<[(usize, usize, bool); 2]> = smallvec::SmallVec::new();
+        {
+            let mut guard = pages();
+            let st = guard.get_or_insert_with(Pages::default);
+            if st.pages.get(&addr).is_some_and(|p| p.retired) {
+                st.quarantine.push_back(addr);
+                while st.quarantine.len() > QUARANTINE {
+                    let old = st.quarantine.pop_front().expect("non-empty");
+                    evicted.push((old, st.forget(old).map_or(PAGE, |p| p.len), true));
                 }
-                // SAFETY: a retired mapping made by `zeroed`, no longer
-                // owned by anyone.
-                unsafe { libc::munmap(old as *mut libc::c_void, len) };
+            } else {
+                st.forget(addr);
+                evicted.push((addr, self.len, false));
             }
-        } else {
-            st.forget(addr);
-            // SAFETY: our own mapping, owned by this value until now.
-            unsafe { libc::munmap(addr as *mut libc::c_void, self.len) };
+        }
+        for (old, len, reusable) in evicted {
+            if reusable && len == PAGE && reuse(old) {
+                continue;
+            }
+            // SAFETY: a mapping made by `zeroed` and listed nowhere any more.
+            unsafe { libc::munmap(old as *mut libc::c_void, len) };
         }
     }
+}
+
+/// Keeps a one-page mapping out of quarantine for the next object, if
+/// fewer than [`SPARE`] are kept (made accessible first, outside the lock).
+fn reuse(page: usize) -> bool {
+    // SAFETY: a retired mapping made by `zeroed`, listed nowhere any more:
+    // made accessible for reuse (or unmapped by the caller).
+    let rc = unsafe { libc::mprotect(page as *mut libc::c_void, PAGE, libc::PROT_READ | libc::PROT_WRITE) };
+    assert_eq!(rc, 0, "lent page mprotect: {}", std::io::Error::last_os_error());
+    let mut guard = pages();
+    let spare = &mut guard.get_or_insert_with(Pages::default).spare;
+    let kept = spare.len() < SPARE;
+    if kept {
+        spare.push(page);
+    }
+    kept
 }
 
 /// The page holding `addr` becomes inaccessible (IofCompleteRequest's end;
@@ -239,8 +255,11 @@ pub(crate) fn retire(addr: usize) {
         return;
     }
     page.retired = true;
+    let len = page.len;
+    // The system call outside the lock (other threads' packets need it).
+    drop(guard);
     // SAFETY: a live mapping made by `zeroed`; only its protection changes.
-    let rc = unsafe { libc::mprotect(lo as *mut libc::c_void, page.len, libc::PROT_NONE) };
+    let rc = unsafe { libc::mprotect(lo as *mut libc::c_void, len, libc::PROT_NONE) };
     assert_eq!(rc, 0, "lent page mprotect: {}", std::io::Error::last_os_error());
 }
 
