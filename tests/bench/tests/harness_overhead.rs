@@ -20,7 +20,7 @@ const PACKETS: u32 = 300;
 /// unoptimised, 300 packets, about 98,200 to 101,300 for the pass-through
 /// filter and 112,500 to 114,400 for PortWatch; release, 2,000 packets,
 /// 11,200 to 11,500 and 12,800 to 13,000, see docs/benchmarks.md). The
-/// limit is the highest of those plus about 10%.
+/// limit is the highest of those plus about 8%.
 const LIMIT: f64 = if cfg!(debug_assertions) { 124_000.0 } else { 14_000.0 };
 
 #[test]
