@@ -61,6 +61,11 @@ impl Dump {
         self.by_object.get(ANONYMOUS).copied().unwrap_or(0)
     }
 
+    /// Instructions in every object: the whole process.
+    pub fn total_instructions(&self) -> u64 {
+        self.by_object.values().sum()
+    }
+
     /// The `packets=N` of the label.
     pub fn packets(&self) -> Option<u64> {
         self.label.split_whitespace().find_map(|w| w.strip_prefix("packets=")?.parse().ok())
@@ -98,6 +103,48 @@ pub fn per_packet(files: &[PathBuf]) -> Rows {
         rows.entry((way.to_string(), ports)).or_default().insert(driver.to_string(), per_packet);
     }
     rows
+}
+
+/// Whole-process instructions per packet of one `portwatch-bench overhead`
+/// configuration, and the driver's share.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Overhead {
+    /// Every instruction of the process, per packet.
+    pub total: f64,
+    /// Instructions in the driver image, per packet.
+    pub driver: f64,
+}
+
+impl Overhead {
+    /// The harness's own cost per packet: everything but the driver.
+    pub fn harness(&self) -> f64 {
+        self.total - self.driver
+    }
+}
+
+/// Every `overhead <driver> <way> packets=N` dump among `files`, by
+/// (driver, way).
+pub fn overhead(files: &[PathBuf]) -> BTreeMap<(String, String), Overhead> {
+    let mut rows = BTreeMap::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let dump = Dump::parse(&text);
+        let (Some(packets), Some(rest)) = (dump.packets(), dump.label.strip_prefix("overhead ")) else { continue };
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let [driver, way, ..] = words[..] else { continue };
+        let per = |n: u64| n as f64 / packets as f64;
+        let row = Overhead { total: per(dump.total_instructions()), driver: per(dump.driver_instructions()) };
+        rows.insert((driver.to_string(), way.to_string()), row);
+    }
+    rows
+}
+
+/// Prints the table of [`overhead`].
+pub fn print_overhead(files: &[PathBuf]) {
+    println!("| driver | path | whole process | driver's code | harness |\n|---|---|---|---|---|");
+    for ((driver, way), o) in overhead(files) {
+        println!("| {driver} | {way} | {:.0} | {:.0} | {:.0} |", o.total, o.driver, o.harness());
+    }
 }
 
 /// Prints a markdown table of instructions per packet in the driver image,
@@ -172,6 +219,21 @@ calls=4 0x90 0
         assert_eq!(dump.packets(), Some(4));
         assert_eq!(dump.driver_instructions(), 12 + 8 + 4);
         assert_eq!(dump.by_object["/tmp/portwatch-bench"], 40);
+    }
+
+    #[test]
+    fn overhead_counts_every_object_and_the_driver_apart() {
+        let dir = std::env::temp_dir().join(format!("pw-overhead-parse-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("a");
+        std::fs::write(&file, SAMPLE.replace("bench portwatch send ports=100", "overhead portwatch send"))
+            .expect("write");
+        let rows = overhead(std::slice::from_ref(&file));
+        std::fs::remove_dir_all(&dir).ok();
+        let o = rows[&("portwatch".to_string(), "send".to_string())];
+        assert_eq!(o.total, (40.0 + 12.0 + 8.0 + 4.0) / 4.0);
+        assert_eq!(o.driver, 24.0 / 4.0);
+        assert_eq!(o.harness(), 40.0 / 4.0);
     }
 
     #[test]

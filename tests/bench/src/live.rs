@@ -84,6 +84,31 @@ pub fn datapath_events(args: &[String]) {
     }
 }
 
+/// Whole-process instructions per packet: like [`datapath`] with 100
+/// ports bound, but the summary (`portwatch-bench overhead-summary`) counts
+/// every object, so that the harness's own cost per packet (the total minus
+/// the driver's code) can be read and checked.
+pub fn overhead(args: &[String]) {
+    let packets: u32 = args.first().map_or(2000, |a| a.parse().expect("packets: a number"));
+    for (driver, artifact, device, ports) in
+        [("passthrough", Artifact::Passthrough, false, 0), ("portwatch", Artifact::Driver, true, 100)]
+    {
+        let bench = Bench::start(&artifact.path(), device, ports);
+        let spec = udp_packet(BASE_PORT);
+        for way in [Way::Send, Way::Receive] {
+            for _ in 0..100 {
+                bench.packet(way, spec.clone());
+            }
+            valgrind::zero_stats();
+            for _ in 0..packets {
+                bench.packet(way, spec.clone());
+            }
+            valgrind::dump_stats_at(&format!("overhead {driver} {} packets={packets}", way.name()));
+        }
+        bench.finish();
+    }
+}
+
 /// Packets/s with 1, 2, 4, ... up to `max` threads, and the ratio to 1,
 /// through `portwatch` (default) or the `passthrough` baseline.
 pub fn scaling(args: &[String]) {

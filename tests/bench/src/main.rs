@@ -12,6 +12,9 @@
 //!   `live::datapath_events`), summarised the same way.
 //! * `scaling [max_threads] [seconds] [portwatch|passthrough]`: packets/s
 //!   with 1.. threads.
+//! * `overhead [packets]`: the same packets through both drivers, labelled
+//!   for `portwatch-bench overhead-summary callgrind.out.*`: whole-process
+//!   instructions per packet, the driver's and the harness's share.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,11 +39,16 @@ fn main() -> ExitCode {
         Some("datapath-events") => live::datapath_events(rest),
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         Some("scaling") => live::scaling(rest),
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        Some("overhead") => live::overhead(rest),
+        Some("overhead-summary") => {
+            portwatch_bench::callgrind::print_overhead(&rest.iter().map(PathBuf::from).collect::<Vec<_>>())
+        }
         Some("summarize") => {
             portwatch_bench::callgrind::print_summary(&rest.iter().map(PathBuf::from).collect::<Vec<_>>())
         }
         _ => {
-            eprintln!("usage: portwatch-bench guards | contention | datapath [packets] | datapath-events [packets] | scaling [max_threads] [seconds] [portwatch|passthrough] | summarize <callgrind.out...>");
+            eprintln!("usage: portwatch-bench guards | contention | datapath [packets] | datapath-events [packets] | scaling [max_threads] [seconds] [portwatch|passthrough] | overhead [packets] | summarize <callgrind.out...> | overhead-summary <callgrind.out...>");
             return ExitCode::FAILURE;
         }
     }

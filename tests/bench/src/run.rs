@@ -127,10 +127,11 @@ pub fn throughput(bench: &Bench, way: Way, threads: usize, duration: Duration) -
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
+                    let spec = udp_packet(BASE_PORT);
                     let mut n = 0u64;
                     while start.elapsed() < duration {
                         for _ in 0..64 {
-                            bench.packet(way, udp_packet(BASE_PORT));
+                            bench.packet(way, spec.clone());
                         }
                         n += 64;
                     }

@@ -16,7 +16,8 @@
 //! makes no system call per packet.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::verifier::{codes, Violation};
@@ -25,8 +26,9 @@ const PAGE: usize = 4096;
 /// Reusable one-page mappings kept (each is two VMAs).
 const CACHE: usize = 512;
 
-/// What each live buffer is, by the address of its guard page.
-static LIVE: Mutex<BTreeMap<usize, Described>> = Mutex::new(BTreeMap::new());
+/// What each live buffer is, by the address of its guard page (hashed:
+/// two updates per buffer, one per packet and MDL).
+static LIVE: Mutex<Option<FxHashMap<usize, Described>>> = Mutex::new(None);
 /// Idle one-page mappings (their guard page still in place).
 static IDLE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
@@ -62,7 +64,7 @@ impl GuardedBuf {
         let addr = guard - len;
         // SAFETY: [addr, guard) lies in the mapping's read/write pages.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, len) };
-        lock(&LIVE).insert(guard, Described { addr, len, what: what.into() });
+        lock(&LIVE).get_or_insert_with(FxHashMap::default).insert(guard, Described { addr, len, what: what.into() });
         Self { lo, data_pages, addr, len }
     }
 
@@ -91,7 +93,9 @@ impl GuardedBuf {
 impl Drop for GuardedBuf {
     fn drop(&mut self) {
         let guard = self.lo + self.data_pages * PAGE;
-        lock(&LIVE).remove(&guard);
+        if let Some(live) = lock(&LIVE).as_mut() {
+            live.remove(&guard);
+        }
         let mut idle = lock(&IDLE);
         if self.data_pages == 1 && idle.len() < CACHE {
             idle.push(self.lo);
@@ -130,10 +134,7 @@ fn map(data_pages: usize) -> usize {
 /// named.
 pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Violation> {
     let live = lock(&LIVE);
-    let (&guard, d) = live.range(..=addr).next_back()?;
-    if addr >= guard + PAGE {
-        return None;
-    }
+    let d = live.as_ref()?.get(&(addr & !(PAGE - 1)))?;
     let past = addr - (d.addr + d.len) + 1;
     Some(Violation::new(
         "access beyond the end of a buffer the driver was given",

@@ -19,6 +19,7 @@
 //! lets the registry model see.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use ndis_sys::{KMUTEX, STATUS_MUTANT_NOT_OWNED};
@@ -36,6 +37,10 @@ pub const APC_INDEX_MISMATCH: u32 = 0x1;
 /// Mutex objects by address: (owner thread, 0 = free; recursion count).
 static MUTEXES: LazyLock<Mutex<HashMap<usize, (u64, u32)>>> = LazyLock::new(Mutex::default);
 
+/// How many mutex objects are owned now, by any thread: lets the check run
+/// after every driver call skip the table when none is (the common case).
+static OWNED: AtomicUsize = AtomicUsize::new(0);
+
 fn mutexes() -> MutexGuard<'static, HashMap<usize, (u64, u32)>> {
     MUTEXES.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -43,6 +48,7 @@ fn mutexes() -> MutexGuard<'static, HashMap<usize, (u64, u32)>> {
 /// Session reset.
 pub(crate) fn reset() {
     mutexes().clear();
+    OWNED.store(0, Ordering::Relaxed);
 }
 
 /// Whether `addr` is a mutex object the driver initialised.
@@ -73,6 +79,9 @@ pub(crate) fn wait(addr: usize) -> i32 {
             let mut all = mutexes();
             let entry = all.entry(addr).or_insert((0, 0));
             if entry.0 == 0 || entry.0 == me {
+                if entry.0 == 0 {
+                    OWNED.fetch_add(1, Ordering::Relaxed);
+                }
                 *entry = (me, entry.1 + 1);
                 return 0;
             }
@@ -95,6 +104,7 @@ extern "win64" fn ke_release_mutex(mutex: *mut KMUTEX, _wait: u8) -> i32 {
                 entry.1 -= 1;
                 if entry.1 == 0 {
                     entry.0 = 0;
+                    OWNED.fetch_sub(1, Ordering::Relaxed);
                 }
                 0
             }
@@ -118,6 +128,9 @@ extern "win64" fn ke_release_mutex(mutex: *mut KMUTEX, _wait: u8) -> i32 {
 /// this thread acquired and still owns returns it to its caller with
 /// normal kernel APCs disabled.
 pub(crate) fn check_return(owned_at_entry: usize) -> Result<(), Violation> {
+    if owned_at_entry == 0 && OWNED.load(Ordering::Relaxed) == 0 {
+        return Ok(());
+    }
     let me = irql::thread_id();
     let owned: Vec<usize> = mutexes().iter().filter(|&(_, &(o, _))| o == me).map(|(&a, _)| a).collect();
     if owned.len() > owned_at_entry {
@@ -133,6 +146,9 @@ pub(crate) fn check_return(owned_at_entry: usize) -> Result<(), Violation> {
 
 /// Mutex objects this thread owns (at a driver call's entry).
 pub(crate) fn owned_count() -> usize {
+    if OWNED.load(Ordering::Relaxed) == 0 {
+        return 0;
+    }
     let me = irql::thread_id();
     mutexes().values().filter(|&&(o, _)| o == me).count()
 }

@@ -24,9 +24,14 @@
 //! its own and retires it when it is back with its creator.
 //!
 //! Retired pages stay inaccessible in a bounded quarantine
-//! ([`QUARANTINE`] pages), then are unmapped.
+//! ([`QUARANTINE`] pages); then a one-page mapping is made accessible
+//! again and kept for the next object (zeroed where that object lies) (at most [`SPARE`] of them:
+//! no mapping made or unmapped per packet), larger ones are unmapped.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::borrow::Cow;
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -35,21 +40,55 @@ use crate::verifier::{codes, Violation};
 const PAGE: usize = 4096;
 /// Completed IRPs' pages kept inaccessible before they are unmapped.
 pub const QUARANTINE: usize = 256;
+/// One-page mappings out of quarantine kept for reuse.
+pub const SPARE: usize = 64;
 
 #[derive(Default)]
 struct Pages {
-    /// Every IRP page not yet unmapped, by its address: retired (completed)
-    /// or not, and what it held.
-    pages: BTreeMap<usize, Page>,
+    /// Every lent object not yet unmapped, by its first page's address:
+    /// retired (completed) or not, and what it held (hashed: looked up
+    /// several times per packet).
+    pages: FxHashMap<usize, Page>,
+    /// The first page of an object, by each of its further pages.
+    tails: FxHashMap<usize, usize>,
     /// Retired pages whose owner has let go of them, oldest first.
     quarantine: VecDeque<usize>,
+    /// One-page mappings out of quarantine, read/write.
+    spare: Vec<usize>,
+}
+
+impl Pages {
+    fn add(&mut self, base: usize, page: Page) {
+        for p in (base + PAGE..base + page.len).step_by(PAGE) {
+            self.tails.insert(p, base);
+        }
+        self.pages.insert(base, page);
+    }
+
+    fn forget(&mut self, base: usize) -> Option<Page> {
+        let page = self.pages.remove(&base)?;
+        for p in (base + PAGE..base + page.len).step_by(PAGE) {
+            self.tails.remove(&p);
+        }
+        Some(page)
+    }
+
+    /// The object holding `addr`: its first page's address.
+    fn base_of(&self, addr: usize) -> Option<usize> {
+        let page = addr & !(PAGE - 1);
+        if self.pages.contains_key(&page) {
+            Some(page)
+        } else {
+            self.tails.get(&page).copied()
+        }
+    }
 }
 
 struct Page {
     len: usize,
     retired: bool,
     kind: Lent,
-    what: String,
+    what: Cow<'static, str>,
 }
 
 /// What a page holds, which says what a touch after its retirement is.
@@ -97,9 +136,23 @@ unsafe impl<T> Send for LentPage<T> {}
 impl<T> LentPage<T> {
     /// A zeroed `T` at the start of fresh pages, a `kind` described as
     /// `what` in fault reports. `T` must be valid when all zero.
-    pub fn zeroed(kind: Lent, what: impl Into<String>) -> Self {
+    pub fn zeroed(kind: Lent, what: impl Into<Cow<'static, str>>) -> Self {
         assert!(core::mem::align_of::<T>() <= PAGE);
         let len = core::mem::size_of::<T>().max(1).div_ceil(PAGE) * PAGE;
+        let page = Page { len, retired: false, kind, what: what.into() };
+        let mut guard = pages();
+        let st = guard.get_or_insert_with(Pages::default);
+        if len == PAGE {
+            if let Some(p) = st.spare.pop() {
+                st.add(p, page);
+                drop(guard);
+                // SAFETY: a spare read/write page of our own, now this
+                // value's; zeroed where `T` lies (the rest is never lent).
+                unsafe { std::ptr::write_bytes(p as *mut T, 0, 1) };
+                return LentPage { ptr: p as *mut T, len };
+            }
+        }
+        drop(guard);
         // SAFETY: anonymous private mapping (zero-filled); no existing
         // memory is affected.
         let p = unsafe {
@@ -113,10 +166,7 @@ impl<T> LentPage<T> {
             )
         };
         assert!(p != libc::MAP_FAILED, "lent page mmap failed: {}", std::io::Error::last_os_error());
-        pages()
-            .get_or_insert_with(Pages::default)
-            .pages
-            .insert(p as usize, Page { len, retired: false, kind, what: what.into() });
+        pages().get_or_insert_with(Pages::default).add(p as usize, page);
         LentPage { ptr: p.cast(), len }
     }
 
@@ -146,25 +196,50 @@ impl<T> DerefMut for LentPage<T> {
 impl<T> Drop for LentPage<T> {
     /// Into the quarantine when retired (still inaccessible); unmapped
     /// when never completed (the driver lost it, nothing can be checked).
+    /// The system calls are made outside the table's lock, so that other
+    /// threads' packets do not wait for them.
     fn drop(&mut self) {
-        let mut guard = pages();
-        let st = guard.get_or_insert_with(Pages::default);
         let addr = self.ptr as usize;
-        if st.pages.get(&addr).is_some_and(|p| p.retired) {
-            st.quarantine.push_back(addr);
-            while st.quarantine.len() > QUARANTINE {
-                let old = st.quarantine.pop_front().expect("non-empty");
-                let len = st.pages.remove(&old).map_or(PAGE, |p| p.len);
-                // SAFETY: a retired mapping made by `zeroed`, no longer
-                // owned by anyone.
-                unsafe { libc::munmap(old as *mut libc::c_void, len) };
+        // (address, length, whether it may be reused: retired pages only)
+        let mut evicted: smallvec::SmallVec<[(usize, usize, bool); 2]> = smallvec::SmallVec::new();
+        {
+            let mut guard = pages();
+            let st = guard.get_or_insert_with(Pages::default);
+            if st.pages.get(&addr).is_some_and(|p| p.retired) {
+                st.quarantine.push_back(addr);
+                while st.quarantine.len() > QUARANTINE {
+                    let old = st.quarantine.pop_front().expect("non-empty");
+                    evicted.push((old, st.forget(old).map_or(PAGE, |p| p.len), true));
+                }
+            } else {
+                st.forget(addr);
+                evicted.push((addr, self.len, false));
             }
-        } else {
-            st.pages.remove(&addr);
-            // SAFETY: our own mapping, owned by this value until now.
-            unsafe { libc::munmap(addr as *mut libc::c_void, self.len) };
+        }
+        for (old, len, reusable) in evicted {
+            if reusable && len == PAGE && reuse(old) {
+                continue;
+            }
+            // SAFETY: a mapping made by `zeroed` and listed nowhere any more.
+            unsafe { libc::munmap(old as *mut libc::c_void, len) };
         }
     }
+}
+
+/// Keeps a one-page mapping out of quarantine for the next object, if
+/// fewer than [`SPARE`] are kept (made accessible first, outside the lock).
+fn reuse(page: usize) -> bool {
+    // SAFETY: a retired mapping made by `zeroed`, listed nowhere any more:
+    // made accessible for reuse (or unmapped by the caller).
+    let rc = unsafe { libc::mprotect(page as *mut libc::c_void, PAGE, libc::PROT_READ | libc::PROT_WRITE) };
+    assert_eq!(rc, 0, "lent page mprotect: {}", std::io::Error::last_os_error());
+    let mut guard = pages();
+    let spare = &mut guard.get_or_insert_with(Pages::default).spare;
+    let kept = spare.len() < SPARE;
+    if kept {
+        spare.push(page);
+    }
+    kept
 }
 
 /// The page holding `addr` becomes inaccessible (IofCompleteRequest's end;
@@ -174,13 +249,17 @@ impl<T> Drop for LentPage<T> {
 pub(crate) fn retire(addr: usize) {
     let mut guard = pages();
     let Some(st) = guard.as_mut() else { return };
-    let Some((&lo, page)) = st.pages.range_mut(..=addr).next_back() else { return };
-    if addr >= lo + page.len || page.retired {
+    let Some(lo) = st.base_of(addr) else { return };
+    let page = st.pages.get_mut(&lo).expect("listed");
+    if page.retired {
         return;
     }
     page.retired = true;
+    let len = page.len;
+    // The system call outside the lock (other threads' packets need it).
+    drop(guard);
     // SAFETY: a live mapping made by `zeroed`; only its protection changes.
-    let rc = unsafe { libc::mprotect(lo as *mut libc::c_void, page.len, libc::PROT_NONE) };
+    let rc = unsafe { libc::mprotect(lo as *mut libc::c_void, len, libc::PROT_NONE) };
     assert_eq!(rc, 0, "lent page mprotect: {}", std::io::Error::last_os_error());
 }
 
@@ -188,7 +267,7 @@ pub(crate) fn retire(addr: usize) {
 pub fn is_retired(addr: usize) -> bool {
     let guard = pages();
     let Some(st) = guard.as_ref() else { return false };
-    st.pages.range(..=addr).next_back().is_some_and(|(&lo, p)| addr < lo + p.len && p.retired)
+    st.base_of(addr).is_some_and(|lo| st.pages[&lo].retired)
 }
 
 /// A fault at `addr` in a retired page: the driver touched an IRP after
@@ -196,8 +275,9 @@ pub fn is_retired(addr: usize) -> bool {
 pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Violation> {
     let guard = pages();
     let st = guard.as_ref()?;
-    let (&lo, page) = st.pages.range(..=addr).next_back()?;
-    if addr >= lo + page.len || !page.retired {
+    let lo = st.base_of(addr)?;
+    let page = &st.pages[&lo];
+    if !page.retired {
         return None;
     }
     Some(Violation::new(
@@ -240,7 +320,25 @@ mod tests {
             let p = LentPage::<[u64; 8]>::zeroed(Lent::Nbl, "an NBL");
             retire(p.as_ptr() as usize);
         }
-        assert!(maps() < before + QUARANTINE + 16, "mappings grew from {before} to {}", maps());
+        assert!(maps() < before + QUARANTINE + SPARE + 16, "mappings grew from {before} to {}", maps());
+    }
+
+    #[test]
+    fn a_page_out_of_quarantine_is_reused_zeroed_and_live() {
+        let _s = Session::begin(Config::default());
+        let mut seen = std::collections::HashSet::new();
+        let mut reused = 0;
+        for i in 0..2 * QUARANTINE as u64 {
+            let mut p = LentPage::<[u64; 8]>::zeroed(Lent::Nbl, "an NBL");
+            let addr = p.as_ptr() as usize;
+            assert_eq!(*p, [0; 8], "a reused page starts zeroed");
+            reused += usize::from(!seen.insert(addr));
+            p[3] = i + 1;
+            assert!(!is_retired(addr));
+            retire(addr);
+            assert!(is_retired(addr));
+        }
+        assert!(reused > 0, "no page came back out of quarantine");
     }
 
     #[test]

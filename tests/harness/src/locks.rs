@@ -22,7 +22,11 @@
 //! watchdog. Every per-thread "held" list is what
 //! [`crate::stack::call_driver`] checks at return.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+// The tables are looked up on every lock acquire and release: a fast hash
+// (the keys are addresses and thread ids, not attacker-chosen).
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
@@ -246,7 +250,7 @@ pub(crate) fn check_order(addr: usize, function: &str) {
 }
 
 fn reachable(order: &HashMap<usize, HashSet<usize>>, from: usize, to: usize) -> bool {
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     let mut todo = vec![from];
     while let Some(n) = todo.pop() {
         if n == to {

@@ -5,6 +5,8 @@
 //! (headroom, optionally in an MDL of its own) and the frame may be cut into
 //! several MDLs at arbitrary offsets, so a header can straddle two MDLs.
 
+use smallvec::SmallVec;
+
 use crate::guarded::GuardedBuf;
 use crate::lent::{Lent, LentPage};
 use core::ffi::c_void;
@@ -83,14 +85,14 @@ struct MdlBlock {
 }
 
 /// One NET_BUFFER_LIST and everything it points to, owned by the model.
-/// The boxes keep every address stable while the value moves and while the
-/// vectors grow during construction (the NBL and MDLs point at them).
-#[allow(clippy::vec_box)]
+/// The vectors are allocated at their final size before anything points
+/// into them and never grow, so every address stays put while the value
+/// moves (the NBL, NET_BUFFERs and MDLs point at each other).
 pub struct NblAlloc {
     /// In a page of its own, inaccessible once back with its creator.
     nbl: LentPage<NblBlock>,
-    _nbs: Vec<Box<NET_BUFFER>>,
-    _mdls: Vec<Box<MdlBlock>>,
+    _nbs: Vec<NET_BUFFER>,
+    _mdls: Vec<MdlBlock>,
     _buffers: Vec<GuardedBuf>,
     spec: NblSpec,
 }
@@ -114,15 +116,18 @@ impl NblAlloc {
         // which all-zero is valid (null pointers, zero counters).
         let mut block: LentPage<NblBlock> = LentPage::zeroed(Lent::Nbl, "an NBL");
         let nbl = &mut block.nbl;
-        let (mut nbs, mut mdls, mut buffers) = (Vec::new(), Vec::new(), Vec::new());
+        // Sized up front: one MDL per frame unless the layout cuts it.
+        let mdl_count = spec.frames.len() * (1 + spec.layout.cuts.len() + usize::from(spec.layout.headroom_mdl));
+        let mut nbs = Vec::with_capacity(spec.frames.len());
+        let (mut mdls, mut buffers) = (Vec::with_capacity(mdl_count), Vec::with_capacity(mdl_count));
         for frame in &spec.frames {
             nbs.push(build_nb(&frame.bytes, &spec.layout, &mut mdls, &mut buffers));
         }
         for i in 1..nbs.len() {
-            let next: *mut NET_BUFFER = &mut *nbs[i];
+            let next: *mut NET_BUFFER = &mut nbs[i];
             nbs[i - 1].Next = next;
         }
-        nbl.FirstNetBuffer = &mut *nbs[0];
+        nbl.FirstNetBuffer = &mut nbs[0];
         if spec.loopback {
             nbl.NblFlags |= NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET;
         }
@@ -140,16 +145,18 @@ impl NblAlloc {
     }
 }
 
-#[allow(clippy::vec_box)] // element addresses must stay put, see NblAlloc
-fn build_nb(
-    frame: &[u8],
-    layout: &Layout,
-    mdls: &mut Vec<Box<MdlBlock>>,
-    buffers: &mut Vec<GuardedBuf>,
-) -> Box<NET_BUFFER> {
+/// One NET_BUFFER and its MDLs, pushed onto `mdls`, whose capacity must
+/// hold them (element addresses must stay put, see NblAlloc).
+fn build_nb(frame: &[u8], layout: &Layout, mdls: &mut Vec<MdlBlock>, buffers: &mut Vec<GuardedBuf>) -> NET_BUFFER {
     let offset = layout.data_offset as usize;
-    let mut stream = vec![0xEE; offset];
-    stream.extend_from_slice(frame);
+    // The headroom's bytes, then the frame (no copy when there is none).
+    let stream: std::borrow::Cow<'_, [u8]> = if offset == 0 {
+        frame.into()
+    } else {
+        let mut s = vec![0xEE; offset];
+        s.extend_from_slice(frame);
+        s.into()
+    };
     let mut cuts: Vec<usize> = layout.cuts.iter().map(|c| c + offset).filter(|&c| c > 0 && c < stream.len()).collect();
     if layout.headroom_mdl && offset > 0 {
         cuts.push(offset);
@@ -157,13 +164,14 @@ fn build_nb(
     cuts.sort_unstable();
     cuts.dedup();
     // SAFETY: NET_BUFFER is plain data; all-zero is its empty state.
-    let mut nb: Box<NET_BUFFER> = Box::new(unsafe { core::mem::zeroed() });
+    let mut nb: NET_BUFFER = unsafe { core::mem::zeroed() };
     let first_mdl = mdls.len();
     let mut start = 0;
     for end in cuts.into_iter().chain(std::iter::once(stream.len())) {
         // Each MDL's bytes end right before a guard page: a parse that
         // runs past the data (or past one MDL of a split header) faults.
         let buffer = GuardedBuf::new(&stream[start..end], "the data of an MDL of a NET_BUFFER");
+        assert!(mdls.len() < mdls.capacity(), "MDLs counted up front");
         mdls.push(new_mdl(buffer.as_mut_ptr(), buffer.len()));
         if start <= offset && offset < end {
             nb.CurrentMdl = &mut mdls.last_mut().expect("just pushed").mdl;
@@ -182,11 +190,11 @@ fn build_nb(
     nb
 }
 
-fn new_mdl(data: *mut u8, len: usize) -> Box<MdlBlock> {
+fn new_mdl(data: *mut u8, len: usize) -> MdlBlock {
     let va = data as usize;
     let pages = ((va & 0xfff) + len).div_ceil(0x1000).max(1);
     // SAFETY: MDL is plain data; all-zero is valid before the fields are set.
-    let mut block: Box<MdlBlock> = Box::new(unsafe { core::mem::zeroed() });
+    let mut block: MdlBlock = unsafe { core::mem::zeroed() };
     block.mdl.Size = (core::mem::size_of::<MDL>() + 8 * pages) as i16;
     block.mdl.MdlFlags = MDL_SOURCE_IS_NONPAGED_POOL;
     block.mdl.StartVa = (va & !0xfff) as *mut _;
@@ -213,8 +221,8 @@ pub fn link(nbls: &[*mut NET_BUFFER_LIST]) -> *mut NET_BUFFER_LIST {
 ///
 /// # Safety
 /// `head` is NULL or a readable NET_BUFFER_LIST chain.
-pub unsafe fn walk(head: *mut NET_BUFFER_LIST, limit: usize) -> Vec<*mut NET_BUFFER_LIST> {
-    let mut out = Vec::new();
+pub unsafe fn walk(head: *mut NET_BUFFER_LIST, limit: usize) -> SmallVec<[*mut NET_BUFFER_LIST; 4]> {
+    let mut out = SmallVec::new();
     let mut cur = head;
     while !cur.is_null() && out.len() < limit {
         out.push(cur);
@@ -335,6 +343,6 @@ mod tests {
         let head = link(&[a.as_ptr(), b.as_ptr()]);
         // SAFETY: both NBLs are alive.
         let all = unsafe { walk(head, 10) };
-        assert_eq!(all, vec![a.as_ptr(), b.as_ptr()]);
+        assert_eq!(all[..], [a.as_ptr(), b.as_ptr()]);
     }
 }

@@ -167,7 +167,7 @@ impl Session {
     /// guarded stack and checks that it registered a filter driver (and a
     /// control device, unless `options.require_device` is false).
     pub fn load(path: &Path, options: Options) -> Result<Session, LoadError> {
-        let exclusive = verifier::Session::begin(options.verifier.clone());
+        let exclusive = verifier::Session::begin(options.verifier);
         let image = loader::load(path, &crate::imports::registry()).map_err(LoadError::Image)?;
         let entry = image.entry();
         Self::boot(exclusive, Some(image), entry, options)
@@ -182,7 +182,7 @@ impl Session {
     /// # Safety
     /// `entry` is such a function, and so is every handler it registers.
     pub unsafe fn load_in_process(entry: usize, options: Options) -> Result<Session, LoadError> {
-        let exclusive = verifier::Session::begin(options.verifier.clone());
+        let exclusive = verifier::Session::begin(options.verifier);
         Self::boot(exclusive, None, entry, options)
     }
 

@@ -1,12 +1,24 @@
 //! Guarded driver stacks: every call into the driver runs here.
 //!
 //! [`call_driver`] runs a closure (which calls a driver entry point) on a
-//! fresh, small stack: the configured budget measured from the closure's
-//! first frame, with an inaccessible guard page below it. The stack is
-//! filled with a pattern so that each entry point's peak use is measured
-//! afterwards ([`peak_usage`]) and compared with the budget: a call that
-//! used more returns a violation ("stack budget exceeded"), and one that ran
-//! into the guard page (at most a page below the budget) a stack overflow.
+//! small stack of its thread: the configured budget measured from the
+//! entry frame (`enter`, the first frame on that stack), with an
+//! inaccessible guard page right below it. The stack top is placed so that
+//! the budget ends exactly at the guard page (the entry frame's distance
+//! from the top is measured once, [`entry_offset`]): a call that touches
+//! one byte past its budget faults there at once and is a stack overflow
+//! (0x7F/0x8), with no system call per call (the guard stays protected for
+//! the thread's life). Where the budget is not a multiple of 16 the few
+//! bytes between the budget's end and the guard page are checked after
+//! every call ("stack budget exceeded").
+//!
+//! Each entry point's peak use ([`peak_usage`], a report figure, not a
+//! check) is measured by filling the stack with a pattern before the call
+//! and finding the lowest byte that changed: for the first
+//! [`PEAK_EXACT_CALLS`] calls of each entry point on each thread, then for
+//! every [`PEAK_SAMPLE_EVERY`]-th (a scan of the whole budget costs about as
+//! much as the rest of a packet's model; the budget check itself is the
+//! guard page on every call).
 //!
 //! The budget, [`DEFAULT_STACK_BUDGET`] = 8 KiB, is a third of the 24 KiB
 //! kernel stack of x64 Windows ("How do I keep my driver from running out
@@ -39,13 +51,13 @@
 //! body on the host stack of the thread (below the frame that entered the
 //! driver, which is idle while the driver runs).
 
-use std::any::Any;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once, PoisonError};
+use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::irql;
@@ -54,8 +66,14 @@ use crate::verifier::{self, codes, Violation};
 const PAGE: usize = 4096;
 /// Stack budget of one driver call (see the module docs for its source).
 pub const DEFAULT_STACK_BUDGET: usize = 8 * 1024;
-/// Room above the budget for the harness's own entry frames.
-const RESERVE: usize = 16 * 1024;
+/// Calls of an entry point per thread whose peak stack use is always
+/// measured; after them every [`PEAK_SAMPLE_EVERY`]-th is.
+pub const PEAK_EXACT_CALLS: u64 = 64;
+/// See [`PEAK_EXACT_CALLS`].
+pub const PEAK_SAMPLE_EVERY: u64 = 64;
+/// Entry points whose call counts a thread keeps (more distinct names are
+/// always measured).
+const PEAK_SLOTS: usize = 64;
 /// Byte the stack is filled with before a call.
 const FILL: u8 = 0xA5;
 const MAX_DEPTH: usize = 16;
@@ -166,8 +184,11 @@ struct Frame {
     guard_lo: usize,
     guard_hi: usize,
     stack_hi: usize,
+    /// Where `enter` runs (the top less [`entry_offset`]; tests aim at
+    /// the budget's last byte from it).
+    #[cfg(test)]
+    entry_sp: usize,
     fault: FaultInfo,
-    watchdog: Option<Arc<AtomicBool>>,
     pending: Option<Violation>,
 }
 
@@ -178,6 +199,12 @@ struct ThreadRt {
     depth: usize,
     cached: Option<StackMem>,
     altstack: Option<(usize, usize)>,
+    /// A usable alternate signal stack is installed (ours or one found).
+    altstack_ok: bool,
+    /// This thread's watchdog entry (registered at its first call).
+    watch: Option<Arc<Watch>>,
+    /// Per entry point: calls so far and the peak measured (sampling).
+    peaks: PeakSlots,
 }
 
 thread_local! {
@@ -197,6 +224,9 @@ impl Drop for RtOwner {
         // SAFETY: `rt` came from Box::into_raw in `thread_rt` and the thread
         // local no longer refers to it.
         let rt = unsafe { Box::from_raw(rt) };
+        if let Some(w) = &rt.watch {
+            watchdog_forget(w);
+        }
         if let Some((base, size)) = rt.altstack {
             disable_altstack_if_ours(base);
             // SAFETY: the mapping was created by `ensure_altstack` and is no
@@ -216,6 +246,9 @@ fn thread_rt() -> *mut ThreadRt {
         depth: 0,
         cached: None,
         altstack: None,
+        altstack_ok: false,
+        watch: None,
+        peaks: PeakSlots::default(),
     }));
     RT.with(|c| c.set(rt));
     RT_OWNER.with(|_| {});
@@ -223,11 +256,14 @@ fn thread_rt() -> *mut ThreadRt {
 }
 
 /// An mmapped driver stack: `[lo, hi)`, the lowest page always a guard.
-/// `[dirty, hi)` may hold other bytes than the fill pattern.
+/// `[dirty, hi)` may hold other bytes than the fill pattern. A driver stack
+/// is entered at `top`, `budget` bytes plus the entry frame above the guard.
 struct StackMem {
     lo: usize,
     hi: usize,
     dirty: usize,
+    top: usize,
+    budget: usize,
 }
 
 impl StackMem {
@@ -246,7 +282,21 @@ impl StackMem {
         assert!(p != libc::MAP_FAILED, "mmap of a driver stack failed");
         let lo = p as usize;
         protect(lo, PAGE, libc::PROT_NONE);
-        Self { lo, hi: lo + size, dirty: lo + PAGE }
+        Self { lo, hi: lo + size, dirty: lo + PAGE, top: lo + size, budget: 0 }
+    }
+
+    /// A driver stack for `budget`: entered at a top from which the entry
+    /// frame's stack pointer lies `budget` bytes (rounded up to 16) above
+    /// the guard page.
+    fn driver(budget: usize) -> Self {
+        let top = (PAGE + budget + entry_offset()).next_multiple_of(16);
+        let mut stack = Self::new(top.next_multiple_of(PAGE));
+        stack.top = stack.lo + top;
+        stack.budget = budget;
+        // Filled now: the bytes past the budget are checked after every
+        // call, measured or not (see `over_budget`).
+        stack.fill();
+        stack
     }
 
     /// Restores the fill pattern where the last call may have written:
@@ -271,31 +321,39 @@ fn protect(addr: usize, len: usize, prot: libc::c_int) {
     assert_eq!(rc, 0, "mprotect failed");
 }
 
-/// Data handed to the trampoline running on the driver stack.
-struct Entry<F, R> {
-    f: Option<F>,
-    result: Option<Result<R, Box<dyn Any + Send>>>,
-    budget: usize,
-    frame: *mut Frame,
-    stack_lo: usize,
+/// Data handed to `enter`, the first frame on the driver stack: the call
+/// to make and, written by `enter`, its stack pointer. `enter` is not
+/// generic, so that stack pointer lies at the same distance below the top
+/// on every call ([`entry_offset`]).
+struct Entry<'a> {
+    run: &'a mut dyn FnMut(),
     entry_sp: usize,
 }
 
-extern "C" fn enter_trampoline<F: FnOnce() -> R, R>(data: *mut u8) {
-    // SAFETY: `data` is the `Entry<F, R>` that `call_driver` passed to
-    // pw_harness_switch_call; it outlives this call.
-    let entry = unsafe { &mut *data.cast::<Entry<F, R>>() };
-    let sp = current_sp();
-    let guard_hi = ((sp - entry.budget) & !(PAGE - 1)).max(entry.stack_lo + PAGE);
-    let guard_lo = guard_hi - PAGE;
-    protect(guard_lo, PAGE, libc::PROT_NONE);
-    // SAFETY: `frame` points into this thread's runtime, alive for the call.
-    let frame = unsafe { &mut *entry.frame };
-    frame.guard_lo = guard_lo;
-    frame.guard_hi = guard_hi;
-    entry.entry_sp = sp;
-    let f = entry.f.take().expect("entered twice");
-    entry.result = Some(panic::catch_unwind(AssertUnwindSafe(f)));
+extern "C" fn enter(data: *mut u8) {
+    // SAFETY: `data` is the `Entry` passed to pw_harness_switch_call or
+    // pw_harness_on_stack by this module; it outlives this call.
+    let entry = unsafe { &mut *data.cast::<Entry<'_>>() };
+    entry.entry_sp = current_sp();
+    (entry.run)();
+}
+
+/// How far below a driver stack's top `enter` runs: measured once, by
+/// entering a scratch stack with nothing to do.
+fn entry_offset() -> usize {
+    static OFFSET: OnceLock<usize> = OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        let scratch = StackMem::new(4 * PAGE);
+        let mut ctx = HostContext::default();
+        let mut run = || {};
+        let mut entry = Entry { run: &mut run, entry_sp: 0 };
+        // SAFETY: the scratch stack is mapped, its top 16-byte aligned;
+        // `enter` matches `Entry`; nothing on it faults.
+        unsafe {
+            pw_harness_switch_call(&mut ctx, scratch.hi, enter as *const () as usize, ptr::addr_of_mut!(entry).cast())
+        };
+        scratch.hi - entry.entry_sp
+    })
 }
 
 fn current_sp() -> usize {
@@ -326,55 +384,77 @@ pub fn call_driver<R, F: FnOnce() -> R>(what: &str, f: F) -> Result<R, Violation
     ensure_altstack(rt);
     let config = verifier::config();
     let budget = config.stack_budget.max(PAGE);
-    let size = PAGE + budget.next_multiple_of(PAGE) + PAGE + RESERVE;
     // SAFETY: `rt` is this thread's runtime; only this thread mutates it
     // (the signal handler runs on this thread, synchronously).
     let depth = unsafe { (*rt).depth };
     assert!(depth < MAX_DEPTH, "driver calls nested more than {MAX_DEPTH} deep");
     // SAFETY: as above.
     let mut stack = match unsafe { (*rt).cached.take() } {
-        Some(s) if s.hi - s.lo == size => s,
-        _ => StackMem::new(size),
+        Some(s) if s.budget == budget => s,
+        _ => StackMem::driver(budget),
     };
-    stack.fill();
+    // SAFETY: as above.
+    let measure = unsafe { (*rt).peaks.should_measure(what) };
+    if measure {
+        stack.fill();
+    }
     let entry_irql = irql::current();
     let entry_locks = crate::locks::held_count();
     let entry_mutexes = crate::kmutex::owned_count();
     // SAFETY: as above; the frame slot at `depth` is free.
     let frame: *mut Frame = unsafe { &mut (&mut (*rt).frames)[depth] };
-    let fired = Arc::new(AtomicBool::new(false));
     // SAFETY: the frame is owned by this thread and not yet active.
     unsafe {
-        *frame = Frame { stack_hi: stack.hi, watchdog: Some(fired.clone()), ..Frame::default() };
+        *frame = Frame {
+            stack_hi: stack.hi,
+            guard_lo: stack.lo,
+            guard_hi: stack.lo + PAGE,
+            #[cfg(test)]
+            entry_sp: stack.top - entry_offset(),
+            ..Frame::default()
+        };
         (*rt).depth = depth + 1;
     }
-    let watch_id = watchdog_register(config.watchdog, fired);
-    let mut entry = Entry::<F, R> { f: Some(f), result: None, budget, frame, stack_lo: stack.lo, entry_sp: 0 };
-    // SAFETY: the stack top is 16-byte aligned and mapped; the trampoline
-    // matches `Entry<F, R>`; `frame.ctx` stays valid until the call returns.
+    // SAFETY: as above.
+    let watch = unsafe { watchdog_arm(rt, depth, config.watchdog) };
+    let mut f = Some(f);
+    let mut result = None;
+    let mut run = || result = Some(panic::catch_unwind(AssertUnwindSafe(f.take().expect("entered twice"))));
+    let mut entry = Entry { run: &mut run, entry_sp: 0 };
+    // SAFETY: the stack top is 16-byte aligned and mapped; `enter` matches
+    // `Entry`; `frame.ctx` stays valid until the call returns.
     let exit = unsafe {
         pw_harness_switch_call(
             ptr::addr_of_mut!((*frame).ctx),
-            stack.hi,
-            enter_trampoline::<F, R> as *const () as usize,
+            stack.top,
+            enter as *const () as usize,
             ptr::addr_of_mut!(entry).cast(),
         )
     };
-    watchdog_unregister(watch_id);
+    let entry_sp = entry.entry_sp;
+    if depth == 0 {
+        watch.disarm();
+    }
     // SAFETY: the call is over; this thread owns the frame again.
     let frame = unsafe {
         (*rt).depth = depth;
         &mut *frame
     };
-    let peak = record_peak(what, &mut stack, frame.guard_hi, entry.entry_sp);
-    if frame.guard_lo != 0 {
-        protect(frame.guard_lo, PAGE, libc::PROT_READ | libc::PROT_WRITE);
+    let over = over_budget(&stack, entry_sp, budget);
+    let peak = if measure || over.is_some() { measure_peak(&mut stack, entry_sp) } else { None };
+    if !measure {
+        // Unmeasured: anything above the budget's end may have changed.
+        stack.dirty = stack.dirty.min(entry_sp.saturating_sub(budget).max(stack.lo + PAGE));
+    }
+    if let Some(peak) = peak {
+        // SAFETY: this thread's runtime.
+        unsafe { (*rt).peaks.record(what, peak) };
     }
     // SAFETY: this thread's runtime; keep one stack for the next call.
     unsafe { (*rt).cached = Some(stack) };
     let outcome = match exit {
-        EXIT_RETURNED => match entry.result.take().expect("driver call produced no result") {
-            Ok(r) => check_budget(peak, budget)
+        EXIT_RETURNED => match result.take().expect("driver call produced no result") {
+            Ok(r) => check_budget(over.and(peak), budget)
                 .and_then(|()| check_return(entry_irql, entry_locks, entry_mutexes))
                 .map(|()| r),
             Err(payload) => {
@@ -425,10 +505,12 @@ fn check_budget(peak: Option<usize>, budget: usize) -> Result<(), Violation> {
 }
 
 fn check_return(entry_irql: u8, entry_locks: usize, entry_mutexes: usize) -> Result<(), Violation> {
-    crate::wait::check_return(entry_locks)?;
     crate::kmutex::check_return(entry_mutexes)?;
     let held = crate::locks::held_count();
     if held > entry_locks {
+        // A held fast mutex is on the thread's lock list too: only a call
+        // that returns holding something can hold one (its own rule first).
+        crate::wait::check_return(entry_locks)?;
         let (addr, kind) = crate::locks::innermost_held().unwrap_or((0, "lock"));
         return Err(Violation::c4(
             "lock held when callback returns",
@@ -481,18 +563,14 @@ pub fn on_host<R, F: FnOnce() -> R>(f: F) -> R {
     let Some(sp) = host_sp_if_on_driver_stack() else {
         return f();
     };
-    let mut entry =
-        Entry::<F, R> { f: Some(f), result: None, budget: 0, frame: ptr::null_mut(), stack_lo: 0, entry_sp: 0 };
-    extern "C" fn run<F: FnOnce() -> R, R>(data: *mut u8) {
-        // SAFETY: `data` is the `Entry<F, R>` of `on_host`, alive for the call.
-        let entry = unsafe { &mut *data.cast::<Entry<F, R>>() };
-        let f = entry.f.take().expect("entered twice");
-        entry.result = Some(panic::catch_unwind(AssertUnwindSafe(f)));
-    }
-    // SAFETY: `sp` lies in the idle part of this thread's host stack; `run`
-    // matches the entry type.
-    unsafe { pw_harness_on_stack(sp, run::<F, R> as *const () as usize, ptr::addr_of_mut!(entry).cast()) };
-    match entry.result.take().expect("host call produced no result") {
+    let mut f = Some(f);
+    let mut result = None;
+    let mut run = || result = Some(panic::catch_unwind(AssertUnwindSafe(f.take().expect("entered twice"))));
+    let mut entry = Entry { run: &mut run, entry_sp: 0 };
+    // SAFETY: `sp` lies in the idle part of this thread's host stack; `enter`
+    // matches `Entry`.
+    unsafe { pw_harness_on_stack(sp, enter as *const () as usize, ptr::addr_of_mut!(entry).cast()) };
+    match result.take().expect("host call produced no result") {
         Ok(r) => r,
         Err(payload) => panic::resume_unwind(payload),
     }
@@ -520,7 +598,7 @@ pub fn check_watchdog(function: &str) {
     }
     // SAFETY: this thread's live runtime.
     let rt = unsafe { &*rt };
-    let fired = rt.frames[..rt.depth].iter().any(|f| f.watchdog.as_ref().is_some_and(|w| w.load(Ordering::Relaxed)));
+    let fired = rt.depth > 0 && rt.watch.as_ref().is_some_and(|w| w.fired.load(Ordering::Relaxed));
     if fired {
         let mut v = watchdog_violation(function);
         v.detail = format!("{function} still waiting when the watchdog fired: {}", v.detail);
@@ -612,30 +690,110 @@ fn classify_fault(frame: &Frame) -> Violation {
 // Peak stack use.
 
 static PEAKS: Mutex<Option<HashMap<String, usize>>> = Mutex::new(None);
+/// Bumped by [`reset`]: a thread's [`PeakSlots`] of an earlier session are
+/// forgotten.
+static PEAK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The few bytes between the budget's end and the guard page (the budget
+/// not a multiple of 16, or an entry frame placed otherwise): `Some` when
+/// the call changed one of them. Always checked; they are always filled
+/// (a change is a violation, after which the stack is refilled).
+fn over_budget(stack: &StackMem, entry_sp: usize, budget: usize) -> Option<()> {
+    let guard_hi = stack.lo + PAGE;
+    let end = entry_sp.checked_sub(budget)?;
+    // SAFETY: [guard_hi, end) lies inside the mapped read/write stack.
+    let gap = unsafe { std::slice::from_raw_parts(guard_hi as *const u8, end.saturating_sub(guard_hi)) };
+    gap.iter().any(|&b| b != FILL).then_some(())
+}
 
 /// Measures the call's peak stack use (bytes below `entry_sp` no longer
-/// holding the fill pattern), records it under `what` and marks the part
-/// to refill. `None` when the call never reached its first frame.
-fn record_peak(what: &str, stack: &mut StackMem, guard_hi: usize, entry_sp: usize) -> Option<usize> {
-    if guard_hi == 0 || entry_sp == 0 {
-        stack.dirty = stack.lo + PAGE;
+/// holding the fill pattern, which the stack held before the call) and
+/// marks the part to refill. `None` when the call never reached `enter`.
+fn measure_peak(stack: &mut StackMem, entry_sp: usize) -> Option<usize> {
+    let guard_hi = stack.lo + PAGE;
+    if entry_sp == 0 {
+        stack.dirty = guard_hi;
         return None;
     }
     const WORD: u64 = u64::from_ne_bytes([FILL; 8]);
     // SAFETY: [guard_hi, entry_sp) is mapped read/write driver stack;
     // guard_hi is page aligned.
     let words = unsafe { std::slice::from_raw_parts(guard_hi as *const u64, (entry_sp - guard_hi) / 8) };
-    let untouched_words = words.iter().take_while(|&&w| w == WORD).count();
+    // Eight words at a time: one comparison per 64 bytes of untouched stack.
+    let chunks = words.chunks_exact(8).take_while(|c| c.iter().fold(0, |a, &w| a | (w ^ WORD)) == 0).count();
+    let untouched_words = chunks * 8 + words[chunks * 8..].iter().take_while(|&&w| w == WORD).count();
     let first = guard_hi + untouched_words * 8;
     // SAFETY: `first` and the bytes after it up to entry_sp are mapped.
     let tail = unsafe { std::slice::from_raw_parts(first as *const u8, entry_sp.saturating_sub(first).min(8)) };
     let lowest = first + tail.iter().take_while(|&&b| b == FILL).count();
-    let peak = entry_sp.saturating_sub(lowest);
     stack.dirty = first.min(stack.dirty);
-    let mut peaks = PEAKS.lock().unwrap_or_else(PoisonError::into_inner);
-    let e = peaks.get_or_insert_with(HashMap::new).entry(what.to_owned()).or_insert(0);
-    *e = (*e).max(peak);
-    Some(peak)
+    Some(entry_sp.saturating_sub(lowest))
+}
+
+/// One entry point's calls on this thread and the highest peak recorded,
+/// found by its name's address and length (the names are mostly string
+/// constants) and confirmed by the text (a name built at run time may
+/// reuse an address).
+struct PeakSlot {
+    name: (usize, usize),
+    text: Box<str>,
+    calls: u64,
+    peak: usize,
+}
+
+/// Which calls of each entry point have their peak measured, and the
+/// thread's highest peak per entry point (the shared table is written only
+/// when a peak grows).
+#[derive(Default)]
+struct PeakSlots {
+    generation: u64,
+    slots: Vec<PeakSlot>,
+}
+
+impl PeakSlots {
+    fn slot(&mut self, what: &str) -> Option<&mut PeakSlot> {
+        let now = PEAK_GENERATION.load(Ordering::Acquire);
+        if self.generation != now {
+            self.slots.clear();
+            self.generation = now;
+        }
+        let name = (what.as_ptr() as usize, what.len());
+        let fresh = || PeakSlot { name, text: what.into(), calls: 0, peak: 0 };
+        match self.slots.iter().position(|s| s.name == name) {
+            Some(i) => {
+                let slot = &mut self.slots[i];
+                if &*slot.text != what {
+                    *slot = fresh();
+                }
+                Some(slot)
+            }
+            None if self.slots.len() < PEAK_SLOTS => {
+                self.slots.push(fresh());
+                self.slots.last_mut()
+            }
+            None => None,
+        }
+    }
+
+    /// Counts a call of `what`; whether to measure its peak.
+    fn should_measure(&mut self, what: &str) -> bool {
+        let Some(slot) = self.slot(what) else { return true };
+        slot.calls += 1;
+        slot.calls <= PEAK_EXACT_CALLS || slot.calls % PEAK_SAMPLE_EVERY == 0
+    }
+
+    /// Records a measured peak of `what`.
+    fn record(&mut self, what: &str, peak: usize) {
+        if let Some(slot) = self.slot(what) {
+            if peak <= slot.peak && slot.calls > 1 {
+                return;
+            }
+            slot.peak = slot.peak.max(peak);
+        }
+        let mut peaks = PEAKS.lock().unwrap_or_else(PoisonError::into_inner);
+        let e = peaks.get_or_insert_with(HashMap::new).entry(what.to_owned()).or_insert(0);
+        *e = (*e).max(peak);
+    }
 }
 
 /// Peak stack use, in bytes, of every entry point called this session (by
@@ -651,6 +809,7 @@ pub fn peak_usage() -> Vec<(String, usize)> {
 /// Forgets the peak statistics (session reset).
 pub(crate) fn reset() {
     *PEAKS.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    PEAK_GENERATION.fetch_add(1, Ordering::AcqRel);
 }
 
 // ---------------------------------------------------------------------------
@@ -689,43 +848,85 @@ fn in_driver_image(rip: usize) -> bool {
 // ---------------------------------------------------------------------------
 // Watchdog.
 
+/// A thread's watchdog entry: the start of its outermost driver call in
+/// milliseconds (0: not in a call), its limit, and whether it fired.
+/// Armed and disarmed with plain atomic stores, no lock: the list is
+/// locked only when a thread registers (its first call) and exits.
 struct Watch {
-    id: u64,
     thread: libc::pthread_t,
-    deadline: Instant,
-    fired: Arc<AtomicBool>,
+    started: AtomicU64,
+    limit_ms: AtomicU64,
+    fired: AtomicBool,
 }
 
-static WATCHES: Mutex<Vec<Watch>> = Mutex::new(Vec::new());
-static WATCHDOG_THREAD: Once = Once::new();
-static NEXT_WATCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+impl Watch {
+    fn disarm(&self) {
+        self.started.store(0, Ordering::Release);
+    }
+}
 
-fn watchdog_register(limit: Duration, fired: Arc<AtomicBool>) -> u64 {
+static WATCHES: Mutex<Vec<Arc<Watch>>> = Mutex::new(Vec::new());
+static WATCHDOG_THREAD: Once = Once::new();
+/// How often the watchdog thread looks.
+const WATCHDOG_TICK_MS: u64 = 20;
+
+/// Milliseconds since the first driver call, plus one (never 0).
+fn watchdog_now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// Arms this thread's watchdog for a call at nesting `depth` (an inner
+/// call runs within its outer call's time) and returns it.
+///
+/// # Safety
+/// `rt` is this thread's live runtime.
+unsafe fn watchdog_arm<'a>(rt: *mut ThreadRt, depth: usize, limit: Duration) -> &'a Watch {
     WATCHDOG_THREAD.call_once(|| {
         std::thread::Builder::new().name("pw-watchdog".into()).spawn(watchdog_loop).expect("spawn the watchdog thread");
     });
-    let id = NEXT_WATCH.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: pthread_self has no preconditions.
-    let thread = unsafe { libc::pthread_self() };
-    let w = Watch { id, thread, deadline: Instant::now() + limit, fired };
-    WATCHES.lock().unwrap_or_else(PoisonError::into_inner).push(w);
-    id
+    // SAFETY: the caller's contract.
+    let rt = unsafe { &mut *rt };
+    let watch = rt.watch.get_or_insert_with(|| {
+        let w = Arc::new(Watch {
+            // SAFETY: pthread_self has no preconditions.
+            thread: unsafe { libc::pthread_self() },
+            started: AtomicU64::new(0),
+            limit_ms: AtomicU64::new(0),
+            fired: AtomicBool::new(false),
+        });
+        WATCHES.lock().unwrap_or_else(PoisonError::into_inner).push(w.clone());
+        w
+    });
+    if depth == 0 {
+        watch.fired.store(false, Ordering::Relaxed);
+        let limit = limit.as_millis().min(u128::from(u64::MAX / 2)) as u64;
+        watch.limit_ms.store(limit, Ordering::Relaxed);
+        watch.started.store(watchdog_now_ms(), Ordering::Release);
+    }
+    // SAFETY: the Arc lives in the runtime until the thread exits.
+    unsafe { &*Arc::as_ptr(watch) }
 }
 
-fn watchdog_unregister(id: u64) {
-    WATCHES.lock().unwrap_or_else(PoisonError::into_inner).retain(|w| w.id != id);
+/// Removes an exiting thread's entry (under the lock the watchdog signals
+/// under, so it never signals a thread that is gone).
+fn watchdog_forget(w: &Arc<Watch>) {
+    WATCHES.lock().unwrap_or_else(PoisonError::into_inner).retain(|x| !Arc::ptr_eq(x, w));
 }
 
 fn watchdog_loop() {
     loop {
-        std::thread::sleep(Duration::from_millis(20));
-        let now = Instant::now();
+        std::thread::sleep(Duration::from_millis(WATCHDOG_TICK_MS));
+        let now = watchdog_now_ms();
         let watches = WATCHES.lock().unwrap_or_else(PoisonError::into_inner);
-        for w in watches.iter().filter(|w| now >= w.deadline) {
-            w.fired.store(true, Ordering::Relaxed);
-            // SAFETY: the thread is registered, so it is alive: it removes
-            // its entry (under this lock) before its call returns.
-            unsafe { libc::pthread_kill(w.thread, WATCHDOG_SIGNAL) };
+        for w in watches.iter() {
+            let started = w.started.load(Ordering::Acquire);
+            if started != 0 && now.saturating_sub(started) >= w.limit_ms.load(Ordering::Relaxed) {
+                w.fired.store(true, Ordering::Relaxed);
+                // SAFETY: the thread is registered, so it is alive: it
+                // removes its entry (under this lock) before it exits.
+                unsafe { libc::pthread_kill(w.thread, WATCHDOG_SIGNAL) };
+            }
         }
     }
 }
@@ -765,9 +966,11 @@ fn install_handlers() {
 
 fn ensure_altstack(rt: *mut ThreadRt) {
     // SAFETY: this thread's runtime.
-    if unsafe { (*rt).altstack.is_some() } {
+    if unsafe { (*rt).altstack_ok } {
         return;
     }
+    // SAFETY: this thread's runtime.
+    unsafe { (*rt).altstack_ok = true };
     // SAFETY: zeroed stack_t is a valid out-value; sigaltstack with a null
     // new value only queries.
     let mut cur: libc::stack_t = unsafe { std::mem::zeroed() };
@@ -936,6 +1139,63 @@ mod tests {
             assert!(["stack budget exceeded", "kernel stack overflow"].contains(&v.rule), "{v}");
             assert_eq!(v.params[0], codes::TRAP_DOUBLE_FAULT, "{v}");
         }
+    }
+
+    #[test]
+    fn budget_end_is_exact_to_the_byte_on_every_call() {
+        // A budget that is a multiple of 16 ends at the guard page; one that
+        // is not leaves a few bytes checked after the call.
+        for budget in [8 * 1024, 8 * 1024 + 8] {
+            let _s = Session::begin(Config { stack_budget: budget, ..Config::default() });
+            // Many calls first: the peak is then only sampled, the budget
+            // check must still see every call.
+            for _ in 0..3 * PEAK_EXACT_CALLS * PEAK_SAMPLE_EVERY / 64 {
+                call_driver("entry", || touch_at_entry_offset(budget)).expect("inside the budget");
+            }
+            let v = call_driver("entry", || touch_at_entry_offset(budget + 1)).unwrap_err();
+            assert!(["stack budget exceeded", "kernel stack overflow"].contains(&v.rule), "{v}");
+            assert_eq!(v.params[0], codes::TRAP_DOUBLE_FAULT, "{v}");
+        }
+    }
+
+    #[test]
+    fn nested_calls_on_fresh_stacks_stay_clean_when_unmeasured() {
+        // An inner call gets a fresh stack each time (its outer call holds
+        // the thread's); past the measured calls it is checked unmeasured,
+        // so the fresh stack must already hold the pattern.
+        let _s = Session::begin(Config::default());
+        for _ in 0..2 * PEAK_EXACT_CALLS * PEAK_SAMPLE_EVERY / 64 + 5 {
+            let inner = call_driver("outer", || on_host(|| call_driver("inner", || 7))).expect("outer clean");
+            assert_eq!(inner.expect("inner clean"), 7);
+        }
+    }
+
+    #[test]
+    fn a_name_built_at_run_time_is_reported_under_its_own_text() {
+        let _s = Session::begin(Config::default());
+        // The second name very likely reuses the first one's memory.
+        let first = String::from("entry-a");
+        for _ in 0..2 * PEAK_EXACT_CALLS {
+            call_driver(&first, || touch_below_sp(64)).unwrap();
+        }
+        drop(first);
+        let second = String::from("entry-b");
+        call_driver(&second, || touch_below_sp(32)).unwrap();
+        let peaks = peak_usage();
+        assert!(peaks.iter().any(|(n, p)| n == "entry-b" && *p >= 32), "{peaks:?}");
+    }
+
+    /// Writes the byte `n` bytes below the entry frame's stack pointer (the
+    /// point the budget is measured from): `n` = budget is its last byte.
+    #[inline(never)]
+    fn touch_at_entry_offset(n: usize) {
+        let rt = RT.with(Cell::get);
+        // SAFETY: this thread's live runtime, inside a driver call.
+        let at = unsafe { (&(*rt).frames)[(*rt).depth - 1].entry_sp } - n;
+        assert!(at < current_sp() - 64, "the target lies below this frame");
+        // SAFETY: inside this call's driver stack or its guard page (which
+        // the harness catches); nothing lives below the stack pointer.
+        unsafe { std::ptr::write_volatile(at as *mut u8, !FILL) };
     }
 
     /// Writes one byte `n` bytes below the stack pointer, as a callee's

@@ -217,7 +217,7 @@ pub enum LowResources {
 }
 
 /// Verifier options of a session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
     /// Each pool allocation on its own pages, a guard page after it; freed
     /// memory is made inaccessible so a use after free faults.
@@ -271,9 +271,27 @@ fn state() -> MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Bumped each time a session's options are stored (after they are).
+static CONFIG_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's copy of the options and the generation it was read at:
+    /// the options are read on every driver call, and a shared lock there
+    /// would serialise every thread's calls.
+    static CONFIG_CACHE: Cell<Option<(u64, Config)>> = const { Cell::new(None) };
+}
+
 /// The current session's options.
 pub fn config() -> Config {
-    state().config.clone().unwrap_or_default()
+    let now = CONFIG_GENERATION.load(Ordering::Acquire);
+    if let Some((generation, config)) = CONFIG_CACHE.with(Cell::get) {
+        if generation == now {
+            return config;
+        }
+    }
+    let config = state().config.unwrap_or_default();
+    CONFIG_CACHE.with(|c| c.set(Some((now, config))));
+    config
 }
 
 /// Records `v` (the first of a session is its bug check) without leaving
@@ -369,6 +387,7 @@ pub fn reset_for_new_session(config: Config) {
         st.config = Some(config);
         st.violations.clear();
     }
+    CONFIG_GENERATION.fetch_add(1, Ordering::AcqRel);
     TAINTED.store(false, Ordering::Release);
     crate::pool::reset();
     crate::locks::reset();

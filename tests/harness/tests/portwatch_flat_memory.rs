@@ -64,3 +64,45 @@ fn many_sessions_stay_in_flat_memory() {
     assert!(maps1 <= maps0 + 32, "mappings grew from {maps0} to {maps1} over {} sessions", total - warm_up);
     assert!(rss1 <= rss0 + 16 * 1024, "resident memory grew from {rss0} KiB to {rss1} KiB");
 }
+
+/// One long session: `PORTWATCH_PACKETS` packets (default 100,000, half
+/// sent, half received) through the real driver with special pool on, the
+/// memory after the first tenth compared with the end: the per-packet
+/// state (lent NBL pages and their quarantine, guarded buffers, the NBL
+/// table, stack measurement) is bounded, so a run of hours
+/// (`portwatch-check --duration`) is too.
+#[test]
+fn many_packets_in_one_session_stay_in_flat_memory() {
+    let total: usize = std::env::var("PORTWATCH_PACKETS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let s = pw::load(Options { verifier: Config { special_pool: true, ..Config::default() }, ..Options::default() });
+    let a = s.add_adapter(AdapterSpec::named("eth0"));
+    s.start(a).unwrap();
+    let h = pw::open(&s);
+    pw::bind(&s, h, IPPROTO_UDP, 5000);
+    let spec = NblSpec::of(vec![FrameSpec::ipv4(IPPROTO_UDP, 5000, 53).build()]);
+    let pair = || {
+        assert!(s.send(a, vec![spec.clone()], At::Dispatch).unwrap()[0].delivered);
+        assert!(s.receive(a, vec![spec.clone()], At::Dispatch, false).unwrap()[0].delivered);
+    };
+    let warm_up = total / 10;
+    for _ in 0..warm_up / 2 {
+        pair();
+    }
+    let (maps0, rss0) = (mappings(), rss_kib());
+    for _ in warm_up / 2..total / 2 {
+        pair();
+    }
+    let (maps1, rss1) = (mappings(), rss_kib());
+    eprintln!(
+        "after {warm_up} packets: {maps0} mappings, {rss0} KiB resident; after {total}: {maps1} mappings, {rss1} KiB"
+    );
+    let stats = pw::endpoint_stats(&s, h);
+    assert_eq!((stats.tx.packets, stats.rx.packets), ((total / 2) as u64, (total / 2) as u64));
+    s.close(h).unwrap();
+    s.pause(a).unwrap();
+    s.detach(a).unwrap();
+    let report = s.unload();
+    assert!(report.violations.is_empty() && report.leaked.is_empty(), "{report}");
+    assert!(maps1 <= maps0 + 32, "mappings grew from {maps0} to {maps1} over {} packets", total - warm_up);
+    assert!(rss1 <= rss0 + 4 * 1024, "resident memory grew from {rss0} KiB to {rss1} KiB");
+}

@@ -6,6 +6,8 @@
 //! an indication from a paused module is caught where it happens.
 
 use std::cell::Cell;
+
+use smallvec::SmallVec;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::PoisonError;
 use std::time::Duration;
@@ -164,6 +166,10 @@ impl Dir {
     }
 }
 
+/// NBL addresses or module handles: a chain or a path is short, so the
+/// first few live inline (no allocation per packet).
+type Addrs = SmallVec<[usize; 4]>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Holder {
     Module(usize),
@@ -181,9 +187,9 @@ pub(crate) struct NblRec {
     adapter: usize,
     holder: Holder,
     /// Modules it went through and must come back through, in order.
-    path: Vec<usize>,
+    path: Addrs,
     /// Modules that passed it on (sends) rather than completing it.
-    passed_on_by: Vec<usize>,
+    passed_on_by: Addrs,
     resources: bool,
     /// Driver callbacks now running with this NBL.
     in_call: u32,
@@ -195,7 +201,7 @@ pub(crate) struct NblRec {
 #[derive(Debug)]
 struct Pending {
     dir: Dir,
-    nbls: Vec<usize>,
+    nbls: Addrs,
 }
 
 thread_local! {
@@ -225,28 +231,45 @@ fn handlers() -> NDIS_FILTER_DRIVER_CHARACTERISTICS {
     filter_snapshot().expect("no filter driver registered").0
 }
 
+/// One handler of the filter driver (picked by `pick`) and the driver
+/// modules of `adapter`, read under one lock of the model (the data path
+/// needs both for every hop).
+fn stack_and_handler<T>(
+    adapter: usize,
+    pick: impl FnOnce(&NDIS_FILTER_DRIVER_CHARACTERISTICS) -> T,
+) -> (SmallVec<[(usize, usize); 4]>, T) {
+    let m = model();
+    let handler = pick(&m.filter.as_ref().expect("no filter driver registered").chars);
+    (stack_in(&m, adapter), handler)
+}
+
 /// Whether a module in `state` is part of the data path at all.
 fn in_data_path(state: ModuleState) -> bool {
     !matches!(state, ModuleState::Attaching | ModuleState::Detached)
 }
 
 /// The driver modules of `adapter` (lowest first) with their contexts.
-fn stack_of(adapter: usize) -> Vec<(usize, usize)> {
-    let m = model();
-    m.adapters[adapter]
-        .modules
-        .iter()
-        .filter(|h| in_data_path(m.modules[*h].state))
-        .map(|h| (*h, m.modules[h].context))
-        .collect()
+fn stack_of(adapter: usize) -> SmallVec<[(usize, usize); 4]> {
+    stack_in(&model(), adapter)
+}
+
+fn stack_in(m: &super::Model, adapter: usize) -> SmallVec<[(usize, usize); 4]> {
+    let mut out = SmallVec::new();
+    for h in &m.adapters[adapter].modules {
+        let rec = &m.modules[h];
+        if in_data_path(rec.state) {
+            out.push((*h, rec.context));
+        }
+    }
+    out
 }
 
 fn chain(nbls: &[usize]) -> *mut NET_BUFFER_LIST {
-    let ptrs: Vec<*mut NET_BUFFER_LIST> = nbls.iter().map(|&a| a as *mut NET_BUFFER_LIST).collect();
+    let ptrs: SmallVec<[*mut NET_BUFFER_LIST; 4]> = nbls.iter().map(|&a| a as *mut NET_BUFFER_LIST).collect();
     nbl::link(&ptrs)
 }
 
-fn walk(head: *mut NET_BUFFER_LIST) -> Vec<usize> {
+fn walk(head: *mut NET_BUFFER_LIST) -> Addrs {
     // SAFETY: the driver passes a chain of NBLs it owns; a cycle is cut at
     // 100000 entries.
     unsafe { nbl::walk(head, 100_000) }.into_iter().map(|p| p as usize).collect()
@@ -288,9 +311,9 @@ pub(crate) fn send(adapter: AdapterId, allocs: Vec<NblAlloc>, at: At) -> Result<
     collect(&addrs)
 }
 
-fn register(adapter: usize, allocs: Vec<NblAlloc>, dir: Dir, resources: bool) -> Vec<usize> {
+fn register(adapter: usize, allocs: Vec<NblAlloc>, dir: Dir, resources: bool) -> Addrs {
     let mut m = model();
-    let mut addrs = Vec::new();
+    let mut addrs = Addrs::new();
     for a in allocs {
         let addr = a.as_ptr() as usize;
         addrs.push(addr);
@@ -303,8 +326,8 @@ fn register(adapter: usize, allocs: Vec<NblAlloc>, dir: Dir, resources: bool) ->
                 origin: None,
                 adapter,
                 holder: Holder::FarEnd,
-                path: Vec::new(),
-                passed_on_by: Vec::new(),
+                path: Addrs::new(),
+                passed_on_by: Addrs::new(),
                 resources,
                 in_call: 0,
                 delivered: false,
@@ -344,9 +367,8 @@ fn collect(addrs: &[usize]) -> Result<Vec<NblOutcome>, Violation> {
 
 /// Passes `nbls` to the highest module below `below` (an index into the
 /// adapter's stack; `usize::MAX` = from the protocol), or the miniport.
-fn send_down(adapter: usize, below: usize, nbls: Vec<usize>, flags: u32) -> Result<(), Violation> {
-    let stack = stack_of(adapter);
-    let handler = handlers().SendNetBufferListsHandler;
+fn send_down(adapter: usize, below: usize, nbls: Addrs, flags: u32) -> Result<(), Violation> {
+    let (stack, handler) = stack_and_handler(adapter, |c| c.SendNetBufferListsHandler);
     let target = stack.iter().enumerate().rev().find(|(i, _)| *i < below).map(|(_, m)| *m);
     match (target, handler) {
         (Some((h, ctx)), Some(f)) => {
@@ -384,9 +406,9 @@ fn pass_to_module(
             r.path.push(h);
             r.in_call += 1;
         }
+        m.count(callback);
     }
     let head = chain(nbls);
-    count_callback(callback);
     let r = stack::call_driver(callback, || call(head));
     let mut m = model();
     for a in nbls {
@@ -403,7 +425,7 @@ fn pass_to_module(
 /// `nbls` reached the miniport (sends) or the protocol (receives): counted,
 /// checked unmodified, then completed or returned (inline or deferred)
 /// unless they were indicated with NDIS_RECEIVE_FLAGS_RESOURCES.
-fn to_far_end(dir: Dir, nbls: Vec<usize>, flags: u32) -> Result<(), Violation> {
+fn to_far_end(dir: Dir, nbls: Addrs, flags: u32) -> Result<(), Violation> {
     {
         let mut m = model();
         for a in &nbls {
@@ -449,13 +471,8 @@ fn check_unmodified(m: &mut super::Model, nbls: &[usize]) {
         let frames = &alloc.spec().frames;
         let same = nbs.len() == frames.len()
             && nbs.iter().zip(frames).all(|(nb, f)| {
-                let mut buf = vec![0u8; f.bytes.len()];
                 // SAFETY: a live NET_BUFFER of a model NBL.
-                unsafe {
-                    (**nb).DataLength.get() as usize == f.bytes.len()
-                        && nbl::copy_data(*nb, 0, &mut buf)
-                        && buf == f.bytes
-                }
+                unsafe { (**nb).DataLength.get() as usize == f.bytes.len() && same_data(*nb, &f.bytes) }
             });
         if !same {
             m.stats.frames_modified += 1;
@@ -463,16 +480,31 @@ fn check_unmodified(m: &mut super::Model, nbls: &[usize]) {
     }
 }
 
+/// Whether the data of `nb` equals `bytes`, compared a block at a time
+/// (no allocation per frame).
+///
+/// # Safety
+/// `nb` is a live NET_BUFFER of a model NBL.
+unsafe fn same_data(nb: *const NET_BUFFER, bytes: &[u8]) -> bool {
+    let mut block = [0u8; 256];
+    bytes.chunks(block.len()).enumerate().all(|(i, want)| {
+        let got = &mut block[..want.len()];
+        // SAFETY: the caller's contract.
+        unsafe { nbl::copy_data(nb, i * 256, got) && got == want }
+    })
+}
+
 /// NBLs handed back by the far end (sends completed by the layer below,
 /// receives returned by the layer above) go to the module that passed them
 /// on (the last on their path), or finish when none is left.
-fn back_through(dir: Dir, nbls: Vec<usize>, flags: u32) -> Result<(), Violation> {
+fn back_through(dir: Dir, nbls: Addrs, flags: u32) -> Result<(), Violation> {
     for (dest, group) in group_by_dest(&nbls) {
         match dest {
             Some((h, ctx)) => {
-                let own: Vec<usize> = {
+                let (own, f) = {
                     let mut m = model();
-                    let mut own = Vec::new();
+                    let f = dir.back_handler(&m.filter.as_ref().expect("no filter driver registered").chars);
+                    let mut own = Addrs::new();
                     for a in &group {
                         let r = m.nbls.get_mut(a).expect("tracked");
                         if r.origin == Some(h) {
@@ -485,15 +517,14 @@ fn back_through(dir: Dir, nbls: Vec<usize>, flags: u32) -> Result<(), Violation>
                     for a in &own {
                         m.nbls.remove(a);
                     }
-                    own
+                    m.count(dir.back_callback());
+                    (own, f)
                 };
                 let head = chain(&group);
-                let f = dir.back_handler(&handlers());
                 let callback = dir.back_callback();
-                count_callback(callback);
                 // SAFETY: the arguments NDIS passes.
                 let r = stack::call_driver(callback, || unsafe { f(ctx as NDIS_HANDLE, head, flags) });
-                let theirs: Vec<usize> = group.iter().copied().filter(|a| !own.contains(a)).collect();
+                let theirs: Addrs = group.iter().copied().filter(|a| !own.contains(a)).collect();
                 set_in_call(&theirs, -1);
                 r?;
             }
@@ -524,18 +555,18 @@ fn finish(group: &[usize]) {
 /// Where a run of NBLs goes next: a module (handle, context) or its creator.
 type Dest = Option<(usize, usize)>;
 /// Runs of NBLs with their destination.
-type Groups = Vec<(Dest, Vec<usize>)>;
+type Groups = SmallVec<[(Dest, Addrs); 2]>;
 
 /// Splits `nbls` into runs with the same next destination: the last module
 /// on their path (with its context) or None (their creator).
 fn group_by_dest(nbls: &[usize]) -> Groups {
     let m = model();
-    let mut groups: Groups = Vec::new();
+    let mut groups = Groups::new();
     for a in nbls {
         let dest = m.nbls[a].path.last().map(|h| (*h, m.modules[h].context));
         match groups.last_mut() {
             Some((d, g)) if *d == dest => g.push(*a),
-            _ => groups.push((dest, vec![*a])),
+            _ => groups.push((dest, smallvec::smallvec![*a])),
         }
     }
     groups
@@ -633,8 +664,8 @@ fn take_from(
                         origin: Some(h),
                         adapter,
                         holder: Holder::Module(h),
-                        path: vec![h],
-                        passed_on_by: Vec::new(),
+                        path: smallvec::smallvec![h],
+                        passed_on_by: Addrs::new(),
                         resources,
                         in_call: 0,
                         delivered: false,
@@ -870,10 +901,9 @@ pub(crate) fn receive(
 
 /// Indicates `nbls` to the lowest module above `above` (None: from the
 /// miniport), or to the protocol.
-fn indicate_up(adapter: usize, above: Option<usize>, nbls: Vec<usize>, flags: u32) -> Result<(), Violation> {
-    let stack = stack_of(adapter);
+fn indicate_up(adapter: usize, above: Option<usize>, nbls: Addrs, flags: u32) -> Result<(), Violation> {
+    let (stack, handler) = stack_and_handler(adapter, |c| c.ReceiveNetBufferListsHandler);
     let start = above.map_or(0, |i| i + 1);
-    let handler = handlers().ReceiveNetBufferListsHandler;
     match (stack.get(start), handler) {
         (Some(&(h, ctx)), Some(f)) => {
             // SAFETY: documented FilterReceiveNetBufferLists signature.
@@ -1004,15 +1034,21 @@ pub(crate) fn forwarded_outstanding(m: &super::Model, h: usize) -> bool {
 /// are one step.
 pub(crate) fn check_pause_complete(m: &super::Model, h: usize, how: &str) -> Result<(), Violation> {
     let forwarded_too = crate::verifier::config().pause_waits_for_forwarded;
-    let outstanding = m.nbls.iter().find(|(_, r)| {
-        if r.holder == Holder::Done {
-            return false;
-        }
-        if r.holder == Holder::Module(h) {
-            return r.in_call == 0; // queued by the filter
-        }
-        r.origin == Some(h) || (forwarded_too && r.path.contains(&h))
-    });
+    // The lowest address first, so that a report names the same NBL
+    // whatever the table's order.
+    let outstanding = m
+        .nbls
+        .iter()
+        .filter(|(_, r)| {
+            if r.holder == Holder::Done {
+                return false;
+            }
+            if r.holder == Holder::Module(h) {
+                return r.in_call == 0; // queued by the filter
+            }
+            r.origin == Some(h) || (forwarded_too && r.path.contains(&h))
+        })
+        .min_by_key(|(a, _)| **a);
     let Some((a, r)) = outstanding else { return Ok(()) };
     let (what, sub) = match (r.dir, r.holder == Holder::Module(h)) {
         (Dir::Send, true) => ("a send NBL it holds (queued, never passed on or completed)", subcodes::SEND_NBL_HELD),
@@ -1027,7 +1063,7 @@ pub(crate) fn check_pause_complete(m: &super::Model, h: usize, how: &str) -> Res
 /// At detach, no NBL module `h` originated may be outstanding.
 pub(crate) fn check_originated_on_detach(h: usize) -> Result<(), Violation> {
     let m = model();
-    if let Some((a, _)) = m.nbls.iter().find(|(_, r)| r.origin == Some(h)) {
+    if let Some((a, _)) = m.nbls.iter().filter(|(_, r)| r.origin == Some(h)).min_by_key(|(a, _)| **a) {
         let v = ndis_violation(
             "filter detached with its NBLs outstanding",
             subcodes::DETACH_WITH_NBLS,
@@ -1044,7 +1080,9 @@ pub(crate) fn check_originated_on_detach(h: usize) -> Result<(), Violation> {
 /// Model NBLs not back with their creator (at unload).
 pub(crate) fn outstanding() -> Vec<usize> {
     let m = model();
-    m.nbls.iter().filter(|(_, r)| r.holder != Holder::Done).map(|(a, _)| *a).collect()
+    let mut out: Vec<usize> = m.nbls.iter().filter(|(_, r)| r.holder != Holder::Done).map(|(a, _)| *a).collect();
+    out.sort_unstable();
+    out
 }
 
 /// Adapter of every tracked NBL (keeps the field read).
@@ -1196,7 +1234,7 @@ mod tests {
     fn deferred_completions_do_not_outlive_their_session() {
         {
             let _s = Session::begin(Config::default());
-            defer(Pending { dir: Dir::Send, nbls: vec![0xdead_0000] });
+            defer(Pending { dir: Dir::Send, nbls: smallvec::smallvec![0xdead_0000] });
             assert_eq!(pending(|q| q.len()), 1);
         }
         let _s = Session::begin(Config::default());

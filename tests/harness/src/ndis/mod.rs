@@ -90,7 +90,9 @@ pub(crate) struct Model {
     filter: Option<filter::FilterRec>,
     adapters: Vec<module::AdapterRec>,
     modules: BTreeMap<usize, module::ModuleRec>,
-    nbls: BTreeMap<usize, data::NblRec>,
+    /// Looked up several times per packet: hashed (an ordered map moves
+    /// its large records on every insert and remove).
+    nbls: rustc_hash::FxHashMap<usize, data::NblRec>,
     device: Option<device::DeviceRec>,
     stats: Stats,
     next_handle: usize,

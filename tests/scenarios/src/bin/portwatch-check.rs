@@ -1,5 +1,7 @@
-//! `portwatch-check [--driver PATH] [--ops N] [--threads N] [--seed N]
-//! [--scenarios a,b,…] [--lowres on|off]`: runs the scenario set against a
+//! `portwatch-check [--driver PATH] [--ops N | --duration SECS] [--threads N]
+//! [--seed N] [--scenarios a,b,…] [--lowres on|off]`: runs the scenario set
+//! (each scenario `--ops` operations, or for `--duration` seconds: a long
+//! run of hours takes bounded memory, see docs/harness.md) against a
 //! driver image under the harness (special pool on), then the
 //! low-resources sweep, and prints one line: `CLEAN`, or
 //! `FOUND <rule> — <message> [<scenario>]` for the first thing found.
@@ -15,7 +17,7 @@ fn main() -> ExitCode {
     use portwatch_scenarios::{Params, Scenario};
 
     const USAGE: &str =
-        "usage: portwatch-check [--driver PATH] [--ops N] [--threads N] [--seed N] [--scenarios a,b,...] [--lowres on|off]";
+        "usage: portwatch-check [--driver PATH] [--ops N | --duration SECS] [--threads N] [--seed N] [--scenarios a,b,...] [--lowres on|off]";
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut driver = None;
     let mut params = Params::ops(4, 20_000, 1);
@@ -33,6 +35,12 @@ fn main() -> ExitCode {
                 true
             }
             "--ops" => value.parse().map(|n| params.budget = portwatch_scenarios::Budget::Ops(n)).is_ok(),
+            "--duration" => value
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .map(|s| params.budget = portwatch_scenarios::Budget::Duration(std::time::Duration::from_secs_f64(s)))
+                .is_some(),
             "--threads" => value.parse::<usize>().map(|n| params.threads = n.max(1)).is_ok(),
             "--seed" => value.parse().map(|n| params.seed = n).is_ok(),
             "--lowres" => match value.as_str() {
