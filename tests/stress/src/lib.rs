@@ -15,6 +15,7 @@ pub mod commands;
 pub mod device;
 pub mod exit;
 pub mod ops;
+pub mod reads;
 
 #[cfg(windows)]
 mod win;
