@@ -396,6 +396,25 @@ mod tests {
     }
 
     #[test]
+    fn watch_pending_reads_and_stop_conditions() {
+        let Command::Watch(w) = parse("watch udp:5000").unwrap().command else { panic!("watch") };
+        assert_eq!((w.pending, w.ring, w.count, w.duration, w.json), (4, 1024, None, None, false));
+        let Command::Watch(w) =
+            parse("watch udp:5000 tcp:443 --pending 16 --duration 2.5 --count 9 --json").unwrap().command
+        else {
+            panic!("watch")
+        };
+        assert_eq!(w.ports.len(), 2);
+        assert_eq!(
+            (w.pending, w.count, w.duration, w.json),
+            (portwatch_proto::MAX_PENDING_READS, Some(9), Some(2.5), true)
+        );
+        // The earlier spelling still works.
+        let Command::Watch(w) = parse("watch udp:5000 --reads 1").unwrap().command else { panic!("watch") };
+        assert_eq!(w.pending, 1);
+    }
+
+    #[test]
     fn bad_input_is_a_usage_error() {
         for bad in [
             "stress data-path",
@@ -412,6 +431,10 @@ mod tests {
             "bind icmp:3",
             "verifier",
             "verifier maybe",
+            "watch udp:5000 --pending 0",
+            "watch udp:5000 --pending 17",
+            "watch udp:5000 --duration 0",
+            "watch udp:5000 --duration forever",
             "nosuch",
         ] {
             let e = parse(bad).expect_err(bad);

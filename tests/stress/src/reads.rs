@@ -161,11 +161,7 @@ impl Pool<'_> {
 
     /// Cancels and waits for every pending read; batches that still come
     /// back are handed on while the consumer wants them.
-    fn drain(
-        &mut self,
-        consumer: &mut Consumer<'_>,
-        flow: &mut Flow,
-    ) -> Result<(), PoolError> {
+    fn drain(&mut self, consumer: &mut Consumer<'_>, flow: &mut Flow) -> Result<(), PoolError> {
         let deadline = Instant::now() + DRAIN_LIMIT;
         let mut first_error = None;
         while self.pending() > 0 {
@@ -244,7 +240,12 @@ pub struct ThreadReads<'e> {
 
 impl<'e> ThreadReads<'e> {
     /// `slots` reader threads in `scope` on `handle` of `target`.
-    pub fn new<'s>(scope: &'s std::thread::Scope<'s, 'e>, target: &'e dyn Target, handle: Handle, slots: usize) -> Self {
+    pub fn new<'s>(
+        scope: &'s std::thread::Scope<'s, 'e>,
+        target: &'e dyn Target,
+        handle: Handle,
+        slots: usize,
+    ) -> Self {
         let (done_tx, done) = std::sync::mpsc::channel();
         let go = (0..slots)
             .map(|slot| {
@@ -400,7 +401,12 @@ mod tests {
     }
 
     /// Runs the pool on `fake` until `count` records; the timestamps seen.
-    fn collect(fake: &mut Fake, slots: usize, count: usize, stop: &dyn Fn() -> bool) -> (Result<PoolStats, PoolError>, Vec<u64>) {
+    fn collect(
+        fake: &mut Fake,
+        slots: usize,
+        count: usize,
+        stop: &dyn Fn() -> bool,
+    ) -> (Result<PoolStats, PoolError>, Vec<u64>) {
         let mut seen = Vec::new();
         let r = run(fake, slots, stop, &mut |_, records| {
             seen.extend(records.iter().map(|r| r.timestamp));

@@ -124,7 +124,8 @@ impl OverlappedReads {
     /// `slots` slots on `handle`, which must have been opened with
     /// FILE_FLAG_OVERLAPPED and outlive this.
     pub fn new(handle: Handle, slots: usize) -> Result<Self, TargetError> {
-        let mut reads = OverlappedReads { handle: handle.0 as usize as HANDLE, slots: Vec::with_capacity(slots), turn: 0 };
+        let mut reads =
+            OverlappedReads { handle: handle.0 as usize as HANDLE, slots: Vec::with_capacity(slots), turn: 0 };
         let room = proto::EventBatchHeader::SIZE + READ_ROOM * proto::EventRecord::SIZE;
         for _ in 0..slots {
             // SAFETY: no security attributes, no name; manual reset, not
