@@ -313,7 +313,7 @@ pub struct PortNameArgs {
 /// `local-address`.
 #[derive(Debug, Args)]
 pub struct LocalAddressArgs {
-    /// The address, e.g. 192.168.1.10:5000 or [fe80::1]:443.
+    /// The address, e.g. `192.168.1.10:5000` or `[fe80::1]:443`.
     pub address: SocketAddr,
 }
 
