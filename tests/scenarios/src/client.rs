@@ -141,10 +141,16 @@ pub fn read_events(
 ) -> Result<(proto::EventBatchHeader, Vec<proto::EventRecord>), TargetError> {
     let len = proto::EventBatchHeader::SIZE + room * proto::EventRecord::SIZE;
     let reply = ok(t.ioctl(h, proto::IOCTL_READ_EVENTS, &[], len as u32)?)?;
+    parse_events(&reply.output)
+}
+
+/// The batch header and records of a completed IOCTL_READ_EVENTS whose
+/// output is `output` (the bytes the driver returned, no more).
+pub fn parse_events(output: &[u8]) -> Result<(proto::EventBatchHeader, Vec<proto::EventRecord>), TargetError> {
     let bad = |what: &str| TargetError::Os(format!("IOCTL_READ_EVENTS reply: {what}"));
-    let header_bytes = reply.output.get(..proto::EventBatchHeader::SIZE).ok_or_else(|| bad("short"))?;
+    let header_bytes = output.get(..proto::EventBatchHeader::SIZE).ok_or_else(|| bad("short"))?;
     let header = proto::EventBatchHeader::read(header_bytes).ok_or_else(|| bad("header"))?;
-    let body = &reply.output[proto::EventBatchHeader::SIZE..];
+    let body = &output[proto::EventBatchHeader::SIZE..];
     if header.count == 0 || body.len() != header.count as usize * proto::EventRecord::SIZE {
         return Err(bad("count and length disagree"));
     }

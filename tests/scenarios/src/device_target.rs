@@ -3,7 +3,10 @@
 //!
 //! IOCTLs go through `NtDeviceIoControlFile`, which returns the IRP's own
 //! NTSTATUS and `Information` (DeviceIoControl would fold statuses into
-//! Win32 error codes). Adapters are restarted as a whole with PowerShell's
+//! Win32 error codes). Handles are opened with `FILE_FLAG_OVERLAPPED`, so
+//! that the I/O manager does not serialise the requests of one handle
+//! (`watch` keeps several reads pending on one); [`Target::ioctl`] stays
+//! blocking by waiting on its own event when the driver pends the request. Adapters are restarted as a whole with PowerShell's
 //! `Restart-NetAdapter` (NDIS pauses, detaches, re-attaches and restarts
 //! every filter); single state changes cannot be driven from user mode.
 //! Traffic is sent as UDP datagrams to a peer on the adapter's network, so
@@ -21,7 +24,10 @@ use windows_sys::Wdk::System::IO::NtDeviceIoControlFile;
 use windows_sys::Win32::Foundation::{
     CloseHandle, GetLastError, GENERIC_READ, GENERIC_WRITE, HANDLE, INVALID_HANDLE_VALUE,
 };
-use windows_sys::Win32::Storage::FileSystem::{CreateFileW, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING};
+use windows_sys::Win32::Storage::FileSystem::{
+    CreateFileW, FILE_FLAG_OVERLAPPED, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING,
+};
+use windows_sys::Win32::System::Threading::{CreateEventW, WaitForSingleObject, INFINITE};
 use windows_sys::Win32::System::IO::IO_STATUS_BLOCK;
 
 use crate::target::{
@@ -49,6 +55,9 @@ fn last_error(what: &str) -> TargetError {
     // SAFETY: GetLastError has no preconditions.
     TargetError::Os(format!("{what} failed with Win32 error {}", unsafe { GetLastError() }))
 }
+
+/// STATUS_PENDING: the request is pending (overlapped handle).
+const STATUS_PENDING: i32 = 0x0000_0103;
 
 fn is_error(status: i32) -> bool {
     (status as u32) >> 30 == 3
@@ -123,7 +132,7 @@ impl Target for DeviceTarget {
                 FILE_SHARE_READ | FILE_SHARE_WRITE,
                 core::ptr::null(),
                 OPEN_EXISTING,
-                0,
+                FILE_FLAG_OVERLAPPED,
                 core::ptr::null_mut(),
             )
         };
@@ -137,13 +146,20 @@ impl Target for DeviceTarget {
     fn ioctl(&self, handle: Handle, code: u32, input: &[u8], out_len: u32) -> Result<Reply, TargetError> {
         let mut output = vec![0u8; out_len as usize];
         let mut iosb = IO_STATUS_BLOCK::default();
-        // SAFETY: the handle was opened synchronously (no FILE_FLAG_OVERLAPPED),
-        // so the call returns only once the IRP completed; both buffers are
-        // valid for their stated lengths for the whole call.
-        let status = unsafe {
+        // SAFETY: no security attributes, no name; manual reset (the I/O
+        // manager resets it when the request starts), not signalled.
+        let event = unsafe { CreateEventW(core::ptr::null(), 1, 0, core::ptr::null()) };
+        if event.is_null() {
+            return Err(last_error("CreateEventW"));
+        }
+        // SAFETY: both buffers and `iosb` stay valid until the request
+        // completed: on STATUS_PENDING (the handle is overlapped) the event,
+        // which the I/O manager signals after writing `iosb` and the
+        // output, is waited for below before any of them is touched.
+        let mut status = unsafe {
             NtDeviceIoControlFile(
                 Self::raw(handle),
-                core::ptr::null_mut(),
+                event,
                 None,
                 core::ptr::null(),
                 &mut iosb,
@@ -154,6 +170,19 @@ impl Target for DeviceTarget {
                 out_len,
             )
         };
+        if status == STATUS_PENDING {
+            // SAFETY: the event created above.
+            if unsafe { WaitForSingleObject(event, INFINITE) } != 0 {
+                // Returning would free buffers the kernel may still write.
+                eprintln!("WaitForSingleObject on a pending IOCTL failed; aborting");
+                std::process::abort();
+            }
+            // SAFETY: the completed request's status, written before the
+            // event was signalled (the union's Status member).
+            status = unsafe { iosb.Anonymous.Status };
+        }
+        // SAFETY: the event created above, closed once.
+        unsafe { CloseHandle(event) };
         if status == crate::client::status::INVALID_HANDLE {
             return Err(TargetError::Status(status));
         }
@@ -173,7 +202,7 @@ impl Target for DeviceTarget {
 
     fn cancel_io(&self, handle: Handle) -> Result<(), TargetError> {
         // SAFETY: a handle this target opened; NULL cancels every request
-        // on it, from any thread (the synchronous ones too).
+        // on it, from any thread.
         if unsafe { windows_sys::Win32::System::IO::CancelIoEx(Self::raw(handle), core::ptr::null()) } == 0 {
             // SAFETY: reads the calling thread's last error.
             let error = unsafe { windows_sys::Win32::Foundation::GetLastError() };

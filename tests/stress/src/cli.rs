@@ -73,7 +73,8 @@ pub enum Command {
     LocalAddress(LocalAddressArgs),
     /// Print one line per packet on the ports (and per filter-module state change), as it happens.
     #[command(after_help = "Examples:\n  portwatch.exe watch udp:5000\n  \
-                            portwatch.exe watch tcp:443 udp:53 --count 100 --json")]
+                            portwatch.exe watch tcp:443 udp:53 --count 100 --json\n  \
+                            portwatch.exe watch udp:5000 --pending 8 --duration 60")]
     Watch(WatchArgs),
 }
 
@@ -312,7 +313,7 @@ pub struct PortNameArgs {
 /// `local-address`.
 #[derive(Debug, Args)]
 pub struct LocalAddressArgs {
-    /// The address, e.g. 192.168.1.10:5000 or [fe80::1]:443.
+    /// The address, e.g. `192.168.1.10:5000` or `[fe80::1]:443`.
     pub address: SocketAddr,
 }
 
@@ -322,16 +323,21 @@ pub struct WatchArgs {
     /// The ports, PROTO:PORT (udp:5000, tcp:443).
     #[arg(required = true, value_name = "PROTO:PORT")]
     pub ports: Vec<PortSpec>,
-    /// Reads kept pending at once (1..=16, the driver's limit per handle).
-    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
-    pub reads: u32,
+    /// IOCTL_READ_EVENTS kept pending at once, each with its own buffer (1..=16, the driver's
+    /// limit per handle; overlapped I/O on Windows).
+    #[arg(long, alias = "reads", default_value_t = 4, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(portwatch_proto::MAX_PENDING_READS)))]
+    pub pending: u32,
     /// Records the driver's ring for this handle holds (1..=4096); events
     /// that find it full are dropped and counted.
     #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub ring: u32,
-    /// Stop after this many events (default: until Ctrl+C).
+    /// Stop after this many events (default: until Ctrl+C or --duration).
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// Stop after this many seconds (default: until Ctrl+C or --count).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub duration: Option<f64>,
     /// One JSON object per line instead of text.
     #[arg(long)]
     pub json: bool,
@@ -390,6 +396,25 @@ mod tests {
     }
 
     #[test]
+    fn watch_pending_reads_and_stop_conditions() {
+        let Command::Watch(w) = parse("watch udp:5000").unwrap().command else { panic!("watch") };
+        assert_eq!((w.pending, w.ring, w.count, w.duration, w.json), (4, 1024, None, None, false));
+        let Command::Watch(w) =
+            parse("watch udp:5000 tcp:443 --pending 16 --duration 2.5 --count 9 --json").unwrap().command
+        else {
+            panic!("watch")
+        };
+        assert_eq!(w.ports.len(), 2);
+        assert_eq!(
+            (w.pending, w.count, w.duration, w.json),
+            (portwatch_proto::MAX_PENDING_READS, Some(9), Some(2.5), true)
+        );
+        // The earlier spelling still works.
+        let Command::Watch(w) = parse("watch udp:5000 --reads 1").unwrap().command else { panic!("watch") };
+        assert_eq!(w.pending, 1);
+    }
+
+    #[test]
     fn bad_input_is_a_usage_error() {
         for bad in [
             "stress data-path",
@@ -406,6 +431,10 @@ mod tests {
             "bind icmp:3",
             "verifier",
             "verifier maybe",
+            "watch udp:5000 --pending 0",
+            "watch udp:5000 --pending 17",
+            "watch udp:5000 --duration 0",
+            "watch udp:5000 --duration forever",
             "nosuch",
         ] {
             let e = parse(bad).expect_err(bad);

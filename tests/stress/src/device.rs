@@ -13,6 +13,7 @@ use portwatch_scenarios::Target;
 
 use crate::cli::PortSpec;
 use crate::exit::Failure;
+use crate::reads::{self, ReadQueue};
 
 /// Most filter modules `status` asks for.
 const MODULE_ROOM: usize = 64;
@@ -246,80 +247,81 @@ pub fn local_address(t: &dyn Target, address: SocketAddr, out: &mut dyn Write) -
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WatchOptions {
     /// Reads kept pending at once.
-    pub reads: usize,
+    pub pending: usize,
     /// The ring's size in records.
     pub ring: u32,
     /// Stop after this many events.
     pub count: Option<u64>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
     /// JSON lines instead of text.
     pub json: bool,
 }
 
-/// Records one read asks for.
-const READ_ROOM: usize = 64;
+/// `watch` over any [`Target`], each read issued by its own thread
+/// ([`reads::ThreadReads`]); `stop()` ends it early (Ctrl+C). See
+/// [`watch_with`].
+pub fn watch(
+    t: &dyn Target,
+    ports: &[PortSpec],
+    options: &WatchOptions,
+    stop: &dyn Fn() -> bool,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    watch_with(t, ports, options, stop, out, &mut |handle, run| {
+        std::thread::scope(|s| run(&mut reads::ThreadReads::new(s, t, handle, options.pending)))
+    })
+}
 
-/// `watch`: enables events on a new endpoint, binds `ports`, keeps
-/// `options.reads` IOCTL_READ_EVENTS pending (one thread each, so that a
-/// read is always waiting while another batch is printed) and prints one
-/// line per event ([`event_line`]), until `options.count` events; then
-/// cancels the reads still pending (CancelIoEx) and closes the handle.
-pub fn watch(t: &dyn Target, ports: &[PortSpec], options: &WatchOptions, out: &mut dyn Write) -> Result<(), Failure> {
+/// The body of [`watch_with`] once the endpoint is ready: the pool over a
+/// [`ReadQueue`].
+pub type WatchBody<'a> = dyn FnMut(&mut dyn ReadQueue) -> Result<(), Failure> + 'a;
+
+/// `watch`: enables events on a new endpoint, binds `ports`, then has
+/// `with_reads` build the [`ReadQueue`] on the endpoint's handle (the
+/// overlapped one on Windows) and run the body on it: `options.pending`
+/// reads kept pending ([`reads::run`]), one line per event printed in the
+/// driver's order ([`event_line`]) until `options.count` events,
+/// `options.duration` or `stop()`; then every read is cancelled and waited
+/// for, and the handle closed.
+pub fn watch_with(
+    t: &dyn Target,
+    ports: &[PortSpec],
+    options: &WatchOptions,
+    stop: &dyn Fn() -> bool,
+    out: &mut dyn Write,
+    with_reads: &mut dyn FnMut(Handle, &mut WatchBody<'_>) -> Result<(), Failure>,
+) -> Result<(), Failure> {
     let ep = Endpoint::open(t)?;
     client::enable_events(t, ep.handle, options.ring).map_err(|e| ioctl_failure("IOCTL_ENABLE_EVENTS", e))?;
     for &p in ports {
         client::bind(t, ep.handle, p.protocol, p.port).map_err(|e| ioctl_failure(&format!("binding {p}"), e))?;
     }
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (tx, rx) = std::sync::mpsc::sync_channel(options.reads.max(1));
-    std::thread::scope(|s| {
-        let readers: Vec<_> = (0..options.reads.max(1))
-            .map(|_| {
-                let (tx, stop, handle) = (tx.clone(), &stop, ep.handle);
-                s.spawn(move || {
-                    while !stop.load(std::sync::atomic::Ordering::Acquire) {
-                        let batch = client::read_events(t, handle, READ_ROOM);
-                        let last = batch.is_err();
-                        if tx.send(batch).is_err() || last {
-                            return;
-                        }
-                    }
-                })
-            })
-            .collect();
-        drop(tx);
-        let result = print_events(&rx, options, out);
-        stop.store(true, std::sync::atomic::Ordering::Release);
-        drop(rx);
-        // Reads still pending: cancel them until every reader is out.
-        while readers.iter().any(|r| !r.is_finished()) {
-            let _ = t.cancel_io(ep.handle);
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        result
-    })
-}
-
-type Batch = Result<(proto::EventBatchHeader, Vec<proto::EventRecord>), TargetError>;
-
-fn print_events(
-    rx: &std::sync::mpsc::Receiver<Batch>,
-    options: &WatchOptions,
-    out: &mut dyn Write,
-) -> Result<(), Failure> {
-    let mut printed = 0u64;
-    while options.count.is_none_or(|c| printed < c) {
-        let Ok(batch) = rx.recv() else { return Ok(()) };
-        let (header, records) = batch.map_err(|e| ioctl_failure("IOCTL_READ_EVENTS", e))?;
-        for r in &records {
-            if options.count.is_some_and(|c| printed >= c) {
-                break;
+    let deadline = options.duration.map(|d| std::time::Instant::now() + d);
+    let stop = || stop() || deadline.is_some_and(|d| std::time::Instant::now() >= d);
+    with_reads(ep.handle, &mut |queue| {
+        let mut printed = 0u64;
+        let mut print = |header: &proto::EventBatchHeader, records: &[proto::EventRecord]| {
+            for r in records {
+                if options.count.is_some_and(|c| printed >= c) {
+                    break;
+                }
+                writeln!(out, "{}", event_line(header, r, options.json)).map_err(|e| e.to_string())?;
+                printed += 1;
             }
-            writeln!(out, "{}", event_line(&header, r, options.json)).map_err(io_failure)?;
-            printed += 1;
-        }
-        out.flush().map_err(io_failure)?;
-    }
-    Ok(())
+            out.flush().map_err(|e| e.to_string())?;
+            Ok(if options.count.is_some_and(|c| printed >= c) { reads::Flow::Stop } else { reads::Flow::More })
+        };
+        reads::run(queue, options.pending, &stop, &mut print).map(drop).map_err(|e| match e {
+            reads::PoolError::Read(e) => ioctl_failure("IOCTL_READ_EVENTS", e),
+            reads::PoolError::Wait(e) => Failure::failed(format!("waiting for IOCTL_READ_EVENTS: {e}")),
+            reads::PoolError::Consumer(e) => Failure::failed(format!("writing the output: {e}")),
+            reads::PoolError::Stuck(n) => Failure::failed(format!(
+                "{n} IOCTL_READ_EVENTS still pending {} s after CancelIoEx; their buffers are left allocated",
+                reads::DRAIN_LIMIT.as_secs()
+            )),
+        })
+    })
 }
 
 fn address(ip_version: u8, bytes: &[u8; 16], port: u16) -> String {

@@ -7,14 +7,17 @@
 //! Everything that can be is plain, portable code: the command line
 //! ([`cli`]), the argument vectors of every external tool ([`commands`]),
 //! the IOCTL-level operations over any [`portwatch_scenarios::Target`]
-//! ([`device`]). Only elevation and the first open of `\\.\PortWatch` are
-//! Windows-specific (a small `cfg(windows)` module).
+//! ([`device`]), the scheduling of `watch`'s pending reads ([`reads`]).
+//! Only elevation, the first open of `\\.\PortWatch`, Ctrl+C and the
+//! overlapped I/O under [`reads::ReadQueue`] are Windows-specific (a small
+//! `cfg(windows)` module).
 
 pub mod cli;
 pub mod commands;
 pub mod device;
 pub mod exit;
 pub mod ops;
+pub mod reads;
 
 #[cfg(windows)]
 mod win;

@@ -325,6 +325,34 @@ fn on_device(what: &str, f: impl FnOnce(&dyn Target, &mut dyn Write) -> Result<(
     }
 }
 
+/// `watch` on the installed driver: overlapped reads on the endpoint's
+/// handle, Ctrl+C ends it.
+#[cfg(windows)]
+fn watch_device(
+    t: &dyn Target,
+    ports: &[crate::cli::PortSpec],
+    options: &crate::device::WatchOptions,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let interrupted = crate::win::ctrl_c_flag();
+    let stop = || interrupted.load(std::sync::atomic::Ordering::Relaxed);
+    crate::device::watch_with(t, ports, options, &stop, out, &mut |handle, body| {
+        let mut queue = crate::win::OverlappedReads::new(handle, options.pending)
+            .map_err(|e| Failure::failed(format!("preparing the reads: {e}")))?;
+        body(&mut queue)
+    })
+}
+
+#[cfg(not(windows))]
+fn watch_device(
+    t: &dyn Target,
+    ports: &[crate::cli::PortSpec],
+    options: &crate::device::WatchOptions,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    crate::device::watch(t, ports, options, &|| false, out)
+}
+
 /// Runs the subcommand of `cli`.
 pub fn run(cli: &Cli) -> Result<(), Failure> {
     use crate::device;
@@ -339,8 +367,14 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
         Command::PortName(a) => on_device("port-name", |t, out| device::port_name(t, a.name.as_deref(), out)),
         Command::LocalAddress(a) => on_device("local-address", |t, out| device::local_address(t, a.address, out)),
         Command::Watch(a) => {
-            let options = device::WatchOptions { reads: a.reads as usize, ring: a.ring, count: a.count, json: a.json };
-            on_device("watch", |t, out| device::watch(t, &a.ports, &options, out))
+            let options = device::WatchOptions {
+                pending: a.pending as usize,
+                ring: a.ring,
+                count: a.count,
+                duration: a.duration.map(std::time::Duration::from_secs_f64),
+                json: a.json,
+            };
+            on_device("watch", |t, out| watch_device(t, &a.ports, &options, out))
         }
     }
 }

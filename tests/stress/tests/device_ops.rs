@@ -25,7 +25,7 @@ fn output(f: impl FnOnce(&mut Vec<u8>) -> Result<(), portwatch_cli::Failure>) ->
 fn watch_with_traffic(t: &HarnessTarget, ports: &[PortSpec], json: bool) -> String {
     use portwatch_scenarios::target::{Adapter, Direction, Level, NblSpec, PacketSpec};
     let done = std::sync::atomic::AtomicBool::new(false);
-    let options = device::WatchOptions { reads: 3, ring: 16, count: Some(4), json };
+    let options = device::WatchOptions { pending: 3, ring: 16, count: Some(4), duration: None, json };
     std::thread::scope(|s| {
         s.spawn(|| {
             let p = PacketSpec {
@@ -43,7 +43,7 @@ fn watch_with_traffic(t: &HarnessTarget, ports: &[PortSpec], json: bool) -> Stri
                 std::thread::sleep(Duration::from_millis(2));
             }
         });
-        let out = output(|o| device::watch(t, ports, &options, o));
+        let out = output(|o| device::watch(t, ports, &options, &|| false, o));
         done.store(true, std::sync::atomic::Ordering::Release);
         out
     })
@@ -80,6 +80,22 @@ fn subcommands_against_the_real_driver() {
             if json { "\"src\":\"10.0.0.1:9\",\"dst\":\"10.0.0.2:5000\"" } else { "udp 10.0.0.1:9 -> 10.0.0.2:5000" };
         assert!(watched.lines().all(|l| l.contains(want) && l.contains("5000")), "{watched}");
     }
+
+    // --duration with no traffic: 16 reads pend, the time runs out, every
+    // read is cancelled and waited for (unload below finds no IRP left).
+    let options = device::WatchOptions {
+        pending: 16,
+        ring: 16,
+        count: None,
+        duration: Some(Duration::from_millis(300)),
+        json: false,
+    };
+    let started = std::time::Instant::now();
+    assert_eq!(output(|o| device::watch(&t, &[udp], &options, &|| false, o)), "");
+    assert!(started.elapsed() >= Duration::from_millis(300), "{:?}", started.elapsed());
+    // A stop request (Ctrl+C) ends it the same way.
+    let options = device::WatchOptions { duration: None, ..options };
+    assert_eq!(output(|o| device::watch(&t, &[udp], &options, &|| true, o)), "");
 
     let too_long = "x".repeat(300);
     let mut sink = Vec::new();

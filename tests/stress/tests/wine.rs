@@ -129,6 +129,15 @@ fn help_and_status_under_wine() {
     }
     assert!(stress_help.contains("portwatch.exe stress lwf-logo --duration 600"), "{stress_help}");
 
+    let watch = wine.run(&["watch", "--help"]);
+    let watch_help = text(&watch.stdout);
+    assert_eq!(watch.status.code(), Some(0));
+    for flag in ["--pending <N>", "--duration <SECONDS>", "--count <N>"] {
+        assert!(watch_help.contains(flag), "watch --help lacks {flag}: {watch_help}");
+    }
+    let too_many = wine.run(&["watch", "udp:5000", "--pending", "17"]);
+    assert_eq!(too_many.status.code(), Some(2), "more reads than the driver allows: {}", text(&too_many.stderr));
+
     let status = wine.run(&["status"]);
     let stderr = text(&status.stderr);
     assert_eq!(status.status.code(), Some(4), "status: {stderr}");
@@ -142,6 +151,7 @@ fn help_and_status_under_wine() {
     for (args, code, message) in [
         (&["stress", "--no-traffic"][..], 4, "PortWatch is not installed"),
         (&["watch", "udp:5000", "--count", "1"][..], 4, "PortWatch is not installed"),
+        (&["watch", "udp:5000", "--pending", "16", "--duration", "1"][..], 4, "PortWatch is not installed"),
         (&["install"][..], 1, "the package is incomplete: missing "),
         (&["verifier", "status"][..], 1, "could not run verifier.exe"),
     ] {
