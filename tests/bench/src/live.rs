@@ -1,5 +1,6 @@
 //! The harness-driven commands (Linux x86-64 only).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use portwatch_bench::artifacts::Artifact;
@@ -8,31 +9,57 @@ use portwatch_bench::valgrind;
 
 /// Port-table sizes measured.
 const PORT_COUNTS: [u16; 3] = [1, 100, 10_000];
+/// NBLs per chain measured (with 100 ports bound).
+const CHAINS: [usize; 3] = [1, 8, 64];
+/// The table size the chain lengths are measured with.
+const CHAIN_PORTS: u16 = 100;
 
-/// Each configuration: warm up, zero callgrind's counters, pass `packets`
-/// packets, dump the counters with a label the summary parses.
+/// `datapath [packets] [--before IMAGE]`: each configuration warms up,
+/// zeroes callgrind's counters, passes `packets` packets (NBLs) and dumps
+/// the counters with a label the summary parses. One NBL per call for
+/// each table size; then chains of 1, 8 and 64 NBLs with
+/// [`CHAIN_PORTS`] ports. With `--before`, that image is measured too
+/// (labelled `portwatch-before`), in the same run.
 pub fn datapath(args: &[String]) {
-    let packets: u32 = args.first().map_or(2000, |a| a.parse().expect("packets: a number"));
-    for (driver, artifact, device) in
-        [("passthrough", Artifact::Passthrough, false), ("portwatch", Artifact::Driver, true)]
-    {
-        for ports in PORT_COUNTS {
-            let bench = Bench::start(&artifact.path(), device, ports);
-            // The middle bound port: a binary search's typical depth.
+    let mut packets: usize = 2000;
+    let mut drivers =
+        vec![("passthrough", Artifact::Passthrough.path(), false), ("portwatch", Artifact::Driver.path(), true)];
+    let mut args = args.iter();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--before" => {
+                let path = args.next().expect("--before IMAGE");
+                drivers.push(("portwatch-before", PathBuf::from(path), true));
+            }
+            n => packets = n.parse().expect("packets: a number"),
+        }
+    }
+    let chain_runs = CHAINS.iter().filter(|&&c| c > 1).map(|&c| (CHAIN_PORTS, c));
+    let runs: Vec<(u16, usize)> = PORT_COUNTS.iter().map(|&p| (p, 1)).chain(chain_runs).collect();
+    for (driver, path, device) in &drivers {
+        for &(ports, chain) in &runs {
+            let bench = Bench::start(path, *device, ports);
+            let (base, size) = bench.session.image_range().unwrap_or((0, 0));
+            // The middle bound port.
             let dst = BASE_PORT + ports / 2;
+            let calls = packets.div_ceil(chain);
             for way in [Way::Send, Way::Receive] {
                 for _ in 0..100 {
-                    bench.packet(way, udp_packet(dst));
+                    bench.chain(way, (0..chain).map(|_| udp_packet(dst)).collect());
                 }
-                let nbls: Vec<_> = (0..packets).map(|_| udp_packet(dst)).collect();
+                let chains: Vec<Vec<_>> = (0..calls).map(|_| (0..chain).map(|_| udp_packet(dst)).collect()).collect();
                 valgrind::zero_stats();
-                for nbl in nbls {
-                    bench.packet(way, nbl);
+                for nbls in chains {
+                    bench.chain(way, nbls);
                 }
-                valgrind::dump_stats_at(&format!("bench {driver} {} ports={ports} packets={packets}", way.name()));
+                valgrind::dump_stats_at(&format!(
+                    "bench {driver} {} ports={ports} chain={chain} packets={} base={base:#x} size={size:#x}",
+                    way.name(),
+                    calls * chain
+                ));
             }
             bench.finish();
-            println!("{driver}: {ports} ports done");
+            println!("{driver}: {ports} ports, chains of {chain} done");
         }
     }
 }

@@ -8,6 +8,9 @@
 //!   packets per configuration; run it under
 //!   `valgrind --tool=callgrind --dump-instr=yes` and summarise with
 //!   `portwatch-bench summarize callgrind.out.*` for instructions per packet.
+//! * `profile <image> <driver> <callgrind.out...>`: the dumps of `driver`
+//!   (a label's driver name) per function and per source line of `image`,
+//!   which must be the image that ran, built with line tables.
 //! * `scaling [max_threads] [seconds] [portwatch|passthrough]`: packets/s
 //!   with 1.. threads.
 
@@ -32,11 +35,25 @@ fn main() -> ExitCode {
         Some("datapath") => live::datapath(rest),
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         Some("scaling") => live::scaling(rest),
+        Some("profile") => {
+            let [image, driver, files @ ..] = rest else {
+                eprintln!("usage: portwatch-bench profile <image.dll> <driver label> <callgrind.out...>");
+                return ExitCode::FAILURE;
+            };
+            let dumps = portwatch_bench::callgrind::read_dumps(&files.iter().map(PathBuf::from).collect::<Vec<_>>());
+            match portwatch_bench::profile::profile(&PathBuf::from(image), driver, &dumps) {
+                Ok(p) => portwatch_bench::profile::print(&p, 25),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         Some("summarize") => {
             portwatch_bench::callgrind::print_summary(&rest.iter().map(PathBuf::from).collect::<Vec<_>>())
         }
         _ => {
-            eprintln!("usage: portwatch-bench guards | contention | datapath [packets] | scaling [max_threads] [seconds] [portwatch|passthrough] | summarize <callgrind.out...>");
+            eprintln!("usage: portwatch-bench guards | contention | datapath [packets] [--before IMAGE] | profile <image> <driver> <callgrind.out...> | scaling [max_threads] [seconds] [portwatch|passthrough] | summarize <callgrind.out...>");
             return ExitCode::FAILURE;
         }
     }
