@@ -8,6 +8,12 @@ pub use windows_sys::Wdk::System::SystemServices::EX_RUNDOWN_REF;
 pub use windows_sys::Win32::Foundation::{NTSTATUS, UNICODE_STRING};
 pub use windows_sys::Win32::System::IO::IO_STATUS_BLOCK;
 
+/// `MDL_MAPPED_TO_SYSTEM_VA` (wdm.h): `MappedSystemVa` maps the MDL's pages.
+pub const MDL_MAPPED_TO_SYSTEM_VA: i16 = 0x0001;
+/// `MDL_SOURCE_IS_NONPAGED_POOL` (wdm.h): the MDL describes nonpaged pool,
+/// which `MappedSystemVa` addresses.
+pub const MDL_SOURCE_IS_NONPAGED_POOL: i16 = 0x0004;
+
 /// `KIRQL`: an interrupt request level.
 pub type KIRQL = u8;
 /// `KSPIN_LOCK`: an executive spin lock (`ULONG_PTR`).

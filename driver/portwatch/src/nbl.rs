@@ -6,7 +6,10 @@
 
 use core::mem::MaybeUninit;
 
-use ndis_sys::{NdisGetDataBuffer, NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET, NDIS_STATUS, NET_BUFFER, NET_BUFFER_LIST};
+use ndis_sys::{
+    NdisGetDataBuffer, MDL_MAPPED_TO_SYSTEM_VA, MDL_SOURCE_IS_NONPAGED_POOL, NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET,
+    NDIS_STATUS, NET_BUFFER, NET_BUFFER_LIST,
+};
 
 use crate::datapath;
 use crate::parse::HEADER_BYTES;
@@ -67,7 +70,7 @@ impl Chain {
             let mut nb = nbl.FirstNetBuffer;
             while !nb.is_null() {
                 // SAFETY: `new`'s contract covers the NBL's NET_BUFFER list.
-                let current = unsafe { &mut *nb };
+                let current = unsafe { &*nb };
                 count_net_buffer(table, current, direction);
                 nb = current.Next;
             }
@@ -75,23 +78,62 @@ impl Chain {
     }
 }
 
-/// Counts one packet: copies (or maps) its first bytes and classifies them.
-fn count_net_buffer(table: &PortTable, nb: &mut NET_BUFFER, direction: Direction) {
+/// Counts one packet: finds its first bytes and classifies them.
+fn count_net_buffer(table: &PortTable, nb: &NET_BUFFER, direction: Direction) {
     let length = nb.DataLength.get();
     let wanted = (length as usize).min(HEADER_BYTES);
-    // Not zeroed: NDIS writes what it returns a pointer to, and zeroing 160
-    // bytes per packet would cost more than parsing them.
+    // Not zeroed: it is only written when the header is not contiguous, and
+    // zeroing 160 bytes per packet would cost more than parsing them.
     let mut storage = MaybeUninit::<[u8; HEADER_BYTES]>::uninit();
+    let Some(prefix) = header(nb, wanted, &mut storage) else {
+        return; // R22: no data, no count
+    };
+    datapath::count_packet(table, prefix, u64::from(length), direction);
+}
+
+/// The packet's first `wanted` bytes (at most its data length): read in
+/// place when they are contiguous in a mapped MDL (the common case: one
+/// call less per packet), else through NdisGetDataBuffer, which copies them
+/// into `storage` when they straddle MDLs.
+fn header<'a>(nb: &'a NET_BUFFER, wanted: usize, storage: &'a mut MaybeUninit<[u8; HEADER_BYTES]>) -> Option<&'a [u8]> {
+    if let Some(mapped) = mapped_header(nb, wanted) {
+        return Some(mapped);
+    }
     // SAFETY: `nb` is a valid NET_BUFFER we own for the call; `storage` has
     // room for `wanted` bytes; alignment 1 asks for no alignment. NDIS
     // returns a pointer to `wanted` contiguous, initialized bytes (in the
     // MDL, or copied into `storage`), or NULL when the data is not there.
-    let data = unsafe { NdisGetDataBuffer(nb, wanted as u32, storage.as_mut_ptr().cast(), 1, 0) };
+    let data = unsafe {
+        NdisGetDataBuffer(core::ptr::from_ref(nb).cast_mut(), wanted as u32, storage.as_mut_ptr().cast(), 1, 0)
+    };
     if data.is_null() {
-        return; // R22: no data, no count
+        return None;
     }
     // SAFETY: NdisGetDataBuffer's contract above: `wanted` readable bytes
     // that stay valid while we own the NET_BUFFER.
     let prefix = unsafe { core::slice::from_raw_parts(data.cast::<u8>(), wanted) };
-    datapath::count_packet(table, prefix, u64::from(length), direction);
+    Some(prefix)
+}
+
+/// The first `wanted` bytes of `nb` in place, when its current MDL is
+/// mapped in system space (`MmGetSystemAddressForMdlSafe` would return
+/// `MappedSystemVa` without mapping anything: nonpaged pool, or already
+/// mapped, as NDIS's own MDLs are) and holds all of them after
+/// `CurrentMdlOffset`. `None` sends the caller to NdisGetDataBuffer.
+fn mapped_header(nb: &NET_BUFFER, wanted: usize) -> Option<&[u8]> {
+    // SAFETY: a NET_BUFFER we own has a NULL or valid current MDL.
+    let mdl = unsafe { nb.CurrentMdl.as_ref() }?;
+    if mdl.MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL) == 0 {
+        return None;
+    }
+    let offset = nb.CurrentMdlOffset as usize;
+    if (mdl.ByteCount as usize).checked_sub(offset)? < wanted || mdl.MappedSystemVa.is_null() {
+        return None;
+    }
+    // SAFETY: the MDL is mapped at `MappedSystemVa` for `ByteCount` bytes
+    // (the flags checked above), and `offset + wanted <= ByteCount`; the
+    // NET_BUFFER's data starts `offset` bytes in and has at least `wanted`
+    // bytes (`wanted <= DataLength`); it stays valid while we own the
+    // NET_BUFFER.
+    Some(unsafe { core::slice::from_raw_parts(mdl.MappedSystemVa.cast::<u8>().add(offset), wanted) })
 }
