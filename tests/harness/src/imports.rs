@@ -37,6 +37,7 @@ pub fn registry() -> Vec<Import> {
     all.extend(crate::locks::imports());
     all.extend(crate::wait::imports());
     all.extend(crate::pool::imports());
+    all.extend(crate::processor::imports());
     all.extend(crate::io::imports());
     all.extend(crate::cancel::imports());
     all.extend(crate::ndis::imports());

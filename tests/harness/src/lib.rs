@@ -37,6 +37,7 @@ pub mod locks;
 pub mod nbl;
 pub mod ndis;
 pub mod pool;
+pub mod processor;
 pub mod session;
 pub mod stack;
 pub mod verifier;
