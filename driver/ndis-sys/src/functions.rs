@@ -14,7 +14,7 @@ use core::ffi::c_void;
 use crate::{
     device::NDIS_DEVICE_OBJECT_ATTRIBUTES,
     filter::{NDIS_FILTER_ATTRIBUTES, NDIS_FILTER_DRIVER_CHARACTERISTICS, NDIS_STATUS_INDICATION},
-    kernel::{DEVICE_OBJECT, DRIVER_OBJECT, IRP, NDIS_HANDLE, NDIS_STATUS, POOL_FLAGS},
+    kernel::{DEVICE_OBJECT, DRIVER_OBJECT, IRP, NDIS_HANDLE, NDIS_STATUS, POOL_FLAGS, PROCESSOR_NUMBER},
     nbl::{NET_BUFFER, NET_BUFFER_LIST},
     net::NDIS_PORT_NUMBER,
 };
@@ -122,6 +122,13 @@ extern "system" {
     /// `IoCompleteRequest`: completes an IRP (<= DISPATCH). The IRP must not
     /// be touched afterwards.
     pub fn IofCompleteRequest(Irp: *mut IRP, PriorityBoost: i8);
+    /// The current processor's system-wide index (any IRQL; stable only at
+    /// DISPATCH_LEVEL and above); fills `ProcNumber` (group, number) unless
+    /// it is NULL.
+    pub fn KeGetCurrentProcessorNumberEx(ProcNumber: *mut PROCESSOR_NUMBER) -> u32;
+    /// The most processors `GroupNumber` (or, with `ALL_PROCESSOR_GROUPS`,
+    /// the system) can ever have, hot-added ones included (any IRQL).
+    pub fn KeQueryMaximumProcessorCountEx(GroupNumber: u16) -> u32;
     /// Stops the system with a bug check; never returns.
     pub fn KeBugCheckEx(
         BugCheckCode: u32,

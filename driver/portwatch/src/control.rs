@@ -230,12 +230,13 @@ mod tests {
         assert_eq!(ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(6, 80), 0).0, Ok(Reply::Done(0)));
         assert_eq!(ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(6, 80), 0).0, Err(Error::AlreadyBound));
         assert_eq!(ioctl(&g, &ep, proto::IOCTL_UNBIND_PORT, &port(17, 80), 0).0, Err(Error::NotBound));
-        g.ports.read(&mut passive(), |t, _| {
+        g.ports.read(&mut passive(), |t, dispatch| {
             crate::datapath::count_flow(
                 t,
                 crate::parse::Flow { protocol: 6, src_port: 999, dst_port: 80 },
                 60,
                 crate::ports::Direction::Rx,
+                crate::percpu::Cpu::current(dispatch),
             )
         });
         let s = endpoint_stats(&g, &ep);

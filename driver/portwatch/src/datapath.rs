@@ -1,23 +1,25 @@
 //! Per-packet counting, shared by the send and receive paths.
 
 use crate::parse::{self, Flow};
+use crate::percpu::Cpu;
 use crate::ports::{Direction, PortKey, PortTable};
 
 /// Counts one packet whose first bytes are `prefix` and whose full length is
 /// `bytes`: once for every endpoint bound to its destination port and once
 /// for every endpoint bound to its source port (once only when the two ports
-/// are equal). Called under the port table's read lock.
-pub fn count_packet(table: &PortTable, prefix: &[u8], bytes: u64, direction: Direction) {
+/// are equal), in `cpu`'s counters. Called under the port table's read
+/// lock, at DISPATCH_LEVEL on processor `cpu`.
+pub fn count_packet(table: &PortTable, prefix: &[u8], bytes: u64, direction: Direction, cpu: Cpu<'_>) {
     if let Some(flow) = parse::classify(prefix) {
-        count_flow(table, flow, bytes, direction);
+        count_flow(table, flow, bytes, direction, cpu);
     }
 }
 
 /// Counts a classified packet; see [`count_packet`].
-pub fn count_flow(table: &PortTable, flow: Flow, bytes: u64, direction: Direction) {
-    table.count(PortKey { protocol: flow.protocol, port: flow.dst_port }, direction, bytes);
+pub fn count_flow(table: &PortTable, flow: Flow, bytes: u64, direction: Direction, cpu: Cpu<'_>) {
+    table.count(PortKey { protocol: flow.protocol, port: flow.dst_port }, direction, bytes, cpu);
     if flow.src_port != flow.dst_port {
-        table.count(PortKey { protocol: flow.protocol, port: flow.src_port }, direction, bytes);
+        table.count(PortKey { protocol: flow.protocol, port: flow.src_port }, direction, bytes, cpu);
     }
 }
 
@@ -33,9 +35,10 @@ mod tests {
         t.bind_now(PortKey { protocol: 6, port: 80 }, a).unwrap();
         t.bind_now(PortKey { protocol: 6, port: 5000 }, b).unwrap();
         t.bind_now(PortKey { protocol: 6, port: 7 }, a).unwrap();
-        count_flow(&t, Flow { protocol: 6, src_port: 5000, dst_port: 80 }, 100, Direction::Tx);
-        count_flow(&t, Flow { protocol: 6, src_port: 7, dst_port: 7 }, 10, Direction::Rx);
-        count_flow(&t, Flow { protocol: 17, src_port: 80, dst_port: 80 }, 10, Direction::Rx);
+        let cpu = Cpu::for_test(1);
+        count_flow(&t, Flow { protocol: 6, src_port: 5000, dst_port: 80 }, 100, Direction::Tx, cpu);
+        count_flow(&t, Flow { protocol: 6, src_port: 7, dst_port: 7 }, 10, Direction::Rx, cpu);
+        count_flow(&t, Flow { protocol: 17, src_port: 80, dst_port: 80 }, 10, Direction::Rx, cpu);
         assert_eq!(t.binding_traffic(PortKey { protocol: 6, port: 80 }, a).unwrap().tx.packets, 1);
         assert_eq!(t.binding_traffic(PortKey { protocol: 6, port: 5000 }, b).unwrap().tx.packets, 1);
         assert_eq!(t.binding_traffic(PortKey { protocol: 6, port: 7 }, a).unwrap().rx.packets, 1);

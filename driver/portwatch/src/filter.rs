@@ -13,14 +13,15 @@
 
 use alloc::boxed::Box;
 
-use ndis_sync::{CallbackIrql, Passive};
+use ndis_sync::{CallbackIrql, Dispatch, Passive};
 use ndis_sys::*;
 use portwatch_proto::ModuleState;
 
 use crate::entry::globals;
-use crate::modules::{fixed_name, DataEntry, Module, NdisHandle};
+use crate::modules::{fixed_name, Module, NdisHandle};
 use crate::nbl::Chain;
-use crate::ports::Direction;
+use crate::percpu::{Cpu, PerCpu};
+use crate::ports::{Direction, PortTable};
 use crate::trace::trace;
 
 /// The characteristics NdisFRegisterFilterDriver takes (NDIS 6.30).
@@ -97,7 +98,9 @@ unsafe extern "system" fn attach(
         // SAFETY: a valid UNICODE_STRING's Buffer holds Length bytes.
         unsafe { unicode_chars(s) }
     });
-    let new_module = Module::new(&irql, NdisHandle(filter_handle), params.BaseMiniportIfIndex, fixed_name(name));
+    let Ok(in_flight) = PerCpu::try_new() else { return NDIS_STATUS_RESOURCES };
+    let new_module =
+        Module::new(&irql, NdisHandle(filter_handle), params.BaseMiniportIfIndex, fixed_name(name), in_flight);
     let Some(new_module) = crate::pool::try_pin_box(new_module) else { return NDIS_STATUS_RESOURCES };
     let attributes = NDIS_FILTER_ATTRIBUTES {
         Header: NDIS_OBJECT_HEADER {
@@ -176,9 +179,13 @@ unsafe extern "system" fn restart(context: NDIS_HANDLE, _params: *mut NDIS_FILTE
 /// when the last of them comes back (NdisFPauseComplete from that
 /// completion or return), or at once when none is out.
 unsafe extern "system" fn pause(context: NDIS_HANDLE, _params: *mut NDIS_FILTER_PAUSE_PARAMETERS) -> NDIS_STATUS {
+    // SAFETY: NDIS calls FilterPause at PASSIVE_LEVEL.
+    let mut irql = unsafe { Passive::new_unchecked() };
     // SAFETY: NDIS passes our context for a module not being detached.
     let module = unsafe { module(context) };
-    if module.begin_pause() {
+    // The barrier: the data path's gate runs under the port table's read
+    // lock (see `Module::begin_pause`).
+    if module.begin_pause(|| globals().ports.write(&mut irql, |_, _| ())) {
         trace!(DPFLTR_INFO_LEVEL, "paused on interface %u", module.if_index);
         NDIS_STATUS_SUCCESS
     } else {
@@ -186,28 +193,19 @@ unsafe extern "system" fn pause(context: NDIS_HANDLE, _params: *mut NDIS_FILTER_
     }
 }
 
-/// Completes the module's pending pause when `last` says the NBLs just
-/// counted back were the last ones it waited for.
-fn complete_pause_if(module: &Module, last: bool) {
-    if last {
-        // No trace here: this runs on the data path.
-        // SAFETY: our module's handle; its FilterPause returned (or is
-        // about to return) NDIS_STATUS_PENDING, and `last` is true for
-        // exactly one caller per pause.
-        unsafe { NdisFPauseComplete(module.ndis_handle.0) };
-    }
-}
-
-/// Counts a chain under the port table's read lock, at the IRQL NDIS's flag
-/// says (set: DISPATCH_LEVEL; clear: unknown, at most DISPATCH_LEVEL).
-fn count(chain: Chain, at_dispatch: bool, direction: Direction) {
+/// Runs `f` under the port table's read lock, at DISPATCH_LEVEL, with the
+/// current processor: the one place the data path takes a lock, once per
+/// chain. `at_dispatch` is the handler's NDIS_*_DISPATCH_LEVEL flag (set:
+/// at DISPATCH_LEVEL; clear: unknown, at most DISPATCH_LEVEL).
+fn under_table<R>(at_dispatch: bool, f: impl FnOnce(&PortTable, Cpu<'_>) -> R) -> R {
     let ports = &globals().ports;
-    // SAFETY: `at_dispatch` is the handler's NDIS_*_DISPATCH_LEVEL flag,
-    // and the handler holds no lock of ours yet.
+    let with_cpu = |table: &PortTable, dispatch: &mut Dispatch| f(table, Cpu::current(dispatch));
+    // SAFETY: `at_dispatch` is the handler's flag, and the handler holds no
+    // lock of ours yet.
     unsafe {
         CallbackIrql::with(at_dispatch, |irql| match irql {
-            CallbackIrql::Dispatch(irql) => ports.read_at_dispatch(irql, |table, _| chain.count(table, direction)),
-            CallbackIrql::Unknown(irql) => ports.read(irql, |table, _| chain.count(table, direction)),
+            CallbackIrql::Dispatch(irql) => ports.read_at_dispatch(irql, with_cpu),
+            CallbackIrql::Unknown(irql) => ports.read(irql, with_cpu),
         })
     }
 }
@@ -220,21 +218,38 @@ unsafe extern "system" fn send(context: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST,
     let chain = unsafe { Chain::new(nbls) };
     let at_dispatch = flags & NDIS_SEND_FLAGS_DISPATCH_LEVEL != 0;
     let n = chain.nbl_count();
-    let entry = module.enter(n);
-    if entry != DataEntry::Forward {
+    // Count before passing on: afterwards the NBLs may complete on another
+    // processor before NdisFSendNetBufferLists even returns.
+    let forward = under_table(at_dispatch, |table, cpu| {
+        let running = module.enter(cpu, n);
+        if running {
+            chain.count(table, Direction::Tx, cpu);
+        }
+        running
+    });
+    if !forward {
         chain.set_status(NDIS_STATUS_PAUSED);
         let complete_flags = if at_dispatch { NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL } else { 0 };
         // SAFETY: completing NBLs we were given, once, with our handle.
         unsafe { NdisFSendNetBufferListsComplete(module.ndis_handle.0, chain.raw(), complete_flags) };
-        complete_pause_if(module, entry == DataEntry::RefuseAndCompletePause);
         return;
     }
-    // Count before passing on: afterwards the NBLs may complete on another
-    // processor before NdisFSendNetBufferLists even returns.
-    count(chain, at_dispatch, Direction::Tx);
     // SAFETY: passing the chain down unchanged, flags passed through; we do
     // not touch it afterwards.
     unsafe { NdisFSendNetBufferLists(module.ndis_handle.0, chain.raw(), port, flags) };
+}
+
+/// Gives `n` NBLs back to the module's pause gate on this processor, and
+/// completes a pending pause if they were the last ones out.
+fn leave(module: &Module, n: usize, at_dispatch: bool) {
+    let last = under_table(at_dispatch, |_, cpu| module.leave(cpu, n));
+    if last {
+        // No trace here: this runs on the data path.
+        // SAFETY: our module's handle; its FilterPause returned (or is
+        // about to return) NDIS_STATUS_PENDING, and `leave` is true for
+        // exactly one caller per pause.
+        unsafe { NdisFPauseComplete(module.ndis_handle.0) };
+    }
 }
 
 /// FilterSendNetBufferListsComplete (<= DISPATCH_LEVEL): none are ours, so
@@ -247,7 +262,7 @@ unsafe extern "system" fn send_complete(context: NDIS_HANDLE, nbls: *mut NET_BUF
     let n = unsafe { Chain::new(nbls) }.nbl_count();
     // SAFETY: completing up NBLs sent from above through us, flags passed.
     unsafe { NdisFSendNetBufferListsComplete(module.ndis_handle.0, nbls, flags) };
-    complete_pause_if(module, module.leave(n));
+    leave(module, n, flags & NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL != 0);
 }
 
 /// FilterReceiveNetBufferLists (<= DISPATCH_LEVEL).
@@ -265,8 +280,14 @@ unsafe extern "system" fn receive(
     let chain = unsafe { Chain::new(nbls) };
     let at_dispatch = flags & NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL != 0;
     let n = chain.nbl_count();
-    let entry = module.enter(n);
-    if entry != DataEntry::Forward {
+    let forward = under_table(at_dispatch, |table, cpu| {
+        let running = module.enter(cpu, n);
+        if running {
+            chain.count(table, Direction::Rx, cpu);
+        }
+        running
+    });
+    if !forward {
         // With NDIS_RECEIVE_FLAGS_RESOURCES the NBLs revert to NDIS when we
         // return: never return those. Others go back down at once.
         if flags & NDIS_RECEIVE_FLAGS_RESOURCES == 0 {
@@ -274,17 +295,15 @@ unsafe extern "system" fn receive(
             // SAFETY: returning NBLs we own, once.
             unsafe { NdisFReturnNetBufferLists(module.ndis_handle.0, chain.raw(), return_flags) };
         }
-        complete_pause_if(module, entry == DataEntry::RefuseAndCompletePause);
         return;
     }
-    count(chain, at_dispatch, Direction::Rx);
     // SAFETY: indicating the chain up unchanged, with the same count and
     // flags (RESOURCES kept, so NDIS knows they return on our return).
     unsafe { NdisFIndicateReceiveNetBufferLists(module.ndis_handle.0, chain.raw(), port, count_of_nbls, flags) };
     if flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0 {
         // They came back to us when the indication returned (and go back to
         // NDIS when we return).
-        complete_pause_if(module, module.leave(n));
+        leave(module, n, at_dispatch);
     }
 }
 
@@ -298,7 +317,7 @@ unsafe extern "system" fn return_nbls(context: NDIS_HANDLE, nbls: *mut NET_BUFFE
     let n = unsafe { Chain::new(nbls) }.nbl_count();
     // SAFETY: returning NBLs indicated from below through us, flags passed.
     unsafe { NdisFReturnNetBufferLists(module.ndis_handle.0, nbls, flags) };
-    complete_pause_if(module, module.leave(n));
+    leave(module, n, flags & NDIS_RETURN_FLAGS_DISPATCH_LEVEL != 0);
 }
 
 /// FilterStatus (<= DISPATCH_LEVEL): passed up unchanged.

@@ -17,12 +17,13 @@
 use alloc::vec::Vec;
 use core::ffi::c_void;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use ndis_sync::{init_from_closure, AtMostDispatch, Passive, PinInit, Rundown, SpinLock};
 use portwatch_proto::{ModuleInfo, ModuleState, Wire, MODULE_NAME_CHARS};
 
 use crate::ioctl::{self, Error, Reply};
+use crate::percpu::{add_local, Cpu, PerCpu};
 
 /// NDIS's opaque handle of a filter module (`NdisFilterHandle`).
 #[derive(Debug, Clone, Copy)]
@@ -43,13 +44,16 @@ pub struct Module {
     /// The adapter's name, UTF-16, zero padded, truncated.
     pub name: [u16; MODULE_NAME_CHARS],
     state: AtomicU32,
-    /// NBLs this module passed on (sends down, receives up) that have not
-    /// come back yet, plus one while the module is Restarting or Running.
-    /// NDIS may call FilterPause while some are still outstanding; the
-    /// pause completes when this drops to zero ("Pausing a Driver Stack").
-    in_flight: AtomicUsize,
-    /// A pause returned NDIS_STATUS_PENDING (or is deciding to) and whoever
-    /// brings `in_flight` to zero completes it.
+    /// The pause gate: NBLs this module passed on (sends down, receives up)
+    /// minus those that came back, per processor (an NBL may leave on one
+    /// processor and come back on another, so one slot can go "negative";
+    /// the sum, wrapping, is what is outstanding). NDIS may call FilterPause
+    /// while some are still outstanding; the pause completes when the sum
+    /// is zero ("Pausing a Driver Stack"). Each slot is written only by its
+    /// processor, under the port table's read lock (see [`Module::enter`]).
+    in_flight: PerCpu<AtomicU64>,
+    /// A pause is pending: whoever finds the sum at zero, and takes this
+    /// flag, completes it.
     pause_pending: AtomicBool,
     /// Held by readers that reached the module through the list.
     pub rundown: Rundown<()>,
@@ -65,6 +69,7 @@ impl Module {
         ndis_handle: NdisHandle,
         if_index: u32,
         name: [u16; MODULE_NAME_CHARS],
+        in_flight: PerCpu<AtomicU64>,
     ) -> impl PinInit<Self> + '_ {
         let init = move |slot: *mut Self| {
             // SAFETY: `slot` is valid for writes and pinned (the initialiser's
@@ -74,7 +79,7 @@ impl Module {
                 (&raw mut (*slot).if_index).write(if_index);
                 (&raw mut (*slot).name).write(name);
                 (&raw mut (*slot).state).write(AtomicU32::new(ModuleState::Attaching as u32));
-                (&raw mut (*slot).in_flight).write(AtomicUsize::new(0));
+                (&raw mut (*slot).in_flight).write(in_flight);
                 (&raw mut (*slot).pause_pending).write(AtomicBool::new(false));
                 Rundown::new(irql, ()).__pinned_init(&raw mut (*slot).rundown);
             }
@@ -83,60 +88,75 @@ impl Module {
         unsafe { init_from_closure(init) }
     }
 
-    /// FilterRestart: takes the running reference, then runs.
+    /// FilterRestart: runs.
     pub fn start_running(&self) {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.set_state(ModuleState::Running);
     }
 
-    /// FilterPause: stops passing traffic on and drops the running
-    /// reference. True: nothing is outstanding and the module is Paused
-    /// (return NDIS_STATUS_SUCCESS); false: the last NBL to come back
-    /// completes the pause ([`Module::leave`] or [`Module::enter`] says so
-    /// once).
-    pub fn begin_pause(&self) -> bool {
+    /// FilterPause (PASSIVE_LEVEL): stops passing traffic on. True: nothing
+    /// is outstanding and the module is Paused (return
+    /// NDIS_STATUS_SUCCESS); false: the last NBL to come back completes the
+    /// pause ([`Module::leave`] says so, once).
+    ///
+    /// `barrier` must acquire and release the port table's write lock, the
+    /// lock [`Module::enter`] and [`Module::leave`] run under: after it,
+    /// every `enter` that saw the module running has added its NBLs, every
+    /// later one sees it pausing, and every `leave` either has subtracted
+    /// its NBLs or will see the pause pending.
+    pub fn begin_pause(&self, barrier: impl FnOnce()) -> bool {
         self.set_state(ModuleState::Pausing);
         self.pause_pending.store(true, Ordering::SeqCst);
-        self.release(1)
+        barrier();
+        self.try_complete_pause()
     }
 
-    /// Before passing `n` NBLs on: counts them as outstanding if the module
-    /// is running. Counting first and checking the state second means a
-    /// pause either sees them outstanding or they see the pause.
+    /// Under the port table's read lock, before passing `n` NBLs on from
+    /// processor `cpu`: counts them as outstanding and returns true if the
+    /// module is running; false (nothing counted) if not: refuse them.
+    /// Plain loads and a store to this processor's slot.
     #[must_use]
-    pub fn enter(&self, n: usize) -> DataEntry {
-        self.in_flight.fetch_add(n, Ordering::SeqCst);
-        if self.is_running() {
-            return DataEntry::Forward;
-        }
-        // Not running after all: whoever brings the count to zero completes
-        // a pending pause, even if that is this refusal.
-        if self.release(n) {
-            DataEntry::RefuseAndCompletePause
-        } else {
-            DataEntry::Refuse
-        }
-    }
-
-    /// `n` NBLs passed on came back. True when they were the last ones of a
-    /// pending pause: the module is now Paused and the caller must call
-    /// NdisFPauseComplete.
-    #[must_use]
-    pub fn leave(&self, n: usize) -> bool {
-        self.release(n)
-    }
-
-    /// Drops `n` from the count; true when that completed a pending pause
-    /// (the module is then Paused).
-    fn release(&self, n: usize) -> bool {
-        if self.in_flight.fetch_sub(n, Ordering::SeqCst) != n {
+    pub fn enter(&self, cpu: Cpu<'_>, n: usize) -> bool {
+        if !self.is_running() {
             return false;
         }
-        if self.pause_pending.swap(false, Ordering::SeqCst) {
-            self.set_state(ModuleState::Paused);
-            return true;
+        add_local(self.in_flight.get(cpu), n as u64);
+        true
+    }
+
+    /// Under the port table's read lock, on processor `cpu`: `n` NBLs passed
+    /// on came back. True when they were the last ones of a pending pause:
+    /// the module is now Paused and the caller must call
+    /// NdisFPauseComplete. Without a pending pause: a store to this
+    /// processor's slot and one load.
+    #[must_use]
+    pub fn leave(&self, cpu: Cpu<'_>, n: usize) -> bool {
+        add_local(self.in_flight.get(cpu), (n as u64).wrapping_neg());
+        if !self.pause_pending.load(Ordering::Relaxed) {
+            return false;
         }
-        false
+        self.try_complete_pause()
+    }
+
+    /// With a pause pending: completes it if nothing is outstanding.
+    ///
+    /// Why it completes exactly once, when the last NBL is back: after the
+    /// pause's barrier no slot grows (no `enter` succeeds), so each slot
+    /// only decreases, and a sum read slot by slot is at least what is
+    /// outstanding when the reading ends; a sum of zero means everything is
+    /// back. Whoever subtracts last then finds zero: the full fence orders
+    /// each caller's subtraction before its reads, so of two callers
+    /// subtracting at once at least one sees the other's subtraction (the
+    /// pause itself subtracts nothing; a `leave` before its barrier is
+    /// visible to it through the lock). The swap lets only one of those who
+    /// find zero complete the pause.
+    fn try_complete_pause(&self) -> bool {
+        fence(Ordering::SeqCst);
+        let outstanding = self.in_flight.iter().fold(0u64, |sum, slot| sum.wrapping_add(slot.load(Ordering::Relaxed)));
+        if outstanding != 0 || !self.pause_pending.swap(false, Ordering::SeqCst) {
+            return false;
+        }
+        self.set_state(ModuleState::Paused);
+        true
     }
 
     /// The current state. Read on every packet: one relaxed load, no lock.
@@ -159,18 +179,6 @@ impl Module {
     fn info(&self) -> ModuleInfo {
         ModuleInfo { if_index: self.if_index, state: self.state() as u32, name: self.name }
     }
-}
-
-/// What the data path does with NBLs handed to a module ([`Module::enter`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataEntry {
-    /// Running: count and pass them on (they are counted as outstanding).
-    Forward,
-    /// Not running: complete sends with NDIS_STATUS_PAUSED, return receives.
-    Refuse,
-    /// As `Refuse`, and this was the last count a pending pause waited for:
-    /// call NdisFPauseComplete.
-    RefuseAndCompletePause,
 }
 
 /// A list entry.
@@ -286,7 +294,8 @@ mod tests {
     fn module(if_index: u32) -> core::pin::Pin<Box<Module>> {
         let name: Vec<u16> = "eth".encode_utf16().collect();
         let irql = passive();
-        crate::pool::try_pin_box(Module::new(&irql, NdisHandle(core::ptr::null_mut()), if_index, fixed_name(&name)))
+        let in_flight = PerCpu::try_new().unwrap();
+        crate::pool::try_pin_box(Module::new(&irql, NdisHandle(core::ptr::null_mut()), if_index, fixed_name(&name), in_flight))
             .unwrap()
     }
 
@@ -341,36 +350,58 @@ mod pause_tests {
     fn module() -> core::pin::Pin<alloc::boxed::Box<Module>> {
         // SAFETY: host tests run at the modelled PASSIVE_LEVEL.
         let passive = unsafe { Passive::new_unchecked() };
-        let m = Module::new(&passive, NdisHandle(core::ptr::null_mut()), 1, [0; MODULE_NAME_CHARS]);
+        let in_flight = PerCpu::try_with_slots(4).unwrap();
+        let m = Module::new(&passive, NdisHandle(core::ptr::null_mut()), 1, [0; MODULE_NAME_CHARS], in_flight);
         let m = crate::pool::try_pin_box(m).unwrap();
         m.set_state(ModuleState::Paused);
         m
+    }
+
+    fn cpu(i: usize) -> Cpu<'static> {
+        Cpu::for_test(i)
     }
 
     #[test]
     fn a_pause_with_nothing_outstanding_completes_at_once() {
         let m = module();
         m.start_running();
-        assert!(m.begin_pause());
+        assert!(m.enter(cpu(0), 2));
+        assert!(!m.leave(cpu(3), 2), "back on another processor; no pause pending");
+        assert!(m.begin_pause(|| ()));
         assert_eq!(m.state(), ModuleState::Paused);
-        assert_eq!(m.enter(2), DataEntry::Refuse, "a paused module refuses and completes nothing");
+        assert!(!m.enter(cpu(0), 2), "a paused module refuses");
     }
 
     #[test]
     fn a_pause_waits_for_the_last_nbl_and_completes_once() {
         let m = module();
         m.start_running();
-        assert_eq!(m.enter(2), DataEntry::Forward);
-        assert_eq!(m.enter(1), DataEntry::Forward);
-        assert!(!m.begin_pause(), "three NBLs are out: the pause pends");
+        assert!(m.enter(cpu(0), 2));
+        assert!(m.enter(cpu(1), 1));
+        assert!(!m.begin_pause(|| ()), "three NBLs are out: the pause pends");
         assert_eq!(m.state(), ModuleState::Pausing);
-        assert_eq!(m.enter(4), DataEntry::Refuse, "a pausing module forwards nothing new");
-        assert!(!m.leave(2));
-        assert!(m.leave(1), "the last one completes the pause");
+        assert!(!m.enter(cpu(2), 4), "a pausing module forwards nothing new");
+        assert!(!m.leave(cpu(2), 2), "two back on a third processor: one still out");
+        assert!(m.leave(cpu(3), 1), "the last one completes the pause");
         assert_eq!(m.state(), ModuleState::Paused);
-        assert_eq!(m.enter(1), DataEntry::Refuse);
+        assert!(!m.enter(cpu(0), 1));
         m.start_running();
-        assert_eq!(m.enter(1), DataEntry::Forward, "restart resumes");
-        assert!(!m.leave(1), "no pause pending: nothing to complete");
+        assert!(m.enter(cpu(0), 1), "restart resumes");
+        assert!(!m.leave(cpu(1), 1), "no pause pending: nothing to complete");
+    }
+
+    #[test]
+    fn the_barrier_runs_between_the_pending_flag_and_the_sum() {
+        let m = module();
+        m.start_running();
+        assert!(m.enter(cpu(1), 1));
+        // An NBL that comes back while the pause waits at its barrier
+        // (before the pause reads the slots) lets the pause complete at
+        // once; the leave itself finds the pause pending but the flag is
+        // taken by one of them only.
+        let mut left = false;
+        let completed = m.begin_pause(|| left = m.leave(cpu(2), 1));
+        assert!(left ^ completed, "exactly one completes the pause (leave {left}, pause {completed})");
+        assert_eq!(m.state(), ModuleState::Paused);
     }
 }

@@ -13,6 +13,7 @@ use ndis_sys::{
 
 use crate::datapath;
 use crate::parse::HEADER_BYTES;
+use crate::percpu::Cpu;
 use crate::ports::{Direction, PortTable};
 
 /// An NBL chain owned by the current handler.
@@ -62,7 +63,9 @@ impl Chain {
 
     /// Counts every NET_BUFFER of every NBL in `table`, skipping NBLs that
     /// NDIS looped back (their send was already counted).
-    pub fn count(self, table: &PortTable, direction: Direction) {
+    /// `cpu` is the current processor (the caller holds the table's read
+    /// lock, at DISPATCH_LEVEL).
+    pub fn count(self, table: &PortTable, direction: Direction, cpu: Cpu<'_>) {
         self.for_each_nbl(|nbl| {
             if nbl.NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET != 0 {
                 return;
@@ -71,7 +74,7 @@ impl Chain {
             while !nb.is_null() {
                 // SAFETY: `new`'s contract covers the NBL's NET_BUFFER list.
                 let current = unsafe { &*nb };
-                count_net_buffer(table, current, direction);
+                count_net_buffer(table, current, direction, cpu);
                 nb = current.Next;
             }
         });
@@ -79,7 +82,7 @@ impl Chain {
 }
 
 /// Counts one packet: finds its first bytes and classifies them.
-fn count_net_buffer(table: &PortTable, nb: &NET_BUFFER, direction: Direction) {
+fn count_net_buffer(table: &PortTable, nb: &NET_BUFFER, direction: Direction, cpu: Cpu<'_>) {
     let length = nb.DataLength.get();
     let wanted = (length as usize).min(HEADER_BYTES);
     // Not zeroed: it is only written when the header is not contiguous, and
@@ -88,7 +91,7 @@ fn count_net_buffer(table: &PortTable, nb: &NET_BUFFER, direction: Direction) {
     let Some(prefix) = header(nb, wanted, &mut storage) else {
         return; // R22: no data, no count
     };
-    datapath::count_packet(table, prefix, u64::from(length), direction);
+    datapath::count_packet(table, prefix, u64::from(length), direction, cpu);
 }
 
 /// The packet's first `wanted` bytes (at most its data length): read in

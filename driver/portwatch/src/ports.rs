@@ -4,8 +4,9 @@
 //! The table lives under the global NDIS RW lock: the data path reads it on
 //! every packet (read lock, DISPATCH_LEVEL), bind/unbind write it. Under the
 //! read lock a packet writes nothing but the atomic counters of the bindings
-//! of its own ports: the table has no global counter, so packets on different
-//! ports never write the same cache line.
+//! of its own ports, in its own processor's slot (see [`crate::percpu`]):
+//! the table has no global counter, and packets on different processors
+//! never write the same cache line.
 //!
 //! Lookups go through a two-level direct index: (protocol, high byte of
 //! the port) selects a 256-slot leaf, the low byte a slot holding the list
@@ -25,6 +26,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use portwatch_proto::{Counters, PROTO_TCP, PROTO_UDP};
 
+use crate::percpu::{add_local, Cpu, PerCpu};
 use crate::pool::try_box;
 
 /// Identifies an endpoint (one open handle) for its whole life.
@@ -58,20 +60,32 @@ pub enum TableError {
     NoMemory,
 }
 
+/// What one processor counted for one binding (see [`crate::percpu`]):
+/// written only by that processor, at DISPATCH_LEVEL.
 #[derive(Default)]
-struct AtomicCounters {
-    packets: AtomicU64,
-    bytes: AtomicU64,
+struct CpuTraffic {
+    rx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    tx_packets: AtomicU64,
+    tx_bytes: AtomicU64,
 }
 
-impl AtomicCounters {
-    fn add(&self, bytes: u64) {
-        self.packets.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+impl CpuTraffic {
+    fn add(&self, direction: Direction, bytes: u64) {
+        let (packets, total) = match direction {
+            Direction::Rx => (&self.rx_packets, &self.rx_bytes),
+            Direction::Tx => (&self.tx_packets, &self.tx_bytes),
+        };
+        add_local(packets, 1);
+        add_local(total, bytes);
     }
 
-    fn snapshot(&self) -> Counters {
-        Counters { packets: self.packets.load(Ordering::Relaxed), bytes: self.bytes.load(Ordering::Relaxed) }
+    fn snapshot(&self) -> Traffic {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Traffic {
+            rx: Counters { packets: load(&self.rx_packets), bytes: load(&self.rx_bytes) },
+            tx: Counters { packets: load(&self.tx_packets), bytes: load(&self.tx_bytes) },
+        }
     }
 }
 
@@ -99,14 +113,20 @@ impl Traffic {
 /// One endpoint bound to one port: a node of the port's binding list.
 pub struct Binding {
     endpoint: EndpointId,
-    rx: AtomicCounters,
-    tx: AtomicCounters,
+    /// Per processor, so that packets on different processors never write
+    /// one cache line.
+    counters: PerCpu<CpuTraffic>,
     next: Option<Box<Binding>>,
 }
 
 impl Binding {
+    /// The sum over processors.
     fn traffic(&self) -> Traffic {
-        Traffic { rx: self.rx.snapshot(), tx: self.tx.snapshot() }
+        let mut total = Traffic::default();
+        for cpu in self.counters.iter() {
+            total.accumulate(&cpu.snapshot());
+        }
+        total
     }
 
     fn iter(&self) -> impl Iterator<Item = &Binding> {
@@ -160,7 +180,8 @@ impl BindMemory {
     /// Allocates a binding for `endpoint`, and a leaf when `with_leaf`
     /// (what [`PortTable::needs_leaf`] said under the read lock).
     pub fn try_new(endpoint: EndpointId, with_leaf: bool) -> Result<Self, TableError> {
-        let binding = Binding { endpoint, rx: AtomicCounters::default(), tx: AtomicCounters::default(), next: None };
+        let counters = PerCpu::try_new().map_err(|_| TableError::NoMemory)?;
+        let binding = Binding { endpoint, counters, next: None };
         let binding = try_box(binding).map_err(|_| TableError::NoMemory)?;
         let leaf = if with_leaf { Some(try_slots(LEAF_SLOTS, || None)?.into_boxed_slice()) } else { None };
         Ok(BindMemory { binding: Some(binding), leaf })
@@ -263,15 +284,14 @@ impl PortTable {
         Ok((node.traffic(), Unbound { list: Some(node) }))
     }
 
-    /// Counts one packet of `bytes` on `key` for every endpoint bound to it.
-    /// Called under the read lock: only atomic counters are written.
-    pub fn count(&self, key: PortKey, direction: Direction, bytes: u64) {
+    /// Counts one packet of `bytes` on `key` for every endpoint bound to it,
+    /// in `cpu`'s slot. Called under the read lock (at DISPATCH_LEVEL, where
+    /// `cpu` is the current processor): only this processor's counters are
+    /// written.
+    pub fn count(&self, key: PortKey, direction: Direction, bytes: u64, cpu: Cpu<'_>) {
         let Some(head) = self.head(key) else { return };
         for binding in head.iter() {
-            match direction {
-                Direction::Rx => binding.rx.add(bytes),
-                Direction::Tx => binding.tx.add(bytes),
-            }
+            binding.counters.get(cpu).add(direction, bytes);
         }
     }
 
@@ -323,10 +343,10 @@ mod tests {
         t.bind_now(tcp(80), A).unwrap();
         t.bind_now(tcp(80), B).unwrap();
         t.bind_now(udp(80), A).unwrap();
-        t.count(tcp(80), Direction::Rx, 100);
-        t.count(tcp(80), Direction::Tx, 60);
-        t.count(udp(80), Direction::Rx, 7);
-        t.count(tcp(81), Direction::Rx, 1000);
+        t.count(tcp(80), Direction::Rx, 100, Cpu::for_test(0));
+        t.count(tcp(80), Direction::Tx, 60, Cpu::for_test(1));
+        t.count(udp(80), Direction::Rx, 7, Cpu::for_test(2));
+        t.count(tcp(81), Direction::Rx, 1000, Cpu::for_test(3));
         let a = t.binding_traffic(tcp(80), A).unwrap();
         assert_eq!(a.rx, Counters { packets: 1, bytes: 100 });
         assert_eq!(a.tx, Counters { packets: 1, bytes: 60 });
@@ -340,6 +360,20 @@ mod tests {
         t.unbind(tcp(80), B).unwrap();
         t.unbind(udp(80), A).unwrap();
         assert_eq!(t.bound_keys(), 0);
+    }
+
+    #[test]
+    fn counts_from_every_processor_are_summed() {
+        let mut t = PortTable::try_new().unwrap();
+        t.bind_now(udp(53), A).unwrap();
+        for i in 0..40 {
+            t.count(udp(53), Direction::Rx, 10, Cpu::for_test(i % 4));
+        }
+        t.count(udp(53), Direction::Tx, 3, Cpu::for_test(2));
+        let traffic = t.binding_traffic(udp(53), A).unwrap();
+        assert_eq!(traffic.rx, Counters { packets: 40, bytes: 400 });
+        assert_eq!(traffic.tx, Counters { packets: 1, bytes: 3 });
+        assert_eq!(t.unbind(udp(53), A).unwrap().0, traffic, "an unbind hands back the sum");
     }
 
     #[test]
@@ -362,7 +396,7 @@ mod tests {
             t.bind_now(udp(port(i)), B).unwrap();
         }
         for i in 0..10_000u32 {
-            t.count(tcp(port(i)), Direction::Tx, u64::from(port(i)));
+            t.count(tcp(port(i)), Direction::Tx, u64::from(port(i)), Cpu::for_test(i as usize % 4));
             assert_eq!(t.binding_traffic(tcp(port(i)), A).unwrap().tx.bytes, u64::from(port(i)));
             assert_eq!(t.binding_traffic(udp(port(i)), B).unwrap().tx.packets, 0);
         }
@@ -422,7 +456,7 @@ mod tests {
         let mut t = PortTable::try_new().unwrap();
         t.bind_now(tcp(80), A).unwrap();
         assert_eq!(t.binding_traffic(PortKey { protocol: 1, port: 80 }, A), None);
-        t.count(PortKey { protocol: 1, port: 80 }, Direction::Rx, 1);
+        t.count(PortKey { protocol: 1, port: 80 }, Direction::Rx, 1, Cpu::for_test(0));
         assert_eq!(t.port_traffic(tcp(80)).1.rx.packets, 0);
     }
 
