@@ -39,8 +39,8 @@ pub const SEND: Handler = Handler {
         "NdisGetDataBuffer",
         "NdisFSendNetBufferLists",
         "NdisFSendNetBufferListsComplete",
-        // The pause gate: the last NBL back completes a pending pause.
-        "NdisFPauseComplete",
+        // The per-processor counters and pause gate: the slot's index.
+        "KeGetCurrentProcessorNumberEx",
     ],
 };
 
@@ -54,7 +54,10 @@ pub const RECEIVE: Handler = Handler {
         "NdisGetDataBuffer",
         "NdisFIndicateReceiveNetBufferLists",
         "NdisFReturnNetBufferLists",
-        // The pause gate: the last NBL back completes a pending pause.
+        // The per-processor counters and pause gate: the slot's index.
+        "KeGetCurrentProcessorNumberEx",
+        // The pause gate: a RESOURCES indication's NBLs come back when it
+        // returns, and the last NBL back completes a pending pause.
         "NdisFPauseComplete",
     ],
 };
