@@ -295,8 +295,14 @@ mod tests {
         let name: Vec<u16> = "eth".encode_utf16().collect();
         let irql = passive();
         let in_flight = PerCpu::try_new().unwrap();
-        crate::pool::try_pin_box(Module::new(&irql, NdisHandle(core::ptr::null_mut()), if_index, fixed_name(&name), in_flight))
-            .unwrap()
+        crate::pool::try_pin_box(Module::new(
+            &irql,
+            NdisHandle(core::ptr::null_mut()),
+            if_index,
+            fixed_name(&name),
+            in_flight,
+        ))
+        .unwrap()
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use portwatch_bench::artifacts::Artifact;
 use portwatch_bench::guards::{self, TABLE_HEADER};
-use portwatch_bench::handlers::{classify, DataPath, RECEIVE, SEND};
+use portwatch_bench::handlers::{DataPath, RECEIVE, SEND};
 use portwatch_bench::pe::Image;
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -80,7 +80,7 @@ fn contention() {
             path.graph.imports()
         );
         println!("  bug-check call sites: {:x?}", path.panic_sites());
-        for (w, kind) in classify(&path.shared_writes()) {
+        for (w, kind) in path.classified_writes() {
             println!("  {kind:?}: {w}");
         }
     }
