@@ -69,6 +69,15 @@ impl Dump {
         self.by_object.get(ANONYMOUS).copied().unwrap_or(0)
     }
 
+    /// Instructions inside the driver image proper (`base=`/`size=` of the
+    /// label): the anonymous object also holds code that is not the
+    /// driver's (the harness's call trampolines). `None` without a range.
+    pub fn image_instructions(&self) -> Option<u64> {
+        let hex = |name| self.field(name).and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok());
+        let (base, size) = (hex("base")?, hex("size")?);
+        Some(self.by_address.iter().filter(|(a, _)| (base..base + size).contains(*a)).map(|(_, n)| n).sum())
+    }
+
     /// The `packets=N` of the label.
     pub fn packets(&self) -> Option<u64> {
         self.field("packets")?.parse().ok()
@@ -115,16 +124,28 @@ pub fn read_dumps(files: &[PathBuf]) -> Vec<Dump> {
         .collect()
 }
 
-/// Instructions per packet in the driver image of every labelled dump
-/// among `files`, by (path, bound ports, chain length) and driver.
+/// Instructions per packet in the anonymous object (the driver image and
+/// the harness's trampolines: the method of the first tables) of every
+/// labelled dump among `files`, by (path, bound ports, chain length) and
+/// driver.
 pub fn per_packet(files: &[PathBuf]) -> Rows {
+    rows(&read_dumps(files), |d| Some(d.driver_instructions()))
+}
+
+/// Instructions per packet inside the driver image only.
+pub fn per_packet_in_image(dumps: &[Dump]) -> Rows {
+    rows(dumps, Dump::image_instructions)
+}
+
+fn rows(dumps: &[Dump], count: impl Fn(&Dump) -> Option<u64>) -> Rows {
     let mut rows = Rows::new();
-    for dump in read_dumps(files) {
-        let (Some(packets), Some((driver, way, ports, chain))) = (dump.packets(), dump.configuration()) else {
+    for dump in dumps {
+        let (Some(packets), Some((driver, way, ports, chain)), Some(n)) =
+            (dump.packets(), dump.configuration(), count(dump))
+        else {
             continue;
         };
-        let per_packet = dump.driver_instructions() as f64 / packets as f64;
-        rows.entry((way, ports, chain)).or_default().insert(driver, per_packet);
+        rows.entry((way, ports, chain)).or_default().insert(driver, n as f64 / packets as f64);
     }
     rows
 }
@@ -133,7 +154,13 @@ pub fn per_packet(files: &[PathBuf]) -> Rows {
 /// PortWatch (and, when measured, the `portwatch-before` image) next to the
 /// pass-through baseline, for every labelled dump among `files`.
 pub fn print_summary(files: &[PathBuf]) {
-    let rows = per_packet(files);
+    println!("All anonymous memory (the driver image and the harness's trampolines):\n");
+    print_rows(&per_packet(files));
+    println!("\nThe driver image only:\n");
+    print_rows(&per_packet_in_image(&read_dumps(files)));
+}
+
+fn print_rows(rows: &Rows) {
     let before = rows.values().any(|r| r.contains_key("portwatch-before"));
     let cell = |r: &BTreeMap<String, f64>, d: &str| r.get(d).map_or("-".to_string(), |v| format!("{v:.1}"));
     if before {
@@ -141,7 +168,7 @@ pub fn print_summary(files: &[PathBuf]) {
     } else {
         println!("| path | bound ports | NBLs per chain | pass-through | PortWatch | PortWatch - pass-through |\n|---|---|---|---|---|---|");
     }
-    for ((way, ports, chain), by_driver) in &rows {
+    for ((way, ports, chain), by_driver) in rows {
         let delta = match (by_driver.get("portwatch"), by_driver.get("passthrough")) {
             (Some(p), Some(b)) => format!("{:.1}", p - b),
             _ => "-".into(),

@@ -14,7 +14,7 @@ const CHAINS: [usize; 3] = [1, 8, 64];
 /// The table size the chain lengths are measured with.
 const CHAIN_PORTS: u16 = 100;
 
-/// `datapath [packets] [--before IMAGE]`: each configuration warms up,
+/// `datapath [packets] [--before IMAGE] [--ports N,N,..]`: each configuration warms up,
 /// zeroes callgrind's counters, passes `packets` packets (NBLs) and dumps
 /// the counters with a label the summary parses. One NBL per call for
 /// each table size; then chains of 1, 8 and 64 NBLs with
@@ -24,9 +24,14 @@ pub fn datapath(args: &[String]) {
     let mut packets: usize = 2000;
     let mut drivers =
         vec![("passthrough", Artifact::Passthrough.path(), false), ("portwatch", Artifact::Driver.path(), true)];
+    let mut port_counts = PORT_COUNTS.to_vec();
     let mut args = args.iter();
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--ports" => {
+                let list = args.next().expect("--ports N,N,..");
+                port_counts = list.split(',').map(|n| n.parse().expect("--ports: numbers")).collect();
+            }
             "--before" => {
                 let path = args.next().expect("--before IMAGE");
                 drivers.push(("portwatch-before", PathBuf::from(path), true));
@@ -35,7 +40,7 @@ pub fn datapath(args: &[String]) {
         }
     }
     let chain_runs = CHAINS.iter().filter(|&&c| c > 1).map(|&c| (CHAIN_PORTS, c));
-    let runs: Vec<(u16, usize)> = PORT_COUNTS.iter().map(|&p| (p, 1)).chain(chain_runs).collect();
+    let runs: Vec<(u16, usize)> = port_counts.iter().map(|&p| (p, 1)).chain(chain_runs).collect();
     for (driver, path, device) in &drivers {
         for &(ports, chain) in &runs {
             let bench = Bench::start(path, *device, ports);
