@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use portwatch_bench::artifacts::Artifact;
 use portwatch_bench::guards::{self, TABLE_HEADER};
-use portwatch_bench::handlers::{DataPath, RECEIVE, SEND};
+use portwatch_bench::handlers::{DataPath, RECEIVE, RETURN, SEND, SEND_COMPLETE};
 use portwatch_bench::pe::Image;
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -70,7 +70,7 @@ fn guards_table() {
 
 fn contention() {
     let image = Image::open(&Artifact::Driver.path()).expect("read portwatch");
-    for handler in [SEND, RECEIVE] {
+    for handler in [SEND, RECEIVE, SEND_COMPLETE, RETURN] {
         let path = DataPath::of(&image, handler).expect("find the handler");
         println!(
             "{} ({:#x}): {} reachable instructions; imports {:?}",
