@@ -20,7 +20,7 @@ use portwatch_proto::ModuleState;
 use crate::entry::globals;
 use crate::modules::{fixed_name, Module, NdisHandle};
 use crate::nbl::Chain;
-use crate::percpu::{Cpu, PerCpu};
+use crate::percpu::Cpu;
 use crate::ports::{Direction, PortTable};
 use crate::trace::trace;
 
@@ -98,9 +98,7 @@ unsafe extern "system" fn attach(
         // SAFETY: a valid UNICODE_STRING's Buffer holds Length bytes.
         unsafe { unicode_chars(s) }
     });
-    let Ok(in_flight) = PerCpu::try_new() else { return NDIS_STATUS_RESOURCES };
-    let new_module =
-        Module::new(&irql, NdisHandle(filter_handle), params.BaseMiniportIfIndex, fixed_name(name), in_flight);
+    let new_module = Module::new(&irql, NdisHandle(filter_handle), params.BaseMiniportIfIndex, fixed_name(name));
     let Some(new_module) = crate::pool::try_pin_box(new_module) else { return NDIS_STATUS_RESOURCES };
     let attributes = NDIS_FILTER_ATTRIBUTES {
         Header: NDIS_OBJECT_HEADER {
@@ -173,24 +171,29 @@ unsafe extern "system" fn restart(context: NDIS_HANDLE, _params: *mut NDIS_FILTE
     NDIS_STATUS_SUCCESS
 }
 
-/// FilterPause (PASSIVE_LEVEL, module Running). PortWatch originates no
-/// NBLs and queues none, but NDIS may pause it while sends it passed down
-/// or receives it indicated up are still outstanding: the pause completes
-/// when the last of them comes back (NdisFPauseComplete from that
-/// completion or return), or at once when none is out.
+/// FilterPause (PASSIVE_LEVEL, module Running): completes at once.
+///
+/// A pause waits only for the NBLs a filter originated or queued
+/// ("FILTER_PAUSE" remarks; NDIS-RULES, the Pausing row of the state
+/// table: "await own NBLs"): PortWatch has none. Sends it
+/// passed down and receives it indicated up are NDIS's to track (it pauses
+/// the stack top-down), and their completions and returns keep passing
+/// through the module after the pause. What the pause must stop is the
+/// module passing new traffic on: the data path forwards only under the
+/// port table's read lock after seeing Running there, so once the state is
+/// Paused and the write lock has been taken and released, no handler is
+/// still forwarding and none will.
 unsafe extern "system" fn pause(context: NDIS_HANDLE, _params: *mut NDIS_FILTER_PAUSE_PARAMETERS) -> NDIS_STATUS {
     // SAFETY: NDIS calls FilterPause at PASSIVE_LEVEL.
     let mut irql = unsafe { Passive::new_unchecked() };
     // SAFETY: NDIS passes our context for a module not being detached.
     let module = unsafe { module(context) };
-    // The barrier: the data path's gate runs under the port table's read
-    // lock (see `Module::begin_pause`).
-    if module.begin_pause(|| globals().ports.write(&mut irql, |_, _| ())) {
-        trace!(DPFLTR_INFO_LEVEL, "paused on interface %u", module.if_index);
-        NDIS_STATUS_SUCCESS
-    } else {
-        NDIS_STATUS_PENDING
-    }
+    module.set_state(ModuleState::Pausing);
+    // The barrier: waits for every handler that saw Running under the read
+    // lock (and is forwarding inside it).
+    globals().ports.write(&mut irql, |_, _| module.set_state(ModuleState::Paused));
+    trace!(DPFLTR_INFO_LEVEL, "paused on interface %u", module.if_index);
+    NDIS_STATUS_SUCCESS
 }
 
 /// Runs `f` under the port table's read lock, at DISPATCH_LEVEL, with the
@@ -211,61 +214,50 @@ fn under_table<R>(at_dispatch: bool, f: impl FnOnce(&PortTable, Cpu<'_>) -> R) -
 }
 
 /// FilterSendNetBufferLists (<= DISPATCH_LEVEL).
+///
+/// Under the port table's read lock: if the module is Running, counts the
+/// chain and passes it down (inside the lock, which is what lets FilterPause
+/// use the write lock as its barrier; the read lock may be taken again on
+/// this processor if NDIS calls back into the driver from the send:
+/// NdisAcquireRWLockRead, "can be acquired recursively on the same
+/// processor"). Otherwise completes it with NDIS_STATUS_PAUSED.
 unsafe extern "system" fn send(context: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST, port: NDIS_PORT_NUMBER, flags: u32) {
     // SAFETY: NDIS passes our context for a module not being detached.
     let module = unsafe { module(context) };
     // SAFETY: NDIS hands us the chain until we pass it on or complete it.
     let chain = unsafe { Chain::new(nbls) };
     let at_dispatch = flags & NDIS_SEND_FLAGS_DISPATCH_LEVEL != 0;
-    let n = chain.nbl_count();
-    // Count before passing on: afterwards the NBLs may complete on another
-    // processor before NdisFSendNetBufferLists even returns.
-    let forward = under_table(at_dispatch, |table, cpu| {
-        let running = module.enter(cpu, n);
-        if running {
-            chain.count(table, Direction::Tx, cpu);
+    let forwarded = under_table(at_dispatch, |table, cpu| {
+        if !module.is_running() {
+            return false;
         }
-        running
+        // Counted before passing on: afterwards the NBLs are not ours.
+        chain.count(table, Direction::Tx, cpu);
+        // SAFETY: passing the chain down unchanged, flags passed through;
+        // we do not touch it afterwards.
+        unsafe { NdisFSendNetBufferLists(module.ndis_handle.0, chain.raw(), port, flags) };
+        true
     });
-    if !forward {
+    if !forwarded {
         chain.set_status(NDIS_STATUS_PAUSED);
         let complete_flags = if at_dispatch { NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL } else { 0 };
         // SAFETY: completing NBLs we were given, once, with our handle.
         unsafe { NdisFSendNetBufferListsComplete(module.ndis_handle.0, chain.raw(), complete_flags) };
-        return;
-    }
-    // SAFETY: passing the chain down unchanged, flags passed through; we do
-    // not touch it afterwards.
-    unsafe { NdisFSendNetBufferLists(module.ndis_handle.0, chain.raw(), port, flags) };
-}
-
-/// Gives `n` NBLs back to the module's pause gate on this processor, and
-/// completes a pending pause if they were the last ones out.
-fn leave(module: &Module, n: usize, at_dispatch: bool) {
-    let last = under_table(at_dispatch, |_, cpu| module.leave(cpu, n));
-    if last {
-        // No trace here: this runs on the data path.
-        // SAFETY: our module's handle; its FilterPause returned (or is
-        // about to return) NDIS_STATUS_PENDING, and `leave` is true for
-        // exactly one caller per pause.
-        unsafe { NdisFPauseComplete(module.ndis_handle.0) };
     }
 }
 
 /// FilterSendNetBufferListsComplete (<= DISPATCH_LEVEL): none are ours, so
-/// every completion goes up; then they no longer hold a pause back.
+/// every completion goes straight up, in any state (no lock, no count).
 unsafe extern "system" fn send_complete(context: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST, flags: u32) {
     // SAFETY: NDIS passes our context for a module not being detached.
     let module = unsafe { module(context) };
-    // SAFETY: NDIS hands the completed chain back to us until we complete
-    // it up.
-    let n = unsafe { Chain::new(nbls) }.nbl_count();
     // SAFETY: completing up NBLs sent from above through us, flags passed.
     unsafe { NdisFSendNetBufferListsComplete(module.ndis_handle.0, nbls, flags) };
-    leave(module, n, flags & NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL != 0);
 }
 
-/// FilterReceiveNetBufferLists (<= DISPATCH_LEVEL).
+/// FilterReceiveNetBufferLists (<= DISPATCH_LEVEL): as [`send`], upwards;
+/// when not Running the chain goes back down at once (not a RESOURCES one:
+/// those revert to NDIS when we return).
 unsafe extern "system" fn receive(
     context: NDIS_HANDLE,
     nbls: *mut NET_BUFFER_LIST,
@@ -279,45 +271,31 @@ unsafe extern "system" fn receive(
     // return it or pass it up.
     let chain = unsafe { Chain::new(nbls) };
     let at_dispatch = flags & NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL != 0;
-    let n = chain.nbl_count();
-    let forward = under_table(at_dispatch, |table, cpu| {
-        let running = module.enter(cpu, n);
-        if running {
-            chain.count(table, Direction::Rx, cpu);
+    let forwarded = under_table(at_dispatch, |table, cpu| {
+        if !module.is_running() {
+            return false;
         }
-        running
+        chain.count(table, Direction::Rx, cpu);
+        // SAFETY: indicating the chain up unchanged, with the same count
+        // and flags (RESOURCES kept, so NDIS knows they return on our
+        // return); see `send` for the lock.
+        unsafe { NdisFIndicateReceiveNetBufferLists(module.ndis_handle.0, chain.raw(), port, count_of_nbls, flags) };
+        true
     });
-    if !forward {
-        // With NDIS_RECEIVE_FLAGS_RESOURCES the NBLs revert to NDIS when we
-        // return: never return those. Others go back down at once.
-        if flags & NDIS_RECEIVE_FLAGS_RESOURCES == 0 {
-            let return_flags = if at_dispatch { NDIS_RETURN_FLAGS_DISPATCH_LEVEL } else { 0 };
-            // SAFETY: returning NBLs we own, once.
-            unsafe { NdisFReturnNetBufferLists(module.ndis_handle.0, chain.raw(), return_flags) };
-        }
-        return;
-    }
-    // SAFETY: indicating the chain up unchanged, with the same count and
-    // flags (RESOURCES kept, so NDIS knows they return on our return).
-    unsafe { NdisFIndicateReceiveNetBufferLists(module.ndis_handle.0, chain.raw(), port, count_of_nbls, flags) };
-    if flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0 {
-        // They came back to us when the indication returned (and go back to
-        // NDIS when we return).
-        leave(module, n, at_dispatch);
+    if !forwarded && flags & NDIS_RECEIVE_FLAGS_RESOURCES == 0 {
+        let return_flags = if at_dispatch { NDIS_RETURN_FLAGS_DISPATCH_LEVEL } else { 0 };
+        // SAFETY: returning NBLs we own, once.
+        unsafe { NdisFReturnNetBufferLists(module.ndis_handle.0, chain.raw(), return_flags) };
     }
 }
 
 /// FilterReturnNetBufferLists (<= DISPATCH_LEVEL): none are ours, so every
-/// return goes down; then they no longer hold a pause back.
+/// return goes straight down, in any state (no lock, no count).
 unsafe extern "system" fn return_nbls(context: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST, flags: u32) {
     // SAFETY: NDIS passes our context for a module not being detached.
     let module = unsafe { module(context) };
-    // SAFETY: NDIS hands the returned chain back to us until we return it
-    // down.
-    let n = unsafe { Chain::new(nbls) }.nbl_count();
     // SAFETY: returning NBLs indicated from below through us, flags passed.
     unsafe { NdisFReturnNetBufferLists(module.ndis_handle.0, nbls, flags) };
-    leave(module, n, flags & NDIS_RETURN_FLAGS_DISPATCH_LEVEL != 0);
 }
 
 /// FilterStatus (<= DISPATCH_LEVEL): passed up unchanged.

@@ -17,13 +17,12 @@
 use alloc::vec::Vec;
 use core::ffi::c_void;
 use core::ptr::NonNull;
-use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use ndis_sync::{init_from_closure, AtMostDispatch, Passive, PinInit, Rundown, SpinLock};
 use portwatch_proto::{ModuleInfo, ModuleState, Wire, MODULE_NAME_CHARS};
 
 use crate::ioctl::{self, Error, Reply};
-use crate::percpu::{add_local, Cpu, PerCpu};
 
 /// NDIS's opaque handle of a filter module (`NdisFilterHandle`).
 #[derive(Debug, Clone, Copy)]
@@ -43,18 +42,9 @@ pub struct Module {
     pub if_index: u32,
     /// The adapter's name, UTF-16, zero padded, truncated.
     pub name: [u16; MODULE_NAME_CHARS],
+    /// The module's state. The data path reads it under the port table's
+    /// read lock; FilterPause moves it to Paused under the write lock.
     state: AtomicU32,
-    /// The pause gate: NBLs this module passed on (sends down, receives up)
-    /// minus those that came back, per processor (an NBL may leave on one
-    /// processor and come back on another, so one slot can go "negative";
-    /// the sum, wrapping, is what is outstanding). NDIS may call FilterPause
-    /// while some are still outstanding; the pause completes when the sum
-    /// is zero ("Pausing a Driver Stack"). Each slot is written only by its
-    /// processor, under the port table's read lock (see [`Module::enter`]).
-    in_flight: PerCpu<AtomicU64>,
-    /// A pause is pending: whoever finds the sum at zero, and takes this
-    /// flag, completes it.
-    pause_pending: AtomicBool,
     /// Held by readers that reached the module through the list.
     pub rundown: Rundown<()>,
 }
@@ -69,7 +59,6 @@ impl Module {
         ndis_handle: NdisHandle,
         if_index: u32,
         name: [u16; MODULE_NAME_CHARS],
-        in_flight: PerCpu<AtomicU64>,
     ) -> impl PinInit<Self> + '_ {
         let init = move |slot: *mut Self| {
             // SAFETY: `slot` is valid for writes and pinned (the initialiser's
@@ -79,8 +68,6 @@ impl Module {
                 (&raw mut (*slot).if_index).write(if_index);
                 (&raw mut (*slot).name).write(name);
                 (&raw mut (*slot).state).write(AtomicU32::new(ModuleState::Attaching as u32));
-                (&raw mut (*slot).in_flight).write(in_flight);
-                (&raw mut (*slot).pause_pending).write(AtomicBool::new(false));
                 Rundown::new(irql, ()).__pinned_init(&raw mut (*slot).rundown);
             }
         };
@@ -93,73 +80,7 @@ impl Module {
         self.set_state(ModuleState::Running);
     }
 
-    /// FilterPause (PASSIVE_LEVEL): stops passing traffic on. True: nothing
-    /// is outstanding and the module is Paused (return
-    /// NDIS_STATUS_SUCCESS); false: the last NBL to come back completes the
-    /// pause ([`Module::leave`] says so, once).
-    ///
-    /// `barrier` must acquire and release the port table's write lock, the
-    /// lock [`Module::enter`] and [`Module::leave`] run under: after it,
-    /// every `enter` that saw the module running has added its NBLs, every
-    /// later one sees it pausing, and every `leave` either has subtracted
-    /// its NBLs or will see the pause pending.
-    pub fn begin_pause(&self, barrier: impl FnOnce()) -> bool {
-        self.set_state(ModuleState::Pausing);
-        self.pause_pending.store(true, Ordering::SeqCst);
-        barrier();
-        self.try_complete_pause()
-    }
-
-    /// Under the port table's read lock, before passing `n` NBLs on from
-    /// processor `cpu`: counts them as outstanding and returns true if the
-    /// module is running; false (nothing counted) if not: refuse them.
-    /// Plain loads and a store to this processor's slot.
-    #[must_use]
-    pub fn enter(&self, cpu: Cpu<'_>, n: usize) -> bool {
-        if !self.is_running() {
-            return false;
-        }
-        add_local(self.in_flight.get(cpu), n as u64);
-        true
-    }
-
-    /// Under the port table's read lock, on processor `cpu`: `n` NBLs passed
-    /// on came back. True when they were the last ones of a pending pause:
-    /// the module is now Paused and the caller must call
-    /// NdisFPauseComplete. Without a pending pause: a store to this
-    /// processor's slot and one load.
-    #[must_use]
-    pub fn leave(&self, cpu: Cpu<'_>, n: usize) -> bool {
-        add_local(self.in_flight.get(cpu), (n as u64).wrapping_neg());
-        if !self.pause_pending.load(Ordering::Relaxed) {
-            return false;
-        }
-        self.try_complete_pause()
-    }
-
-    /// With a pause pending: completes it if nothing is outstanding.
-    ///
-    /// Why it completes exactly once, when the last NBL is back: after the
-    /// pause's barrier no slot grows (no `enter` succeeds), so each slot
-    /// only decreases, and a sum read slot by slot is at least what is
-    /// outstanding when the reading ends; a sum of zero means everything is
-    /// back. Whoever subtracts last then finds zero: the full fence orders
-    /// each caller's subtraction before its reads, so of two callers
-    /// subtracting at once at least one sees the other's subtraction (the
-    /// pause itself subtracts nothing; a `leave` before its barrier is
-    /// visible to it through the lock). The swap lets only one of those who
-    /// find zero complete the pause.
-    fn try_complete_pause(&self) -> bool {
-        fence(Ordering::SeqCst);
-        let outstanding = self.in_flight.iter().fold(0u64, |sum, slot| sum.wrapping_add(slot.load(Ordering::Relaxed)));
-        if outstanding != 0 || !self.pause_pending.swap(false, Ordering::SeqCst) {
-            return false;
-        }
-        self.set_state(ModuleState::Paused);
-        true
-    }
-
-    /// The current state. Read on every packet: one relaxed load, no lock.
+    /// The current state. Read once per chain on the data path: one load.
     /// NDIS serializes the state changes themselves (they all run at
     /// PASSIVE_LEVEL in FilterAttach/Restart/Pause/Detach).
     pub fn state(&self) -> ModuleState {
@@ -294,15 +215,8 @@ mod tests {
     fn module(if_index: u32) -> core::pin::Pin<Box<Module>> {
         let name: Vec<u16> = "eth".encode_utf16().collect();
         let irql = passive();
-        let in_flight = PerCpu::try_new().unwrap();
-        crate::pool::try_pin_box(Module::new(
-            &irql,
-            NdisHandle(core::ptr::null_mut()),
-            if_index,
-            fixed_name(&name),
-            in_flight,
-        ))
-        .unwrap()
+        crate::pool::try_pin_box(Module::new(&irql, NdisHandle(core::ptr::null_mut()), if_index, fixed_name(&name)))
+            .unwrap()
     }
 
     #[test]
@@ -346,68 +260,5 @@ mod tests {
         assert_eq!(f[MODULE_NAME_CHARS - 1], (MODULE_NAME_CHARS - 1) as u16);
         let short = fixed_name(&[5]);
         assert_eq!((short[0], short[1]), (5, 0));
-    }
-}
-
-#[cfg(test)]
-mod pause_tests {
-    use super::*;
-
-    fn module() -> core::pin::Pin<alloc::boxed::Box<Module>> {
-        // SAFETY: host tests run at the modelled PASSIVE_LEVEL.
-        let passive = unsafe { Passive::new_unchecked() };
-        let in_flight = PerCpu::try_with_slots(4).unwrap();
-        let m = Module::new(&passive, NdisHandle(core::ptr::null_mut()), 1, [0; MODULE_NAME_CHARS], in_flight);
-        let m = crate::pool::try_pin_box(m).unwrap();
-        m.set_state(ModuleState::Paused);
-        m
-    }
-
-    fn cpu(i: usize) -> Cpu<'static> {
-        Cpu::for_test(i)
-    }
-
-    #[test]
-    fn a_pause_with_nothing_outstanding_completes_at_once() {
-        let m = module();
-        m.start_running();
-        assert!(m.enter(cpu(0), 2));
-        assert!(!m.leave(cpu(3), 2), "back on another processor; no pause pending");
-        assert!(m.begin_pause(|| ()));
-        assert_eq!(m.state(), ModuleState::Paused);
-        assert!(!m.enter(cpu(0), 2), "a paused module refuses");
-    }
-
-    #[test]
-    fn a_pause_waits_for_the_last_nbl_and_completes_once() {
-        let m = module();
-        m.start_running();
-        assert!(m.enter(cpu(0), 2));
-        assert!(m.enter(cpu(1), 1));
-        assert!(!m.begin_pause(|| ()), "three NBLs are out: the pause pends");
-        assert_eq!(m.state(), ModuleState::Pausing);
-        assert!(!m.enter(cpu(2), 4), "a pausing module forwards nothing new");
-        assert!(!m.leave(cpu(2), 2), "two back on a third processor: one still out");
-        assert!(m.leave(cpu(3), 1), "the last one completes the pause");
-        assert_eq!(m.state(), ModuleState::Paused);
-        assert!(!m.enter(cpu(0), 1));
-        m.start_running();
-        assert!(m.enter(cpu(0), 1), "restart resumes");
-        assert!(!m.leave(cpu(1), 1), "no pause pending: nothing to complete");
-    }
-
-    #[test]
-    fn the_barrier_runs_between_the_pending_flag_and_the_sum() {
-        let m = module();
-        m.start_running();
-        assert!(m.enter(cpu(1), 1));
-        // An NBL that comes back while the pause waits at its barrier
-        // (before the pause reads the slots) lets the pause complete at
-        // once; the leave itself finds the pause pending but the flag is
-        // taken by one of them only.
-        let mut left = false;
-        let completed = m.begin_pause(|| left = m.leave(cpu(2), 1));
-        assert!(left ^ completed, "exactly one completes the pause (leave {left}, pause {completed})");
-        assert_eq!(m.state(), ModuleState::Paused);
     }
 }

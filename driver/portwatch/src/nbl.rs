@@ -49,13 +49,6 @@ impl Chain {
         }
     }
 
-    /// Number of NBLs in the chain.
-    pub fn nbl_count(self) -> usize {
-        let mut n = 0;
-        self.for_each_nbl(|_| n += 1);
-        n
-    }
-
     /// Sets every NBL's completion status (NET_BUFFER_LIST_STATUS).
     pub fn set_status(self, status: NDIS_STATUS) {
         self.for_each_nbl(|nbl| nbl.Status = status);

@@ -153,6 +153,15 @@ const LEAF_SLOTS: usize = 256;
 /// Leaves: two protocols times the high byte of a port.
 const LEAVES: usize = 2 * 256;
 
+/// The slots of one leaf. Fixed-size arrays, so that an index that is a
+/// byte (or a protocol bit and a byte) needs no bounds check.
+type Leaf = [Slot; LEAF_SLOTS];
+
+/// A fixed-size boxed array, allocated without passing through the stack.
+fn try_array<T, const N: usize>(empty: impl FnMut() -> T) -> Result<Box<[T; N]>, TableError> {
+    try_slots(N, empty)?.into_boxed_slice().try_into().map_err(|_| TableError::NoMemory)
+}
+
 /// (leaf, slot) of a key, or `None` for a protocol the table never holds.
 fn position(key: PortKey) -> Option<(usize, usize)> {
     let protocol = match key.protocol {
@@ -173,7 +182,7 @@ fn try_slots<T>(n: usize, empty: impl FnMut() -> T) -> Result<Vec<T>, TableError
 /// The memory one bind needs, allocated before the write lock is taken.
 pub struct BindMemory {
     binding: Option<Box<Binding>>,
-    leaf: Option<Box<[Slot]>>,
+    leaf: Option<Box<Leaf>>,
 }
 
 impl BindMemory {
@@ -183,7 +192,7 @@ impl BindMemory {
         let counters = PerCpu::try_new().map_err(|_| TableError::NoMemory)?;
         let binding = Binding { endpoint, counters, next: None };
         let binding = try_box(binding).map_err(|_| TableError::NoMemory)?;
-        let leaf = if with_leaf { Some(try_slots(LEAF_SLOTS, || None)?.into_boxed_slice()) } else { None };
+        let leaf = if with_leaf { Some(try_array(|| None)?) } else { None };
         Ok(BindMemory { binding: Some(binding), leaf })
     }
 }
@@ -210,7 +219,7 @@ impl Unbound {
 pub struct PortTable {
     /// `LEAVES` leaf pointers; a leaf, once allocated, lives as long as the
     /// table (so "this key's leaf exists" never becomes false).
-    leaves: Vec<Option<Box<[Slot]>>>,
+    leaves: Box<[Option<Box<Leaf>>; LEAVES]>,
     /// Keys with at least one binding.
     keys: usize,
 }
@@ -218,13 +227,14 @@ pub struct PortTable {
 impl PortTable {
     /// An empty table: allocates the 4 KiB of leaf pointers.
     pub fn try_new() -> Result<Self, TableError> {
-        Ok(PortTable { leaves: try_slots(LEAVES, || None)?, keys: 0 })
+        Ok(PortTable { leaves: try_array(|| None)?, keys: 0 })
     }
 
-    /// The bindings of `key`, newest first: two loads.
+    /// The bindings of `key`, newest first: two loads, no bounds check
+    /// (the indexes fit the arrays by construction).
     fn head(&self, key: PortKey) -> Option<&Binding> {
         let (leaf, slot) = position(key)?;
-        self.leaves.get(leaf)?.as_ref()?[slot].as_deref()
+        self.leaves[leaf].as_ref()?[slot].as_deref()
     }
 
     /// Whether binding `key` needs a new leaf. Once false it stays false.

@@ -44,7 +44,7 @@ pub const SEND: Handler = Handler {
         "NdisGetDataBuffer",
         "NdisFSendNetBufferLists",
         "NdisFSendNetBufferListsComplete",
-        // The per-processor counters and pause gate: the slot's index.
+        // The per-processor counters: the slot's index.
         "KeGetCurrentProcessorNumberEx",
     ],
 };
@@ -60,51 +60,56 @@ pub const RECEIVE: Handler = Handler {
         "NdisGetDataBuffer",
         "NdisFIndicateReceiveNetBufferLists",
         "NdisFReturnNetBufferLists",
-        // The per-processor counters and pause gate: the slot's index.
+        // The per-processor counters: the slot's index.
         "KeGetCurrentProcessorNumberEx",
-        // The pause gate: a RESOURCES indication's NBLs come back when it
-        // returns, and the last NBL back completes a pending pause.
-        "NdisFPauseComplete",
     ],
 };
 
-/// FilterSendNetBufferListsComplete: completes up, and gives the NBLs back
-/// to the pause gate.
+/// FilterSendNetBufferListsComplete: completes up, nothing else.
 pub const SEND_COMPLETE: Handler = Handler {
     name: "FilterSendNetBufferListsComplete",
     forwards_with: "NdisFSendNetBufferListsComplete",
     not_with: Some("NdisFSendNetBufferLists"),
-    expected: &[
-        "NdisAcquireRWLockRead",
-        "NdisReleaseRWLock",
-        "NdisFSendNetBufferListsComplete",
-        "KeGetCurrentProcessorNumberEx",
-        "NdisFPauseComplete",
-    ],
+    expected: &["NdisFSendNetBufferListsComplete"],
 };
 
-/// FilterReturnNetBufferLists: returns down, and gives the NBLs back to the
-/// pause gate.
+/// FilterReturnNetBufferLists: returns down, nothing else.
 pub const RETURN: Handler = Handler {
     name: "FilterReturnNetBufferLists",
     forwards_with: "NdisFReturnNetBufferLists",
     not_with: Some("NdisFIndicateReceiveNetBufferLists"),
-    expected: &[
-        "NdisAcquireRWLockRead",
-        "NdisReleaseRWLock",
-        "NdisFReturnNetBufferLists",
-        "KeGetCurrentProcessorNumberEx",
-        "NdisFPauseComplete",
-    ],
+    expected: &["NdisFReturnNetBufferLists"],
 };
 
 /// The import a panic ends in (the panic handler bug-checks).
 pub const PANIC_IMPORT: &str = "KeBugCheckEx";
 
-/// The entry of the one `.pdata` function that calls `handler.forwards_with`.
+/// Where a function may begin: every `.pdata` function, and every code
+/// address a `.pdata` function takes with a RIP-relative `lea` (a callback
+/// registered by address: a leaf handler that only tail-jumps to an import
+/// needs no unwind data, so it has no `.pdata` entry of its own).
+fn candidate_entries(image: &Image) -> Result<BTreeSet<u64>, DisasmError> {
+    let mut entries: BTreeSet<u64> = image.functions().iter().map(|(begin, _)| *begin).collect();
+    for (begin, _) in image.functions() {
+        let f = Function::analyze(image, *begin)?;
+        for insn in f.instructions.values() {
+            if insn.mnemonic() == iced_x86::Mnemonic::Lea && insn.is_ip_rel_memory_operand() {
+                let target = insn.ip_rel_memory_address();
+                if image.code_at(target).is_some() && image.function_containing(target).is_none_or(|(b, _)| b == target)
+                {
+                    entries.insert(target);
+                }
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// The entry of the one function (see [`candidate_entries`]) that calls
+/// `handler.forwards_with`.
 pub fn find_handler(image: &Image, handler: &Handler) -> Result<u64, DisasmError> {
     let mut found = BTreeSet::new();
-    for (begin, _) in image.functions() {
+    for begin in &candidate_entries(image)? {
         let f = Function::analyze(image, *begin)?;
         let calls = |name: &str| f.imports().iter().any(|i| short(i) == name);
         if calls(handler.forwards_with) && !handler.not_with.is_some_and(calls) {
