@@ -2,13 +2,14 @@
 
 use crate::parse::{self, Flow};
 use crate::percpu::Cpu;
-use crate::ports::{Direction, PortKey, PortTable};
+use crate::ports::{Direction, PortTable, Protocol};
 
 /// Counts one packet whose first bytes are `prefix` and whose full length is
 /// `bytes`: once for every endpoint bound to its destination port and once
 /// for every endpoint bound to its source port (once only when the two ports
 /// are equal), in `cpu`'s counters. Called under the port table's read
 /// lock, at DISPATCH_LEVEL on processor `cpu`.
+#[inline(always)]
 pub fn count_packet(table: &PortTable, prefix: &[u8], bytes: u64, direction: Direction, cpu: Cpu<'_>) {
     if let Some(flow) = parse::classify(prefix) {
         count_flow(table, flow, bytes, direction, cpu);
@@ -16,17 +17,17 @@ pub fn count_packet(table: &PortTable, prefix: &[u8], bytes: u64, direction: Dir
 }
 
 /// Counts a classified packet; see [`count_packet`].
+#[inline(always)]
 pub fn count_flow(table: &PortTable, flow: Flow, bytes: u64, direction: Direction, cpu: Cpu<'_>) {
-    table.count(PortKey { protocol: flow.protocol, port: flow.dst_port }, direction, bytes, cpu);
-    if flow.src_port != flow.dst_port {
-        table.count(PortKey { protocol: flow.protocol, port: flow.src_port }, direction, bytes, cpu);
+    if let Some(protocol) = Protocol::of(flow.protocol) {
+        table.count_flow(protocol, flow.src_port, flow.dst_port, direction, bytes, cpu);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::EndpointId;
+    use crate::ports::{EndpointId, PortKey};
 
     #[test]
     fn counts_both_ports_once_each() {

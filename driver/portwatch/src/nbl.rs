@@ -58,6 +58,7 @@ impl Chain {
     /// NDIS looped back (their send was already counted).
     /// `cpu` is the current processor (the caller holds the table's read
     /// lock, at DISPATCH_LEVEL).
+    #[inline(always)]
     pub fn count(self, table: &PortTable, direction: Direction, cpu: Cpu<'_>) {
         self.for_each_nbl(|nbl| {
             if nbl.NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET != 0 {
@@ -75,6 +76,7 @@ impl Chain {
 }
 
 /// Counts one packet: finds its first bytes and classifies them.
+#[inline(always)]
 fn count_net_buffer(table: &PortTable, nb: &NET_BUFFER, direction: Direction, cpu: Cpu<'_>) {
     let length = nb.DataLength.get();
     let wanted = (length as usize).min(HEADER_BYTES);

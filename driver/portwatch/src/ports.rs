@@ -162,14 +162,30 @@ fn try_array<T, const N: usize>(empty: impl FnMut() -> T) -> Result<Box<[T; N]>,
     try_slots(N, empty)?.into_boxed_slice().try_into().map_err(|_| TableError::NoMemory)
 }
 
+/// The first leaf of a protocol's ports, or `None` for a protocol the
+/// table never holds.
+#[derive(Clone, Copy)]
+pub struct Protocol(usize);
+
+impl Protocol {
+    /// `PROTO_TCP` or `PROTO_UDP`; `None` for any other.
+    pub fn of(protocol: u8) -> Option<Protocol> {
+        match protocol {
+            PROTO_TCP => Some(Protocol(0)),
+            PROTO_UDP => Some(Protocol(256)),
+            _ => None,
+        }
+    }
+
+    /// (leaf, slot) of a port of this protocol.
+    fn position(self, port: u16) -> (usize, usize) {
+        (self.0 + usize::from(port >> 8), usize::from(port & 0xFF))
+    }
+}
+
 /// (leaf, slot) of a key, or `None` for a protocol the table never holds.
 fn position(key: PortKey) -> Option<(usize, usize)> {
-    let protocol = match key.protocol {
-        PROTO_TCP => 0,
-        PROTO_UDP => 1,
-        _ => return None,
-    };
-    Some((protocol * 256 + usize::from(key.port >> 8), usize::from(key.port & 0xFF)))
+    Some(Protocol::of(key.protocol)?.position(key.port))
 }
 
 fn try_slots<T>(n: usize, empty: impl FnMut() -> T) -> Result<Vec<T>, TableError> {
@@ -299,7 +315,28 @@ impl PortTable {
     /// `cpu` is the current processor): only this processor's counters are
     /// written.
     pub fn count(&self, key: PortKey, direction: Direction, bytes: u64, cpu: Cpu<'_>) {
-        let Some(head) = self.head(key) else { return };
+        if let Some(protocol) = Protocol::of(key.protocol) {
+            self.count_port(protocol, key.port, direction, bytes, cpu);
+        }
+    }
+
+    /// Counts one packet with ports `src` and `dst`: on each of the two
+    /// ports, once only when they are equal (one lookup then). The protocol
+    /// is resolved once for both; see [`PortTable::count`].
+    #[inline(always)]
+    pub fn count_flow(&self, protocol: Protocol, src: u16, dst: u16, direction: Direction, bytes: u64, cpu: Cpu<'_>) {
+        self.count_port(protocol, dst, direction, bytes, cpu);
+        if src != dst {
+            self.count_port(protocol, src, direction, bytes, cpu);
+        }
+    }
+
+    /// The one place a packet is counted, for each matching binding (what
+    /// [`PortTable::count`] and [`PortTable::count_flow`] both run).
+    #[inline(always)]
+    fn count_port(&self, protocol: Protocol, port: u16, direction: Direction, bytes: u64, cpu: Cpu<'_>) {
+        let (leaf, slot) = protocol.position(port);
+        let Some(head) = self.leaves[leaf].as_ref().and_then(|leaf| leaf[slot].as_deref()) else { return };
         for binding in head.iter() {
             binding.counters.get(cpu).add(direction, bytes);
         }
