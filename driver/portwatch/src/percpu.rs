@@ -2,8 +2,7 @@
 //! processor at DISPATCH_LEVEL, summed by readers.
 //!
 //! The data path writes no memory that another processor writes (apart
-//! from NDIS's own RW lock): its counters and the pause gate's in-flight
-//! counts live in [`PerCpu`] blocks, and a packet updates the slot of the
+//! from NDIS's own RW lock): its counters live in [`PerCpu`] blocks, and a packet updates the slot of the
 //! processor it runs on with a plain load and store (no locked
 //! instruction). That is exact because
 //!
