@@ -38,6 +38,7 @@ impl Chain {
         self.0
     }
 
+    #[inline(always)]
     fn for_each_nbl(self, mut f: impl FnMut(&mut NET_BUFFER_LIST)) {
         let mut nbl = self.0;
         while !nbl.is_null() {
@@ -58,7 +59,9 @@ impl Chain {
     /// NDIS looped back (their send was already counted).
     /// `cpu` is the current processor (the caller holds the table's read
     /// lock, at DISPATCH_LEVEL).
-    #[inline(always)]
+    // One out-of-line copy per direction, its arguments in registers (a
+    // closure's captures would be read through memory for every NBL).
+    #[inline(never)]
     pub fn count(self, table: &PortTable, direction: Direction, cpu: Cpu<'_>) {
         self.for_each_nbl(|nbl| {
             if nbl.NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET != 0 {
