@@ -59,10 +59,20 @@ impl Chain {
     /// NDIS looped back (their send was already counted).
     /// `cpu` is the current processor (the caller holds the table's read
     /// lock, at DISPATCH_LEVEL).
-    // One out-of-line copy per direction, its arguments in registers (a
-    // closure's captures would be read through memory for every NBL).
-    #[inline(never)]
+    #[inline(always)]
     pub fn count(self, table: &PortTable, direction: Direction, cpu: Cpu<'_>) {
+        match direction {
+            Direction::Tx => self.count_in::<true>(table, cpu),
+            Direction::Rx => self.count_in::<false>(table, cpu),
+        }
+    }
+
+    /// [`Chain::count`] with the direction a constant (`TX`: sent): one
+    /// out-of-line copy per direction, its arguments in registers (a
+    /// closure's captures would be read through memory for every NBL).
+    #[inline(never)]
+    fn count_in<const TX: bool>(self, table: &PortTable, cpu: Cpu<'_>) {
+        let direction = if TX { Direction::Tx } else { Direction::Rx };
         self.for_each_nbl(|nbl| {
             if nbl.NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET != 0 {
                 return;
