@@ -93,23 +93,41 @@ impl Chain {
 fn count_net_buffer(table: &PortTable, nb: &NET_BUFFER, direction: Direction, cpu: Cpu<'_>) {
     let length = nb.DataLength.get();
     let wanted = (length as usize).min(HEADER_BYTES);
-    // Not zeroed: it is only written when the header is not contiguous, and
-    // zeroing 160 bytes per packet would cost more than parsing them.
-    let mut storage = MaybeUninit::<[u8; HEADER_BYTES]>::uninit();
-    let Some(prefix) = header(nb, wanted, &mut storage) else {
-        return; // R22: no data, no count
-    };
+    match mapped_header(nb, wanted) {
+        Some(prefix) => count_prefix(table, prefix, length, direction, cpu),
+        None => count_copied(table, nb, wanted, direction, cpu),
+    }
+}
+
+/// Counts one packet of `length` bytes from its first bytes, `prefix`.
+#[inline(always)]
+fn count_prefix(table: &PortTable, prefix: &[u8], length: u32, direction: Direction, cpu: Cpu<'_>) {
     datapath::count_packet(table, prefix, u64::from(length), direction, cpu);
 }
 
-/// The packet's first `wanted` bytes (at most its data length): read in
-/// place when they are contiguous in a mapped MDL (the common case: one
-/// call less per packet), else through NdisGetDataBuffer, which copies them
-/// into `storage` when they straddle MDLs.
-fn header<'a>(nb: &'a NET_BUFFER, wanted: usize, storage: &'a mut MaybeUninit<[u8; HEADER_BYTES]>) -> Option<&'a [u8]> {
-    if let Some(mapped) = mapped_header(nb, wanted) {
-        return Some(mapped);
-    }
+/// Counts a packet whose first `wanted` bytes are not in place in a mapped
+/// MDL: through NdisGetDataBuffer, which copies them into a local buffer
+/// when they straddle MDLs. Out of line, so that the common path carries
+/// neither the 160-byte buffer nor the import's address.
+#[cold]
+#[inline(never)]
+fn count_copied(table: &PortTable, nb: &NET_BUFFER, wanted: usize, direction: Direction, cpu: Cpu<'_>) {
+    // Not zeroed: NdisGetDataBuffer writes what it returns, and zeroing 160
+    // bytes per packet would cost more than parsing them.
+    let mut storage = MaybeUninit::<[u8; HEADER_BYTES]>::uninit();
+    let Some(prefix) = copied_header(nb, wanted, &mut storage) else {
+        return; // R22: no data, no count
+    };
+    count_prefix(table, prefix, nb.DataLength.get(), direction, cpu);
+}
+
+/// The packet's first `wanted` bytes (at most its data length) through
+/// NdisGetDataBuffer: in the MDL, or copied into `storage`.
+fn copied_header<'a>(
+    nb: &'a NET_BUFFER,
+    wanted: usize,
+    storage: &'a mut MaybeUninit<[u8; HEADER_BYTES]>,
+) -> Option<&'a [u8]> {
     // SAFETY: `nb` is a valid NET_BUFFER we own for the call; `storage` has
     // room for `wanted` bytes; alignment 1 asks for no alignment. NDIS
     // returns a pointer to `wanted` contiguous, initialized bytes (in the
@@ -122,8 +140,7 @@ fn header<'a>(nb: &'a NET_BUFFER, wanted: usize, storage: &'a mut MaybeUninit<[u
     }
     // SAFETY: NdisGetDataBuffer's contract above: `wanted` readable bytes
     // that stay valid while we own the NET_BUFFER.
-    let prefix = unsafe { core::slice::from_raw_parts(data.cast::<u8>(), wanted) };
-    Some(prefix)
+    Some(unsafe { core::slice::from_raw_parts(data.cast::<u8>(), wanted) })
 }
 
 /// The first `wanted` bytes of `nb` in place, when its current MDL is
