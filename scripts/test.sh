@@ -49,6 +49,8 @@ install_prerequisites() {
     # portwatch.exe: mingw-w64's linker; Wine runs it in cargo test.
     command -v x86_64-w64-mingw32-gcc >/dev/null || missing+=(gcc-mingw-w64-x86-64)
     command -v wine >/dev/null || missing+=(wine wine64)
+    # The instruction budgets of the data path (tests/bench) run callgrind.
+    command -v valgrind >/dev/null || missing+=(valgrind)
     if [[ ${#missing[@]} -gt 0 ]]; then
         as_root apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
