@@ -85,5 +85,9 @@ fn contention() {
         for (w, kind) in path.classified_writes() {
             println!("  {kind:?}: {w}");
         }
+        // Listed apart: reached only for a watched packet (events.rs).
+        for w in path.event_writes() {
+            println!("  event stream: {w}");
+        }
     }
 }
