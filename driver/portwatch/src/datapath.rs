@@ -28,7 +28,10 @@ pub fn count_packet(
     // The common frame has its own straight-line copy of the counting: one
     // merged path for both parses would pass the flow through a packed
     // register and unpack it again.
-    if let Some(flow) = parse::classify_plain_ipv4(prefix) {
+    // The protocol is tested once, by `Protocol::of` in the count: a plain
+    // IPv4 frame of another protocol is counted nowhere, as the general
+    // parse would have decided.
+    if let Some(flow) = parse::plain_ipv4_unchecked_protocol(prefix) {
         count_flow_into(table, flow, bytes, direction, cpu, watched);
     } else if let Some(flow) = parse::classify_general(prefix) {
         count_flow_into(table, flow, bytes, direction, cpu, watched);
@@ -111,5 +114,32 @@ mod tests {
         assert_eq!(t.binding_traffic(PortKey { protocol: 6, port: 80 }, a).unwrap().tx.packets, 1);
         assert_eq!(t.binding_traffic(PortKey { protocol: 6, port: 5000 }, b).unwrap().tx.packets, 1);
         assert_eq!(t.binding_traffic(PortKey { protocol: 6, port: 7 }, a).unwrap().rx.packets, 1);
+    }
+
+    /// The fast path leaves the protocol to `Protocol::of`: a plain IPv4
+    /// frame of another protocol is counted nowhere, whatever its bytes
+    /// where ports would be; the same frame as UDP is counted.
+    #[test]
+    fn plain_ipv4_of_another_protocol_is_not_counted() {
+        let mut t = PortTable::try_new().unwrap();
+        t.bind_now(PortKey { protocol: 6, port: 80 }, EndpointId(1)).unwrap();
+        t.bind_now(PortKey { protocol: 17, port: 80 }, EndpointId(1)).unwrap();
+        let mut frame = [0u8; 64];
+        frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        frame[14] = 0x45;
+        frame[34..36].copy_from_slice(&80u16.to_be_bytes());
+        frame[36..38].copy_from_slice(&80u16.to_be_bytes());
+        let udp = |t: &PortTable| t.binding_traffic(PortKey { protocol: 17, port: 80 }, EndpointId(1)).unwrap();
+        let tcp = |t: &PortTable| t.binding_traffic(PortKey { protocol: 6, port: 80 }, EndpointId(1)).unwrap();
+        let watched = Cell::new(false);
+        for protocol in [1u8, 2, 47, 58, 255] {
+            frame[23] = protocol;
+            count_packet(&t, &frame, 64, Direction::Rx, Cpu::for_test(0), &watched);
+        }
+        assert_eq!((udp(&t).rx.packets, tcp(&t).rx.packets), (0, 0));
+        frame[23] = 17;
+        count_packet(&t, &frame, 64, Direction::Rx, Cpu::for_test(0), &watched);
+        assert_eq!((udp(&t).rx.packets, tcp(&t).rx.packets), (1, 0));
+        assert!(!watched.get());
     }
 }

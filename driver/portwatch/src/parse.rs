@@ -100,17 +100,25 @@ const PLAIN_IPV4: usize = ETH_HEADER + 20 + 4;
 /// accepts (see the tests).
 #[inline(always)]
 pub fn classify_plain_ipv4(frame: &[u8]) -> Option<Flow> {
+    let flow = plain_ipv4_unchecked_protocol(frame)?;
+    (flow.protocol == IPPROTO_TCP || flow.protocol == IPPROTO_UDP).then_some(flow)
+}
+
+/// [`classify_plain_ipv4`] without its protocol test: any protocol number,
+/// the "ports" being the first four bytes after the IPv4 header. For a
+/// caller that checks the protocol itself (the data path's
+/// `ports::Protocol::of`, which refuses all but TCP and UDP), so that the
+/// common frame's protocol is tested once.
+#[inline(always)]
+pub fn plain_ipv4_unchecked_protocol(frame: &[u8]) -> Option<Flow> {
     let h: &[u8; PLAIN_IPV4] = frame.get(..PLAIN_IPV4)?.try_into().ok()?;
     let ethertype = u16::from_be_bytes([h[12], h[13]]);
     let fragment_offset = u16::from_be_bytes([h[20], h[21]]) & 0x1FFF;
-    let protocol = h[23];
     if ethertype != ETHERTYPE_IPV4 || h[14] != 0x45 || fragment_offset != 0 {
         return None;
     }
-    if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP {
-        return None;
-    }
-    Some(Flow { protocol, src_port: u16::from_be_bytes([h[34], h[35]]), dst_port: u16::from_be_bytes([h[36], h[37]]) })
+    let (src_port, dst_port) = (u16::from_be_bytes([h[34], h[35]]), u16::from_be_bytes([h[36], h[37]]));
+    Some(Flow { protocol: h[23], src_port, dst_port })
 }
 
 /// IPv4: returns (protocol, offset of the transport header).
