@@ -49,7 +49,8 @@ install_prerequisites() {
     # portwatch.exe: mingw-w64's linker; Wine runs it in cargo test.
     command -v x86_64-w64-mingw32-gcc >/dev/null || missing+=(gcc-mingw-w64-x86-64)
     command -v wine >/dev/null || missing+=(wine wine64)
-    # tests/bench: the harness-overhead check counts instructions under callgrind.
+    # tests/bench: the data path's instruction budgets and the harness-overhead
+    # check count instructions under callgrind.
     command -v valgrind >/dev/null || missing+=(valgrind)
     if [[ ${#missing[@]} -gt 0 ]]; then
         as_root apt-get update -qq

@@ -14,7 +14,7 @@ use core::ffi::c_void;
 use crate::{
     device::NDIS_DEVICE_OBJECT_ATTRIBUTES,
     filter::{NDIS_FILTER_ATTRIBUTES, NDIS_FILTER_DRIVER_CHARACTERISTICS, NDIS_STATUS_INDICATION},
-    kernel::{DEVICE_OBJECT, DRIVER_OBJECT, IRP, NDIS_HANDLE, NDIS_STATUS, POOL_FLAGS},
+    kernel::{DEVICE_OBJECT, DRIVER_OBJECT, IRP, NDIS_HANDLE, NDIS_STATUS, POOL_FLAGS, PROCESSOR_NUMBER},
     nbl::{NET_BUFFER, NET_BUFFER_LIST},
     net::NDIS_PORT_NUMBER,
 };
@@ -128,6 +128,13 @@ extern "system" {
     /// The performance counter (any IRQL); writes its frequency (ticks per
     /// second) to `PerformanceFrequency` when not NULL.
     pub fn KeQueryPerformanceCounter(PerformanceFrequency: *mut i64) -> i64;
+    /// The current processor's system-wide index (any IRQL; stable only at
+    /// DISPATCH_LEVEL and above); fills `ProcNumber` (group, number) unless
+    /// it is NULL.
+    pub fn KeGetCurrentProcessorNumberEx(ProcNumber: *mut PROCESSOR_NUMBER) -> u32;
+    /// The most processors `GroupNumber` (or, with `ALL_PROCESSOR_GROUPS`,
+    /// the system) can ever have, hot-added ones included (any IRQL).
+    pub fn KeQueryMaximumProcessorCountEx(GroupNumber: u16) -> u32;
     /// Stops the system with a bug check; never returns.
     pub fn KeBugCheckEx(
         BugCheckCode: u32,

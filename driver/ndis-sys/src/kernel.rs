@@ -8,6 +8,27 @@ pub use windows_sys::Wdk::System::SystemServices::EX_RUNDOWN_REF;
 pub use windows_sys::Win32::Foundation::{NTSTATUS, UNICODE_STRING};
 pub use windows_sys::Win32::System::IO::IO_STATUS_BLOCK;
 
+/// `MDL_MAPPED_TO_SYSTEM_VA` (wdm.h): `MappedSystemVa` maps the MDL's pages.
+pub const MDL_MAPPED_TO_SYSTEM_VA: i16 = 0x0001;
+/// `MDL_SOURCE_IS_NONPAGED_POOL` (wdm.h): the MDL describes nonpaged pool,
+/// which `MappedSystemVa` addresses.
+pub const MDL_SOURCE_IS_NONPAGED_POOL: i16 = 0x0004;
+
+/// `ALL_PROCESSOR_GROUPS` (wdm.h): every processor group.
+pub const ALL_PROCESSOR_GROUPS: u16 = 0xFFFF;
+
+/// `PROCESSOR_NUMBER` (ntdef.h): a processor as (group, number in group).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PROCESSOR_NUMBER {
+    /// The processor group.
+    pub Group: u16,
+    /// The processor within its group.
+    pub Number: u8,
+    /// Reserved.
+    pub Reserved: u8,
+}
+
 /// `KIRQL`: an interrupt request level.
 pub type KIRQL = u8;
 /// `KSPIN_LOCK`: an executive spin lock (`ULONG_PTR`).
@@ -68,6 +89,9 @@ const _: () = {
 
     assert!(size_of::<EX_RUNDOWN_REF>() == 8);
     assert!(core::mem::align_of::<EX_RUNDOWN_REF>() == 8);
+
+    assert!(size_of::<PROCESSOR_NUMBER>() == 4);
+    assert!(offset_of!(PROCESSOR_NUMBER, Number) == 2);
 
     assert!(size_of::<MDL>() == 48);
     assert!(offset_of!(MDL, Next) == 0);

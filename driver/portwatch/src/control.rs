@@ -339,7 +339,8 @@ mod tests {
     fn count(g: &Globals, src_port: u16, dst_port: u16, bytes: u64) {
         g.ports.read(&mut passive(), |t, d| {
             let flow = crate::parse::Flow { protocol: 6, src_port, dst_port };
-            if crate::datapath::count_flow(t, flow, bytes, crate::ports::Direction::Rx) {
+            let cpu = crate::percpu::Cpu::current(d);
+            if crate::datapath::count_flow(t, flow, bytes, crate::ports::Direction::Rx, cpu) {
                 // No packet bytes here: addresses stay zero.
                 crate::datapath::record_packet(t, &frame(src_port, dst_port), bytes, crate::ports::Direction::Rx, 3, d);
             }

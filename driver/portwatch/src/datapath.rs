@@ -1,40 +1,72 @@
 //! Per-packet counting, shared by the send and receive paths.
 
+use core::cell::Cell;
+
 use ndis_sync::Dispatch;
 
 use crate::parse::{self, Flow};
-use crate::ports::{Direction, PortKey, PortTable};
+use crate::percpu::Cpu;
+use crate::ports::{Direction, PortKey, PortTable, Protocol};
 
 /// Counts one packet whose first bytes are `prefix` and whose full length is
 /// `bytes`: once for every endpoint bound to its destination port and once
 /// for every endpoint bound to its source port (once only when the two ports
-/// are equal). Called under the port table's read lock. Returns whether an
-/// endpoint bound to one of the ports enabled events: the caller then calls
-/// [`record_packet`], out of line, so that nothing the event stream needs is
-/// kept alive across the lookups here (which cost every packet, watched or
-/// not, register spills: docs/events.md).
-pub fn count_packet(table: &PortTable, prefix: &[u8], bytes: u64, direction: Direction) -> bool {
-    match parse::classify(prefix) {
-        Some(flow) => count_flow(table, flow, bytes, direction),
-        None => false,
+/// are equal), in `cpu`'s counters. Called under the port table's read
+/// lock, at DISPATCH_LEVEL on processor `cpu`. Sets `watched` when the
+/// packet is watched (an endpoint bound to one of its ports enabled
+/// events): the caller then records its events with [`record_packet`] after counting,
+/// out of line, so that nothing the event stream needs is kept alive here.
+#[inline(always)]
+pub fn count_packet(
+    table: &PortTable,
+    prefix: &[u8],
+    bytes: u64,
+    direction: Direction,
+    cpu: Cpu<'_>,
+    watched: &Cell<bool>,
+) {
+    // The common frame has its own straight-line copy of the counting: one
+    // merged path for both parses would pass the flow through a packed
+    // register and unpack it again.
+    // The protocol is tested once, by `Protocol::of` in the count: a plain
+    // IPv4 frame of another protocol is counted nowhere, as the general
+    // parse would have decided.
+    if let Some(flow) = parse::plain_ipv4_unchecked_protocol(prefix) {
+        count_flow_into(table, flow, bytes, direction, cpu, watched);
+    } else if let Some(flow) = parse::classify_general(prefix) {
+        count_flow_into(table, flow, bytes, direction, cpu, watched);
     }
 }
 
 /// Counts a classified packet; see [`count_packet`].
-pub fn count_flow(table: &PortTable, flow: Flow, bytes: u64, direction: Direction) -> bool {
-    let dst = PortKey { protocol: flow.protocol, port: flow.dst_port };
-    let mut watched = table.count(dst, direction, bytes).is_some_and(|b| b.is_watched());
-    if flow.src_port != flow.dst_port {
-        let src = PortKey { protocol: flow.protocol, port: flow.src_port };
-        watched |= table.count(src, direction, bytes).is_some_and(|b| b.is_watched());
+#[inline(always)]
+/// Returns whether it is watched.
+pub fn count_flow(table: &PortTable, flow: Flow, bytes: u64, direction: Direction, cpu: Cpu<'_>) -> bool {
+    let watched = Cell::new(false);
+    count_flow_into(table, flow, bytes, direction, cpu, &watched);
+    watched.get()
+}
+
+/// [`count_flow`], setting `watched` when the packet is watched.
+#[inline(always)]
+fn count_flow_into(
+    table: &PortTable,
+    flow: Flow,
+    bytes: u64,
+    direction: Direction,
+    cpu: Cpu<'_>,
+    watched: &Cell<bool>,
+) {
+    if let Some(protocol) = Protocol::of(flow.protocol) {
+        table.count_flow(protocol, flow.src_port, flow.dst_port, direction, bytes, cpu, watched);
     }
-    watched
 }
 
 /// Records the events of a packet [`count_packet`] said is watched: one per
 /// endpoint with events enabled bound to its destination port, one per such
 /// endpoint bound to its source port (once when the ports are equal).
-/// `if_index` is the module's. Called under the same hold of the read lock.
+/// `if_index` is the module's. Called under the same hold of the read lock
+/// (the bindings' sinks are valid only under it).
 pub fn record_packet(
     table: &PortTable,
     prefix: &[u8],
@@ -75,11 +107,39 @@ mod tests {
         t.bind_now(PortKey { protocol: 6, port: 80 }, a).unwrap();
         t.bind_now(PortKey { protocol: 6, port: 5000 }, b).unwrap();
         t.bind_now(PortKey { protocol: 6, port: 7 }, a).unwrap();
-        assert!(!count_flow(&t, Flow { protocol: 6, src_port: 5000, dst_port: 80 }, 100, Direction::Tx));
-        assert!(!count_flow(&t, Flow { protocol: 6, src_port: 7, dst_port: 7 }, 10, Direction::Rx));
-        assert!(!count_flow(&t, Flow { protocol: 17, src_port: 80, dst_port: 80 }, 10, Direction::Rx));
+        let cpu = Cpu::for_test(1);
+        assert!(!count_flow(&t, Flow { protocol: 6, src_port: 5000, dst_port: 80 }, 100, Direction::Tx, cpu));
+        assert!(!count_flow(&t, Flow { protocol: 6, src_port: 7, dst_port: 7 }, 10, Direction::Rx, cpu));
+        assert!(!count_flow(&t, Flow { protocol: 17, src_port: 80, dst_port: 80 }, 10, Direction::Rx, cpu));
         assert_eq!(t.binding_traffic(PortKey { protocol: 6, port: 80 }, a).unwrap().tx.packets, 1);
         assert_eq!(t.binding_traffic(PortKey { protocol: 6, port: 5000 }, b).unwrap().tx.packets, 1);
         assert_eq!(t.binding_traffic(PortKey { protocol: 6, port: 7 }, a).unwrap().rx.packets, 1);
+    }
+
+    /// The fast path leaves the protocol to `Protocol::of`: a plain IPv4
+    /// frame of another protocol is counted nowhere, whatever its bytes
+    /// where ports would be; the same frame as UDP is counted.
+    #[test]
+    fn plain_ipv4_of_another_protocol_is_not_counted() {
+        let mut t = PortTable::try_new().unwrap();
+        t.bind_now(PortKey { protocol: 6, port: 80 }, EndpointId(1)).unwrap();
+        t.bind_now(PortKey { protocol: 17, port: 80 }, EndpointId(1)).unwrap();
+        let mut frame = [0u8; 64];
+        frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        frame[14] = 0x45;
+        frame[34..36].copy_from_slice(&80u16.to_be_bytes());
+        frame[36..38].copy_from_slice(&80u16.to_be_bytes());
+        let udp = |t: &PortTable| t.binding_traffic(PortKey { protocol: 17, port: 80 }, EndpointId(1)).unwrap();
+        let tcp = |t: &PortTable| t.binding_traffic(PortKey { protocol: 6, port: 80 }, EndpointId(1)).unwrap();
+        let watched = Cell::new(false);
+        for protocol in [1u8, 2, 47, 58, 255] {
+            frame[23] = protocol;
+            count_packet(&t, &frame, 64, Direction::Rx, Cpu::for_test(0), &watched);
+        }
+        assert_eq!((udp(&t).rx.packets, tcp(&t).rx.packets), (0, 0));
+        frame[23] = 17;
+        count_packet(&t, &frame, 64, Direction::Rx, Cpu::for_test(0), &watched);
+        assert_eq!((udp(&t).rx.packets, tcp(&t).rx.packets), (1, 0));
+        assert!(!watched.get());
     }
 }

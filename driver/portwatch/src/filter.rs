@@ -13,14 +13,15 @@
 
 use alloc::boxed::Box;
 
-use ndis_sync::{CallbackIrql, Passive};
+use ndis_sync::{CallbackIrql, Dispatch, Passive};
 use ndis_sys::*;
 use portwatch_proto::{EventKind, ModuleState};
 
 use crate::entry::globals;
-use crate::modules::{fixed_name, DataEntry, Module, NdisHandle};
+use crate::modules::{fixed_name, Module, NdisHandle};
 use crate::nbl::Chain;
-use crate::ports::Direction;
+use crate::percpu::Cpu;
+use crate::ports::{Direction, PortTable};
 use crate::trace::trace;
 
 /// The characteristics NdisFRegisterFilterDriver takes (NDIS 6.30).
@@ -175,92 +176,111 @@ unsafe extern "system" fn restart(context: NDIS_HANDLE, _params: *mut NDIS_FILTE
     NDIS_STATUS_SUCCESS
 }
 
-/// FilterPause (PASSIVE_LEVEL, module Running). PortWatch originates no
-/// NBLs and queues none, but NDIS may pause it while sends it passed down
-/// or receives it indicated up are still outstanding: the pause completes
-/// when the last of them comes back (NdisFPauseComplete from that
-/// completion or return), or at once when none is out.
+/// FilterPause (PASSIVE_LEVEL, module Running): completes at once.
+///
+/// A pause waits only for the NBLs a filter originated or queued
+/// ("FILTER_PAUSE" remarks; NDIS-RULES, the Pausing row of the state
+/// table: "await own NBLs"): PortWatch has none. Sends it
+/// passed down and receives it indicated up are NDIS's to track (it pauses
+/// the stack top-down), and their completions and returns keep passing
+/// through the module after the pause. What the pause must stop is the
+/// module passing new traffic on: the data path forwards only under the
+/// port table's read lock after seeing Running there, so once the state is
+/// Paused and the write lock has been taken and released, no handler is
+/// still forwarding and none will.
 unsafe extern "system" fn pause(context: NDIS_HANDLE, _params: *mut NDIS_FILTER_PAUSE_PARAMETERS) -> NDIS_STATUS {
-    // SAFETY: NDIS passes our context for a module not being detached.
-    let module = unsafe { module(context) };
     // SAFETY: NDIS calls FilterPause at PASSIVE_LEVEL.
     let mut irql = unsafe { Passive::new_unchecked() };
+    // SAFETY: NDIS passes our context for a module not being detached.
+    let module = unsafe { module(context) };
     crate::control::broadcast(globals(), EventKind::ModulePaused, module.if_index, &mut irql);
-    if module.begin_pause() {
-        trace!(DPFLTR_INFO_LEVEL, "paused on interface %u", module.if_index);
-        NDIS_STATUS_SUCCESS
-    } else {
-        NDIS_STATUS_PENDING
-    }
+    module.set_state(ModuleState::Pausing);
+    // The barrier: waits for every handler that saw Running under the read
+    // lock (and is forwarding inside it).
+    globals().ports.write(&mut irql, |_, _| module.set_state(ModuleState::Paused));
+    trace!(DPFLTR_INFO_LEVEL, "paused on interface %u", module.if_index);
+    NDIS_STATUS_SUCCESS
 }
 
-/// Completes the module's pending pause when `last` says the NBLs just
-/// counted back were the last ones it waited for.
-fn complete_pause_if(module: &Module, last: bool) {
-    if last {
-        // No trace here: this runs on the data path.
-        // SAFETY: our module's handle; its FilterPause returned (or is
-        // about to return) NDIS_STATUS_PENDING, and `last` is true for
-        // exactly one caller per pause.
-        unsafe { NdisFPauseComplete(module.ndis_handle.0) };
-    }
-}
-
-/// Counts a chain under the port table's read lock, at the IRQL NDIS's flag
-/// says (set: DISPATCH_LEVEL; clear: unknown, at most DISPATCH_LEVEL).
-fn count(chain: Chain, at_dispatch: bool, direction: Direction, if_index: u32) {
+/// Runs `f` under the port table's read lock, at DISPATCH_LEVEL: the one
+/// place the data path takes a lock, once per chain. `at_dispatch` is the
+/// handler's NDIS_*_DISPATCH_LEVEL flag (set: at DISPATCH_LEVEL; clear:
+/// unknown, at most DISPATCH_LEVEL).
+fn under_table<R>(at_dispatch: bool, f: impl FnOnce(&PortTable, &mut Dispatch) -> R) -> R {
     let ports = &globals().ports;
-    // SAFETY: `at_dispatch` is the handler's NDIS_*_DISPATCH_LEVEL flag,
-    // and the handler holds no lock of ours yet.
+    // SAFETY: `at_dispatch` is the handler's flag, and the handler holds no
+    // lock of ours yet.
     unsafe {
         CallbackIrql::with(at_dispatch, |irql| match irql {
-            CallbackIrql::Dispatch(irql) => {
-                ports.read_at_dispatch(irql, |table, d| chain.count(table, direction, if_index, d))
-            }
-            CallbackIrql::Unknown(irql) => ports.read(irql, |table, d| chain.count(table, direction, if_index, d)),
+            CallbackIrql::Dispatch(irql) => ports.read_at_dispatch(irql, f),
+            CallbackIrql::Unknown(irql) => ports.read(irql, f),
         })
     }
 }
 
+/// Counts a chain on the current processor, then records the events of its
+/// watched packets (out of line, still under the read lock: the bindings'
+/// event sinks are valid only under it).
+#[inline(always)]
+fn count(chain: Chain, table: &PortTable, direction: Direction, module: &Module, dispatch: &mut Dispatch) {
+    if chain.count(table, direction, Cpu::current(dispatch)) {
+        record_events(chain, table, direction, module, dispatch);
+    }
+}
+
+/// The event path of [`count`], out of line: the module's interface index
+/// is read only here.
+#[cold]
+#[inline(never)]
+fn record_events(chain: Chain, table: &PortTable, direction: Direction, module: &Module, dispatch: &mut Dispatch) {
+    chain.record_events(table, direction, module.if_index, dispatch);
+}
+
 /// FilterSendNetBufferLists (<= DISPATCH_LEVEL).
+///
+/// Under the port table's read lock: if the module is Running, counts the
+/// chain and passes it down (inside the lock, which is what lets FilterPause
+/// use the write lock as its barrier; the read lock may be taken again on
+/// this processor if NDIS calls back into the driver from the send:
+/// NdisAcquireRWLockRead, "can be acquired recursively on the same
+/// processor"). Otherwise completes it with NDIS_STATUS_PAUSED.
 unsafe extern "system" fn send(context: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST, port: NDIS_PORT_NUMBER, flags: u32) {
     // SAFETY: NDIS passes our context for a module not being detached.
     let module = unsafe { module(context) };
     // SAFETY: NDIS hands us the chain until we pass it on or complete it.
     let chain = unsafe { Chain::new(nbls) };
     let at_dispatch = flags & NDIS_SEND_FLAGS_DISPATCH_LEVEL != 0;
-    let n = chain.nbl_count();
-    let entry = module.enter(n);
-    if entry != DataEntry::Forward {
+    let forwarded = under_table(at_dispatch, |table, dispatch| {
+        if !module.is_running() {
+            return false;
+        }
+        // Counted before passing on: afterwards the NBLs are not ours.
+        count(chain, table, Direction::Tx, module, dispatch);
+        // SAFETY: passing the chain down unchanged, flags passed through;
+        // we do not touch it afterwards.
+        unsafe { NdisFSendNetBufferLists(module.ndis_handle.0, chain.raw(), port, flags) };
+        true
+    });
+    if !forwarded {
         chain.set_status(NDIS_STATUS_PAUSED);
         let complete_flags = if at_dispatch { NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL } else { 0 };
         // SAFETY: completing NBLs we were given, once, with our handle.
         unsafe { NdisFSendNetBufferListsComplete(module.ndis_handle.0, chain.raw(), complete_flags) };
-        complete_pause_if(module, entry == DataEntry::RefuseAndCompletePause);
-        return;
     }
-    // Count before passing on: afterwards the NBLs may complete on another
-    // processor before NdisFSendNetBufferLists even returns.
-    count(chain, at_dispatch, Direction::Tx, module.if_index);
-    // SAFETY: passing the chain down unchanged, flags passed through; we do
-    // not touch it afterwards.
-    unsafe { NdisFSendNetBufferLists(module.ndis_handle.0, chain.raw(), port, flags) };
 }
 
 /// FilterSendNetBufferListsComplete (<= DISPATCH_LEVEL): none are ours, so
-/// every completion goes up; then they no longer hold a pause back.
+/// every completion goes straight up, in any state (no lock, no count).
 unsafe extern "system" fn send_complete(context: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST, flags: u32) {
     // SAFETY: NDIS passes our context for a module not being detached.
     let module = unsafe { module(context) };
-    // SAFETY: NDIS hands the completed chain back to us until we complete
-    // it up.
-    let n = unsafe { Chain::new(nbls) }.nbl_count();
     // SAFETY: completing up NBLs sent from above through us, flags passed.
     unsafe { NdisFSendNetBufferListsComplete(module.ndis_handle.0, nbls, flags) };
-    complete_pause_if(module, module.leave(n));
 }
 
-/// FilterReceiveNetBufferLists (<= DISPATCH_LEVEL).
+/// FilterReceiveNetBufferLists (<= DISPATCH_LEVEL): as [`send`], upwards;
+/// when not Running the chain goes back down at once (not a RESOURCES one:
+/// those revert to NDIS when we return).
 unsafe extern "system" fn receive(
     context: NDIS_HANDLE,
     nbls: *mut NET_BUFFER_LIST,
@@ -274,41 +294,31 @@ unsafe extern "system" fn receive(
     // return it or pass it up.
     let chain = unsafe { Chain::new(nbls) };
     let at_dispatch = flags & NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL != 0;
-    let n = chain.nbl_count();
-    let entry = module.enter(n);
-    if entry != DataEntry::Forward {
-        // With NDIS_RECEIVE_FLAGS_RESOURCES the NBLs revert to NDIS when we
-        // return: never return those. Others go back down at once.
-        if flags & NDIS_RECEIVE_FLAGS_RESOURCES == 0 {
-            let return_flags = if at_dispatch { NDIS_RETURN_FLAGS_DISPATCH_LEVEL } else { 0 };
-            // SAFETY: returning NBLs we own, once.
-            unsafe { NdisFReturnNetBufferLists(module.ndis_handle.0, chain.raw(), return_flags) };
+    let forwarded = under_table(at_dispatch, |table, dispatch| {
+        if !module.is_running() {
+            return false;
         }
-        complete_pause_if(module, entry == DataEntry::RefuseAndCompletePause);
-        return;
-    }
-    count(chain, at_dispatch, Direction::Rx, module.if_index);
-    // SAFETY: indicating the chain up unchanged, with the same count and
-    // flags (RESOURCES kept, so NDIS knows they return on our return).
-    unsafe { NdisFIndicateReceiveNetBufferLists(module.ndis_handle.0, chain.raw(), port, count_of_nbls, flags) };
-    if flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0 {
-        // They came back to us when the indication returned (and go back to
-        // NDIS when we return).
-        complete_pause_if(module, module.leave(n));
+        count(chain, table, Direction::Rx, module, dispatch);
+        // SAFETY: indicating the chain up unchanged, with the same count
+        // and flags (RESOURCES kept, so NDIS knows they return on our
+        // return); see `send` for the lock.
+        unsafe { NdisFIndicateReceiveNetBufferLists(module.ndis_handle.0, chain.raw(), port, count_of_nbls, flags) };
+        true
+    });
+    if !forwarded && flags & NDIS_RECEIVE_FLAGS_RESOURCES == 0 {
+        let return_flags = if at_dispatch { NDIS_RETURN_FLAGS_DISPATCH_LEVEL } else { 0 };
+        // SAFETY: returning NBLs we own, once.
+        unsafe { NdisFReturnNetBufferLists(module.ndis_handle.0, chain.raw(), return_flags) };
     }
 }
 
 /// FilterReturnNetBufferLists (<= DISPATCH_LEVEL): none are ours, so every
-/// return goes down; then they no longer hold a pause back.
+/// return goes straight down, in any state (no lock, no count).
 unsafe extern "system" fn return_nbls(context: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST, flags: u32) {
     // SAFETY: NDIS passes our context for a module not being detached.
     let module = unsafe { module(context) };
-    // SAFETY: NDIS hands the returned chain back to us until we return it
-    // down.
-    let n = unsafe { Chain::new(nbls) }.nbl_count();
     // SAFETY: returning NBLs indicated from below through us, flags passed.
     unsafe { NdisFReturnNetBufferLists(module.ndis_handle.0, nbls, flags) };
-    complete_pause_if(module, module.leave(n));
 }
 
 /// FilterStatus (<= DISPATCH_LEVEL): passed up unchanged.

@@ -33,6 +33,7 @@ pub mod globals;
 pub mod ioctl;
 pub mod modules;
 pub mod parse;
+pub mod percpu;
 pub mod pool;
 pub mod ports;
 pub mod registry;

@@ -17,7 +17,7 @@
 use alloc::vec::Vec;
 use core::ffi::c_void;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use ndis_sync::{init_from_closure, AtMostDispatch, Passive, PinInit, Rundown, SpinLock};
 use portwatch_proto::{ModuleInfo, ModuleState, Wire, MODULE_NAME_CHARS};
@@ -42,15 +42,9 @@ pub struct Module {
     pub if_index: u32,
     /// The adapter's name, UTF-16, zero padded, truncated.
     pub name: [u16; MODULE_NAME_CHARS],
+    /// The module's state. The data path reads it under the port table's
+    /// read lock; FilterPause moves it to Paused under the write lock.
     state: AtomicU32,
-    /// NBLs this module passed on (sends down, receives up) that have not
-    /// come back yet, plus one while the module is Restarting or Running.
-    /// NDIS may call FilterPause while some are still outstanding; the
-    /// pause completes when this drops to zero ("Pausing a Driver Stack").
-    in_flight: AtomicUsize,
-    /// A pause returned NDIS_STATUS_PENDING (or is deciding to) and whoever
-    /// brings `in_flight` to zero completes it.
-    pause_pending: AtomicBool,
     /// Held by readers that reached the module through the list.
     pub rundown: Rundown<()>,
 }
@@ -74,8 +68,6 @@ impl Module {
                 (&raw mut (*slot).if_index).write(if_index);
                 (&raw mut (*slot).name).write(name);
                 (&raw mut (*slot).state).write(AtomicU32::new(ModuleState::Attaching as u32));
-                (&raw mut (*slot).in_flight).write(AtomicUsize::new(0));
-                (&raw mut (*slot).pause_pending).write(AtomicBool::new(false));
                 Rundown::new(irql, ()).__pinned_init(&raw mut (*slot).rundown);
             }
         };
@@ -83,63 +75,12 @@ impl Module {
         unsafe { init_from_closure(init) }
     }
 
-    /// FilterRestart: takes the running reference, then runs.
+    /// FilterRestart: runs.
     pub fn start_running(&self) {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.set_state(ModuleState::Running);
     }
 
-    /// FilterPause: stops passing traffic on and drops the running
-    /// reference. True: nothing is outstanding and the module is Paused
-    /// (return NDIS_STATUS_SUCCESS); false: the last NBL to come back
-    /// completes the pause ([`Module::leave`] or [`Module::enter`] says so
-    /// once).
-    pub fn begin_pause(&self) -> bool {
-        self.set_state(ModuleState::Pausing);
-        self.pause_pending.store(true, Ordering::SeqCst);
-        self.release(1)
-    }
-
-    /// Before passing `n` NBLs on: counts them as outstanding if the module
-    /// is running. Counting first and checking the state second means a
-    /// pause either sees them outstanding or they see the pause.
-    #[must_use]
-    pub fn enter(&self, n: usize) -> DataEntry {
-        self.in_flight.fetch_add(n, Ordering::SeqCst);
-        if self.is_running() {
-            return DataEntry::Forward;
-        }
-        // Not running after all: whoever brings the count to zero completes
-        // a pending pause, even if that is this refusal.
-        if self.release(n) {
-            DataEntry::RefuseAndCompletePause
-        } else {
-            DataEntry::Refuse
-        }
-    }
-
-    /// `n` NBLs passed on came back. True when they were the last ones of a
-    /// pending pause: the module is now Paused and the caller must call
-    /// NdisFPauseComplete.
-    #[must_use]
-    pub fn leave(&self, n: usize) -> bool {
-        self.release(n)
-    }
-
-    /// Drops `n` from the count; true when that completed a pending pause
-    /// (the module is then Paused).
-    fn release(&self, n: usize) -> bool {
-        if self.in_flight.fetch_sub(n, Ordering::SeqCst) != n {
-            return false;
-        }
-        if self.pause_pending.swap(false, Ordering::SeqCst) {
-            self.set_state(ModuleState::Paused);
-            return true;
-        }
-        false
-    }
-
-    /// The current state. Read on every packet: one relaxed load, no lock.
+    /// The current state. Read once per chain on the data path: one load.
     /// NDIS serializes the state changes themselves (they all run at
     /// PASSIVE_LEVEL in FilterAttach/Restart/Pause/Detach).
     pub fn state(&self) -> ModuleState {
@@ -159,18 +100,6 @@ impl Module {
     fn info(&self) -> ModuleInfo {
         ModuleInfo { if_index: self.if_index, state: self.state() as u32, name: self.name }
     }
-}
-
-/// What the data path does with NBLs handed to a module ([`Module::enter`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataEntry {
-    /// Running: count and pass them on (they are counted as outstanding).
-    Forward,
-    /// Not running: complete sends with NDIS_STATUS_PAUSED, return receives.
-    Refuse,
-    /// As `Refuse`, and this was the last count a pending pause waited for:
-    /// call NdisFPauseComplete.
-    RefuseAndCompletePause,
 }
 
 /// A list entry.
@@ -331,46 +260,5 @@ mod tests {
         assert_eq!(f[MODULE_NAME_CHARS - 1], (MODULE_NAME_CHARS - 1) as u16);
         let short = fixed_name(&[5]);
         assert_eq!((short[0], short[1]), (5, 0));
-    }
-}
-
-#[cfg(test)]
-mod pause_tests {
-    use super::*;
-
-    fn module() -> core::pin::Pin<alloc::boxed::Box<Module>> {
-        // SAFETY: host tests run at the modelled PASSIVE_LEVEL.
-        let passive = unsafe { Passive::new_unchecked() };
-        let m = Module::new(&passive, NdisHandle(core::ptr::null_mut()), 1, [0; MODULE_NAME_CHARS]);
-        let m = crate::pool::try_pin_box(m).unwrap();
-        m.set_state(ModuleState::Paused);
-        m
-    }
-
-    #[test]
-    fn a_pause_with_nothing_outstanding_completes_at_once() {
-        let m = module();
-        m.start_running();
-        assert!(m.begin_pause());
-        assert_eq!(m.state(), ModuleState::Paused);
-        assert_eq!(m.enter(2), DataEntry::Refuse, "a paused module refuses and completes nothing");
-    }
-
-    #[test]
-    fn a_pause_waits_for_the_last_nbl_and_completes_once() {
-        let m = module();
-        m.start_running();
-        assert_eq!(m.enter(2), DataEntry::Forward);
-        assert_eq!(m.enter(1), DataEntry::Forward);
-        assert!(!m.begin_pause(), "three NBLs are out: the pause pends");
-        assert_eq!(m.state(), ModuleState::Pausing);
-        assert_eq!(m.enter(4), DataEntry::Refuse, "a pausing module forwards nothing new");
-        assert!(!m.leave(2));
-        assert!(m.leave(1), "the last one completes the pause");
-        assert_eq!(m.state(), ModuleState::Paused);
-        assert_eq!(m.enter(1), DataEntry::Refuse);
-        m.start_running();
-        assert_eq!(m.enter(1), DataEntry::Forward, "restart resumes");
-        assert!(!m.leave(1), "no pause pending: nothing to complete");
     }
 }

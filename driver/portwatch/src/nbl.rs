@@ -4,14 +4,19 @@
 //! for the duration of the handler that received them, until the driver
 //! passes them on (after which it must not touch them, not even `Next`).
 
+use core::cell::Cell;
 use core::mem::MaybeUninit;
 
-use ndis_sys::{NdisGetDataBuffer, NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET, NDIS_STATUS, NET_BUFFER, NET_BUFFER_LIST};
+use ndis_sys::{
+    NdisGetDataBuffer, MDL_MAPPED_TO_SYSTEM_VA, MDL_SOURCE_IS_NONPAGED_POOL, NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET,
+    NDIS_STATUS, NET_BUFFER, NET_BUFFER_LIST,
+};
 
 use ndis_sync::Dispatch;
 
 use crate::datapath;
 use crate::parse::HEADER_BYTES;
+use crate::percpu::Cpu;
 use crate::ports::{Direction, PortTable};
 
 /// An NBL chain owned by the current handler.
@@ -36,6 +41,7 @@ impl Chain {
         self.0
     }
 
+    #[inline(always)]
     fn for_each_nbl(self, mut f: impl FnMut(&mut NET_BUFFER_LIST)) {
         let mut nbl = self.0;
         while !nbl.is_null() {
@@ -47,22 +53,32 @@ impl Chain {
         }
     }
 
-    /// Number of NBLs in the chain.
-    pub fn nbl_count(self) -> usize {
-        let mut n = 0;
-        self.for_each_nbl(|_| n += 1);
-        n
-    }
-
     /// Sets every NBL's completion status (NET_BUFFER_LIST_STATUS).
     pub fn set_status(self, status: NDIS_STATUS) {
         self.for_each_nbl(|nbl| nbl.Status = status);
     }
 
     /// Counts every NET_BUFFER of every NBL in `table`, skipping NBLs that
-    /// NDIS looped back (their send was already counted); `if_index` is the
-    /// module's, for events.
-    pub fn count(self, table: &PortTable, direction: Direction, if_index: u32, dispatch: &mut Dispatch) {
+    /// NDIS looped back (their send was already counted).
+    /// `cpu` is the current processor (the caller holds the table's read
+    /// lock, at DISPATCH_LEVEL). Returns whether a packet of the chain is
+    /// watched: the caller then calls [`Chain::record_events`].
+    #[inline(always)]
+    pub fn count(self, table: &PortTable, direction: Direction, cpu: Cpu<'_>) -> bool {
+        match direction {
+            Direction::Tx => self.count_in::<true>(table, cpu),
+            Direction::Rx => self.count_in::<false>(table, cpu),
+        }
+    }
+
+    /// [`Chain::count`] with the direction a constant (`TX`: sent): one
+    /// out-of-line copy per direction, its arguments in registers (a
+    /// closure's captures would be read through memory for every NBL).
+    #[inline(never)]
+    fn count_in<const TX: bool>(self, table: &PortTable, cpu: Cpu<'_>) -> bool {
+        let direction = if TX { Direction::Tx } else { Direction::Rx };
+        // Set only for a watched packet (no value merged per packet).
+        let watched = Cell::new(false);
         self.for_each_nbl(|nbl| {
             if nbl.NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET != 0 {
                 return;
@@ -70,58 +86,142 @@ impl Chain {
             let mut nb = nbl.FirstNetBuffer;
             while !nb.is_null() {
                 // SAFETY: `new`'s contract covers the NBL's NET_BUFFER list.
-                let current = unsafe { &mut *nb };
-                count_net_buffer(table, current, direction, if_index, dispatch);
+                let current = unsafe { &*nb };
+                count_net_buffer(table, current, direction, cpu, &watched);
+                nb = current.Next;
+            }
+        });
+        watched.get()
+    }
+
+    /// Records the events of the chain's watched packets (those
+    /// [`Chain::count`] found on a port whose endpoint enabled events), in
+    /// the chain's order, after the whole chain was counted and under the
+    /// same hold of the port table's read lock. Out of line: the counting
+    /// code keeps nothing of the event stream alive, and a chain with no
+    /// watched packet never comes here. `if_index` is the module's.
+    #[cold]
+    #[inline(never)]
+    pub fn record_events(self, table: &PortTable, direction: Direction, if_index: u32, dispatch: &mut Dispatch) {
+        self.for_each_nbl(|nbl| {
+            if nbl.NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET != 0 {
+                return;
+            }
+            let mut nb = nbl.FirstNetBuffer;
+            while !nb.is_null() {
+                // SAFETY: `new`'s contract covers the NBL's NET_BUFFER list.
+                let current = unsafe { &*nb };
+                record_net_buffer(table, current, direction, if_index, dispatch);
                 nb = current.Next;
             }
         });
     }
 }
 
-/// Counts one packet: copies (or maps) its first bytes and classifies them.
-fn count_net_buffer(
-    table: &PortTable,
-    nb: &mut NET_BUFFER,
-    direction: Direction,
-    if_index: u32,
-    dispatch: &mut Dispatch,
-) {
+/// Records one packet's events: reads its first bytes again (in place, or
+/// through NdisGetDataBuffer) rather than have the counting code keep them.
+fn record_net_buffer(table: &PortTable, nb: &NET_BUFFER, direction: Direction, if_index: u32, dispatch: &mut Dispatch) {
     let length = nb.DataLength.get();
     let wanted = (length as usize).min(HEADER_BYTES);
-    // Not zeroed: NDIS writes what it returns a pointer to, and zeroing 160
+    let mut storage = MaybeUninit::<[u8; HEADER_BYTES]>::uninit();
+    let Some(prefix) = mapped_header(nb, wanted).or_else(|| copied_header(nb, wanted, &mut storage)) else {
+        return;
+    };
+    datapath::record_packet(table, prefix, u64::from(length), direction, if_index, dispatch);
+}
+
+/// Counts one packet: finds its first bytes and classifies them.
+#[inline(always)]
+fn count_net_buffer(table: &PortTable, nb: &NET_BUFFER, direction: Direction, cpu: Cpu<'_>, watched: &Cell<bool>) {
+    let length = nb.DataLength.get();
+    let wanted = (length as usize).min(HEADER_BYTES);
+    match mapped_header(nb, wanted) {
+        Some(prefix) => count_prefix(table, prefix, length, direction, cpu, watched),
+        // The flag's address stays in the counting function (a register
+        // there): the out-of-line fallback returns its own.
+        None => {
+            if count_copied(table, nb, wanted, direction, cpu) {
+                watched.set(true);
+            }
+        }
+    }
+}
+
+/// Counts one packet of `length` bytes from its first bytes, `prefix`.
+#[inline(always)]
+fn count_prefix(
+    table: &PortTable,
+    prefix: &[u8],
+    length: u32,
+    direction: Direction,
+    cpu: Cpu<'_>,
+    watched: &Cell<bool>,
+) {
+    datapath::count_packet(table, prefix, u64::from(length), direction, cpu, watched);
+}
+
+/// Counts a packet whose first `wanted` bytes are not in place in a mapped
+/// MDL: through NdisGetDataBuffer, which copies them into a local buffer
+/// when they straddle MDLs. Out of line, so that the common path carries
+/// neither the 160-byte buffer nor the import's address.
+#[cold]
+#[inline(never)]
+fn count_copied(table: &PortTable, nb: &NET_BUFFER, wanted: usize, direction: Direction, cpu: Cpu<'_>) -> bool {
+    // Not zeroed: NdisGetDataBuffer writes what it returns, and zeroing 160
     // bytes per packet would cost more than parsing them.
     let mut storage = MaybeUninit::<[u8; HEADER_BYTES]>::uninit();
+    let Some(prefix) = copied_header(nb, wanted, &mut storage) else {
+        return false; // R22: no data, no count
+    };
+    let watched = Cell::new(false);
+    count_prefix(table, prefix, nb.DataLength.get(), direction, cpu, &watched);
+    watched.get()
+}
+
+/// The packet's first `wanted` bytes (at most its data length) through
+/// NdisGetDataBuffer: in the MDL, or copied into `storage`. Never inlined:
+/// in a loop the compiler would keep the import's address in a register
+/// and call through it, which the data-path analysis cannot follow.
+#[inline(never)]
+fn copied_header<'a>(
+    nb: &'a NET_BUFFER,
+    wanted: usize,
+    storage: &'a mut MaybeUninit<[u8; HEADER_BYTES]>,
+) -> Option<&'a [u8]> {
     // SAFETY: `nb` is a valid NET_BUFFER we own for the call; `storage` has
     // room for `wanted` bytes; alignment 1 asks for no alignment. NDIS
     // returns a pointer to `wanted` contiguous, initialized bytes (in the
     // MDL, or copied into `storage`), or NULL when the data is not there.
-    let data = unsafe { NdisGetDataBuffer(nb, wanted as u32, storage.as_mut_ptr().cast(), 1, 0) };
+    let data = unsafe {
+        NdisGetDataBuffer(core::ptr::from_ref(nb).cast_mut(), wanted as u32, storage.as_mut_ptr().cast(), 1, 0)
+    };
     if data.is_null() {
-        return; // R22: no data, no count
+        return None;
     }
     // SAFETY: NdisGetDataBuffer's contract above: `wanted` readable bytes
     // that stay valid while we own the NET_BUFFER.
-    let prefix = unsafe { core::slice::from_raw_parts(data.cast::<u8>(), wanted) };
-    if datapath::count_packet(table, prefix, u64::from(length), direction) {
-        record_events(table, nb, direction, if_index, dispatch);
-    }
+    Some(unsafe { core::slice::from_raw_parts(data.cast::<u8>(), wanted) })
 }
 
-/// The events of a watched packet, out of line: it maps the packet's first
-/// bytes again rather than have the counting code keep them alive (see
-/// `datapath::count_packet`).
-#[cold]
-#[inline(never)]
-fn record_events(table: &PortTable, nb: &mut NET_BUFFER, direction: Direction, if_index: u32, dispatch: &mut Dispatch) {
-    let length = nb.DataLength.get();
-    let wanted = (length as usize).min(HEADER_BYTES);
-    let mut storage = MaybeUninit::<[u8; HEADER_BYTES]>::uninit();
-    // SAFETY: as in `count_net_buffer`: the same NET_BUFFER, still ours.
-    let data = unsafe { NdisGetDataBuffer(nb, wanted as u32, storage.as_mut_ptr().cast(), 1, 0) };
-    if data.is_null() {
-        return;
+/// The first `wanted` bytes of `nb` in place, when its current MDL is
+/// mapped in system space (`MmGetSystemAddressForMdlSafe` would return
+/// `MappedSystemVa` without mapping anything: nonpaged pool, or already
+/// mapped, as NDIS's own MDLs are) and holds all of them after
+/// `CurrentMdlOffset`. `None` sends the caller to NdisGetDataBuffer.
+fn mapped_header(nb: &NET_BUFFER, wanted: usize) -> Option<&[u8]> {
+    // SAFETY: a NET_BUFFER we own has a NULL or valid current MDL.
+    let mdl = unsafe { nb.CurrentMdl.as_ref() }?;
+    if mdl.MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL) == 0 {
+        return None;
     }
-    // SAFETY: as in `count_net_buffer`.
-    let prefix = unsafe { core::slice::from_raw_parts(data.cast::<u8>(), wanted) };
-    datapath::record_packet(table, prefix, u64::from(length), direction, if_index, dispatch);
+    let offset = nb.CurrentMdlOffset as usize;
+    if (mdl.ByteCount as usize).checked_sub(offset)? < wanted || mdl.MappedSystemVa.is_null() {
+        return None;
+    }
+    // SAFETY: the MDL is mapped at `MappedSystemVa` for `ByteCount` bytes
+    // (the flags checked above), and `offset + wanted <= ByteCount`; the
+    // NET_BUFFER's data starts `offset` bytes in and has at least `wanted`
+    // bytes (`wanted <= DataLength`); it stays valid while we own the
+    // NET_BUFFER.
+    Some(unsafe { core::slice::from_raw_parts(mdl.MappedSystemVa.cast::<u8>().add(offset), wanted) })
 }

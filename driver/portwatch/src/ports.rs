@@ -4,8 +4,9 @@
 //! The table lives under the global NDIS RW lock: the data path reads it on
 //! every packet (read lock, DISPATCH_LEVEL), bind/unbind write it. Under the
 //! read lock a packet writes nothing but the atomic counters of the bindings
-//! of its own ports: the table has no global counter, so packets on different
-//! ports never write the same cache line.
+//! of its own ports, in its own processor's slot (see [`crate::percpu`]):
+//! the table has no global counter, and packets on different processors
+//! never write the same cache line.
 //!
 //! Lookups go through a two-level direct index: (protocol, high byte of
 //! the port) selects a 256-slot leaf, the low byte a slot holding the list
@@ -21,11 +22,13 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::cell::Cell;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use portwatch_proto::{Counters, PROTO_TCP, PROTO_UDP};
 
 use crate::events::SinkRef;
+use crate::percpu::{add_local, Cpu, PerCpu};
 use crate::pool::try_box;
 
 /// Identifies an endpoint (one open handle) for its whole life.
@@ -59,20 +62,32 @@ pub enum TableError {
     NoMemory,
 }
 
+/// What one processor counted for one binding (see [`crate::percpu`]):
+/// written only by that processor, at DISPATCH_LEVEL.
 #[derive(Default)]
-struct AtomicCounters {
-    packets: AtomicU64,
-    bytes: AtomicU64,
+struct CpuTraffic {
+    rx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    tx_packets: AtomicU64,
+    tx_bytes: AtomicU64,
 }
 
-impl AtomicCounters {
-    fn add(&self, bytes: u64) {
-        self.packets.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+impl CpuTraffic {
+    fn add(&self, direction: Direction, bytes: u64) {
+        let (packets, total) = match direction {
+            Direction::Rx => (&self.rx_packets, &self.rx_bytes),
+            Direction::Tx => (&self.tx_packets, &self.tx_bytes),
+        };
+        add_local(packets, 1);
+        add_local(total, bytes);
     }
 
-    fn snapshot(&self) -> Counters {
-        Counters { packets: self.packets.load(Ordering::Relaxed), bytes: self.bytes.load(Ordering::Relaxed) }
+    fn snapshot(&self) -> Traffic {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Traffic {
+            rx: Counters { packets: load(&self.rx_packets), bytes: load(&self.rx_bytes) },
+            tx: Counters { packets: load(&self.tx_packets), bytes: load(&self.tx_bytes) },
+        }
     }
 }
 
@@ -100,8 +115,9 @@ impl Traffic {
 /// One endpoint bound to one port: a node of the port's binding list.
 pub struct Binding {
     endpoint: EndpointId,
-    rx: AtomicCounters,
-    tx: AtomicCounters,
+    /// Per processor, so that packets on different processors never write
+    /// one cache line.
+    counters: PerCpu<CpuTraffic>,
     /// The endpoint's event sink; valid while the binding is in the table
     /// (see [`SinkRef`]).
     sink: Option<SinkRef>,
@@ -109,8 +125,19 @@ pub struct Binding {
 }
 
 impl Binding {
+    /// The sum over processors.
     fn traffic(&self) -> Traffic {
-        Traffic { rx: self.rx.snapshot(), tx: self.tx.snapshot() }
+        let mut total = Traffic::default();
+        for cpu in self.counters.iter() {
+            total.accumulate(&cpu.snapshot());
+        }
+        total
+    }
+
+    /// Whether the endpoint enabled events (one relaxed load).
+    #[inline(always)]
+    fn is_watched(&self) -> bool {
+        self.sink.as_ref().is_some_and(|s| s.is_enabled())
     }
 
     fn iter(&self) -> impl Iterator<Item = &Binding> {
@@ -129,18 +156,13 @@ impl Drop for Binding {
     }
 }
 
-/// The bindings of a port a packet was just counted on.
+/// The bindings of a port, for the event stream's second look.
 pub struct Bound<'a>(&'a Binding);
 
 impl<'a> Bound<'a> {
-    /// Whether an endpoint of these bindings enabled events.
-    pub fn is_watched(&self) -> bool {
-        self.sinks().next().is_some()
-    }
-
     /// The event sinks of those bindings whose endpoint enabled events.
     pub fn sinks(&self) -> impl Iterator<Item = &'a SinkRef> {
-        self.0.iter().filter_map(|b| b.sink.as_ref()).filter(|s| s.is_enabled())
+        self.0.iter().filter(|b| b.is_watched()).filter_map(|b| b.sink.as_ref())
     }
 }
 
@@ -152,14 +174,39 @@ const LEAF_SLOTS: usize = 256;
 /// Leaves: two protocols times the high byte of a port.
 const LEAVES: usize = 2 * 256;
 
+/// The slots of one leaf. Fixed-size arrays, so that an index that is a
+/// byte (or a protocol bit and a byte) needs no bounds check.
+type Leaf = [Slot; LEAF_SLOTS];
+
+/// A fixed-size boxed array, allocated without passing through the stack.
+fn try_array<T, const N: usize>(empty: impl FnMut() -> T) -> Result<Box<[T; N]>, TableError> {
+    try_slots(N, empty)?.into_boxed_slice().try_into().map_err(|_| TableError::NoMemory)
+}
+
+/// The first leaf of a protocol's ports, or `None` for a protocol the
+/// table never holds.
+#[derive(Clone, Copy)]
+pub struct Protocol(usize);
+
+impl Protocol {
+    /// `PROTO_TCP` or `PROTO_UDP`; `None` for any other.
+    pub fn of(protocol: u8) -> Option<Protocol> {
+        match protocol {
+            PROTO_TCP => Some(Protocol(0)),
+            PROTO_UDP => Some(Protocol(256)),
+            _ => None,
+        }
+    }
+
+    /// (leaf, slot) of a port of this protocol.
+    fn position(self, port: u16) -> (usize, usize) {
+        (self.0 + usize::from(port >> 8), usize::from(port & 0xFF))
+    }
+}
+
 /// (leaf, slot) of a key, or `None` for a protocol the table never holds.
 fn position(key: PortKey) -> Option<(usize, usize)> {
-    let protocol = match key.protocol {
-        PROTO_TCP => 0,
-        PROTO_UDP => 1,
-        _ => return None,
-    };
-    Some((protocol * 256 + usize::from(key.port >> 8), usize::from(key.port & 0xFF)))
+    Some(Protocol::of(key.protocol)?.position(key.port))
 }
 
 fn try_slots<T>(n: usize, empty: impl FnMut() -> T) -> Result<Vec<T>, TableError> {
@@ -172,7 +219,7 @@ fn try_slots<T>(n: usize, empty: impl FnMut() -> T) -> Result<Vec<T>, TableError
 /// The memory one bind needs, allocated before the write lock is taken.
 pub struct BindMemory {
     binding: Option<Box<Binding>>,
-    leaf: Option<Box<[Slot]>>,
+    leaf: Option<Box<Leaf>>,
 }
 
 impl BindMemory {
@@ -180,10 +227,10 @@ impl BindMemory {
     /// a leaf when `with_leaf` (what [`PortTable::needs_leaf`] said under
     /// the read lock).
     pub fn try_new(endpoint: EndpointId, sink: Option<SinkRef>, with_leaf: bool) -> Result<Self, TableError> {
-        let (rx, tx) = (AtomicCounters::default(), AtomicCounters::default());
-        let binding = Binding { endpoint, rx, tx, sink, next: None };
+        let counters = PerCpu::try_new().map_err(|_| TableError::NoMemory)?;
+        let binding = Binding { endpoint, counters, sink, next: None };
         let binding = try_box(binding).map_err(|_| TableError::NoMemory)?;
-        let leaf = if with_leaf { Some(try_slots(LEAF_SLOTS, || None)?.into_boxed_slice()) } else { None };
+        let leaf = if with_leaf { Some(try_array(|| None)?) } else { None };
         Ok(BindMemory { binding: Some(binding), leaf })
     }
 }
@@ -210,7 +257,7 @@ impl Unbound {
 pub struct PortTable {
     /// `LEAVES` leaf pointers; a leaf, once allocated, lives as long as the
     /// table (so "this key's leaf exists" never becomes false).
-    leaves: Vec<Option<Box<[Slot]>>>,
+    leaves: Box<[Option<Box<Leaf>>; LEAVES]>,
     /// Keys with at least one binding.
     keys: usize,
 }
@@ -218,13 +265,14 @@ pub struct PortTable {
 impl PortTable {
     /// An empty table: allocates the 4 KiB of leaf pointers.
     pub fn try_new() -> Result<Self, TableError> {
-        Ok(PortTable { leaves: try_slots(LEAVES, || None)?, keys: 0 })
+        Ok(PortTable { leaves: try_array(|| None)?, keys: 0 })
     }
 
-    /// The bindings of `key`, newest first: two loads.
+    /// The bindings of `key`, newest first: two loads, no bounds check
+    /// (the indexes fit the arrays by construction).
     fn head(&self, key: PortKey) -> Option<&Binding> {
         let (leaf, slot) = position(key)?;
-        self.leaves.get(leaf)?.as_ref()?[slot].as_deref()
+        self.leaves[leaf].as_ref()?[slot].as_deref()
     }
 
     /// Whether binding `key` needs a new leaf. Once false it stays false.
@@ -284,19 +332,68 @@ impl PortTable {
         Ok((node.traffic(), Unbound { list: Some(node) }))
     }
 
-    /// Counts one packet of `bytes` on `key` for every endpoint bound to it.
-    /// Called under the read lock: only atomic counters are written. Returns
-    /// the bindings when there are any, for the event stream
-    /// ([`Bound::sinks`]); a packet on an unbound port returns at the lookup.
-    pub fn count(&self, key: PortKey, direction: Direction, bytes: u64) -> Option<Bound<'_>> {
-        let head = self.head(key)?;
+    /// Counts one packet of `bytes` on `key` for every endpoint bound to it,
+    /// in `cpu`'s slot. Called under the read lock (at DISPATCH_LEVEL, where
+    /// `cpu` is the current processor): only this processor's counters are
+    /// written. Returns whether the packet is watched (see
+    /// [`PortTable::count_port`]).
+    pub fn count(&self, key: PortKey, direction: Direction, bytes: u64, cpu: Cpu<'_>) -> bool {
+        let watched = Cell::new(false);
+        if let Some(protocol) = Protocol::of(key.protocol) {
+            self.count_port(protocol, key.port, direction, bytes, cpu, &watched);
+        }
+        watched.get()
+    }
+
+    /// Counts one packet with ports `src` and `dst`: on each of the two
+    /// ports, once only when they are equal (one lookup then). The protocol
+    /// is resolved once for both; see [`PortTable::count`]. Sets `watched`
+    /// when the packet is watched ([`PortTable::count_port`]).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub fn count_flow(
+        &self,
+        protocol: Protocol,
+        src: u16,
+        dst: u16,
+        direction: Direction,
+        bytes: u64,
+        cpu: Cpu<'_>,
+        watched: &Cell<bool>,
+    ) {
+        self.count_port(protocol, dst, direction, bytes, cpu, watched);
+        if src != dst {
+            self.count_port(protocol, src, direction, bytes, cpu, watched);
+        }
+    }
+
+    /// The one place a packet is counted, for each matching binding (what
+    /// [`PortTable::count`] and [`PortTable::count_flow`] both run).
+    /// Sets `watched` when a matching binding's endpoint enabled events: the
+    /// packet is then "watched", and the caller records its events after
+    /// counting, out of line, under the same hold of the read lock
+    /// ([`PortTable::bound`]). The flag is a cell in the caller's frame,
+    /// written only then, so that a packet on no watched port carries no
+    /// flag through the lookups; one on an unbound port returns at the
+    /// lookup.
+    #[inline(always)]
+    fn count_port(
+        &self,
+        protocol: Protocol,
+        port: u16,
+        direction: Direction,
+        bytes: u64,
+        cpu: Cpu<'_>,
+        watched: &Cell<bool>,
+    ) {
+        let (leaf, slot) = protocol.position(port);
+        let Some(head) = self.leaves[leaf].as_ref().and_then(|leaf| leaf[slot].as_deref()) else { return };
         for binding in head.iter() {
-            match direction {
-                Direction::Rx => binding.rx.add(bytes),
-                Direction::Tx => binding.tx.add(bytes),
+            binding.counters.get(cpu).add(direction, bytes);
+            if binding.is_watched() {
+                watched.set(true);
             }
         }
-        Some(Bound(head))
     }
 
     /// The bindings of `key`, if any (the event stream's second look).
@@ -352,10 +449,10 @@ mod tests {
         t.bind_now(tcp(80), A).unwrap();
         t.bind_now(tcp(80), B).unwrap();
         t.bind_now(udp(80), A).unwrap();
-        t.count(tcp(80), Direction::Rx, 100);
-        t.count(tcp(80), Direction::Tx, 60);
-        t.count(udp(80), Direction::Rx, 7);
-        t.count(tcp(81), Direction::Rx, 1000);
+        t.count(tcp(80), Direction::Rx, 100, Cpu::for_test(0));
+        t.count(tcp(80), Direction::Tx, 60, Cpu::for_test(1));
+        t.count(udp(80), Direction::Rx, 7, Cpu::for_test(2));
+        t.count(tcp(81), Direction::Rx, 1000, Cpu::for_test(3));
         let a = t.binding_traffic(tcp(80), A).unwrap();
         assert_eq!(a.rx, Counters { packets: 1, bytes: 100 });
         assert_eq!(a.tx, Counters { packets: 1, bytes: 60 });
@@ -369,6 +466,20 @@ mod tests {
         t.unbind(tcp(80), B).unwrap();
         t.unbind(udp(80), A).unwrap();
         assert_eq!(t.bound_keys(), 0);
+    }
+
+    #[test]
+    fn counts_from_every_processor_are_summed() {
+        let mut t = PortTable::try_new().unwrap();
+        t.bind_now(udp(53), A).unwrap();
+        for i in 0..40 {
+            t.count(udp(53), Direction::Rx, 10, Cpu::for_test(i % 4));
+        }
+        t.count(udp(53), Direction::Tx, 3, Cpu::for_test(2));
+        let traffic = t.binding_traffic(udp(53), A).unwrap();
+        assert_eq!(traffic.rx, Counters { packets: 40, bytes: 400 });
+        assert_eq!(traffic.tx, Counters { packets: 1, bytes: 3 });
+        assert_eq!(t.unbind(udp(53), A).unwrap().0, traffic, "an unbind hands back the sum");
     }
 
     #[test]
@@ -391,7 +502,7 @@ mod tests {
             t.bind_now(udp(port(i)), B).unwrap();
         }
         for i in 0..10_000u32 {
-            t.count(tcp(port(i)), Direction::Tx, u64::from(port(i)));
+            t.count(tcp(port(i)), Direction::Tx, u64::from(port(i)), Cpu::for_test(i as usize % 4));
             assert_eq!(t.binding_traffic(tcp(port(i)), A).unwrap().tx.bytes, u64::from(port(i)));
             assert_eq!(t.binding_traffic(udp(port(i)), B).unwrap().tx.packets, 0);
         }
@@ -451,7 +562,7 @@ mod tests {
         let mut t = PortTable::try_new().unwrap();
         t.bind_now(tcp(80), A).unwrap();
         assert_eq!(t.binding_traffic(PortKey { protocol: 1, port: 80 }, A), None);
-        t.count(PortKey { protocol: 1, port: 80 }, Direction::Rx, 1);
+        t.count(PortKey { protocol: 1, port: 80 }, Direction::Rx, 1, Cpu::for_test(0));
         assert_eq!(t.port_traffic(tcp(80)).1.rx.packets, 0);
     }
 

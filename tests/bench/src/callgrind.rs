@@ -20,6 +20,9 @@ pub struct Dump {
     pub label: String,
     /// Instructions executed in each object.
     pub by_object: HashMap<String, u64>,
+    /// Instructions executed at each address of the anonymous object (the
+    /// driver image), for [`crate::profile`].
+    pub by_address: HashMap<u64, u64>,
 }
 
 impl Dump {
@@ -49,8 +52,13 @@ impl Dump {
                 if std::mem::take(&mut skip_next) {
                     continue;
                 }
-                let ir = line.split_whitespace().nth(positions).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+                let mut words = line.split_whitespace();
+                let address = words.next().and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok());
+                let ir = words.nth(positions - 1).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
                 *dump.by_object.entry(object.clone()).or_default() += ir;
+                if let (ANONYMOUS, Some(address)) = (object.as_str(), address) {
+                    *dump.by_address.entry(address).or_default() += ir;
+                }
             }
         }
         dump
@@ -66,9 +74,34 @@ impl Dump {
         self.by_object.values().sum()
     }
 
+    /// Instructions inside the driver image proper (`base=`/`size=` of the
+    /// label): the anonymous object also holds code that is not the
+    /// driver's (the harness's call trampolines). `None` without a range.
+    pub fn image_instructions(&self) -> Option<u64> {
+        let hex = |name| self.field(name).and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok());
+        let (base, size) = (hex("base")?, hex("size")?);
+        Some(self.by_address.iter().filter(|(a, _)| (base..base + size).contains(*a)).map(|(_, n)| n).sum())
+    }
+
     /// The `packets=N` of the label.
     pub fn packets(&self) -> Option<u64> {
-        self.label.split_whitespace().find_map(|w| w.strip_prefix("packets=")?.parse().ok())
+        self.field("packets")?.parse().ok()
+    }
+
+    /// The value of `name=value` in the label.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.label.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+    }
+
+    /// The label's configuration: (driver, way, bound ports, NBLs per chain).
+    pub fn configuration(&self) -> Option<(String, String, u32, u32)> {
+        let rest = self.label.strip_prefix("bench ")?;
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let [driver, way, ..] = words[..] else { return None };
+        let ports = self.field("ports")?.parse().ok()?;
+        // Dumps from before chains were measured pass one NBL at a time.
+        let chain = self.field("chain").map_or(Some(1), |c| c.parse().ok())?;
+        Some((driver.to_string(), way.to_string(), ports, chain))
     }
 }
 
@@ -84,23 +117,40 @@ fn resolve(names: &mut HashMap<String, String>, spec: &str) -> String {
     }
 }
 
-/// One measured configuration: (path, bound ports) and instructions per
-/// packet in driver code, by driver.
-type Rows = BTreeMap<(String, u32), BTreeMap<String, f64>>;
+/// One measured configuration: (path, bound ports, NBLs per chain) and
+/// instructions per packet (per NBL) in driver code, by driver.
+pub type Rows = BTreeMap<(String, u32, u32), BTreeMap<String, f64>>;
 
-/// Instructions per packet in the driver image of every labelled dump
-/// among `files`, by (path, bound ports) and driver.
+/// Reads and parses every callgrind file among `files`.
+pub fn read_dumps(files: &[PathBuf]) -> Vec<Dump> {
+    files
+        .iter()
+        .map(|f| Dump::parse(&std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()))))
+        .collect()
+}
+
+/// Instructions per packet in the anonymous object (the driver image and
+/// the harness's trampolines: the method of the first tables) of every
+/// labelled dump among `files`, by (path, bound ports, chain length) and
+/// driver.
 pub fn per_packet(files: &[PathBuf]) -> Rows {
+    rows(&read_dumps(files), |d| Some(d.driver_instructions()))
+}
+
+/// Instructions per packet inside the driver image only.
+pub fn per_packet_in_image(dumps: &[Dump]) -> Rows {
+    rows(dumps, Dump::image_instructions)
+}
+
+fn rows(dumps: &[Dump], count: impl Fn(&Dump) -> Option<u64>) -> Rows {
     let mut rows = Rows::new();
-    for f in files {
-        let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        let dump = Dump::parse(&text);
-        let (Some(packets), Some(rest)) = (dump.packets(), dump.label.strip_prefix("bench ")) else { continue };
-        let words: Vec<&str> = rest.split_whitespace().collect();
-        let [driver, way, ports, ..] = words[..] else { continue };
-        let Ok(ports) = ports.trim_start_matches("ports=").parse::<u32>() else { continue };
-        let per_packet = dump.driver_instructions() as f64 / packets as f64;
-        rows.entry((way.to_string(), ports)).or_default().insert(driver.to_string(), per_packet);
+    for dump in dumps {
+        let (Some(packets), Some((driver, way, ports, chain)), Some(n)) =
+            (dump.packets(), dump.configuration(), count(dump))
+        else {
+            continue;
+        };
+        rows.entry((way, ports, chain)).or_default().insert(driver, n as f64 / packets as f64);
     }
     rows
 }
@@ -148,36 +198,34 @@ pub fn print_overhead(files: &[PathBuf]) {
 }
 
 /// Prints a markdown table of instructions per packet in the driver image,
-/// PortWatch next to the pass-through baseline, for every labelled dump
-/// among `files`.
-/// Images labelled otherwise (`baseline`: another build of PortWatch) get a
-/// column of their own after these.
+/// PortWatch (and, when measured, the `portwatch-before` image) next to the
+/// pass-through baseline, for every labelled dump among `files`.
 pub fn print_summary(files: &[PathBuf]) {
-    let rows = per_packet(files);
-    let others: std::collections::BTreeSet<String> =
-        rows.values().flat_map(|d| d.keys()).filter(|d| *d != "portwatch" && *d != "passthrough").cloned().collect();
-    if !others.is_empty() {
-        let names: Vec<_> = others.iter().map(String::as_str).collect();
-        println!(
-            "| path | bound ports | PortWatch | {} |\n|---|---|---|{}",
-            names.join(" | "),
-            "---|".repeat(names.len())
-        );
-        for ((way, ports), by_driver) in &rows {
-            let cell = |d: &str| by_driver.get(d).map_or("-".to_string(), |v| format!("{v:.1}"));
-            let rest: Vec<_> = names.iter().map(|d| cell(d)).collect();
-            println!("| {way} | {ports} | {} | {} |", cell("portwatch"), rest.join(" | "));
-        }
-        return;
+    println!("All anonymous memory (the driver image and the harness's trampolines):\n");
+    print_rows(&per_packet(files));
+    println!("\nThe driver image only:\n");
+    print_rows(&per_packet_in_image(&read_dumps(files)));
+}
+
+fn print_rows(rows: &Rows) {
+    let before = rows.values().any(|r| r.contains_key("portwatch-before"));
+    let cell = |r: &BTreeMap<String, f64>, d: &str| r.get(d).map_or("-".to_string(), |v| format!("{v:.1}"));
+    if before {
+        println!("| path | bound ports | NBLs per chain | pass-through | PortWatch before | PortWatch | PortWatch - pass-through |\n|---|---|---|---|---|---|---|");
+    } else {
+        println!("| path | bound ports | NBLs per chain | pass-through | PortWatch | PortWatch - pass-through |\n|---|---|---|---|---|---|");
     }
-    println!("| path | bound ports | pass-through | PortWatch | PortWatch - pass-through |\n|---|---|---|---|---|");
-    for ((way, ports), by_driver) in rows {
-        let cell = |d: &str| by_driver.get(d).map_or("-".to_string(), |v| format!("{v:.1}"));
+    for ((way, ports, chain), by_driver) in rows {
         let delta = match (by_driver.get("portwatch"), by_driver.get("passthrough")) {
             (Some(p), Some(b)) => format!("{:.1}", p - b),
             _ => "-".into(),
         };
-        println!("| {way} | {ports} | {} | {} | {delta} |", cell("passthrough"), cell("portwatch"));
+        let old = if before { format!(" {} |", cell(by_driver, "portwatch-before")) } else { String::new() };
+        println!(
+            "| {way} | {ports} | {chain} | {} |{old} {} | {delta} |",
+            cell(by_driver, "passthrough"),
+            cell(by_driver, "portwatch")
+        );
     }
 }
 
@@ -219,6 +267,9 @@ calls=4 0x90 0
         assert_eq!(dump.packets(), Some(4));
         assert_eq!(dump.driver_instructions(), 12 + 8 + 4);
         assert_eq!(dump.by_object["/tmp/portwatch-bench"], 40);
+        assert_eq!(dump.by_address[&0x4000], 12);
+        assert_eq!(dump.by_address[&0x4008], 4, "the call's inclusive cost is not the driver's");
+        assert_eq!(dump.configuration(), Some(("portwatch".into(), "send".into(), 100, 1)));
     }
 
     #[test]
@@ -246,7 +297,7 @@ calls=4 0x90 0
         std::fs::write(&files[1], baseline.replace("0x4000 0 12", "0x4000 0 0")).expect("write");
         let rows = per_packet(&files);
         std::fs::remove_dir_all(&dir).ok();
-        let row = &rows[&("send".to_string(), 100)];
+        let row = &rows[&("send".to_string(), 100, 1)];
         assert_eq!(row["portwatch"], 24.0 / 4.0);
         assert_eq!(row["passthrough"], 12.0 / 4.0);
         assert_eq!(rows.len(), 1);

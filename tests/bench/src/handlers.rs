@@ -25,6 +25,10 @@ pub struct Handler {
     pub name: &'static str,
     /// The import only this handler calls: how it is found.
     pub forwards_with: &'static str,
+    /// An import the handler does not call, which tells it from another
+    /// handler that also calls `forwards_with` (a send handler completes
+    /// the sends it refuses, as the send-complete handler does).
+    pub not_with: Option<&'static str>,
     /// Every import the handler may reach, panic paths aside.
     pub expected: &'static [&'static str],
 }
@@ -33,14 +37,15 @@ pub struct Handler {
 pub const SEND: Handler = Handler {
     name: "FilterSendNetBufferLists",
     forwards_with: "NdisFSendNetBufferLists",
+    not_with: None,
     expected: &[
         "NdisAcquireRWLockRead",
         "NdisReleaseRWLock",
         "NdisGetDataBuffer",
         "NdisFSendNetBufferLists",
         "NdisFSendNetBufferListsComplete",
-        // The pause gate: the last NBL back completes a pending pause.
-        "NdisFPauseComplete",
+        // The per-processor counters: the slot's index.
+        "KeGetCurrentProcessorNumberEx",
         // The event stream, for packets on a port whose endpoint enabled
         // events: the endpoint's event lock, the clock, and completing a
         // pending read (events.rs, irp.rs).
@@ -59,14 +64,15 @@ pub const SEND: Handler = Handler {
 pub const RECEIVE: Handler = Handler {
     name: "FilterReceiveNetBufferLists",
     forwards_with: "NdisFIndicateReceiveNetBufferLists",
+    not_with: None,
     expected: &[
         "NdisAcquireRWLockRead",
         "NdisReleaseRWLock",
         "NdisGetDataBuffer",
         "NdisFIndicateReceiveNetBufferLists",
         "NdisFReturnNetBufferLists",
-        // The pause gate: the last NBL back completes a pending pause.
-        "NdisFPauseComplete",
+        // The per-processor counters: the slot's index.
+        "KeGetCurrentProcessorNumberEx",
         // The event stream, for packets on a port whose endpoint enabled
         // events: the endpoint's event lock, the clock, and completing a
         // pending read (events.rs, irp.rs).
@@ -81,15 +87,54 @@ pub const RECEIVE: Handler = Handler {
     ],
 };
 
+/// FilterSendNetBufferListsComplete: completes up, nothing else.
+pub const SEND_COMPLETE: Handler = Handler {
+    name: "FilterSendNetBufferListsComplete",
+    forwards_with: "NdisFSendNetBufferListsComplete",
+    not_with: Some("NdisFSendNetBufferLists"),
+    expected: &["NdisFSendNetBufferListsComplete"],
+};
+
+/// FilterReturnNetBufferLists: returns down, nothing else.
+pub const RETURN: Handler = Handler {
+    name: "FilterReturnNetBufferLists",
+    forwards_with: "NdisFReturnNetBufferLists",
+    not_with: Some("NdisFIndicateReceiveNetBufferLists"),
+    expected: &["NdisFReturnNetBufferLists"],
+};
+
 /// The import a panic ends in (the panic handler bug-checks).
 pub const PANIC_IMPORT: &str = "KeBugCheckEx";
 
-/// The entry of the one `.pdata` function that calls `handler.forwards_with`.
-pub fn find_handler(image: &Image, handler: &Handler) -> Result<u64, DisasmError> {
-    let mut found = BTreeSet::new();
+/// Where a function may begin: every `.pdata` function, and every code
+/// address a `.pdata` function takes with a RIP-relative `lea` (a callback
+/// registered by address: a leaf handler that only tail-jumps to an import
+/// needs no unwind data, so it has no `.pdata` entry of its own).
+fn candidate_entries(image: &Image) -> Result<BTreeSet<u64>, DisasmError> {
+    let mut entries: BTreeSet<u64> = image.functions().iter().map(|(begin, _)| *begin).collect();
     for (begin, _) in image.functions() {
         let f = Function::analyze(image, *begin)?;
-        if f.imports().iter().any(|i| short(i) == handler.forwards_with) {
+        for insn in f.instructions.values() {
+            if insn.mnemonic() == iced_x86::Mnemonic::Lea && insn.is_ip_rel_memory_operand() {
+                let target = insn.ip_rel_memory_address();
+                if image.code_at(target).is_some() && image.function_containing(target).is_none_or(|(b, _)| b == target)
+                {
+                    entries.insert(target);
+                }
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// The entry of the one function (see [`candidate_entries`]) that calls
+/// `handler.forwards_with`.
+pub fn find_handler(image: &Image, handler: &Handler) -> Result<u64, DisasmError> {
+    let mut found = BTreeSet::new();
+    for begin in &candidate_entries(image)? {
+        let f = Function::analyze(image, *begin)?;
+        let calls = |name: &str| f.imports().iter().any(|i| short(i) == name);
+        if calls(handler.forwards_with) && !handler.not_with.is_some_and(calls) {
             found.insert(*begin);
         }
     }
@@ -199,6 +244,22 @@ impl DataPath {
         inside.difference(&outside).copied().collect()
     }
 
+    /// [`Self::shared_writes`] in the event stream's functions
+    /// ([`Self::event_functions`]): listed apart from the others.
+    pub fn event_writes(&self) -> Vec<Write> {
+        let events = self.event_functions();
+        self.shared_writes().into_iter().filter(|w| events.contains(&w.function)).collect()
+    }
+
+    /// [`Self::shared_writes`] outside the event stream's functions,
+    /// classified ([`classify`]), with the per-processor slot stores found
+    /// by [`crate::percpu::slot_stores`].
+    pub fn classified_writes(&self) -> Vec<(Write, WriteKind)> {
+        let events = self.event_functions();
+        let writes: Vec<Write> = self.shared_writes().into_iter().filter(|w| !events.contains(&w.function)).collect();
+        classify(&writes, &crate::percpu::slot_stores(&self.graph))
+    }
+
     /// Every instruction of the data path that writes memory other than
     /// its own stack frame, or is a locked read-modify-write.
     pub fn shared_writes(&self) -> Vec<Write> {
@@ -252,6 +313,13 @@ pub struct Write {
 pub enum WriteKind {
     /// A plain store to `NET_BUFFER_LIST.Status`: the packet's own NBL.
     NblStatus,
+    /// A plain (not locked) store to a per-processor slot: its address is
+    /// the current processor's index times at least a cache line (see
+    /// [`crate::percpu`]).
+    PerCpuSlot,
+    /// A locked no-op on the own stack (`lock or [rsp], 0`): a full fence,
+    /// which writes nothing shared.
+    Fence,
     /// A locked `inc`/`add` of a location nothing on the data path ever
     /// decrements: a monotonic counter.
     Counter,
@@ -272,7 +340,7 @@ fn operand(insn: &iced_x86::Instruction) -> (Register, Register, u32, u64) {
 /// compared syntactically within one function, so a location decremented
 /// through a different register is missed; the two RW-lock holder updates
 /// of `ndis-sync` use the same register for both.
-pub fn classify(writes: &[Write]) -> Vec<(Write, WriteKind)> {
+pub fn classify(writes: &[Write], slots: &std::collections::BTreeMap<u64, u64>) -> Vec<(Write, WriteKind)> {
     let status_offset = core::mem::offset_of!(ndis_sys::NET_BUFFER_LIST, Status) as u64;
     let decremented: BTreeSet<(u64, (Register, Register, u32, u64))> = writes
         .iter()
@@ -285,6 +353,10 @@ pub fn classify(writes: &[Write]) -> Vec<(Write, WriteKind)> {
             let m = w.insn.mnemonic();
             let kind = if !w.locked && m == iced_x86::Mnemonic::Mov && w.insn.memory_displacement64() == status_offset {
                 WriteKind::NblStatus
+            } else if !w.locked && slots.contains_key(&w.at) {
+                WriteKind::PerCpuSlot
+            } else if w.locked && w.insn.memory_base() == Register::RSP && m == iced_x86::Mnemonic::Or {
+                WriteKind::Fence
             } else if decremented.contains(&(w.function, operand(&w.insn))) {
                 WriteKind::SharedCount
             } else if w.locked && matches!(m, iced_x86::Mnemonic::Inc | iced_x86::Mnemonic::Add) {

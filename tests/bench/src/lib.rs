@@ -18,6 +18,8 @@ pub mod guards;
 pub mod handlers;
 pub mod panic_paths;
 pub mod pe;
+pub mod percpu;
+pub mod profile;
 pub mod reentry;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod run;

@@ -1,5 +1,6 @@
 //! The harness-driven commands (Linux x86-64 only).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use portwatch_bench::artifacts::Artifact;
@@ -8,80 +9,104 @@ use portwatch_bench::valgrind;
 
 /// Port-table sizes measured.
 const PORT_COUNTS: [u16; 3] = [1, 100, 10_000];
+/// NBLs per chain measured (with 100 ports bound).
+const CHAINS: [usize; 3] = [1, 8, 64];
+/// The table size the chain lengths are measured with.
+const CHAIN_PORTS: u16 = 100;
 
-/// Each configuration: warm up, zero callgrind's counters, pass `packets`
-/// packets, dump the counters with a label the summary parses.
+/// `datapath [packets] [--before IMAGE] [--ports N,N,..]`: each configuration warms up,
+/// zeroes callgrind's counters, passes `packets` packets (NBLs) and dumps
+/// the counters with a label the summary parses. One NBL per call for
+/// each table size; then chains of 1, 8 and 64 NBLs with
+/// [`CHAIN_PORTS`] ports; then the event stream's configurations (see
+/// [`events`]). With `--before`, that image is measured too (labelled
+/// `portwatch-before`), in the same run.
 pub fn datapath(args: &[String]) {
-    let packets: u32 = args.first().map_or(2000, |a| a.parse().expect("packets: a number"));
-    for (driver, artifact, device) in
-        [("passthrough", Artifact::Passthrough, false), ("portwatch", Artifact::Driver, true)]
-    {
-        for ports in PORT_COUNTS {
-            let bench = Bench::start(&artifact.path(), device, ports);
-            // The middle bound port: a binary search's typical depth.
+    let mut packets: usize = 2000;
+    let mut drivers =
+        vec![("passthrough", Artifact::Passthrough.path(), false), ("portwatch", Artifact::Driver.path(), true)];
+    let mut port_counts = PORT_COUNTS.to_vec();
+    let mut args = args.iter();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--ports" => {
+                let list = args.next().expect("--ports N,N,..");
+                port_counts = list.split(',').map(|n| n.parse().expect("--ports: numbers")).collect();
+            }
+            "--before" => {
+                let path = args.next().expect("--before IMAGE");
+                drivers.push(("portwatch-before", PathBuf::from(path), true));
+            }
+            n => packets = n.parse().expect("packets: a number"),
+        }
+    }
+    let chain_runs = CHAINS.iter().filter(|&&c| c > 1).map(|&c| (CHAIN_PORTS, c));
+    let runs: Vec<(u16, usize)> = port_counts.iter().map(|&p| (p, 1)).chain(chain_runs).collect();
+    for (driver, path, device) in &drivers {
+        for &(ports, chain) in &runs {
+            let bench = Bench::start(path, *device, ports);
+            // The middle bound port.
             let dst = BASE_PORT + ports / 2;
             for way in [Way::Send, Way::Receive] {
-                for _ in 0..100 {
-                    bench.packet(way, udp_packet(dst));
-                }
-                let nbls: Vec<_> = (0..packets).map(|_| udp_packet(dst)).collect();
-                valgrind::zero_stats();
-                for nbl in nbls {
-                    bench.packet(way, nbl);
-                }
-                valgrind::dump_stats_at(&format!("bench {driver} {} ports={ports} packets={packets}", way.name()));
+                measure(&bench, driver, way, way.name(), (ports, chain), dst, packets);
             }
             bench.finish();
-            println!("{driver}: {ports} ports done");
+            println!("{driver}: {ports} ports, chains of {chain} done");
         }
+        events(driver, path, *device, packets);
     }
 }
 
-/// The event stream's cost: with 100 ports bound, packets to a port no
-/// endpoint bound (`*-nomatch`), to a bound port (`send`, `receive`), and to
-/// a bound port whose endpoint enabled events (`*-events`: each packet
-/// appends a record to the endpoint's ring, which is large enough for all
-/// of them). With `$PORTWATCH_BASELINE_SYS` set, the same configurations
-/// but the events one run on that image too (labelled `baseline`), for a
-/// side-by-side comparison in one run.
-pub fn datapath_events(args: &[String]) {
-    let packets: u32 = args.first().map_or(1000, |a| a.parse().expect("packets: a number"));
-    assert!(packets <= 1900, "the ring holds 4096 records: at most 1900 packets per way");
-    let mut drivers = vec![("portwatch", Artifact::Driver.path())];
-    if let Some(base) = std::env::var_os("PORTWATCH_BASELINE_SYS") {
-        drivers.push(("baseline", base.into()));
+/// The event stream's configurations, one NBL per call with
+/// [`CHAIN_PORTS`] ports bound: packets to a port nobody bound
+/// (`*-nomatch`), and, on the image under test only, packets to a bound
+/// port whose endpoint enabled events with a ring of 4096 records
+/// (`*-events`: each packet appends one record; no read is pending, so no
+/// IRP is completed). The plain `send`/`receive` rows above are the bound
+/// port without events.
+fn events(driver: &str, path: &std::path::Path, device: bool, packets: usize) {
+    let bench = Bench::start(path, device, CHAIN_PORTS);
+    let bound = BASE_PORT + CHAIN_PORTS / 2;
+    for (way, label) in [(Way::Send, "send-nomatch"), (Way::Receive, "receive-nomatch")] {
+        measure(&bench, driver, way, label, (CHAIN_PORTS, 1), UNBOUND_PORT, packets);
     }
-    let ports = 100;
-    let bound = BASE_PORT + ports / 2;
-    let unbound = 40_000;
-    for (driver, path) in drivers {
-        let bench = Bench::start(&path, true, ports);
-        let mut configs = vec![
-            (Way::Send, "send-nomatch", unbound),
-            (Way::Receive, "receive-nomatch", unbound),
-            (Way::Send, "send", bound),
-            (Way::Receive, "receive", bound),
-        ];
-        if driver == "portwatch" {
-            configs.extend([(Way::Send, "send-events", bound), (Way::Receive, "receive-events", bound)]);
+    if driver == "portwatch" {
+        bench.enable_events(bound, EVENT_RING);
+        // The ring holds every record of the warm-up and the measured
+        // packets of both ways, so that none is dropped.
+        let packets = packets.min((EVENT_RING as usize - 2 * WARM_UP) / 2);
+        for (way, label) in [(Way::Send, "send-events"), (Way::Receive, "receive-events")] {
+            measure(&bench, driver, way, label, (CHAIN_PORTS, 1), bound, packets);
         }
-        for (way, label, dst) in configs {
-            if label == "send-events" {
-                bench.enable_events(bound, 4096);
-            }
-            for _ in 0..100 {
-                bench.packet(way, udp_packet(dst));
-            }
-            let nbls: Vec<_> = (0..packets).map(|_| udp_packet(dst)).collect();
-            valgrind::zero_stats();
-            for nbl in nbls {
-                bench.packet(way, nbl);
-            }
-            valgrind::dump_stats_at(&format!("bench {driver} {label} ports={ports} packets={packets}"));
-        }
-        bench.finish();
-        println!("{driver}: done");
     }
+    bench.finish();
+    println!("{driver}: event stream configurations done");
+}
+
+/// A port no endpoint binds.
+const UNBOUND_PORT: u16 = 40_000;
+/// Records in the ring of the `*-events` configurations.
+const EVENT_RING: u32 = 4096;
+/// Chains passed before the counters are zeroed.
+const WARM_UP: usize = 100;
+
+/// One configuration: warms up, zeroes callgrind's counters, passes about
+/// `packets` packets to `dst` in chains of `chain` NBLs, dumps the counters.
+fn measure(bench: &Bench, driver: &str, way: Way, label: &str, (ports, chain): (u16, usize), dst: u16, packets: usize) {
+    let (base, size) = bench.session.image_range().unwrap_or((0, 0));
+    let calls = packets.div_ceil(chain);
+    for _ in 0..WARM_UP {
+        bench.chain(way, (0..chain).map(|_| udp_packet(dst)).collect());
+    }
+    let chains: Vec<Vec<_>> = (0..calls).map(|_| (0..chain).map(|_| udp_packet(dst)).collect()).collect();
+    valgrind::zero_stats();
+    for nbls in chains {
+        bench.chain(way, nbls);
+    }
+    valgrind::dump_stats_at(&format!(
+        "bench {driver} {label} ports={ports} chain={chain} packets={} base={base:#x} size={size:#x}",
+        calls * chain
+    ));
 }
 
 /// Whole-process instructions per packet: like [`datapath`] with 100

@@ -4,12 +4,15 @@
 //! * `guards`: guard vs raw sequences from the fixture's disassembly.
 //! * `contention`: every non-stack store and locked instruction on the
 //!   data path of `portwatch.sys`.
-//! * `datapath [packets]`: sends and receives `packets` (default 2000)
-//!   packets per configuration; run it under
+//! * `datapath [packets] [--before IMAGE] [--ports N,..]`: sends and
+//!   receives `packets` (default 2000) packets per configuration (table
+//!   sizes, chain lengths, the event stream's: `live::datapath`), with
+//!   `--before` on a second image too; run it under
 //!   `valgrind --tool=callgrind --dump-instr=yes` and summarise with
 //!   `portwatch-bench summarize callgrind.out.*` for instructions per packet.
-//! * `datapath-events [packets]`: the event stream's cost (see
-//!   `live::datapath_events`), summarised the same way.
+//! * `profile <image> <driver> <callgrind.out...>`: the dumps of `driver`
+//!   (a label's driver name) per function and per source line of `image`,
+//!   which must be the image that ran, built with line tables.
 //! * `scaling [max_threads] [seconds] [portwatch|passthrough]`: packets/s
 //!   with 1.. threads.
 //! * `overhead [packets]`: the same packets through both drivers, labelled
@@ -21,7 +24,7 @@ use std::process::ExitCode;
 
 use portwatch_bench::artifacts::Artifact;
 use portwatch_bench::guards::{self, TABLE_HEADER};
-use portwatch_bench::handlers::{classify, DataPath, RECEIVE, SEND};
+use portwatch_bench::handlers::{DataPath, RECEIVE, RETURN, SEND, SEND_COMPLETE};
 use portwatch_bench::pe::Image;
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -36,19 +39,31 @@ fn main() -> ExitCode {
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         Some("datapath") => live::datapath(rest),
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-        Some("datapath-events") => live::datapath_events(rest),
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         Some("scaling") => live::scaling(rest),
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         Some("overhead") => live::overhead(rest),
         Some("overhead-summary") => {
             portwatch_bench::callgrind::print_overhead(&rest.iter().map(PathBuf::from).collect::<Vec<_>>())
         }
+        Some("profile") => {
+            let [image, driver, files @ ..] = rest else {
+                eprintln!("usage: portwatch-bench profile <image.dll> <driver label> <callgrind.out...>");
+                return ExitCode::FAILURE;
+            };
+            let dumps = portwatch_bench::callgrind::read_dumps(&files.iter().map(PathBuf::from).collect::<Vec<_>>());
+            match portwatch_bench::profile::profile(&PathBuf::from(image), driver, &dumps) {
+                Ok(p) => portwatch_bench::profile::print(&p, 25),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         Some("summarize") => {
             portwatch_bench::callgrind::print_summary(&rest.iter().map(PathBuf::from).collect::<Vec<_>>())
         }
         _ => {
-            eprintln!("usage: portwatch-bench guards | contention | datapath [packets] | datapath-events [packets] | scaling [max_threads] [seconds] [portwatch|passthrough] | overhead [packets] | summarize <callgrind.out...> | overhead-summary <callgrind.out...>");
+            eprintln!("usage: portwatch-bench guards | contention | datapath [packets] [--before IMAGE] | profile <image> <driver> <callgrind.out...> | scaling [max_threads] [seconds] [portwatch|passthrough] | overhead [packets] | summarize <callgrind.out...> | overhead-summary <callgrind.out...>");
             return ExitCode::FAILURE;
         }
     }
@@ -65,7 +80,7 @@ fn guards_table() {
 
 fn contention() {
     let image = Image::open(&Artifact::Driver.path()).expect("read portwatch");
-    for handler in [SEND, RECEIVE] {
+    for handler in [SEND, RECEIVE, SEND_COMPLETE, RETURN] {
         let path = DataPath::of(&image, handler).expect("find the handler");
         println!(
             "{} ({:#x}): {} reachable instructions; imports {:?}",
@@ -75,8 +90,12 @@ fn contention() {
             path.graph.imports()
         );
         println!("  bug-check call sites: {:x?}", path.panic_sites());
-        for (w, kind) in classify(&path.shared_writes()) {
+        for (w, kind) in path.classified_writes() {
             println!("  {kind:?}: {w}");
+        }
+        // Listed apart: reached only for a watched packet (events.rs).
+        for w in path.event_writes() {
+            println!("  event stream: {w}");
         }
     }
 }

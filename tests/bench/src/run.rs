@@ -85,11 +85,16 @@ impl Bench {
         assert_eq!(result.status, 0, "enabling events failed with {:#x}", result.status);
     }
 
-    /// Passes one packet to `dst_port` through the driver.
+    /// Passes one packet (a one-NBL chain) through the driver.
     pub fn packet(&self, way: Way, nbl: NblSpec) {
+        self.chain(way, vec![nbl]);
+    }
+
+    /// Passes one chain of NBLs through the driver in one call.
+    pub fn chain(&self, way: Way, nbls: Vec<NblSpec>) {
         let outcome = match way {
-            Way::Send => self.session.send(self.adapter, vec![nbl], At::Dispatch),
-            Way::Receive => self.session.receive(self.adapter, vec![nbl], At::Dispatch, false),
+            Way::Send => self.session.send(self.adapter, nbls, At::Dispatch),
+            Way::Receive => self.session.receive(self.adapter, nbls, At::Dispatch, false),
         }
         .expect("no verifier violation");
         assert!(outcome.iter().all(|o| o.delivered), "the filter dropped a packet");

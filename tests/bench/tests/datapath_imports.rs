@@ -4,7 +4,7 @@
 //! functions, and nothing else.
 
 use portwatch_bench::artifacts::Artifact;
-use portwatch_bench::handlers::{DataPath, RECEIVE, SEND};
+use portwatch_bench::handlers::{DataPath, RECEIVE, RETURN, SEND, SEND_COMPLETE};
 use portwatch_bench::pe::Image;
 
 fn driver() -> Image {
@@ -42,4 +42,10 @@ fn send_handler_calls_only_the_expected_imports() {
 #[test]
 fn receive_handler_calls_only_the_expected_imports() {
     check(&DataPath::of(&driver(), RECEIVE).expect("find the receive handler"));
+}
+
+#[test]
+fn completion_handlers_call_only_the_expected_imports() {
+    check(&DataPath::of(&driver(), SEND_COMPLETE).expect("find the send-complete handler"));
+    check(&DataPath::of(&driver(), RETURN).expect("find the return handler"));
 }

@@ -39,6 +39,7 @@ pub fn registry() -> Vec<Import> {
     all.extend(crate::kmutex::imports());
     all.extend(crate::registry::imports());
     all.extend(crate::pool::imports());
+    all.extend(crate::processor::imports());
     all.extend(crate::io::imports());
     all.extend(crate::cancel::imports());
     all.extend(crate::time::imports());

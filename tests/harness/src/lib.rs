@@ -38,6 +38,7 @@ pub mod locks;
 pub mod nbl;
 pub mod ndis;
 pub mod pool;
+pub mod processor;
 pub mod registry;
 pub mod session;
 pub mod stack;

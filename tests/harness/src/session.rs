@@ -230,6 +230,13 @@ impl Session {
         Ok(session)
     }
 
+    /// Where the driver image is mapped: (base address, size); `None` for
+    /// an in-process driver. Profilers use it to turn addresses in the
+    /// anonymous mapping back into image offsets.
+    pub fn image_range(&self) -> Option<(usize, usize)> {
+        self.image.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|i| (i.base(), i.size()))
+    }
+
     /// What the driver registered.
     pub fn filter(&self) -> ndis::FilterInfo {
         ndis::registered_filter().expect("registered at load")

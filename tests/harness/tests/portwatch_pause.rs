@@ -85,6 +85,9 @@ fn overlapping(special_pool: bool, iterations: usize) {
     );
     assert!(report.ndis.pauses_with_nbls_out > 0, "no pause overlapped outstanding NBLs: {report}");
     assert!(bounced.load(Ordering::Relaxed) > 0, "no send met a paused module: {report}");
+    // A pause waits only for NBLs the filter originated or queued (none):
+    // FilterPause completes at once, even with forwarded NBLs outstanding.
+    assert_eq!(report.ndis.pauses_pended, 0, "a pause pended: {report}");
     s.close(h).unwrap();
     let report = s.unload();
     assert!(report.violations.is_empty(), "{report}");
