@@ -142,8 +142,6 @@ struct FileRec {
     device: usize,
     handles: usize,
     in_flight: usize,
-    /// IRP_MJ_CLEANUP was sent (the last handle closed).
-    cleanup_sent: bool,
 }
 
 // SAFETY: as for DeviceRec: the FILE_OBJECT's pointers point into boxes
@@ -405,7 +403,7 @@ pub fn open(path: &str) -> Result<Handle, IoError> {
         let file: *mut FILE_OBJECT = &mut *object;
         st.next_id += 1;
         let id = st.next_id;
-        st.files.insert(id, FileRec { object, _name: name, device, handles: 0, in_flight: 1, cleanup_sent: false });
+        st.files.insert(id, FileRec { object, _name: name, device, handles: 0, in_flight: 1 });
         (device, id, file)
     };
     let mut security = IO_SECURITY_CONTEXT {
@@ -597,7 +595,6 @@ pub fn close(handle: Handle) -> Result<(), IoError> {
         if f.handles > 0 {
             return Ok(());
         }
-        f.cleanup_sent = true;
         let r = (file_id, f.device, &mut *f.object as *mut FILE_OBJECT, f.in_flight);
         if in_flight_nonzero(r.3) {
             st.stats.cleanups_with_irps_in_flight += 1;
@@ -673,9 +670,10 @@ fn close_blocked(st: &IoState, file_id: u64, limit: Duration) -> Violation {
             file_id,
             irp as u64,
             format!(
-                "{}; it was still in its dispatch routine when CLEANUP was sent and was pended after: once \
-                 CLEANUP ran, the dispatch routine must complete new IRPs of the file object instead of queueing \
-                 them (R37: IRPs may still arrive after CLEANUP)",
+                "{}; its dispatch routine was still running when CLEANUP was sent and returned STATUS_PENDING \
+                 after: the driver queued it while or after CLEANUP ran, and an IRP that reaches the driver after \
+                 its file object's CLEANUP must be completed, not queued (R37: IRPs may still arrive after \
+                 CLEANUP)",
                 closed(irp)
             ),
         );

@@ -662,7 +662,7 @@ fn irp_pended_after_cleanup_of_its_file_object_is_caught_as_such() {
         codes::DRIVER_VERIFIER_IOMANAGER_VIOLATION,
         c9::NEVER_COMPLETED,
     );
-    assert!(v.detail.contains("still in its dispatch routine when CLEANUP was sent"), "{v}");
+    assert!(v.detail.contains("still running when CLEANUP was sent"), "{v}");
     let _ = read;
 }
 
