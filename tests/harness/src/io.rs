@@ -161,6 +161,12 @@ struct IrpRec {
     /// Cancels in progress (CancelIoEx): the IRP is not freed before they
     /// are over, as the I/O manager keeps a reference while it cancels.
     cancel_refs: u32,
+    /// The dispatch routine returned STATUS_PENDING (the IRP is queued, not
+    /// merely being dispatched).
+    pended: bool,
+    /// The dispatch routine had returned STATUS_PENDING when its file
+    /// object's IRP_MJ_CLEANUP was sent: CLEANUP had it to cancel.
+    pending_at_cleanup: bool,
 }
 
 #[derive(Default)]
@@ -515,9 +521,21 @@ fn finish_irp_on(file_id: u64) {
 /// IRPs sent on `handle`'s file object that are not complete yet (being
 /// dispatched or pending).
 pub fn pending_irps(handle: Handle) -> usize {
+    irps_of(handle, |_| true)
+}
+
+/// IRPs on `handle`'s file object whose dispatch routine returned
+/// STATUS_PENDING and that are not complete yet: the ones the driver has
+/// queued. Unlike [`pending_irps`], an IRP still inside its dispatch
+/// routine does not count (the driver may not have queued it yet).
+pub fn pended_irps(handle: Handle) -> usize {
+    irps_of(handle, |r| r.pended)
+}
+
+fn irps_of(handle: Handle, which: impl Fn(&IrpRec) -> bool) -> usize {
     let st = io();
     let Some(&file_id) = st.handles.get(&handle.0) else { return 0 };
-    st.irps.values().filter(|r| r.file == file_id && !r.completed).count()
+    st.irps.values().filter(|r| r.file == file_id && !r.completed && which(r)).count()
 }
 
 /// `CancelIoEx(handle, NULL)`: IoCancelIrp on every IRP of the handle's file
@@ -581,6 +599,12 @@ pub fn close(handle: Handle) -> Result<(), IoError> {
         if in_flight_nonzero(r.3) {
             st.stats.cleanups_with_irps_in_flight += 1;
         }
+        // Which IRPs CLEANUP has to cancel: those already pended. The others
+        // are still in their dispatch routine and may reach the driver's
+        // queue only after CLEANUP looked at it (R37: IRPs may still arrive).
+        for rec in st.irps.values_mut().filter(|rec| rec.file == file_id && !rec.completed) {
+            rec.pending_at_cleanup = rec.pended;
+        }
         r
     };
     let _ = in_flight;
@@ -602,23 +626,66 @@ fn wait_idle(file_id: u64) -> Result<(), Violation> {
     while st.files.get(&file_id).is_some_and(|f| f.in_flight > 0) {
         let now = Instant::now();
         if now >= deadline {
+            let v = close_blocked(&st, file_id, limit);
             drop(st);
-            return Err(recorded(c9_violation(
-                "IRP pending at CLOSE of its file object",
-                c9::NEVER_COMPLETED,
-                file_id,
-                0,
-                format!(
-                    "the last handle was closed and IRP_MJ_CLEANUP returned, but an IRP on the file object is still \
-                     not complete after {limit:?}: IRP_MJ_CLOSE cannot be sent and the driver cannot unload \
-                     (CLEANUP must complete or cancel the file object's pending IRPs, R37)"
-                ),
-            )));
+            return Err(recorded(v));
         }
         let (g, _) = CHANGED.wait_timeout(st.0, deadline - now).unwrap_or_else(PoisonError::into_inner);
         st = Guard(g);
     }
     Ok(())
+}
+
+/// Why CLOSE cannot be sent: which IRP of `file_id` is left, and who left
+/// it. An IRP that was pending when CLEANUP was sent is CLEANUP's to cancel;
+/// one that was still in its dispatch routine then (or arrived later) and
+/// pended after is the dispatch routine's: after CLEANUP it must complete
+/// new IRPs of the file object rather than queue them (R37).
+fn close_blocked(st: &IoState, file_id: u64, limit: Duration) -> Violation {
+    let left: Vec<(usize, &IrpRec)> =
+        st.irps.iter().filter(|(_, r)| r.file == file_id && !r.completed).map(|(&i, r)| (i, r)).collect();
+    let closed = |irp: usize| {
+        format!(
+            "the last handle was closed and IRP_MJ_CLEANUP returned, but IRP {irp:#x} on the file object is still \
+             not complete after {limit:?}: IRP_MJ_CLOSE cannot be sent and the driver cannot unload"
+        )
+    };
+    if let Some(&(irp, _)) = left.iter().find(|(_, r)| r.pending_at_cleanup) {
+        return c9_violation(
+            "IRP pending at CLOSE of its file object",
+            c9::NEVER_COMPLETED,
+            file_id,
+            irp as u64,
+            format!(
+                "{}; it was pending when CLEANUP was sent (CLEANUP must complete or cancel the file object's \
+                 pending IRPs, R37)",
+                closed(irp)
+            ),
+        );
+    }
+    if let Some(&(irp, _)) = left.iter().find(|(_, r)| r.pended) {
+        return c9_violation(
+            "IRP pended after CLEANUP of its file object",
+            c9::NEVER_COMPLETED,
+            file_id,
+            irp as u64,
+            format!(
+                "{}; its dispatch routine was still running when CLEANUP was sent and returned STATUS_PENDING \
+                 after: the driver queued it while or after CLEANUP ran, and an IRP that reaches the driver after \
+                 its file object's CLEANUP must be completed, not queued (R37: IRPs may still arrive after \
+                 CLEANUP)",
+                closed(irp)
+            ),
+        );
+    }
+    let irp = left.first().map_or(0, |&(i, _)| i);
+    c9_violation(
+        "IRP pending at CLOSE of its file object",
+        c9::NEVER_COMPLETED,
+        file_id,
+        irp as u64,
+        format!("{}; its dispatch routine has not returned (R37)", closed(irp)),
+    )
 }
 
 fn c9_violation(rule: &'static str, p1: u64, p2: u64, p3: u64, detail: String) -> Violation {
@@ -703,6 +770,8 @@ fn send_irp(
                 major,
                 file: file_id,
                 cancel_refs: 0,
+                pended: false,
+                pending_at_cleanup: false,
             },
         );
         st.devices
@@ -772,7 +841,10 @@ fn dispatch(device: usize, irp: *mut IRP, major: u8, handler: DRIVER_DISPATCH) -
         r.marked || (!r.completed && unsafe { pending_returned(irp) })
     };
     if returned == STATUS_PENDING {
-        io().stats.pended += 1;
+        let mut st = io();
+        st.stats.pended += 1;
+        st.irps.get_mut(&(irp as usize)).expect("outstanding").pended = true;
+        drop(st);
         if !marked {
             return Err(recorded(c9_violation(
                 "STATUS_PENDING returned without IoMarkIrpPending",

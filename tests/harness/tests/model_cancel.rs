@@ -6,7 +6,7 @@
 //! name.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,9 @@ enum Mode {
     LockOrder,
     /// Pends the IRP without a cancel routine and never completes it.
     PendForever,
+    /// As Manual, but queues a read that reaches it after CLEANUP of its
+    /// file object (the check R37 asks for is missing).
+    PendAfterCleanup,
 }
 
 static MODE: AtomicU32 = AtomicU32::new(0);
@@ -71,6 +74,17 @@ static LOCK: AtomicPtr<NDIS_SPIN_LOCK> = AtomicPtr::new(null_mut());
 /// The driver's queue of pending IRPs (addresses), guarded by the cancel
 /// spin lock (Manual) or by LOCK (Csq); the Mutex only satisfies Rust.
 static QUEUE: Mutex<VecDeque<usize>> = Mutex::new(VecDeque::new());
+/// File objects (addresses) whose CLEANUP ran, until their CLOSE: the
+/// driver refuses their new reads (R37: IRPs may still arrive after
+/// CLEANUP). Guarded like QUEUE.
+static CLEANED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+/// While set, a read waits at the start of its dispatch routine (a forced
+/// interleaving: the read is dispatched but not queued yet).
+static HOLD: AtomicBool = AtomicBool::new(false);
+/// Reads that reached the HOLD gate.
+static HELD: AtomicU32 = AtomicU32::new(0);
+/// CLEANUP requests the driver finished.
+static CLEANUPS: AtomicU32 = AtomicU32::new(0);
 /// Tests share the driver's globals: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -81,6 +95,15 @@ fn mode() -> Mode {
 
 fn queue() -> MutexGuard<'static, VecDeque<usize>> {
     QUEUE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn cleaned() -> MutexGuard<'static, Vec<usize>> {
+    CLEANED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether `file`'s CLEANUP ran: call under the queue's lock.
+fn cleaned_up(file: *mut FILE_OBJECT) -> bool {
+    mode() != Mode::PendAfterCleanup && cleaned().contains(&(file as usize))
 }
 
 fn import(name: &str) -> usize {
@@ -187,7 +210,7 @@ unsafe extern "win64" fn driver_entry(driver: *mut DRIVER_OBJECT, _reg: *mut UNI
     // SAFETY: IO_CSQ is plain data; IoCsqInitialize fills it.
     let csq: *mut IoCsq = Box::into_raw(Box::new(unsafe { core::mem::zeroed() }));
     call!(
-        "IoCsqInitialize" as fn(*mut IoCsq, usize, usize, usize, usize, usize, usize) -> NTSTATUS,
+        "IoCsqInitializeEx" as fn(*mut IoCsq, usize, usize, usize, usize, usize, usize) -> NTSTATUS,
         csq,
         csq_insert as *const () as usize,
         csq_remove as *const () as usize,
@@ -278,7 +301,7 @@ unsafe extern "win64" fn cancel_routine(_dev: *mut DEVICE_OBJECT, irp: *mut IRP)
 fn pend_manual(irp: *mut IRP) -> NTSTATUS {
     let old = acquire_cancel();
     // SAFETY: the IRP being dispatched.
-    if unsafe { (*irp).Cancel } {
+    if unsafe { (*irp).Cancel } || cleaned_up(file_of(irp)) {
         release_cancel(old);
         complete(irp, STATUS_CANCELLED);
         return STATUS_CANCELLED;
@@ -314,12 +337,23 @@ fn complete_one() -> bool {
     true
 }
 
-/// CLEANUP: completes every pending IRP of `file` as cancelled (R37).
+/// CLEANUP: completes every pending IRP of `file` as cancelled, and
+/// refuses the reads that reach the driver after (R37).
 fn cleanup(file: *mut FILE_OBJECT) {
-    if mode() == Mode::CleanupKeepsIrps {
-        return;
+    if mode() != Mode::CleanupKeepsIrps {
+        cancel_queued(file);
     }
+    CLEANUPS.fetch_add(1, Ordering::SeqCst);
+}
+
+fn cancel_queued(file: *mut FILE_OBJECT) {
     if mode() == Mode::Csq {
+        // Marked under the queue's lock: a read's insert sees it, or
+        // CLEANUP sees the read in the queue.
+        let lock = LOCK.load(Ordering::Relaxed);
+        call!("NdisAcquireSpinLock" as fn(*mut NDIS_SPIN_LOCK), lock);
+        cleaned().push(file as usize);
+        call!("NdisReleaseSpinLock" as fn(*mut NDIS_SPIN_LOCK), lock);
         loop {
             let irp = call!(
                 "IoCsqRemoveNextIrp" as fn(*mut IoCsq, *mut c_void) -> *mut IRP,
@@ -333,6 +367,7 @@ fn cleanup(file: *mut FILE_OBJECT) {
         }
     }
     let old = acquire_cancel();
+    cleaned().push(file as usize);
     let mut mine = Vec::new();
     queue().retain(|&i| {
         let take = file_of(i as *mut IRP) == file;
@@ -352,8 +387,12 @@ fn cleanup(file: *mut FILE_OBJECT) {
 
 // --- the cancel-safe queue's callbacks --------------------------------------
 
-unsafe extern "win64" fn csq_insert(_csq: *mut IoCsq, irp: *mut IRP) {
+unsafe extern "win64" fn csq_insert(_csq: *mut IoCsq, irp: *mut IRP, _ctx: *mut c_void) -> NTSTATUS {
+    if cleaned_up(file_of(irp)) {
+        return STATUS_CANCELLED;
+    }
     queue().push_back(irp as usize);
+    0
 }
 unsafe extern "win64" fn csq_remove(_csq: *mut IoCsq, irp: *mut IRP) {
     queue().retain(|&i| i != irp as usize);
@@ -379,16 +418,28 @@ unsafe extern "win64" fn csq_complete_canceled(_csq: *mut IoCsq, irp: *mut IRP) 
 unsafe extern "win64" fn dispatch(_dev: *mut DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
     // SAFETY: the IRP's current stack location.
     let major = unsafe { (*(*irp).Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation).MajorFunction };
+    if major == 0x0E && HOLD.load(Ordering::SeqCst) {
+        HELD.fetch_add(1, Ordering::SeqCst);
+        while HOLD.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+    }
     match major {
         0x12 => cleanup(file_of(irp)),
+        0x02 => cleaned().retain(|&f| f != file_of(irp) as usize),
         0x0E => match mode() {
             Mode::Csq => {
-                call!(
-                    "IoCsqInsertIrp" as fn(*mut IoCsq, *mut IRP, *mut c_void),
+                let status = call!(
+                    "IoCsqInsertIrpEx" as fn(*mut IoCsq, *mut IRP, *mut c_void, *mut c_void) -> NTSTATUS,
                     CSQ.load(Ordering::Relaxed),
                     irp,
+                    null_mut(),
                     null_mut()
                 );
+                if status != 0 {
+                    complete(irp, status);
+                    return status;
+                }
                 return STATUS_PENDING;
             }
             Mode::ReleaseNotHeld => release_cancel(0),
@@ -428,6 +479,10 @@ unsafe extern "win64" fn dispatch(_dev: *mut DEVICE_OBJECT, irp: *mut IRP) -> NT
 fn load(m: Mode, config: Config) -> Session {
     MODE.store(m as u32, Ordering::Relaxed);
     queue().clear();
+    cleaned().clear();
+    HOLD.store(false, Ordering::SeqCst);
+    HELD.store(0, Ordering::SeqCst);
+    CLEANUPS.store(0, Ordering::SeqCst);
     // SAFETY: driver_entry and every handler it registers are win64 functions.
     unsafe {
         Session::load_in_process(driver_entry as *const () as usize, Options { verifier: config, ..Options::default() })
@@ -439,10 +494,13 @@ fn quick() -> Config {
     Config { watchdog: Duration::from_secs(2), ..Config::default() }
 }
 
-/// Waits until `n` IRPs on `h` are pending in the driver's queue.
+/// Waits until `n` IRPs on `h` are pending in the driver's queue: their
+/// dispatch routine returned STATUS_PENDING. Neither the queue's length
+/// (shared by every file object) nor `io::pending_irps` (which counts an IRP
+/// still inside its dispatch routine) says that.
 fn wait_queued(h: Handle, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    while queue().len() < n || io::pending_irps(h) < n {
+    while io::pended_irps(h) < n {
         assert!(Instant::now() < deadline, "IRPs never pended");
         std::thread::yield_now();
     }
@@ -540,6 +598,72 @@ fn handle_close_cancels_pending_reads_at_cleanup() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     close_cancels_at_cleanup(Mode::Manual);
     close_cancels_at_cleanup(Mode::Csq);
+}
+
+/// Waits (bounded) until `counter` reaches `n`.
+fn wait_count(counter: &AtomicU32, n: u32, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counter.load(Ordering::SeqCst) < n {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        std::thread::yield_now();
+    }
+}
+
+/// The forced interleaving behind a close racing a read: the read is
+/// dispatched but held before the driver queues it, the last handle closes
+/// and CLEANUP returns, then the read goes on into the driver. Returns the
+/// close's and the read's results.
+fn read_reaching_dispatch_after_cleanup(
+    s: &Session,
+) -> (Result<(), IoError>, std::thread::Result<Result<io::IoctlResult, IoError>>) {
+    let h = s.open("\\\\.\\Cancel").unwrap();
+    HOLD.store(true, Ordering::SeqCst);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| s.ioctl(h, IOCTL_READ, &[], 8));
+        wait_count(&HELD, 1, "the read's dispatch");
+        assert_eq!((io::pending_irps(h), io::pended_irps(h)), (1, 0), "being dispatched is not pended");
+        let closer = scope.spawn(|| s.close(h));
+        wait_count(&CLEANUPS, 1, "CLEANUP");
+        HOLD.store(false, Ordering::SeqCst);
+        let closed = closer.join().unwrap();
+        (closed, reader.join())
+    })
+}
+
+fn refuses_reads_after_cleanup(m: Mode) {
+    let s = load(m, quick());
+    let (closed, read) = read_reaching_dispatch_after_cleanup(&s);
+    assert_eq!(closed, Ok(()));
+    assert_eq!(read.unwrap().unwrap().status, STATUS_CANCELLED);
+    let report = s.unload();
+    assert!(report.violations.is_empty(), "{report}");
+    assert_eq!((report.io.pended, report.io.cleanups_with_irps_in_flight), (0, 1), "{report}");
+}
+
+#[test]
+fn a_read_reaching_dispatch_after_cleanup_is_refused() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    refuses_reads_after_cleanup(Mode::Manual);
+    refuses_reads_after_cleanup(Mode::Csq);
+}
+
+#[test]
+fn irp_pended_after_cleanup_of_its_file_object_is_caught_as_such() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = load(Mode::PendAfterCleanup, Config { watchdog: Duration::from_millis(500), ..Config::default() });
+    let (closed, read) = read_reaching_dispatch_after_cleanup(&s);
+    let v = match closed {
+        Err(IoError::Violation(v)) => v,
+        other => panic!("expected a violation, got {other:?}"),
+    };
+    assert_caught(
+        &v,
+        "IRP pended after CLEANUP of its file object",
+        codes::DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+        c9::NEVER_COMPLETED,
+    );
+    assert!(v.detail.contains("still running when CLEANUP was sent"), "{v}");
+    let _ = read;
 }
 
 /// Pends a read and cancels it: the violation the cancel reports.

@@ -82,9 +82,12 @@ fn send(s: &Session, a: AdapterId, frames: Vec<Frame>) {
     }
 }
 
+/// Waits until `n` reads on `h` are queued in the driver: their dispatch
+/// routine returned STATUS_PENDING (`io::pending_irps` also counts a read
+/// still being dispatched, which a close may overtake).
 fn wait_pending(h: Handle, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while io::pending_irps(h) < n {
+    while io::pended_irps(h) < n {
         assert!(Instant::now() < deadline, "{n} reads never pended");
         std::thread::sleep(Duration::from_millis(1));
     }
