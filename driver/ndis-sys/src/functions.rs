@@ -125,9 +125,6 @@ extern "system" {
     /// Releases the cancel spin lock, lowering to `Irql`; a cancel routine
     /// calls it with `Irp->CancelIrql` (DISPATCH_LEVEL).
     pub fn IoReleaseCancelSpinLock(Irql: u8);
-    /// The performance counter (any IRQL); writes its frequency (ticks per
-    /// second) to `PerformanceFrequency` when not NULL.
-    pub fn KeQueryPerformanceCounter(PerformanceFrequency: *mut i64) -> i64;
     /// The current processor's system-wide index (any IRQL; stable only at
     /// DISPATCH_LEVEL and above); fills `ProcNumber` (group, number) unless
     /// it is NULL.
@@ -153,4 +150,15 @@ extern "C" {
     /// `%` directives must match the arguments; avoid `%C`/`%S`/`%wZ`/`%ws`
     /// above PASSIVE (they may page).
     pub fn DbgPrintEx(ComponentId: u32, Level: u32, Format: *const u8, ...) -> u32;
+}
+
+// KeQueryPerformanceCounter is a HAL routine: its reference page
+// (learn.microsoft.com, wdm.h, KeQueryPerformanceCounter) names Hal.lib and
+// Hal.dll, and mingw-w64's import libraries list it in hal, not ntoskrnl.
+#[cfg(target_os = "windows")]
+#[link(name = "hal.dll", kind = "raw-dylib", modifiers = "+verbatim")]
+extern "system" {
+    /// The performance counter (any IRQL); writes its frequency (ticks per
+    /// second) to `PerformanceFrequency` when not NULL.
+    pub fn KeQueryPerformanceCounter(PerformanceFrequency: *mut i64) -> i64;
 }

@@ -20,6 +20,11 @@ impl Import {
         Self { dll: "ntoskrnl.exe", name, addr }
     }
 
+    /// A `hal.dll` import.
+    pub const fn hal(name: &'static str, addr: usize) -> Self {
+        Self { dll: "hal.dll", name, addr }
+    }
+
     /// An `ndis.sys` import.
     pub const fn ndis(name: &'static str, addr: usize) -> Self {
         Self { dll: "ndis.sys", name, addr }

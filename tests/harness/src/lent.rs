@@ -24,9 +24,14 @@
 //! its own and retires it when it is back with its creator.
 //!
 //! Retired pages stay inaccessible in a bounded quarantine
-//! ([`QUARANTINE`] pages); then a one-page mapping is made accessible
-//! again and kept for the next object (zeroed where that object lies) (at most [`SPARE`] of them:
-//! no mapping made or unmapped per packet), larger ones are unmapped.
+//! ([`QUARANTINE`] pages); larger objects are then unmapped. One-page
+//! objects come from slabs of [`SLAB`] pages mapped together: a slab hands
+//! out each page once, and when every one of its pages is back (out of
+//! quarantine, or never retired) one `mprotect` makes the whole slab
+//! accessible again for the next objects (zeroed where each lies); at
+//! most [`SPARE`] such slabs are kept, the rest unmapped. So a packet makes
+//! one system call for its NBL (the retirement, which must fault at once)
+//! instead of two.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -40,8 +45,11 @@ use crate::verifier::{codes, Violation};
 const PAGE: usize = 4096;
 /// Completed IRPs' pages kept inaccessible before they are unmapped.
 pub const QUARANTINE: usize = 256;
-/// One-page mappings out of quarantine kept for reuse.
-pub const SPARE: usize = 64;
+/// Pages per slab of one-page objects.
+pub const SLAB: usize = 64;
+/// Slabs with every page back kept for reuse (accessible, handing out
+/// none yet).
+pub const SPARE: usize = 2;
 
 #[derive(Default)]
 struct Pages {
@@ -53,8 +61,19 @@ struct Pages {
     tails: FxHashMap<usize, usize>,
     /// Retired pages whose owner has let go of them, oldest first.
     quarantine: VecDeque<usize>,
-    /// One-page mappings out of quarantine, read/write.
+    /// The slab one-page objects come from now: its address and how many
+    /// of its pages it has handed out.
+    current: Option<(usize, usize)>,
+    /// Of each slab that has handed out pages, how many are back (out of
+    /// quarantine, or dropped never retired).
+    back: FxHashMap<usize, usize>,
+    /// Slabs with every page back, accessible again.
     spare: Vec<usize>,
+}
+
+/// The slab holding a one-page object at `page`.
+fn slab_of(page: usize) -> usize {
+    page & !(SLAB * PAGE - 1)
 }
 
 impl Pages {
@@ -140,34 +159,17 @@ impl<T> LentPage<T> {
         assert!(core::mem::align_of::<T>() <= PAGE);
         let len = core::mem::size_of::<T>().max(1).div_ceil(PAGE) * PAGE;
         let page = Page { len, retired: false, kind, what: what.into() };
-        let mut guard = pages();
-        let st = guard.get_or_insert_with(Pages::default);
         if len == PAGE {
-            if let Some(p) = st.spare.pop() {
-                st.add(p, page);
-                drop(guard);
-                // SAFETY: a spare read/write page of our own, now this
-                // value's; zeroed where `T` lies (the rest is never lent).
-                unsafe { std::ptr::write_bytes(p as *mut T, 0, 1) };
-                return LentPage { ptr: p as *mut T, len };
-            }
+            let p = slab_page();
+            pages().get_or_insert_with(Pages::default).add(p, page);
+            // SAFETY: an accessible slab page handed out to this value only;
+            // zeroed where `T` lies (the rest is never lent).
+            unsafe { std::ptr::write_bytes(p as *mut T, 0, 1) };
+            return LentPage { ptr: p as *mut T, len };
         }
-        drop(guard);
-        // SAFETY: anonymous private mapping (zero-filled); no existing
-        // memory is affected.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert!(p != libc::MAP_FAILED, "lent page mmap failed: {}", std::io::Error::last_os_error());
-        pages().get_or_insert_with(Pages::default).add(p as usize, page);
-        LentPage { ptr: p.cast(), len }
+        let p = map(len, 1);
+        pages().get_or_insert_with(Pages::default).add(p, page);
+        LentPage { ptr: p as *mut T, len }
     }
 
     /// The object's address.
@@ -200,8 +202,10 @@ impl<T> Drop for LentPage<T> {
     /// threads' packets do not wait for them.
     fn drop(&mut self) {
         let addr = self.ptr as usize;
-        // (address, length, whether it may be reused: retired pages only)
-        let mut evicted: smallvec::SmallVec<[(usize, usize, bool); 2]> = smallvec::SmallVec::new();
+        // Pages out of use: (address, length), one-page objects' slab pages
+        // first counted back to their slab.
+        let mut evicted: smallvec::SmallVec<[(usize, usize); 2]> = smallvec::SmallVec::new();
+        let mut full_slabs: smallvec::SmallVec<[usize; 1]> = smallvec::SmallVec::new();
         {
             let mut guard = pages();
             let st = guard.get_or_insert_with(Pages::default);
@@ -209,37 +213,103 @@ impl<T> Drop for LentPage<T> {
                 st.quarantine.push_back(addr);
                 while st.quarantine.len() > QUARANTINE {
                     let old = st.quarantine.pop_front().expect("non-empty");
-                    evicted.push((old, st.forget(old).map_or(PAGE, |p| p.len), true));
+                    evicted.push((old, st.forget(old).map_or(PAGE, |p| p.len)));
                 }
             } else {
                 st.forget(addr);
-                evicted.push((addr, self.len, false));
+                evicted.push((addr, self.len));
             }
+            evicted.retain(|&mut (page, len)| {
+                if len != PAGE {
+                    return true;
+                }
+                let n = st.back.entry(slab_of(page)).or_default();
+                *n += 1;
+                if *n == SLAB {
+                    st.back.remove(&slab_of(page));
+                    full_slabs.push(slab_of(page));
+                }
+                false
+            });
         }
-        for (old, len, reusable) in evicted {
-            if reusable && len == PAGE && reuse(old) {
-                continue;
-            }
+        for (old, len) in evicted {
             // SAFETY: a mapping made by `zeroed` and listed nowhere any more.
             unsafe { libc::munmap(old as *mut libc::c_void, len) };
+        }
+        for slab in full_slabs {
+            reuse(slab);
         }
     }
 }
 
-/// Keeps a one-page mapping out of quarantine for the next object, if
-/// fewer than [`SPARE`] are kept (made accessible first, outside the lock).
-fn reuse(page: usize) -> bool {
-    // SAFETY: a retired mapping made by `zeroed`, listed nowhere any more:
-    // made accessible for reuse (or unmapped by the caller).
-    let rc = unsafe { libc::mprotect(page as *mut libc::c_void, PAGE, libc::PROT_READ | libc::PROT_WRITE) };
-    assert_eq!(rc, 0, "lent page mprotect: {}", std::io::Error::last_os_error());
+/// A page of the current slab (a fresh slab when it has handed out all).
+fn slab_page() -> usize {
     let mut guard = pages();
-    let spare = &mut guard.get_or_insert_with(Pages::default).spare;
-    let kept = spare.len() < SPARE;
-    if kept {
-        spare.push(page);
+    let st = guard.get_or_insert_with(Pages::default);
+    let (slab, used) = match st.current {
+        Some((slab, used)) if used < SLAB => (slab, used),
+        // Once per SLAB objects; mapped under the lock so that no other
+        // thread starts a slab meanwhile (its pages would never all be
+        // handed out, nor come back).
+        _ => (st.spare.pop().unwrap_or_else(|| map(SLAB * PAGE, SLAB)), 0),
+    };
+    st.current = Some((slab, used + 1));
+    slab + used * PAGE
+}
+
+/// Maps `len` accessible bytes aligned to `align` pages (a slab's pages
+/// are found from their address).
+fn map(len: usize, align: usize) -> usize {
+    let extra = (align - 1) * PAGE;
+    // SAFETY: anonymous private mapping (zero-filled); no existing memory
+    // is affected.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len + extra,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert!(p != libc::MAP_FAILED, "lent page mmap failed: {}", std::io::Error::last_os_error());
+    let lo = p as usize;
+    let aligned = (lo + align * PAGE - 1) & !(align * PAGE - 1);
+    // SAFETY: the unaligned head and tail of the mapping just made,
+    // handed to nobody.
+    unsafe {
+        if aligned > lo {
+            libc::munmap(p, aligned - lo);
+        }
+        if lo + extra > aligned {
+            libc::munmap((aligned + len) as *mut libc::c_void, lo + extra - aligned);
+        }
     }
-    kept
+    aligned
+}
+
+/// A slab whose pages are all back: made accessible again (one system
+/// call, outside the table's lock) and kept for the next objects if fewer
+/// than [`SPARE`] are kept, else unmapped.
+fn reuse(slab: usize) {
+    // SAFETY: a slab made by `map` whose pages are all back: listed
+    // nowhere any more; only its protection changes.
+    let rc = unsafe { libc::mprotect(slab as *mut libc::c_void, SLAB * PAGE, libc::PROT_READ | libc::PROT_WRITE) };
+    assert_eq!(rc, 0, "lent slab mprotect: {}", std::io::Error::last_os_error());
+    let kept = {
+        let mut guard = pages();
+        let spare = &mut guard.get_or_insert_with(Pages::default).spare;
+        let kept = spare.len() < SPARE;
+        if kept {
+            spare.push(slab);
+        }
+        kept
+    };
+    if !kept {
+        // SAFETY: as above, and not kept.
+        unsafe { libc::munmap(slab as *mut libc::c_void, SLAB * PAGE) };
+    }
 }
 
 /// The page holding `addr` becomes inaccessible (IofCompleteRequest's end;

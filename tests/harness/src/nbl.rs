@@ -91,10 +91,53 @@ struct MdlBlock {
 pub struct NblAlloc {
     /// In a page of its own, inaccessible once back with its creator.
     nbl: LentPage<NblBlock>,
-    _nbs: Vec<NET_BUFFER>,
-    _mdls: Vec<MdlBlock>,
-    _buffers: Vec<GuardedBuf>,
+    parts: Parts,
     spec: NblSpec,
+}
+
+/// The NET_BUFFERs, MDLs and data buffers of one NBL. Their vectors are
+/// kept for the next NBL built on the same thread (emptied: the buffers go
+/// back to their own cache), so that a packet allocates none.
+#[derive(Default)]
+struct Parts {
+    nbs: Vec<NET_BUFFER>,
+    mdls: Vec<MdlBlock>,
+    buffers: Vec<GuardedBuf>,
+}
+
+/// Emptied [`Parts`] kept per thread.
+const SPARE_PARTS: usize = 16;
+
+thread_local! {
+    static PARTS: std::cell::RefCell<Vec<Parts>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Parts {
+    /// Emptied vectors with room for `nbs` NET_BUFFERs and `mdls` MDLs and
+    /// buffers (reserved before anything points into them).
+    fn take(nbs: usize, mdls: usize) -> Self {
+        let mut p = PARTS.try_with(|s| s.borrow_mut().pop()).ok().flatten().unwrap_or_default();
+        p.nbs.reserve_exact(nbs);
+        p.mdls.reserve_exact(mdls);
+        p.buffers.reserve_exact(mdls);
+        p
+    }
+}
+
+impl Drop for NblAlloc {
+    fn drop(&mut self) {
+        let mut p = std::mem::take(&mut self.parts);
+        p.buffers.clear();
+        p.mdls.clear();
+        p.nbs.clear();
+        // The thread's cache may be gone (thread exit): then freed.
+        let _ = PARTS.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < SPARE_PARTS {
+                s.push(p);
+            }
+        });
+    }
 }
 
 // SAFETY: the raw pointers inside point only into the boxes this value owns;
@@ -118,10 +161,11 @@ impl NblAlloc {
         let nbl = &mut block.nbl;
         // Sized up front: one MDL per frame unless the layout cuts it.
         let mdl_count = spec.frames.len() * (1 + spec.layout.cuts.len() + usize::from(spec.layout.headroom_mdl));
-        let mut nbs = Vec::with_capacity(spec.frames.len());
-        let (mut mdls, mut buffers) = (Vec::with_capacity(mdl_count), Vec::with_capacity(mdl_count));
+        let mut parts = Parts::take(spec.frames.len(), mdl_count);
+        let Parts { nbs, mdls, buffers } = &mut parts;
         for frame in &spec.frames {
-            nbs.push(build_nb(&frame.bytes, &spec.layout, &mut mdls, &mut buffers));
+            assert!(nbs.len() < nbs.capacity(), "NET_BUFFERs counted up front");
+            nbs.push(build_nb(&frame.bytes, &spec.layout, mdls, buffers));
         }
         for i in 1..nbs.len() {
             let next: *mut NET_BUFFER = &mut nbs[i];
@@ -131,7 +175,7 @@ impl NblAlloc {
         if spec.loopback {
             nbl.NblFlags |= NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET;
         }
-        NblAlloc { nbl: block, _nbs: nbs, _mdls: mdls, _buffers: buffers, spec }
+        NblAlloc { nbl: block, parts, spec }
     }
 
     /// The NET_BUFFER_LIST handed to the driver.
@@ -242,8 +286,9 @@ pub unsafe fn walk(head: *mut NET_BUFFER_LIST, limit: usize) -> SmallVec<[*mut N
 /// # Safety
 /// `nbl` points to a readable NET_BUFFER_LIST whose NET_BUFFER list is
 /// readable.
-pub unsafe fn net_buffers(nbl: *const NET_BUFFER_LIST) -> Vec<*mut NET_BUFFER> {
-    let mut out = Vec::new();
+pub unsafe fn net_buffers(nbl: *const NET_BUFFER_LIST) -> SmallVec<[*mut NET_BUFFER; 4]> {
+    // Read on every hop to the far end: no allocation for short lists.
+    let mut out = SmallVec::new();
     // SAFETY: per the contract.
     let mut nb = unsafe { (*nbl).FirstNetBuffer };
     while !nb.is_null() && out.len() < 4096 {

@@ -43,5 +43,5 @@ extern "win64" fn ke_query_performance_counter(frequency: *mut i64) -> i64 {
 
 /// The time functions the model binds.
 pub(crate) fn imports() -> Vec<Import> {
-    vec![Import::ntoskrnl("KeQueryPerformanceCounter", ke_query_performance_counter as *const () as usize)]
+    vec![Import::hal("KeQueryPerformanceCounter", ke_query_performance_counter as *const () as usize)]
 }

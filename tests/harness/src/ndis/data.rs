@@ -341,7 +341,10 @@ fn register(adapter: usize, allocs: Vec<NblAlloc>, dir: Dir, resources: bool) ->
 /// Removes finished model NBLs and reports how they ended.
 fn collect(addrs: &[usize]) -> Result<Vec<NblOutcome>, Violation> {
     let mut m = model();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(addrs.len());
+    // Freed after the model's lock is let go (their pages go back to the
+    // lent-page and guarded-buffer tables, which have locks of their own).
+    let mut done: SmallVec<[Option<NblAlloc>; 2]> = SmallVec::new();
     for a in addrs {
         let r = m.nbls.remove(a).expect("model NBL tracked");
         if r.holder != Holder::Done {
@@ -361,7 +364,10 @@ fn collect(addrs: &[usize]) -> Result<Vec<NblOutcome>, Violation> {
             )));
         }
         out.push(NblOutcome { status: r.status, delivered: r.delivered });
+        done.push(r.alloc);
     }
+    drop(m);
+    drop(done);
     Ok(out)
 }
 

@@ -89,12 +89,17 @@ pub struct Stats {
 pub(crate) struct Model {
     filter: Option<filter::FilterRec>,
     adapters: Vec<module::AdapterRec>,
-    modules: BTreeMap<usize, module::ModuleRec>,
+    /// Looked up on every hop of a packet, never walked in order: hashed.
+    modules: rustc_hash::FxHashMap<usize, module::ModuleRec>,
     /// Looked up several times per packet: hashed (an ordered map moves
     /// its large records on every insert and remove).
     nbls: rustc_hash::FxHashMap<usize, data::NblRec>,
     device: Option<device::DeviceRec>,
     stats: Stats,
+    /// Callback counts by the name's address and length (counted on every
+    /// hop: no comparison of the names' bytes), merged by name into
+    /// `Stats::callbacks` when read.
+    calls: rustc_hash::FxHashMap<(usize, usize), (&'static str, u64)>,
     next_handle: usize,
     /// Handles once valid, for a precise message when one is reused.
     retired: BTreeMap<usize, &'static str>,
@@ -109,7 +114,7 @@ impl Model {
     }
 
     fn count(&mut self, callback: &'static str) {
-        *self.stats.callbacks.entry(callback).or_default() += 1;
+        self.calls.entry((callback.as_ptr() as usize, callback.len())).or_insert((callback, 0)).1 += 1;
     }
 }
 
@@ -161,7 +166,11 @@ pub fn reset() {
 /// What went through the model so far.
 pub fn stats() -> Stats {
     let m = model();
-    m.stats.clone()
+    let mut stats = m.stats.clone();
+    for (name, n) in m.calls.values() {
+        *stats.callbacks.entry(name).or_default() += n;
+    }
+    stats
 }
 
 /// A violation of an NDIS rule: 0xC4 with the NDIS verifier's subcode
