@@ -152,7 +152,9 @@ fn enable_events(globals: &Globals, endpoint: &Endpoint, records: u32, irql: &mu
         drop(ring);
         return Err(Error::EventsState);
     }
-    endpoint.events.enabled.store(true, Ordering::Relaxed);
+    // Flag and count together, under the write lock (see
+    // `PortTable::enable_events`).
+    globals.ports.write(irql, |table, _| table.enable_events(&endpoint.events));
     Ok(Reply::Done(0))
 }
 
@@ -231,7 +233,7 @@ pub fn cleanup(globals: &Globals, endpoint: &Endpoint, irql: &mut Passive) {
     let Some(state) = taken else { return };
     // No read can start now (they hold rundown protection): close the
     // event queue and cancel the reads it held.
-    endpoint.events.enabled.store(false, Ordering::Relaxed);
+    globals.ports.write(irql, |table, _| table.disable_events(&endpoint.events));
     // SAFETY: a comparison key only: the list holds this endpoint's sink.
     globals.event_endpoints.lock(irql).remove(unsafe { SinkRef::new(&endpoint.events) });
     let drained = endpoint.events.queue.lock(irql).close();
@@ -392,6 +394,27 @@ mod tests {
         let _ = &mut third;
         cleanup(&g, &ep, &mut passive());
         cleanup(&g, &other, &mut passive());
+    }
+
+    /// The data path takes the counting-only loop while no endpoint has
+    /// events enabled: the table's count follows enables and cleanups, once
+    /// per endpoint, whatever the endpoint bound.
+    #[test]
+    fn the_table_counts_endpoints_with_events_enabled() {
+        let (g, ep) = setup();
+        let other = try_pin_box(Endpoint::try_new(&passive(), EndpointId(99)).unwrap()).unwrap();
+        let any = |g: &Globals| g.ports.read(&mut passive(), |t, _| t.any_events());
+        ioctl(&g, &ep, proto::IOCTL_BIND_PORT, &port(6, 80), 0).0.unwrap();
+        assert!(!any(&g), "bound, events not enabled");
+        assert_eq!(enable(&g, &ep, 2, 4), Ok(Reply::Done(0)));
+        assert_eq!(enable(&g, &other, 2, 4), Ok(Reply::Done(0)));
+        assert_eq!(enable(&g, &ep, 2, 4), Err(Error::EventsState));
+        cleanup(&g, &ep, &mut passive());
+        cleanup(&g, &ep, &mut passive());
+        assert!(any(&g), "the other endpoint still has events enabled");
+        count(&g, 999, 80, 60);
+        cleanup(&g, &other, &mut passive());
+        assert!(!any(&g), "counted once per endpoint");
     }
 
     #[test]

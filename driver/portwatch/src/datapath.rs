@@ -6,24 +6,25 @@ use ndis_sync::Dispatch;
 
 use crate::parse::{self, Flow};
 use crate::percpu::Cpu;
-use crate::ports::{Direction, PortKey, PortTable, Protocol};
+use crate::ports::{Direction, PortKey, PortTable, Protocol, Watch};
 
 /// Counts one packet whose first bytes are `prefix` and whose full length is
 /// `bytes`: once for every endpoint bound to its destination port and once
 /// for every endpoint bound to its source port (once only when the two ports
 /// are equal), in `cpu`'s counters. Called under the port table's read
-/// lock, at DISPATCH_LEVEL on processor `cpu`. Sets `watched` when the
+/// lock, at DISPATCH_LEVEL on processor `cpu`. `watched` notes whether the
 /// packet is watched (an endpoint bound to one of its ports enabled
-/// events): the caller then records its events with [`record_packet`] after counting,
-/// out of line, so that nothing the event stream needs is kept alive here.
+/// events; see [`Watch`]): the caller then records its events with
+/// [`record_packet`] after counting, out of line, so that nothing the event
+/// stream needs is kept alive here.
 #[inline(always)]
-pub fn count_packet(
+pub fn count_packet<W: Watch>(
     table: &PortTable,
     prefix: &[u8],
     bytes: u64,
     direction: Direction,
     cpu: Cpu<'_>,
-    watched: &Cell<bool>,
+    watched: &W,
 ) {
     // The common frame has its own straight-line copy of the counting: one
     // merged path for both parses would pass the flow through a packed
@@ -47,15 +48,15 @@ pub fn count_flow(table: &PortTable, flow: Flow, bytes: u64, direction: Directio
     watched.get()
 }
 
-/// [`count_flow`], setting `watched` when the packet is watched.
+/// [`count_flow`], noting in `watched` whether the packet is watched.
 #[inline(always)]
-fn count_flow_into(
+fn count_flow_into<W: Watch>(
     table: &PortTable,
     flow: Flow,
     bytes: u64,
     direction: Direction,
     cpu: Cpu<'_>,
-    watched: &Cell<bool>,
+    watched: &W,
 ) {
     if let Some(protocol) = Protocol::of(flow.protocol) {
         table.count_flow(protocol, flow.src_port, flow.dst_port, direction, bytes, cpu, watched);

@@ -12,6 +12,7 @@
 //! indications, so FilterStatus passes them up unchanged.
 
 use alloc::boxed::Box;
+use core::cell::Cell;
 
 use ndis_sync::{CallbackIrql, Dispatch, Passive};
 use ndis_sys::*;
@@ -21,7 +22,7 @@ use crate::entry::globals;
 use crate::modules::{fixed_name, Module, NdisHandle};
 use crate::nbl::Chain;
 use crate::percpu::Cpu;
-use crate::ports::{Direction, PortTable};
+use crate::ports::{Direction, NoEvents, PortTable};
 use crate::trace::trace;
 
 /// The characteristics NdisFRegisterFilterDriver takes (NDIS 6.30).
@@ -220,10 +221,16 @@ fn under_table<R>(at_dispatch: bool, f: impl FnOnce(&PortTable, &mut Dispatch) -
 
 /// Counts a chain on the current processor, then records the events of its
 /// watched packets (out of line, still under the read lock: the bindings'
-/// event sinks are valid only under it).
+/// event sinks are valid only under it). While no endpoint has events
+/// enabled, the chain is counted by the counting-only loop, which checks no
+/// binding's sink (the count changes only under the write lock, so it holds
+/// for the whole chain).
 #[inline(always)]
 fn count(chain: Chain, table: &PortTable, direction: Direction, module: &Module, dispatch: &mut Dispatch) {
-    if chain.count(table, direction, Cpu::current(dispatch)) {
+    let cpu = Cpu::current(dispatch);
+    if !table.any_events() {
+        chain.count::<NoEvents>(table, direction, cpu);
+    } else if chain.count::<Cell<bool>>(table, direction, cpu) {
         record_events(chain, table, direction, module, dispatch);
     }
 }

@@ -4,7 +4,6 @@
 //! for the duration of the handler that received them, until the driver
 //! passes them on (after which it must not touch them, not even `Next`).
 
-use core::cell::Cell;
 use core::mem::MaybeUninit;
 
 use ndis_sys::{
@@ -17,7 +16,7 @@ use ndis_sync::Dispatch;
 use crate::datapath;
 use crate::parse::HEADER_BYTES;
 use crate::percpu::Cpu;
-use crate::ports::{Direction, PortTable};
+use crate::ports::{Direction, PortTable, Watch};
 
 /// An NBL chain owned by the current handler.
 #[derive(Clone, Copy)]
@@ -62,23 +61,25 @@ impl Chain {
     /// NDIS looped back (their send was already counted).
     /// `cpu` is the current processor (the caller holds the table's read
     /// lock, at DISPATCH_LEVEL). Returns whether a packet of the chain is
-    /// watched: the caller then calls [`Chain::record_events`].
+    /// watched (always false with [`NoEvents`](crate::ports::NoEvents),
+    /// which only counts): the caller then calls [`Chain::record_events`].
     #[inline(always)]
-    pub fn count(self, table: &PortTable, direction: Direction, cpu: Cpu<'_>) -> bool {
+    pub fn count<W: Watch>(self, table: &PortTable, direction: Direction, cpu: Cpu<'_>) -> bool {
         match direction {
-            Direction::Tx => self.count_in::<true>(table, cpu),
-            Direction::Rx => self.count_in::<false>(table, cpu),
+            Direction::Tx => self.count_in::<true, W>(table, cpu),
+            Direction::Rx => self.count_in::<false, W>(table, cpu),
         }
     }
 
     /// [`Chain::count`] with the direction a constant (`TX`: sent): one
     /// out-of-line copy per direction, its arguments in registers (a
-    /// closure's captures would be read through memory for every NBL).
+    /// closure's captures would be read through memory for every NBL), and
+    /// per kind of [`Watch`].
     #[inline(never)]
-    fn count_in<const TX: bool>(self, table: &PortTable, cpu: Cpu<'_>) -> bool {
+    fn count_in<const TX: bool, W: Watch>(self, table: &PortTable, cpu: Cpu<'_>) -> bool {
         let direction = if TX { Direction::Tx } else { Direction::Rx };
         // Set only for a watched packet (no value merged per packet).
-        let watched = Cell::new(false);
+        let watched = W::default();
         self.for_each_nbl(|nbl| {
             if nbl.NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET != 0 {
                 return;
@@ -91,7 +92,7 @@ impl Chain {
                 nb = current.Next;
             }
         });
-        watched.get()
+        watched.watched()
     }
 
     /// Records the events of the chain's watched packets (those
@@ -132,7 +133,7 @@ fn record_net_buffer(table: &PortTable, nb: &NET_BUFFER, direction: Direction, i
 
 /// Counts one packet: finds its first bytes and classifies them.
 #[inline(always)]
-fn count_net_buffer(table: &PortTable, nb: &NET_BUFFER, direction: Direction, cpu: Cpu<'_>, watched: &Cell<bool>) {
+fn count_net_buffer<W: Watch>(table: &PortTable, nb: &NET_BUFFER, direction: Direction, cpu: Cpu<'_>, watched: &W) {
     let length = nb.DataLength.get();
     let wanted = (length as usize).min(HEADER_BYTES);
     match mapped_header(nb, wanted) {
@@ -140,8 +141,8 @@ fn count_net_buffer(table: &PortTable, nb: &NET_BUFFER, direction: Direction, cp
         // The flag's address stays in the counting function (a register
         // there): the out-of-line fallback returns its own.
         None => {
-            if count_copied(table, nb, wanted, direction, cpu) {
-                watched.set(true);
+            if count_copied::<W>(table, nb, wanted, direction, cpu) {
+                watched.mark();
             }
         }
     }
@@ -149,13 +150,13 @@ fn count_net_buffer(table: &PortTable, nb: &NET_BUFFER, direction: Direction, cp
 
 /// Counts one packet of `length` bytes from its first bytes, `prefix`.
 #[inline(always)]
-fn count_prefix(
+fn count_prefix<W: Watch>(
     table: &PortTable,
     prefix: &[u8],
     length: u32,
     direction: Direction,
     cpu: Cpu<'_>,
-    watched: &Cell<bool>,
+    watched: &W,
 ) {
     datapath::count_packet(table, prefix, u64::from(length), direction, cpu, watched);
 }
@@ -166,16 +167,22 @@ fn count_prefix(
 /// neither the 160-byte buffer nor the import's address.
 #[cold]
 #[inline(never)]
-fn count_copied(table: &PortTable, nb: &NET_BUFFER, wanted: usize, direction: Direction, cpu: Cpu<'_>) -> bool {
+fn count_copied<W: Watch>(
+    table: &PortTable,
+    nb: &NET_BUFFER,
+    wanted: usize,
+    direction: Direction,
+    cpu: Cpu<'_>,
+) -> bool {
     // Not zeroed: NdisGetDataBuffer writes what it returns, and zeroing 160
     // bytes per packet would cost more than parsing them.
     let mut storage = MaybeUninit::<[u8; HEADER_BYTES]>::uninit();
     let Some(prefix) = copied_header(nb, wanted, &mut storage) else {
         return false; // R22: no data, no count
     };
-    let watched = Cell::new(false);
+    let watched = W::default();
     count_prefix(table, prefix, nb.DataLength.get(), direction, cpu, &watched);
-    watched.get()
+    watched.watched()
 }
 
 /// The packet's first `wanted` bytes (at most its data length) through

@@ -27,7 +27,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use portwatch_proto::{Counters, PROTO_TCP, PROTO_UDP};
 
-use crate::events::SinkRef;
+use crate::events::{EventSink, SinkRef};
 use crate::percpu::{add_local, Cpu, PerCpu};
 use crate::pool::try_box;
 
@@ -156,6 +156,56 @@ impl Drop for Binding {
     }
 }
 
+/// What the counting loop does with each matching binding after counting
+/// it. Two kinds, so that the loop is compiled twice: with [`NoEvents`]
+/// (no endpoint has events enabled: the loop only counts, as it did before
+/// the event stream) and with `Cell<bool>` (notes whether the packet is
+/// watched). The caller picks one per chain from
+/// [`PortTable::any_events`].
+pub trait Watch: Default {
+    /// Called for each binding the packet was counted for.
+    fn see(&self, binding: &Binding);
+    /// Marks the packet watched (a watched packet found elsewhere).
+    fn mark(&self);
+    /// Whether a packet seen was watched.
+    fn watched(&self) -> bool;
+}
+
+/// Counting only: no endpoint has events enabled.
+#[derive(Default)]
+pub struct NoEvents;
+
+impl Watch for NoEvents {
+    #[inline(always)]
+    fn see(&self, _: &Binding) {}
+    #[inline(always)]
+    fn mark(&self) {}
+    #[inline(always)]
+    fn watched(&self) -> bool {
+        false
+    }
+}
+
+/// Counting and noting watched packets: a cell in the caller's frame,
+/// written only for a watched packet, so that a packet on no watched port
+/// carries no flag through the lookups.
+impl Watch for Cell<bool> {
+    #[inline(always)]
+    fn see(&self, binding: &Binding) {
+        if binding.is_watched() {
+            self.set(true);
+        }
+    }
+    #[inline(always)]
+    fn mark(&self) {
+        self.set(true);
+    }
+    #[inline(always)]
+    fn watched(&self) -> bool {
+        self.get()
+    }
+}
+
 /// The bindings of a port, for the event stream's second look.
 pub struct Bound<'a>(&'a Binding);
 
@@ -260,12 +310,16 @@ pub struct PortTable {
     leaves: Box<[Option<Box<Leaf>>; LEAVES]>,
     /// Keys with at least one binding.
     keys: usize,
+    /// Endpoints whose events are enabled: the data path takes the
+    /// counting-only loop ([`NoEvents`]) while it is zero. Changed with
+    /// the sinks' flags, under the write lock ([`PortTable::enable_events`]).
+    event_endpoints: usize,
 }
 
 impl PortTable {
     /// An empty table: allocates the 4 KiB of leaf pointers.
     pub fn try_new() -> Result<Self, TableError> {
-        Ok(PortTable { leaves: try_array(|| None)?, keys: 0 })
+        Ok(PortTable { leaves: try_array(|| None)?, keys: 0, event_endpoints: 0 })
     }
 
     /// The bindings of `key`, newest first: two loads, no bounds check
@@ -332,6 +386,30 @@ impl PortTable {
         Ok((node.traffic(), Unbound { list: Some(node) }))
     }
 
+    /// Sets `sink`'s flag (events enabled) and counts its endpoint, once:
+    /// under the write lock, so that a reader that saw no endpoint with
+    /// events enabled ([`PortTable::any_events`]) counts its whole chain
+    /// before any flag is set.
+    pub fn enable_events(&mut self, sink: &EventSink) {
+        if !sink.enabled.swap(true, Ordering::Relaxed) {
+            self.event_endpoints += 1;
+        }
+    }
+
+    /// Clears `sink`'s flag and uncounts its endpoint, if it was set.
+    pub fn disable_events(&mut self, sink: &EventSink) {
+        if sink.enabled.swap(false, Ordering::Relaxed) {
+            self.event_endpoints -= 1;
+        }
+    }
+
+    /// Whether any endpoint has events enabled: read once per chain, under
+    /// the read lock, to pick the counting loop.
+    #[inline(always)]
+    pub fn any_events(&self) -> bool {
+        self.event_endpoints != 0
+    }
+
     /// Counts one packet of `bytes` on `key` for every endpoint bound to it,
     /// in `cpu`'s slot. Called under the read lock (at DISPATCH_LEVEL, where
     /// `cpu` is the current processor): only this processor's counters are
@@ -351,7 +429,7 @@ impl PortTable {
     /// when the packet is watched ([`PortTable::count_port`]).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    pub fn count_flow(
+    pub fn count_flow<W: Watch>(
         &self,
         protocol: Protocol,
         src: u16,
@@ -359,7 +437,7 @@ impl PortTable {
         direction: Direction,
         bytes: u64,
         cpu: Cpu<'_>,
-        watched: &Cell<bool>,
+        watched: &W,
     ) {
         self.count_port(protocol, dst, direction, bytes, cpu, watched);
         if src != dst {
@@ -369,30 +447,27 @@ impl PortTable {
 
     /// The one place a packet is counted, for each matching binding (what
     /// [`PortTable::count`] and [`PortTable::count_flow`] both run).
-    /// Sets `watched` when a matching binding's endpoint enabled events: the
-    /// packet is then "watched", and the caller records its events after
-    /// counting, out of line, under the same hold of the read lock
-    /// ([`PortTable::bound`]). The flag is a cell in the caller's frame,
-    /// written only then, so that a packet on no watched port carries no
-    /// flag through the lookups; one on an unbound port returns at the
-    /// lookup.
+    /// `watched` sees each matching binding ([`Watch`]): with `Cell<bool>`
+    /// it notes a binding whose endpoint enabled events; the packet is then
+    /// "watched", and the caller records its events after counting, out of
+    /// line, under the same hold of the read lock ([`PortTable::bound`]).
+    /// With [`NoEvents`] the loop only counts. A packet on an unbound port
+    /// returns at the lookup.
     #[inline(always)]
-    fn count_port(
+    fn count_port<W: Watch>(
         &self,
         protocol: Protocol,
         port: u16,
         direction: Direction,
         bytes: u64,
         cpu: Cpu<'_>,
-        watched: &Cell<bool>,
+        watched: &W,
     ) {
         let (leaf, slot) = protocol.position(port);
         let Some(head) = self.leaves[leaf].as_ref().and_then(|leaf| leaf[slot].as_deref()) else { return };
         for binding in head.iter() {
             binding.counters.get(cpu).add(direction, bytes);
-            if binding.is_watched() {
-                watched.set(true);
-            }
+            watched.see(binding);
         }
     }
 
@@ -564,6 +639,20 @@ mod tests {
         assert_eq!(t.binding_traffic(PortKey { protocol: 1, port: 80 }, A), None);
         t.count(PortKey { protocol: 1, port: 80 }, Direction::Rx, 1, Cpu::for_test(0));
         assert_eq!(t.port_traffic(tcp(80)).1.rx.packets, 0);
+    }
+
+    #[test]
+    fn events_are_counted_once_per_sink() {
+        let sink = crate::pool::try_pin_box(EventSink::new()).unwrap();
+        let mut t = PortTable::try_new().unwrap();
+        assert!(!t.any_events());
+        t.enable_events(&sink);
+        t.enable_events(&sink);
+        assert!(t.any_events() && sink.is_enabled());
+        t.disable_events(&sink);
+        assert!(!t.any_events() && !sink.is_enabled());
+        t.disable_events(&sink);
+        assert_eq!(t.event_endpoints, 0, "a second disable changes nothing");
     }
 
     #[test]

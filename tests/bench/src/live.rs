@@ -6,6 +6,7 @@ use std::time::Duration;
 use portwatch_bench::artifacts::Artifact;
 use portwatch_bench::run::{throughput, udp_packet, Bench, Way, BASE_PORT};
 use portwatch_bench::valgrind;
+use portwatch_proto::MAX_BINDINGS_PER_ENDPOINT;
 
 /// Port-table sizes measured.
 const PORT_COUNTS: [u16; 3] = [1, 100, 10_000];
@@ -62,8 +63,10 @@ pub fn datapath(args: &[String]) {
 /// (`*-nomatch`), and, on the image under test only, packets to a bound
 /// port whose endpoint enabled events with a ring of 4096 records
 /// (`*-events`: each packet appends one record; no read is pending, so no
-/// IRP is completed). The plain `send`/`receive` rows above are the bound
-/// port without events.
+/// IRP is completed), then to a bound port of another handle, which did not
+/// enable events, while that endpoint has (`*-others-events`). The plain
+/// `send`/`receive` rows above are the bound port with no endpoint's
+/// events enabled.
 fn events(driver: &str, path: &std::path::Path, device: bool, packets: usize) {
     let bench = Bench::start(path, device, CHAIN_PORTS);
     let bound = BASE_PORT + CHAIN_PORTS / 2;
@@ -77,6 +80,12 @@ fn events(driver: &str, path: &std::path::Path, device: bool, packets: usize) {
         let packets = packets.min((EVENT_RING as usize - 2 * WARM_UP) / 2);
         for (way, label) in [(Way::Send, "send-events"), (Way::Receive, "receive-events")] {
             measure(&bench, driver, way, label, (CHAIN_PORTS, 1), bound, packets);
+        }
+        // A port of another handle, which did not enable events: counted
+        // by the event-aware loop, since an endpoint has events enabled.
+        let other = BASE_PORT + MAX_BINDINGS_PER_ENDPOINT as u16;
+        for (way, label) in [(Way::Send, "send-others-events"), (Way::Receive, "receive-others-events")] {
+            measure(&bench, driver, way, label, (CHAIN_PORTS, 1), other, packets);
         }
     }
     bench.finish();
