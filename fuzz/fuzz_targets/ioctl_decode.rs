@@ -22,6 +22,11 @@ mod ports;
 #[path = "../../driver/portwatch/src/ioctl.rs"]
 mod ioctl;
 
+// The port table's per-processor counters.
+#[allow(dead_code)]
+#[path = "../../driver/portwatch/src/percpu.rs"]
+mod percpu;
+
 // The event stream's modules, which the port table and the decoder name.
 #[allow(dead_code)]
 #[path = "../../driver/portwatch/src/events.rs"]
