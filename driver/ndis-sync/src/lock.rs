@@ -133,17 +133,7 @@ impl<T, B: MutexBackend> Lock<T, B> {
     /// assert!(mutex.is_initialised());
     /// ```
     pub fn in_place(value: T) -> impl crate::PinInit<Self> {
-        let init = move |slot: *mut Self| {
-            // SAFETY: `slot` is valid for writes and pinned (the
-            // initialiser's contract): the lock is written there and
-            // initialised at that address, which it keeps.
-            unsafe {
-                slot.write(Self::new(value));
-                Pin::new_unchecked(&mut *slot).init();
-            }
-        };
-        // SAFETY: the closure initialises the whole lock.
-        unsafe { crate::init_from_closure(init) }
+        crate::init::new_then_init(move || Self::new(value), Self::init)
     }
 
     /// Initialises the kernel object where it now is, for good
