@@ -274,28 +274,19 @@ impl<T, B: MutexBackend> Guard<'_, T, B> {
     /// The data and the guard's token at once.
     ///
     /// ```
-    /// use ndis_sync::{Mutex, Passive};
-    /// let (mut outer, mut inner) = (Box::pin(Mutex::new(1)), Box::pin(Mutex::new(2)));
-    /// outer.as_mut().init();
-    /// inner.as_mut().init();
-    /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
-    /// let mut passive = unsafe { Passive::new_unchecked() };
-    /// let mut a = outer.lock(&mut passive);
-    /// let (a_data, apc) = a.split();
-    /// *a_data += *inner.lock(apc); // another mutex nests at APC_LEVEL
-    /// assert_eq!(*a, 3);
-    /// ```
-    ///
-    /// ```
     /// use ndis_sync::{Mutex, Passive, PassiveMutex};
     /// ndis_sync::stack_pin_init!(let outer = PassiveMutex::in_place(1));
-    /// ndis_sync::stack_pin_init!(let inner = Mutex::in_place(2));
+    /// ndis_sync::stack_pin_init!(let middle = Mutex::in_place(2));
+    /// ndis_sync::stack_pin_init!(let inner = Mutex::in_place(3));
     /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
     /// let mut passive = unsafe { Passive::new_unchecked() };
     /// let mut a = outer.lock(&mut passive);
     /// let (a_data, critical) = a.split();
-    /// *a_data += *inner.lock(critical); // a fast mutex nests inside
-    /// assert_eq!(*a, 3);
+    /// let mut b = middle.lock(critical); // a fast mutex nests inside
+    /// let (b_data, apc) = b.split();
+    /// *a_data += *b_data + *inner.lock(apc); // another one nests at APC_LEVEL
+    /// drop(b);
+    /// assert_eq!(*a, 6);
     /// ```
     pub fn split(&mut self) -> (&mut T, &mut B::Token) {
         // SAFETY: the held lock gives this guard exclusive access.
