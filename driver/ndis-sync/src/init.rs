@@ -94,6 +94,23 @@ pub unsafe fn init_from_closure<T, F: FnOnce(*mut T)>(f: F) -> InitClosure<F, T>
     InitClosure(f, PhantomData)
 }
 
+/// An initialiser that writes `new()` into the slot and runs `init` on it
+/// there: the `new` + `init(self: Pin<&mut Self>)` pair of the waiting
+/// primitives as one [`PinInit`] (their `in_place`).
+pub(crate) fn new_then_init<T>(new: impl FnOnce() -> T, init: fn(Pin<&mut T>)) -> impl PinInit<T> {
+    let f = move |slot: *mut T| {
+        // SAFETY: `slot` is valid for writes and pinned (the initialiser's
+        // contract): the value is written there and initialised at that
+        // address, which it keeps.
+        unsafe {
+            slot.write(new());
+            init(Pin::new_unchecked(&mut *slot));
+        }
+    };
+    // SAFETY: the closure writes a whole `T`.
+    unsafe { init_from_closure(f) }
+}
+
 /// Allocates storage for a `T` and initialises it there; `None` when the
 /// allocation fails. Host builds only: the kernel build has no allocator of
 /// its own (a driver writes the same few lines against its pool, as

@@ -40,15 +40,9 @@
 //! `Passive` as `MutexObjectRecursion`).
 
 use crate::irql::Passive;
-use crate::wait::{ActiveWait, WaitBackend};
+use crate::lock::{Guard, Lock, MutexObject};
 use crate::{AtMostApc, AtMostDispatch};
-use core::cell::UnsafeCell;
-use core::fmt;
-use core::marker::{PhantomData, PhantomPinned};
-use core::ops::{Deref, DerefMut};
-use core::pin::Pin;
-
-type RawMutexObject = <ActiveWait as WaitBackend>::MutexObject;
+use core::marker::PhantomData;
 
 /// Proof that the current IRQL is `PASSIVE_LEVEL` with normal kernel APCs
 /// disabled and special kernel APCs enabled (a held [`PassiveMutex`], a
@@ -141,87 +135,16 @@ impl AtPassive for PassiveCritical {}
 /// name.lock(&mut passive).replace_range(.., "new");
 /// assert_eq!(*name.lock(&mut passive), "new");
 /// ```
-pub struct PassiveMutex<T> {
-    raw: UnsafeCell<RawMutexObject>,
-    initialised: bool,
-    data: UnsafeCell<T>,
-    _pinned: PhantomPinned,
-}
+pub type PassiveMutex<T> = Lock<T, MutexObject>;
 
-// SAFETY: the mutex hands out `&mut T` to one holder at a time, possibly on
-// another thread, so sharing it requires only `T: Send`.
-unsafe impl<T: Send> Sync for PassiveMutex<T> {}
-// SAFETY: moving the mutex moves the `T`; an uninitialised or unheld mutex
-// object has no thread affinity (and a pinned one never moves).
-unsafe impl<T: Send> Send for PassiveMutex<T> {}
+/// Exclusive access to the data of a held [`PassiveMutex`]; releases on
+/// drop (`KeReleaseMutex`, re-enabling normal kernel APCs).
+///
+/// [`critical`](Guard::critical) lends a [`PassiveCritical`] token for what
+/// may nest inside. `!Send`: the owning thread must release it.
+pub type PassiveMutexGuard<'a, T> = Guard<'a, T, MutexObject>;
 
 impl<T> PassiveMutex<T> {
-    /// Wraps `value`; usable once [`init`](Self::init) has run at its final
-    /// address.
-    ///
-    /// ```
-    /// let mutex = ndis_sync::PassiveMutex::new(0u32);
-    /// assert_eq!(mutex.into_inner(), 0);
-    /// ```
-    pub fn new(value: T) -> Self {
-        Self {
-            raw: UnsafeCell::new(ActiveWait::mutex_object_storage()),
-            initialised: false,
-            data: UnsafeCell::new(value),
-            _pinned: PhantomPinned,
-        }
-    }
-
-    /// An initialiser ([`PinInit`](crate::PinInit)) of an initialised mutex
-    /// holding `value`: [`new`](Self::new) and [`init`](Self::init) in one
-    /// step, at the final address.
-    ///
-    /// ```
-    /// ndis_sync::stack_pin_init!(let mutex = ndis_sync::PassiveMutex::in_place(1));
-    /// assert!(mutex.is_initialised());
-    /// ```
-    pub fn in_place(value: T) -> impl crate::PinInit<Self> {
-        let init = move |slot: *mut Self| {
-            // SAFETY: `slot` is valid for writes and pinned (the
-            // initialiser's contract): the mutex is written there and
-            // initialised at that address, which it keeps.
-            unsafe {
-                slot.write(Self::new(value));
-                Pin::new_unchecked(&mut *slot).init();
-            }
-        };
-        // SAFETY: the closure initialises the whole mutex.
-        unsafe { crate::init_from_closure(init) }
-    }
-
-    /// Initialises the mutex object where it now is (`KeInitializeMutex`,
-    /// IRQL <= `DISPATCH_LEVEL`). Calling it again re-initialises the
-    /// (necessarily unheld) mutex.
-    ///
-    /// ```
-    /// let mut mutex = Box::pin(ndis_sync::PassiveMutex::new(1));
-    /// mutex.as_mut().init();
-    /// assert!(mutex.is_initialised());
-    /// ```
-    pub fn init(self: Pin<&mut Self>) {
-        // SAFETY: only a flag and the raw mutex are written; neither is
-        // structurally pinned data handed out elsewhere, and nothing moves.
-        let this = unsafe { self.get_unchecked_mut() };
-        // SAFETY: `&mut` means no guard exists; the pin keeps the storage at
-        // this address until it is dropped.
-        unsafe { ActiveWait::mutex_object_init(this.raw.get()) };
-        this.initialised = true;
-    }
-
-    /// `true` once [`init`](Self::init) has run.
-    ///
-    /// ```
-    /// assert!(!ndis_sync::PassiveMutex::new(()).is_initialised());
-    /// ```
-    pub fn is_initialised(&self) -> bool {
-        self.initialised
-    }
-
     /// Acquires the mutex (`KeWaitForSingleObject` on the mutex object:
     /// waits while another thread holds it; the IRQL stays
     /// `PASSIVE_LEVEL`, normal kernel APCs are disabled until the guard
@@ -251,77 +174,10 @@ impl<T> PassiveMutex<T> {
     #[track_caller]
     pub fn lock<'a>(&'a self, irql: &'a mut Passive) -> PassiveMutexGuard<'a, T> {
         let _ = irql;
-        assert!(self.initialised, "ndis_sync::PassiveMutex locked before PassiveMutex::init");
-        // SAFETY: initialised (so pinned at this address for good); the
-        // token proves PASSIVE_LEVEL, and being borrowed by every guard of
-        // every PassiveMutex, that this thread holds none.
-        unsafe { ActiveWait::mutex_object_acquire(self.raw.get()) };
-        PassiveMutexGuard {
-            mutex: self,
-            // SAFETY: the IRQL is still PASSIVE_LEVEL and the acquire
-            // disabled normal kernel APCs until the guard releases.
-            critical: unsafe { PassiveCritical::new_unchecked() },
-        }
+        // SAFETY: the token proves PASSIVE_LEVEL, and being borrowed by
+        // every guard of every PassiveMutex, that this thread holds none.
+        unsafe { self.acquire() }
     }
-
-    /// The data, through exclusive access (no locking needed).
-    ///
-    /// ```
-    /// let mut mutex = ndis_sync::PassiveMutex::new(1);
-    /// *mutex.get_mut() += 1;
-    /// assert_eq!(mutex.into_inner(), 2);
-    /// ```
-    pub fn get_mut(&mut self) -> &mut T {
-        self.data.get_mut()
-    }
-
-    /// Calls `KeReleaseMutex` without a guard, as a buggy driver would
-    /// (host model only: tests of the `MutexObjectReleaseNotOwner` rule).
-    ///
-    /// ```should_panic
-    /// ndis_sync::stack_pin_init!(let mutex = ndis_sync::PassiveMutex::in_place(()));
-    /// mutex.release_unpaired(); // nobody owns it
-    /// ```
-    #[cfg(not(target_os = "windows"))]
-    #[track_caller]
-    pub fn release_unpaired(&self) {
-        assert!(self.initialised, "ndis_sync::PassiveMutex released before PassiveMutex::init");
-        // SAFETY: initialised, valid for `self`'s life; the model checks
-        // ownership and reports the release instead of performing it.
-        unsafe { ActiveWait::mutex_object_release(self.raw.get()) }
-    }
-
-    /// Unwraps the data (a mutex object needs no freeing).
-    ///
-    /// ```
-    /// assert_eq!(ndis_sync::PassiveMutex::new(5).into_inner(), 5);
-    /// ```
-    pub fn into_inner(self) -> T {
-        self.data.into_inner()
-    }
-}
-
-impl<T: Default> Default for PassiveMutex<T> {
-    fn default() -> Self {
-        Self::new(T::default())
-    }
-}
-
-impl<T> fmt::Debug for PassiveMutex<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PassiveMutex").field("initialised", &self.initialised).finish_non_exhaustive()
-    }
-}
-
-/// Exclusive access to the data of a held [`PassiveMutex`]; releases on
-/// drop (`KeReleaseMutex`, re-enabling normal kernel APCs).
-///
-/// [`critical`](Self::critical) lends a [`PassiveCritical`] token for what
-/// may nest inside. `!Send`: the owning thread must release it.
-#[must_use = "the mutex is released as soon as the guard is dropped"]
-pub struct PassiveMutexGuard<'a, T> {
-    mutex: &'a PassiveMutex<T>,
-    critical: PassiveCritical,
 }
 
 impl<T> PassiveMutexGuard<'_, T> {
@@ -337,54 +193,6 @@ impl<T> PassiveMutexGuard<'_, T> {
     /// assert_eq!(module.run_down(guard.critical()), Some(1)); // a wait is allowed
     /// ```
     pub fn critical(&mut self) -> &mut PassiveCritical {
-        &mut self.critical
-    }
-
-    /// The data and the guard's token at once.
-    ///
-    /// ```
-    /// use ndis_sync::{Mutex, Passive, PassiveMutex};
-    /// ndis_sync::stack_pin_init!(let outer = PassiveMutex::in_place(1));
-    /// ndis_sync::stack_pin_init!(let inner = Mutex::in_place(2));
-    /// // SAFETY: a test thread runs at PASSIVE_LEVEL.
-    /// let mut passive = unsafe { Passive::new_unchecked() };
-    /// let mut a = outer.lock(&mut passive);
-    /// let (a_data, critical) = a.split();
-    /// *a_data += *inner.lock(critical); // a fast mutex nests inside
-    /// assert_eq!(*a, 3);
-    /// ```
-    pub fn split(&mut self) -> (&mut T, &mut PassiveCritical) {
-        // SAFETY: the held mutex gives this guard exclusive access.
-        (unsafe { &mut *self.mutex.data.get() }, &mut self.critical)
-    }
-}
-
-impl<T> Deref for PassiveMutexGuard<'_, T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        // SAFETY: the held mutex gives this guard exclusive access.
-        unsafe { &*self.mutex.data.get() }
-    }
-}
-
-impl<T> DerefMut for PassiveMutexGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: the held mutex gives this guard exclusive access.
-        unsafe { &mut *self.mutex.data.get() }
-    }
-}
-
-impl<T> Drop for PassiveMutexGuard<'_, T> {
-    fn drop(&mut self) {
-        // SAFETY: this guard's thread acquired the mutex (the guard is
-        // !Send).
-        unsafe { ActiveWait::mutex_object_release(self.mutex.raw.get()) }
-    }
-}
-
-impl<T: fmt::Debug> fmt::Debug for PassiveMutexGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
+        self.token()
     }
 }

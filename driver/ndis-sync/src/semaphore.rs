@@ -119,17 +119,7 @@ impl Semaphore {
     /// assert_eq!(semaphore.available(), 2);
     /// ```
     pub fn in_place(limit: u32) -> impl crate::PinInit<Self> {
-        let init = move |slot: *mut Self| {
-            // SAFETY: `slot` is valid for writes and pinned (the
-            // initialiser's contract): the semaphore is written there and
-            // initialised at that address, which it keeps.
-            unsafe {
-                slot.write(Self::new(limit));
-                Pin::new_unchecked(&mut *slot).init();
-            }
-        };
-        // SAFETY: the closure initialises the whole semaphore.
-        unsafe { crate::init_from_closure(init) }
+        crate::init::new_then_init(move || Self::new(limit), Self::init)
     }
 
     /// Initialises the semaphore where it now is, for good, with every

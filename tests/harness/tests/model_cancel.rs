@@ -5,6 +5,9 @@
 //! the handle. Then one driver bug per cancellation rule, each caught by
 //! name.
 
+mod common;
+
+use common::driver::{call, filter_characteristics, h, register_device, register_filter, set_attributes, set_unload};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -13,15 +16,11 @@ use std::time::{Duration, Instant};
 use core::ffi::c_void;
 use core::ptr::null_mut;
 use ndis_sys::{
-    DEVICE_OBJECT, DRIVER_DISPATCH, DRIVER_OBJECT, FILE_OBJECT, IRP, NDIS_DEVICE_OBJECT_ATTRIBUTES,
-    NDIS_FILTER_ATTRIBUTES, NDIS_FILTER_DRIVER_CHARACTERISTICS, NDIS_HANDLE, NDIS_OBJECT_HEADER,
-    NDIS_OBJECT_TYPE_DEVICE_OBJECT_ATTRIBUTES, NDIS_OBJECT_TYPE_FILTER_ATTRIBUTES,
-    NDIS_OBJECT_TYPE_FILTER_DRIVER_CHARACTERISTICS, NDIS_SIZEOF_DEVICE_OBJECT_ATTRIBUTES_REVISION_1,
-    NDIS_SIZEOF_FILTER_DRIVER_CHARACTERISTICS_REVISION_2, NDIS_SPIN_LOCK, NDIS_STATUS, NTSTATUS, SL_PENDING_RETURNED,
-    UNICODE_STRING,
+    DEVICE_OBJECT, DRIVER_OBJECT, FILE_OBJECT, IRP, NDIS_HANDLE, NDIS_SPIN_LOCK, NDIS_STATUS, NTSTATUS,
+    SL_PENDING_RETURNED, UNICODE_STRING,
 };
 use portwatch_harness::cancel::{set_cancel_routine, IoCsq, STATUS_CANCELLED};
-use portwatch_harness::io::{self, c9, Handle, IoError, IRP_MJ_COUNT, MULTIPLE_IRP_COMPLETE_REQUESTS};
+use portwatch_harness::io::{self, c9, Handle, IoError, MULTIPLE_IRP_COMPLETE_REQUESTS};
 use portwatch_harness::session::{Options, Session};
 use portwatch_harness::stack;
 use portwatch_harness::verifier::{codes, Config, Violation};
@@ -106,35 +105,6 @@ fn cleaned_up(file: *mut FILE_OBJECT) -> bool {
     mode() != Mode::PendAfterCleanup && cleaned().contains(&(file as usize))
 }
 
-fn import(name: &str) -> usize {
-    portwatch_harness::imports::registry()
-        .iter()
-        .find(|i| i.name == name)
-        .unwrap_or_else(|| panic!("{name} not modelled"))
-        .addr
-}
-
-macro_rules! call {
-    ($name:literal as fn($($t:ty),* $(,)?) $(-> $r:ty)?, $($arg:expr),* $(,)?) => {{
-        // SAFETY: the model function's documented signature.
-        let f: unsafe extern "win64" fn($($t),*) $(-> $r)? = unsafe { core::mem::transmute(import($name)) };
-        // SAFETY: arguments as Windows documents them (or wrong on purpose).
-        unsafe { f($($arg),*) }
-    }};
-}
-
-fn h<T: Copy>(f: usize) -> Option<T> {
-    assert_eq!(core::mem::size_of::<T>(), core::mem::size_of::<usize>());
-    // SAFETY: every handler below is an `unsafe extern "win64" fn` with the
-    // parameters of the field it is stored in; T is a function pointer.
-    Some(unsafe { core::mem::transmute_copy::<usize, T>(&f) })
-}
-
-fn wide(s: &str) -> UNICODE_STRING {
-    let buf: &'static mut [u16] = Box::leak(s.encode_utf16().collect::<Vec<_>>().into_boxed_slice());
-    UNICODE_STRING { Length: (buf.len() * 2) as u16, MaximumLength: (buf.len() * 2) as u16, Buffer: buf.as_mut_ptr() }
-}
-
 fn acquire_cancel() -> u8 {
     let mut old = 0u8;
     call!("IoAcquireCancelSpinLock" as fn(*mut u8), &mut old);
@@ -165,40 +135,13 @@ fn file_of(irp: *mut IRP) -> *mut FILE_OBJECT {
 }
 
 unsafe extern "win64" fn driver_entry(driver: *mut DRIVER_OBJECT, _reg: *mut UNICODE_STRING) -> NTSTATUS {
-    // SAFETY: the model's driver object.
-    unsafe {
-        (*driver).DriverUnload = Some(core::mem::transmute::<usize, unsafe extern "system" fn(*const DRIVER_OBJECT)>(
-            unload as *const () as usize,
-        ))
-    };
-    // SAFETY: plain data, NULL handlers.
-    let mut c: NDIS_FILTER_DRIVER_CHARACTERISTICS = unsafe { core::mem::zeroed() };
-    c.Header = NDIS_OBJECT_HEADER {
-        Type: NDIS_OBJECT_TYPE_FILTER_DRIVER_CHARACTERISTICS,
-        Revision: 2,
-        Size: NDIS_SIZEOF_FILTER_DRIVER_CHARACTERISTICS_REVISION_2,
-    };
-    (c.MajorNdisVersion, c.MinorNdisVersion) = (6, 30);
-    c.UniqueName = wide("{00000000-0000-0000-0000-000000000002}");
-    c.ServiceName = wide("Cancel");
+    set_unload(driver, unload as *const () as usize);
+    let mut c = filter_characteristics("{00000000-0000-0000-0000-000000000002}", "Cancel");
     c.AttachHandler = h(attach as *const () as usize);
     c.DetachHandler = h(noop as *const () as usize);
     c.RestartHandler = h(ok as *const () as usize);
     c.PauseHandler = h(ok as *const () as usize);
-    let mut handle: NDIS_HANDLE = null_mut();
-    let st = call!(
-        "NdisFRegisterFilterDriver"
-            as fn(
-                *mut DRIVER_OBJECT,
-                NDIS_HANDLE,
-                *const NDIS_FILTER_DRIVER_CHARACTERISTICS,
-                *mut NDIS_HANDLE,
-            ) -> NDIS_STATUS,
-        driver,
-        null_mut(),
-        &c,
-        &mut handle
-    );
+    let (st, handle) = register_filter(driver, &c);
     if st != 0 {
         return st;
     }
@@ -220,38 +163,7 @@ unsafe extern "win64" fn driver_entry(driver: *mut DRIVER_OBJECT, _reg: *mut UNI
         csq_complete_canceled as *const () as usize
     );
     CSQ.store(csq, Ordering::Relaxed);
-    let mut table: [DRIVER_DISPATCH; IRP_MJ_COUNT] = [None; IRP_MJ_COUNT];
-    for mj in [0usize, 2, 0x0E, 0x12] {
-        table[mj] = h(dispatch as *const () as usize);
-    }
-    let (mut name, mut link) = (wide("\\Device\\Cancel"), wide("\\DosDevices\\Cancel"));
-    let attrs = NDIS_DEVICE_OBJECT_ATTRIBUTES {
-        Header: NDIS_OBJECT_HEADER {
-            Type: NDIS_OBJECT_TYPE_DEVICE_OBJECT_ATTRIBUTES,
-            Revision: 1,
-            Size: NDIS_SIZEOF_DEVICE_OBJECT_ATTRIBUTES_REVISION_1,
-        },
-        DeviceName: &mut name,
-        SymbolicName: &mut link,
-        MajorFunctions: table.as_mut_ptr(),
-        ExtensionSize: 0,
-        DefaultSDDLString: core::ptr::null(),
-        DeviceClassGuid: core::ptr::null(),
-    };
-    let (mut dev, mut dh): (*mut DEVICE_OBJECT, NDIS_HANDLE) = (null_mut(), null_mut());
-    call!(
-        "NdisRegisterDeviceEx"
-            as fn(
-                NDIS_HANDLE,
-                *const NDIS_DEVICE_OBJECT_ATTRIBUTES,
-                *mut *mut DEVICE_OBJECT,
-                *mut NDIS_HANDLE,
-            ) -> NDIS_STATUS,
-        handle,
-        &attrs,
-        &mut dev,
-        &mut dh
-    );
+    let (_, dh) = register_device(handle, "Cancel", dispatch as *const () as usize, &[]);
     DEVICE.store(dh, Ordering::Relaxed);
     0
 }
@@ -262,16 +174,7 @@ unsafe extern "win64" fn unload(_driver: *mut DRIVER_OBJECT) {
 }
 
 unsafe extern "win64" fn attach(handle: NDIS_HANDLE, _d: NDIS_HANDLE, _p: *mut c_void) -> NDIS_STATUS {
-    let attrs = NDIS_FILTER_ATTRIBUTES {
-        Header: NDIS_OBJECT_HEADER { Type: NDIS_OBJECT_TYPE_FILTER_ATTRIBUTES, Revision: 1, Size: 8 },
-        Flags: 0,
-    };
-    call!(
-        "NdisFSetAttributes" as fn(NDIS_HANDLE, NDIS_HANDLE, *const NDIS_FILTER_ATTRIBUTES) -> NDIS_STATUS,
-        handle,
-        handle,
-        &attrs
-    )
+    set_attributes(handle, handle)
 }
 unsafe extern "win64" fn noop(_ctx: NDIS_HANDLE) {}
 unsafe extern "win64" fn ok(_ctx: NDIS_HANDLE, _p: *mut c_void) -> NDIS_STATUS {

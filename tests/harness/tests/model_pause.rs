@@ -10,6 +10,9 @@
 //! (the early-completion rules under `Config::pause_waits_for_forwarded`;
 //! the documented rule alone lets a pass-through filter complete at once).
 
+mod common;
+
+use common::driver::{call, filter_characteristics, h, register_filter, set_attributes, set_unload};
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -17,9 +20,7 @@ use std::time::{Duration, Instant};
 use core::ffi::c_void;
 use core::ptr::null_mut;
 use ndis_sys::{
-    DRIVER_OBJECT, NDIS_FILTER_ATTRIBUTES, NDIS_FILTER_DRIVER_CHARACTERISTICS, NDIS_HANDLE, NDIS_OBJECT_HEADER,
-    NDIS_OBJECT_TYPE_FILTER_ATTRIBUTES, NDIS_OBJECT_TYPE_FILTER_DRIVER_CHARACTERISTICS, NDIS_RECEIVE_FLAGS_RESOURCES,
-    NDIS_SIZEOF_FILTER_DRIVER_CHARACTERISTICS_REVISION_2, NDIS_STATUS, NDIS_STATUS_PAUSED, NDIS_STATUS_PENDING,
+    DRIVER_OBJECT, NDIS_HANDLE, NDIS_RECEIVE_FLAGS_RESOURCES, NDIS_STATUS, NDIS_STATUS_PAUSED, NDIS_STATUS_PENDING,
     NDIS_STATUS_SUCCESS, NET_BUFFER_LIST, NTSTATUS, UNICODE_STRING,
 };
 use portwatch_harness::frames::{FrameSpec, IPPROTO_UDP};
@@ -59,54 +60,9 @@ fn bug() -> Bug {
     }
 }
 
-/// The address of a model function, as the loader would bind it.
-fn import(name: &str) -> usize {
-    portwatch_harness::imports::registry()
-        .iter()
-        .find(|i| i.name == name)
-        .unwrap_or_else(|| panic!("{name} not modelled"))
-        .addr
-}
-
-macro_rules! call {
-    ($name:literal as fn($($t:ty),* $(,)?) $(-> $r:ty)?, $($arg:expr),* $(,)?) => {{
-        // SAFETY: the model function's documented signature.
-        let f: unsafe extern "win64" fn($($t),*) $(-> $r)? = unsafe { core::mem::transmute(import($name)) };
-        // SAFETY: arguments as NDIS documents them (or wrong on purpose).
-        unsafe { f($($arg),*) }
-    }};
-}
-
-/// The handler at `f` as the callback field type `T`.
-fn h<T: Copy>(f: usize) -> Option<T> {
-    assert_eq!(core::mem::size_of::<T>(), core::mem::size_of::<usize>());
-    // SAFETY: every handler below is an `unsafe extern "win64" fn` with the
-    // parameters of the field it is stored in; T is a function pointer.
-    Some(unsafe { core::mem::transmute_copy::<usize, T>(&f) })
-}
-
-fn wide(s: &str) -> UNICODE_STRING {
-    let buf: &'static mut [u16] = Box::leak(s.encode_utf16().collect::<Vec<_>>().into_boxed_slice());
-    UNICODE_STRING { Length: (buf.len() * 2) as u16, MaximumLength: (buf.len() * 2) as u16, Buffer: buf.as_mut_ptr() }
-}
-
 unsafe extern "win64" fn driver_entry(driver: *mut DRIVER_OBJECT, _reg: *mut UNICODE_STRING) -> NTSTATUS {
-    // SAFETY: the model's driver object.
-    unsafe {
-        (*driver).DriverUnload = Some(core::mem::transmute::<usize, unsafe extern "system" fn(*const DRIVER_OBJECT)>(
-            unload as *const () as usize,
-        ))
-    };
-    // SAFETY: plain data, NULL handlers.
-    let mut c: NDIS_FILTER_DRIVER_CHARACTERISTICS = unsafe { core::mem::zeroed() };
-    c.Header = NDIS_OBJECT_HEADER {
-        Type: NDIS_OBJECT_TYPE_FILTER_DRIVER_CHARACTERISTICS,
-        Revision: 2,
-        Size: NDIS_SIZEOF_FILTER_DRIVER_CHARACTERISTICS_REVISION_2,
-    };
-    (c.MajorNdisVersion, c.MinorNdisVersion) = (6, 30);
-    c.UniqueName = wide("{00000000-0000-0000-0000-000000000002}");
-    c.ServiceName = wide("Pauser");
+    set_unload(driver, unload as *const () as usize);
+    let mut c = filter_characteristics("{00000000-0000-0000-0000-000000000002}", "Pauser");
     c.AttachHandler = h(attach as *const () as usize);
     c.DetachHandler = h(detach as *const () as usize);
     c.RestartHandler = h(restart as *const () as usize);
@@ -116,20 +72,7 @@ unsafe extern "win64" fn driver_entry(driver: *mut DRIVER_OBJECT, _reg: *mut UNI
     c.ReceiveNetBufferListsHandler = h(receive as *const () as usize);
     c.ReturnNetBufferListsHandler = h(return_nbls as *const () as usize);
     c.StatusHandler = h(status as *const () as usize);
-    let mut handle: NDIS_HANDLE = null_mut();
-    let st = call!(
-        "NdisFRegisterFilterDriver"
-            as fn(
-                *mut DRIVER_OBJECT,
-                NDIS_HANDLE,
-                *const NDIS_FILTER_DRIVER_CHARACTERISTICS,
-                *mut NDIS_HANDLE,
-            ) -> NDIS_STATUS,
-        driver,
-        null_mut(),
-        &c,
-        &mut handle
-    );
+    let (st, handle) = register_filter(driver, &c);
     FILTER.store(handle, Ordering::Relaxed);
     st
 }
@@ -194,16 +137,7 @@ unsafe extern "win64" fn attach(handle: NDIS_HANDLE, _d: NDIS_HANDLE, _p: *mut c
         in_flight: AtomicUsize::new(0),
         pause_pending: AtomicU32::new(0),
     }));
-    let attrs = NDIS_FILTER_ATTRIBUTES {
-        Header: NDIS_OBJECT_HEADER { Type: NDIS_OBJECT_TYPE_FILTER_ATTRIBUTES, Revision: 1, Size: 8 },
-        Flags: 0,
-    };
-    call!(
-        "NdisFSetAttributes" as fn(NDIS_HANDLE, NDIS_HANDLE, *const NDIS_FILTER_ATTRIBUTES) -> NDIS_STATUS,
-        handle,
-        m.cast(),
-        &attrs
-    )
+    set_attributes(handle, m.cast())
 }
 unsafe extern "win64" fn detach(_ctx: NDIS_HANDLE) {}
 unsafe extern "win64" fn restart(ctx: NDIS_HANDLE, _p: *mut c_void) -> NDIS_STATUS {

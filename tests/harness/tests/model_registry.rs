@@ -3,6 +3,9 @@
 //! reaches the model functions through the import registry, as the loader
 //! binds them, and commits one violation per test.
 
+mod common;
+
+use common::driver::{call, leak, violation_of};
 use core::ffi::c_void;
 use core::ptr::{null, null_mut};
 
@@ -14,7 +17,7 @@ use portwatch_harness::irql::{self, APC, DISPATCH, PASSIVE};
 use portwatch_harness::kmutex::APC_INDEX_MISMATCH;
 use portwatch_harness::registry::{self, Hive, C4_IRQL_ZW_PASSIVE, C4_USER_HANDLE_AS_KERNEL, INVALID_KERNEL_HANDLE};
 use portwatch_harness::stack::call_driver_at;
-use portwatch_harness::verifier::{codes, Config, Session, Violation};
+use portwatch_harness::verifier::{codes, Config, Session};
 use portwatch_harness::wait::KMODE_EXCEPTION_NOT_HANDLED;
 
 const STATUS_INVALID_PARAMETER: i32 = 0xC000_000D_u32 as i32;
@@ -23,27 +26,6 @@ const STATUS_ACCESS_DENIED: i32 = 0xC000_0022_u32 as i32;
 const STATUS_BUFFER_TOO_SMALL: i32 = 0xC000_0023_u32 as i32;
 const STATUS_BUFFER_OVERFLOW: i32 = 0x8000_0005_u32 as i32;
 const SERVICE: &str = "\\REGISTRY\\MACHINE\\SYSTEM\\CurrentControlSet\\Services\\Model";
-
-fn import(name: &str) -> usize {
-    portwatch_harness::imports::registry()
-        .iter()
-        .find(|i| i.dll == "ntoskrnl.exe" && i.name == name)
-        .unwrap_or_else(|| panic!("{name} not modelled"))
-        .addr
-}
-
-macro_rules! call {
-    ($name:literal as fn($($t:ty),* $(,)?) $(-> $r:ty)?, $($arg:expr),* $(,)?) => {{
-        // SAFETY: the model function's documented signature.
-        let f: unsafe extern "win64" fn($($t),*) $(-> $r)? = unsafe { core::mem::transmute(import($name)) };
-        // SAFETY: arguments as the DDI documents them (or wrong on purpose).
-        unsafe { f($($arg),*) }
-    }};
-}
-
-fn leak<T: Default>() -> *mut T {
-    Box::into_raw(Box::default())
-}
 
 fn init_mutex(m: *mut KMUTEX) {
     call!("KeInitializeMutex" as fn(*mut KMUTEX, u32), m, 0);
@@ -55,10 +37,6 @@ fn wait(m: *mut KMUTEX) -> i32 {
 
 fn release(m: *mut KMUTEX) -> i32 {
     call!("KeReleaseMutex" as fn(*mut KMUTEX, u8) -> i32, m, 0)
-}
-
-fn violation_of(r: Result<(), Violation>) -> Violation {
-    r.expect_err("the model let the bug through")
 }
 
 #[test]

@@ -3,6 +3,9 @@
 //! registry) commits one violation class per test, and each must be caught
 //! with the right rule and bug check.
 
+mod common;
+
+use common::driver::{call, filter_characteristics, h, register_device, register_filter, set_attributes, set_unload};
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -10,15 +13,11 @@ use std::time::Duration;
 use core::ffi::c_void;
 use core::ptr::null_mut;
 use ndis_sys::{
-    DEVICE_OBJECT, DRIVER_DISPATCH, DRIVER_OBJECT, IRP, IRP_MJ_PNP, NDIS_DEVICE_OBJECT_ATTRIBUTES,
-    NDIS_FILTER_ATTRIBUTES, NDIS_FILTER_DRIVER_CHARACTERISTICS, NDIS_HANDLE, NDIS_OBJECT_HEADER,
-    NDIS_OBJECT_TYPE_DEVICE_OBJECT_ATTRIBUTES, NDIS_OBJECT_TYPE_FILTER_ATTRIBUTES,
-    NDIS_OBJECT_TYPE_FILTER_DRIVER_CHARACTERISTICS, NDIS_SIZEOF_DEVICE_OBJECT_ATTRIBUTES_REVISION_1,
-    NDIS_SIZEOF_FILTER_DRIVER_CHARACTERISTICS_REVISION_2, NDIS_STATUS, NDIS_STATUS_INVALID_PARAMETER,
+    DEVICE_OBJECT, DRIVER_OBJECT, IRP, IRP_MJ_PNP, NDIS_HANDLE, NDIS_STATUS, NDIS_STATUS_INVALID_PARAMETER,
     NDIS_STATUS_PAUSED, NDIS_STATUS_PENDING, NET_BUFFER_LIST, NTSTATUS, UNICODE_STRING,
 };
 use portwatch_harness::frames::{FrameSpec, IPPROTO_UDP};
-use portwatch_harness::io::{c9, IoError, IRP_MJ_COUNT, MULTIPLE_IRP_COMPLETE_REQUESTS};
+use portwatch_harness::io::{c9, IoError, MULTIPLE_IRP_COMPLETE_REQUESTS};
 use portwatch_harness::nbl::NblSpec;
 use portwatch_harness::ndis::{subcodes, AdapterId, AdapterSpec, At, Completion};
 use portwatch_harness::session::{LoadError, Options, Session};
@@ -59,55 +58,9 @@ fn bug() -> Bug {
     unsafe { core::mem::transmute::<u32, Bug>(BUG.load(Ordering::Relaxed)) }
 }
 
-/// The address of a model function, as the loader would bind it.
-fn import(name: &str) -> usize {
-    portwatch_harness::imports::registry()
-        .iter()
-        .find(|i| i.name == name)
-        .unwrap_or_else(|| panic!("{name} not modelled"))
-        .addr
-}
-
-macro_rules! call {
-    ($name:literal as fn($($t:ty),* $(,)?) $(-> $r:ty)?, $($arg:expr),* $(,)?) => {{
-        // SAFETY: the model function's documented signature.
-        let f: unsafe extern "win64" fn($($t),*) $(-> $r)? = unsafe { core::mem::transmute(import($name)) };
-        // SAFETY: arguments as NDIS documents them (or wrong on purpose).
-        unsafe { f($($arg),*) }
-    }};
-}
-
-/// The handler at `f` as the callback field type `T` (the harness calls it
-/// with the Windows x64 convention, the one of the `win64` functions here).
-fn h<T: Copy>(f: usize) -> Option<T> {
-    assert_eq!(core::mem::size_of::<T>(), core::mem::size_of::<usize>());
-    // SAFETY: every handler below is an `unsafe extern "win64" fn` with the
-    // parameters of the field it is stored in; T is a function pointer.
-    Some(unsafe { core::mem::transmute_copy::<usize, T>(&f) })
-}
-
-fn wide(s: &str) -> UNICODE_STRING {
-    let buf: &'static mut [u16] = Box::leak(s.encode_utf16().collect::<Vec<_>>().into_boxed_slice());
-    UNICODE_STRING { Length: (buf.len() * 2) as u16, MaximumLength: (buf.len() * 2) as u16, Buffer: buf.as_mut_ptr() }
-}
-
 unsafe extern "win64" fn driver_entry(driver: *mut DRIVER_OBJECT, _reg: *mut UNICODE_STRING) -> NTSTATUS {
-    // SAFETY: the model's driver object.
-    unsafe {
-        (*driver).DriverUnload = Some(core::mem::transmute::<usize, unsafe extern "system" fn(*const DRIVER_OBJECT)>(
-            unload as *const () as usize,
-        ))
-    };
-    // SAFETY: plain data, NULL handlers.
-    let mut c: NDIS_FILTER_DRIVER_CHARACTERISTICS = unsafe { core::mem::zeroed() };
-    c.Header = NDIS_OBJECT_HEADER {
-        Type: NDIS_OBJECT_TYPE_FILTER_DRIVER_CHARACTERISTICS,
-        Revision: 2,
-        Size: NDIS_SIZEOF_FILTER_DRIVER_CHARACTERISTICS_REVISION_2,
-    };
-    (c.MajorNdisVersion, c.MinorNdisVersion) = (6, 30);
-    c.UniqueName = wide("{00000000-0000-0000-0000-000000000001}");
-    c.ServiceName = wide("Bad");
+    set_unload(driver, unload as *const () as usize);
+    let mut c = filter_characteristics("{00000000-0000-0000-0000-000000000001}", "Bad");
     c.AttachHandler = h(attach as *const () as usize);
     c.DetachHandler = h(detach as *const () as usize);
     c.RestartHandler = h(restart as *const () as usize);
@@ -117,59 +70,14 @@ unsafe extern "win64" fn driver_entry(driver: *mut DRIVER_OBJECT, _reg: *mut UNI
     c.ReceiveNetBufferListsHandler = h(receive as *const () as usize);
     c.ReturnNetBufferListsHandler = h(return_nbls as *const () as usize);
     c.StatusHandler = h(status as *const () as usize);
-    let mut handle: NDIS_HANDLE = null_mut();
-    let st = call!(
-        "NdisFRegisterFilterDriver"
-            as fn(
-                *mut DRIVER_OBJECT,
-                NDIS_HANDLE,
-                *const NDIS_FILTER_DRIVER_CHARACTERISTICS,
-                *mut NDIS_HANDLE,
-            ) -> NDIS_STATUS,
-        driver,
-        null_mut(),
-        &c,
-        &mut handle
-    );
+    let (st, handle) = register_filter(driver, &c);
     if st != 0 {
         return st;
     }
     FILTER.store(handle, Ordering::Relaxed);
-    let mut table: [DRIVER_DISPATCH; IRP_MJ_COUNT] = [None; IRP_MJ_COUNT];
-    for mj in [0usize, 2, 0x0E, 0x12] {
-        table[mj] = h(dispatch as *const () as usize);
-    }
-    if bug() == Bug::PnpHandler {
-        table[usize::from(IRP_MJ_PNP)] = h(dispatch as *const () as usize);
-    }
-    let (mut name, mut link) = (wide("\\Device\\Bad"), wide("\\DosDevices\\Bad"));
-    let attrs = NDIS_DEVICE_OBJECT_ATTRIBUTES {
-        Header: NDIS_OBJECT_HEADER {
-            Type: NDIS_OBJECT_TYPE_DEVICE_OBJECT_ATTRIBUTES,
-            Revision: 1,
-            Size: NDIS_SIZEOF_DEVICE_OBJECT_ATTRIBUTES_REVISION_1,
-        },
-        DeviceName: &mut name,
-        SymbolicName: &mut link,
-        MajorFunctions: table.as_mut_ptr(),
-        ExtensionSize: 0,
-        DefaultSDDLString: core::ptr::null(),
-        DeviceClassGuid: core::ptr::null(),
-    };
-    let (mut dev, mut dh): (*mut DEVICE_OBJECT, NDIS_HANDLE) = (null_mut(), null_mut());
-    let st = call!(
-        "NdisRegisterDeviceEx"
-            as fn(
-                NDIS_HANDLE,
-                *const NDIS_DEVICE_OBJECT_ATTRIBUTES,
-                *mut *mut DEVICE_OBJECT,
-                *mut NDIS_HANDLE,
-            ) -> NDIS_STATUS,
-        handle,
-        &attrs,
-        &mut dev,
-        &mut dh
-    );
+    let pnp = [usize::from(IRP_MJ_PNP)];
+    let extra: &[usize] = if bug() == Bug::PnpHandler { &pnp } else { &[] };
+    let (st, dh) = register_device(handle, "Bad", dispatch as *const () as usize, extra);
     if st != 0 {
         call!("NdisFDeregisterFilterDriver" as fn(NDIS_HANDLE), handle);
         return st;
@@ -200,16 +108,7 @@ fn module<'a>(ctx: NDIS_HANDLE) -> &'a Module {
 
 unsafe extern "win64" fn attach(handle: NDIS_HANDLE, _d: NDIS_HANDLE, _p: *mut c_void) -> NDIS_STATUS {
     let m = Box::into_raw(Box::new(Module { handle, paused: AtomicU32::new(1) }));
-    let attrs = NDIS_FILTER_ATTRIBUTES {
-        Header: NDIS_OBJECT_HEADER { Type: NDIS_OBJECT_TYPE_FILTER_ATTRIBUTES, Revision: 1, Size: 8 },
-        Flags: 0,
-    };
-    call!(
-        "NdisFSetAttributes" as fn(NDIS_HANDLE, NDIS_HANDLE, *const NDIS_FILTER_ATTRIBUTES) -> NDIS_STATUS,
-        handle,
-        m.cast(),
-        &attrs
-    )
+    set_attributes(handle, m.cast())
 }
 unsafe extern "win64" fn detach(_ctx: NDIS_HANDLE) {}
 unsafe extern "win64" fn restart(ctx: NDIS_HANDLE, _p: *mut c_void) -> NDIS_STATUS {

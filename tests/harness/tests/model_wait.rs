@@ -3,32 +3,17 @@
 //! through the import registry, as the loader binds them, and commits one
 //! violation per test; each is reported with its rule and bug check.
 
+mod common;
+
+use common::driver::{call, leak, violation_of};
 use core::ffi::c_void;
 use std::time::{Duration, Instant};
 
 use ndis_sys::{FAST_MUTEX, KEVENT, KSEMAPHORE, STATUS_SEMAPHORE_LIMIT_EXCEEDED, STATUS_TIMEOUT};
 use portwatch_harness::irql::{self, APC, DISPATCH, PASSIVE};
 use portwatch_harness::stack::{call_driver, call_driver_at};
-use portwatch_harness::verifier::{codes, Config, Session, Violation};
+use portwatch_harness::verifier::{codes, Config, Session};
 use portwatch_harness::wait::{self, C4_IRQL_EX_APC_LTE1, IRQL_GT_ZERO_AT_SYSTEM_SERVICE, KMODE_EXCEPTION_NOT_HANDLED};
-
-/// The address of a model function, as the loader would bind it.
-fn import(name: &str) -> usize {
-    portwatch_harness::imports::registry()
-        .iter()
-        .find(|i| i.dll == "ntoskrnl.exe" && i.name == name)
-        .unwrap_or_else(|| panic!("{name} not modelled"))
-        .addr
-}
-
-macro_rules! call {
-    ($name:literal as fn($($t:ty),* $(,)?) $(-> $r:ty)?, $($arg:expr),* $(,)?) => {{
-        // SAFETY: the model function's documented signature.
-        let f: unsafe extern "win64" fn($($t),*) $(-> $r)? = unsafe { core::mem::transmute(import($name)) };
-        // SAFETY: arguments as the DDI documents them (or wrong on purpose).
-        unsafe { f($($arg),*) }
-    }};
-}
 
 /// `ExInitializeFastMutex` as wdm.h inlines it.
 fn init_mutex(m: *mut FAST_MUTEX) {
@@ -64,15 +49,6 @@ fn wait(s: *mut KSEMAPHORE, timeout_100ns: Option<i64>) -> i32 {
 
 fn release_semaphore(s: *mut KSEMAPHORE, adjustment: i32) -> i32 {
     call!("KeReleaseSemaphore" as fn(*mut KSEMAPHORE, i32, i32, u8) -> i32, s, 1, adjustment, 0)
-}
-
-/// Leaked storage, so other threads may use it for the whole test.
-fn leak<T: Default>() -> *mut T {
-    Box::into_raw(Box::default())
-}
-
-fn violation_of(r: Result<(), Violation>) -> Violation {
-    r.expect_err("the model let the bug through")
 }
 
 #[test]

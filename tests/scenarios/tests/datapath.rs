@@ -5,10 +5,8 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use portwatch_scenarios::harness_target::HarnessTarget;
-use portwatch_scenarios::target::{
-    Adapter, AdapterOp, Direction, Handle, Health, Level, NblResult, NblSpec, Reply, Target, TargetError,
-};
+use common::forward::{Forward, Hooks};
+use portwatch_scenarios::target::{Direction, NblResult, NblSpec, TargetError};
 use portwatch_scenarios::Scenario;
 
 #[test]
@@ -19,44 +17,20 @@ fn datapath_storm_counts_exactly() {
     assert!(s.packets > common::OPS, "{s}");
 }
 
-/// The harness, except that it claims one delivered NBL was not delivered:
-/// the counters then disagree with the tally by exactly that NBL.
+/// Claims one delivered NBL was not delivered: the counters then disagree
+/// with the tally by exactly that NBL.
 struct HidesOneDelivery {
-    inner: HarnessTarget,
     hidden: AtomicBool,
 }
 
-impl Target for HidesOneDelivery {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn open(&self) -> Result<Handle, TargetError> {
-        self.inner.open()
-    }
-    fn ioctl(&self, h: Handle, code: u32, input: &[u8], out_len: u32) -> Result<Reply, TargetError> {
-        self.inner.ioctl(h, code, input, out_len)
-    }
-    fn close(&self, h: Handle) -> Result<(), TargetError> {
-        self.inner.close(h)
-    }
-    fn adapter_count(&self) -> usize {
-        self.inner.adapter_count()
-    }
-    fn supports(&self, op: AdapterOp) -> bool {
-        self.inner.supports(op)
-    }
-    fn adapter_op(&self, a: Adapter, op: AdapterOp) -> Result<(), TargetError> {
-        self.inner.adapter_op(a, op)
-    }
+impl Hooks for HidesOneDelivery {
     fn inject(
         &self,
-        a: Adapter,
-        d: Direction,
+        _direction: Direction,
         nbls: &[NblSpec],
-        l: Level,
-        r: bool,
+        results: Result<Vec<NblResult>, TargetError>,
     ) -> Result<Vec<NblResult>, TargetError> {
-        let mut results = self.inner.inject(a, d, nbls, l, r)?;
+        let mut results = results?;
         // TCP port 10000 is bound by stable endpoints 0 and 2 for the whole run.
         let on_a_stable_port =
             |n: &NblSpec| n.packets.iter().any(|p| p.keys().contains(&(portwatch_proto::PROTO_TCP, 10_000)));
@@ -67,22 +41,13 @@ impl Target for HidesOneDelivery {
         }
         Ok(results)
     }
-    fn exact_traffic(&self) -> bool {
-        true
-    }
-    fn reload(&self) -> Result<Health, TargetError> {
-        self.inner.reload()
-    }
-    fn unload(&self) -> Result<Health, TargetError> {
-        self.inner.unload()
-    }
 }
 
 #[test]
 fn one_miscounted_packet_fails_the_check() {
-    let t = HidesOneDelivery { inner: common::target(), hidden: AtomicBool::new(false) };
+    let t = Forward { inner: common::target(), hooks: HidesOneDelivery { hidden: AtomicBool::new(false) } };
     let s = Scenario::DataPath.run(&t, &portwatch_scenarios::Params::ops(2, 300, 3));
-    assert!(t.hidden.load(Ordering::SeqCst), "no NBL was hidden");
+    assert!(t.hooks.hidden.load(Ordering::SeqCst), "no NBL was hidden");
     assert!(s.violations.is_empty() && s.leaks.is_empty(), "{s}");
     assert!(s.failures.iter().any(|f| f.contains("stable endpoint")), "the exact check missed it:\n{s}");
 }

@@ -7,7 +7,7 @@
 
 use super::rule::{violation, Rule};
 use super::thread::with_thread;
-use super::wait::thread_id;
+use super::wait::{thread_id, InitialisedAt};
 use crate::atomic::{AtomicUsize, Ordering};
 use ndis_sys::APC_LEVEL;
 use std::cell::Cell;
@@ -57,33 +57,23 @@ pub fn return_to_user_mode() {
 pub(crate) struct HostMutexObject {
     /// Owning thread, 0 when free (signalled).
     owner: AtomicUsize,
-    /// Address `KeInitializeMutex` ran at; 0 before.
-    initialised_at: AtomicUsize,
+    /// Where `KeInitializeMutex` ran.
+    initialised_at: InitialisedAt,
 }
 
 impl HostMutexObject {
     pub(crate) fn new() -> Self {
-        Self { owner: AtomicUsize::new(0), initialised_at: AtomicUsize::new(0) }
-    }
-
-    fn addr(&self) -> usize {
-        self as *const Self as usize
+        Self { owner: AtomicUsize::new(0), initialised_at: InitialisedAt::new() }
     }
 
     pub(crate) fn init(&self) {
         self.owner.store(0, Ordering::Relaxed);
-        self.initialised_at.store(self.addr(), Ordering::Relaxed);
+        self.initialised_at.set(self);
     }
 
     #[track_caller]
     fn check_initialised(&self, function: &str) {
-        let at = self.initialised_at.load(Ordering::Relaxed);
-        if at != self.addr() {
-            violation(
-                Rule::LockNotInitialisedHere,
-                format_args!("{function} on a mutex object at {:#x}, initialised at {at:#x}", self.addr()),
-            )
-        }
+        self.initialised_at.check(self, function, "mutex object");
     }
 
     #[track_caller]

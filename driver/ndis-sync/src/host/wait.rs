@@ -34,6 +34,40 @@ pub(crate) fn thread_id() -> usize {
     })
 }
 
+/// Where a model dispatcher object was initialised (0: not yet), so that a
+/// use before its `*Initialize*` call, or away from where that ran, is
+/// reported (`LockNotInitialisedHere`).
+#[derive(Debug)]
+pub(crate) struct InitialisedAt(AtomicUsize);
+
+impl InitialisedAt {
+    pub(crate) fn new() -> Self {
+        Self(AtomicUsize::new(0))
+    }
+
+    /// Records `object` as initialised where it now is.
+    pub(crate) fn set<T>(&self, object: &T) {
+        self.0.store(address(object), Ordering::Relaxed);
+    }
+
+    /// Reports `function` called on `object` (a `kind`) anywhere but where
+    /// it was initialised.
+    #[track_caller]
+    pub(crate) fn check<T>(&self, object: &T, function: &str, kind: &str) {
+        let (here, at) = (address(object), self.0.load(Ordering::Relaxed));
+        if at != here {
+            violation(
+                Rule::LockNotInitialisedHere,
+                format_args!("{function} on a {kind} at {here:#x}, initialised at {at:#x}"),
+            )
+        }
+    }
+}
+
+fn address<T>(object: &T) -> usize {
+    object as *const T as usize
+}
+
 /// Number of fast mutexes ([`Mutex`](crate::Mutex)es) this thread owns.
 ///
 /// ```
@@ -50,24 +84,14 @@ pub(crate) struct HostFastMutex {
     owner: AtomicUsize,
     /// IRQL to restore at release (`OldIrql`).
     old_irql: AtomicU8,
-    /// Address `ExInitializeFastMutex` ran at; 0 before.
-    initialised_at: AtomicUsize,
+    /// Where `ExInitializeFastMutex` ran.
+    initialised_at: InitialisedAt,
 }
 
 impl HostFastMutex {
-    fn addr(&self) -> usize {
-        self as *const Self as usize
-    }
-
     #[track_caller]
     fn check_initialised(&self, function: &str) {
-        let at = self.initialised_at.load(Ordering::Relaxed);
-        if at != self.addr() {
-            violation(
-                Rule::LockNotInitialisedHere,
-                format_args!("{function} on a fast mutex at {:#x}, initialised at {at:#x}", self.addr()),
-            )
-        }
+        self.initialised_at.check(self, function, "fast mutex");
     }
 
     #[track_caller]
@@ -115,23 +139,13 @@ impl HostFastMutex {
 pub(crate) struct HostSemaphore {
     count: AtomicI32,
     limit: AtomicI32,
-    initialised_at: AtomicUsize,
+    initialised_at: InitialisedAt,
 }
 
 impl HostSemaphore {
-    fn addr(&self) -> usize {
-        self as *const Self as usize
-    }
-
     #[track_caller]
     fn check_initialised(&self, function: &str) {
-        let at = self.initialised_at.load(Ordering::Relaxed);
-        if at != self.addr() {
-            violation(
-                Rule::LockNotInitialisedHere,
-                format_args!("{function} on a semaphore at {:#x}, initialised at {at:#x}", self.addr()),
-            )
-        }
+        self.initialised_at.check(self, function, "semaphore");
     }
 
     fn try_take(&self) -> bool {
@@ -239,7 +253,7 @@ impl WaitBackend for super::Host {
         HostFastMutex {
             owner: AtomicUsize::new(0),
             old_irql: AtomicU8::new(PASSIVE_LEVEL),
-            initialised_at: AtomicUsize::new(0),
+            initialised_at: InitialisedAt::new(),
         }
     }
 
@@ -247,7 +261,7 @@ impl WaitBackend for super::Host {
         // SAFETY: the caller guarantees `mutex` is valid and unused.
         let mutex = unsafe { &*mutex };
         mutex.owner.store(0, Ordering::Relaxed);
-        mutex.initialised_at.store(mutex.addr(), Ordering::Relaxed);
+        mutex.initialised_at.set(mutex);
     }
 
     unsafe fn mutex_acquire(mutex: *mut HostFastMutex) {
@@ -280,7 +294,7 @@ impl WaitBackend for super::Host {
     }
 
     fn semaphore_storage() -> HostSemaphore {
-        HostSemaphore { count: AtomicI32::new(0), limit: AtomicI32::new(0), initialised_at: AtomicUsize::new(0) }
+        HostSemaphore { count: AtomicI32::new(0), limit: AtomicI32::new(0), initialised_at: InitialisedAt::new() }
     }
 
     unsafe fn semaphore_init(semaphore: *mut HostSemaphore, count: i32, limit: i32) {
@@ -288,7 +302,7 @@ impl WaitBackend for super::Host {
         let semaphore = unsafe { &*semaphore };
         semaphore.count.store(count, Ordering::Relaxed);
         semaphore.limit.store(limit, Ordering::Relaxed);
-        semaphore.initialised_at.store(semaphore.addr(), Ordering::Relaxed);
+        semaphore.initialised_at.set(semaphore);
     }
 
     unsafe fn semaphore_wait(semaphore: *mut HostSemaphore, timeout_100ns: Option<u64>) -> bool {

@@ -1,5 +1,8 @@
-//! Shared helpers of the model tests: the fixture driver and its IOCTLs.
+//! Shared helpers of the model tests: the fixture driver and its IOCTLs;
+//! [`driver`], the plumbing of the in-process test drivers.
 #![allow(dead_code)]
+
+pub mod driver;
 
 use portwatch_harness::session::{find_driver, Options, Session};
 

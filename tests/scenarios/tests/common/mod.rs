@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod forward;
 pub mod recording;
 
 use portwatch_scenarios::harness_target::{driver_path, HarnessConfig, HarnessTarget};
