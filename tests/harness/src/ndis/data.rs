@@ -180,8 +180,28 @@ enum Holder {
     Done,
 }
 
+/// A model NBL, which stays where the operation that created it keeps it
+/// (its `Vec<NblAlloc>`, or [`super::Model::abandoned`] once the operation
+/// ended in a violation): the table holds records, not NBLs, so that
+/// tracking one moves no NBL.
+#[derive(Clone, Copy)]
+struct AllocRef(core::ptr::NonNull<NblAlloc>);
+
+// SAFETY: a shared reference to an NblAlloc, which is Send and is only read
+// through this (its spec); the allocation outlives every record naming it
+// (see above).
+unsafe impl Send for AllocRef {}
+
+impl AllocRef {
+    fn get(&self) -> &NblAlloc {
+        // SAFETY: the NblAlloc stays in its operation's vector, or in the
+        // model's abandoned ones, for as long as a record names it.
+        unsafe { self.0.as_ref() }
+    }
+}
+
 pub(crate) struct NblRec {
-    alloc: Option<NblAlloc>,
+    alloc: Option<AllocRef>,
     dir: Dir,
     /// None: created by the model; Some(h): originated by module h.
     origin: Option<usize>,
@@ -297,19 +317,27 @@ fn count_callback(name: &'static str) {
 pub(crate) fn send(adapter: AdapterId, allocs: Vec<NblAlloc>, at: At) -> Result<Vec<NblOutcome>, Violation> {
     let gate = model().adapters[adapter.0].send_gate.clone();
     let _in_flight = gate.read().unwrap_or_else(PoisonError::into_inner);
-    let (m, addrs) = register(adapter.0, allocs, Dir::Send, false);
+    let (m, addrs) = register(adapter.0, &allocs, Dir::Send, false);
     let saved = irql::current();
     irql::set(at.irql());
     let result = send_down(m, adapter.0, usize::MAX, addrs.clone(), at.flag());
     irql::set(saved);
-    result?;
-    drain_pending()?;
-    collect(&addrs)
+    let outcome = result.and_then(|()| drain_pending()).and_then(|()| collect(&addrs));
+    keep_if_failed(allocs, outcome)
+}
+
+/// After a violation the driver may still hold the operation's NBLs: they
+/// stay allocated (and tracked) until the session ends.
+fn keep_if_failed<T>(allocs: Vec<NblAlloc>, outcome: Result<T, Violation>) -> Result<T, Violation> {
+    if outcome.is_err() {
+        model().abandoned.push(allocs);
+    }
+    outcome
 }
 
 /// Tracks the model's new NBLs; returns the model, still locked, for the
 /// first hop.
-fn register(adapter: usize, allocs: Vec<NblAlloc>, dir: Dir, resources: bool) -> (ModelGuard, Addrs) {
+fn register(adapter: usize, allocs: &[NblAlloc], dir: Dir, resources: bool) -> (ModelGuard, Addrs) {
     let mut m = model();
     let mut addrs = Addrs::new();
     for a in allocs {
@@ -319,7 +347,7 @@ fn register(adapter: usize, allocs: Vec<NblAlloc>, dir: Dir, resources: bool) ->
         m.nbls.insert(
             addr,
             NblRec {
-                alloc: Some(a),
+                alloc: Some(AllocRef(a.into())),
                 dir,
                 origin: None,
                 adapter,
@@ -336,18 +364,15 @@ fn register(adapter: usize, allocs: Vec<NblAlloc>, dir: Dir, resources: bool) ->
     (m, addrs)
 }
 
-/// Removes finished model NBLs and reports how they ended.
+/// Removes finished model NBLs and reports how they ended. (The NBLs
+/// themselves are freed by the caller, after the model's lock is let go:
+/// their pages go back to the lent-page and guarded-buffer tables.)
 fn collect(addrs: &[usize]) -> Result<Vec<NblOutcome>, Violation> {
     let mut m = model();
-    let mut out = Vec::with_capacity(addrs.len());
-    // Freed after the model's lock is let go (their pages go back to the
-    // lent-page and guarded-buffer tables, which have locks of their own).
-    let mut done: SmallVec<[Option<NblAlloc>; 2]> = SmallVec::new();
     for a in addrs {
-        let r = m.nbls.remove(a).expect("model NBL tracked");
+        let r = &m.nbls[a];
         if r.holder != Holder::Done {
             let dir = r.dir;
-            m.nbls.insert(*a, r);
             drop(m);
             let (rule, sub) = match dir {
                 Dir::Send => ("send NBL never completed", subcodes::SEND_NBL_HELD),
@@ -361,11 +386,14 @@ fn collect(addrs: &[usize]) -> Result<Vec<NblOutcome>, Violation> {
                 format!("NBL {a:#x} is still outstanding after the operation"),
             )));
         }
-        out.push(NblOutcome { status: r.status, delivered: r.delivered });
-        done.push(r.alloc);
     }
-    drop(m);
-    drop(done);
+    let out = addrs
+        .iter()
+        .map(|a| {
+            let r = m.nbls.remove(a).expect("model NBL tracked");
+            NblOutcome { status: r.status, delivered: r.delivered }
+        })
+        .collect();
     Ok(out)
 }
 
@@ -467,9 +495,10 @@ fn to_far_end(mut m: ModelGuard, dir: Dir, nbls: Addrs, flags: u32) -> Result<()
 /// must not modify them).
 fn check_unmodified(m: &mut super::Model, nbls: &[usize]) {
     for a in nbls {
-        let Some(alloc) = m.nbls.get(a).and_then(|r| r.alloc.as_ref()) else {
+        let Some(alloc) = m.nbls.get(a).and_then(|r| r.alloc) else {
             continue;
         };
+        let alloc = alloc.get();
         // SAFETY: a live model NBL.
         let nbs = unsafe { nbl::net_buffers(alloc.as_ptr()) };
         let frames = &alloc.spec().frames;
@@ -919,21 +948,25 @@ pub(crate) fn receive(
 ) -> Result<Vec<NblOutcome>, Violation> {
     let gate = model().adapters[adapter.0].receive_gate.clone();
     let _in_flight = gate.read().unwrap_or_else(PoisonError::into_inner);
-    let (m, addrs) = register(adapter.0, allocs, Dir::Receive, resources);
+    let (m, addrs) = register(adapter.0, &allocs, Dir::Receive, resources);
     let flags = at.flag() | if resources { NDIS_RECEIVE_FLAGS_RESOURCES } else { 0 };
     let saved = irql::current();
     irql::set(at.irql());
     let result = indicate_up(m, adapter.0, None, addrs.clone(), flags);
     irql::set(saved);
-    result?;
-    if resources {
-        // The NBLs reverted to the miniport when the indication returned.
-        let mut done = Addrs::new();
-        finish(&mut model(), &addrs, &mut done);
-        retire_all(&mut done);
-    }
-    drain_pending()?;
-    collect(&addrs)
+    let outcome = result
+        .map(|()| {
+            if resources {
+                // The NBLs reverted to the miniport when the indication
+                // returned.
+                let mut done = Addrs::new();
+                finish(&mut model(), &addrs, &mut done);
+                retire_all(&mut done);
+            }
+        })
+        .and_then(|()| drain_pending())
+        .and_then(|()| collect(&addrs));
+    keep_if_failed(allocs, outcome)
 }
 
 /// Indicates `nbls` to the lowest module above `above` (None: from the

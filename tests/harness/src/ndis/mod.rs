@@ -103,6 +103,9 @@ pub(crate) struct Model {
     next_handle: usize,
     /// Handles once valid, for a precise message when one is reused.
     retired: BTreeMap<usize, &'static str>,
+    /// The NBLs of operations that ended in a violation: the driver may
+    /// still hold them, so they live until the session ends.
+    abandoned: Vec<Vec<crate::nbl::NblAlloc>>,
 }
 
 impl Model {
