@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 
 use rustc_hash::FxHashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use crate::verifier::{codes, Violation};
 
@@ -26,11 +26,18 @@ const PAGE: usize = 4096;
 /// Reusable one-page mappings kept (each is two VMAs).
 const CACHE: usize = 512;
 
-/// What each live buffer is, by the address of its guard page (hashed:
-/// two updates per buffer, one per packet and MDL).
-static LIVE: Mutex<Option<FxHashMap<usize, Described>>> = Mutex::new(None);
-/// Idle one-page mappings (their guard page still in place).
-static IDLE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+/// The live buffers and the idle mappings, under one lock (taken once
+/// when a buffer is made and once when it goes).
+#[derive(Default)]
+struct Table {
+    /// What each live buffer is, by the address of its guard page (hashed:
+    /// two updates per buffer, one per packet and MDL).
+    live: FxHashMap<usize, Described>,
+    /// Idle one-page mappings (their guard page still in place).
+    idle: Vec<usize>,
+}
+
+static TABLE: LazyLock<Mutex<Table>> = LazyLock::new(Mutex::default);
 
 struct Described {
     addr: usize,
@@ -38,8 +45,8 @@ struct Described {
     what: Cow<'static, str>,
 }
 
-fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+fn table() -> MutexGuard<'static, Table> {
+    TABLE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// `len` bytes ending right before an inaccessible page.
@@ -59,12 +66,26 @@ impl GuardedBuf {
     pub fn new(data: &[u8], what: impl Into<Cow<'static, str>>) -> Self {
         let len = data.len();
         let data_pages = len.max(1).div_ceil(PAGE);
-        let lo = if data_pages == 1 { lock(&IDLE).pop() } else { None }.unwrap_or_else(|| map(data_pages));
+        let what = what.into();
+        let mut t = table();
+        let idle = if data_pages == 1 { t.idle.pop() } else { None };
+        let lo = match idle {
+            Some(lo) => lo,
+            None => {
+                // The system calls outside the lock.
+                drop(t);
+                let lo = map(data_pages);
+                t = table();
+                lo
+            }
+        };
         let guard = lo + data_pages * PAGE;
         let addr = guard - len;
-        // SAFETY: [addr, guard) lies in the mapping's read/write pages.
+        t.live.insert(guard, Described { addr, len, what });
+        drop(t);
+        // SAFETY: [addr, guard) lies in the mapping's read/write pages,
+        // handed to this value only.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, len) };
-        lock(&LIVE).get_or_insert_with(FxHashMap::default).insert(guard, Described { addr, len, what: what.into() });
         Self { lo, data_pages, addr, len }
     }
 
@@ -93,14 +114,12 @@ impl GuardedBuf {
 impl Drop for GuardedBuf {
     fn drop(&mut self) {
         let guard = self.lo + self.data_pages * PAGE;
-        if let Some(live) = lock(&LIVE).as_mut() {
-            live.remove(&guard);
-        }
-        let mut idle = lock(&IDLE);
-        if self.data_pages == 1 && idle.len() < CACHE {
-            idle.push(self.lo);
+        let mut t = table();
+        t.live.remove(&guard);
+        if self.data_pages == 1 && t.idle.len() < CACHE {
+            t.idle.push(self.lo);
         } else {
-            drop(idle);
+            drop(t);
             // SAFETY: the mapping made by `map` for this buffer, no longer
             // listed anywhere.
             unsafe { libc::munmap(self.lo as *mut libc::c_void, (self.data_pages + 1) * PAGE) };
@@ -133,8 +152,8 @@ fn map(data_pages: usize) -> usize {
 /// A fault at `addr` in the guard page of a live buffer: the overrun,
 /// named.
 pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Violation> {
-    let live = lock(&LIVE);
-    let d = live.as_ref()?.get(&(addr & !(PAGE - 1)))?;
+    let t = table();
+    let d = t.live.get(&(addr & !(PAGE - 1)))?;
     let past = addr - (d.addr + d.len) + 1;
     Some(Violation::new(
         "access beyond the end of a buffer the driver was given",

@@ -38,7 +38,8 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 use std::ops::{Deref, DerefMut};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use crate::verifier::{codes, Violation};
 
@@ -76,6 +77,58 @@ fn slab_of(page: usize) -> usize {
     page & !(SLAB * PAGE - 1)
 }
 
+/// Which pages of a slab are retired, readable without the table's lock:
+/// [`is_retired`] runs on every NBL of every chain the driver hands the
+/// model. Written under the table's lock only, kept equal to `retired` of
+/// the slab's pages.
+struct SlabBits {
+    /// The slab this entry describes (0: none).
+    slab: AtomicUsize,
+    /// Bit i: the slab's page i is retired.
+    retired: AtomicU64,
+}
+
+/// Entries of [`BITS`], found by slab number (direct-mapped: a slab whose
+/// entry is taken by another is looked up under the lock instead).
+const BIT_SLOTS: usize = 64;
+static BITS: [SlabBits; BIT_SLOTS] =
+    [const { SlabBits { slab: AtomicUsize::new(0), retired: AtomicU64::new(0) } }; BIT_SLOTS];
+
+/// The entry describing `slab`, if it has one.
+fn bits_of(slab: usize) -> Option<&'static SlabBits> {
+    let b = &BITS[(slab / (SLAB * PAGE)) % BIT_SLOTS];
+    (b.slab.load(Ordering::Acquire) == slab).then_some(b)
+}
+
+/// Gives `slab` its entry if that is free (with the table locked).
+fn claim_bits(slab: usize) {
+    let b = &BITS[(slab / (SLAB * PAGE)) % BIT_SLOTS];
+    if b.slab.load(Ordering::Relaxed) == 0 {
+        b.retired.store(0, Ordering::Relaxed);
+        b.slab.store(slab, Ordering::Release);
+    }
+}
+
+/// Frees `slab`'s entry (every page back; with the table locked).
+fn release_bits(slab: usize) {
+    if let Some(b) = bits_of(slab) {
+        b.slab.store(0, Ordering::Release);
+    }
+}
+
+/// Sets or clears the retired bit of the one-page object at `page` (with
+/// the table locked).
+fn set_retired_bit(page: usize, retired: bool) {
+    if let Some(b) = bits_of(slab_of(page)) {
+        let bit = 1u64 << ((page - slab_of(page)) / PAGE);
+        if retired {
+            b.retired.fetch_or(bit, Ordering::Release);
+        } else {
+            b.retired.fetch_and(!bit, Ordering::Release);
+        }
+    }
+}
+
 impl Pages {
     fn add(&mut self, base: usize, page: Page) {
         for p in (base + PAGE..base + page.len).step_by(PAGE) {
@@ -86,6 +139,9 @@ impl Pages {
 
     fn forget(&mut self, base: usize) -> Option<Page> {
         let page = self.pages.remove(&base)?;
+        if page.len == PAGE {
+            set_retired_bit(base, false);
+        }
         for p in (base + PAGE..base + page.len).step_by(PAGE) {
             self.tails.remove(&p);
         }
@@ -135,9 +191,9 @@ impl Lent {
     }
 }
 
-static PAGES: Mutex<Option<Pages>> = Mutex::new(None);
+static PAGES: LazyLock<Mutex<Pages>> = LazyLock::new(Mutex::default);
 
-fn pages() -> MutexGuard<'static, Option<Pages>> {
+fn pages() -> MutexGuard<'static, Pages> {
     PAGES.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -160,15 +216,19 @@ impl<T> LentPage<T> {
         let len = core::mem::size_of::<T>().max(1).div_ceil(PAGE) * PAGE;
         let page = Page { len, retired: false, kind, what: what.into() };
         if len == PAGE {
-            let p = slab_page();
-            pages().get_or_insert_with(Pages::default).add(p, page);
+            let p = {
+                let mut st = pages();
+                let p = slab_page(&mut st);
+                st.add(p, page);
+                p
+            };
             // SAFETY: an accessible slab page handed out to this value only;
             // zeroed where `T` lies (the rest is never lent).
             unsafe { std::ptr::write_bytes(p as *mut T, 0, 1) };
             return LentPage { ptr: p as *mut T, len };
         }
         let p = map(len, 1);
-        pages().get_or_insert_with(Pages::default).add(p, page);
+        pages().add(p, page);
         LentPage { ptr: p as *mut T, len }
     }
 
@@ -207,8 +267,7 @@ impl<T> Drop for LentPage<T> {
         let mut evicted: smallvec::SmallVec<[(usize, usize); 2]> = smallvec::SmallVec::new();
         let mut full_slabs: smallvec::SmallVec<[usize; 1]> = smallvec::SmallVec::new();
         {
-            let mut guard = pages();
-            let st = guard.get_or_insert_with(Pages::default);
+            let mut st = pages();
             if st.pages.get(&addr).is_some_and(|p| p.retired) {
                 st.quarantine.push_back(addr);
                 while st.quarantine.len() > QUARANTINE {
@@ -227,6 +286,7 @@ impl<T> Drop for LentPage<T> {
                 *n += 1;
                 if *n == SLAB {
                     st.back.remove(&slab_of(page));
+                    release_bits(slab_of(page));
                     full_slabs.push(slab_of(page));
                 }
                 false
@@ -242,16 +302,19 @@ impl<T> Drop for LentPage<T> {
     }
 }
 
-/// A page of the current slab (a fresh slab when it has handed out all).
-fn slab_page() -> usize {
-    let mut guard = pages();
-    let st = guard.get_or_insert_with(Pages::default);
+/// A page of the current slab (a fresh slab when it has handed out all),
+/// with the table locked.
+fn slab_page(st: &mut Pages) -> usize {
     let (slab, used) = match st.current {
         Some((slab, used)) if used < SLAB => (slab, used),
         // Once per SLAB objects; mapped under the lock so that no other
         // thread starts a slab meanwhile (its pages would never all be
         // handed out, nor come back).
-        _ => (st.spare.pop().unwrap_or_else(|| map(SLAB * PAGE, SLAB)), 0),
+        _ => {
+            let slab = st.spare.pop().unwrap_or_else(|| map(SLAB * PAGE, SLAB));
+            claim_bits(slab);
+            (slab, 0)
+        }
     };
     st.current = Some((slab, used + 1));
     slab + used * PAGE
@@ -299,7 +362,7 @@ fn reuse(slab: usize) {
     assert_eq!(rc, 0, "lent slab mprotect: {}", std::io::Error::last_os_error());
     let kept = {
         let mut guard = pages();
-        let spare = &mut guard.get_or_insert_with(Pages::default).spare;
+        let spare = &mut guard.spare;
         let kept = spare.len() < SPARE;
         if kept {
             spare.push(slab);
@@ -317,8 +380,7 @@ fn reuse(slab: usize) {
 /// from the object already read. An address outside every lent page is
 /// left alone.
 pub(crate) fn retire(addr: usize) {
-    let mut guard = pages();
-    let Some(st) = guard.as_mut() else { return };
+    let mut st = pages();
     let Some(lo) = st.base_of(addr) else { return };
     let page = st.pages.get_mut(&lo).expect("listed");
     if page.retired {
@@ -326,8 +388,11 @@ pub(crate) fn retire(addr: usize) {
     }
     page.retired = true;
     let len = page.len;
+    if len == PAGE {
+        set_retired_bit(lo, true);
+    }
     // The system call outside the lock (other threads' packets need it).
-    drop(guard);
+    drop(st);
     // SAFETY: a live mapping made by `zeroed`; only its protection changes.
     let rc = unsafe { libc::mprotect(lo as *mut libc::c_void, len, libc::PROT_NONE) };
     assert_eq!(rc, 0, "lent page mprotect: {}", std::io::Error::last_os_error());
@@ -335,16 +400,19 @@ pub(crate) fn retire(addr: usize) {
 
 /// Whether `addr` lies in a retired page (model code must not read it).
 pub fn is_retired(addr: usize) -> bool {
-    let guard = pages();
-    let Some(st) = guard.as_ref() else { return false };
+    let page = addr & !(PAGE - 1);
+    if let Some(b) = bits_of(slab_of(page)) {
+        // A page of a slab: one-page objects only, described by its bit.
+        return b.retired.load(Ordering::Acquire) & (1 << ((page - slab_of(page)) / PAGE)) != 0;
+    }
+    let st = pages();
     st.base_of(addr).is_some_and(|lo| st.pages[&lo].retired)
 }
 
 /// A fault at `addr` in a retired page: the driver touched an IRP after
 /// completing it, or an NBL after it went back to its creator.
 pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Violation> {
-    let guard = pages();
-    let st = guard.as_ref()?;
+    let st = pages();
     let lo = st.base_of(addr)?;
     let page = &st.pages[&lo];
     if !page.retired {

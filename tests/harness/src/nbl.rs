@@ -248,28 +248,28 @@ fn new_mdl(data: *mut u8, len: usize) -> MdlBlock {
     block
 }
 
-/// Links `nbls` into one chain through `Next` (the last one's `Next` is
-/// NULL) and returns its head.
-pub fn link(nbls: &[*mut NET_BUFFER_LIST]) -> *mut NET_BUFFER_LIST {
+/// Links the NBLs at the addresses `nbls` into one chain through `Next`
+/// (the last one's `Next` is NULL) and returns its head.
+pub fn link(nbls: &[usize]) -> *mut NET_BUFFER_LIST {
     for (i, &nbl) in nbls.iter().enumerate() {
-        let next = nbls.get(i + 1).copied().unwrap_or(core::ptr::null_mut());
-        // SAFETY: every pointer is a live model-owned NBL (callers pass only
+        let next = nbls.get(i + 1).map_or(core::ptr::null_mut(), |&n| n as *mut NET_BUFFER_LIST);
+        // SAFETY: every address is a live model-owned NBL (callers pass only
         // `NblAlloc::as_ptr` values they currently own).
-        unsafe { (*nbl).Next = next };
+        unsafe { (*(nbl as *mut NET_BUFFER_LIST)).Next = next };
     }
-    nbls.first().copied().unwrap_or(core::ptr::null_mut())
+    nbls.first().map_or(core::ptr::null_mut(), |&n| n as *mut NET_BUFFER_LIST)
 }
 
-/// The NBLs of the chain starting at `head`, at most `limit` (a cycle
-/// guard).
+/// The addresses of the NBLs of the chain starting at `head`, at most
+/// `limit` (a cycle guard).
 ///
 /// # Safety
 /// `head` is NULL or a readable NET_BUFFER_LIST chain.
-pub unsafe fn walk(head: *mut NET_BUFFER_LIST, limit: usize) -> SmallVec<[*mut NET_BUFFER_LIST; 4]> {
+pub unsafe fn walk(head: *mut NET_BUFFER_LIST, limit: usize) -> SmallVec<[usize; 4]> {
     let mut out = SmallVec::new();
     let mut cur = head;
     while !cur.is_null() && out.len() < limit {
-        out.push(cur);
+        out.push(cur as usize);
         if crate::lent::is_retired(cur as usize) {
             // Back with its creator already: its link is not the driver's
             // (whoever checks the chain reports the NBL itself).
@@ -385,9 +385,9 @@ mod tests {
     fn link_and_walk() {
         let a = NblAlloc::new(NblSpec::of(vec![frame()]));
         let b = NblAlloc::new(NblSpec::of(vec![frame()]));
-        let head = link(&[a.as_ptr(), b.as_ptr()]);
+        let head = link(&[a.as_ptr() as usize, b.as_ptr() as usize]);
         // SAFETY: both NBLs are alive.
         let all = unsafe { walk(head, 10) };
-        assert_eq!(all[..], [a.as_ptr(), b.as_ptr()]);
+        assert_eq!(all[..], [a.as_ptr() as usize, b.as_ptr() as usize]);
     }
 }

@@ -70,7 +70,7 @@ pub const DEFAULT_STACK_BUDGET: usize = 8 * 1024;
 /// measured; after them every [`PEAK_SAMPLE_EVERY`]-th is.
 pub const PEAK_EXACT_CALLS: u64 = 64;
 /// See [`PEAK_EXACT_CALLS`].
-pub const PEAK_SAMPLE_EVERY: u64 = 64;
+pub const PEAK_SAMPLE_EVERY: u64 = 1024;
 /// Entry points whose call counts a thread keeps (more distinct names are
 /// always measured).
 const PEAK_SLOTS: usize = 64;
@@ -203,6 +203,8 @@ struct ThreadRt {
     altstack_ok: bool,
     /// This thread's watchdog entry (registered at its first call).
     watch: Option<Arc<Watch>>,
+    /// Outermost driver calls made so far (numbers them for the watchdog).
+    calls: u64,
     /// Per entry point: calls so far and the peak measured (sampling).
     peaks: PeakSlots,
 }
@@ -248,6 +250,7 @@ fn thread_rt() -> *mut ThreadRt {
         altstack: None,
         altstack_ok: false,
         watch: None,
+        calls: 0,
         peaks: PeakSlots::default(),
     }));
     RT.with(|c| c.set(rt));
@@ -848,20 +851,27 @@ fn in_driver_image(rip: usize) -> bool {
 // ---------------------------------------------------------------------------
 // Watchdog.
 
-/// A thread's watchdog entry: the start of its outermost driver call in
-/// milliseconds (0: not in a call), its limit, and whether it fired.
-/// Armed and disarmed with plain atomic stores, no lock: the list is
-/// locked only when a thread registers (its first call) and exits.
+/// A thread's watchdog entry: which outermost driver call it is in (a
+/// number per call, 0: not in a call), its limit, and whether it fired.
+/// Armed and disarmed with plain atomic stores, no lock and no clock read:
+/// the watchdog thread times each call from the tick it first sees it
+/// (`seen`, written by that thread only), so a call is never stopped
+/// early, and at most one tick late. The list is locked only when a
+/// thread registers (its first call) and exits.
 struct Watch {
     thread: libc::pthread_t,
-    started: AtomicU64,
+    call: AtomicU64,
+    /// The last call number the watchdog thread saw, and when (ms since
+    /// the epoch); only that thread uses them.
+    seen_call: AtomicU64,
+    seen_at: AtomicU64,
     limit_ms: AtomicU64,
     fired: AtomicBool,
 }
 
 impl Watch {
     fn disarm(&self) {
-        self.started.store(0, Ordering::Release);
+        self.call.store(0, Ordering::Release);
     }
 }
 
@@ -891,7 +901,9 @@ unsafe fn watchdog_arm<'a>(rt: *mut ThreadRt, depth: usize, limit: Duration) -> 
         let w = Arc::new(Watch {
             // SAFETY: pthread_self has no preconditions.
             thread: unsafe { libc::pthread_self() },
-            started: AtomicU64::new(0),
+            call: AtomicU64::new(0),
+            seen_call: AtomicU64::new(0),
+            seen_at: AtomicU64::new(0),
             limit_ms: AtomicU64::new(0),
             fired: AtomicBool::new(false),
         });
@@ -902,7 +914,8 @@ unsafe fn watchdog_arm<'a>(rt: *mut ThreadRt, depth: usize, limit: Duration) -> 
         watch.fired.store(false, Ordering::Relaxed);
         let limit = limit.as_millis().min(u128::from(u64::MAX / 2)) as u64;
         watch.limit_ms.store(limit, Ordering::Relaxed);
-        watch.started.store(watchdog_now_ms(), Ordering::Release);
+        rt.calls = rt.calls.wrapping_add(1).max(1);
+        watch.call.store(rt.calls, Ordering::Release);
     }
     // SAFETY: the Arc lives in the runtime until the thread exits.
     unsafe { &*Arc::as_ptr(watch) }
@@ -920,8 +933,16 @@ fn watchdog_loop() {
         let now = watchdog_now_ms();
         let watches = WATCHES.lock().unwrap_or_else(PoisonError::into_inner);
         for w in watches.iter() {
-            let started = w.started.load(Ordering::Acquire);
-            if started != 0 && now.saturating_sub(started) >= w.limit_ms.load(Ordering::Relaxed) {
+            let call = w.call.load(Ordering::Acquire);
+            if call != w.seen_call.load(Ordering::Relaxed) {
+                // A new call (or none): timed from now, the first tick
+                // that sees it.
+                w.seen_call.store(call, Ordering::Relaxed);
+                w.seen_at.store(now, Ordering::Relaxed);
+                continue;
+            }
+            let elapsed = now.saturating_sub(w.seen_at.load(Ordering::Relaxed));
+            if call != 0 && elapsed >= w.limit_ms.load(Ordering::Relaxed) {
                 w.fired.store(true, Ordering::Relaxed);
                 // SAFETY: the thread is registered, so it is alive: it
                 // removes its entry (under this lock) before it exits.

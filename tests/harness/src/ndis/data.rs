@@ -20,9 +20,10 @@ use ndis_sys::{
     NDIS_STATUS_PAUSED, NDIS_STATUS_SUCCESS, NET_BUFFER, NET_BUFFER_LIST,
 };
 
+use super::filter::bad_handle;
 use super::filter::filter_snapshot;
 use super::module::{module_for, record, state_of, AdapterId, ModuleState};
-use super::{model, ndis_violation, raise, subcodes, win64};
+use super::{model, ndis_violation, raise, subcodes, win64, ModelGuard};
 use crate::imports::Import;
 use crate::nbl::{self, NblAlloc};
 use crate::verifier::{SessionLocal, Violation};
@@ -179,8 +180,28 @@ enum Holder {
     Done,
 }
 
+/// A model NBL, which stays where the operation that created it keeps it
+/// (its `Vec<NblAlloc>`, or [`super::Model::abandoned`] once the operation
+/// ended in a violation): the table holds records, not NBLs, so that
+/// tracking one moves no NBL.
+#[derive(Clone, Copy)]
+struct AllocRef(core::ptr::NonNull<NblAlloc>);
+
+// SAFETY: a shared reference to an NblAlloc, which is Send and is only read
+// through this (its spec); the allocation outlives every record naming it
+// (see above).
+unsafe impl Send for AllocRef {}
+
+impl AllocRef {
+    fn get(&self) -> &NblAlloc {
+        // SAFETY: the NblAlloc stays in its operation's vector, or in the
+        // model's abandoned ones, for as long as a record names it.
+        unsafe { self.0.as_ref() }
+    }
+}
+
 pub(crate) struct NblRec {
-    alloc: Option<NblAlloc>,
+    alloc: Option<AllocRef>,
     dir: Dir,
     /// None: created by the model; Some(h): originated by module h.
     origin: Option<usize>,
@@ -231,16 +252,9 @@ fn handlers() -> NDIS_FILTER_DRIVER_CHARACTERISTICS {
     filter_snapshot().expect("no filter driver registered").0
 }
 
-/// One handler of the filter driver (picked by `pick`) and the driver
-/// modules of `adapter`, read under one lock of the model (the data path
-/// needs both for every hop).
-fn stack_and_handler<T>(
-    adapter: usize,
-    pick: impl FnOnce(&NDIS_FILTER_DRIVER_CHARACTERISTICS) -> T,
-) -> (SmallVec<[(usize, usize); 4]>, T) {
-    let m = model();
-    let handler = pick(&m.filter.as_ref().expect("no filter driver registered").chars);
-    (stack_in(&m, adapter), handler)
+/// The filter driver's characteristics (the model is locked).
+fn chars(m: &super::Model) -> &NDIS_FILTER_DRIVER_CHARACTERISTICS {
+    &m.filter.as_ref().expect("no filter driver registered").chars
 }
 
 /// Whether a module in `state` is part of the data path at all.
@@ -254,39 +268,41 @@ fn stack_of(adapter: usize) -> SmallVec<[(usize, usize); 4]> {
 }
 
 fn stack_in(m: &super::Model, adapter: usize) -> SmallVec<[(usize, usize); 4]> {
-    let mut out = SmallVec::new();
-    for h in &m.adapters[adapter].modules {
+    data_path(m, adapter).collect()
+}
+
+/// The driver modules of `adapter` in the data path (lowest first) with
+/// their contexts, read in place (each hop looks at them under the lock
+/// it takes anyway).
+fn data_path(m: &super::Model, adapter: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    m.adapters[adapter].modules.iter().filter_map(|h| {
         let rec = &m.modules[h];
-        if in_data_path(rec.state) {
-            out.push((*h, rec.context));
-        }
+        in_data_path(rec.state).then_some((*h, rec.context))
+    })
+}
+
+/// The data-path module `handle` (adapter, state, context), with the model
+/// locked; a bad handle is reported once the lock is let go.
+fn module_in(m: &super::Model, handle: NDIS_HANDLE) -> Option<(usize, ModuleState, usize)> {
+    match m.modules.get(&(handle as usize)) {
+        Some(r) if r.state != ModuleState::Detached => Some((r.adapter, r.state, r.context)),
+        _ => None,
     }
-    out
 }
 
 fn chain(nbls: &[usize]) -> *mut NET_BUFFER_LIST {
-    let ptrs: SmallVec<[*mut NET_BUFFER_LIST; 4]> = nbls.iter().map(|&a| a as *mut NET_BUFFER_LIST).collect();
-    nbl::link(&ptrs)
+    nbl::link(nbls)
 }
 
 fn walk(head: *mut NET_BUFFER_LIST) -> Addrs {
     // SAFETY: the driver passes a chain of NBLs it owns; a cycle is cut at
     // 100000 entries.
-    unsafe { nbl::walk(head, 100_000) }.into_iter().map(|p| p as usize).collect()
+    unsafe { nbl::walk(head, 100_000) }
 }
 
 fn nb_count(nbl_addr: usize) -> u64 {
     // SAFETY: a live NBL the model tracks.
     unsafe { nbl::net_buffers(nbl_addr as *const NET_BUFFER_LIST) }.len() as u64
-}
-
-fn set_in_call(nbls: &[usize], delta: i32) {
-    let mut m = model();
-    for a in nbls {
-        if let Some(r) = m.nbls.get_mut(a) {
-            r.in_call = r.in_call.saturating_add_signed(delta);
-        }
-    }
 }
 
 fn count_callback(name: &'static str) {
@@ -301,17 +317,27 @@ fn count_callback(name: &'static str) {
 pub(crate) fn send(adapter: AdapterId, allocs: Vec<NblAlloc>, at: At) -> Result<Vec<NblOutcome>, Violation> {
     let gate = model().adapters[adapter.0].send_gate.clone();
     let _in_flight = gate.read().unwrap_or_else(PoisonError::into_inner);
-    let addrs = register(adapter.0, allocs, Dir::Send, false);
+    let (m, addrs) = register(adapter.0, &allocs, Dir::Send, false);
     let saved = irql::current();
     irql::set(at.irql());
-    let result = send_down(adapter.0, usize::MAX, addrs.clone(), at.flag());
+    let result = send_down(m, adapter.0, usize::MAX, addrs.clone(), at.flag());
     irql::set(saved);
-    result?;
-    drain_pending()?;
-    collect(&addrs)
+    let outcome = result.and_then(|()| drain_pending()).and_then(|()| collect(&addrs));
+    keep_if_failed(allocs, outcome)
 }
 
-fn register(adapter: usize, allocs: Vec<NblAlloc>, dir: Dir, resources: bool) -> Addrs {
+/// After a violation the driver may still hold the operation's NBLs: they
+/// stay allocated (and tracked) until the session ends.
+fn keep_if_failed<T>(allocs: Vec<NblAlloc>, outcome: Result<T, Violation>) -> Result<T, Violation> {
+    if outcome.is_err() {
+        model().abandoned.push(allocs);
+    }
+    outcome
+}
+
+/// Tracks the model's new NBLs; returns the model, still locked, for the
+/// first hop.
+fn register(adapter: usize, allocs: &[NblAlloc], dir: Dir, resources: bool) -> (ModelGuard, Addrs) {
     let mut m = model();
     let mut addrs = Addrs::new();
     for a in allocs {
@@ -321,7 +347,7 @@ fn register(adapter: usize, allocs: Vec<NblAlloc>, dir: Dir, resources: bool) ->
         m.nbls.insert(
             addr,
             NblRec {
-                alloc: Some(a),
+                alloc: Some(AllocRef(a.into())),
                 dir,
                 origin: None,
                 adapter,
@@ -335,21 +361,18 @@ fn register(adapter: usize, allocs: Vec<NblAlloc>, dir: Dir, resources: bool) ->
             },
         );
     }
-    addrs
+    (m, addrs)
 }
 
-/// Removes finished model NBLs and reports how they ended.
+/// Removes finished model NBLs and reports how they ended. (The NBLs
+/// themselves are freed by the caller, after the model's lock is let go:
+/// their pages go back to the lent-page and guarded-buffer tables.)
 fn collect(addrs: &[usize]) -> Result<Vec<NblOutcome>, Violation> {
     let mut m = model();
-    let mut out = Vec::with_capacity(addrs.len());
-    // Freed after the model's lock is let go (their pages go back to the
-    // lent-page and guarded-buffer tables, which have locks of their own).
-    let mut done: SmallVec<[Option<NblAlloc>; 2]> = SmallVec::new();
     for a in addrs {
-        let r = m.nbls.remove(a).expect("model NBL tracked");
+        let r = &m.nbls[a];
         if r.holder != Holder::Done {
             let dir = r.dir;
-            m.nbls.insert(*a, r);
             drop(m);
             let (rule, sub) = match dir {
                 Dir::Send => ("send NBL never completed", subcodes::SEND_NBL_HELD),
@@ -363,29 +386,33 @@ fn collect(addrs: &[usize]) -> Result<Vec<NblOutcome>, Violation> {
                 format!("NBL {a:#x} is still outstanding after the operation"),
             )));
         }
-        out.push(NblOutcome { status: r.status, delivered: r.delivered });
-        done.push(r.alloc);
     }
-    drop(m);
-    drop(done);
+    let out = addrs
+        .iter()
+        .map(|a| {
+            let r = m.nbls.remove(a).expect("model NBL tracked");
+            NblOutcome { status: r.status, delivered: r.delivered }
+        })
+        .collect();
     Ok(out)
 }
 
 /// Passes `nbls` to the highest module below `below` (an index into the
 /// adapter's stack; `usize::MAX` = from the protocol), or the miniport.
-fn send_down(adapter: usize, below: usize, nbls: Addrs, flags: u32) -> Result<(), Violation> {
-    let (stack, handler) = stack_and_handler(adapter, |c| c.SendNetBufferListsHandler);
-    let target = stack.iter().enumerate().rev().find(|(i, _)| *i < below).map(|(_, m)| *m);
+/// `m` is the model, locked by the caller for this hop.
+fn send_down(m: ModelGuard, adapter: usize, below: usize, nbls: Addrs, flags: u32) -> Result<(), Violation> {
+    let handler = chars(&m).SendNetBufferListsHandler;
+    let target = data_path(&m, adapter).take(below).last();
     match (target, handler) {
         (Some((h, ctx)), Some(f)) => {
             // SAFETY: documented FilterSendNetBufferLists signature.
             let f: SendFn = unsafe { win64(f) };
             // SAFETY: the arguments NDIS passes.
-            pass_to_module(h, &nbls, "FilterSendNetBufferLists", false, |head| unsafe {
+            pass_to_module(m, h, &nbls, "FilterSendNetBufferLists", false, |head| unsafe {
                 f(ctx as NDIS_HANDLE, head, 0, flags)
             })
         }
-        _ => to_far_end(Dir::Send, nbls, flags),
+        _ => to_far_end(m, Dir::Send, nbls, flags),
     }
 }
 
@@ -398,22 +425,21 @@ fn send_down(adapter: usize, below: usize, nbls: Addrs, flags: u32) -> Result<()
 /// step as the callback's end is recorded, so that no check in between sees
 /// them held by a module that is no longer in a callback with them.
 fn pass_to_module(
+    mut m: ModelGuard,
     h: usize,
     nbls: &[usize],
     callback: &'static str,
     resources: bool,
     call: impl FnOnce(*mut NET_BUFFER_LIST),
 ) -> Result<(), Violation> {
-    {
-        let mut m = model();
-        for a in nbls {
-            let r = m.nbls.get_mut(a).expect("tracked");
-            r.holder = Holder::Module(h);
-            r.path.push(h);
-            r.in_call += 1;
-        }
-        m.count(callback);
+    for a in nbls {
+        let r = m.nbls.get_mut(a).expect("tracked");
+        r.holder = Holder::Module(h);
+        r.path.push(h);
+        r.in_call += 1;
     }
+    m.count(callback);
+    drop(m);
     let head = chain(nbls);
     let r = stack::call_driver(callback, || call(head));
     let mut m = model();
@@ -431,9 +457,8 @@ fn pass_to_module(
 /// `nbls` reached the miniport (sends) or the protocol (receives): counted,
 /// checked unmodified, then completed or returned (inline or deferred)
 /// unless they were indicated with NDIS_RECEIVE_FLAGS_RESOURCES.
-fn to_far_end(dir: Dir, nbls: Addrs, flags: u32) -> Result<(), Violation> {
+fn to_far_end(mut m: ModelGuard, dir: Dir, nbls: Addrs, flags: u32) -> Result<(), Violation> {
     {
-        let mut m = model();
         for a in &nbls {
             let nbs = nb_count(*a);
             match dir {
@@ -456,9 +481,10 @@ fn to_far_end(dir: Dir, nbls: Addrs, flags: u32) -> Result<(), Violation> {
     match completion() {
         Completion::Inline => {
             let flags = u32::from(irql::current() == irql::DISPATCH);
-            back_through(dir, nbls, flags)
+            back_through(m, dir, nbls, flags)
         }
         _ => {
+            drop(m);
             defer(Pending { dir, nbls });
             Ok(())
         }
@@ -469,9 +495,10 @@ fn to_far_end(dir: Dir, nbls: Addrs, flags: u32) -> Result<(), Violation> {
 /// must not modify them).
 fn check_unmodified(m: &mut super::Model, nbls: &[usize]) {
     for a in nbls {
-        let Some(alloc) = m.nbls.get(a).and_then(|r| r.alloc.as_ref()) else {
+        let Some(alloc) = m.nbls.get(a).and_then(|r| r.alloc) else {
             continue;
         };
+        let alloc = alloc.get();
         // SAFETY: a live model NBL.
         let nbs = unsafe { nbl::net_buffers(alloc.as_ptr()) };
         let frames = &alloc.spec().frames;
@@ -502,54 +529,78 @@ unsafe fn same_data(nb: *const NET_BUFFER, bytes: &[u8]) -> bool {
 
 /// NBLs handed back by the far end (sends completed by the layer below,
 /// receives returned by the layer above) go to the module that passed them
-/// on (the last on their path), or finish when none is left.
-fn back_through(dir: Dir, nbls: Addrs, flags: u32) -> Result<(), Violation> {
-    for (dest, group) in group_by_dest(&nbls) {
-        match dest {
+/// on (the last on their path), or finish when none is left. `m` is the
+/// model, locked by the caller for the first step.
+fn back_through(mut m: ModelGuard, dir: Dir, nbls: Addrs, flags: u32) -> Result<(), Violation> {
+    let runs = runs_by_dest(&m, &nbls);
+    let mut rest: &[usize] = &nbls;
+    // NBLs back with their creator, made inaccessible before the driver
+    // runs again and once the model's lock is let go.
+    let mut done = Addrs::new();
+    for (i, (dest, len)) in runs.iter().enumerate() {
+        let (group, tail) = rest.split_at(*len);
+        rest = tail;
+        match *dest {
             Some((h, ctx)) => {
-                let (own, f) = {
-                    let mut m = model();
-                    let f = dir.back_handler(&m.filter.as_ref().expect("no filter driver registered").chars);
-                    let mut own = Addrs::new();
-                    for a in &group {
-                        let r = m.nbls.get_mut(a).expect("tracked");
-                        if r.origin == Some(h) {
-                            own.push(*a);
-                        } else {
-                            r.holder = Holder::Module(h);
-                            r.in_call += 1;
-                        }
+                let f = dir.back_handler(chars(&m));
+                let mut own = Addrs::new();
+                for a in group {
+                    let r = m.nbls.get_mut(a).expect("tracked");
+                    if r.origin == Some(h) {
+                        own.push(*a);
+                    } else {
+                        r.holder = Holder::Module(h);
+                        r.in_call += 1;
                     }
-                    for a in &own {
-                        m.nbls.remove(a);
-                    }
-                    m.count(dir.back_callback());
-                    (own, f)
-                };
-                let head = chain(&group);
+                }
+                for a in &own {
+                    m.nbls.remove(a);
+                }
+                m.count(dir.back_callback());
+                drop(m);
+                retire_all(&mut done);
+                let head = chain(group);
                 let callback = dir.back_callback();
                 // SAFETY: the arguments NDIS passes.
                 let r = stack::call_driver(callback, || unsafe { f(ctx as NDIS_HANDLE, head, flags) });
-                let theirs: Addrs = group.iter().copied().filter(|a| !own.contains(a)).collect();
-                set_in_call(&theirs, -1);
-                r?;
+                m = model();
+                for a in group.iter().filter(|a| !own.contains(a)) {
+                    if let Some(r) = m.nbls.get_mut(a) {
+                        r.in_call = r.in_call.saturating_sub(1);
+                    }
+                }
+                if r.is_err() || i + 1 == runs.len() {
+                    drop(m);
+                    return r;
+                }
             }
-            None => finish(&group),
+            None => finish(&mut m, group, &mut done),
         }
     }
+    drop(m);
+    retire_all(&mut done);
     Ok(())
 }
 
-fn finish(group: &[usize]) {
-    let mut m = model();
+/// NBLs back with their creator: made inaccessible now (each a system
+/// call, made outside the model's lock).
+fn retire_all(done: &mut Addrs) {
+    for a in done.drain(..) {
+        // The creator may free it now: the driver must not touch it again.
+        crate::lent::retire(a);
+    }
+}
+
+/// Marks `group` back with its creator; their pages are retired (listed in
+/// `done`) before the driver runs again.
+fn finish(m: &mut super::Model, group: &[usize], done: &mut Addrs) {
     for a in group {
         // SAFETY: a live model NBL back with its creator.
         let status = unsafe { (*(*a as *const NET_BUFFER_LIST)).Status };
         let r = m.nbls.get_mut(a).expect("tracked");
         r.holder = Holder::Done;
         r.status = status;
-        // The creator may free it now: the driver must not touch it again.
-        crate::lent::retire(*a);
+        done.push(*a);
         let send = r.dir == Dir::Send;
         m.stats.nbls_finished += 1;
         if send && status == NDIS_STATUS_PAUSED {
@@ -560,22 +611,20 @@ fn finish(group: &[usize]) {
 
 /// Where a run of NBLs goes next: a module (handle, context) or its creator.
 type Dest = Option<(usize, usize)>;
-/// Runs of NBLs with their destination.
-type Groups = SmallVec<[(Dest, Addrs); 2]>;
 
 /// Splits `nbls` into runs with the same next destination: the last module
-/// on their path (with its context) or None (their creator).
-fn group_by_dest(nbls: &[usize]) -> Groups {
-    let m = model();
-    let mut groups = Groups::new();
+/// on their path (with its context) or None (their creator); each run as
+/// its destination and length.
+fn runs_by_dest(m: &super::Model, nbls: &[usize]) -> SmallVec<[(Dest, usize); 2]> {
+    let mut runs: SmallVec<[(Dest, usize); 2]> = SmallVec::new();
     for a in nbls {
         let dest = m.nbls[a].path.last().map(|h| (*h, m.modules[h].context));
-        match groups.last_mut() {
-            Some((d, g)) if *d == dest => g.push(*a),
-            _ => groups.push((dest, smallvec::smallvec![*a])),
+        match runs.last_mut() {
+            Some((d, n)) if *d == dest => *n += 1,
+            _ => runs.push((dest, 1)),
         }
     }
-    groups
+    runs
 }
 
 /// Delivers deferred send completions and receive returns, on this thread
@@ -614,7 +663,7 @@ fn drain_here() -> Result<(), Violation> {
         let Some(item) = next else { return Ok(()) };
         let saved = irql::current();
         irql::set(irql::DISPATCH);
-        let r = back_through(item.dir, item.nbls, item.dir.back_dispatch_flag());
+        let r = back_through(model(), item.dir, item.nbls, item.dir.back_dispatch_flag());
         irql::set(saved);
         r?;
     }
@@ -634,12 +683,17 @@ fn check_flag(function: &str, flags: u32) -> Result<(), Violation> {
 }
 
 fn position(adapter: usize, h: usize) -> usize {
-    stack_of(adapter).iter().position(|(x, _)| *x == h).expect("attached module")
+    position_in(&model(), adapter, h)
+}
+
+fn position_in(m: &super::Model, adapter: usize, h: usize) -> usize {
+    data_path(m, adapter).position(|(x, _)| x == h).expect("attached module")
 }
 
 /// Takes ownership of `nbls` away from module `h`, which passes them on;
 /// NBLs the model does not know are `h`'s own.
 fn take_from(
+    m: &mut super::Model,
     function: &str,
     h: usize,
     adapter: usize,
@@ -647,7 +701,6 @@ fn take_from(
     dir: Dir,
     resources: bool,
 ) -> Result<(), Violation> {
-    let mut m = model();
     for a in nbls {
         match m.nbls.get(a) {
             Some(r) if r.holder == Holder::Module(h) && r.dir == dir => {}
@@ -711,8 +764,7 @@ fn forwarded_after_pause(function: &str, h: usize, nbls: &[usize], what: &str) -
     )
 }
 
-fn is_own(h: usize, nbls: &[usize]) -> bool {
-    let m = model();
+fn is_own(m: &super::Model, h: usize, nbls: &[usize]) -> bool {
     nbls.iter().any(|a| m.nbls.get(a).is_none_or(|r| r.origin == Some(h)))
 }
 
@@ -727,9 +779,13 @@ unsafe extern "win64" fn NdisFSendNetBufferLists(
     irql::require("NdisFSendNetBufferLists", irql::PASSIVE, irql::DISPATCH);
     let r = stack::on_host(|| -> Result<(), Violation> {
         check_flag("NdisFSendNetBufferLists", flags)?;
-        let (adapter, state, _) = module_for("NdisFSendNetBufferLists", handle)?;
-        let h = handle as usize;
         let nbls = walk(head);
+        let mut m = model();
+        let Some((adapter, state, _)) = module_in(&m, handle) else {
+            drop(m);
+            return Err(bad_handle("NdisFSendNetBufferLists", handle));
+        };
+        let h = handle as usize;
         match state {
             ModuleState::Paused => {
                 return Err(forwarded_after_pause(
@@ -739,13 +795,14 @@ unsafe extern "win64" fn NdisFSendNetBufferLists(
                     "sends (a paused filter completes sends with NDIS_STATUS_PAUSED, R14)",
                 ))
             }
-            ModuleState::Pausing | ModuleState::Restarting if is_own(h, &nbls) => {
+            ModuleState::Pausing | ModuleState::Restarting if is_own(&m, h, &nbls) => {
                 return Err(wrong_state("NdisFSendNetBufferLists", h, state, "originates a send"))
             }
             _ => {}
         }
-        take_from("NdisFSendNetBufferLists", h, adapter, &nbls, Dir::Send, false)?;
-        send_down(adapter, position(adapter, h), nbls, flags)
+        take_from(&mut m, "NdisFSendNetBufferLists", h, adapter, &nbls, Dir::Send, false)?;
+        let below = position_in(&m, adapter, h);
+        send_down(m, adapter, below, nbls, flags)
     });
     if let Err(v) = r {
         raise_or_leave(v)
@@ -810,21 +867,22 @@ const RETURN: HandBack = HandBack {
 /// holds and may hand back; then they continue towards their creator.
 fn hand_back(how: &HandBack, handle: NDIS_HANDLE, head: *mut NET_BUFFER_LIST, flags: u32) -> Result<(), Violation> {
     check_flag(how.function, flags)?;
-    let (_, state, _) = module_for(how.function, handle)?;
-    let h = handle as usize;
     let nbls = walk(head);
-    {
-        let mut m = model();
-        for a in &nbls {
-            check_handed_back(how, &m, h, state, *a)?;
-        }
-        for a in &nbls {
-            let r = m.nbls.get_mut(a).expect("checked");
-            r.path.pop();
-            r.holder = Holder::FarEnd;
-        }
+    let mut m = model();
+    let Some((_, state, _)) = module_in(&m, handle) else {
+        drop(m);
+        return Err(bad_handle(how.function, handle));
+    };
+    let h = handle as usize;
+    for a in &nbls {
+        check_handed_back(how, &m, h, state, *a)?;
     }
-    back_through(how.dir, nbls, flags)
+    for a in &nbls {
+        let r = m.nbls.get_mut(a).expect("checked");
+        r.path.pop();
+        r.holder = Holder::FarEnd;
+    }
+    back_through(m, how.dir, nbls, flags)
 }
 
 /// Whether module `h` (in `state`) may hand NBL `a` back as `how` says.
@@ -890,38 +948,46 @@ pub(crate) fn receive(
 ) -> Result<Vec<NblOutcome>, Violation> {
     let gate = model().adapters[adapter.0].receive_gate.clone();
     let _in_flight = gate.read().unwrap_or_else(PoisonError::into_inner);
-    let addrs = register(adapter.0, allocs, Dir::Receive, resources);
+    let (m, addrs) = register(adapter.0, &allocs, Dir::Receive, resources);
     let flags = at.flag() | if resources { NDIS_RECEIVE_FLAGS_RESOURCES } else { 0 };
     let saved = irql::current();
     irql::set(at.irql());
-    let result = indicate_up(adapter.0, None, addrs.clone(), flags);
+    let result = indicate_up(m, adapter.0, None, addrs.clone(), flags);
     irql::set(saved);
-    result?;
-    if resources {
-        // The NBLs reverted to the miniport when the indication returned.
-        finish(&addrs);
-    }
-    drain_pending()?;
-    collect(&addrs)
+    let outcome = result
+        .map(|()| {
+            if resources {
+                // The NBLs reverted to the miniport when the indication
+                // returned.
+                let mut done = Addrs::new();
+                finish(&mut model(), &addrs, &mut done);
+                retire_all(&mut done);
+            }
+        })
+        .and_then(|()| drain_pending())
+        .and_then(|()| collect(&addrs));
+    keep_if_failed(allocs, outcome)
 }
 
 /// Indicates `nbls` to the lowest module above `above` (None: from the
 /// miniport), or to the protocol.
-fn indicate_up(adapter: usize, above: Option<usize>, nbls: Addrs, flags: u32) -> Result<(), Violation> {
-    let (stack, handler) = stack_and_handler(adapter, |c| c.ReceiveNetBufferListsHandler);
+/// `m` is the model, locked by the caller for this hop.
+fn indicate_up(m: ModelGuard, adapter: usize, above: Option<usize>, nbls: Addrs, flags: u32) -> Result<(), Violation> {
+    let handler = chars(&m).ReceiveNetBufferListsHandler;
     let start = above.map_or(0, |i| i + 1);
-    match (stack.get(start), handler) {
-        (Some(&(h, ctx)), Some(f)) => {
+    let target = data_path(&m, adapter).nth(start);
+    match (target, handler) {
+        (Some((h, ctx)), Some(f)) => {
             // SAFETY: documented FilterReceiveNetBufferLists signature.
             let f: ReceiveFn = unsafe { win64(f) };
             let count = nbls.len() as u32;
             let resources = flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0;
             // SAFETY: the arguments NDIS passes.
-            pass_to_module(h, &nbls, "FilterReceiveNetBufferLists", resources, |head| unsafe {
+            pass_to_module(m, h, &nbls, "FilterReceiveNetBufferLists", resources, |head| unsafe {
                 f(ctx as NDIS_HANDLE, head, 0, count, flags)
             })
         }
-        _ => to_far_end(Dir::Receive, nbls, flags),
+        _ => to_far_end(m, Dir::Receive, nbls, flags),
     }
 }
 
@@ -945,9 +1011,13 @@ unsafe extern "win64" fn NdisFIndicateReceiveNetBufferLists(
     irql::require("NdisFIndicateReceiveNetBufferLists", irql::PASSIVE, irql::DISPATCH);
     let r = stack::on_host(|| -> Result<(), Violation> {
         check_flag("NdisFIndicateReceiveNetBufferLists", flags)?;
-        let (adapter, state, _) = module_for("NdisFIndicateReceiveNetBufferLists", handle)?;
-        let h = handle as usize;
         let nbls = walk(head);
+        let mut m = model();
+        let Some((adapter, state, _)) = module_in(&m, handle) else {
+            drop(m);
+            return Err(bad_handle("NdisFIndicateReceiveNetBufferLists", handle));
+        };
+        let h = handle as usize;
         if nbls.len() != count as usize {
             let detail = format!("NumberOfNetBufferLists is {count}, the chain holds {} (R16)", nbls.len());
             return Err(ndis_violation(
@@ -966,7 +1036,7 @@ unsafe extern "win64" fn NdisFIndicateReceiveNetBufferLists(
                 "indicates receives (a paused filter returns them at once)",
             ));
         }
-        if state != ModuleState::Running && is_own(h, &nbls) {
+        if state != ModuleState::Running && is_own(&m, h, &nbls) {
             return Err(wrong_state(
                 "NdisFIndicateReceiveNetBufferLists",
                 h,
@@ -975,23 +1045,21 @@ unsafe extern "win64" fn NdisFIndicateReceiveNetBufferLists(
             ));
         }
         let resources = flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0;
-        {
-            let m = model();
-            if let Some(a) = nbls.iter().find(|a| m.nbls.get(a).is_some_and(|r| r.resources && !resources)) {
-                let detail = format!(
-                    "NBL {a:#x} was indicated with NDIS_RECEIVE_FLAGS_RESOURCES; passing it up without the flag (R18)"
-                );
-                return Err(ndis_violation(
-                    "RESOURCES flag dropped",
-                    subcodes::RESOURCES_RETURNED,
-                    *a as u64,
-                    h as u64,
-                    detail,
-                ));
-            }
+        if let Some(a) = nbls.iter().find(|a| m.nbls.get(a).is_some_and(|r| r.resources && !resources)) {
+            let detail = format!(
+                "NBL {a:#x} was indicated with NDIS_RECEIVE_FLAGS_RESOURCES; passing it up without the flag (R18)"
+            );
+            return Err(ndis_violation(
+                "RESOURCES flag dropped",
+                subcodes::RESOURCES_RETURNED,
+                *a as u64,
+                h as u64,
+                detail,
+            ));
         }
-        take_from("NdisFIndicateReceiveNetBufferLists", h, adapter, &nbls, Dir::Receive, resources)?;
-        indicate_up(adapter, Some(position(adapter, h)), nbls.clone(), flags)?;
+        take_from(&mut m, "NdisFIndicateReceiveNetBufferLists", h, adapter, &nbls, Dir::Receive, resources)?;
+        let above = position_in(&m, adapter, h);
+        indicate_up(m, adapter, Some(above), nbls.clone(), flags)?;
         if resources {
             // They revert to this module when the indication returns (R18).
             let mut m = model();

@@ -14,7 +14,7 @@ mod filter;
 mod module;
 
 use std::collections::BTreeMap;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use crate::imports::Import;
 use crate::verifier::{self, Violation};
@@ -103,6 +103,9 @@ pub(crate) struct Model {
     next_handle: usize,
     /// Handles once valid, for a precise message when one is reused.
     retired: BTreeMap<usize, &'static str>,
+    /// The NBLs of operations that ended in a violation: the driver may
+    /// still hold them, so they live until the session ends.
+    abandoned: Vec<Vec<crate::nbl::NblAlloc>>,
 }
 
 impl Model {
@@ -118,30 +121,28 @@ impl Model {
     }
 }
 
-static MODEL: Mutex<Option<Model>> = Mutex::new(None);
+static MODEL: LazyLock<Mutex<Model>> = LazyLock::new(Mutex::default);
 /// Signalled whenever a pause or restart completes asynchronously.
 static CHANGED: Condvar = Condvar::new();
 
 /// The model state (created on first use).
 pub(crate) fn model() -> ModelGuard {
-    let mut g = MODEL.lock().unwrap_or_else(PoisonError::into_inner);
-    g.get_or_insert_with(Model::default);
-    ModelGuard(g)
+    ModelGuard(MODEL.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
 /// A locked model.
-pub(crate) struct ModelGuard(MutexGuard<'static, Option<Model>>);
+pub(crate) struct ModelGuard(MutexGuard<'static, Model>);
 
 impl std::ops::Deref for ModelGuard {
     type Target = Model;
     fn deref(&self) -> &Model {
-        self.0.as_ref().expect("initialised in model()")
+        &self.0
     }
 }
 
 impl std::ops::DerefMut for ModelGuard {
     fn deref_mut(&mut self) -> &mut Model {
-        self.0.as_mut().expect("initialised in model()")
+        &mut self.0
     }
 }
 
@@ -160,7 +161,7 @@ fn notify() {
 
 /// Forgets everything (a new session).
 pub fn reset() {
-    *MODEL.lock().unwrap_or_else(PoisonError::into_inner) = Some(Model::default());
+    *MODEL.lock().unwrap_or_else(PoisonError::into_inner) = Model::default();
 }
 
 /// What went through the model so far.
