@@ -39,6 +39,25 @@ pub fn count_packet<W: Watch>(
     }
 }
 
+/// Counts a packet whose first bytes are `header` if it is the common frame
+/// (untagged Ethernet, IPv4 without options, not a later fragment; see
+/// [`parse::plain_ipv4_unchecked_protocol`]), as [`count_packet`] would,
+/// and returns true; returns false, having counted nothing, for any other
+/// frame (the caller then takes the general path).
+#[inline(always)]
+pub fn count_plain_ipv4<W: Watch>(
+    table: &PortTable,
+    header: &[u8; parse::PLAIN_IPV4],
+    bytes: u64,
+    direction: Direction,
+    cpu: Cpu<'_>,
+    watched: &W,
+) -> bool {
+    let Some(flow) = parse::plain_ipv4_unchecked_protocol(header) else { return false };
+    count_flow_into(table, flow, bytes, direction, cpu, watched);
+    true
+}
+
 /// Counts a classified packet; see [`count_packet`].
 #[inline(always)]
 /// Returns whether it is watched.

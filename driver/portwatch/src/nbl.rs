@@ -14,7 +14,7 @@ use ndis_sys::{
 use ndis_sync::Dispatch;
 
 use crate::datapath;
-use crate::parse::HEADER_BYTES;
+use crate::parse::{HEADER_BYTES, PLAIN_IPV4};
 use crate::percpu::Cpu;
 use crate::ports::{Direction, PortTable, Watch};
 
@@ -75,21 +75,59 @@ impl Chain {
     /// out-of-line copy per direction, its arguments in registers (a
     /// closure's captures would be read through memory for every NBL), and
     /// per kind of [`Watch`].
+    ///
+    /// The loop counts the common packet only (plain IPv4 whose first
+    /// [`PLAIN_IPV4`] bytes are in place) and calls nothing, so that it
+    /// needs no callee-saved register and no stack frame. The first packet
+    /// it cannot count that way hands that packet and the rest of the chain
+    /// to [`Chain::count_rest`], out of line (a tail call).
     #[inline(never)]
     fn count_in<const TX: bool, W: Watch>(self, table: &PortTable, cpu: Cpu<'_>) -> bool {
         let direction = if TX { Direction::Tx } else { Direction::Rx };
         // Set only for a watched packet (no value merged per packet).
         let watched = W::default();
-        self.for_each_nbl(|nbl| {
-            if nbl.NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET != 0 {
-                return;
+        let mut nbl = self.0;
+        while !nbl.is_null() {
+            // SAFETY: `new`'s contract: every NBL of the chain is valid and
+            // ours until the chain is passed on.
+            let current = unsafe { &*nbl };
+            nbl = current.Next;
+            if current.NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET != 0 {
+                continue;
             }
-            let mut nb = nbl.FirstNetBuffer;
+            let mut nb = current.FirstNetBuffer;
             while !nb.is_null() {
                 // SAFETY: `new`'s contract covers the NBL's NET_BUFFER list.
-                let current = unsafe { &*nb };
-                count_net_buffer(table, current, direction, cpu, &watched);
-                nb = current.Next;
+                let this = unsafe { &*nb };
+                let counted = plain_header(this).is_some_and(|header| {
+                    datapath::count_plain_ipv4(table, header, u64::from(this.DataLength.get()), direction, cpu, &watched)
+                });
+                if !counted {
+                    // `nbl` is already the next NBL: the rest of the chain.
+                    let rest = Chain(nbl).count_rest::<TX, W>(nb, table, cpu);
+                    return rest || watched.watched();
+                }
+                nb = this.Next;
+            }
+        }
+        watched.watched()
+    }
+
+    /// The rest of [`Chain::count_in`]'s work, from a packet its loop could
+    /// not count: the NET_BUFFERs from `nb` on (the rest of an NBL whose
+    /// NBL was not looped back), then the NBLs of `self` (the NBLs after
+    /// that one), every packet through the general path (in place or copied
+    /// header, any frame [`crate::parse::classify`] accepts). Cold: a chain
+    /// of common packets never comes here.
+    #[cold]
+    #[inline(never)]
+    fn count_rest<const TX: bool, W: Watch>(self, nb: *mut NET_BUFFER, table: &PortTable, cpu: Cpu<'_>) -> bool {
+        let direction = if TX { Direction::Tx } else { Direction::Rx };
+        let watched = W::default();
+        count_net_buffers(table, nb, direction, cpu, &watched);
+        self.for_each_nbl(|nbl| {
+            if nbl.NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET == 0 {
+                count_net_buffers(table, nbl.FirstNetBuffer, direction, cpu, &watched);
             }
         });
         watched.watched()
@@ -129,6 +167,18 @@ fn record_net_buffer(table: &PortTable, nb: &NET_BUFFER, direction: Direction, i
         return;
     };
     datapath::record_packet(table, prefix, u64::from(length), direction, if_index, dispatch);
+}
+
+/// Counts the NET_BUFFERs of an NBL from `nb` on (the general path).
+#[inline(always)]
+fn count_net_buffers<W: Watch>(table: &PortTable, mut nb: *mut NET_BUFFER, direction: Direction, cpu: Cpu<'_>, watched: &W) {
+    while !nb.is_null() {
+        // SAFETY: `Chain::new`'s contract covers the NBL's NET_BUFFER list
+        // (`nb` is one of an NBL of the chain, or NULL).
+        let current = unsafe { &*nb };
+        count_net_buffer(table, current, direction, cpu, watched);
+        nb = current.Next;
+    }
 }
 
 /// Counts one packet: finds its first bytes and classifies them.
@@ -210,6 +260,16 @@ fn copied_header<'a>(
     Some(unsafe { core::slice::from_raw_parts(data.cast::<u8>(), wanted) })
 }
 
+/// The first [`PLAIN_IPV4`] bytes of `nb` in place (see [`mapped_header`]),
+/// when its data has that many: all that the common frame's parse reads.
+#[inline(always)]
+fn plain_header(nb: &NET_BUFFER) -> Option<&[u8; PLAIN_IPV4]> {
+    if (nb.DataLength.get() as usize) < PLAIN_IPV4 {
+        return None;
+    }
+    mapped_header(nb, PLAIN_IPV4)?.try_into().ok()
+}
+
 /// The first `wanted` bytes of `nb` in place, when its current MDL is
 /// mapped in system space (`MmGetSystemAddressForMdlSafe` would return
 /// `MappedSystemVa` without mapping anything: nonpaged pool, or already
@@ -222,7 +282,8 @@ fn mapped_header(nb: &NET_BUFFER, wanted: usize) -> Option<&[u8]> {
         return None;
     }
     let offset = nb.CurrentMdlOffset as usize;
-    if (mdl.ByteCount as usize).checked_sub(offset)? < wanted || mdl.MappedSystemVa.is_null() {
+    // No overflow: both are 32-bit values widened, `wanted` at most 160.
+    if (mdl.ByteCount as usize) < offset + wanted || mdl.MappedSystemVa.is_null() {
         return None;
     }
     // SAFETY: the MDL is mapped at `MappedSystemVa` for `ByteCount` bytes
