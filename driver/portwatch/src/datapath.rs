@@ -5,7 +5,7 @@ use core::cell::Cell;
 use ndis_sync::Dispatch;
 
 use crate::parse::{self, Flow};
-use crate::percpu::Cpu;
+use crate::percpu::{Cpu, NoSlot};
 use crate::ports::{Direction, PortKey, PortTable, Protocol, Watch};
 
 /// Counts one packet whose first bytes are `prefix` and whose full length is
@@ -16,7 +16,8 @@ use crate::ports::{Direction, PortKey, PortTable, Protocol, Watch};
 /// packet is watched (an endpoint bound to one of its ports enabled
 /// events; see [`Watch`]): the caller then records its events with
 /// [`record_packet`] after counting, out of line, so that nothing the event
-/// stream needs is kept alive here.
+/// stream needs is kept alive here. [`NoSlot`]: `cpu` has no slot (the
+/// caller bug-checks).
 #[inline(always)]
 pub fn count_packet<W: Watch>(
     table: &PortTable,
@@ -25,7 +26,7 @@ pub fn count_packet<W: Watch>(
     direction: Direction,
     cpu: Cpu<'_>,
     watched: &W,
-) {
+) -> Result<(), NoSlot> {
     // The common frame has its own straight-line copy of the counting: one
     // merged path for both parses would pass the flow through a packed
     // register and unpack it again.
@@ -33,9 +34,11 @@ pub fn count_packet<W: Watch>(
     // IPv4 frame of another protocol is counted nowhere, as the general
     // parse would have decided.
     if let Some(flow) = parse::plain_ipv4_unchecked_protocol(prefix) {
-        count_flow_into(table, flow, bytes, direction, cpu, watched);
+        count_flow_into(table, flow, bytes, direction, cpu, watched)
     } else if let Some(flow) = parse::classify_general(prefix) {
-        count_flow_into(table, flow, bytes, direction, cpu, watched);
+        count_flow_into(table, flow, bytes, direction, cpu, watched)
+    } else {
+        Ok(())
     }
 }
 
@@ -43,7 +46,8 @@ pub fn count_packet<W: Watch>(
 /// (untagged Ethernet, IPv4 without options, not a later fragment; see
 /// [`parse::plain_ipv4_unchecked_protocol`]), as [`count_packet`] would,
 /// and returns true; returns false, having counted nothing, for any other
-/// frame (the caller then takes the general path).
+/// frame (the caller then takes the general path). [`NoSlot`]: `cpu` has
+/// no slot (the caller bug-checks).
 #[inline(always)]
 pub fn count_plain_ipv4<W: Watch>(
     table: &PortTable,
@@ -52,10 +56,10 @@ pub fn count_plain_ipv4<W: Watch>(
     direction: Direction,
     cpu: Cpu<'_>,
     watched: &W,
-) -> bool {
-    let Some(flow) = parse::plain_ipv4_unchecked_protocol(header) else { return false };
-    count_flow_into(table, flow, bytes, direction, cpu, watched);
-    true
+) -> Result<bool, NoSlot> {
+    let Some(flow) = parse::plain_ipv4_unchecked_protocol(header) else { return Ok(false) };
+    count_flow_into(table, flow, bytes, direction, cpu, watched)?;
+    Ok(true)
 }
 
 /// Counts a classified packet; see [`count_packet`].
@@ -63,8 +67,10 @@ pub fn count_plain_ipv4<W: Watch>(
 /// Returns whether it is watched.
 pub fn count_flow(table: &PortTable, flow: Flow, bytes: u64, direction: Direction, cpu: Cpu<'_>) -> bool {
     let watched = Cell::new(false);
-    count_flow_into(table, flow, bytes, direction, cpu, &watched);
-    watched.get()
+    match count_flow_into(table, flow, bytes, direction, cpu, &watched) {
+        Ok(()) => watched.get(),
+        Err(no_slot) => no_slot.bug_check(),
+    }
 }
 
 /// [`count_flow`], noting in `watched` whether the packet is watched.
@@ -76,9 +82,10 @@ fn count_flow_into<W: Watch>(
     direction: Direction,
     cpu: Cpu<'_>,
     watched: &W,
-) {
-    if let Some(protocol) = Protocol::of(flow.protocol) {
-        table.count_flow(protocol, flow.src_port, flow.dst_port, direction, bytes, cpu, watched);
+) -> Result<(), NoSlot> {
+    match Protocol::of(flow.protocol) {
+        Some(protocol) => table.count_flow(protocol, flow.src_port, flow.dst_port, direction, bytes, cpu, watched),
+        None => Ok(()),
     }
 }
 
@@ -154,11 +161,11 @@ mod tests {
         let watched = Cell::new(false);
         for protocol in [1u8, 2, 47, 58, 255] {
             frame[23] = protocol;
-            count_packet(&t, &frame, 64, Direction::Rx, Cpu::for_test(0), &watched);
+            count_packet(&t, &frame, 64, Direction::Rx, Cpu::for_test(0), &watched).unwrap();
         }
         assert_eq!((udp(&t).rx.packets, tcp(&t).rx.packets), (0, 0));
         frame[23] = 17;
-        count_packet(&t, &frame, 64, Direction::Rx, Cpu::for_test(0), &watched);
+        count_packet(&t, &frame, 64, Direction::Rx, Cpu::for_test(0), &watched).unwrap();
         assert_eq!((udp(&t).rx.packets, tcp(&t).rx.packets), (1, 0));
         assert!(!watched.get());
     }

@@ -99,13 +99,21 @@ impl Chain {
             while !nb.is_null() {
                 // SAFETY: `new`'s contract covers the NBL's NET_BUFFER list.
                 let this = unsafe { &*nb };
-                let counted = plain_header(this).is_some_and(|header| {
-                    datapath::count_plain_ipv4(table, header, u64::from(this.DataLength.get()), direction, cpu, &watched)
-                });
-                if !counted {
-                    // `nbl` is already the next NBL: the rest of the chain.
-                    let rest = Chain(nbl).count_rest::<TX, W>(nb, table, cpu);
-                    return rest || watched.watched();
+                let counted = match plain_header(this) {
+                    Some(header) => {
+                        let bytes = u64::from(this.DataLength.get());
+                        datapath::count_plain_ipv4(table, header, bytes, direction, cpu, &watched)
+                    }
+                    None => Ok(false),
+                };
+                match counted {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // `nbl` is already the next NBL: the rest of the chain.
+                        let rest = Chain(nbl).count_rest::<TX, W>(nb, table, cpu);
+                        return rest || watched.watched();
+                    }
+                    Err(no_slot) => return no_slot.bug_check(),
                 }
                 nb = this.Next;
             }
@@ -171,7 +179,13 @@ fn record_net_buffer(table: &PortTable, nb: &NET_BUFFER, direction: Direction, i
 
 /// Counts the NET_BUFFERs of an NBL from `nb` on (the general path).
 #[inline(always)]
-fn count_net_buffers<W: Watch>(table: &PortTable, mut nb: *mut NET_BUFFER, direction: Direction, cpu: Cpu<'_>, watched: &W) {
+fn count_net_buffers<W: Watch>(
+    table: &PortTable,
+    mut nb: *mut NET_BUFFER,
+    direction: Direction,
+    cpu: Cpu<'_>,
+    watched: &W,
+) {
     while !nb.is_null() {
         // SAFETY: `Chain::new`'s contract covers the NBL's NET_BUFFER list
         // (`nb` is one of an NBL of the chain, or NULL).
@@ -208,7 +222,9 @@ fn count_prefix<W: Watch>(
     cpu: Cpu<'_>,
     watched: &W,
 ) {
-    datapath::count_packet(table, prefix, u64::from(length), direction, cpu, watched);
+    if let Err(no_slot) = datapath::count_packet(table, prefix, u64::from(length), direction, cpu, watched) {
+        no_slot.bug_check()
+    }
 }
 
 /// Counts a packet whose first `wanted` bytes are not in place in a mapped
