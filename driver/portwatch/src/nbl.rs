@@ -16,7 +16,7 @@ use ndis_sync::Dispatch;
 use crate::datapath;
 use crate::parse::{HEADER_BYTES, PLAIN_IPV4};
 use crate::percpu::Cpu;
-use crate::ports::{Direction, PortTable, Watch};
+use crate::ports::{Direction, PortTable, Watch, Watched};
 
 /// An NBL chain owned by the current handler.
 #[derive(Clone, Copy)]
@@ -109,9 +109,15 @@ impl Chain {
                 match counted {
                     Ok(true) => {}
                     Ok(false) => {
-                        // `nbl` is already the next NBL: the rest of the chain.
-                        let rest = Chain(nbl).count_rest::<TX, W>(nb, table, cpu);
-                        return rest || watched.watched();
+                        // `nbl` is already the next NBL: the rest of the
+                        // chain. Both calls are tail calls: once a packet
+                        // was watched, the rest only counts (`Watched`).
+                        let rest = Chain(nbl);
+                        return if watched.watched() {
+                            rest.count_rest::<TX, Watched>(nb, table, cpu)
+                        } else {
+                            rest.count_rest::<TX, W>(nb, table, cpu)
+                        };
                     }
                     Err(no_slot) => return no_slot.bug_check(),
                 }
