@@ -27,18 +27,12 @@ pub fn count_packet<W: Watch>(
     cpu: Cpu<'_>,
     watched: &W,
 ) -> Result<(), NoSlot> {
-    // The common frame has its own straight-line copy of the counting: one
-    // merged path for both parses would pass the flow through a packed
-    // register and unpack it again.
-    // The protocol is tested once, by `Protocol::of` in the count: a plain
-    // IPv4 frame of another protocol is counted nowhere, as the general
-    // parse would have decided.
-    if let Some(flow) = parse::plain_ipv4_unchecked_protocol(prefix) {
-        count_flow_into(table, flow, bytes, direction, cpu, watched)
-    } else if let Some(flow) = parse::classify_general(prefix) {
-        count_flow_into(table, flow, bytes, direction, cpu, watched)
-    } else {
-        Ok(())
+    // The general path: the common frame is counted by the data path's
+    // own loop (`count_plain_ipv4`, from nbl.rs), so one copy of the
+    // counting serves every frame that comes here.
+    match parse::classify(prefix) {
+        Some(flow) => count_flow_into(table, flow, bytes, direction, cpu, watched),
+        None => Ok(()),
     }
 }
 
@@ -125,7 +119,7 @@ pub struct Tap<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::EndpointId;
+    use crate::ports::{EndpointId, NoEvents as NoEventsForTest};
 
     #[test]
     fn counts_both_ports_once_each() {
@@ -143,15 +137,18 @@ mod tests {
         assert_eq!(t.binding_traffic(PortKey { protocol: 6, port: 7 }, a).unwrap().rx.packets, 1);
     }
 
-    /// The fast path leaves the protocol to `Protocol::of`: a plain IPv4
-    /// frame of another protocol is counted nowhere, whatever its bytes
-    /// where ports would be; the same frame as UDP is counted.
+    /// The common frame's path (`count_plain_ipv4`) leaves the protocol to
+    /// `Protocol::of`: a plain IPv4 frame of another protocol is counted
+    /// nowhere, whatever its bytes where ports would be, but is handled
+    /// (not sent to the general path); the same frame as UDP is counted.
+    /// The general path (`count_packet`) agrees; a frame that is not plain
+    /// IPv4 is left to it.
     #[test]
     fn plain_ipv4_of_another_protocol_is_not_counted() {
         let mut t = PortTable::try_new().unwrap();
         t.bind_now(PortKey { protocol: 6, port: 80 }, EndpointId(1)).unwrap();
         t.bind_now(PortKey { protocol: 17, port: 80 }, EndpointId(1)).unwrap();
-        let mut frame = [0u8; 64];
+        let mut frame = [0u8; parse::PLAIN_IPV4];
         frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
         frame[14] = 0x45;
         frame[34..36].copy_from_slice(&80u16.to_be_bytes());
@@ -159,14 +156,37 @@ mod tests {
         let udp = |t: &PortTable| t.binding_traffic(PortKey { protocol: 17, port: 80 }, EndpointId(1)).unwrap();
         let tcp = |t: &PortTable| t.binding_traffic(PortKey { protocol: 6, port: 80 }, EndpointId(1)).unwrap();
         let watched = Cell::new(false);
+        let cpu = Cpu::for_test(0);
         for protocol in [1u8, 2, 47, 58, 255] {
             frame[23] = protocol;
-            count_packet(&t, &frame, 64, Direction::Rx, Cpu::for_test(0), &watched).unwrap();
+            assert!(count_plain_ipv4(&t, &frame, 64, Direction::Rx, cpu, &watched).unwrap());
+            count_packet(&t, &frame, 64, Direction::Rx, cpu, &watched).unwrap();
         }
         assert_eq!((udp(&t).rx.packets, tcp(&t).rx.packets), (0, 0));
         frame[23] = 17;
-        count_packet(&t, &frame, 64, Direction::Rx, Cpu::for_test(0), &watched).unwrap();
-        assert_eq!((udp(&t).rx.packets, tcp(&t).rx.packets), (1, 0));
+        assert!(count_plain_ipv4(&t, &frame, 64, Direction::Rx, cpu, &watched).unwrap());
+        count_packet(&t, &frame, 64, Direction::Rx, cpu, &watched).unwrap();
+        assert_eq!((udp(&t).rx.packets, tcp(&t).rx.packets), (2, 0));
         assert!(!watched.get());
+        // Tagged, options, a later fragment: left to the general path.
+        for (at, value) in [(12, 0x81), (14, 0x46), (21, 1)] {
+            let mut other = frame;
+            other[at] = value;
+            assert!(!count_plain_ipv4(&t, &other, 64, Direction::Rx, cpu, &watched).unwrap());
+        }
+        assert_eq!(udp(&t).rx.packets, 2, "nothing counted for them");
+    }
+
+    /// A processor index past the per-processor blocks is reported, not
+    /// counted into another processor's slot.
+    #[test]
+    fn a_processor_without_a_slot_is_reported() {
+        let mut t = PortTable::try_new().unwrap();
+        t.bind_now(PortKey { protocol: 17, port: 80 }, EndpointId(1)).unwrap();
+        let flow = Flow { protocol: 17, src_port: 9, dst_port: 80 };
+        let past = Cpu::for_test(crate::percpu::processor_count());
+        assert!(count_flow_into(&t, flow, 1, Direction::Rx, past, &NoEventsForTest).is_err());
+        let traffic = t.binding_traffic(PortKey { protocol: 17, port: 80 }, EndpointId(1)).unwrap();
+        assert_eq!(traffic.rx.packets, 0);
     }
 }

@@ -16,7 +16,7 @@ use ndis_sync::Dispatch;
 use crate::datapath;
 use crate::parse::{HEADER_BYTES, PLAIN_IPV4};
 use crate::percpu::Cpu;
-use crate::ports::{Direction, PortTable, Watch, Watched};
+use crate::ports::{Direction, NoEvents, PortTable, Watch};
 
 /// An NBL chain owned by the current handler.
 #[derive(Clone, Copy)]
@@ -111,10 +111,10 @@ impl Chain {
                     Ok(false) => {
                         // `nbl` is already the next NBL: the rest of the
                         // chain. Both calls are tail calls: once a packet
-                        // was watched, the rest only counts (`Watched`).
+                        // was watched, the rest only counts.
                         let rest = Chain(nbl);
                         return if watched.watched() {
-                            rest.count_rest::<TX, Watched>(nb, table, cpu)
+                            rest.count_rest_watched::<TX>(nb, table, cpu)
                         } else {
                             rest.count_rest::<TX, W>(nb, table, cpu)
                         };
@@ -135,16 +135,43 @@ impl Chain {
     /// of common packets never comes here.
     #[cold]
     #[inline(never)]
-    fn count_rest<const TX: bool, W: Watch>(self, nb: *mut NET_BUFFER, table: &PortTable, cpu: Cpu<'_>) -> bool {
+    fn count_rest<const TX: bool, W: Watch>(self, mut nb: *mut NET_BUFFER, table: &PortTable, cpu: Cpu<'_>) -> bool {
         let direction = if TX { Direction::Tx } else { Direction::Rx };
         let watched = W::default();
-        count_net_buffers(table, nb, direction, cpu, &watched);
-        self.for_each_nbl(|nbl| {
-            if nbl.NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET == 0 {
-                count_net_buffers(table, nbl.FirstNetBuffer, direction, cpu, &watched);
+        let mut nbl = self.0;
+        // One walk (one copy of the general path): the NET_BUFFERs left in
+        // the current NBL, then those of each later NBL not looped back.
+        loop {
+            while !nb.is_null() {
+                // SAFETY: `new`'s contract covers the NBL's NET_BUFFER list.
+                let current = unsafe { &*nb };
+                count_net_buffer(table, current, direction, cpu, &watched);
+                nb = current.Next;
             }
-        });
-        watched.watched()
+            loop {
+                if nbl.is_null() {
+                    return watched.watched();
+                }
+                // SAFETY: `new`'s contract: every NBL of the chain is valid
+                // and ours until the chain is passed on.
+                let current = unsafe { &*nbl };
+                nbl = current.Next;
+                if current.NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET == 0 {
+                    nb = current.FirstNetBuffer;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// [`Chain::count_rest`] of a chain already known to hold a watched
+    /// packet: counting only (the copy without events), and the chain is
+    /// watched whatever the rest holds.
+    #[cold]
+    #[inline(never)]
+    fn count_rest_watched<const TX: bool>(self, nb: *mut NET_BUFFER, table: &PortTable, cpu: Cpu<'_>) -> bool {
+        self.count_rest::<TX, NoEvents>(nb, table, cpu);
+        true
     }
 
     /// Records the events of the chain's watched packets (those
@@ -181,24 +208,6 @@ fn record_net_buffer(table: &PortTable, nb: &NET_BUFFER, direction: Direction, i
         return;
     };
     datapath::record_packet(table, prefix, u64::from(length), direction, if_index, dispatch);
-}
-
-/// Counts the NET_BUFFERs of an NBL from `nb` on (the general path).
-#[inline(always)]
-fn count_net_buffers<W: Watch>(
-    table: &PortTable,
-    mut nb: *mut NET_BUFFER,
-    direction: Direction,
-    cpu: Cpu<'_>,
-    watched: &W,
-) {
-    while !nb.is_null() {
-        // SAFETY: `Chain::new`'s contract covers the NBL's NET_BUFFER list
-        // (`nb` is one of an NBL of the chain, or NULL).
-        let current = unsafe { &*nb };
-        count_net_buffer(table, current, direction, cpu, watched);
-        nb = current.Next;
-    }
 }
 
 /// Counts one packet: finds its first bytes and classifies them.

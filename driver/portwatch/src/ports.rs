@@ -186,22 +186,6 @@ impl Watch for NoEvents {
     }
 }
 
-/// Counting only, for the rest of a chain already known to hold a watched
-/// packet: whatever the rest holds, the chain is watched.
-#[derive(Default)]
-pub struct Watched;
-
-impl Watch for Watched {
-    #[inline(always)]
-    fn see(&self, _: &Binding) {}
-    #[inline(always)]
-    fn mark(&self) {}
-    #[inline(always)]
-    fn watched(&self) -> bool {
-        true
-    }
-}
-
 /// Counting and noting watched packets: a cell in the caller's frame,
 /// written only for a watched packet, so that a packet on no watched port
 /// carries no flag through the lookups.
