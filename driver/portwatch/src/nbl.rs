@@ -137,16 +137,33 @@ impl Chain {
     /// of common packets never comes here.
     #[cold]
     #[inline(never)]
-    fn count_rest<const TX: bool, W: Watch>(self, nb: *mut NET_BUFFER, table: &PortTable, cpu: Cpu<'_>) -> bool {
+    fn count_rest<const TX: bool, W: Watch>(self, mut nb: *mut NET_BUFFER, table: &PortTable, cpu: Cpu<'_>) -> bool {
         let direction = if TX { Direction::Tx } else { Direction::Rx };
         let watched = W::default();
-        count_net_buffers(table, nb, direction, cpu, &watched);
-        self.for_each_nbl(|nbl| {
-            if nbl.NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET == 0 {
-                count_net_buffers(table, nbl.FirstNetBuffer, direction, cpu, &watched);
+        let mut nbl = self.0;
+        // One walk (one copy of the general path): the NET_BUFFERs left in
+        // the current NBL, then those of each later NBL not looped back.
+        loop {
+            while !nb.is_null() {
+                // SAFETY: `new`'s contract covers the NBL's NET_BUFFER list.
+                let current = unsafe { &*nb };
+                count_net_buffer(table, current, direction, cpu, &watched);
+                nb = current.Next;
             }
-        });
-        watched.watched()
+            loop {
+                if nbl.is_null() {
+                    return watched.watched();
+                }
+                // SAFETY: `new`'s contract: every NBL of the chain is valid
+                // and ours until the chain is passed on.
+                let current = unsafe { &*nbl };
+                nbl = current.Next;
+                if current.NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET == 0 {
+                    nb = current.FirstNetBuffer;
+                    break;
+                }
+            }
+        }
     }
 
     /// [`Chain::count_rest`] of a chain already known to hold a watched
@@ -193,26 +210,6 @@ fn record_net_buffer(table: &PortTable, nb: &NET_BUFFER, direction: Direction, i
         return;
     };
     datapath::record_packet(table, prefix, u64::from(length), direction, if_index, dispatch);
-}
-
-/// Counts the NET_BUFFERs of an NBL from `nb` on, through the general path
-/// ([`Chain::count_rest`]). Out of line: one copy of the general path per
-/// direction and kind of [`Watch`].
-#[inline(never)]
-fn count_net_buffers<W: Watch>(
-    table: &PortTable,
-    mut nb: *mut NET_BUFFER,
-    direction: Direction,
-    cpu: Cpu<'_>,
-    watched: &W,
-) {
-    while !nb.is_null() {
-        // SAFETY: `Chain::new`'s contract covers the NET_BUFFER list of
-        // every NBL of the chain (`nb` is one of them, or NULL).
-        let current = unsafe { &*nb };
-        count_net_buffer(table, current, direction, cpu, watched);
-        nb = current.Next;
-    }
 }
 
 /// Counts one packet: finds its first bytes and classifies them.
