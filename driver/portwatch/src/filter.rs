@@ -99,7 +99,8 @@ unsafe extern "system" fn attach(
         // SAFETY: a valid UNICODE_STRING's Buffer holds Length bytes.
         unsafe { unicode_chars(s) }
     });
-    let new_module = Module::new(&irql, NdisHandle(filter_handle), params.BaseMiniportIfIndex, fixed_name(name));
+    let handle = NdisHandle(filter_handle);
+    let new_module = Module::new(&irql, handle, &globals().ports, params.BaseMiniportIfIndex, fixed_name(name));
     let Some(new_module) = crate::pool::try_pin_box(new_module) else { return NDIS_STATUS_RESOURCES };
     let attributes = NDIS_FILTER_ATTRIBUTES {
         Header: NDIS_OBJECT_HEADER {
@@ -207,8 +208,8 @@ unsafe extern "system" fn pause(context: NDIS_HANDLE, _params: *mut NDIS_FILTER_
 /// place the data path takes a lock, once per chain. `at_dispatch` is the
 /// handler's NDIS_*_DISPATCH_LEVEL flag (set: at DISPATCH_LEVEL; clear:
 /// unknown, at most DISPATCH_LEVEL).
-fn under_table<R>(at_dispatch: bool, f: impl FnOnce(&PortTable, &mut Dispatch) -> R) -> R {
-    let ports = &globals().ports;
+fn under_table<R>(module: &Module, at_dispatch: bool, f: impl FnOnce(&PortTable, &mut Dispatch) -> R) -> R {
+    let ports = module.ports;
     // SAFETY: `at_dispatch` is the handler's flag, and the handler holds no
     // lock of ours yet.
     unsafe {
@@ -257,7 +258,7 @@ unsafe extern "system" fn send(context: NDIS_HANDLE, nbls: *mut NET_BUFFER_LIST,
     // SAFETY: NDIS hands us the chain until we pass it on or complete it.
     let chain = unsafe { Chain::new(nbls) };
     let at_dispatch = flags & NDIS_SEND_FLAGS_DISPATCH_LEVEL != 0;
-    let forwarded = under_table(at_dispatch, |table, dispatch| {
+    let forwarded = under_table(module, at_dispatch, |table, dispatch| {
         if !module.is_running() {
             return false;
         }
@@ -301,7 +302,7 @@ unsafe extern "system" fn receive(
     // return it or pass it up.
     let chain = unsafe { Chain::new(nbls) };
     let at_dispatch = flags & NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL != 0;
-    let forwarded = under_table(at_dispatch, |table, dispatch| {
+    let forwarded = under_table(module, at_dispatch, |table, dispatch| {
         if !module.is_running() {
             return false;
         }

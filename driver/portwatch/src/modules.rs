@@ -19,10 +19,11 @@ use core::ffi::c_void;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use ndis_sync::{init_from_closure, AtMostDispatch, Passive, PinInit, Rundown, SpinLock};
+use ndis_sync::{init_from_closure, AtMostDispatch, Passive, PinInit, Rundown, RwLock, SpinLock};
 use portwatch_proto::{ModuleInfo, ModuleState, Wire, MODULE_NAME_CHARS};
 
 use crate::ioctl::{self, Error, Reply};
+use crate::ports::PortTable;
 
 /// NDIS's opaque handle of a filter module (`NdisFilterHandle`).
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +39,13 @@ unsafe impl Sync for NdisHandle {}
 pub struct Module {
     /// NDIS's handle for this module.
     pub ndis_handle: NdisHandle,
+    /// The driver-wide port table (`globals().ports`), reached from the
+    /// module so that the data path does not check, per chain, that the
+    /// driver state exists: it outlives every module (modules exist only
+    /// between FilterAttach and FilterDetach, both inside the life of the
+    /// filter driver's registration, and the state is freed only after
+    /// NdisFDeregisterFilterDriver returned).
+    pub ports: &'static RwLock<PortTable>,
     /// `BaseMiniportIfIndex` of its adapter.
     pub if_index: u32,
     /// The adapter's name, UTF-16, zero padded, truncated.
@@ -54,17 +62,19 @@ impl Module {
     ///
     /// An initialiser: the rundown reference is initialised where the module
     /// will live (it is identified by that address).
-    pub fn new(
-        irql: &Passive,
+    pub fn new<'a>(
+        irql: &'a Passive,
         ndis_handle: NdisHandle,
+        ports: &'static RwLock<PortTable>,
         if_index: u32,
         name: [u16; MODULE_NAME_CHARS],
-    ) -> impl PinInit<Self> + '_ {
+    ) -> impl PinInit<Self> + 'a {
         let init = move |slot: *mut Self| {
             // SAFETY: `slot` is valid for writes and pinned (the initialiser's
             // contract); each field is written once, the rundown in place.
             unsafe {
                 (&raw mut (*slot).ndis_handle).write(ndis_handle);
+                (&raw mut (*slot).ports).write(ports);
                 (&raw mut (*slot).if_index).write(if_index);
                 (&raw mut (*slot).name).write(name);
                 (&raw mut (*slot).state).write(AtomicU32::new(ModuleState::Attaching as u32));
@@ -215,8 +225,10 @@ mod tests {
     fn module(if_index: u32) -> core::pin::Pin<Box<Module>> {
         let name: Vec<u16> = "eth".encode_utf16().collect();
         let irql = passive();
-        crate::pool::try_pin_box(Module::new(&irql, NdisHandle(core::ptr::null_mut()), if_index, fixed_name(&name)))
-            .unwrap()
+        // A table for the modules of the tests, alive as long as they are.
+        let ports = Box::leak(Box::new(RwLock::new(crate::ports::PortTable::try_new().unwrap()).unwrap()));
+        let handle = NdisHandle(core::ptr::null_mut());
+        crate::pool::try_pin_box(Module::new(&irql, handle, ports, if_index, fixed_name(&name))).unwrap()
     }
 
     #[test]

@@ -14,9 +14,9 @@ use ndis_sys::{
 use ndis_sync::Dispatch;
 
 use crate::datapath;
-use crate::parse::HEADER_BYTES;
+use crate::parse::{HEADER_BYTES, PLAIN_IPV4};
 use crate::percpu::Cpu;
-use crate::ports::{Direction, PortTable, Watch};
+use crate::ports::{Direction, NoEvents, PortTable, Watch};
 
 /// An NBL chain owned by the current handler.
 #[derive(Clone, Copy)]
@@ -75,24 +75,105 @@ impl Chain {
     /// out-of-line copy per direction, its arguments in registers (a
     /// closure's captures would be read through memory for every NBL), and
     /// per kind of [`Watch`].
+    ///
+    /// The loop counts the common packet only (plain IPv4 whose first
+    /// [`PLAIN_IPV4`] bytes are in place) and makes no call but the
+    /// bug-check of a missing per-processor slot, which does not return: no
+    /// value it holds must survive a call, so it needs fewer callee-saved
+    /// registers, and the slot offset is computed once per chain. The first
+    /// packet it cannot count that way hands that packet and the rest of
+    /// the chain to [`Chain::count_rest`], out of line (a tail call).
     #[inline(never)]
     fn count_in<const TX: bool, W: Watch>(self, table: &PortTable, cpu: Cpu<'_>) -> bool {
         let direction = if TX { Direction::Tx } else { Direction::Rx };
         // Set only for a watched packet (no value merged per packet).
         let watched = W::default();
-        self.for_each_nbl(|nbl| {
-            if nbl.NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET != 0 {
-                return;
+        let mut nbl = self.0;
+        while !nbl.is_null() {
+            // SAFETY: `new`'s contract: every NBL of the chain is valid and
+            // ours until the chain is passed on.
+            let current = unsafe { &*nbl };
+            nbl = current.Next;
+            if current.NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET != 0 {
+                continue;
             }
-            let mut nb = nbl.FirstNetBuffer;
+            let mut nb = current.FirstNetBuffer;
+            while !nb.is_null() {
+                // SAFETY: `new`'s contract covers the NBL's NET_BUFFER list.
+                let this = unsafe { &*nb };
+                let counted = match plain_header(this) {
+                    Some(header) => {
+                        let bytes = u64::from(this.DataLength.get());
+                        datapath::count_plain_ipv4(table, header, bytes, direction, cpu, &watched)
+                    }
+                    None => Ok(false),
+                };
+                match counted {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // `nbl` is already the next NBL: the rest of the
+                        // chain. Both calls are tail calls: once a packet
+                        // was watched, the rest only counts.
+                        let rest = Chain(nbl);
+                        return if watched.watched() {
+                            rest.count_rest_watched::<TX>(nb, table, cpu)
+                        } else {
+                            rest.count_rest::<TX, W>(nb, table, cpu)
+                        };
+                    }
+                    Err(no_slot) => return no_slot.bug_check(),
+                }
+                nb = this.Next;
+            }
+        }
+        watched.watched()
+    }
+
+    /// The rest of [`Chain::count_in`]'s work, from a packet its loop could
+    /// not count: the NET_BUFFERs from `nb` on (the rest of an NBL whose
+    /// NBL was not looped back), then the NBLs of `self` (the NBLs after
+    /// that one), every packet through the general path (in place or copied
+    /// header, any frame [`crate::parse::classify`] accepts). Cold: a chain
+    /// of common packets never comes here.
+    #[cold]
+    #[inline(never)]
+    fn count_rest<const TX: bool, W: Watch>(self, mut nb: *mut NET_BUFFER, table: &PortTable, cpu: Cpu<'_>) -> bool {
+        let direction = if TX { Direction::Tx } else { Direction::Rx };
+        let watched = W::default();
+        let mut nbl = self.0;
+        // One walk (one copy of the general path): the NET_BUFFERs left in
+        // the current NBL, then those of each later NBL not looped back.
+        loop {
             while !nb.is_null() {
                 // SAFETY: `new`'s contract covers the NBL's NET_BUFFER list.
                 let current = unsafe { &*nb };
                 count_net_buffer(table, current, direction, cpu, &watched);
                 nb = current.Next;
             }
-        });
-        watched.watched()
+            loop {
+                if nbl.is_null() {
+                    return watched.watched();
+                }
+                // SAFETY: `new`'s contract: every NBL of the chain is valid
+                // and ours until the chain is passed on.
+                let current = unsafe { &*nbl };
+                nbl = current.Next;
+                if current.NblFlags & NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET == 0 {
+                    nb = current.FirstNetBuffer;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// [`Chain::count_rest`] of a chain already known to hold a watched
+    /// packet: counting only (the copy without events), and the chain is
+    /// watched whatever the rest holds.
+    #[cold]
+    #[inline(never)]
+    fn count_rest_watched<const TX: bool>(self, nb: *mut NET_BUFFER, table: &PortTable, cpu: Cpu<'_>) -> bool {
+        self.count_rest::<TX, NoEvents>(nb, table, cpu);
+        true
     }
 
     /// Records the events of the chain's watched packets (those
@@ -158,7 +239,9 @@ fn count_prefix<W: Watch>(
     cpu: Cpu<'_>,
     watched: &W,
 ) {
-    datapath::count_packet(table, prefix, u64::from(length), direction, cpu, watched);
+    if let Err(no_slot) = datapath::count_packet(table, prefix, u64::from(length), direction, cpu, watched) {
+        no_slot.bug_check()
+    }
 }
 
 /// Counts a packet whose first `wanted` bytes are not in place in a mapped
@@ -210,6 +293,16 @@ fn copied_header<'a>(
     Some(unsafe { core::slice::from_raw_parts(data.cast::<u8>(), wanted) })
 }
 
+/// The first [`PLAIN_IPV4`] bytes of `nb` in place (see [`mapped_header`]),
+/// when its data has that many: all that the common frame's parse reads.
+#[inline(always)]
+fn plain_header(nb: &NET_BUFFER) -> Option<&[u8; PLAIN_IPV4]> {
+    if (nb.DataLength.get() as usize) < PLAIN_IPV4 {
+        return None;
+    }
+    mapped_header(nb, PLAIN_IPV4)?.try_into().ok()
+}
+
 /// The first `wanted` bytes of `nb` in place, when its current MDL is
 /// mapped in system space (`MmGetSystemAddressForMdlSafe` would return
 /// `MappedSystemVa` without mapping anything: nonpaged pool, or already
@@ -222,7 +315,8 @@ fn mapped_header(nb: &NET_BUFFER, wanted: usize) -> Option<&[u8]> {
         return None;
     }
     let offset = nb.CurrentMdlOffset as usize;
-    if (mdl.ByteCount as usize).checked_sub(offset)? < wanted || mdl.MappedSystemVa.is_null() {
+    // No overflow: both are 32-bit values widened, `wanted` at most 160.
+    if (mdl.ByteCount as usize) < offset + wanted || mdl.MappedSystemVa.is_null() {
         return None;
     }
     // SAFETY: the MDL is mapped at `MappedSystemVa` for `ByteCount` bytes

@@ -91,7 +91,7 @@ pub fn addresses(frame: &[u8]) -> Option<(u8, [u8; 16], [u8; 16])> {
 }
 
 /// Bytes of an untagged Ethernet + option-less IPv4 header + the ports.
-const PLAIN_IPV4: usize = ETH_HEADER + 20 + 4;
+pub const PLAIN_IPV4: usize = ETH_HEADER + 20 + 4;
 
 /// The common frame in one step: untagged Ethernet, IPv4 without options
 /// (first byte 0x45), TCP or UDP, not a later fragment. Fixed offsets in a

@@ -93,6 +93,21 @@ struct Padded<T> {
     _gap: [u8; CACHE_LINE],
 }
 
+/// A processor index past a [`PerCpu`] block (see [`PerCpu::get`]).
+#[derive(Debug)]
+pub struct NoSlot;
+
+impl NoSlot {
+    /// Bug-checks (through the panic handler). Out of line and cold, and
+    /// typed as returning `R`, so that the data path's call-free counting
+    /// loop reaches it through a tail jump and needs no stack frame for it.
+    #[cold]
+    #[inline(never)]
+    pub fn bug_check<R>(self) -> R {
+        panic!("processor index past its per-processor block")
+    }
+}
+
 /// One `T` per processor.
 pub struct PerCpu<T> {
     slots: Box<[Padded<T>]>,
@@ -117,10 +132,11 @@ impl<T: Default> PerCpu<T> {
 impl<T> PerCpu<T> {
     /// The slot of `cpu`. The block has a slot for every processor the
     /// system can have, so the index is always in range (the DDI's
-    /// contract); an index past it would be a broken system, and the bounds
-    /// check bug-checks rather than let two processors share a slot.
-    pub fn get(&self, cpu: Cpu<'_>) -> &T {
-        &self.slots[cpu.index].value
+    /// contract); an index past it would be a broken system, and the caller
+    /// bug-checks ([`NoSlot::bug_check`]) rather than let two processors
+    /// share a slot.
+    pub fn get(&self, cpu: Cpu<'_>) -> Result<&T, NoSlot> {
+        self.slots.get(cpu.index).map(|slot| &slot.value).ok_or(NoSlot)
     }
 
     /// Every slot, for summing.
@@ -163,9 +179,10 @@ mod tests {
     #[test]
     fn each_processor_counts_into_its_own_slot() {
         let block = PerCpu::<AtomicU64>::try_with_slots(4).unwrap();
-        add_local(block.get(Cpu::for_test(1)), 5);
-        add_local(block.get(Cpu::for_test(3)), 2);
-        add_local(block.get(Cpu::for_test(3)), 2);
+        add_local(block.get(Cpu::for_test(1)).unwrap(), 5);
+        add_local(block.get(Cpu::for_test(3)).unwrap(), 2);
+        add_local(block.get(Cpu::for_test(3)).unwrap(), 2);
+        assert!(block.get(Cpu::for_test(4)).is_err(), "no slot past the block");
         let v: Vec<u64> = block.iter().map(|c| c.load(Ordering::Relaxed)).collect();
         assert_eq!(v, [0, 5, 0, 4]);
     }

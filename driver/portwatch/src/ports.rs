@@ -28,7 +28,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use portwatch_proto::{Counters, PROTO_TCP, PROTO_UDP};
 
 use crate::events::{EventSink, SinkRef};
-use crate::percpu::{add_local, Cpu, PerCpu};
+use crate::percpu::{add_local, Cpu, NoSlot, PerCpu};
 use crate::pool::try_box;
 
 /// Identifies an endpoint (one open handle) for its whole life.
@@ -418,7 +418,9 @@ impl PortTable {
     pub fn count(&self, key: PortKey, direction: Direction, bytes: u64, cpu: Cpu<'_>) -> bool {
         let watched = Cell::new(false);
         if let Some(protocol) = Protocol::of(key.protocol) {
-            self.count_port(protocol, key.port, direction, bytes, cpu, &watched);
+            if let Err(no_slot) = self.count_port(protocol, key.port, direction, bytes, cpu, &watched) {
+                return no_slot.bug_check();
+            }
         }
         watched.get()
     }
@@ -426,7 +428,8 @@ impl PortTable {
     /// Counts one packet with ports `src` and `dst`: on each of the two
     /// ports, once only when they are equal (one lookup then). The protocol
     /// is resolved once for both; see [`PortTable::count`]. Sets `watched`
-    /// when the packet is watched ([`PortTable::count_port`]).
+    /// when the packet is watched ([`PortTable::count_port`]). [`NoSlot`]:
+    /// `cpu` has no slot (the caller bug-checks).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub fn count_flow<W: Watch>(
@@ -438,11 +441,12 @@ impl PortTable {
         bytes: u64,
         cpu: Cpu<'_>,
         watched: &W,
-    ) {
-        self.count_port(protocol, dst, direction, bytes, cpu, watched);
+    ) -> Result<(), NoSlot> {
+        self.count_port(protocol, dst, direction, bytes, cpu, watched)?;
         if src != dst {
-            self.count_port(protocol, src, direction, bytes, cpu, watched);
+            self.count_port(protocol, src, direction, bytes, cpu, watched)?;
         }
+        Ok(())
     }
 
     /// The one place a packet is counted, for each matching binding (what
@@ -452,7 +456,8 @@ impl PortTable {
     /// "watched", and the caller records its events after counting, out of
     /// line, under the same hold of the read lock ([`PortTable::bound`]).
     /// With [`NoEvents`] the loop only counts. A packet on an unbound port
-    /// returns at the lookup.
+    /// returns at the lookup. [`NoSlot`]: `cpu` has no slot; the count
+    /// stops there and the caller bug-checks.
     #[inline(always)]
     fn count_port<W: Watch>(
         &self,
@@ -462,13 +467,14 @@ impl PortTable {
         bytes: u64,
         cpu: Cpu<'_>,
         watched: &W,
-    ) {
+    ) -> Result<(), NoSlot> {
         let (leaf, slot) = protocol.position(port);
-        let Some(head) = self.leaves[leaf].as_ref().and_then(|leaf| leaf[slot].as_deref()) else { return };
+        let Some(head) = self.leaves[leaf].as_ref().and_then(|leaf| leaf[slot].as_deref()) else { return Ok(()) };
         for binding in head.iter() {
-            binding.counters.get(cpu).add(direction, bytes);
+            binding.counters.get(cpu)?.add(direction, bytes);
             watched.see(binding);
         }
+        Ok(())
     }
 
     /// The bindings of `key`, if any (the event stream's second look).
