@@ -21,10 +21,13 @@ const PACKETS: u32 = 300;
 /// filter and 118,800 to 121,000 for PortWatch; release, 2,000 packets,
 /// 10,499 to 10,724 for the pass-through filter and 12,028 to 12,234 for
 /// PortWatch, see docs/benchmarks.md). The release limit is the highest
-/// of those plus about 10%; the unoptimised one stays at its earlier
-/// 124,000 (about 2.5% above the highest: the changes that cut the
-/// release figure cost a little in an unoptimised build).
-const LIMIT: f64 = if cfg!(debug_assertions) { 124_000.0 } else { 13_500.0 };
+/// of those plus about 10%. In `cargo test` the harness is optimised with
+/// debug assertions on (the workspace's `[profile.dev.package]`
+/// overrides): measured 2026-12-06 with `cargo test -p portwatch-bench
+/// --test harness_overhead -- --nocapture`, 300 packets, 14,189 to 14,533
+/// for the pass-through filter and 16,039 to 16,226 for PortWatch; that
+/// limit is the highest plus about 10%.
+const LIMIT: f64 = if cfg!(debug_assertions) { 18_000.0 } else { 13_500.0 };
 
 #[test]
 fn harness_cost_per_packet_is_within_its_limit() {
