@@ -126,7 +126,7 @@ pub fn run_set(driver: &Path, scenarios: &[Scenario], params: &Params) -> Option
         );
         if scenario == Scenario::Flood {
             for (name, n) in
-                summary.model.iter().filter(|m| m.0.ends_with("after the warm-up") || m.0.ends_with("at the end"))
+                summary.model.iter().filter(|m| m.0.ends_with("after the warm-up") || m.0.ends_with("near the end"))
             {
                 eprintln!("portwatch-check:   {name}: {n}");
             }

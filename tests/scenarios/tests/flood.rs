@@ -21,7 +21,7 @@ fn ten_million_packets_count_exactly_in_flat_memory() {
     let s = Scenario::Flood.run(&t, &Params::ops(2, ops, 11));
     common::assert_clean(&s, ops);
     assert!(s.packets >= packets, "only {} packets through the driver\n{s}", s.packets);
-    for figure in ["resident KiB at the end", "mappings at the end", "threads at the end"] {
+    for figure in ["resident KiB near the end", "mappings near the end", "threads near the end"] {
         assert!(s.model_count(figure) > 0, "no resource sample: {figure}\n{s}");
     }
 }

@@ -8,7 +8,7 @@
 //! `--duration` is the long mode (hours are fine): its default set ends
 //! with the packet flood, which fails when the process's memory, mappings,
 //! threads or descriptors grow past their bounds between the end of its
-//! warm-up and its end (`resources::Bounds::LONG_RUN`); the figures go to
+//! warm-up and 95% of its run (`resources::Bounds::LONG_RUN`); the figures go to
 //! stderr.
 //! Exits 0 when clean, 1 when something was found, 2 on a usage error.
 //! The driver is `--driver`, else `$PORTWATCH_DRIVER`, else the build output.
