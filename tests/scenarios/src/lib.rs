@@ -45,6 +45,8 @@ pub mod harness_target;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod lowres;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub mod resources;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod verdict;
 
 pub use run::{Budget, Params, Summary};

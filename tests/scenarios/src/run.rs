@@ -49,6 +49,7 @@ pub struct Run {
     stop: AtomicBool,
     failures: Mutex<Vec<String>>,
     violations: Mutex<Vec<String>>,
+    notes: Mutex<Vec<(&'static str, u64)>>,
 }
 
 const MAX_FAILURES: usize = 50;
@@ -65,6 +66,7 @@ impl Run {
             stop: AtomicBool::new(false),
             failures: Mutex::new(Vec::new()),
             violations: Mutex::new(Vec::new()),
+            notes: Mutex::new(Vec::new()),
         }
     }
 
@@ -80,6 +82,15 @@ impl Run {
         }
     }
 
+    /// Gives back an operation claimed with [`Run::next_op`] that did not
+    /// do what the budget counts (a flood batch that met a detached
+    /// adapter): another one is done in its place.
+    pub fn refund(&self) {
+        if matches!(self.budget, Budget::Ops(_)) {
+            self.claimed.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// Whether the budget is spent (without claiming anything).
     pub fn spent(&self) -> bool {
         self.stopped()
@@ -87,6 +98,21 @@ impl Run {
                 Budget::Ops(n) => self.claimed.load(Ordering::Relaxed) >= n,
                 Budget::Duration(d) => self.started.elapsed() >= d,
             }
+    }
+
+    /// How far through its budget the run is, from 0 to 1 (operations
+    /// claimed, or time passed).
+    pub fn fraction(&self) -> f64 {
+        match self.budget {
+            Budget::Ops(n) => self.claimed.load(Ordering::Relaxed) as f64 / n.max(1) as f64,
+            Budget::Duration(d) => self.started.elapsed().as_secs_f64() / d.as_secs_f64().max(1e-9),
+        }
+        .min(1.0)
+    }
+
+    /// Records a figure the summary lists with the model's (by name).
+    pub fn note(&self, name: &'static str, value: u64) {
+        self.notes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((name, value));
     }
 
     /// Counts one completed operation.
@@ -180,6 +206,8 @@ impl Run {
         let mut failures = self.failures();
         failures
             .extend(health.problems().into_iter().filter(|p| !p.starts_with("violation") && !p.starts_with("leaked")));
+        let mut model = health.model.clone();
+        model.extend(self.notes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().copied());
         Summary {
             scenario: scenario.to_owned(),
             operations: self.ops.load(Ordering::Relaxed),
@@ -191,7 +219,7 @@ impl Run {
             allocations: health.allocations,
             peak_stack: health.peak_stack,
             unobservable: health.unobservable,
-            model: health.model.clone(),
+            model,
         }
     }
 }

@@ -75,6 +75,11 @@ pub fn first_finding(s: &Summary) -> Option<Finding> {
 pub const ORDER: [Scenario; 5] =
     [Scenario::IoctlStorm, Scenario::DataPath, Scenario::Races, Scenario::Lifecycle, Scenario::Events];
 
+/// The set of a long run (`portwatch-check --duration`): [`ORDER`], then
+/// the packet flood.
+pub const LONG: [Scenario; 6] =
+    [Scenario::IoctlStorm, Scenario::DataPath, Scenario::Races, Scenario::Lifecycle, Scenario::Events, Scenario::Flood];
+
 /// The low-resources sweep ([`crate::lowres::sweep`]: each allocation of a
 /// scripted run fails in turn) as a finding: its first failure, split into
 /// rule and message when it is a verifier violation.
@@ -112,7 +117,20 @@ pub fn run_set(driver: &Path, scenarios: &[Scenario], params: &Params) -> Option
         };
         let p = Params { seed: params.seed + i as u64, ..params.clone() };
         let summary = scenario.run(&target, &p);
-        eprintln!("portwatch-check: {} {:.1} s, {} ops", scenario, summary.elapsed.as_secs_f64(), summary.operations);
+        eprintln!(
+            "portwatch-check: {} {:.1} s, {} ops, {} packets",
+            scenario,
+            summary.elapsed.as_secs_f64(),
+            summary.operations,
+            summary.packets
+        );
+        if scenario == Scenario::Flood {
+            for (name, n) in
+                summary.model.iter().filter(|m| m.0.ends_with("after the warm-up") || m.0.ends_with("near the end"))
+            {
+                eprintln!("portwatch-check:   {name}: {n}");
+            }
+        }
         if let Some(f) = first_finding(&summary) {
             return Some(f);
         }

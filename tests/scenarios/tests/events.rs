@@ -7,8 +7,13 @@ use common::forward::{Forward, Hooks};
 use portwatch_scenarios::target::{Reply, TargetError};
 use portwatch_scenarios::Scenario;
 
+/// The I/O statistics read below are the process's: the other test's
+/// session must not start (and reset them) before they are read.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn every_event_is_delivered_or_dropped_and_no_read_stays_pending() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let t = common::target();
     let s = Scenario::Events.run(&t, &common::params(11));
     common::assert_clean(&s, common::OPS);
@@ -41,6 +46,7 @@ impl Hooks for LosesEvents {
 
 #[test]
 fn a_lost_event_is_caught() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let t = Forward { inner: common::target(), hooks: LosesEvents };
     let s = Scenario::Events.run(&t, &portwatch_scenarios::Params::ops(2, 2000, 12));
     assert!(s.failures.iter().any(|f| f.contains("delivered") && f.contains("generated")), "{s}");

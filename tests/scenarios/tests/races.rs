@@ -34,6 +34,8 @@ impl Hooks for Tears {
 #[test]
 fn a_torn_address_is_caught() {
     let t = Forward { inner: common::target(), hooks: Tears };
-    let s = Scenario::Races.run(&t, &portwatch_scenarios::Params::ops(2, 400, 6));
+    // Enough operations that the reader meets a long address even when one
+    // thread runs far ahead of the other.
+    let s = Scenario::Races.run(&t, &portwatch_scenarios::Params::ops(2, 4_000, 6));
     assert!(s.failures.iter().any(|f| f.contains("torn local address")), "{s}");
 }

@@ -150,6 +150,9 @@ pub enum ScenarioName {
     /// The event stream: pending reads, CancelIoEx racing completions, handles closed with reads pending.
     #[value(name = "events")]
     Events,
+    /// Millions of packets in chains of multi-packet NBLs while adapters restart; counters checked.
+    #[value(name = "flood")]
+    Flood,
 }
 
 impl ScenarioName {
@@ -162,6 +165,7 @@ impl ScenarioName {
             ScenarioName::Lifecycle => Scenario::Lifecycle,
             ScenarioName::Races => Scenario::Races,
             ScenarioName::Events => Scenario::Events,
+            ScenarioName::Flood => Scenario::Flood,
         }
     }
 }

@@ -72,6 +72,45 @@ pub fn adapter_worker(t: &dyn Target, adapters: &Adapters, a: usize, run: &Run, 
     }
 }
 
+/// One excursion of adapter `a` from Running and back: a pause, then a
+/// restart, or a detach, a re-attach and a restart, each state held up to
+/// 2 ms. A target that only cycles adapters as a whole gets one cycle.
+pub fn excursion(t: &dyn Target, adapters: &Adapters, a: usize, run: &Run, rng: &mut Rng) {
+    if !t.supports(AdapterOp::Pause) {
+        if t.supports(AdapterOp::Cycle) {
+            let mut attached = adapters.gate(a).write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Err(e) = t.adapter_op(Adapter(a), AdapterOp::Cycle) {
+                run.error("adapter cycle", &e);
+            }
+            *attached = true;
+        }
+        return;
+    }
+    let mut state = step(t, adapters, a, State::Running, rng, run);
+    // Paused -> Running (3 in 4) or Detached; Detached -> Paused. A step
+    // that fails is recorded (a violation stops the run) and retried.
+    for _ in 0..64 {
+        if state == State::Running || run.stopped() {
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(rng.below(2000)));
+        state = match state {
+            State::Paused if rng.chance(50) => step(t, adapters, a, state, rng, run),
+            State::Paused => match t.adapter_op(Adapter(a), AdapterOp::Restart) {
+                Ok(()) => State::Running,
+                Err(e) => {
+                    run.error("restart after an excursion", &e);
+                    state
+                }
+            },
+            _ => step(t, adapters, a, state, rng, run),
+        };
+    }
+    if state != State::Running && !run.stopped() {
+        run.fail(format!("adapter {a} not Running again after its excursion: {state:?}"));
+    }
+}
+
 /// A target that only restarts adapters as a whole (Windows).
 fn cycle_worker(t: &dyn Target, adapters: &Adapters, a: usize, run: &Run) {
     if !t.supports(AdapterOp::Cycle) {

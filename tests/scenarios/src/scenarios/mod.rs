@@ -4,6 +4,7 @@
 
 pub mod datapath;
 pub mod events;
+pub mod flood;
 pub mod ioctl_storm;
 pub mod lifecycle;
 pub mod lwf_logo;
@@ -37,17 +38,22 @@ pub enum Scenario {
     /// control events, CancelIoEx racing them, ring overflow accounting,
     /// handles closed with reads pending.
     Events,
+    /// 7: the packet flood: millions of packets in chains of multi-packet
+    /// NBLs, several endpoints and ports, adapters paused, restarted,
+    /// detached and re-attached, counters read all along; exact counts.
+    Flood,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::LwfLogo,
         Scenario::IoctlStorm,
         Scenario::DataPath,
         Scenario::Lifecycle,
         Scenario::Races,
         Scenario::Events,
+        Scenario::Flood,
     ];
 
     /// The scenario `portwatch.exe stress` runs when none is named.
@@ -62,6 +68,7 @@ impl Scenario {
             Scenario::Races => "races",
             Scenario::LwfLogo => "lwf-logo",
             Scenario::Events => "events",
+            Scenario::Flood => "flood",
         }
     }
 
@@ -79,6 +86,7 @@ impl Scenario {
             Scenario::Races => races::storm(t, &run, threads, params.seed),
             Scenario::LwfLogo => lwf_logo::storm(t, &run, threads, params.seed),
             Scenario::Events => events::storm(t, &run, threads, params.seed),
+            Scenario::Flood => flood::storm(t, &run, threads, params.seed),
         });
         let health = match t.unload() {
             Ok(h) => h,
