@@ -54,22 +54,33 @@ pub const SPARE: usize = 2;
 
 #[derive(Default)]
 struct Pages {
-    /// Every lent object not yet unmapped, by its first page's address:
-    /// retired (completed) or not, and what it held (hashed: looked up
-    /// several times per packet).
+    /// Every lent object of more than one page not yet unmapped, by its
+    /// first page's address: retired (completed) or not, and what it held.
     pages: FxHashMap<usize, Page>,
     /// The first page of an object, by each of its further pages.
     tails: FxHashMap<usize, usize>,
+    /// One-page objects, by the slab they lie in: found from their address
+    /// by arithmetic (slab, then page index), so that lending and taking
+    /// back a page (several times per packet) inserts and removes nothing
+    /// in a hashed table; a slab's entry is made when it hands out its
+    /// first page and removed when every page is back.
+    slabs: FxHashMap<usize, Box<Slab>>,
     /// Retired pages whose owner has let go of them, oldest first.
     quarantine: VecDeque<usize>,
     /// The slab one-page objects come from now: its address and how many
     /// of its pages it has handed out.
     current: Option<(usize, usize)>,
-    /// Of each slab that has handed out pages, how many are back (out of
-    /// quarantine, or dropped never retired).
-    back: FxHashMap<usize, usize>,
     /// Slabs with every page back, accessible again.
     spare: Vec<usize>,
+}
+
+/// The one-page objects of a slab that has handed out pages.
+struct Slab {
+    /// Page i of the slab, while lent or in quarantine.
+    pages: [Option<Page>; SLAB],
+    /// How many pages are back (out of quarantine, or dropped never
+    /// retired).
+    back: usize,
 }
 
 /// The slab holding a one-page object at `page`.
@@ -129,8 +140,21 @@ fn set_retired_bit(page: usize, retired: bool) {
     }
 }
 
+/// Index of the one-page object at `page` in its slab.
+fn index_in_slab(page: usize) -> usize {
+    (page - slab_of(page)) / PAGE
+}
+
 impl Pages {
     fn add(&mut self, base: usize, page: Page) {
+        if page.len == PAGE {
+            let slab = self
+                .slabs
+                .entry(slab_of(base))
+                .or_insert_with(|| Box::new(Slab { pages: [const { None }; SLAB], back: 0 }));
+            slab.pages[index_in_slab(base)] = Some(page);
+            return;
+        }
         for p in (base + PAGE..base + page.len).step_by(PAGE) {
             self.tails.insert(p, base);
         }
@@ -138,23 +162,55 @@ impl Pages {
     }
 
     fn forget(&mut self, base: usize) -> Option<Page> {
-        let page = self.pages.remove(&base)?;
-        if page.len == PAGE {
+        if let Some(slab) = self.slabs.get_mut(&slab_of(base)) {
+            let page = slab.pages[index_in_slab(base)].take()?;
             set_retired_bit(base, false);
+            return Some(page);
         }
+        let page = self.pages.remove(&base)?;
         for p in (base + PAGE..base + page.len).step_by(PAGE) {
             self.tails.remove(&p);
         }
         Some(page)
     }
 
+    /// Counts the one-page object at `page` back to its slab; true when
+    /// that was the slab's last (its entry is gone then).
+    fn count_back(&mut self, page: usize) -> bool {
+        let Some(slab) = self.slabs.get_mut(&slab_of(page)) else { return false };
+        slab.back += 1;
+        if slab.back < SLAB {
+            return false;
+        }
+        self.slabs.remove(&slab_of(page));
+        true
+    }
+
     /// The object holding `addr`: its first page's address.
     fn base_of(&self, addr: usize) -> Option<usize> {
         let page = addr & !(PAGE - 1);
+        if let Some(slab) = self.slabs.get(&slab_of(page)) {
+            return slab.pages[index_in_slab(page)].is_some().then_some(page);
+        }
         if self.pages.contains_key(&page) {
             Some(page)
         } else {
             self.tails.get(&page).copied()
+        }
+    }
+
+    /// The object whose first page is at `base`.
+    fn get(&self, base: usize) -> Option<&Page> {
+        match self.slabs.get(&slab_of(base)) {
+            Some(slab) => slab.pages[index_in_slab(base)].as_ref(),
+            None => self.pages.get(&base),
+        }
+    }
+
+    fn get_mut(&mut self, base: usize) -> Option<&mut Page> {
+        match self.slabs.get_mut(&slab_of(base)) {
+            Some(slab) => slab.pages[index_in_slab(base)].as_mut(),
+            None => self.pages.get_mut(&base),
         }
     }
 }
@@ -268,7 +324,7 @@ impl<T> Drop for LentPage<T> {
         let mut full_slabs: smallvec::SmallVec<[usize; 1]> = smallvec::SmallVec::new();
         {
             let mut st = pages();
-            if st.pages.get(&addr).is_some_and(|p| p.retired) {
+            if st.get(addr).is_some_and(|p| p.retired) {
                 st.quarantine.push_back(addr);
                 while st.quarantine.len() > QUARANTINE {
                     let old = st.quarantine.pop_front().expect("non-empty");
@@ -282,10 +338,7 @@ impl<T> Drop for LentPage<T> {
                 if len != PAGE {
                     return true;
                 }
-                let n = st.back.entry(slab_of(page)).or_default();
-                *n += 1;
-                if *n == SLAB {
-                    st.back.remove(&slab_of(page));
+                if st.count_back(page) {
                     release_bits(slab_of(page));
                     full_slabs.push(slab_of(page));
                 }
@@ -382,7 +435,7 @@ fn reuse(slab: usize) {
 pub(crate) fn retire(addr: usize) {
     let mut st = pages();
     let Some(lo) = st.base_of(addr) else { return };
-    let page = st.pages.get_mut(&lo).expect("listed");
+    let page = st.get_mut(lo).expect("listed");
     if page.retired {
         return;
     }
@@ -406,7 +459,7 @@ pub fn is_retired(addr: usize) -> bool {
         return b.retired.load(Ordering::Acquire) & (1 << ((page - slab_of(page)) / PAGE)) != 0;
     }
     let st = pages();
-    st.base_of(addr).is_some_and(|lo| st.pages[&lo].retired)
+    st.base_of(addr).and_then(|lo| st.get(lo)).is_some_and(|p| p.retired)
 }
 
 /// A fault at `addr` in a retired page: the driver touched an IRP after
@@ -414,7 +467,7 @@ pub fn is_retired(addr: usize) -> bool {
 pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Violation> {
     let st = pages();
     let lo = st.base_of(addr)?;
-    let page = &st.pages[&lo];
+    let page = st.get(lo).expect("listed");
     if !page.retired {
         return None;
     }
