@@ -124,6 +124,39 @@ impl Parts {
     }
 }
 
+/// Emptied vectors of NBLs kept per thread, and the largest capacity kept
+/// (an operation's NBLs are built into one, which is emptied and kept when
+/// the operation is over, so that a packet allocates no vector for them).
+const SPARE_VECS: usize = 4;
+const SPARE_VEC_CAPACITY: usize = 64;
+
+thread_local! {
+    static VECS: std::cell::RefCell<Vec<Vec<NblAlloc>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The NBLs of one operation, one per spec, in a vector kept from an
+/// earlier operation on this thread when there is one.
+pub fn build_all(specs: Vec<NblSpec>) -> Vec<NblAlloc> {
+    let mut v = VECS.try_with(|s| s.borrow_mut().pop()).ok().flatten().unwrap_or_default();
+    v.extend(specs.into_iter().map(NblAlloc::new));
+    v
+}
+
+/// Frees an operation's NBLs and keeps their vector for the next one.
+pub fn free_all(mut allocs: Vec<NblAlloc>) {
+    allocs.clear();
+    if allocs.capacity() > SPARE_VEC_CAPACITY {
+        return;
+    }
+    // The thread's cache may be gone (thread exit): then freed.
+    let _ = VECS.try_with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < SPARE_VECS {
+            s.push(allocs);
+        }
+    });
+}
+
 impl Drop for NblAlloc {
     fn drop(&mut self) {
         let mut p = std::mem::take(&mut self.parts);

@@ -331,6 +331,8 @@ pub(crate) fn send(adapter: AdapterId, allocs: Vec<NblAlloc>, at: At) -> Result<
 fn keep_if_failed<T>(allocs: Vec<NblAlloc>, outcome: Result<T, Violation>) -> Result<T, Violation> {
     if outcome.is_err() {
         model().abandoned.push(allocs);
+    } else {
+        nbl::free_all(allocs);
     }
     outcome
 }
