@@ -161,29 +161,28 @@ impl Pages {
         self.pages.insert(base, page);
     }
 
-    fn forget(&mut self, base: usize) -> Option<Page> {
+    /// Takes the object at `base` out of the table: what is left to do
+    /// with its memory once the lock is let go. A one-page object is
+    /// counted back to its slab in the same step.
+    fn forget(&mut self, base: usize) -> Gone {
         if let Some(slab) = self.slabs.get_mut(&slab_of(base)) {
-            let page = slab.pages[index_in_slab(base)].take()?;
+            if slab.pages[index_in_slab(base)].take().is_none() {
+                return Gone::Nothing;
+            }
             set_retired_bit(base, false);
-            return Some(page);
+            slab.back += 1;
+            if slab.back < SLAB {
+                return Gone::Nothing;
+            }
+            self.slabs.remove(&slab_of(base));
+            release_bits(slab_of(base));
+            return Gone::Reuse(slab_of(base));
         }
-        let page = self.pages.remove(&base)?;
+        let Some(page) = self.pages.remove(&base) else { return Gone::Nothing };
         for p in (base + PAGE..base + page.len).step_by(PAGE) {
             self.tails.remove(&p);
         }
-        Some(page)
-    }
-
-    /// Counts the one-page object at `page` back to its slab; true when
-    /// that was the slab's last (its entry is gone then).
-    fn count_back(&mut self, page: usize) -> bool {
-        let Some(slab) = self.slabs.get_mut(&slab_of(page)) else { return false };
-        slab.back += 1;
-        if slab.back < SLAB {
-            return false;
-        }
-        self.slabs.remove(&slab_of(page));
-        true
+        Gone::Unmap(base, page.len)
     }
 
     /// The object holding `addr`: its first page's address.
@@ -256,8 +255,8 @@ fn pages() -> MutexGuard<'static, Pages> {
 /// A zeroed `T` (an IRP with its stack locations, an NBL) in pages of its
 /// own.
 pub struct LentPage<T> {
+    /// The object; its length is in the table.
     ptr: *mut T,
-    len: usize,
 }
 
 // SAFETY: the memory is owned by this value; which thread may touch it is
@@ -281,11 +280,11 @@ impl<T> LentPage<T> {
             // SAFETY: an accessible slab page handed out to this value only;
             // zeroed where `T` lies (the rest is never lent).
             unsafe { std::ptr::write_bytes(p as *mut T, 0, 1) };
-            return LentPage { ptr: p as *mut T, len };
+            return LentPage { ptr: p as *mut T };
         }
         let p = map(len, 1);
         pages().add(p, page);
-        LentPage { ptr: p as *mut T, len }
+        LentPage { ptr: p as *mut T }
     }
 
     /// The object's address.
@@ -318,41 +317,41 @@ impl<T> Drop for LentPage<T> {
     /// threads' packets do not wait for them.
     fn drop(&mut self) {
         let addr = self.ptr as usize;
-        // Pages out of use: (address, length), one-page objects' slab pages
-        // first counted back to their slab.
-        let mut evicted: smallvec::SmallVec<[(usize, usize); 2]> = smallvec::SmallVec::new();
-        let mut full_slabs: smallvec::SmallVec<[usize; 1]> = smallvec::SmallVec::new();
-        {
+        let gone = {
             let mut st = pages();
             if st.get(addr).is_some_and(|p| p.retired) {
                 st.quarantine.push_back(addr);
-                while st.quarantine.len() > QUARANTINE {
+                // At most one goes out: the quarantine is full or not.
+                if st.quarantine.len() > QUARANTINE {
                     let old = st.quarantine.pop_front().expect("non-empty");
-                    evicted.push((old, st.forget(old).map_or(PAGE, |p| p.len)));
+                    st.forget(old)
+                } else {
+                    Gone::Nothing
                 }
             } else {
-                st.forget(addr);
-                evicted.push((addr, self.len));
+                st.forget(addr)
             }
-            evicted.retain(|&mut (page, len)| {
-                if len != PAGE {
-                    return true;
-                }
-                if st.count_back(page) {
-                    release_bits(slab_of(page));
-                    full_slabs.push(slab_of(page));
-                }
-                false
-            });
-        }
-        for (old, len) in evicted {
+        };
+        match gone {
+            Gone::Nothing => {}
             // SAFETY: a mapping made by `zeroed` and listed nowhere any more.
-            unsafe { libc::munmap(old as *mut libc::c_void, len) };
-        }
-        for slab in full_slabs {
-            reuse(slab);
+            Gone::Unmap(old, len) => unsafe {
+                libc::munmap(old as *mut libc::c_void, len);
+            },
+            Gone::Reuse(slab) => reuse(slab),
         }
     }
+}
+
+/// What is left to do with an object's memory once it is out of the table
+/// (done outside the table's lock).
+enum Gone {
+    /// A page of a slab not yet wholly back: nothing.
+    Nothing,
+    /// A mapping of its own (address, length): unmapped.
+    Unmap(usize, usize),
+    /// The last page of its slab came back: the slab is reused.
+    Reuse(usize),
 }
 
 /// A page of the current slab (a fresh slab when it has handed out all),
