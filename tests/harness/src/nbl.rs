@@ -339,10 +339,45 @@ pub unsafe fn net_buffers(nbl: *const NET_BUFFER_LIST) -> SmallVec<[*mut NET_BUF
 /// # Safety
 /// `nb` points to a readable NET_BUFFER whose MDL chain maps readable memory.
 pub unsafe fn copy_data(nb: *const NET_BUFFER, skip: usize, out: &mut [u8]) -> bool {
+    let mut done = 0;
+    // SAFETY: per the contract.
+    unsafe {
+        for_each_chunk(nb, skip, out.len(), |chunk| {
+            out[done..done + chunk.len()].copy_from_slice(chunk);
+            done += chunk.len();
+            true
+        })
+    }
+}
+
+/// Whether the data of `nb`, from the current data start, begins with
+/// `bytes` (compared in place in each MDL: no copy).
+///
+/// # Safety
+/// As for [`copy_data`].
+pub unsafe fn data_starts_with(nb: *const NET_BUFFER, bytes: &[u8]) -> bool {
+    let mut done = 0;
+    // SAFETY: per the contract.
+    unsafe {
+        for_each_chunk(nb, 0, bytes.len(), |chunk| {
+            let same = chunk == &bytes[done..done + chunk.len()];
+            done += chunk.len();
+            same
+        })
+    }
+}
+
+/// Hands `f` the `len` data bytes of `nb` that start `skip` bytes after
+/// the current data start, one MDL's part at a time, while it returns
+/// true; false when the MDL chain holds fewer bytes or `f` returned false.
+///
+/// # Safety
+/// As for [`copy_data`].
+unsafe fn for_each_chunk(nb: *const NET_BUFFER, skip: usize, len: usize, mut f: impl FnMut(&[u8]) -> bool) -> bool {
     // SAFETY: per the contract.
     let (mut mdl, mut in_mdl) = unsafe { ((*nb).CurrentMdl, (*nb).CurrentMdlOffset as usize + skip) };
     let mut done = 0;
-    while done < out.len() {
+    while done < len {
         if mdl.is_null() {
             return false;
         }
@@ -354,9 +389,11 @@ pub unsafe fn copy_data(nb: *const NET_BUFFER, skip: usize, out: &mut [u8]) -> b
             mdl = next;
             continue;
         }
-        let n = (count - in_mdl).min(out.len() - done);
+        let n = (count - in_mdl).min(len - done);
         // SAFETY: `va + in_mdl .. + n` lies inside this MDL's mapping.
-        unsafe { core::ptr::copy_nonoverlapping(va.add(in_mdl), out[done..].as_mut_ptr(), n) };
+        if !f(unsafe { std::slice::from_raw_parts(va.add(in_mdl), n) }) {
+            return false;
+        }
         done += n;
         in_mdl = 0;
         mdl = next;

@@ -515,18 +515,14 @@ fn check_unmodified(m: &mut super::Model, nbls: &[usize]) {
     }
 }
 
-/// Whether the data of `nb` equals `bytes`, compared a block at a time
-/// (no allocation per frame).
+/// Whether the data of `nb` equals `bytes` (its length checked by the
+/// caller), compared in place (no copy, no allocation per frame).
 ///
 /// # Safety
 /// `nb` is a live NET_BUFFER of a model NBL.
 unsafe fn same_data(nb: *const NET_BUFFER, bytes: &[u8]) -> bool {
-    let mut block = [0u8; 256];
-    bytes.chunks(block.len()).enumerate().all(|(i, want)| {
-        let got = &mut block[..want.len()];
-        // SAFETY: the caller's contract.
-        unsafe { nbl::copy_data(nb, i * 256, got) && got == want }
-    })
+    // SAFETY: the caller's contract.
+    unsafe { nbl::data_starts_with(nb, bytes) }
 }
 
 /// NBLs handed back by the far end (sends completed by the layer below,
