@@ -452,6 +452,24 @@ mod tests {
     }
 
     #[test]
+    fn data_compared_in_place_across_mdls() {
+        let f = frame();
+        let layout = Layout { data_offset: 6, headroom_mdl: true, cuts: vec![3, 14, 15, 40] };
+        let alloc = NblAlloc::new(NblSpec { frames: vec![f.clone()], layout, loopback: false });
+        // SAFETY: owned by `alloc`, alive here.
+        unsafe {
+            let nb = net_buffers(alloc.as_ptr())[0];
+            assert!(data_starts_with(nb, &f.bytes));
+            let mut changed = f.bytes.clone();
+            changed[20] ^= 1;
+            assert!(!data_starts_with(nb, &changed), "a changed byte in the third MDL");
+            let mut longer = f.bytes.clone();
+            longer.push(0);
+            assert!(!data_starts_with(nb, &longer), "more bytes than the chain holds");
+        }
+    }
+
+    #[test]
     fn link_and_walk() {
         let a = NblAlloc::new(NblSpec::of(vec![frame()]));
         let b = NblAlloc::new(NblSpec::of(vec![frame()]));
