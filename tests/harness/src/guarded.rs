@@ -31,8 +31,10 @@ const CACHE: usize = 512;
 #[derive(Default)]
 struct Table {
     /// What each live buffer is, by the address of its guard page (hashed:
-    /// two updates per buffer, one per packet and MDL).
-    live: FxHashMap<usize, Described>,
+    /// looked up twice per buffer, one per packet and MDL). An idle
+    /// mapping keeps its entry, marked not live, so that reusing it
+    /// updates the entry in place instead of inserting and removing one.
+    described: FxHashMap<usize, Described>,
     /// Idle one-page mappings (their guard page still in place).
     idle: Vec<usize>,
 }
@@ -40,6 +42,8 @@ struct Table {
 static TABLE: LazyLock<Mutex<Table>> = LazyLock::new(Mutex::default);
 
 struct Described {
+    /// A buffer is using the mapping (false: idle).
+    live: bool,
     addr: usize,
     len: usize,
     what: Cow<'static, str>,
@@ -81,7 +85,13 @@ impl GuardedBuf {
         };
         let guard = lo + data_pages * PAGE;
         let addr = guard - len;
-        t.live.insert(guard, Described { addr, len, what });
+        let d = Described { live: true, addr, len, what };
+        match t.described.get_mut(&guard) {
+            Some(old) => *old = d,
+            None => {
+                t.described.insert(guard, d);
+            }
+        }
         drop(t);
         // SAFETY: [addr, guard) lies in the mapping's read/write pages,
         // handed to this value only.
@@ -115,10 +125,13 @@ impl Drop for GuardedBuf {
     fn drop(&mut self) {
         let guard = self.lo + self.data_pages * PAGE;
         let mut t = table();
-        t.live.remove(&guard);
         if self.data_pages == 1 && t.idle.len() < CACHE {
+            if let Some(d) = t.described.get_mut(&guard) {
+                d.live = false;
+            }
             t.idle.push(self.lo);
         } else {
+            t.described.remove(&guard);
             drop(t);
             // SAFETY: the mapping made by `map` for this buffer, no longer
             // listed anywhere.
@@ -153,7 +166,7 @@ fn map(data_pages: usize) -> usize {
 /// named.
 pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Violation> {
     let t = table();
-    let d = t.live.get(&(addr & !(PAGE - 1)))?;
+    let d = t.described.get(&(addr & !(PAGE - 1))).filter(|d| d.live)?;
     let past = addr - (d.addr + d.len) + 1;
     Some(Violation::new(
         "access beyond the end of a buffer the driver was given",

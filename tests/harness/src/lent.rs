@@ -54,22 +54,33 @@ pub const SPARE: usize = 2;
 
 #[derive(Default)]
 struct Pages {
-    /// Every lent object not yet unmapped, by its first page's address:
-    /// retired (completed) or not, and what it held (hashed: looked up
-    /// several times per packet).
+    /// Every lent object of more than one page not yet unmapped, by its
+    /// first page's address: retired (completed) or not, and what it held.
     pages: FxHashMap<usize, Page>,
     /// The first page of an object, by each of its further pages.
     tails: FxHashMap<usize, usize>,
+    /// One-page objects, by the slab they lie in: found from their address
+    /// by arithmetic (slab, then page index), so that lending and taking
+    /// back a page (several times per packet) inserts and removes nothing
+    /// in a hashed table; a slab's entry is made when it hands out its
+    /// first page and removed when every page is back.
+    slabs: FxHashMap<usize, Box<Slab>>,
     /// Retired pages whose owner has let go of them, oldest first.
     quarantine: VecDeque<usize>,
     /// The slab one-page objects come from now: its address and how many
     /// of its pages it has handed out.
     current: Option<(usize, usize)>,
-    /// Of each slab that has handed out pages, how many are back (out of
-    /// quarantine, or dropped never retired).
-    back: FxHashMap<usize, usize>,
     /// Slabs with every page back, accessible again.
     spare: Vec<usize>,
+}
+
+/// The one-page objects of a slab that has handed out pages.
+struct Slab {
+    /// Page i of the slab, while lent or in quarantine.
+    pages: [Option<Page>; SLAB],
+    /// How many pages are back (out of quarantine, or dropped never
+    /// retired).
+    back: usize,
 }
 
 /// The slab holding a one-page object at `page`.
@@ -129,32 +140,76 @@ fn set_retired_bit(page: usize, retired: bool) {
     }
 }
 
+/// Index of the one-page object at `page` in its slab.
+fn index_in_slab(page: usize) -> usize {
+    (page - slab_of(page)) / PAGE
+}
+
 impl Pages {
     fn add(&mut self, base: usize, page: Page) {
+        if page.len == PAGE {
+            let slab = self
+                .slabs
+                .entry(slab_of(base))
+                .or_insert_with(|| Box::new(Slab { pages: [const { None }; SLAB], back: 0 }));
+            slab.pages[index_in_slab(base)] = Some(page);
+            return;
+        }
         for p in (base + PAGE..base + page.len).step_by(PAGE) {
             self.tails.insert(p, base);
         }
         self.pages.insert(base, page);
     }
 
-    fn forget(&mut self, base: usize) -> Option<Page> {
-        let page = self.pages.remove(&base)?;
-        if page.len == PAGE {
+    /// Takes the object at `base` out of the table: what is left to do
+    /// with its memory once the lock is let go. A one-page object is
+    /// counted back to its slab in the same step.
+    fn forget(&mut self, base: usize) -> Gone {
+        if let Some(slab) = self.slabs.get_mut(&slab_of(base)) {
+            if slab.pages[index_in_slab(base)].take().is_none() {
+                return Gone::Nothing;
+            }
             set_retired_bit(base, false);
+            slab.back += 1;
+            if slab.back < SLAB {
+                return Gone::Nothing;
+            }
+            self.slabs.remove(&slab_of(base));
+            release_bits(slab_of(base));
+            return Gone::Reuse(slab_of(base));
         }
+        let Some(page) = self.pages.remove(&base) else { return Gone::Nothing };
         for p in (base + PAGE..base + page.len).step_by(PAGE) {
             self.tails.remove(&p);
         }
-        Some(page)
+        Gone::Unmap(base, page.len)
     }
 
     /// The object holding `addr`: its first page's address.
     fn base_of(&self, addr: usize) -> Option<usize> {
         let page = addr & !(PAGE - 1);
+        if let Some(slab) = self.slabs.get(&slab_of(page)) {
+            return slab.pages[index_in_slab(page)].is_some().then_some(page);
+        }
         if self.pages.contains_key(&page) {
             Some(page)
         } else {
             self.tails.get(&page).copied()
+        }
+    }
+
+    /// The object whose first page is at `base`.
+    fn get(&self, base: usize) -> Option<&Page> {
+        match self.slabs.get(&slab_of(base)) {
+            Some(slab) => slab.pages[index_in_slab(base)].as_ref(),
+            None => self.pages.get(&base),
+        }
+    }
+
+    fn get_mut(&mut self, base: usize) -> Option<&mut Page> {
+        match self.slabs.get_mut(&slab_of(base)) {
+            Some(slab) => slab.pages[index_in_slab(base)].as_mut(),
+            None => self.pages.get_mut(&base),
         }
     }
 }
@@ -200,8 +255,8 @@ fn pages() -> MutexGuard<'static, Pages> {
 /// A zeroed `T` (an IRP with its stack locations, an NBL) in pages of its
 /// own.
 pub struct LentPage<T> {
+    /// The object; its length is in the table.
     ptr: *mut T,
-    len: usize,
 }
 
 // SAFETY: the memory is owned by this value; which thread may touch it is
@@ -225,11 +280,11 @@ impl<T> LentPage<T> {
             // SAFETY: an accessible slab page handed out to this value only;
             // zeroed where `T` lies (the rest is never lent).
             unsafe { std::ptr::write_bytes(p as *mut T, 0, 1) };
-            return LentPage { ptr: p as *mut T, len };
+            return LentPage { ptr: p as *mut T };
         }
         let p = map(len, 1);
         pages().add(p, page);
-        LentPage { ptr: p as *mut T, len }
+        LentPage { ptr: p as *mut T }
     }
 
     /// The object's address.
@@ -262,44 +317,41 @@ impl<T> Drop for LentPage<T> {
     /// threads' packets do not wait for them.
     fn drop(&mut self) {
         let addr = self.ptr as usize;
-        // Pages out of use: (address, length), one-page objects' slab pages
-        // first counted back to their slab.
-        let mut evicted: smallvec::SmallVec<[(usize, usize); 2]> = smallvec::SmallVec::new();
-        let mut full_slabs: smallvec::SmallVec<[usize; 1]> = smallvec::SmallVec::new();
-        {
+        let gone = {
             let mut st = pages();
-            if st.pages.get(&addr).is_some_and(|p| p.retired) {
+            if st.get(addr).is_some_and(|p| p.retired) {
                 st.quarantine.push_back(addr);
-                while st.quarantine.len() > QUARANTINE {
+                // At most one goes out: the quarantine is full or not.
+                if st.quarantine.len() > QUARANTINE {
                     let old = st.quarantine.pop_front().expect("non-empty");
-                    evicted.push((old, st.forget(old).map_or(PAGE, |p| p.len)));
+                    st.forget(old)
+                } else {
+                    Gone::Nothing
                 }
             } else {
-                st.forget(addr);
-                evicted.push((addr, self.len));
+                st.forget(addr)
             }
-            evicted.retain(|&mut (page, len)| {
-                if len != PAGE {
-                    return true;
-                }
-                let n = st.back.entry(slab_of(page)).or_default();
-                *n += 1;
-                if *n == SLAB {
-                    st.back.remove(&slab_of(page));
-                    release_bits(slab_of(page));
-                    full_slabs.push(slab_of(page));
-                }
-                false
-            });
-        }
-        for (old, len) in evicted {
+        };
+        match gone {
+            Gone::Nothing => {}
             // SAFETY: a mapping made by `zeroed` and listed nowhere any more.
-            unsafe { libc::munmap(old as *mut libc::c_void, len) };
-        }
-        for slab in full_slabs {
-            reuse(slab);
+            Gone::Unmap(old, len) => unsafe {
+                libc::munmap(old as *mut libc::c_void, len);
+            },
+            Gone::Reuse(slab) => reuse(slab),
         }
     }
+}
+
+/// What is left to do with an object's memory once it is out of the table
+/// (done outside the table's lock).
+enum Gone {
+    /// A page of a slab not yet wholly back: nothing.
+    Nothing,
+    /// A mapping of its own (address, length): unmapped.
+    Unmap(usize, usize),
+    /// The last page of its slab came back: the slab is reused.
+    Reuse(usize),
 }
 
 /// A page of the current slab (a fresh slab when it has handed out all),
@@ -382,7 +434,7 @@ fn reuse(slab: usize) {
 pub(crate) fn retire(addr: usize) {
     let mut st = pages();
     let Some(lo) = st.base_of(addr) else { return };
-    let page = st.pages.get_mut(&lo).expect("listed");
+    let page = st.get_mut(lo).expect("listed");
     if page.retired {
         return;
     }
@@ -406,7 +458,7 @@ pub fn is_retired(addr: usize) -> bool {
         return b.retired.load(Ordering::Acquire) & (1 << ((page - slab_of(page)) / PAGE)) != 0;
     }
     let st = pages();
-    st.base_of(addr).is_some_and(|lo| st.pages[&lo].retired)
+    st.base_of(addr).and_then(|lo| st.get(lo)).is_some_and(|p| p.retired)
 }
 
 /// A fault at `addr` in a retired page: the driver touched an IRP after
@@ -414,7 +466,7 @@ pub fn is_retired(addr: usize) -> bool {
 pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Violation> {
     let st = pages();
     let lo = st.base_of(addr)?;
-    let page = &st.pages[&lo];
+    let page = st.get(lo).expect("listed");
     if !page.retired {
         return None;
     }

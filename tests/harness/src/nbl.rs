@@ -124,6 +124,39 @@ impl Parts {
     }
 }
 
+/// Emptied vectors of NBLs kept per thread, and the largest capacity kept
+/// (an operation's NBLs are built into one, which is emptied and kept when
+/// the operation is over, so that a packet allocates no vector for them).
+const SPARE_VECS: usize = 4;
+const SPARE_VEC_CAPACITY: usize = 64;
+
+thread_local! {
+    static VECS: std::cell::RefCell<Vec<Vec<NblAlloc>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The NBLs of one operation, one per spec, in a vector kept from an
+/// earlier operation on this thread when there is one.
+pub fn build_all(specs: Vec<NblSpec>) -> Vec<NblAlloc> {
+    let mut v = VECS.try_with(|s| s.borrow_mut().pop()).ok().flatten().unwrap_or_default();
+    v.extend(specs.into_iter().map(NblAlloc::new));
+    v
+}
+
+/// Frees an operation's NBLs and keeps their vector for the next one.
+pub fn free_all(mut allocs: Vec<NblAlloc>) {
+    allocs.clear();
+    if allocs.capacity() > SPARE_VEC_CAPACITY {
+        return;
+    }
+    // The thread's cache may be gone (thread exit): then freed.
+    let _ = VECS.try_with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < SPARE_VECS {
+            s.push(allocs);
+        }
+    });
+}
+
 impl Drop for NblAlloc {
     fn drop(&mut self) {
         let mut p = std::mem::take(&mut self.parts);
@@ -306,10 +339,45 @@ pub unsafe fn net_buffers(nbl: *const NET_BUFFER_LIST) -> SmallVec<[*mut NET_BUF
 /// # Safety
 /// `nb` points to a readable NET_BUFFER whose MDL chain maps readable memory.
 pub unsafe fn copy_data(nb: *const NET_BUFFER, skip: usize, out: &mut [u8]) -> bool {
+    let mut done = 0;
+    // SAFETY: per the contract.
+    unsafe {
+        for_each_chunk(nb, skip, out.len(), |chunk| {
+            out[done..done + chunk.len()].copy_from_slice(chunk);
+            done += chunk.len();
+            true
+        })
+    }
+}
+
+/// Whether the data of `nb`, from the current data start, begins with
+/// `bytes` (compared in place in each MDL: no copy).
+///
+/// # Safety
+/// As for [`copy_data`].
+pub unsafe fn data_starts_with(nb: *const NET_BUFFER, bytes: &[u8]) -> bool {
+    let mut done = 0;
+    // SAFETY: per the contract.
+    unsafe {
+        for_each_chunk(nb, 0, bytes.len(), |chunk| {
+            let same = chunk == &bytes[done..done + chunk.len()];
+            done += chunk.len();
+            same
+        })
+    }
+}
+
+/// Hands `f` the `len` data bytes of `nb` that start `skip` bytes after
+/// the current data start, one MDL's part at a time, while it returns
+/// true; false when the MDL chain holds fewer bytes or `f` returned false.
+///
+/// # Safety
+/// As for [`copy_data`].
+unsafe fn for_each_chunk(nb: *const NET_BUFFER, skip: usize, len: usize, mut f: impl FnMut(&[u8]) -> bool) -> bool {
     // SAFETY: per the contract.
     let (mut mdl, mut in_mdl) = unsafe { ((*nb).CurrentMdl, (*nb).CurrentMdlOffset as usize + skip) };
     let mut done = 0;
-    while done < out.len() {
+    while done < len {
         if mdl.is_null() {
             return false;
         }
@@ -321,9 +389,11 @@ pub unsafe fn copy_data(nb: *const NET_BUFFER, skip: usize, out: &mut [u8]) -> b
             mdl = next;
             continue;
         }
-        let n = (count - in_mdl).min(out.len() - done);
+        let n = (count - in_mdl).min(len - done);
         // SAFETY: `va + in_mdl .. + n` lies inside this MDL's mapping.
-        unsafe { core::ptr::copy_nonoverlapping(va.add(in_mdl), out[done..].as_mut_ptr(), n) };
+        if !f(unsafe { std::slice::from_raw_parts(va.add(in_mdl), n) }) {
+            return false;
+        }
         done += n;
         in_mdl = 0;
         mdl = next;
@@ -378,6 +448,24 @@ mod tests {
             let mut out = vec![0; 4];
             assert!(copy_data(nb, 34, &mut out));
             assert_eq!(out, f.bytes[34..38]);
+        }
+    }
+
+    #[test]
+    fn data_compared_in_place_across_mdls() {
+        let f = frame();
+        let layout = Layout { data_offset: 6, headroom_mdl: true, cuts: vec![3, 14, 15, 40] };
+        let alloc = NblAlloc::new(NblSpec { frames: vec![f.clone()], layout, loopback: false });
+        // SAFETY: owned by `alloc`, alive here.
+        unsafe {
+            let nb = net_buffers(alloc.as_ptr())[0];
+            assert!(data_starts_with(nb, &f.bytes));
+            let mut changed = f.bytes.clone();
+            changed[20] ^= 1;
+            assert!(!data_starts_with(nb, &changed), "a changed byte in the third MDL");
+            let mut longer = f.bytes.clone();
+            longer.push(0);
+            assert!(!data_starts_with(nb, &longer), "more bytes than the chain holds");
         }
     }
 

@@ -29,7 +29,7 @@ use ndis_sys::{DRIVER_OBJECT, NDIS_STATUS, NDIS_STATUS_SUCCESS, NTSTATUS, NT_SUC
 
 use crate::io::{self, DriverObject, Handle, IoError, IoStats, IoctlResult};
 use crate::loader::{self, LoadedImage};
-use crate::nbl::{NblAlloc, NblSpec};
+use crate::nbl::{self, NblSpec};
 use crate::ndis::{self, AdapterId, AdapterSpec, At, Completion, NblOutcome, Stats};
 use crate::registry::{self, Hive};
 use crate::verifier::{self, codes, Config, Violation};
@@ -288,7 +288,7 @@ impl Session {
 
     /// Sends one NBL per spec, chained, from the protocol above `adapter`.
     pub fn send(&self, adapter: AdapterId, nbls: Vec<NblSpec>, at: At) -> Result<Vec<NblOutcome>, Violation> {
-        ndis::send(adapter, nbls.into_iter().map(NblAlloc::new).collect(), at)
+        ndis::send(adapter, nbl::build_all(nbls), at)
     }
 
     /// Indicates one NBL per spec, chained, from the miniport of `adapter`,
@@ -300,7 +300,7 @@ impl Session {
         at: At,
         resources: bool,
     ) -> Result<Vec<NblOutcome>, Violation> {
-        ndis::receive(adapter, nbls.into_iter().map(NblAlloc::new).collect(), at, resources)
+        ndis::receive(adapter, nbl::build_all(nbls), at, resources)
     }
 
     /// A status indication from the miniport of `adapter`.

@@ -385,31 +385,42 @@ fn overlapping_pause_restart_and_traffic_stays_clean() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (s, a) = running_with(Bug::None, Completion::Delayed(Duration::from_micros(400)), strict());
     let stop = std::sync::atomic::AtomicBool::new(false);
+    let started = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for t in 0..3 {
-            let (s, stop) = (&s, &stop);
+            let (s, stop, started) = (&s, &stop, &started);
             scope.spawn(move || {
+                let mut first = true;
                 while !stop.load(Ordering::Relaxed) {
                     for o in s.send(a, frame(), At::Dispatch).unwrap() {
                         assert!(o.delivered || o.status == NDIS_STATUS_PAUSED, "{o:?}");
                     }
                     s.receive(a, frame(), At::Dispatch, t == 2).unwrap();
+                    if std::mem::take(&mut first) {
+                        started.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             });
         }
+        // The cycles start once every thread has traffic going: 3,000
+        // cycles can end before a new thread's first packet (bounded wait).
+        let t0 = Instant::now();
+        while started.load(Ordering::Relaxed) < 3 && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         // At least 150 cycles, and on until some pause met NBLs outstanding
-        // and waited for them (a loaded machine, or an optimised harness
-        // whose cycles are short, may need more), bounded in time.
-        let started = std::time::Instant::now();
+        // and waited for them (a loaded machine may need more), bounded in time: a cycle can
+        // take microseconds, so a count alone may end before one overlaps.
+        let t0 = Instant::now();
         for i in 0.. {
             s.pause(a).unwrap();
             s.restart(a).unwrap();
-            if i >= 150 && i % 50 == 0 {
+            let met = || {
                 let ndis = s.report().ndis;
-                let overlapped = ndis.pauses_with_nbls_out > 0 && ndis.pauses_pended > 0;
-                if overlapped || started.elapsed() > Duration::from_secs(30) {
-                    break;
-                }
+                ndis.pauses_with_nbls_out > 0 && ndis.pauses_pended > 0
+            };
+            if i >= 150 && i % 50 == 0 && (t0.elapsed() > Duration::from_secs(30) || met()) {
+                break;
             }
         }
         stop.store(true, Ordering::Relaxed);

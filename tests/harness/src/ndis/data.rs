@@ -331,6 +331,8 @@ pub(crate) fn send(adapter: AdapterId, allocs: Vec<NblAlloc>, at: At) -> Result<
 fn keep_if_failed<T>(allocs: Vec<NblAlloc>, outcome: Result<T, Violation>) -> Result<T, Violation> {
     if outcome.is_err() {
         model().abandoned.push(allocs);
+    } else {
+        nbl::free_all(allocs);
     }
     outcome
 }
@@ -513,18 +515,14 @@ fn check_unmodified(m: &mut super::Model, nbls: &[usize]) {
     }
 }
 
-/// Whether the data of `nb` equals `bytes`, compared a block at a time
-/// (no allocation per frame).
+/// Whether the data of `nb` equals `bytes` (its length checked by the
+/// caller), compared in place (no copy, no allocation per frame).
 ///
 /// # Safety
 /// `nb` is a live NET_BUFFER of a model NBL.
 unsafe fn same_data(nb: *const NET_BUFFER, bytes: &[u8]) -> bool {
-    let mut block = [0u8; 256];
-    bytes.chunks(block.len()).enumerate().all(|(i, want)| {
-        let got = &mut block[..want.len()];
-        // SAFETY: the caller's contract.
-        unsafe { nbl::copy_data(nb, i * 256, got) && got == want }
-    })
+    // SAFETY: the caller's contract.
+    unsafe { nbl::data_starts_with(nb, bytes) }
 }
 
 /// NBLs handed back by the far end (sends completed by the layer below,
