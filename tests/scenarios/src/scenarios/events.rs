@@ -53,10 +53,16 @@ fn packet(dst_port: u16) -> NblSpec {
     NblSpec { packets: vec![p], loopback: false, fragmented: false }
 }
 
-/// A reader: reads until a read is cancelled once `stop` is set (or the
-/// handle is gone), counting records and keeping the largest drop count.
+/// A reader: reads until a read issued after `stop` was set is cancelled
+/// (or the handle is gone), counting records and keeping the largest drop
+/// count.
+///
+/// Only a read issued after `stop` ends it: a read cancelled earlier (by
+/// the canceller, while traffic still flowed) may be seen after `stop`,
+/// and events queued meanwhile would then never be read.
 fn reader(t: &dyn Target, e: &Endpoint, stop: &AtomicBool, run: &Run, mut rng: Rng) {
     loop {
+        let issued_after_stop = stop.load(Ordering::Acquire);
         match client::read_events(t, e.handle, 1 + rng.below(4) as usize) {
             Ok((header, records)) => {
                 if header.version != proto::PROTOCOL_VERSION || header.record_size != 64 {
@@ -70,7 +76,7 @@ fn reader(t: &dyn Target, e: &Endpoint, stop: &AtomicBool, run: &Run, mut rng: R
             }
             Err(TargetError::Status(status::CANCELLED)) => {
                 e.cancelled.fetch_add(1, Ordering::Relaxed);
-                if stop.load(Ordering::Acquire) {
+                if issued_after_stop {
                     return;
                 }
             }
@@ -162,7 +168,8 @@ pub fn storm(t: &dyn Target, run: &Run, _threads: usize, seed: u64) {
         sending_done.store(true, Ordering::Release);
         // Nothing new arrives now: readers drain the rings, then pend; a
         // read that pends finds its ring empty, so once every reader got
-        // a cancelled read after `stop`, every event was read or dropped.
+        // a read issued after `stop` cancelled, every event was read or
+        // dropped.
         stop.store(true, Ordering::Release);
         while readers.iter().any(|r| !r.is_finished()) && !run.stopped() {
             for e in endpoints {
