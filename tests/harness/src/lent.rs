@@ -31,7 +31,9 @@
 //! accessible again for the next objects (zeroed where each lies); at
 //! most [`SPARE`] such slabs are kept, the rest unmapped. So a packet makes
 //! one system call for its NBL (the retirement, which must fault at once)
-//! instead of two.
+//! instead of two. An operation's NBLs lie on consecutive pages
+//! ([`LentPage::zeroed_run`]), so a chain back with its creator at once is
+//! retired with one system call ([`retire_many`]).
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
