@@ -144,8 +144,17 @@ pub fn overhead(args: &[String]) {
 }
 
 /// Packets/s with 1, 2, 4, ... up to `max` threads, and the ratio to 1,
-/// through `portwatch` (default) or the `passthrough` baseline.
+/// through `portwatch` (default) or the `passthrough` baseline; each send
+/// a chain of `--chain N` NBLs (default 1).
 pub fn scaling(args: &[String]) {
+    let (args, chain) = match args.iter().position(|a| a == "--chain") {
+        Some(i) => {
+            let n: usize = args.get(i + 1).and_then(|a| a.parse().ok()).expect("--chain N: a number");
+            assert!(n > 0, "--chain N: at least 1");
+            ([&args[..i], &args[(i + 2).min(args.len())..]].concat(), n)
+        }
+        None => (args.to_vec(), 1),
+    };
     let max: usize = args.first().map_or(2, |a| a.parse().expect("max_threads: a number"));
     let seconds: f64 = args.get(1).map_or(2.0, |a| a.parse().expect("seconds: a number"));
     let driver = args.get(2).map_or("portwatch", String::as_str);
@@ -154,11 +163,12 @@ pub fn scaling(args: &[String]) {
         "passthrough" => (Bench::start(&Artifact::Passthrough.path(), false, 0), "send"),
         other => panic!("unknown driver {other}: portwatch or passthrough"),
     };
+    let setup = if chain == 1 { setup.to_string() } else { format!("{setup}, chains of {chain}") };
     let mut threads = 1;
     let mut base = None;
     println!("| threads | packets/s ({driver}, {setup}) | ratio to 1 thread |\n|---|---|---|");
     while threads <= max {
-        let rate = throughput(&bench, Way::Send, threads, Duration::from_secs_f64(seconds));
+        let rate = throughput(&bench, Way::Send, threads, chain, Duration::from_secs_f64(seconds));
         let one = *base.get_or_insert(rate);
         println!("| {threads} | {rate:.0} | {:.2} |", rate / one);
         threads = if threads == 1 {

@@ -13,7 +13,7 @@
 //! * `profile <image> <driver> <callgrind.out...>`: the dumps of `driver`
 //!   (a label's driver name) per function and per source line of `image`,
 //!   which must be the image that ran, built with line tables.
-//! * `scaling [max_threads] [seconds] [portwatch|passthrough]`: packets/s
+//! * `scaling [max_threads] [seconds] [portwatch|passthrough] [--chain N]`: packets/s
 //!   with 1.. threads.
 //! * `overhead [packets]`: the same packets through both drivers, labelled
 //!   for `portwatch-bench overhead-summary callgrind.out.*`: whole-process
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
             portwatch_bench::callgrind::print_summary(&rest.iter().map(PathBuf::from).collect::<Vec<_>>())
         }
         _ => {
-            eprintln!("usage: portwatch-bench guards | contention | datapath [packets] [--before IMAGE] | profile <image> <driver> <callgrind.out...> | scaling [max_threads] [seconds] [portwatch|passthrough] | overhead [packets] | summarize <callgrind.out...> | overhead-summary <callgrind.out...>");
+            eprintln!("usage: portwatch-bench guards | contention | datapath [packets] [--before IMAGE] | profile <image> <driver> <callgrind.out...> | scaling [max_threads] [seconds] [portwatch|passthrough] [--chain N] | overhead [packets] | summarize <callgrind.out...> | overhead-summary <callgrind.out...>");
             return ExitCode::FAILURE;
         }
     }

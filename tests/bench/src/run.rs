@@ -125,8 +125,9 @@ fn port_request(port: u16) -> Vec<u8> {
 }
 
 /// Packets per second through `bench` with `threads` threads, each sending
-/// `way` packets to a bound port for `duration`.
-pub fn throughput(bench: &Bench, way: Way, threads: usize, duration: Duration) -> f64 {
+/// `way` packets to a bound port, in chains of `chain` NBLs, for
+/// `duration`.
+pub fn throughput(bench: &Bench, way: Way, threads: usize, chain: usize, duration: Duration) -> f64 {
     let start = Instant::now();
     let packets: u64 = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -136,9 +137,9 @@ pub fn throughput(bench: &Bench, way: Way, threads: usize, duration: Duration) -
                     let mut n = 0u64;
                     while start.elapsed() < duration {
                         for _ in 0..64 {
-                            bench.packet(way, spec.clone());
+                            bench.chain(way, vec![spec.clone(); chain]);
                         }
-                        n += 64;
+                        n += 64 * chain as u64;
                     }
                     n
                 })

@@ -31,7 +31,9 @@
 //! accessible again for the next objects (zeroed where each lies); at
 //! most [`SPARE`] such slabs are kept, the rest unmapped. So a packet makes
 //! one system call for its NBL (the retirement, which must fault at once)
-//! instead of two.
+//! instead of two. An operation's NBLs lie on consecutive pages
+//! ([`LentPage::zeroed_run`]), so a chain back with its creator at once is
+//! retired with one system call ([`retire_many`]).
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -287,6 +289,36 @@ impl<T> LentPage<T> {
         LentPage { ptr: p as *mut T }
     }
 
+    /// `n` zeroed one-page `T`s on consecutive pages of one slab (a fresh
+    /// slab when the current one has fewer than `n` left and `n` fits in
+    /// one), all taken under one lock: an operation's NBLs, so that
+    /// [`retire_many`] makes a chain back with its creator inaccessible
+    /// with one system call, and another thread's objects never fall
+    /// between them.
+    pub fn zeroed_run(n: usize, kind: Lent, what: &'static str) -> Vec<Self> {
+        assert!(core::mem::align_of::<T>() <= PAGE && core::mem::size_of::<T>() <= PAGE);
+        let mut out = Vec::with_capacity(n);
+        let gone = {
+            let mut st = pages();
+            let gone = if n <= SLAB { fresh_slab_unless_room(&mut st, n) } else { Gone::Nothing };
+            for _ in 0..n {
+                let p = slab_page(&mut st);
+                st.add(p, Page { len: PAGE, retired: false, kind, what: Cow::Borrowed(what) });
+                out.push(LentPage { ptr: p as *mut T });
+            }
+            gone
+        };
+        if let Gone::Reuse(slab) = gone {
+            reuse(slab);
+        }
+        for p in &out {
+            // SAFETY: as in `zeroed`: an accessible slab page handed out to
+            // this value only.
+            unsafe { std::ptr::write_bytes(p.ptr, 0, 1) };
+        }
+        out
+    }
+
     /// The object's address.
     pub fn as_ptr(&self) -> *mut T {
         self.ptr
@@ -372,6 +404,30 @@ fn slab_page(st: &mut Pages) -> usize {
     slab + used * PAGE
 }
 
+/// Makes the next `n` pages of [`slab_page`] consecutive (with the table
+/// locked): when the current slab has fewer than `n` left, they are
+/// counted back unlent (never handed out, so accessible; the slab still
+/// comes back when its lent pages do) and the next page starts a fresh
+/// slab. What is left to do once the lock is let go: the skipped slab's
+/// reuse when that made it wholly back.
+fn fresh_slab_unless_room(st: &mut Pages, n: usize) -> Gone {
+    let Some((slab, used)) = st.current else { return Gone::Nothing };
+    if used + n <= SLAB || used == SLAB {
+        return Gone::Nothing;
+    }
+    st.current = Some((slab, SLAB));
+    // A slab handing out pages has an entry from its first page on (its
+    // unlent pages are not back, so it cannot have been removed).
+    let entry = st.slabs.get_mut(&slab).expect("current slab listed");
+    entry.back += SLAB - used;
+    if entry.back < SLAB {
+        return Gone::Nothing;
+    }
+    st.slabs.remove(&slab);
+    release_bits(slab);
+    Gone::Reuse(slab)
+}
+
 /// Maps `len` accessible bytes aligned to `align` pages (a slab's pages
 /// are found from their address).
 fn map(len: usize, align: usize) -> usize {
@@ -448,6 +504,51 @@ pub(crate) fn retire(addr: usize) {
     // SAFETY: a live mapping made by `zeroed`; only its protection changes.
     let rc = unsafe { libc::mprotect(lo as *mut libc::c_void, len, libc::PROT_NONE) };
     assert_eq!(rc, 0, "lent page mprotect: {}", std::io::Error::last_os_error());
+}
+
+/// The pages holding `addrs` become inaccessible, as [`retire`] does for
+/// each, with one `mprotect` per maximal run of contiguous pages being
+/// retired (a chain of NBLs back with its creator at once: their pages
+/// are consecutive, see [`LentPage::zeroed_run`]). A page not being
+/// retired is never inside a run, so a live object between two retired
+/// ones stays accessible. Addresses outside every lent page, and objects
+/// already retired, are left alone.
+pub(crate) fn retire_many(addrs: &[usize]) {
+    let mut ranges: smallvec::SmallVec<[(usize, usize); 16]> = smallvec::SmallVec::new();
+    {
+        let mut st = pages();
+        for &addr in addrs {
+            let Some(lo) = st.base_of(addr) else { continue };
+            let page = st.get_mut(lo).expect("listed");
+            if page.retired {
+                continue;
+            }
+            page.retired = true;
+            let len = page.len;
+            if len == PAGE {
+                set_retired_bit(lo, true);
+            }
+            ranges.push((lo, lo + len));
+        }
+    }
+    // The system calls outside the lock (other threads' packets need it).
+    ranges.sort_unstable();
+    let mut i = 0;
+    while i < ranges.len() {
+        let (lo, mut hi) = ranges[i];
+        i += 1;
+        // Extended only by an object that starts where the run ends: each
+        // page of the run is one being retired.
+        while i < ranges.len() && ranges[i].0 == hi {
+            hi = ranges[i].1;
+            i += 1;
+        }
+        // SAFETY: live mappings made by `zeroed`/`zeroed_run`, each page of
+        // [lo, hi) one of the objects just marked retired; only their
+        // protection changes.
+        let rc = unsafe { libc::mprotect(lo as *mut libc::c_void, hi - lo, libc::PROT_NONE) };
+        assert_eq!(rc, 0, "lent pages mprotect: {}", std::io::Error::last_os_error());
+    }
 }
 
 /// Whether `addr` lies in a retired page (model code must not read it).
@@ -529,6 +630,64 @@ mod tests {
             assert!(is_retired(addr));
         }
         assert!(reused > 0, "no page came back out of quarantine");
+    }
+
+    #[test]
+    fn a_retired_run_faults_on_every_page_and_spares_a_live_page_between() {
+        let run = LentPage::<[u64; 8]>::zeroed_run(5, Lent::Nbl, "an NBL");
+        let addrs: Vec<usize> = run.iter().map(|p| p.as_ptr() as usize).collect();
+        for w in addrs.windows(2) {
+            assert_eq!(w[1], w[0] + PAGE, "a run's pages are consecutive: {addrs:x?}");
+        }
+        // Pages 0, 1, 3 and 4, out of order: two runs of two around a live
+        // page.
+        retire_many(&[addrs[4], addrs[1], addrs[0], addrs[3]]);
+        // A session per touch: a bug check ends the session it stops.
+        let read = |a: usize| {
+            let _s = Session::begin(Config::default());
+            // SAFETY: a lent page; when retired the harness catches the
+            // fault.
+            call_driver("late", || unsafe { std::ptr::read_volatile((a + 8) as *const u64) })
+        };
+        for i in [0, 1, 3, 4] {
+            let v = read(addrs[i]).unwrap_err();
+            assert_eq!(v.rule, "NBL used after it went back to its creator", "page {i}: {v}");
+            assert!(is_retired(addrs[i]));
+        }
+        assert!(!is_retired(addrs[2]));
+        let s = Session::begin(Config::default());
+        // SAFETY: the live page of the run, lent to this test.
+        let live = call_driver("live", || unsafe {
+            std::ptr::write_volatile((addrs[2] + 8) as *mut u64, 5);
+            std::ptr::read_volatile((addrs[2] + 8) as *const u64)
+        });
+        assert_eq!(live.expect("a live page between retired ones stays accessible"), 5);
+        drop(s);
+        retire_many(&[addrs[2]]);
+        assert_eq!(read(addrs[2]).unwrap_err().rule, "NBL used after it went back to its creator");
+    }
+
+    #[test]
+    fn a_run_that_does_not_fit_starts_a_fresh_slab_and_the_skipped_one_comes_back() {
+        let _s = Session::begin(Config::default());
+        let maps = || std::fs::read_to_string("/proc/self/maps").expect("maps").lines().count();
+        let before = maps();
+        let mut slabs = std::collections::HashSet::new();
+        for _ in 0..4 * SLAB {
+            let one = LentPage::<u64>::zeroed(Lent::Nbl, "an NBL");
+            let run = LentPage::<u64>::zeroed_run(SLAB / 2 + 1, Lent::Nbl, "an NBL");
+            let (first, last) = (run[0].as_ptr() as usize, run[SLAB / 2].as_ptr() as usize);
+            assert_eq!(last - first, SLAB / 2 * PAGE, "one run, consecutive pages");
+            assert_eq!(slab_of(first), slab_of(last), "one run, one slab");
+            slabs.insert(slab_of(first));
+            drop(one);
+            // Every other run leaves the rest of a slab unlent; it comes
+            // back with its lent pages and is reused or unmapped.
+            drop(run);
+        }
+        assert!(maps() < before + SPARE + 16, "mappings grew from {before} to {}", maps());
+        // A slab that never came back stays mapped: the next is a new one.
+        assert!(slabs.len() <= 2 * SPARE + 4, "{} slabs used: skipped slabs not reused", slabs.len());
     }
 
     #[test]

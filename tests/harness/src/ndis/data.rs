@@ -580,13 +580,12 @@ fn back_through(mut m: ModelGuard, dir: Dir, nbls: Addrs, flags: u32) -> Result<
     Ok(())
 }
 
-/// NBLs back with their creator: made inaccessible now (each a system
-/// call, made outside the model's lock).
+/// NBLs back with their creator: made inaccessible now (one system call
+/// per run of consecutive pages, made outside the model's lock).
 fn retire_all(done: &mut Addrs) {
-    for a in done.drain(..) {
-        // The creator may free it now: the driver must not touch it again.
-        crate::lent::retire(a);
-    }
+    // The creator may free them now: the driver must not touch them again.
+    crate::lent::retire_many(done);
+    done.clear();
 }
 
 /// Marks `group` back with its creator; their pages are retired (listed in
