@@ -37,10 +37,7 @@
 use std::sync::Barrier;
 
 use libfuzzer_sys::fuzz_target;
-use portwatch_fuzz::{
-    cancel_step, close, enable_step, finish, ioctl_step, load, open, options_of, port_step, read_and_check,
-    read_traffic, AdapterStates, Endpoint, Program,
-};
+use portwatch_fuzz::{finish, ioctl_step, load, options_of, port_step, read_traffic, AdapterStates, Handles, Program};
 use portwatch_scenarios::fuzz_options::FuzzOptions;
 use portwatch_scenarios::target::Target;
 
@@ -69,27 +66,13 @@ fn run_thread<'s>(
     mut p: Program<'_>,
     scope: &'s std::thread::Scope<'s, '_>,
 ) {
-    let mut endpoints: Vec<Endpoint> = Vec::new();
-    let mut reads = 0;
+    let mut handles = Handles::new(MAX_HANDLES, MAX_READS);
     for _ in 0..MAX_STEPS {
         let Some(op) = p.byte() else { break };
-        let step = match op % 11 {
-            8 if !endpoints.is_empty() => enable_step(t, options, &mut endpoints, &mut p),
-            9 if !endpoints.is_empty() && reads < MAX_READS => p.byte().map(|b| {
-                let handle = endpoints[usize::from(b) % endpoints.len()].handle;
-                reads += 1;
-                scope.spawn(move || read_and_check(t, handle, u32::from(b % 4) + 1));
-            }),
-            10 if !endpoints.is_empty() => cancel_step(t, &endpoints, &mut p),
-            0 if endpoints.len() < MAX_HANDLES => {
-                endpoints.extend(open(t, options));
-                Some(())
-            }
-            1 if !endpoints.is_empty() => {
-                p.byte().map(|i| close(t, endpoints.swap_remove(usize::from(i) % endpoints.len())))
-            }
-            2 | 3 if !endpoints.is_empty() => ioctl_step(t, options, &mut endpoints, &mut p),
-            4 if !endpoints.is_empty() => port_step(t, options, &mut endpoints, &mut p),
+        let any_open = !handles.endpoints.is_empty();
+        let step = handles.shared_step(op % 11, t, options, &mut p, scope).unwrap_or_else(|| match op % 11 {
+            2 | 3 if any_open => ioctl_step(t, options, &mut handles.endpoints, &mut p),
+            4 if any_open => port_step(t, options, &mut handles.endpoints, &mut p),
             5 | 6 => p.byte().and_then(|a| {
                 let traffic = read_traffic(&mut p)?;
                 adapters.inject(t, usize::from(a) % ADAPTERS, &traffic);
@@ -100,14 +83,12 @@ fn run_thread<'s>(
                 _ => adapters.step(t, usize::from(b >> 2) % ADAPTERS, b & 0x80 != 0),
             }),
             _ => Some(()),
-        };
+        });
         if step.is_none() {
             break;
         }
     }
-    for e in endpoints {
-        close(t, e);
-    }
+    handles.close_all(t);
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -299,7 +299,12 @@ pub const MIN_READ_BYTES: u32 = (proto::EventBatchHeader::SIZE + proto::EventRec
 
 /// Reads a well-formed IOCTL_ENABLE_EVENTS (ring of 1..=8 records) and runs
 /// it on one of `endpoints`.
-pub fn enable_step(t: &dyn Target, options: &FuzzOptions, endpoints: &mut [Endpoint], p: &mut Program<'_>) -> Option<()> {
+pub fn enable_step(
+    t: &dyn Target,
+    options: &FuzzOptions,
+    endpoints: &mut [Endpoint],
+    p: &mut Program<'_>,
+) -> Option<()> {
     let n = endpoints.len();
     let e = endpoints.get_mut(usize::from(p.byte()?) % n.max(1))?;
     let ring_records = 1 + u32::from(p.byte()? % 8);
@@ -515,6 +520,65 @@ impl AdapterStates {
         trace!("{traffic:?} on adapter {a} ({before:?} v{v0}, v{v1}): delivered {delivered}");
         if v0 == v1 && v0 % 2 == 0 {
             assert_eq!(delivered, before.delivers(), "{traffic:?} on adapter {a} while {before:?}");
+        }
+    }
+}
+
+/// One program's handles and the reads it started, with the steps both
+/// harness targets share: op 0 opens, 1 closes, 8 enables the event
+/// stream, 9 starts a read on a thread of its own (it may pend), 10
+/// cancels (CancelIoEx). Each target gives the other ops its own meaning.
+pub struct Handles {
+    /// The open handles, each with its owner's model.
+    pub endpoints: Vec<Endpoint>,
+    reads: usize,
+    max_handles: usize,
+    max_reads: usize,
+}
+
+impl Handles {
+    /// No handle open yet; at most `max_handles` open at once and
+    /// `max_reads` reads started in all.
+    pub fn new(max_handles: usize, max_reads: usize) -> Self {
+        Handles { endpoints: Vec::new(), reads: 0, max_handles, max_reads }
+    }
+
+    /// Runs `op` (already reduced modulo 11) if it is a shared step that
+    /// applies now: `Some(step)`, where a `None` step means the program
+    /// ran out. `None` when the target decides what `op` does.
+    pub fn shared_step<'s>(
+        &mut self,
+        op: u8,
+        t: &'s dyn Target,
+        options: &FuzzOptions,
+        p: &mut Program<'_>,
+        scope: &'s std::thread::Scope<'s, '_>,
+    ) -> Option<Option<()>> {
+        let any_open = !self.endpoints.is_empty();
+        Some(match op {
+            8 if any_open => enable_step(t, options, &mut self.endpoints, p),
+            9 if any_open && self.reads < self.max_reads => p.byte().map(|b| {
+                let handle = self.endpoints[usize::from(b) % self.endpoints.len()].handle;
+                self.reads += 1;
+                scope.spawn(move || read_and_check(t, handle, u32::from(b % 4) + 1));
+            }),
+            10 if any_open => cancel_step(t, &self.endpoints, p),
+            0 if self.endpoints.len() < self.max_handles => {
+                self.endpoints.extend(open(t, options));
+                Some(())
+            }
+            1 if any_open => p.byte().map(|i| {
+                let at = usize::from(i) % self.endpoints.len();
+                close(t, self.endpoints.swap_remove(at));
+            }),
+            _ => return None,
+        })
+    }
+
+    /// Closes every handle still open (completing the reads pending on it).
+    pub fn close_all(self, t: &dyn Target) {
+        for e in self.endpoints {
+            close(t, e);
         }
     }
 }
