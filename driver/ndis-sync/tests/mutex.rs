@@ -10,9 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 fn mutex<T>(value: T) -> Pin<Box<Mutex<T>>> {
-    let mut m = Box::pin(Mutex::new(value));
-    m.as_mut().init();
-    m
+    common::pinned_mutex(value)
 }
 
 #[test]

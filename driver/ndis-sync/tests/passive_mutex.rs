@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn mutex<T>(value: T) -> Pin<Box<PassiveMutex<T>>> {
-    let mut m = Box::pin(PassiveMutex::new(value));
-    m.as_mut().init();
-    m
+    common::pinned_mutex(value)
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! Helpers shared by the host tests (included with `mod common;`).
 #![allow(dead_code)]
 
-use ndis_sync::{Dispatch, MaybeDispatch, Passive};
+use std::pin::Pin;
+
+use ndis_sync::{Dispatch, Lock, MaybeDispatch, MutexBackend, Passive};
 
 /// A PASSIVE_LEVEL token for a test thread.
 pub fn passive() -> Passive {
@@ -26,3 +28,11 @@ pub fn stale_dispatch() -> Dispatch {
 
 /// Iterations for contention tests: Miri is slow.
 pub const ROUNDS: usize = if cfg!(miri) { 20 } else { 2_000 };
+
+/// A mutex of either kind ([`ndis_sync::Mutex`], [`ndis_sync::PassiveMutex`])
+/// holding `value`, pinned on the heap and initialised there.
+pub fn pinned_mutex<T, B: MutexBackend>(value: T) -> Pin<Box<Lock<T, B>>> {
+    let mut m = Box::pin(Lock::new(value));
+    m.as_mut().init();
+    m
+}
