@@ -119,7 +119,9 @@ pub(crate) fn new_then_init<T>(new: impl FnOnce() -> T, init: fn(Pin<&mut T>)) -
 /// ```
 /// use ndis_sync::{try_pin_box, SpinLock};
 /// let lock = try_pin_box(SpinLock::new(5)).expect("allocated");
-/// assert_eq!(*lock.lock(&mut unsafe { ndis_sync::Passive::new_unchecked() }), 5);
+/// // SAFETY: a test thread runs at PASSIVE_LEVEL.
+/// let mut passive = unsafe { ndis_sync::Passive::new_unchecked() };
+/// assert_eq!(*lock.lock(&mut passive), 5);
 /// ```
 #[cfg(not(target_os = "windows"))]
 pub fn try_pin_box<T>(init: impl PinInit<T>) -> Option<Pin<alloc::boxed::Box<T>>> {

@@ -27,6 +27,7 @@
 //! use ndis_sync::{Passive, SpinLock};
 //! ndis_sync::stack_pin_init!(let a_lock = SpinLock::new(1));
 //! ndis_sync::stack_pin_init!(let b_lock = SpinLock::new(2));
+//! // SAFETY: a test thread runs at PASSIVE_LEVEL.
 //! let mut passive = unsafe { Passive::new_unchecked() };
 //! let a = a_lock.lock(&mut passive);
 //! let b = b_lock.lock(&mut passive); // error: `passive` is already borrowed by `a`
