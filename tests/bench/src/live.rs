@@ -105,11 +105,11 @@ fn measure(bench: &Bench, driver: &str, way: Way, label: &str, (ports, chain): (
     let (base, size) = bench.session.image_range().unwrap_or((0, 0));
     let calls = packets.div_ceil(chain);
     for _ in 0..WARM_UP {
-        bench.chain(way, (0..chain).map(|_| udp_packet(dst)).collect());
+        bench.chain(way, &(0..chain).map(|_| udp_packet(dst)).collect::<Vec<_>>());
     }
     let chains: Vec<Vec<_>> = (0..calls).map(|_| (0..chain).map(|_| udp_packet(dst)).collect()).collect();
     valgrind::zero_stats();
-    for nbls in chains {
+    for nbls in &chains {
         bench.chain(way, nbls);
     }
     valgrind::dump_stats_at(&format!(
@@ -131,11 +131,11 @@ pub fn overhead(args: &[String]) {
         let spec = udp_packet(BASE_PORT);
         for way in [Way::Send, Way::Receive] {
             for _ in 0..100 {
-                bench.packet(way, spec.clone());
+                bench.packet(way, &spec);
             }
             valgrind::zero_stats();
             for _ in 0..packets {
-                bench.packet(way, spec.clone());
+                bench.packet(way, &spec);
             }
             valgrind::dump_stats_at(&format!("overhead {driver} {} packets={packets}", way.name()));
         }

@@ -27,8 +27,8 @@ fn two_threads(bench: &Bench, ports: u16) {
             scope.spawn(move || {
                 for i in 0..PER_THREAD {
                     let dst = BASE_PORT + (i + t) % ports.max(1);
-                    bench.packet(Way::Send, udp_packet(dst));
-                    bench.packet(Way::Receive, udp_packet(dst));
+                    bench.packet(Way::Send, &udp_packet(dst));
+                    bench.packet(Way::Receive, &udp_packet(dst));
                 }
             });
         }
@@ -39,8 +39,8 @@ fn two_threads(bench: &Bench, ports: u16) {
 fn portwatch_forwards_every_packet_with_ports_bound() {
     let bench = portwatch(100);
     for port in [BASE_PORT, BASE_PORT + 50, BASE_PORT + 99, BASE_PORT + 100] {
-        bench.packet(Way::Send, udp_packet(port));
-        bench.packet(Way::Receive, udp_packet(port));
+        bench.packet(Way::Send, &udp_packet(port));
+        bench.packet(Way::Receive, &udp_packet(port));
     }
     bench.finish();
 }

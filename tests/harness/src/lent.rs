@@ -39,6 +39,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
@@ -295,9 +296,9 @@ impl<T> LentPage<T> {
     /// [`retire_many`] makes a chain back with its creator inaccessible
     /// with one system call, and another thread's objects never fall
     /// between them.
-    pub fn zeroed_run(n: usize, kind: Lent, what: &'static str) -> Vec<Self> {
+    pub fn zeroed_run(n: usize, kind: Lent, what: &'static str) -> SmallVec<[Self; 8]> {
         assert!(core::mem::align_of::<T>() <= PAGE && core::mem::size_of::<T>() <= PAGE);
-        let mut out = Vec::with_capacity(n);
+        let mut out: SmallVec<[Self; 8]> = SmallVec::with_capacity(n);
         let gone = {
             let mut st = pages();
             let gone = if n <= SLAB { fresh_slab_unless_room(&mut st, n) } else { Gone::Nothing };

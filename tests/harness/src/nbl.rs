@@ -92,7 +92,17 @@ pub struct NblAlloc {
     /// In a page of its own, inaccessible once back with its creator.
     nbl: LentPage<NblBlock>,
     parts: Parts,
-    spec: NblSpec,
+    spec: Source,
+}
+
+/// What an NBL was built from: a spec it owns, or the caller's, borrowed
+/// for the operation that built it (no copy per packet).
+enum Source {
+    Owned(NblSpec),
+    /// INVARIANT: the spec outlives this NblAlloc, or [`own_specs`] made it
+    /// owned before the operation that built it returned (see
+    /// [`build_all_borrowed`]).
+    Borrowed(core::ptr::NonNull<NblSpec>),
 }
 
 /// The NET_BUFFERs, MDLs and data buffers of one NBL. Their vectors are
@@ -137,12 +147,43 @@ thread_local! {
 /// The NBLs of one operation, one per spec, in a vector kept from an
 /// earlier operation on this thread when there is one.
 pub fn build_all(specs: Vec<NblSpec>) -> Vec<NblAlloc> {
-    let mut v = VECS.try_with(|s| s.borrow_mut().pop()).ok().flatten().unwrap_or_default();
+    let mut v = spare_vec();
     // On consecutive pages: a chain back with its creator at once is
     // retired with one system call.
     let blocks = LentPage::zeroed_run(specs.len(), Lent::Nbl, "an NBL");
-    v.extend(specs.into_iter().zip(blocks).map(|(spec, block)| NblAlloc::build(spec, block)));
+    v.extend(specs.into_iter().zip(blocks).map(|(spec, block)| NblAlloc::build(Source::Owned(spec), block)));
     v
+}
+
+/// Like [`build_all`], borrowing the specs instead of taking them: a caller
+/// sending the same frames again copies nothing but their bytes into the
+/// NBLs' buffers.
+///
+/// # Safety
+/// Every spec outlives the returned NBLs, unless [`own_specs`] is called on
+/// them first (an operation that ends in a violation keeps its NBLs until
+/// the session ends: it makes their specs owned before it returns).
+pub unsafe fn build_all_borrowed(specs: &[NblSpec]) -> Vec<NblAlloc> {
+    let mut v = spare_vec();
+    let blocks = LentPage::zeroed_run(specs.len(), Lent::Nbl, "an NBL");
+    v.extend(specs.iter().zip(blocks).map(|(spec, block)| NblAlloc::build(Source::Borrowed(spec.into()), block)));
+    v
+}
+
+/// Makes every borrowed spec of `allocs` owned (a copy), so that they may
+/// outlive the caller's specs.
+pub fn own_specs(allocs: &mut [NblAlloc]) {
+    for a in allocs {
+        if let Source::Borrowed(_) = a.spec {
+            a.spec = Source::Owned(a.spec().clone());
+        }
+    }
+}
+
+/// An emptied vector kept from an earlier operation on this thread, or a
+/// new one.
+fn spare_vec() -> Vec<NblAlloc> {
+    VECS.try_with(|s| s.borrow_mut().pop()).ok().flatten().unwrap_or_default()
 }
 
 /// Frees an operation's NBLs and keeps their vector for the next one.
@@ -176,14 +217,15 @@ impl Drop for NblAlloc {
     }
 }
 
-// SAFETY: the raw pointers inside point only into the boxes this value owns;
-// which thread may touch them is governed by the NBL ownership protocol the
-// model tracks, not by the thread that allocated them.
+// SAFETY: the raw pointers inside point only into the boxes this value owns
+// and, for a borrowed spec, to plain data that is only read (NblSpec is
+// Sync); which thread may touch the NBL is governed by the NBL ownership
+// protocol the model tracks, not by the thread that allocated it.
 unsafe impl Send for NblAlloc {}
 
 impl std::fmt::Debug for NblAlloc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NblAlloc").field("nbl", &self.as_ptr()).field("frames", &self.spec.frames.len()).finish()
+        f.debug_struct("NblAlloc").field("nbl", &self.as_ptr()).field("frames", &self.spec().frames.len()).finish()
     }
 }
 
@@ -192,12 +234,13 @@ impl NblAlloc {
     pub fn new(spec: NblSpec) -> Self {
         // NET_BUFFER_LIST and the extra info entries are plain data for
         // which all-zero is valid (null pointers, zero counters).
-        Self::build(spec, LentPage::zeroed(Lent::Nbl, "an NBL"))
+        Self::build(Source::Owned(spec), LentPage::zeroed(Lent::Nbl, "an NBL"))
     }
 
     /// Builds the NBL in `block` (zeroed), with its NET_BUFFERs, MDLs and
     /// data buffers.
-    fn build(spec: NblSpec, mut block: LentPage<NblBlock>) -> Self {
+    fn build(source: Source, mut block: LentPage<NblBlock>) -> Self {
+        let spec = source.get();
         assert!(!spec.frames.is_empty(), "an NBL has at least one NET_BUFFER");
         let nbl = &mut block.nbl;
         // Sized up front: one MDL per frame unless the layout cuts it.
@@ -216,7 +259,7 @@ impl NblAlloc {
         if spec.loopback {
             nbl.NblFlags |= NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET;
         }
-        NblAlloc { nbl: block, parts, spec }
+        NblAlloc { nbl: block, parts, spec: source }
     }
 
     /// The NET_BUFFER_LIST handed to the driver.
@@ -226,7 +269,18 @@ impl NblAlloc {
 
     /// What the NBL was built from.
     pub fn spec(&self) -> &NblSpec {
-        &self.spec
+        self.spec.get()
+    }
+}
+
+impl Source {
+    fn get(&self) -> &NblSpec {
+        match self {
+            Source::Owned(spec) => spec,
+            // SAFETY: the spec outlives the NblAlloc holding this (the
+            // invariant of `Borrowed`).
+            Source::Borrowed(spec) => unsafe { spec.as_ref() },
+        }
     }
 }
 

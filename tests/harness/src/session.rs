@@ -30,7 +30,7 @@ use ndis_sys::{DRIVER_OBJECT, NDIS_STATUS, NDIS_STATUS_SUCCESS, NTSTATUS, NT_SUC
 use crate::io::{self, DriverObject, Handle, IoError, IoStats, IoctlResult};
 use crate::loader::{self, LoadedImage};
 use crate::nbl::{self, NblSpec};
-use crate::ndis::{self, AdapterId, AdapterSpec, At, Completion, NblOutcome, Stats};
+use crate::ndis::{self, AdapterId, AdapterSpec, At, Completion, NblOutcome, Outcomes, Stats};
 use crate::registry::{self, Hive};
 use crate::verifier::{self, codes, Config, Violation};
 use crate::{irql, pool, stack};
@@ -288,7 +288,15 @@ impl Session {
 
     /// Sends one NBL per spec, chained, from the protocol above `adapter`.
     pub fn send(&self, adapter: AdapterId, nbls: Vec<NblSpec>, at: At) -> Result<Vec<NblOutcome>, Violation> {
-        ndis::send(adapter, nbl::build_all(nbls), at)
+        ndis::send(adapter, nbl::build_all(nbls), at).map(Outcomes::into_vec)
+    }
+
+    /// Like [`Session::send`], borrowing the specs: nothing is cloned or
+    /// allocated per packet (for callers that send the same frames again).
+    pub fn send_slice(&self, adapter: AdapterId, nbls: &[NblSpec], at: At) -> Result<Outcomes, Violation> {
+        // SAFETY: `nbls` outlives the operation; one that ends in a
+        // violation makes its NBLs' specs owned before it returns.
+        ndis::send(adapter, unsafe { nbl::build_all_borrowed(nbls) }, at)
     }
 
     /// Indicates one NBL per spec, chained, from the miniport of `adapter`,
@@ -300,7 +308,20 @@ impl Session {
         at: At,
         resources: bool,
     ) -> Result<Vec<NblOutcome>, Violation> {
-        ndis::receive(adapter, nbl::build_all(nbls), at, resources)
+        ndis::receive(adapter, nbl::build_all(nbls), at, resources).map(Outcomes::into_vec)
+    }
+
+    /// Like [`Session::receive`], borrowing the specs (see
+    /// [`Session::send_slice`]).
+    pub fn receive_slice(
+        &self,
+        adapter: AdapterId,
+        nbls: &[NblSpec],
+        at: At,
+        resources: bool,
+    ) -> Result<Outcomes, Violation> {
+        // SAFETY: as in `send_slice`.
+        ndis::receive(adapter, unsafe { nbl::build_all_borrowed(nbls) }, at, resources)
     }
 
     /// A status indication from the miniport of `adapter`.

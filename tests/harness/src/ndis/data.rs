@@ -121,6 +121,10 @@ fn jitter(max: Duration) -> Duration {
     Duration::from_micros(max_us / 2 + x % (max_us / 2 + 1))
 }
 
+/// How each NBL of an operation ended, in order (inline for short chains:
+/// no allocation per packet).
+pub type Outcomes = SmallVec<[NblOutcome; 8]>;
+
 /// How one model NBL ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NblOutcome {
@@ -314,7 +318,7 @@ fn count_callback(name: &'static str) {
 
 /// Sends model NBLs built from `specs` from the protocol above `adapter` at
 /// `at`; returns how each ended, in order, once all are back.
-pub(crate) fn send(adapter: AdapterId, allocs: Vec<NblAlloc>, at: At) -> Result<Vec<NblOutcome>, Violation> {
+pub(crate) fn send(adapter: AdapterId, allocs: Vec<NblAlloc>, at: At) -> Result<Outcomes, Violation> {
     let gate = model().adapters[adapter.0].send_gate.clone();
     let _in_flight = gate.read().unwrap_or_else(PoisonError::into_inner);
     let (m, addrs) = register(adapter.0, &allocs, Dir::Send, false);
@@ -327,9 +331,11 @@ pub(crate) fn send(adapter: AdapterId, allocs: Vec<NblAlloc>, at: At) -> Result<
 }
 
 /// After a violation the driver may still hold the operation's NBLs: they
-/// stay allocated (and tracked) until the session ends.
-fn keep_if_failed<T>(allocs: Vec<NblAlloc>, outcome: Result<T, Violation>) -> Result<T, Violation> {
+/// stay allocated (and tracked) until the session ends, with their own copy
+/// of any spec the caller lent.
+fn keep_if_failed<T>(mut allocs: Vec<NblAlloc>, outcome: Result<T, Violation>) -> Result<T, Violation> {
     if outcome.is_err() {
+        nbl::own_specs(&mut allocs);
         model().abandoned.push(allocs);
     } else {
         nbl::free_all(allocs);
@@ -369,7 +375,7 @@ fn register(adapter: usize, allocs: &[NblAlloc], dir: Dir, resources: bool) -> (
 /// Removes finished model NBLs and reports how they ended. (The NBLs
 /// themselves are freed by the caller, after the model's lock is let go:
 /// their pages go back to the lent-page and guarded-buffer tables.)
-fn collect(addrs: &[usize]) -> Result<Vec<NblOutcome>, Violation> {
+fn collect(addrs: &[usize]) -> Result<Outcomes, Violation> {
     let mut m = model();
     for a in addrs {
         let r = &m.nbls[a];
@@ -942,7 +948,7 @@ pub(crate) fn receive(
     allocs: Vec<NblAlloc>,
     at: At,
     resources: bool,
-) -> Result<Vec<NblOutcome>, Violation> {
+) -> Result<Outcomes, Violation> {
     let gate = model().adapters[adapter.0].receive_gate.clone();
     let _in_flight = gate.read().unwrap_or_else(PoisonError::into_inner);
     let (m, addrs) = register(adapter.0, &allocs, Dir::Receive, resources);

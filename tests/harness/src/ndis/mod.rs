@@ -19,7 +19,7 @@ use std::sync::{Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 use crate::imports::Import;
 use crate::verifier::{self, Violation};
 
-pub use data::{At, Completion, NblOutcome};
+pub use data::{At, Completion, NblOutcome, Outcomes};
 pub use filter::FilterInfo;
 pub use module::{AdapterId, AdapterSpec, ModuleState};
 
