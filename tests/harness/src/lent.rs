@@ -349,23 +349,56 @@ impl<T> Drop for LentPage<T> {
     /// The system calls are made outside the table's lock, so that other
     /// threads' packets do not wait for them.
     fn drop(&mut self) {
-        let addr = self.ptr as usize;
-        let gone = {
-            let mut st = pages();
-            if st.get(addr).is_some_and(|p| p.retired) {
-                st.quarantine.push_back(addr);
-                // At most one goes out: the quarantine is full or not.
-                if st.quarantine.len() > QUARANTINE {
-                    let old = st.quarantine.pop_front().expect("non-empty");
-                    st.forget(old)
-                } else {
-                    Gone::Nothing
-                }
-            } else {
-                st.forget(addr)
+        let gone = pages().let_go(self.ptr as usize);
+        gone.carry_out();
+    }
+}
+
+/// Lets go of every object of `objects` as dropping each would, under one
+/// lock: an operation's NBLs, freed together, take the table's lock once.
+pub fn release_all<T>(objects: impl IntoIterator<Item = LentPage<T>>) {
+    let mut gone: SmallVec<[Gone; 4]> = SmallVec::new();
+    {
+        let mut st = pages();
+        for object in objects {
+            let addr = object.ptr as usize;
+            // Its table entry is let go here instead of in its Drop.
+            std::mem::forget(object);
+            match st.let_go(addr) {
+                Gone::Nothing => {}
+                g => gone.push(g),
             }
-        };
-        match gone {
+        }
+    }
+    for g in gone {
+        g.carry_out();
+    }
+}
+
+impl Pages {
+    /// An object let go of by its owner (the table locked): retired ones
+    /// go into the quarantine (the oldest one out when it is full), others
+    /// out of the table. What is left to do once the lock is let go.
+    fn let_go(&mut self, addr: usize) -> Gone {
+        if !self.get(addr).is_some_and(|p| p.retired) {
+            return self.forget(addr);
+        }
+        self.quarantine.push_back(addr);
+        // At most one goes out: the quarantine is full or not.
+        if self.quarantine.len() > QUARANTINE {
+            let old = self.quarantine.pop_front().expect("non-empty");
+            self.forget(old)
+        } else {
+            Gone::Nothing
+        }
+    }
+}
+
+impl Gone {
+    /// The system call an object's end needs, if any (made outside the
+    /// table's lock).
+    fn carry_out(self) {
+        match self {
             Gone::Nothing => {}
             // SAFETY: a mapping made by `zeroed` and listed nowhere any more.
             Gone::Unmap(old, len) => unsafe {

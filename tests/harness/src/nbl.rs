@@ -91,7 +91,8 @@ struct MdlBlock {
 pub struct NblAlloc {
     /// In a page of its own, inaccessible once back with its creator.
     nbl: LentPage<NblBlock>,
-    parts: Parts,
+    /// What the NBL points into (reached through those pointers only).
+    _parts: Parts,
     spec: Source,
 }
 
@@ -186,9 +187,11 @@ fn spare_vec() -> Vec<NblAlloc> {
     VECS.try_with(|s| s.borrow_mut().pop()).ok().flatten().unwrap_or_default()
 }
 
-/// Frees an operation's NBLs and keeps their vector for the next one.
+/// Frees an operation's NBLs (their pages let go of under one lock) and
+/// keeps their vector for the next one.
 pub fn free_all(mut allocs: Vec<NblAlloc>) {
-    allocs.clear();
+    let pages: SmallVec<[LentPage<NblBlock>; 8]> = allocs.drain(..).map(|a| a.nbl).collect();
+    crate::lent::release_all(pages);
     if allocs.capacity() > SPARE_VEC_CAPACITY {
         return;
     }
@@ -201,17 +204,25 @@ pub fn free_all(mut allocs: Vec<NblAlloc>) {
     });
 }
 
-impl Drop for NblAlloc {
+impl Drop for Parts {
+    /// The vectors, emptied, go back to this thread's cache (the buffers
+    /// to theirs).
     fn drop(&mut self) {
-        let mut p = std::mem::take(&mut self.parts);
-        p.buffers.clear();
-        p.mdls.clear();
-        p.nbs.clear();
+        self.buffers.clear();
+        self.mdls.clear();
+        self.nbs.clear();
         // The thread's cache may be gone (thread exit): then freed.
         let _ = PARTS.try_with(|s| {
-            let mut s = s.borrow_mut();
-            if s.len() < SPARE_PARTS {
-                s.push(p);
+            if let Ok(mut s) = s.try_borrow_mut() {
+                if s.len() < SPARE_PARTS {
+                    // What is kept holds the vectors; `self` is left
+                    // with empty ones.
+                    s.push(Parts {
+                        nbs: std::mem::take(&mut self.nbs),
+                        mdls: std::mem::take(&mut self.mdls),
+                        buffers: std::mem::take(&mut self.buffers),
+                    });
+                }
             }
         });
     }
@@ -259,7 +270,7 @@ impl NblAlloc {
         if spec.loopback {
             nbl.NblFlags |= NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET;
         }
-        NblAlloc { nbl: block, parts, spec: source }
+        NblAlloc { nbl: block, _parts: parts, spec: source }
     }
 
     /// The NET_BUFFER_LIST handed to the driver.
@@ -470,6 +481,26 @@ mod tests {
 
     fn frame() -> Frame {
         FrameSpec::ipv4(IPPROTO_TCP, 1000, 80).build()
+    }
+
+    #[test]
+    fn borrowed_specs_are_read_in_place_and_copied_when_owned() {
+        let specs = vec![NblSpec::of(vec![frame()]), NblSpec::of(vec![frame(), frame()])];
+        // SAFETY: `specs` outlives the NBLs until `own_specs` below.
+        let mut allocs = unsafe { build_all_borrowed(&specs) };
+        for (a, s) in allocs.iter().zip(&specs) {
+            assert!(std::ptr::eq(a.spec(), s), "a borrowed spec is the caller's, not a copy");
+        }
+        own_specs(&mut allocs);
+        for (a, s) in allocs.iter().zip(&specs) {
+            assert!(!std::ptr::eq(a.spec(), s) && a.spec() == s, "an owned spec is an equal copy");
+        }
+        let expected = specs.clone();
+        drop(specs);
+        for (a, s) in allocs.iter().zip(&expected) {
+            assert_eq!(a.spec(), s, "the copy outlives the caller's spec");
+        }
+        free_all(allocs);
     }
 
     #[test]
