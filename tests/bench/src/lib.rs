@@ -9,6 +9,9 @@
 //! * [`handlers`]: the imports the data-path handlers of `portwatch.sys`
 //!   can reach, and every store and locked instruction on that path.
 //!
+//! * [`retire_cost`]: the operating system's cost of the harness's NBL
+//!   retirement alone, with 1 and 2 threads.
+//!
 //! The images are located by [`artifacts`]; [`pe`] and [`disasm`] read them.
 
 pub mod artifacts;
@@ -21,6 +24,8 @@ pub mod pe;
 pub mod percpu;
 pub mod profile;
 pub mod reentry;
+#[cfg(target_os = "linux")]
+pub mod retire_cost;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod run;
 #[cfg(target_arch = "x86_64")]

@@ -15,6 +15,8 @@
 //!   which must be the image that ran, built with line tables.
 //! * `scaling [max_threads] [seconds] [portwatch|passthrough] [--chain N]`: packets/s
 //!   with 1.. threads.
+//! * `retire-scaling [seconds]`: the operating system's part of NBL
+//!   retirement alone (`mprotect` per run of pages), 1 and 2 threads.
 //! * `overhead [packets]`: the same packets through both drivers, labelled
 //!   for `portwatch-bench overhead-summary callgrind.out.*`: whole-process
 //!   instructions per packet, the driver's and the harness's share.
@@ -42,6 +44,8 @@ fn main() -> ExitCode {
         Some("scaling") => live::scaling(rest),
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         Some("overhead") => live::overhead(rest),
+        #[cfg(target_os = "linux")]
+        Some("retire-scaling") => retire_scaling(rest),
         Some("overhead-summary") => {
             portwatch_bench::callgrind::print_overhead(&rest.iter().map(PathBuf::from).collect::<Vec<_>>())
         }
@@ -63,7 +67,7 @@ fn main() -> ExitCode {
             portwatch_bench::callgrind::print_summary(&rest.iter().map(PathBuf::from).collect::<Vec<_>>())
         }
         _ => {
-            eprintln!("usage: portwatch-bench guards | contention | datapath [packets] [--before IMAGE] | profile <image> <driver> <callgrind.out...> | scaling [max_threads] [seconds] [portwatch|passthrough] [--chain N] | overhead [packets] | summarize <callgrind.out...> | overhead-summary <callgrind.out...>");
+            eprintln!("usage: portwatch-bench guards | contention | datapath [packets] [--before IMAGE] | profile <image> <driver> <callgrind.out...> | scaling [max_threads] [seconds] [portwatch|passthrough] [--chain N] | overhead [packets] | retire-scaling [seconds] | summarize <callgrind.out...> | overhead-summary <callgrind.out...>");
             return ExitCode::FAILURE;
         }
     }
@@ -97,5 +101,20 @@ fn contention() {
         for w in path.event_writes() {
             println!("  event stream: {w}");
         }
+    }
+}
+
+/// `retire-scaling [seconds]`: pages retired per second by the operating
+/// system's calls alone, 1 and 2 threads, runs of 1, 8 and 64 pages.
+#[cfg(target_os = "linux")]
+fn retire_scaling(args: &[String]) {
+    use portwatch_bench::retire_cost::pages_per_second;
+    let seconds: f64 = args.first().map_or(2.0, |a| a.parse().expect("seconds: a number"));
+    let d = std::time::Duration::from_secs_f64(seconds);
+    println!("| pages per system call | 1 thread, pages/s | 2 threads, pages/s | ratio |\n|---|---|---|---|");
+    for chain in [1, 8, 64] {
+        let one = pages_per_second(1, chain, d);
+        let two = pages_per_second(2, chain, d);
+        println!("| {chain} | {one:.0} | {two:.0} | {:.2} |", two / one);
     }
 }
