@@ -208,13 +208,6 @@ impl Pages {
             None => self.pages.get(&base),
         }
     }
-
-    fn get_mut(&mut self, base: usize) -> Option<&mut Page> {
-        match self.slabs.get_mut(&slab_of(base)) {
-            Some(slab) => slab.pages[index_in_slab(base)].as_mut(),
-            None => self.pages.get_mut(&base),
-        }
-    }
 }
 
 struct Page {
@@ -522,22 +515,36 @@ fn reuse(slab: usize) {
 /// from the object already read. An address outside every lent page is
 /// left alone.
 pub(crate) fn retire(addr: usize) {
-    let mut st = pages();
-    let Some(lo) = st.base_of(addr) else { return };
-    let page = st.get_mut(lo).expect("listed");
-    if page.retired {
-        return;
-    }
-    page.retired = true;
-    let len = page.len;
-    if len == PAGE {
-        set_retired_bit(lo, true);
-    }
+    let Some((lo, hi)) = pages().mark_retired(addr) else { return };
     // The system call outside the lock (other threads' packets need it).
-    drop(st);
     // SAFETY: a live mapping made by `zeroed`; only its protection changes.
-    let rc = unsafe { libc::mprotect(lo as *mut libc::c_void, len, libc::PROT_NONE) };
+    let rc = unsafe { libc::mprotect(lo as *mut libc::c_void, hi - lo, libc::PROT_NONE) };
     assert_eq!(rc, 0, "lent page mprotect: {}", std::io::Error::last_os_error());
+}
+
+impl Pages {
+    /// Marks the object holding `addr` retired (the table locked): its
+    /// pages `[lo, hi)` to make inaccessible; None when `addr` is in no
+    /// lent object or that one is retired already.
+    fn mark_retired(&mut self, addr: usize) -> Option<(usize, usize)> {
+        let page = addr & !(PAGE - 1);
+        let (lo, object) = match self.slabs.get_mut(&slab_of(page)) {
+            // One lookup for a one-page object (an NBL, on every packet).
+            Some(slab) => (page, slab.pages[index_in_slab(page)].as_mut()?),
+            None => {
+                let lo = self.base_of(addr)?;
+                (lo, self.pages.get_mut(&lo)?)
+            }
+        };
+        if object.retired {
+            return None;
+        }
+        object.retired = true;
+        if object.len == PAGE {
+            set_retired_bit(lo, true);
+        }
+        Some((lo, lo + object.len))
+    }
 }
 
 /// The pages holding `addrs` become inaccessible, as [`retire`] does for
@@ -551,19 +558,7 @@ pub(crate) fn retire_many(addrs: &[usize]) {
     let mut ranges: smallvec::SmallVec<[(usize, usize); 16]> = smallvec::SmallVec::new();
     {
         let mut st = pages();
-        for &addr in addrs {
-            let Some(lo) = st.base_of(addr) else { continue };
-            let page = st.get_mut(lo).expect("listed");
-            if page.retired {
-                continue;
-            }
-            page.retired = true;
-            let len = page.len;
-            if len == PAGE {
-                set_retired_bit(lo, true);
-            }
-            ranges.push((lo, lo + len));
-        }
+        ranges.extend(addrs.iter().filter_map(|&addr| st.mark_retired(addr)));
     }
     // The system calls outside the lock (other threads' packets need it).
     ranges.sort_unstable();

@@ -304,11 +304,6 @@ fn walk(head: *mut NET_BUFFER_LIST) -> Addrs {
     unsafe { nbl::walk(head, 100_000) }
 }
 
-fn nb_count(nbl_addr: usize) -> u64 {
-    // SAFETY: a live NBL the model tracks.
-    unsafe { nbl::net_buffers(nbl_addr as *const NET_BUFFER_LIST) }.len() as u64
-}
-
 fn count_callback(name: &'static str) {
     model().count(name);
 }
@@ -466,22 +461,23 @@ fn pass_to_module(
 /// checked unmodified, then completed or returned (inline or deferred)
 /// unless they were indicated with NDIS_RECEIVE_FLAGS_RESOURCES.
 fn to_far_end(mut m: ModelGuard, dir: Dir, nbls: Addrs, flags: u32) -> Result<(), Violation> {
-    {
-        for a in &nbls {
-            let nbs = nb_count(*a);
-            match dir {
-                Dir::Send => m.stats.nbs_to_miniport += nbs,
-                Dir::Receive => m.stats.nbs_to_protocol += nbs,
-            }
-            let r = m.nbls.get_mut(a).expect("tracked");
-            r.holder = Holder::FarEnd;
-            r.delivered = true;
-            if dir == Dir::Send {
-                // SAFETY: a live NBL; the miniport owns it now.
-                unsafe { (*(*a as *mut NET_BUFFER_LIST)).Status = NDIS_STATUS_SUCCESS };
-            }
+    for a in &nbls {
+        // SAFETY: a live NBL the model tracks, at the far end now.
+        let nbs = unsafe { nbl::net_buffers(*a as *const NET_BUFFER_LIST) };
+        let r = m.nbls.get_mut(a).expect("tracked");
+        r.holder = Holder::FarEnd;
+        r.delivered = true;
+        let modified = r.alloc.is_some_and(|alloc| !same_frames(&nbs, &alloc.get().spec().frames));
+        if dir == Dir::Send {
+            // SAFETY: a live NBL; the miniport owns it now.
+            unsafe { (*(*a as *mut NET_BUFFER_LIST)).Status = NDIS_STATUS_SUCCESS };
         }
-        check_unmodified(&mut m, &nbls);
+        let stats = &mut m.stats;
+        match dir {
+            Dir::Send => stats.nbs_to_miniport += nbs.len() as u64,
+            Dir::Receive => stats.nbs_to_protocol += nbs.len() as u64,
+        }
+        stats.frames_modified += u64::from(modified);
     }
     if dir == Dir::Receive && flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0 {
         return Ok(()); // the protocol copied what it needs
@@ -499,26 +495,15 @@ fn to_far_end(mut m: ModelGuard, dir: Dir, nbls: Addrs, flags: u32) -> Result<()
     }
 }
 
-/// Counts frames that reached the far end changed (a pass-through filter
-/// must not modify them).
-fn check_unmodified(m: &mut super::Model, nbls: &[usize]) {
-    for a in nbls {
-        let Some(alloc) = m.nbls.get(a).and_then(|r| r.alloc) else {
-            continue;
-        };
-        let alloc = alloc.get();
-        // SAFETY: a live model NBL.
-        let nbs = unsafe { nbl::net_buffers(alloc.as_ptr()) };
-        let frames = &alloc.spec().frames;
-        let same = nbs.len() == frames.len()
-            && nbs.iter().zip(frames).all(|(nb, f)| {
-                // SAFETY: a live NET_BUFFER of a model NBL.
-                unsafe { (**nb).DataLength.get() as usize == f.bytes.len() && same_data(*nb, &f.bytes) }
-            });
-        if !same {
-            m.stats.frames_modified += 1;
-        }
-    }
+/// Whether the NET_BUFFERs `nbs` of a model NBL that reached the far end
+/// still hold the frames it was built with (a pass-through filter must not
+/// modify them: counted in `Stats::frames_modified`).
+fn same_frames(nbs: &[*mut NET_BUFFER], frames: &[crate::frames::Frame]) -> bool {
+    nbs.len() == frames.len()
+        && nbs.iter().zip(frames).all(|(nb, f)| {
+            // SAFETY: a live NET_BUFFER of a model NBL.
+            unsafe { (**nb).DataLength.get() as usize == f.bytes.len() && same_data(*nb, &f.bytes) }
+        })
 }
 
 /// Whether the data of `nb` equals `bytes` (its length checked by the
@@ -589,6 +574,9 @@ fn back_through(mut m: ModelGuard, dir: Dir, nbls: Addrs, flags: u32) -> Result<
 /// NBLs back with their creator: made inaccessible now (one system call
 /// per run of consecutive pages, made outside the model's lock).
 fn retire_all(done: &mut Addrs) {
+    if done.is_empty() {
+        return;
+    }
     // The creator may free them now: the driver must not touch them again.
     crate::lent::retire_many(done);
     done.clear();
