@@ -298,6 +298,9 @@ impl Source {
 /// One NET_BUFFER and its MDLs, pushed onto `mdls`, whose capacity must
 /// hold them (element addresses must stay put, see NblAlloc).
 fn build_nb(frame: &[u8], layout: &Layout, mdls: &mut Vec<MdlBlock>, buffers: &mut Vec<GuardedBuf>) -> NET_BUFFER {
+    if layout.data_offset == 0 && layout.cuts.is_empty() {
+        return build_one_mdl_nb(frame, mdls, buffers);
+    }
     let offset = layout.data_offset as usize;
     // The headroom's bytes, then the frame (no copy when there is none).
     let stream: std::borrow::Cow<'_, [u8]> = if offset == 0 {
@@ -320,7 +323,7 @@ fn build_nb(frame: &[u8], layout: &Layout, mdls: &mut Vec<MdlBlock>, buffers: &m
     for end in cuts.into_iter().chain(std::iter::once(stream.len())) {
         // Each MDL's bytes end right before a guard page: a parse that
         // runs past the data (or past one MDL of a split header) faults.
-        let buffer = GuardedBuf::new(&stream[start..end], "the data of an MDL of a NET_BUFFER");
+        let buffer = GuardedBuf::new(&stream[start..end], MDL_DATA);
         assert!(mdls.len() < mdls.capacity(), "MDLs counted up front");
         mdls.push(new_mdl(buffer.as_mut_ptr(), buffer.len()));
         if start <= offset && offset < end {
@@ -339,6 +342,25 @@ fn build_nb(frame: &[u8], layout: &Layout, mdls: &mut Vec<MdlBlock>, buffers: &m
     nb.DataLength = NET_BUFFER_DATA_LENGTH { stDataLength: frame.len() };
     nb
 }
+
+/// [`build_nb`] for the common layout (no headroom, no cut): the frame in
+/// one MDL, built without the general case's list of cuts.
+fn build_one_mdl_nb(frame: &[u8], mdls: &mut Vec<MdlBlock>, buffers: &mut Vec<GuardedBuf>) -> NET_BUFFER {
+    let buffer = GuardedBuf::new(frame, MDL_DATA);
+    assert!(mdls.len() < mdls.capacity(), "MDLs counted up front");
+    mdls.push(new_mdl(buffer.as_mut_ptr(), buffer.len()));
+    buffers.push(buffer);
+    let mdl: *mut MDL = &mut mdls.last_mut().expect("just pushed").mdl;
+    // SAFETY: NET_BUFFER is plain data; all-zero is its empty state.
+    let mut nb: NET_BUFFER = unsafe { core::mem::zeroed() };
+    nb.CurrentMdl = mdl;
+    nb.MdlChain = mdl;
+    nb.DataLength = NET_BUFFER_DATA_LENGTH { stDataLength: frame.len() };
+    nb
+}
+
+/// How a fault report names an MDL's data.
+const MDL_DATA: &str = "the data of an MDL of a NET_BUFFER";
 
 fn new_mdl(data: *mut u8, len: usize) -> MdlBlock {
     let va = data as usize;
