@@ -215,6 +215,13 @@ fn fail(v: Violation) -> ! {
     verifier::violation(v)
 }
 
+/// [`fail`] with the tables locked by the caller: let go of first (the
+/// violation leaves the driver call without unwinding).
+fn fail_unlocked(t: MutexGuard<'_, Tables>, v: Violation) -> ! {
+    drop(t);
+    fail(v)
+}
+
 // ---------------------------------------------------------------------------
 // Deadlock detection.
 
@@ -702,71 +709,92 @@ fn rw_acquire(lock: usize, state: *mut LOCK_STATE_EX, flags: u32, write: bool) {
         irql::require(function, PASSIVE, DISPATCH);
     }
     let me = irql::thread_id();
-    {
-        let t = tables();
-        let Some(s) = t.rw.get(&lock) else {
-            drop(t);
-            fail(Violation::c4(
-                "RW lock used before NdisAllocateRWLock",
-                codes::C4_UNINITIALIZED_RESOURCE,
-                lock as u64,
-                0,
-                0,
-                format!("{function}({lock:#x})"),
-            ));
-        };
-        if write && s.readers.get(&me).copied().unwrap_or(0) > 0 {
-            drop(t);
-            fail(Violation::c4(
-                "RW lock write acquire while holding it for read",
-                codes::C4_SELF_DEADLOCK,
-                lock as u64,
-                0,
-                0,
-                format!("{function}({lock:#x}): this thread holds it for read (no upgrade exists; this deadlocks)"),
-            ));
-        }
-        if t.lock_states.contains_key(&(state as usize)) {
-            drop(t);
-            fail(Violation::c4(
-                "LOCK_STATE_EX reused while in use",
-                codes::C4_MULTIPLE_INITIALIZATION,
-                lock as u64,
-                state as u64,
-                0,
-                format!(
-                    "{function}({lock:#x}, state {:#x}): that LOCK_STATE_EX tracks a live acquisition",
-                    state as usize
-                ),
-            ));
-        }
+    // Another lock held: the order check first, which takes the tables'
+    // lock itself (the common acquisition, holding nothing else, checks
+    // and is granted under one lock).
+    let others_held = held(|h| h.iter().any(|&(a, _)| a != lock));
+    let mut t = tables();
+    if let Err(v) = check_rw_acquire(&t, lock, state, write, me, function) {
+        fail_unlocked(t, v);
     }
-    check_order(lock, function);
+    if others_held {
+        drop(t);
+        check_order(lock, function);
+        t = tables();
+    }
     let old = irql::raise(DISPATCH);
-    loop {
-        let mut t = tables();
-        let s = t.rw.get_mut(&lock).expect("checked above");
-        let mine_w = s.writer == me;
-        let free_w = s.writer == 0;
-        let others_read = s.readers.iter().any(|(&t, &n)| t != me && n > 0);
-        let granted = if write { mine_w || (free_w && !others_read) } else { free_w || mine_w };
-        if granted {
-            if write {
-                s.writer = me;
-                s.write_depth += 1;
-            } else {
-                *s.readers.entry(me).or_default() += 1;
-            }
-            t.lock_states.insert(state as usize, (lock, write, me));
-            break;
-        }
+    while !try_grant_rw(&mut t, lock, state, write, me) {
         drop(t);
         spin_wait(function);
+        t = tables();
     }
+    drop(t);
     let st = LOCK_STATE_EX { OldIrql: old, LockState: if write { 2 } else { 1 }, Flags: flags as u8 };
     // SAFETY: the driver passes writable LOCK_STATE_EX storage.
     unsafe { state.write(st) };
     push_held(lock, if write { "NDIS RW lock (write)" } else { "NDIS RW lock (read)" });
+}
+
+/// The rules an RW lock acquisition must meet before it may wait (the
+/// tables locked).
+fn check_rw_acquire(
+    t: &Tables,
+    lock: usize,
+    state: *mut LOCK_STATE_EX,
+    write: bool,
+    me: u64,
+    function: &str,
+) -> Result<(), Violation> {
+    let Some(s) = t.rw.get(&lock) else {
+        return Err(Violation::c4(
+            "RW lock used before NdisAllocateRWLock",
+            codes::C4_UNINITIALIZED_RESOURCE,
+            lock as u64,
+            0,
+            0,
+            format!("{function}({lock:#x})"),
+        ));
+    };
+    if write && s.readers.get(&me).copied().unwrap_or(0) > 0 {
+        return Err(Violation::c4(
+            "RW lock write acquire while holding it for read",
+            codes::C4_SELF_DEADLOCK,
+            lock as u64,
+            0,
+            0,
+            format!("{function}({lock:#x}): this thread holds it for read (no upgrade exists; this deadlocks)"),
+        ));
+    }
+    if t.lock_states.contains_key(&(state as usize)) {
+        return Err(Violation::c4(
+            "LOCK_STATE_EX reused while in use",
+            codes::C4_MULTIPLE_INITIALIZATION,
+            lock as u64,
+            state as u64,
+            0,
+            format!("{function}({lock:#x}, state {:#x}): that LOCK_STATE_EX tracks a live acquisition", state as usize),
+        ));
+    }
+    Ok(())
+}
+
+/// Grants `me` the RW lock if it is free for it (the tables locked).
+fn try_grant_rw(t: &mut Tables, lock: usize, state: *mut LOCK_STATE_EX, write: bool, me: u64) -> bool {
+    let s = t.rw.get_mut(&lock).expect("checked before");
+    let mine_w = s.writer == me;
+    let free_w = s.writer == 0;
+    let granted =
+        if write { mine_w || (free_w && !s.readers.iter().any(|(&t, &n)| t != me && n > 0)) } else { free_w || mine_w };
+    if granted {
+        if write {
+            s.writer = me;
+            s.write_depth += 1;
+        } else {
+            *s.readers.entry(me).or_default() += 1;
+        }
+        t.lock_states.insert(state as usize, (lock, write, me));
+    }
+    granted
 }
 
 extern "win64" fn ndis_acquire_rw_lock_read(lock: usize, state: *mut LOCK_STATE_EX, flags: u32) {
@@ -791,42 +819,49 @@ extern "win64" fn ndis_release_rw_lock(lock: usize, state: *mut LOCK_STATE_EX) {
                 format!("NdisReleaseRWLock({lock:#x}) at {}", irql::name(level)),
             ));
         }
-        let entry = tables().lock_states.get(&(state as usize)).copied();
+        let mut t = tables();
+        let entry = t.lock_states.get(&(state as usize)).copied();
         let write = match entry {
             Some((l, w, owner)) if l == lock && owner == me => w,
-            Some((_, _, owner)) if owner != me => fail(Violation::c4(
-                "release of a lock held by another thread",
-                codes::C4_UNEXPECTED_THREAD,
-                lock as u64,
-                owner,
-                me,
-                format!("NdisReleaseRWLock({lock:#x}): acquired by thread {owner}"),
-            )),
-            _ => fail(Violation::c4(
-                "release of a lock not held",
-                codes::C4_UNACQUIRED_RESOURCE,
-                lock as u64,
-                state as u64,
-                0,
-                format!(
-                    "NdisReleaseRWLock({lock:#x}, state {:#x}): no acquisition with that LOCK_STATE_EX",
-                    state as usize
+            // Let go of the tables first: a violation leaves the driver
+            // call at once.
+            Some((_, _, owner)) if owner != me => fail_unlocked(
+                t,
+                Violation::c4(
+                    "release of a lock held by another thread",
+                    codes::C4_UNEXPECTED_THREAD,
+                    lock as u64,
+                    owner,
+                    me,
+                    format!("NdisReleaseRWLock({lock:#x}): acquired by thread {owner}"),
                 ),
-            )),
+            ),
+            _ => fail_unlocked(
+                t,
+                Violation::c4(
+                    "release of a lock not held",
+                    codes::C4_UNACQUIRED_RESOURCE,
+                    lock as u64,
+                    state as u64,
+                    0,
+                    format!(
+                        "NdisReleaseRWLock({lock:#x}, state {:#x}): no acquisition with that LOCK_STATE_EX",
+                        state as usize
+                    ),
+                ),
+            ),
         };
-        {
-            let mut t = tables();
-            t.lock_states.remove(&(state as usize));
-            let s = t.rw.get_mut(&lock).expect("acquired lock exists");
-            if write {
-                s.write_depth -= 1;
-                if s.write_depth == 0 {
-                    s.writer = 0;
-                }
-            } else if let Some(n) = s.readers.get_mut(&me) {
-                *n -= 1;
+        t.lock_states.remove(&(state as usize));
+        let s = t.rw.get_mut(&lock).expect("acquired lock exists");
+        if write {
+            s.write_depth -= 1;
+            if s.write_depth == 0 {
+                s.writer = 0;
             }
+        } else if let Some(n) = s.readers.get_mut(&me) {
+            *n -= 1;
         }
+        drop(t);
         pop_held(lock);
         // SAFETY: the LOCK_STATE_EX the driver passed at acquisition.
         let old = unsafe { std::ptr::addr_of!((*state).OldIrql).read_volatile() };
@@ -1160,5 +1195,58 @@ mod tests {
         .err()
         .map(|v| v.rule);
         assert_eq!(rule, Some("spin lock released with the other form"));
+    }
+
+    /// Runs `f` as a driver call at PASSIVE_LEVEL; its rule, once the
+    /// tables are checked free again (a violation leaves the call without
+    /// unwinding, so a table lock still held then would never be let go).
+    fn rule_and_tables_free(f: impl FnOnce()) -> Option<&'static str> {
+        let rule = rule_of(f);
+        assert!(TABLES.try_lock().is_ok(), "the lock tables stay locked after {rule:?}");
+        rule
+    }
+
+    #[test]
+    fn rw_lock_misuse_is_caught_with_the_tables_let_go() {
+        let mut s1 = LOCK_STATE_EX::default();
+        let mut s2 = LOCK_STATE_EX::default();
+        let (p1, p2) = (&mut s1 as *mut LOCK_STATE_EX, &mut s2 as *mut LOCK_STATE_EX);
+        {
+            let _s = Session::begin(Config::default());
+            let never_allocated = pool::allocate(64, TAG, true) as usize;
+            let rule = rule_and_tables_free(|| ndis_acquire_rw_lock_read(never_allocated, p1, 0));
+            assert_eq!(rule, Some("RW lock used before NdisAllocateRWLock"));
+        }
+        let misuse: [(&str, &dyn Fn(usize)); 3] = [
+            ("LOCK_STATE_EX reused while in use", &|lock| {
+                ndis_acquire_rw_lock_read(lock, p1, 0);
+                ndis_acquire_rw_lock_read(lock, p1, NDIS_RWL_AT_DISPATCH_LEVEL);
+            }),
+            ("RW lock write acquire while holding it for read", &|lock| {
+                ndis_acquire_rw_lock_read(lock, p1, 0);
+                ndis_acquire_rw_lock_write(lock, p2, NDIS_RWL_AT_DISPATCH_LEVEL);
+            }),
+            ("release of a lock not held", &|lock| {
+                ndis_acquire_rw_lock_read(lock, p1, 0);
+                ndis_release_rw_lock(lock, p2);
+            }),
+        ];
+        for (expected, f) in misuse {
+            let _s = Session::begin(Config::default());
+            let lock = ndis_allocate_rw_lock(0);
+            assert_eq!(rule_and_tables_free(|| f(lock)), Some(expected));
+        }
+        let _s = Session::begin(Config::default());
+        let lock = ndis_allocate_rw_lock(0);
+        // Acquired on another thread (outside a driver call there, so that
+        // its keeping the lock is no violation of its own), released on
+        // this one.
+        let addr = p1 as usize;
+        std::thread::spawn(move || ndis_acquire_rw_lock_read(lock, addr as *mut LOCK_STATE_EX, 0))
+            .join()
+            .expect("acquiring thread");
+        let rule = call_driver_at("driver", DISPATCH, || ndis_release_rw_lock(lock, p1)).err().map(|v| v.rule);
+        assert!(TABLES.try_lock().is_ok(), "the lock tables stay locked");
+        assert_eq!(rule, Some("release of a lock held by another thread"));
     }
 }
