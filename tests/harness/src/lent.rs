@@ -349,6 +349,8 @@ impl<T> Drop for LentPage<T> {
 
 /// Lets go of every object of `objects` as dropping each would, under one
 /// lock: an operation's NBLs, freed together, take the table's lock once.
+/// The iterator runs under that lock, so whatever it drops must not take
+/// it (an NBL's NET_BUFFERs, MDLs and data buffers do not).
 pub fn release_all<T>(objects: impl IntoIterator<Item = LentPage<T>>) {
     let mut gone: SmallVec<[Gone; 4]> = SmallVec::new();
     {

@@ -190,8 +190,8 @@ fn spare_vec() -> Vec<NblAlloc> {
 /// Frees an operation's NBLs (their pages let go of under one lock) and
 /// keeps their vector for the next one.
 pub fn free_all(mut allocs: Vec<NblAlloc>) {
-    let pages: SmallVec<[LentPage<NblBlock>; 8]> = allocs.drain(..).map(|a| a.nbl).collect();
-    crate::lent::release_all(pages);
+    // Each NBL's other parts are dropped as its page is let go of.
+    crate::lent::release_all(allocs.drain(..).map(|a| a.nbl));
     if allocs.capacity() > SPARE_VEC_CAPACITY {
         return;
     }
