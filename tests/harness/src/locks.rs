@@ -99,13 +99,42 @@ fn held_kind(addr: usize) -> Option<&'static str> {
     held(|h| h.iter().rev().find(|&&(a, _)| a == addr).map(|&(_, k)| k))
 }
 
+/// The LOCK_STATE_EX of every live RW lock acquisition: (its address,
+/// (the lock, for write, the acquiring thread)). There are as many as
+/// acquisitions held at once, a handful: a short list searched in order
+/// costs less than a tree (one insert and one remove per acquisition).
+#[derive(Default)]
+struct LiveStates(Vec<(usize, (usize, bool, u64))>);
+
+impl LiveStates {
+    fn get(&self, state: usize) -> Option<(usize, bool, u64)> {
+        self.0.iter().find(|(a, _)| *a == state).map(|&(_, v)| v)
+    }
+
+    fn insert(&mut self, state: usize, v: (usize, bool, u64)) {
+        debug_assert!(self.get(state).is_none(), "checked before");
+        self.0.push((state, v));
+    }
+
+    fn remove(&mut self, state: usize) {
+        if let Some(i) = self.0.iter().position(|(a, _)| *a == state) {
+            self.0.swap_remove(i);
+        }
+    }
+
+    /// The live state with the lowest address in `range` (a freed block).
+    fn lowest_in(&self, range: std::ops::Range<usize>) -> Option<(usize, (usize, bool, u64))> {
+        self.0.iter().filter(|(a, _)| range.contains(a)).min_by_key(|(a, _)| *a).copied()
+    }
+}
+
 #[derive(Default)]
 struct Tables {
     /// Known NDIS spin locks, by address (ordered: a pool free looks up
     /// the locks inside the freed range).
     spin: BTreeSet<usize>,
     rw: HashMap<usize, RwState>,
-    lock_states: BTreeMap<usize, (usize, bool, u64)>,
+    lock_states: LiveStates,
     rundown: BTreeMap<usize, Rundown>,
     order: HashMap<usize, HashSet<usize>>,
     /// The latest initialisations (`NdisAllocateSpinLock`,
@@ -295,7 +324,7 @@ pub(crate) fn on_pool_free(lo: usize, hi: usize, function: &str) {
         let mut t = tables();
         let held_spin =
             t.spin.range(lo..hi).copied().find(|&a| spin_word(a as *mut NDIS_SPIN_LOCK).load(Ordering::Relaxed) != 0);
-        let live_state = t.lock_states.range(lo..hi).next().map(|(&a, &(lock, ..))| (a, lock));
+        let live_state = t.lock_states.lowest_in(lo..hi).map(|(a, (lock, ..))| (a, lock));
         let unfinished = t.rundown.range(lo..hi).find_map(|(&a, r)| {
             let refs = rundown_word(a as *mut EX_RUNDOWN_REF).load(Ordering::Relaxed) >> 1;
             let published_live = r.acquired && r.state != RundownState::Completed;
@@ -765,7 +794,7 @@ fn check_rw_acquire(
             format!("{function}({lock:#x}): this thread holds it for read (no upgrade exists; this deadlocks)"),
         ));
     }
-    if t.lock_states.contains_key(&(state as usize)) {
+    if t.lock_states.get(state as usize).is_some() {
         return Err(Violation::c4(
             "LOCK_STATE_EX reused while in use",
             codes::C4_MULTIPLE_INITIALIZATION,
@@ -820,7 +849,7 @@ extern "win64" fn ndis_release_rw_lock(lock: usize, state: *mut LOCK_STATE_EX) {
             ));
         }
         let mut t = tables();
-        let entry = t.lock_states.get(&(state as usize)).copied();
+        let entry = t.lock_states.get(state as usize);
         let write = match entry {
             Some((l, w, owner)) if l == lock && owner == me => w,
             // Let go of the tables first: a violation leaves the driver
@@ -851,7 +880,7 @@ extern "win64" fn ndis_release_rw_lock(lock: usize, state: *mut LOCK_STATE_EX) {
                 ),
             ),
         };
-        t.lock_states.remove(&(state as usize));
+        t.lock_states.remove(state as usize);
         let s = t.rw.get_mut(&lock).expect("acquired lock exists");
         if write {
             s.write_depth -= 1;
@@ -1248,5 +1277,22 @@ mod tests {
         let rule = call_driver_at("driver", DISPATCH, || ndis_release_rw_lock(lock, p1)).err().map(|v| v.rule);
         assert!(TABLES.try_lock().is_ok(), "the lock tables stay locked");
         assert_eq!(rule, Some("release of a lock held by another thread"));
+    }
+
+    #[test]
+    fn a_free_with_a_live_lock_state_inside_names_the_lowest() {
+        let _s = Session::begin(Config::default());
+        let lock = ndis_allocate_rw_lock(0);
+        let block = pool::allocate(128, TAG, true) as usize;
+        let (low, high) = ((block + 16) as *mut LOCK_STATE_EX, (block + 64) as *mut LOCK_STATE_EX);
+        let v = call_driver_at("driver", PASSIVE, || {
+            // Acquired in this order: the list is not sorted by address.
+            ndis_acquire_rw_lock_read(lock, high, 0);
+            ndis_acquire_rw_lock_read(lock, low, 0);
+            pool::free(block, Some(TAG), "ExFreePoolWithTag");
+        })
+        .unwrap_err();
+        assert_eq!(v.rule, "memory freed with a lock held inside");
+        assert!(v.detail.contains(&format!("frees LOCK_STATE_EX {:#x}", low as usize)), "{v}");
     }
 }
