@@ -92,14 +92,16 @@ pub struct NblAlloc {
     /// In a page of its own, inaccessible once back with its creator.
     nbl: LentPage<NblBlock>,
     /// What the NBL points into (reached through those pointers only).
-    _parts: Parts,
+    _parts: KeptParts,
     spec: Source,
 }
 
 /// What an NBL was built from: a spec it owns, or the caller's, borrowed
 /// for the operation that built it (no copy per packet).
 enum Source {
-    Owned(NblSpec),
+    /// Boxed: an NBL is moved into its operation's vector and out again,
+    /// and stays small.
+    Owned(Box<NblSpec>),
     /// INVARIANT: the spec outlives this NblAlloc, or [`own_specs`] made it
     /// owned before the operation that built it returned (see
     /// [`build_all_borrowed`]).
@@ -120,10 +122,15 @@ struct Parts {
 const SPARE_PARTS: usize = 16;
 
 thread_local! {
-    static PARTS: std::cell::RefCell<Vec<Parts>> = const { std::cell::RefCell::new(Vec::new()) };
+    static PARTS: std::cell::RefCell<Vec<Box<Parts>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-impl Parts {
+/// An NBL's [`Parts`], boxed (an NBL is moved into its operation's vector
+/// and out again: it stays small), back to this thread's cache when
+/// dropped.
+struct KeptParts(Option<Box<Parts>>);
+
+impl KeptParts {
     /// Emptied vectors with room for `nbs` NET_BUFFERs and `mdls` MDLs and
     /// buffers (reserved before anything points into them).
     fn take(nbs: usize, mdls: usize) -> Self {
@@ -131,7 +138,30 @@ impl Parts {
         p.nbs.reserve_exact(nbs);
         p.mdls.reserve_exact(mdls);
         p.buffers.reserve_exact(mdls);
-        p
+        KeptParts(Some(p))
+    }
+
+    fn get(&mut self) -> &mut Parts {
+        self.0.as_mut().expect("parts are taken only when dropped")
+    }
+}
+
+impl Drop for KeptParts {
+    /// The vectors, emptied, go back to this thread's cache (the buffers
+    /// to theirs).
+    fn drop(&mut self) {
+        let Some(mut p) = self.0.take() else { return };
+        p.buffers.clear();
+        p.mdls.clear();
+        p.nbs.clear();
+        // The thread's cache may be gone (thread exit): then freed.
+        let _ = PARTS.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                if s.len() < SPARE_PARTS {
+                    s.push(p);
+                }
+            }
+        });
     }
 }
 
@@ -152,7 +182,7 @@ pub fn build_all(specs: Vec<NblSpec>) -> Vec<NblAlloc> {
     // On consecutive pages: a chain back with its creator at once is
     // retired with one system call.
     let blocks = LentPage::zeroed_run(specs.len(), Lent::Nbl, "an NBL");
-    v.extend(specs.into_iter().zip(blocks).map(|(spec, block)| NblAlloc::build(Source::Owned(spec), block)));
+    v.extend(specs.into_iter().zip(blocks).map(|(spec, block)| NblAlloc::build(Source::Owned(Box::new(spec)), block)));
     v
 }
 
@@ -176,7 +206,7 @@ pub unsafe fn build_all_borrowed(specs: &[NblSpec]) -> Vec<NblAlloc> {
 pub fn own_specs(allocs: &mut [NblAlloc]) {
     for a in allocs {
         if let Source::Borrowed(_) = a.spec {
-            a.spec = Source::Owned(a.spec().clone());
+            a.spec = Source::Owned(Box::new(a.spec().clone()));
         }
     }
 }
@@ -204,30 +234,6 @@ pub fn free_all(mut allocs: Vec<NblAlloc>) {
     });
 }
 
-impl Drop for Parts {
-    /// The vectors, emptied, go back to this thread's cache (the buffers
-    /// to theirs).
-    fn drop(&mut self) {
-        self.buffers.clear();
-        self.mdls.clear();
-        self.nbs.clear();
-        // The thread's cache may be gone (thread exit): then freed.
-        let _ = PARTS.try_with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut() {
-                if s.len() < SPARE_PARTS {
-                    // What is kept holds the vectors; `self` is left
-                    // with empty ones.
-                    s.push(Parts {
-                        nbs: std::mem::take(&mut self.nbs),
-                        mdls: std::mem::take(&mut self.mdls),
-                        buffers: std::mem::take(&mut self.buffers),
-                    });
-                }
-            }
-        });
-    }
-}
-
 // SAFETY: the raw pointers inside point only into the boxes this value owns
 // and, for a borrowed spec, to plain data that is only read (NblSpec is
 // Sync); which thread may touch the NBL is governed by the NBL ownership
@@ -245,7 +251,7 @@ impl NblAlloc {
     pub fn new(spec: NblSpec) -> Self {
         // NET_BUFFER_LIST and the extra info entries are plain data for
         // which all-zero is valid (null pointers, zero counters).
-        Self::build(Source::Owned(spec), LentPage::zeroed(Lent::Nbl, "an NBL"))
+        Self::build(Source::Owned(Box::new(spec)), LentPage::zeroed(Lent::Nbl, "an NBL"))
     }
 
     /// Builds the NBL in `block` (zeroed), with its NET_BUFFERs, MDLs and
@@ -256,8 +262,8 @@ impl NblAlloc {
         let nbl = &mut block.nbl;
         // Sized up front: one MDL per frame unless the layout cuts it.
         let mdl_count = spec.frames.len() * (1 + spec.layout.cuts.len() + usize::from(spec.layout.headroom_mdl));
-        let mut parts = Parts::take(spec.frames.len(), mdl_count);
-        let Parts { nbs, mdls, buffers } = &mut parts;
+        let mut parts = KeptParts::take(spec.frames.len(), mdl_count);
+        let Parts { nbs, mdls, buffers } = parts.get();
         for frame in &spec.frames {
             assert!(nbs.len() < nbs.capacity(), "NET_BUFFERs counted up front");
             nbs.push(build_nb(&frame.bytes, &spec.layout, mdls, buffers));
