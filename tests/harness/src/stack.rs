@@ -1477,6 +1477,21 @@ mod tests {
     }
 
     #[test]
+    fn a_fired_watchdog_is_forgotten_by_the_next_call() {
+        {
+            let _s = Session::begin(Config { watchdog: Duration::from_millis(50), ..Config::default() });
+            let r: Result<(), _> = call_driver_at("spins", irql::DISPATCH, || loop {
+                on_host(|| spin_wait("test wait"));
+            });
+            assert_eq!(r.unwrap_err().bugcheck, codes::DPC_WATCHDOG_VIOLATION);
+        }
+        // The next session's call waits briefly: the earlier call's
+        // verdict must not stop it.
+        let _s = Session::begin(Config::default());
+        call_driver_at("waits", irql::DISPATCH, || on_host(|| spin_wait("test wait"))).expect("not stopped");
+    }
+
+    #[test]
     fn nested_calls_unwind_to_the_innermost() {
         let _s = Session::begin(Config::default());
         let outer = call_driver("outer", || {
