@@ -339,13 +339,6 @@ struct StackMem {
     dirty: usize,
     top: usize,
     budget: usize,
-    /// Where `enter` runs: `top` less [`entry_offset`].
-    entry: usize,
-    /// The gap between the budget's end and the guard page when `enter`
-    /// runs at `entry`: its length, and which bytes of the two words above
-    /// the guard page it covers (see [`over_budget`]).
-    gap: usize,
-    gap_masks: [u64; 2],
 }
 
 impl StackMem {
@@ -364,7 +357,7 @@ impl StackMem {
         assert!(p != libc::MAP_FAILED, "mmap of a driver stack failed");
         let lo = p as usize;
         protect(lo, PAGE, libc::PROT_NONE);
-        Self { lo, hi: lo + size, dirty: lo + PAGE, top: lo + size, budget: 0, entry: 0, gap: 0, gap_masks: [0; 2] }
+        Self { lo, hi: lo + size, dirty: lo + PAGE, top: lo + size, budget: 0 }
     }
 
     /// A driver stack for `budget`: entered at a top from which the entry
@@ -375,11 +368,6 @@ impl StackMem {
         let mut stack = Self::new(top.next_multiple_of(PAGE));
         stack.top = stack.lo + top;
         stack.budget = budget;
-        stack.entry = stack.top - entry_offset();
-        stack.gap = (stack.entry - budget).saturating_sub(stack.lo + PAGE);
-        // The bytes below `n` of a word, in memory order (little endian).
-        let mask = |n: usize| if n >= 8 { u64::MAX } else { (1u64 << (8 * n)) - 1 };
-        stack.gap_masks = [mask(stack.gap), mask(stack.gap.saturating_sub(8))];
         // Filled now: the bytes past the budget are checked after every
         // call, measured or not (see `over_budget`).
         stack.fill();
@@ -495,7 +483,7 @@ pub fn call_driver<R, F: FnOnce() -> R>(what: &'static str, f: F) -> Result<R, V
         (*frame).guard_hi = stack.lo + PAGE;
         #[cfg(test)]
         {
-            (*frame).entry_sp = stack.entry;
+            (*frame).entry_sp = stack.top - entry_offset();
         }
         (*rt).depth = depth + 1;
         let active = Active { lo: stack.lo, hi: stack.hi, ctx: ptr::addr_of!((*frame).ctx) };
@@ -852,33 +840,11 @@ static PEAK_GENERATION: AtomicU64 = AtomicU64::new(0);
 /// The few bytes between the budget's end and the guard page (the budget
 /// not a multiple of 16, or an entry frame placed otherwise): whether the
 /// call changed one of them. Always checked; they are always filled (a
-/// change is a violation, after which the stack is refilled). Where the
-/// entry frame lay where it always does and the gap is at most 16 bytes,
-/// the usual case, two words are compared under the masks made with the
-/// stack.
-#[inline]
+/// change is a violation, after which the stack is refilled).
 fn over_budget(stack: &StackMem, entry_sp: usize, budget: usize) -> bool {
-    const WORD: u64 = u64::from_ne_bytes([FILL; 8]);
-    if entry_sp != stack.entry || stack.gap > 16 {
-        return gap_changed(stack, entry_sp, budget);
-    }
-    let guard_hi = stack.lo + PAGE;
-    let [low_mask, high_mask] = stack.gap_masks;
-    // SAFETY: [guard_hi, guard_hi + 16) is mapped read/write driver stack
-    // (the budget, at least a page, lies above the guard page), word
-    // aligned; the bytes past the gap are masked out.
-    let (low, high) = unsafe { (ptr::read(guard_hi as *const u64), ptr::read((guard_hi + 8) as *const u64)) };
-    ((low ^ WORD) & low_mask) | ((high ^ WORD) & high_mask) != 0
-}
-
-/// [`over_budget`] for any entry frame and gap: the bytes compared one by
-/// one.
-#[cold]
-fn gap_changed(stack: &StackMem, entry_sp: usize, budget: usize) -> bool {
     let guard_hi = stack.lo + PAGE;
     let Some(end) = entry_sp.checked_sub(budget) else { return false };
-    // SAFETY: [guard_hi, end) lies inside the mapped read/write stack,
-    // below the call's entry frame.
+    // SAFETY: [guard_hi, end) lies inside the mapped read/write stack.
     let gap = unsafe { std::slice::from_raw_parts(guard_hi as *const u8, end.saturating_sub(guard_hi)) };
     gap.iter().any(|&b| b != FILL)
 }
