@@ -50,6 +50,13 @@
 //! Model functions must not eat the driver's budget: [`on_host`] runs their
 //! body on the host stack of the thread (below the frame that entered the
 //! driver, which is idle while the driver runs).
+//!
+//! A call's bookkeeping touches only its thread's runtime ([`thread_rt`]):
+//! the thread's first call installs the signal handlers (once per
+//! process), its alternate signal stack and its watchdog entry; every call
+//! then reads the budget from the thread's copy of the options (refreshed
+//! when a session stores new ones), counts the entry point in a table
+//! found by the name's address, and arms the watchdog with one store.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -438,8 +445,10 @@ fn current_sp() -> usize {
     sp
 }
 
-/// Runs `f` (a call into the driver named `what`) on a fresh guarded stack
-/// of the configured budget. Returns `Err` with the violation when the call
+/// Runs `f` (a call into the driver named `what`) on a guarded stack of
+/// the configured budget (one per thread and nesting depth, kept between
+/// calls). `what` is a constant: the peak table finds an entry point by its
+/// name's address. Returns `Err` with the violation when the call
 /// raised one, faulted, overflowed its stack, ran past the watchdog, or
 /// returned at another IRQL or with a lock still held. The violation is
 /// recorded in the session (with `function` = `what`).
@@ -1315,9 +1324,9 @@ mod tests {
 
     #[test]
     fn nested_calls_on_fresh_stacks_stay_clean_when_unmeasured() {
-        // An inner call gets a fresh stack each time (its outer call holds
-        // the thread's); past the measured calls it is checked unmeasured,
-        // so the fresh stack must already hold the pattern.
+        // An inner call runs on the next depth's stack (made at its first
+        // call, kept after); past the measured calls it is checked
+        // unmeasured, so that stack must hold the pattern from the start.
         let _s = Session::begin(Config::default());
         for _ in 0..2 * PEAK_EXACT_CALLS * PEAK_SAMPLE_EVERY / 64 + 5 {
             let inner = call_driver("outer", || on_host(|| call_driver("inner", || 7))).expect("outer clean");
