@@ -74,15 +74,18 @@ pub fn lower(to: u8) {
 /// Applies the IRQL rule of `function`: it may only be called at an IRQL in
 /// `min..=max`. Outside it the verdict is Driver Verifier's "kernel API
 /// called at the incorrect IRQL" (0xC4/0xE5, parameter 2 the current IRQL).
+#[inline]
 pub fn require(function: &str, min: u8, max: u8) {
     let now = current();
-    let rule = if now > max {
-        "function called above its maximum IRQL"
-    } else if now < min {
-        "function called below its minimum IRQL"
-    } else {
-        return;
-    };
+    if now > max || now < min {
+        wrong_irql(function, now, min, max);
+    }
+}
+
+#[cold]
+fn wrong_irql(function: &str, now: u8, min: u8, max: u8) -> ! {
+    let rule =
+        if now > max { "function called above its maximum IRQL" } else { "function called below its minimum IRQL" };
     verifier::violation(Violation::c4(
         rule,
         codes::C4_KERNEL_API_WRONG_IRQL,

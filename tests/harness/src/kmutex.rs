@@ -127,10 +127,16 @@ extern "win64" fn ke_release_mutex(mutex: *mut KMUTEX, _wait: u8) -> i32 {
 /// Called by [`crate::stack`] when a driver call returns: a mutex object
 /// this thread acquired and still owns returns it to its caller with
 /// normal kernel APCs disabled.
+#[inline]
 pub(crate) fn check_return(owned_at_entry: usize) -> Result<(), Violation> {
     if owned_at_entry == 0 && OWNED.load(Ordering::Relaxed) == 0 {
         return Ok(());
     }
+    check_owned_at_return(owned_at_entry)
+}
+
+#[cold]
+fn check_owned_at_return(owned_at_entry: usize) -> Result<(), Violation> {
     let me = irql::thread_id();
     let owned: Vec<usize> = mutexes().iter().filter(|&(_, &(o, _))| o == me).map(|(&a, _)| a).collect();
     if owned.len() > owned_at_entry {
@@ -145,10 +151,16 @@ pub(crate) fn check_return(owned_at_entry: usize) -> Result<(), Violation> {
 }
 
 /// Mutex objects this thread owns (at a driver call's entry).
+#[inline]
 pub(crate) fn owned_count() -> usize {
     if OWNED.load(Ordering::Relaxed) == 0 {
         return 0;
     }
+    owned_here()
+}
+
+#[cold]
+fn owned_here() -> usize {
     let me = irql::thread_id();
     mutexes().values().filter(|&&(o, _)| o == me).count()
 }

@@ -50,6 +50,13 @@
 //! Model functions must not eat the driver's budget: [`on_host`] runs their
 //! body on the host stack of the thread (below the frame that entered the
 //! driver, which is idle while the driver runs).
+//!
+//! A call's bookkeeping touches only its thread's runtime ([`thread_rt`]):
+//! the thread's first call installs the signal handlers (once per
+//! process), its alternate signal stack and its watchdog entry; every call
+//! then reads the budget from the thread's copy of the options (refreshed
+//! when a session stores new ones), counts the entry point in a table
+//! found by the name's address, and arms the watchdog with one store.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -183,7 +190,6 @@ struct Frame {
     ctx: HostContext,
     guard_lo: usize,
     guard_hi: usize,
-    stack_hi: usize,
     /// Where `enter` runs (the top less [`entry_offset`]; tests aim at
     /// the budget's last byte from it).
     #[cfg(test)]
@@ -192,19 +198,39 @@ struct Frame {
     pending: Option<Violation>,
 }
 
+/// The innermost driver call's stack `[lo, hi)` and the host context it
+/// was entered from, for [`on_host`] (`lo == hi` outside any call).
+#[derive(Clone, Copy)]
+struct Active {
+    lo: usize,
+    hi: usize,
+    ctx: *const HostContext,
+}
+
+/// The session's options a driver call needs, copied per thread and
+/// refreshed when [`verifier::config_generation`] moves: one load per call
+/// instead of a copy of the whole [`verifier::Config`].
+struct CallConfig {
+    generation: u64,
+    budget: usize,
+}
+
 /// Per-thread runtime, reached from the signal handler through a raw
-/// pointer in a const-initialised thread local.
+/// pointer in a const-initialised thread local. It exists once the thread
+/// is ready for driver calls (see [`thread_rt`]).
 struct ThreadRt {
-    frames: Vec<Frame>,
+    frames: [Frame; MAX_DEPTH],
+    /// One driver stack per nesting depth, kept between calls.
+    stacks: [Option<StackMem>; MAX_DEPTH],
     depth: usize,
-    cached: Option<StackMem>,
+    active: Active,
+    /// The alternate signal stack this thread mapped, if it needed one.
     altstack: Option<(usize, usize)>,
-    /// A usable alternate signal stack is installed (ours or one found).
-    altstack_ok: bool,
-    /// This thread's watchdog entry (registered at its first call).
-    watch: Option<Arc<Watch>>,
+    /// This thread's watchdog entry.
+    watch: Arc<Watch>,
     /// Outermost driver calls made so far (numbers them for the watchdog).
     calls: u64,
+    config: CallConfig,
     /// Per entry point: calls so far and the peak measured (sampling).
     peaks: PeakSlots,
 }
@@ -223,12 +249,10 @@ impl Drop for RtOwner {
         if rt.is_null() {
             return;
         }
-        // SAFETY: `rt` came from Box::into_raw in `thread_rt` and the thread
-        // local no longer refers to it.
+        // SAFETY: `rt` came from Box::into_raw in `new_thread_rt` and the
+        // thread local no longer refers to it.
         let rt = unsafe { Box::from_raw(rt) };
-        if let Some(w) = &rt.watch {
-            watchdog_forget(w);
-        }
+        watchdog_forget(&rt.watch);
         if let Some((base, size)) = rt.altstack {
             disable_altstack_if_ours(base);
             // SAFETY: the mapping was created by `ensure_altstack` and is no
@@ -238,24 +262,79 @@ impl Drop for RtOwner {
     }
 }
 
+/// This thread's runtime, ready for driver calls. Its first call installs
+/// the signal handlers (once per process), the watchdog thread, the
+/// thread's alternate signal stack and watchdog entry; every later call
+/// finds all of them ready in one thread-local load.
+#[inline]
 fn thread_rt() -> *mut ThreadRt {
     let existing = RT.with(Cell::get);
     if !existing.is_null() {
         return existing;
     }
+    new_thread_rt()
+}
+
+#[cold]
+fn new_thread_rt() -> *mut ThreadRt {
+    install_handlers();
+    WATCHDOG_THREAD.call_once(|| {
+        std::thread::Builder::new().name("pw-watchdog".into()).spawn(watchdog_loop).expect("spawn the watchdog thread");
+    });
+    let watch = Arc::new(Watch {
+        // SAFETY: pthread_self has no preconditions.
+        thread: unsafe { libc::pthread_self() },
+        call: AtomicU64::new(0),
+        seen_call: AtomicU64::new(0),
+        seen_at: AtomicU64::new(0),
+        limit_ms: AtomicU64::new(0),
+        fired: AtomicBool::new(false),
+    });
+    WATCHES.lock().unwrap_or_else(PoisonError::into_inner).push(watch.clone());
     let rt = Box::into_raw(Box::new(ThreadRt {
-        frames: (0..MAX_DEPTH).map(|_| Frame::default()).collect(),
+        frames: std::array::from_fn(|_| Frame::default()),
+        stacks: [const { None }; MAX_DEPTH],
         depth: 0,
-        cached: None,
-        altstack: None,
-        altstack_ok: false,
-        watch: None,
+        active: Active { lo: 0, hi: 0, ctx: ptr::null() },
+        altstack: ensure_altstack(),
+        watch,
         calls: 0,
+        config: CallConfig { generation: u64::MAX, budget: 0 },
         peaks: PeakSlots::default(),
     }));
     RT.with(|c| c.set(rt));
     RT_OWNER.with(|_| {});
     rt
+}
+
+/// The stack budget of a call, from the thread's copy of the options
+/// (refreshed, and the watchdog limit stored, when a session stored new
+/// ones).
+///
+/// # Safety
+/// `rt` is this thread's live runtime.
+#[inline]
+unsafe fn call_budget(rt: *mut ThreadRt) -> usize {
+    let now = verifier::config_generation();
+    // SAFETY: the caller's contract.
+    unsafe {
+        if (*rt).config.generation != now {
+            refresh_config(rt, now);
+        }
+        (*rt).config.budget
+    }
+}
+
+/// # Safety
+/// `rt` is this thread's live runtime, not in a driver call.
+#[cold]
+unsafe fn refresh_config(rt: *mut ThreadRt, generation: u64) {
+    let config = verifier::config();
+    // SAFETY: the caller's contract.
+    let rt = unsafe { &mut *rt };
+    rt.config = CallConfig { generation, budget: config.stack_budget.max(PAGE) };
+    let limit = config.watchdog.as_millis().min(u128::from(u64::MAX / 2)) as u64;
+    rt.watch.limit_ms.store(limit, Ordering::Relaxed);
 }
 
 /// An mmapped driver stack: `[lo, hi)`, the lowest page always a guard.
@@ -366,8 +445,10 @@ fn current_sp() -> usize {
     sp
 }
 
-/// Runs `f` (a call into the driver named `what`) on a fresh guarded stack
-/// of the configured budget. Returns `Err` with the violation when the call
+/// Runs `f` (a call into the driver named `what`) on a guarded stack of
+/// the configured budget (one per thread and nesting depth, kept between
+/// calls). `what` is a constant: the peak table finds an entry point by its
+/// name's address. Returns `Err` with the violation when the call
 /// raised one, faulted, overflowed its stack, ran past the watchdog, or
 /// returned at another IRQL or with a lock still held. The violation is
 /// recorded in the session (with `function` = `what`).
@@ -376,26 +457,23 @@ fn current_sp() -> usize {
 /// violation leaves only the innermost call, whose caller should pass the
 /// `Err` on with [`verifier::violation`] when it is itself model code
 /// running inside an outer call.
-pub fn call_driver<R, F: FnOnce() -> R>(what: &str, f: F) -> Result<R, Violation> {
+pub fn call_driver<R, F: FnOnce() -> R>(what: &'static str, f: F) -> Result<R, Violation> {
     if verifier::is_tainted() {
         if let Some(v) = verifier::stopped() {
             return Err(v);
         }
     }
-    install_handlers();
     let rt = thread_rt();
-    ensure_altstack(rt);
-    let config = verifier::config();
-    let budget = config.stack_budget.max(PAGE);
     // SAFETY: `rt` is this thread's runtime; only this thread mutates it
-    // (the signal handler runs on this thread, synchronously).
+    // (the signal handler runs on this thread, synchronously). No reference
+    // to the whole runtime is held across the call: a nested call uses the
+    // next frame and stack.
+    let budget = unsafe { call_budget(rt) };
+    // SAFETY: as above.
     let depth = unsafe { (*rt).depth };
     assert!(depth < MAX_DEPTH, "driver calls nested more than {MAX_DEPTH} deep");
-    // SAFETY: as above.
-    let mut stack = match unsafe { (*rt).cached.take() } {
-        Some(s) if s.budget == budget => s,
-        _ => StackMem::driver(budget),
-    };
+    // SAFETY: as above; only this call uses the stack of its depth.
+    let stack = driver_stack(unsafe { &mut (*rt).stacks[depth] }, budget);
     // SAFETY: as above.
     let measure = unsafe { (*rt).peaks.should_measure(what) };
     if measure {
@@ -404,22 +482,26 @@ pub fn call_driver<R, F: FnOnce() -> R>(what: &str, f: F) -> Result<R, Violation
     let entry_irql = irql::current();
     let entry_locks = crate::locks::held_count();
     let entry_mutexes = crate::kmutex::owned_count();
-    // SAFETY: as above; the frame slot at `depth` is free.
-    let frame: *mut Frame = unsafe { &mut (&mut (*rt).frames)[depth] };
-    // SAFETY: the frame is owned by this thread and not yet active.
-    unsafe {
-        *frame = Frame {
-            stack_hi: stack.hi,
-            guard_lo: stack.lo,
-            guard_hi: stack.lo + PAGE,
-            #[cfg(test)]
-            entry_sp: stack.top - entry_offset(),
-            ..Frame::default()
-        };
-        (*rt).depth = depth + 1;
-    }
+    // SAFETY: as above; the frame at `depth` is not active. Its `pending`
+    // is empty (taken when its last call left with it) and `fault` is
+    // written before it is read.
+    let frame: *mut Frame = unsafe { &mut (*rt).frames[depth] };
     // SAFETY: as above.
-    let watch = unsafe { watchdog_arm(rt, depth, config.watchdog) };
+    let outer = unsafe {
+        (*frame).guard_lo = stack.lo;
+        (*frame).guard_hi = stack.lo + PAGE;
+        #[cfg(test)]
+        {
+            (*frame).entry_sp = stack.top - entry_offset();
+        }
+        (*rt).depth = depth + 1;
+        let active = Active { lo: stack.lo, hi: stack.hi, ctx: ptr::addr_of!((*frame).ctx) };
+        std::mem::replace(&mut (*rt).active, active)
+    };
+    if depth == 0 {
+        // SAFETY: as above.
+        unsafe { watchdog_arm(rt) };
+    }
     let mut f = Some(f);
     let mut result = None;
     let mut run = || result = Some(panic::catch_unwind(AssertUnwindSafe(f.take().expect("entered twice"))));
@@ -435,16 +517,16 @@ pub fn call_driver<R, F: FnOnce() -> R>(what: &str, f: F) -> Result<R, Violation
         )
     };
     let entry_sp = entry.entry_sp;
-    if depth == 0 {
-        watch.disarm();
-    }
-    // SAFETY: the call is over; this thread owns the frame again.
-    let frame = unsafe {
+    // SAFETY: the call is over; this thread owns its runtime again.
+    unsafe {
+        if depth == 0 {
+            (*rt).watch.disarm();
+        }
         (*rt).depth = depth;
-        &mut *frame
-    };
-    let over = over_budget(&stack, entry_sp, budget);
-    let peak = if measure || over.is_some() { measure_peak(&mut stack, entry_sp) } else { None };
+        (*rt).active = outer;
+    }
+    let over = over_budget(stack, entry_sp, budget);
+    let peak = if measure || over { measure_peak(stack, entry_sp) } else { None };
     if !measure {
         // Unmeasured: anything above the budget's end may have changed.
         stack.dirty = stack.dirty.min(entry_sp.saturating_sub(budget).max(stack.lo + PAGE));
@@ -453,11 +535,9 @@ pub fn call_driver<R, F: FnOnce() -> R>(what: &str, f: F) -> Result<R, Violation
         // SAFETY: this thread's runtime.
         unsafe { (*rt).peaks.record(what, peak) };
     }
-    // SAFETY: this thread's runtime; keep one stack for the next call.
-    unsafe { (*rt).cached = Some(stack) };
     let outcome = match exit {
         EXIT_RETURNED => match result.take().expect("driver call produced no result") {
-            Ok(r) => check_budget(over.and(peak), budget)
+            Ok(r) => check_budget(if over { peak } else { None }, budget)
                 .and_then(|()| check_return(entry_irql, entry_locks, entry_mutexes))
                 .map(|()| r),
             Err(payload) => {
@@ -465,25 +545,42 @@ pub fn call_driver<R, F: FnOnce() -> R>(what: &str, f: F) -> Result<R, Violation
                 panic::resume_unwind(payload)
             }
         },
-        EXIT_VIOLATION => Err(frame.pending.take().expect("violation exit without a violation")),
-        EXIT_FAULT => Err(classify_fault(frame)),
+        // SAFETY: the frame is this thread's and no longer active.
+        EXIT_VIOLATION => Err(unsafe { (*frame).pending.take() }.expect("violation exit without a violation")),
+        // SAFETY: as above.
+        EXIT_FAULT => Err(classify_fault(unsafe { &*frame })),
         _ => Err(watchdog_violation(what)),
     };
-    outcome.map_err(|mut v| {
-        crate::locks::forget_held_since(entry_locks);
-        irql::set(entry_irql);
-        if v.function.is_empty() {
-            v.function = what.to_owned();
-        }
-        verifier::record(v.clone());
-        v
-    })
+    outcome.map_err(|v| left_with(v, what, entry_irql, entry_locks))
+}
+
+/// This depth's driver stack for `budget`, made (or remade, after the
+/// budget changed) when needed.
+#[inline]
+fn driver_stack(slot: &mut Option<StackMem>, budget: usize) -> &mut StackMem {
+    if !matches!(slot, Some(s) if s.budget == budget) {
+        *slot = Some(StackMem::driver(budget));
+    }
+    slot.as_mut().expect("just made")
+}
+
+/// A call left with `v`: the thread's IRQL and lock list as at entry, `v`
+/// recorded under the entry point's name.
+#[cold]
+fn left_with(mut v: Violation, what: &str, entry_irql: u8, entry_locks: usize) -> Violation {
+    crate::locks::forget_held_since(entry_locks);
+    irql::set(entry_irql);
+    if v.function.is_empty() {
+        v.function = what.to_owned();
+    }
+    verifier::record(v.clone());
+    v
 }
 
 /// Like [`call_driver`], entering at `irql` and restoring the caller's IRQL
 /// afterwards (the way NDIS and the I/O manager call a driver at a stated
 /// IRQL).
-pub fn call_driver_at<R>(what: &str, irql_at_entry: u8, f: impl FnOnce() -> R) -> Result<R, Violation> {
+pub fn call_driver_at<R>(what: &'static str, irql_at_entry: u8, f: impl FnOnce() -> R) -> Result<R, Violation> {
     let saved = irql::current();
     irql::set(irql_at_entry);
     let r = call_driver(what, f);
@@ -507,33 +604,46 @@ fn check_budget(peak: Option<usize>, budget: usize) -> Result<(), Violation> {
     }
 }
 
+#[inline]
 fn check_return(entry_irql: u8, entry_locks: usize, entry_mutexes: usize) -> Result<(), Violation> {
     crate::kmutex::check_return(entry_mutexes)?;
     let held = crate::locks::held_count();
     if held > entry_locks {
-        // A held fast mutex is on the thread's lock list too: only a call
-        // that returns holding something can hold one (its own rule first).
-        crate::wait::check_return(entry_locks)?;
-        let (addr, kind) = crate::locks::innermost_held().unwrap_or((0, "lock"));
-        return Err(Violation::c4(
-            "lock held when callback returns",
-            codes::C4_DDI_SPIN_LOCK_RULE,
-            addr as u64,
-            (held - entry_locks) as u64,
-            0,
-            format!("{kind} {addr:#x} still held ({} acquired inside, not released)", held - entry_locks),
-        ));
+        return Err(lock_held_at_return(entry_locks, held));
     }
     let now = irql::current();
     if now != entry_irql {
-        return Err(Violation::new(
-            "callback returned at a different IRQL",
-            codes::IRQL_UNEXPECTED_VALUE,
-            [u64::from(now), u64::from(entry_irql), 0, 0],
-            format!("entered at {}, returned at {}", irql::name(entry_irql), irql::name(now)),
-        ));
+        return Err(irql_changed(entry_irql, now));
     }
     Ok(())
+}
+
+#[cold]
+fn lock_held_at_return(entry_locks: usize, held: usize) -> Violation {
+    // A held fast mutex is on the thread's lock list too: only a call that
+    // returns holding something can hold one (its own rule first).
+    if let Err(v) = crate::wait::check_return(entry_locks) {
+        return v;
+    }
+    let (addr, kind) = crate::locks::innermost_held().unwrap_or((0, "lock"));
+    Violation::c4(
+        "lock held when callback returns",
+        codes::C4_DDI_SPIN_LOCK_RULE,
+        addr as u64,
+        (held - entry_locks) as u64,
+        0,
+        format!("{kind} {addr:#x} still held ({} acquired inside, not released)", held - entry_locks),
+    )
+}
+
+#[cold]
+fn irql_changed(entry_irql: u8, now: u8) -> Violation {
+    Violation::new(
+        "callback returned at a different IRQL",
+        codes::IRQL_UNEXPECTED_VALUE,
+        [u64::from(now), u64::from(entry_irql), 0, 0],
+        format!("entered at {}, returned at {}", irql::name(entry_irql), irql::name(now)),
+    )
 }
 
 /// Leaves the innermost driver call of this thread with `v` (see
@@ -562,34 +672,73 @@ pub(crate) fn leave_driver_call(v: Violation) -> ! {
 /// Runs `f` on the host stack when called on a driver stack (below the
 /// frame that entered the driver), so model functions do not use the
 /// driver's budget; elsewhere runs it directly.
+#[inline]
 pub fn on_host<R, F: FnOnce() -> R>(f: F) -> R {
-    let Some(sp) = host_sp_if_on_driver_stack() else {
-        return f();
-    };
-    let mut f = Some(f);
-    let mut result = None;
-    let mut run = || result = Some(panic::catch_unwind(AssertUnwindSafe(f.take().expect("entered twice"))));
-    let mut entry = Entry { run: &mut run, entry_sp: 0 };
-    // SAFETY: `sp` lies in the idle part of this thread's host stack; `enter`
-    // matches `Entry`.
-    unsafe { pw_harness_on_stack(sp, enter as *const () as usize, ptr::addr_of_mut!(entry).cast()) };
-    match result.take().expect("host call produced no result") {
+    match host_sp_if_on_driver_stack() {
+        Some(sp) => run_on_host(sp, f),
+        None => f(),
+    }
+}
+
+/// A closure run on the host stack and, once it ran, its result.
+struct HostCall<F, R> {
+    f: Option<F>,
+    result: Option<std::thread::Result<R>>,
+}
+
+/// What `host_enter` runs: `run(data)`.
+struct HostEntry {
+    run: unsafe fn(*mut u8),
+    data: *mut u8,
+}
+
+/// The first frame on the host stack. Not generic, like [`enter`]: one
+/// symbol that profilers see entered by a call (a generic frame entered
+/// right after the stack switch was charged to its caller's context).
+extern "C" fn host_enter(data: *mut u8) {
+    // SAFETY: `data` is the `HostEntry` that `run_on_host` passed to
+    // pw_harness_on_stack; it outlives this call.
+    let entry = unsafe { &*data.cast::<HostEntry>() };
+    // SAFETY: `run` and `data` were made for each other by `run_on_host`.
+    unsafe { (entry.run)(entry.data) }
+}
+
+/// Runs the closure, catching a panic (which must not unwind through
+/// `pw_harness_on_stack`).
+///
+/// # Safety
+/// `data` is a live `HostCall<F, R>`, used by nothing else meanwhile.
+unsafe fn host_run<R, F: FnOnce() -> R>(data: *mut u8) {
+    // SAFETY: the caller's contract.
+    let call = unsafe { &mut *data.cast::<HostCall<F, R>>() };
+    let f = call.f.take().expect("entered twice");
+    call.result = Some(panic::catch_unwind(AssertUnwindSafe(f)));
+}
+
+fn run_on_host<R, F: FnOnce() -> R>(sp: usize, f: F) -> R {
+    let mut call = HostCall { f: Some(f), result: None };
+    let entry = HostEntry { run: host_run::<R, F>, data: ptr::addr_of_mut!(call).cast() };
+    // SAFETY: `sp` lies in the idle part of this thread's host stack;
+    // `host_enter` matches `HostEntry`, whose `run` matches its `data`.
+    unsafe { pw_harness_on_stack(sp, host_enter as *const () as usize, ptr::addr_of!(entry).cast_mut().cast()) };
+    match call.result.expect("host call produced no result") {
         Ok(r) => r,
         Err(payload) => panic::resume_unwind(payload),
     }
 }
 
+#[inline]
 fn host_sp_if_on_driver_stack() -> Option<usize> {
     let rt = RT.with(Cell::get);
     if rt.is_null() {
         return None;
     }
     // SAFETY: this thread's live runtime.
-    let rt = unsafe { &*rt };
-    let frame = rt.frames[..rt.depth].last()?;
+    let active = unsafe { (*rt).active };
     let sp = current_sp();
-    let on_driver_stack = sp < frame.stack_hi && sp >= frame.guard_lo;
-    on_driver_stack.then(|| (frame.ctx.rsp as usize - 512) & !15)
+    // SAFETY: `ctx` is the innermost call's host context, saved when it
+    // entered its driver stack (the stack `sp` is on).
+    (sp >= active.lo && sp < active.hi).then(|| (unsafe { (*active.ctx).rsp } as usize - 512) & !15)
 }
 
 /// Stops the calling driver call if the watchdog fired for it: model wait
@@ -601,7 +750,7 @@ pub fn check_watchdog(function: &str) {
     }
     // SAFETY: this thread's live runtime.
     let rt = unsafe { &*rt };
-    let fired = rt.depth > 0 && rt.watch.as_ref().is_some_and(|w| w.fired.load(Ordering::Relaxed));
+    let fired = rt.depth > 0 && rt.watch.fired.load(Ordering::Relaxed);
     if fired {
         let mut v = watchdog_violation(function);
         v.detail = format!("{function} still waiting when the watchdog fired: {}", v.detail);
@@ -692,21 +841,21 @@ fn classify_fault(frame: &Frame) -> Violation {
 // ---------------------------------------------------------------------------
 // Peak stack use.
 
-static PEAKS: Mutex<Option<HashMap<String, usize>>> = Mutex::new(None);
+static PEAKS: Mutex<Option<HashMap<&'static str, usize>>> = Mutex::new(None);
 /// Bumped by [`reset`]: a thread's [`PeakSlots`] of an earlier session are
 /// forgotten.
 static PEAK_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// The few bytes between the budget's end and the guard page (the budget
-/// not a multiple of 16, or an entry frame placed otherwise): `Some` when
-/// the call changed one of them. Always checked; they are always filled
-/// (a change is a violation, after which the stack is refilled).
-fn over_budget(stack: &StackMem, entry_sp: usize, budget: usize) -> Option<()> {
+/// not a multiple of 16, or an entry frame placed otherwise): whether the
+/// call changed one of them. Always checked; they are always filled (a
+/// change is a violation, after which the stack is refilled).
+fn over_budget(stack: &StackMem, entry_sp: usize, budget: usize) -> bool {
     let guard_hi = stack.lo + PAGE;
-    let end = entry_sp.checked_sub(budget)?;
+    let Some(end) = entry_sp.checked_sub(budget) else { return false };
     // SAFETY: [guard_hi, end) lies inside the mapped read/write stack.
     let gap = unsafe { std::slice::from_raw_parts(guard_hi as *const u8, end.saturating_sub(guard_hi)) };
-    gap.iter().any(|&b| b != FILL).then_some(())
+    gap.iter().any(|&b| b != FILL)
 }
 
 /// Measures the call's peak stack use (bytes below `entry_sp` no longer
@@ -734,59 +883,74 @@ fn measure_peak(stack: &mut StackMem, entry_sp: usize) -> Option<usize> {
 }
 
 /// One entry point's calls on this thread and the highest peak recorded,
-/// found by its name's address and length (the names are mostly string
-/// constants) and confirmed by the text (a name built at run time may
-/// reuse an address).
+/// found by its name's address and length: a `&'static str` is never
+/// freed, so no other text can take its address.
+#[derive(Clone, Copy, Default)]
 struct PeakSlot {
-    name: (usize, usize),
-    text: Box<str>,
+    name: usize,
+    len: usize,
     calls: u64,
     peak: usize,
 }
 
+/// Size of a thread's peak table: an open-addressed hash table twice the
+/// [`PEAK_SLOTS`] it may hold (so a lookup ends at an empty slot).
+const PEAK_TABLE: usize = 2 * PEAK_SLOTS;
+
 /// Which calls of each entry point have their peak measured, and the
 /// thread's highest peak per entry point (the shared table is written only
 /// when a peak grows).
-#[derive(Default)]
 struct PeakSlots {
     generation: u64,
-    slots: Vec<PeakSlot>,
+    used: usize,
+    table: Box<[PeakSlot; PEAK_TABLE]>,
+}
+
+impl Default for PeakSlots {
+    fn default() -> Self {
+        Self { generation: 0, used: 0, table: Box::new([PeakSlot::default(); PEAK_TABLE]) }
+    }
 }
 
 impl PeakSlots {
-    fn slot(&mut self, what: &str) -> Option<&mut PeakSlot> {
+    #[inline]
+    fn slot(&mut self, what: &'static str) -> Option<&mut PeakSlot> {
         let now = PEAK_GENERATION.load(Ordering::Acquire);
         if self.generation != now {
-            self.slots.clear();
+            *self.table = [PeakSlot::default(); PEAK_TABLE];
+            self.used = 0;
             self.generation = now;
         }
-        let name = (what.as_ptr() as usize, what.len());
-        let fresh = || PeakSlot { name, text: what.into(), calls: 0, peak: 0 };
-        match self.slots.iter().position(|s| s.name == name) {
-            Some(i) => {
-                let slot = &mut self.slots[i];
-                if &*slot.text != what {
-                    *slot = fresh();
+        let (name, len) = (what.as_ptr() as usize, what.len());
+        // Fibonacci hashing: the top bits of the address times 2^64/phi.
+        let mut i = name.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - PEAK_TABLE.trailing_zeros());
+        loop {
+            let slot = self.table[i];
+            if slot.name == name && slot.len == len {
+                return Some(&mut self.table[i]);
+            }
+            if slot.name == 0 {
+                if self.used == PEAK_SLOTS {
+                    return None;
                 }
-                Some(slot)
+                self.used += 1;
+                self.table[i] = PeakSlot { name, len, calls: 0, peak: 0 };
+                return Some(&mut self.table[i]);
             }
-            None if self.slots.len() < PEAK_SLOTS => {
-                self.slots.push(fresh());
-                self.slots.last_mut()
-            }
-            None => None,
+            i = (i + 1) % PEAK_TABLE;
         }
     }
 
     /// Counts a call of `what`; whether to measure its peak.
-    fn should_measure(&mut self, what: &str) -> bool {
+    #[inline]
+    fn should_measure(&mut self, what: &'static str) -> bool {
         let Some(slot) = self.slot(what) else { return true };
         slot.calls += 1;
         slot.calls <= PEAK_EXACT_CALLS || slot.calls % PEAK_SAMPLE_EVERY == 0
     }
 
     /// Records a measured peak of `what`.
-    fn record(&mut self, what: &str, peak: usize) {
+    fn record(&mut self, what: &'static str, peak: usize) {
         if let Some(slot) = self.slot(what) {
             if peak <= slot.peak && slot.calls > 1 {
                 return;
@@ -794,7 +958,7 @@ impl PeakSlots {
             slot.peak = slot.peak.max(peak);
         }
         let mut peaks = PEAKS.lock().unwrap_or_else(PoisonError::into_inner);
-        let e = peaks.get_or_insert_with(HashMap::new).entry(what.to_owned()).or_insert(0);
+        let e = peaks.get_or_insert_with(HashMap::new).entry(what).or_insert(0);
         *e = (*e).max(peak);
     }
 }
@@ -804,7 +968,7 @@ impl PeakSlots {
 /// frame; sorted by name.
 pub fn peak_usage() -> Vec<(String, usize)> {
     let peaks = PEAKS.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut v: Vec<_> = peaks.iter().flatten().map(|(k, v)| (k.clone(), *v)).collect();
+    let mut v: Vec<_> = peaks.iter().flatten().map(|(k, v)| (k.to_string(), *v)).collect();
     v.sort();
     v
 }
@@ -886,39 +1050,23 @@ fn watchdog_now_ms() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
-/// Arms this thread's watchdog for a call at nesting `depth` (an inner
-/// call runs within its outer call's time) and returns it.
+/// Arms this thread's watchdog for an outermost call: one store of the
+/// call's number (the limit is stored when the options change, the fired
+/// flag cleared only when set).
 ///
 /// # Safety
 /// `rt` is this thread's live runtime.
-unsafe fn watchdog_arm<'a>(rt: *mut ThreadRt, depth: usize, limit: Duration) -> &'a Watch {
-    WATCHDOG_THREAD.call_once(|| {
-        std::thread::Builder::new().name("pw-watchdog".into()).spawn(watchdog_loop).expect("spawn the watchdog thread");
-    });
-    // SAFETY: the caller's contract.
-    let rt = unsafe { &mut *rt };
-    let watch = rt.watch.get_or_insert_with(|| {
-        let w = Arc::new(Watch {
-            // SAFETY: pthread_self has no preconditions.
-            thread: unsafe { libc::pthread_self() },
-            call: AtomicU64::new(0),
-            seen_call: AtomicU64::new(0),
-            seen_at: AtomicU64::new(0),
-            limit_ms: AtomicU64::new(0),
-            fired: AtomicBool::new(false),
-        });
-        WATCHES.lock().unwrap_or_else(PoisonError::into_inner).push(w.clone());
-        w
-    });
-    if depth == 0 {
-        watch.fired.store(false, Ordering::Relaxed);
-        let limit = limit.as_millis().min(u128::from(u64::MAX / 2)) as u64;
-        watch.limit_ms.store(limit, Ordering::Relaxed);
-        rt.calls = rt.calls.wrapping_add(1).max(1);
-        watch.call.store(rt.calls, Ordering::Release);
+#[inline]
+unsafe fn watchdog_arm(rt: *mut ThreadRt) {
+    // SAFETY: the caller's contract; the fields are this thread's.
+    unsafe {
+        let watch = &*Arc::as_ptr(&(*rt).watch);
+        if watch.fired.load(Ordering::Relaxed) {
+            watch.fired.store(false, Ordering::Relaxed);
+        }
+        (*rt).calls = (*rt).calls.wrapping_add(1).max(1);
+        watch.call.store((*rt).calls, Ordering::Release);
     }
-    // SAFETY: the Arc lives in the runtime until the thread exits.
-    unsafe { &*Arc::as_ptr(watch) }
 }
 
 /// Removes an exiting thread's entry (under the lock the watchdog signals
@@ -985,20 +1133,16 @@ fn install_handlers() {
     });
 }
 
-fn ensure_altstack(rt: *mut ThreadRt) {
-    // SAFETY: this thread's runtime.
-    if unsafe { (*rt).altstack_ok } {
-        return;
-    }
-    // SAFETY: this thread's runtime.
-    unsafe { (*rt).altstack_ok = true };
+/// Installs an alternate signal stack on this thread unless it has a
+/// usable one; returns the mapping it made.
+fn ensure_altstack() -> Option<(usize, usize)> {
     // SAFETY: zeroed stack_t is a valid out-value; sigaltstack with a null
     // new value only queries.
     let mut cur: libc::stack_t = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     unsafe { libc::sigaltstack(ptr::null(), &mut cur) };
     if cur.ss_flags & libc::SS_DISABLE == 0 && cur.ss_size >= 16 * 1024 {
-        return;
+        return None;
     }
     let mem = StackMem::new(ALTSTACK_SIZE + PAGE);
     let st = libc::stack_t { ss_sp: (mem.lo + PAGE) as *mut libc::c_void, ss_flags: 0, ss_size: ALTSTACK_SIZE };
@@ -1007,8 +1151,7 @@ fn ensure_altstack(rt: *mut ThreadRt) {
     assert_eq!(rc, 0, "sigaltstack failed");
     let (lo, size) = (mem.lo, mem.hi - mem.lo);
     std::mem::forget(mem);
-    // SAFETY: this thread's runtime.
-    unsafe { (*rt).altstack = Some((lo, size)) };
+    Some((lo, size))
 }
 
 fn disable_altstack_if_ours(base: usize) {
@@ -1181,9 +1324,9 @@ mod tests {
 
     #[test]
     fn nested_calls_on_fresh_stacks_stay_clean_when_unmeasured() {
-        // An inner call gets a fresh stack each time (its outer call holds
-        // the thread's); past the measured calls it is checked unmeasured,
-        // so the fresh stack must already hold the pattern.
+        // An inner call runs on the next depth's stack (made at its first
+        // call, kept after); past the measured calls it is checked
+        // unmeasured, so that stack must hold the pattern from the start.
         let _s = Session::begin(Config::default());
         for _ in 0..2 * PEAK_EXACT_CALLS * PEAK_SAMPLE_EVERY / 64 + 5 {
             let inner = call_driver("outer", || on_host(|| call_driver("inner", || 7))).expect("outer clean");
@@ -1192,18 +1335,38 @@ mod tests {
     }
 
     #[test]
-    fn a_name_built_at_run_time_is_reported_under_its_own_text() {
+    fn names_sharing_an_address_are_counted_apart() {
         let _s = Session::begin(Config::default());
-        // The second name very likely reuses the first one's memory.
-        let first = String::from("entry-a");
+        // One constant, two names: the same address, different lengths.
+        const LONG: &str = "entry-ab";
+        let short = &LONG[..7];
         for _ in 0..2 * PEAK_EXACT_CALLS {
-            call_driver(&first, || touch_below_sp(64)).unwrap();
+            call_driver(LONG, || touch_below_sp(64)).unwrap();
         }
-        drop(first);
-        let second = String::from("entry-b");
-        call_driver(&second, || touch_below_sp(32)).unwrap();
+        // The short name's first call: measured (its own count), not taken
+        // for a later call of the long one (which would be sampled out).
+        call_driver(short, || touch_below_sp(32)).unwrap();
         let peaks = peak_usage();
-        assert!(peaks.iter().any(|(n, p)| n == "entry-b" && *p >= 32), "{peaks:?}");
+        assert!(peaks.iter().any(|(n, p)| n == "entry-a" && *p >= 32), "{peaks:?}");
+        assert!(peaks.iter().any(|(n, p)| n == "entry-ab" && *p >= 64), "{peaks:?}");
+    }
+
+    #[test]
+    fn a_full_peak_table_measures_every_call() {
+        let _s = Session::begin(Config::default());
+        // More entry points than the table holds: the ones left out are
+        // measured on every call.
+        let names: Vec<&'static str> = (0..PEAK_SLOTS + 8).map(|i| &*format!("entry-{i}").leak()).collect();
+        for name in &names {
+            call_driver(name, || touch_below_sp(16)).unwrap();
+        }
+        let last = *names.last().unwrap();
+        for _ in 0..2 * PEAK_EXACT_CALLS {
+            call_driver(last, || touch_below_sp(16)).unwrap();
+        }
+        call_driver(last, || touch_below_sp(2048)).unwrap();
+        let peak = peak_usage().into_iter().find(|(n, _)| n == last).unwrap().1;
+        assert!(peak >= 2048, "peak {peak}");
     }
 
     /// Writes the byte `n` bytes below the entry frame's stack pointer (the
@@ -1286,6 +1449,21 @@ mod tests {
             on_host(|| spin_wait("test wait"));
         });
         assert_eq!(r.unwrap_err().bugcheck, codes::DPC_WATCHDOG_VIOLATION);
+    }
+
+    #[test]
+    fn a_fired_watchdog_is_forgotten_by_the_next_call() {
+        {
+            let _s = Session::begin(Config { watchdog: Duration::from_millis(50), ..Config::default() });
+            let r: Result<(), _> = call_driver_at("spins", irql::DISPATCH, || loop {
+                on_host(|| spin_wait("test wait"));
+            });
+            assert_eq!(r.unwrap_err().bugcheck, codes::DPC_WATCHDOG_VIOLATION);
+        }
+        // The next session's call waits briefly: the earlier call's
+        // verdict must not stop it.
+        let _s = Session::begin(Config::default());
+        call_driver_at("waits", irql::DISPATCH, || on_host(|| spin_wait("test wait"))).expect("not stopped");
     }
 
     #[test]

@@ -294,6 +294,13 @@ pub fn config() -> Config {
     config
 }
 
+/// Moves each time a session stores its options: a copy of (part of) them
+/// taken at another value is stale.
+#[inline]
+pub(crate) fn config_generation() -> u64 {
+    CONFIG_GENERATION.load(Ordering::Acquire)
+}
+
 /// Records `v` (the first of a session is its bug check) without leaving
 /// the current call: for checks made by host code (leaks at unload, NBLs
 /// never returned), outside any driver call.
@@ -375,6 +382,14 @@ impl<T: Default> SessionLocal<T> {
             self.generation.set(now);
         }
         f(&mut self.value.borrow_mut())
+    }
+
+    /// `f` of this thread's state of the current session, `None` where the
+    /// thread has none in it yet (to [`Self::with`] it would be
+    /// `T::default()`): a read that resets nothing.
+    #[inline]
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        (self.generation.get() == GENERATION.load(Ordering::Acquire)).then(|| f(&self.value.borrow()))
     }
 }
 

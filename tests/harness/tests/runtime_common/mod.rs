@@ -56,7 +56,7 @@ impl Fixture {
     }
 
     /// Calls export `name` (`extern "system" fn() -> u32`) at `level`.
-    pub fn call(&self, name: &str, level: u8) -> Result<u32, Violation> {
+    pub fn call(&self, name: &'static str, level: u8) -> Result<u32, Violation> {
         let addr = self.image.export(name).unwrap_or_else(|| panic!("fixture has no export {name}"));
         // SAFETY: every fixture_* export has this signature.
         let f: extern "win64" fn() -> u32 = unsafe { std::mem::transmute(addr) };
