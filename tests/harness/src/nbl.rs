@@ -122,6 +122,9 @@ struct Parts {
 const SPARE_PARTS: usize = 16;
 
 thread_local! {
+    // Boxed on purpose: a box goes back and forth between this cache and
+    // an NBL without its `Parts` being moved or allocated again.
+    #[allow(clippy::vec_box)]
     static PARTS: std::cell::RefCell<Vec<Box<Parts>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
