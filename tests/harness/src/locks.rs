@@ -220,7 +220,45 @@ impl Rundown {
 struct RwState {
     writer: u64,
     write_depth: u32,
-    readers: HashMap<u64, u32>,
+    readers: Readers,
+}
+
+/// The threads holding an RW lock for read, with how many times each: a
+/// handful at most, so a short list (no entry with a count of 0).
+#[derive(Default)]
+struct Readers(Vec<(u64, u32)>);
+
+impl Readers {
+    /// How many read acquisitions `thread` holds.
+    fn of(&self, thread: u64) -> u32 {
+        self.0.iter().find(|(t, _)| *t == thread).map_or(0, |&(_, n)| n)
+    }
+
+    /// Whether a thread other than `thread` holds it for read.
+    fn others_than(&self, thread: u64) -> bool {
+        self.0.iter().any(|(t, _)| *t != thread)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn add(&mut self, thread: u64) {
+        match self.0.iter_mut().find(|(t, _)| *t == thread) {
+            Some((_, n)) => *n += 1,
+            None => self.0.push((thread, 1)),
+        }
+    }
+
+    /// One read acquisition of `thread` released.
+    fn release(&mut self, thread: u64) {
+        if let Some(i) = self.0.iter().position(|(t, _)| *t == thread) {
+            self.0[i].1 -= 1;
+            if self.0[i].1 == 0 {
+                self.0.swap_remove(i);
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -705,7 +743,7 @@ extern "win64" fn ndis_allocate_rw_lock(_handle: usize) -> usize {
 extern "win64" fn ndis_free_rw_lock(lock: usize) {
     on_host(|| {
         irql::require("NdisFreeRWLock", PASSIVE, DISPATCH);
-        let held = tables().rw.get(&lock).map(|s| s.write_depth > 0 || s.readers.values().any(|&n| n > 0));
+        let held = tables().rw.get(&lock).map(|s| s.write_depth > 0 || !s.readers.is_empty());
         match held {
             None => fail(Violation::c4(
                 "free of an RW lock not allocated",
@@ -743,20 +781,24 @@ fn rw_acquire(lock: usize, state: *mut LOCK_STATE_EX, flags: u32, write: bool) {
     // lock itself (the common acquisition, holding nothing else, checks
     // and is granted under one lock).
     let others_held = held(|h| h.iter().any(|&(a, _)| a != lock));
-    let mut t = tables();
-    if let Err(v) = check_rw_acquire(&t, lock, state, write, me, function) {
-        fail_unlocked(t, v);
-    }
-    if others_held {
-        drop(t);
-        check_order(lock, function);
-        t = tables();
-    }
     let old = irql::raise(DISPATCH);
-    while !try_grant_rw(&mut t, lock, state, write, me) {
-        drop(t);
-        spin_wait(function);
-        t = tables();
+    let mut t = tables();
+    // Checked, and granted in the same step when nothing else is held.
+    let granted = match check_and_try_grant(&mut t, lock, state, write, me, function, !others_held) {
+        Ok(granted) => granted,
+        Err(v) => fail_unlocked(t, v),
+    };
+    if !granted {
+        if others_held {
+            drop(t);
+            check_order(lock, function);
+            t = tables();
+        }
+        while !try_grant_rw(&mut t, lock, state, write, me) {
+            drop(t);
+            spin_wait(function);
+            t = tables();
+        }
     }
     drop(t);
     let st = LOCK_STATE_EX { OldIrql: old, LockState: if write { 2 } else { 1 }, Flags: flags as u8 };
@@ -766,16 +808,19 @@ fn rw_acquire(lock: usize, state: *mut LOCK_STATE_EX, flags: u32, write: bool) {
 }
 
 /// The rules an RW lock acquisition must meet before it may wait (the
-/// tables locked).
-fn check_rw_acquire(
-    t: &Tables,
+/// tables locked); with `grant`, the lock is then granted if it is free for
+/// `me` (one lookup of the lock for both). Whether it was granted.
+fn check_and_try_grant(
+    t: &mut Tables,
     lock: usize,
     state: *mut LOCK_STATE_EX,
     write: bool,
     me: u64,
     function: &str,
-) -> Result<(), Violation> {
-    let Some(s) = t.rw.get(&lock) else {
+    grant: bool,
+) -> Result<bool, Violation> {
+    let Tables { rw, lock_states, .. } = t;
+    let Some(s) = rw.get_mut(&lock) else {
         return Err(Violation::c4(
             "RW lock used before NdisAllocateRWLock",
             codes::C4_UNINITIALIZED_RESOURCE,
@@ -785,7 +830,7 @@ fn check_rw_acquire(
             format!("{function}({lock:#x})"),
         ));
     };
-    if write && s.readers.get(&me).copied().unwrap_or(0) > 0 {
+    if write && s.readers.of(me) > 0 {
         return Err(Violation::c4(
             "RW lock write acquire while holding it for read",
             codes::C4_SELF_DEADLOCK,
@@ -795,7 +840,7 @@ fn check_rw_acquire(
             format!("{function}({lock:#x}): this thread holds it for read (no upgrade exists; this deadlocks)"),
         ));
     }
-    if t.lock_states.get(state as usize).is_some() {
+    if lock_states.get(state as usize).is_some() {
         return Err(Violation::c4(
             "LOCK_STATE_EX reused while in use",
             codes::C4_MULTIPLE_INITIALIZATION,
@@ -805,24 +850,35 @@ fn check_rw_acquire(
             format!("{function}({lock:#x}, state {:#x}): that LOCK_STATE_EX tracks a live acquisition", state as usize),
         ));
     }
-    Ok(())
+    Ok(grant && grant_if_free(s, lock_states, lock, state, write, me))
 }
 
 /// Grants `me` the RW lock if it is free for it (the tables locked).
 fn try_grant_rw(t: &mut Tables, lock: usize, state: *mut LOCK_STATE_EX, write: bool, me: u64) -> bool {
-    let s = t.rw.get_mut(&lock).expect("checked before");
+    let Tables { rw, lock_states, .. } = t;
+    let s = rw.get_mut(&lock).expect("checked before");
+    grant_if_free(s, lock_states, lock, state, write, me)
+}
+
+fn grant_if_free(
+    s: &mut RwState,
+    lock_states: &mut LiveStates,
+    lock: usize,
+    state: *mut LOCK_STATE_EX,
+    write: bool,
+    me: u64,
+) -> bool {
     let mine_w = s.writer == me;
     let free_w = s.writer == 0;
-    let granted =
-        if write { mine_w || (free_w && !s.readers.iter().any(|(&t, &n)| t != me && n > 0)) } else { free_w || mine_w };
+    let granted = if write { mine_w || (free_w && !s.readers.others_than(me)) } else { free_w || mine_w };
     if granted {
         if write {
             s.writer = me;
             s.write_depth += 1;
         } else {
-            *s.readers.entry(me).or_default() += 1;
+            s.readers.add(me);
         }
-        t.lock_states.insert(state as usize, (lock, write, me));
+        lock_states.insert(state as usize, (lock, write, me));
     }
     granted
 }
@@ -888,8 +944,8 @@ extern "win64" fn ndis_release_rw_lock(lock: usize, state: *mut LOCK_STATE_EX) {
             if s.write_depth == 0 {
                 s.writer = 0;
             }
-        } else if let Some(n) = s.readers.get_mut(&me) {
-            *n -= 1;
+        } else {
+            s.readers.release(me);
         }
         drop(t);
         pop_held(lock);
