@@ -1352,4 +1352,20 @@ mod tests {
         assert_eq!(v.rule, "memory freed with a lock held inside");
         assert!(v.detail.contains(&format!("frees LOCK_STATE_EX {:#x}", low as usize)), "{v}");
     }
+
+    #[test]
+    fn readers_count_each_threads_acquisitions() {
+        let mut r = Readers::default();
+        r.add(1);
+        r.add(1);
+        r.add(2);
+        assert_eq!((r.of(1), r.of(2), r.of(3)), (2, 1, 0));
+        assert!(r.others_than(1) && r.others_than(3));
+        r.release(2);
+        assert!(!r.others_than(1), "thread 2 released its only acquisition");
+        r.release(1);
+        assert!(!r.is_empty());
+        r.release(1);
+        assert!(r.is_empty(), "no entry is left with a count of 0");
+    }
 }
