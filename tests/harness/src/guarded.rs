@@ -13,28 +13,21 @@
 //! (DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION).
 //!
 //! Mappings of one data page are reused (a bounded cache), so the data path
-//! makes no system call per packet; the tables are split by thread, so
-//! threads sending at once do not share a lock.
+//! makes no system call per packet.
 
 use std::borrow::Cow;
 
 use rustc_hash::FxHashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use crate::verifier::{codes, Violation};
 
 const PAGE: usize = 4096;
-/// Tables, each used by the threads assigned to it (see [`my_shard`]): two
-/// threads making packets at once take different locks and write different
-/// cache lines.
-const SHARDS: usize = 8;
-/// Reusable one-page mappings kept per table (each is two VMAs; 512 in
-/// all).
-const CACHE: usize = 64;
+/// Reusable one-page mappings kept (each is two VMAs).
+const CACHE: usize = 512;
 
-/// The live buffers and the idle mappings of one shard, under one lock
-/// (taken once when a buffer is made and once when it goes).
+/// The live buffers and the idle mappings, under one lock (taken once
+/// when a buffer is made and once when it goes).
 #[derive(Default)]
 struct Table {
     /// What each live buffer is, by the address of its guard page (hashed:
@@ -46,12 +39,7 @@ struct Table {
     idle: Vec<usize>,
 }
 
-/// A table on cache lines of its own.
-#[derive(Default)]
-#[repr(align(128))]
-struct Shard(Mutex<Table>);
-
-static TABLES: LazyLock<[Shard; SHARDS]> = LazyLock::new(Default::default);
+static TABLE: LazyLock<Mutex<Table>> = LazyLock::new(Mutex::default);
 
 struct Described {
     /// A buffer is using the mapping (false: idle).
@@ -61,24 +49,12 @@ struct Described {
     what: Cow<'static, str>,
 }
 
-fn table(shard: usize) -> MutexGuard<'static, Table> {
-    TABLES[shard].0.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The table of this thread's buffers: threads are spread over the tables
-/// in the order they first make one.
-fn my_shard() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
-    }
-    SHARD.try_with(|s| *s).unwrap_or(0)
+fn table() -> MutexGuard<'static, Table> {
+    TABLE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// `len` bytes ending right before an inaccessible page.
 pub struct GuardedBuf {
-    /// The table describing it (its creator's).
-    shard: usize,
     lo: usize,
     data_pages: usize,
     addr: usize,
@@ -95,8 +71,7 @@ impl GuardedBuf {
         let len = data.len();
         let data_pages = len.max(1).div_ceil(PAGE);
         let what = what.into();
-        let shard = my_shard();
-        let mut t = table(shard);
+        let mut t = table();
         let idle = if data_pages == 1 { t.idle.pop() } else { None };
         let lo = match idle {
             Some(lo) => lo,
@@ -104,7 +79,7 @@ impl GuardedBuf {
                 // The system calls outside the lock.
                 drop(t);
                 let lo = map(data_pages);
-                t = table(shard);
+                t = table();
                 lo
             }
         };
@@ -121,7 +96,7 @@ impl GuardedBuf {
         // SAFETY: [addr, guard) lies in the mapping's read/write pages,
         // handed to this value only.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, len) };
-        Self { shard, lo, data_pages, addr, len }
+        Self { lo, data_pages, addr, len }
     }
 
     /// The first byte.
@@ -149,7 +124,7 @@ impl GuardedBuf {
 impl Drop for GuardedBuf {
     fn drop(&mut self) {
         let guard = self.lo + self.data_pages * PAGE;
-        let mut t = table(self.shard);
+        let mut t = table();
         if self.data_pages == 1 && t.idle.len() < CACHE {
             if let Some(d) = t.described.get_mut(&guard) {
                 d.live = false;
@@ -190,11 +165,7 @@ fn map(data_pages: usize) -> usize {
 /// A fault at `addr` in the guard page of a live buffer: the overrun,
 /// named.
 pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Violation> {
-    (0..SHARDS).find_map(|shard| describe_fault(&table(shard), addr, write, rip))
-}
-
-/// [`classify_fault`] for the buffers of one table.
-fn describe_fault(t: &Table, addr: usize, write: bool, rip: usize) -> Option<Violation> {
+    let t = table();
     let d = t.described.get(&(addr & !(PAGE - 1))).filter(|d| d.live)?;
     let past = addr - (d.addr + d.len) + 1;
     Some(Violation::new(
@@ -228,26 +199,6 @@ mod tests {
         let v = call_driver("overrun", || unsafe { std::ptr::write_volatile(end as *mut u8, 9) }).unwrap_err();
         assert_eq!(v.rule, "access beyond the end of a buffer the driver was given", "{v}");
         assert!(v.detail.contains("1 byte(s) past the end of test buffer (3 bytes"), "{v}");
-    }
-
-    #[test]
-    fn an_overrun_of_another_threads_buffer_is_named() {
-        let _s = Session::begin(Config::default());
-        // Made on a thread of its own (another table than this thread's).
-        let shards: Vec<_> = (0..SHARDS)
-            .map(|i| {
-                std::thread::spawn(move || (my_shard(), GuardedBuf::new(&[7; 10], format!("buffer {i}"))))
-                    .join()
-                    .unwrap()
-            })
-            .collect();
-        let mine = my_shard();
-        let (_, b) = shards.iter().find(|(s, _)| *s != mine).expect("threads spread over the tables");
-        let end = b.as_mut_ptr() as usize + b.len();
-        // SAFETY: deliberately reads one byte past the end; the harness
-        // catches the fault.
-        let v = call_driver("overrun", || unsafe { std::ptr::read_volatile(end as *const u8) }).unwrap_err();
-        assert!(v.detail.contains("1 byte(s) past the end of buffer"), "{v}");
     }
 
     #[test]
