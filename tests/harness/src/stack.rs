@@ -1434,12 +1434,18 @@ mod tests {
     #[test]
     fn on_host_runs_off_the_driver_stack() {
         let _s = Session::begin(Config::default());
-        let (inner, outer) = call_driver("host", || {
-            let outer = current_sp();
-            (on_host(current_sp), outer)
+        let host = current_sp();
+        let (inner, outer, lo, hi) = call_driver("host", || {
+            // SAFETY: this thread's live runtime, read during its call.
+            let active = unsafe { (*RT.with(Cell::get)).active };
+            (on_host(current_sp), current_sp(), active.lo, active.hi)
         })
         .unwrap();
-        assert!(inner.abs_diff(outer) > 64 * 1024, "inner {inner:#x} outer {outer:#x}");
+        // Checked against the driver stack's range, not a distance: the two
+        // stacks' mappings may lie next to each other.
+        assert!((lo..hi).contains(&outer), "outer {outer:#x} off the driver stack {lo:#x}..{hi:#x}");
+        assert!(!(lo..hi).contains(&inner), "inner {inner:#x} on the driver stack {lo:#x}..{hi:#x}");
+        assert!(inner < host && host - inner < 64 * 1024, "inner {inner:#x} not just below the host's {host:#x}");
     }
 
     #[test]
