@@ -8,7 +8,6 @@
 //!   runs.
 //! * [`handlers`]: the imports the data-path handlers of `portwatch.sys`
 //!   can reach, and every store and locked instruction on that path.
-//!
 //! * [`retire_cost`]: the operating system's cost of the harness's NBL
 //!   retirement alone, with 1 and 2 threads.
 //!
@@ -24,7 +23,7 @@ pub mod pe;
 pub mod percpu;
 pub mod profile;
 pub mod reentry;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod retire_cost;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod run;

@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         Some("scaling") => live::scaling(rest),
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         Some("overhead") => live::overhead(rest),
-        #[cfg(target_os = "linux")]
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         Some("retire-scaling") => retire_scaling(rest),
         Some("overhead-summary") => {
             portwatch_bench::callgrind::print_overhead(&rest.iter().map(PathBuf::from).collect::<Vec<_>>())
@@ -106,7 +106,7 @@ fn contention() {
 
 /// `retire-scaling [seconds]`: pages retired per second by the operating
 /// system's calls alone, 1 and 2 threads, runs of 1, 8 and 64 pages.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 fn retire_scaling(args: &[String]) {
     use portwatch_bench::retire_cost::pages_per_second;
     let seconds: f64 = args.first().map_or(2.0, |a| a.parse().expect("seconds: a number"));

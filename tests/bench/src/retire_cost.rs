@@ -9,9 +9,9 @@
 
 use std::time::{Duration, Instant};
 
+pub use portwatch_harness::lent::SLAB;
+
 const PAGE: usize = 4096;
-/// Pages per slab, as in the harness's lent-page tables.
-pub const SLAB: usize = 64;
 
 /// Pages retired per second (one page stands for one NBL) by `threads`
 /// threads at once, each retiring its slab's pages in runs of `chain`

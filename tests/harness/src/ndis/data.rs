@@ -467,7 +467,8 @@ fn to_far_end(mut m: ModelGuard, dir: Dir, nbls: Addrs, flags: u32) -> Result<()
         let r = m.nbls.get_mut(a).expect("tracked");
         r.holder = Holder::FarEnd;
         r.delivered = true;
-        let modified = r.alloc.is_some_and(|alloc| !same_frames(&nbs, &alloc.get().spec().frames));
+        // SAFETY: `nbs` are the live NET_BUFFERs of this model NBL.
+        let modified = r.alloc.is_some_and(|alloc| !unsafe { same_frames(&nbs, &alloc.get().spec().frames) });
         if dir == Dir::Send {
             // SAFETY: a live NBL; the miniport owns it now.
             unsafe { (*(*a as *mut NET_BUFFER_LIST)).Status = NDIS_STATUS_SUCCESS };
@@ -498,10 +499,13 @@ fn to_far_end(mut m: ModelGuard, dir: Dir, nbls: Addrs, flags: u32) -> Result<()
 /// Whether the NET_BUFFERs `nbs` of a model NBL that reached the far end
 /// still hold the frames it was built with (a pass-through filter must not
 /// modify them: counted in `Stats::frames_modified`).
-fn same_frames(nbs: &[*mut NET_BUFFER], frames: &[crate::frames::Frame]) -> bool {
+///
+/// # Safety
+/// Every element of `nbs` is a live NET_BUFFER of a model NBL.
+unsafe fn same_frames(nbs: &[*mut NET_BUFFER], frames: &[crate::frames::Frame]) -> bool {
     nbs.len() == frames.len()
         && nbs.iter().zip(frames).all(|(nb, f)| {
-            // SAFETY: a live NET_BUFFER of a model NBL.
+            // SAFETY: the caller's contract.
             unsafe { (**nb).DataLength.get() as usize == f.bytes.len() && same_data(*nb, &f.bytes) }
         })
 }
