@@ -314,15 +314,48 @@ fn count_callback(name: &'static str) {
 /// Sends model NBLs built from `specs` from the protocol above `adapter` at
 /// `at`; returns how each ended, in order, once all are back.
 pub(crate) fn send(adapter: AdapterId, allocs: Vec<NblAlloc>, at: At) -> Result<Outcomes, Violation> {
-    let gate = model().adapters[adapter.0].send_gate.clone();
-    let _in_flight = gate.read().unwrap_or_else(PoisonError::into_inner);
-    let (m, addrs) = register(adapter.0, &allocs, Dir::Send, false);
+    let m = model();
+    let gate = Gate::of(&m, adapter.0, Dir::Send);
+    let (_in_flight, mut m) = gate.enter(m);
+    let addrs = register(&mut m, adapter.0, &allocs, Dir::Send, false);
     let saved = irql::current();
     irql::set(at.irql());
-    let result = send_down(m, adapter.0, usize::MAX, addrs.clone(), at.flag());
+    let result = send_down(m, adapter.0, usize::MAX, addrs, at.flag());
     irql::set(saved);
-    let outcome = result.and_then(|()| drain_pending()).and_then(|()| collect(&addrs));
+    let outcome = result.and_then(|()| drain_pending()).and_then(|()| collect(&allocs));
     keep_if_failed(allocs, outcome)
+}
+
+/// An adapter's send or receive gate (see `AdapterRec::send_gate`), which
+/// an operation holds for reading from before its NBLs are tracked until
+/// they are all back.
+struct Gate(std::sync::Arc<std::sync::RwLock<()>>);
+
+impl Gate {
+    /// The gate of `adapter` for operations going `dir` (the model locked).
+    fn of(m: &super::Model, adapter: usize, dir: Dir) -> Self {
+        let a = &m.adapters[adapter];
+        Gate(match dir {
+            Dir::Send => a.send_gate.clone(),
+            Dir::Receive => a.receive_gate.clone(),
+        })
+    }
+
+    /// Holds the gate for reading, with the model `m` locked, and returns
+    /// both: taken with the model's lock when free (one lock for both),
+    /// else waited for with the model let go (pause, restart, attach and
+    /// detach hold the gate for writing while they take the model's lock).
+    fn enter(&self, m: ModelGuard) -> (std::sync::RwLockReadGuard<'_, ()>, ModelGuard) {
+        match self.0.try_read() {
+            Ok(held) => (held, m),
+            Err(std::sync::TryLockError::Poisoned(e)) => (e.into_inner(), m),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                drop(m);
+                let held = self.0.read().unwrap_or_else(PoisonError::into_inner);
+                (held, model())
+            }
+        }
+    }
 }
 
 /// After a violation the driver may still hold the operation's NBLs: they
@@ -338,10 +371,9 @@ fn keep_if_failed<T>(mut allocs: Vec<NblAlloc>, outcome: Result<T, Violation>) -
     outcome
 }
 
-/// Tracks the model's new NBLs; returns the model, still locked, for the
-/// first hop.
-fn register(adapter: usize, allocs: &[NblAlloc], dir: Dir, resources: bool) -> (ModelGuard, Addrs) {
-    let mut m = model();
+/// Tracks the model's new NBLs (the model locked by the caller, who keeps
+/// it locked for the first hop); returns their addresses.
+fn register(m: &mut super::Model, adapter: usize, allocs: &[NblAlloc], dir: Dir, resources: bool) -> Addrs {
     let mut addrs = Addrs::new();
     for a in allocs {
         let addr = a.as_ptr() as usize;
@@ -364,16 +396,17 @@ fn register(adapter: usize, allocs: &[NblAlloc], dir: Dir, resources: bool) -> (
             },
         );
     }
-    (m, addrs)
+    addrs
 }
 
 /// Removes finished model NBLs and reports how they ended. (The NBLs
 /// themselves are freed by the caller, after the model's lock is let go:
 /// their pages go back to the lent-page and guarded-buffer tables.)
-fn collect(addrs: &[usize]) -> Result<Outcomes, Violation> {
+fn collect(allocs: &[NblAlloc]) -> Result<Outcomes, Violation> {
     let mut m = model();
-    for a in addrs {
-        let r = &m.nbls[a];
+    for a in allocs {
+        let a = a.as_ptr() as usize;
+        let r = &m.nbls[&a];
         if r.holder != Holder::Done {
             let dir = r.dir;
             drop(m);
@@ -384,19 +417,17 @@ fn collect(addrs: &[usize]) -> Result<Outcomes, Violation> {
             return Err(record(ndis_violation(
                 rule,
                 sub,
-                *a as u64,
+                a as u64,
                 0,
                 format!("NBL {a:#x} is still outstanding after the operation"),
             )));
         }
     }
-    let out = addrs
-        .iter()
-        .map(|a| {
-            let r = m.nbls.remove(a).expect("model NBL tracked");
-            NblOutcome { status: r.status, delivered: r.delivered }
-        })
-        .collect();
+    let mut out = Outcomes::new();
+    for a in allocs {
+        let r = m.nbls.remove(&(a.as_ptr() as usize)).expect("model NBL tracked");
+        out.push(NblOutcome { status: r.status, delivered: r.delivered });
+    }
     Ok(out)
 }
 
@@ -941,26 +972,28 @@ pub(crate) fn receive(
     at: At,
     resources: bool,
 ) -> Result<Outcomes, Violation> {
-    let gate = model().adapters[adapter.0].receive_gate.clone();
-    let _in_flight = gate.read().unwrap_or_else(PoisonError::into_inner);
-    let (m, addrs) = register(adapter.0, &allocs, Dir::Receive, resources);
+    let m = model();
+    let gate = Gate::of(&m, adapter.0, Dir::Receive);
+    let (_in_flight, mut m) = gate.enter(m);
+    let addrs = register(&mut m, adapter.0, &allocs, Dir::Receive, resources);
     let flags = at.flag() | if resources { NDIS_RECEIVE_FLAGS_RESOURCES } else { 0 };
     let saved = irql::current();
     irql::set(at.irql());
-    let result = indicate_up(m, adapter.0, None, addrs.clone(), flags);
+    let result = indicate_up(m, adapter.0, None, addrs, flags);
     irql::set(saved);
     let outcome = result
         .map(|()| {
             if resources {
                 // The NBLs reverted to the miniport when the indication
                 // returned.
+                let addrs: Addrs = allocs.iter().map(|a| a.as_ptr() as usize).collect();
                 let mut done = Addrs::new();
                 finish(&mut model(), &addrs, &mut done);
                 retire_all(&mut done);
             }
         })
         .and_then(|()| drain_pending())
-        .and_then(|()| collect(&addrs));
+        .and_then(|()| collect(&allocs));
     keep_if_failed(allocs, outcome)
 }
 
