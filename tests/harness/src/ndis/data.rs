@@ -695,17 +695,25 @@ fn drain_here() -> Result<(), Violation> {
     }
 }
 
+/// A `*_DISPATCH_LEVEL` flag (bit 0 of every data-path flags word) must be
+/// set only at DISPATCH_LEVEL.
+#[inline]
 fn check_flag(function: &str, flags: u32) -> Result<(), Violation> {
     if flags & 1 != 0 && irql::current() != irql::DISPATCH {
-        return Err(ndis_violation(
-            "DISPATCH_LEVEL flag set below DISPATCH_LEVEL",
-            subcodes::FLAG_IRQL,
-            u64::from(flags),
-            u64::from(irql::current()),
-            format!("{function} with the *_DISPATCH_LEVEL flag at {}", irql::name(irql::current())),
-        ));
+        return Err(flag_below_dispatch(function, flags));
     }
     Ok(())
+}
+
+#[cold]
+fn flag_below_dispatch(function: &str, flags: u32) -> Violation {
+    ndis_violation(
+        "DISPATCH_LEVEL flag set below DISPATCH_LEVEL",
+        subcodes::FLAG_IRQL,
+        u64::from(flags),
+        u64::from(irql::current()),
+        format!("{function} with the *_DISPATCH_LEVEL flag at {}", irql::name(irql::current())),
+    )
 }
 
 fn position(adapter: usize, h: usize) -> usize {
