@@ -285,6 +285,36 @@ fn data_path(m: &super::Model, adapter: usize) -> impl Iterator<Item = (usize, u
     })
 }
 
+/// The data-path module next below module `from` on `adapter` (None: below
+/// the protocol, the highest one), with its context; None: the miniport.
+/// `from` is a module of the data path.
+fn next_below(m: &super::Model, adapter: usize, from: Option<usize>) -> Option<(usize, usize)> {
+    let modules = &m.adapters[adapter].modules;
+    let end = from.map_or(modules.len(), |h| index_in(modules, h));
+    modules[..end].iter().rev().find_map(|h| in_path(m, *h))
+}
+
+/// The data-path module next above module `from` on `adapter` (None: above
+/// the miniport, the lowest one), with its context; None: the protocol.
+/// `from` is a module of the data path.
+fn next_above(m: &super::Model, adapter: usize, from: Option<usize>) -> Option<(usize, usize)> {
+    let modules = &m.adapters[adapter].modules;
+    let start = from.map_or(0, |h| index_in(modules, h) + 1);
+    modules[start..].iter().find_map(|h| in_path(m, *h))
+}
+
+/// Where module `h` is in an adapter's stack, which holds it.
+fn index_in(modules: &[usize], h: usize) -> usize {
+    let i = modules.iter().position(|x| *x == h);
+    i.expect("attached module")
+}
+
+/// Module `h` with its context, if it is in the data path.
+fn in_path(m: &super::Model, h: usize) -> Option<(usize, usize)> {
+    let rec = &m.modules[&h];
+    in_data_path(rec.state).then_some((h, rec.context))
+}
+
 /// The data-path module `handle` (adapter, state, context), with the model
 /// locked; a bad handle is reported once the lock is let go.
 fn module_in(m: &super::Model, handle: NDIS_HANDLE) -> Option<(usize, ModuleState, usize)> {
@@ -320,7 +350,7 @@ pub(crate) fn send(adapter: AdapterId, allocs: Vec<NblAlloc>, at: At) -> Result<
     let addrs = register(&mut m, adapter.0, &allocs, Dir::Send, false);
     let saved = irql::current();
     irql::set(at.irql());
-    let result = send_down(m, adapter.0, usize::MAX, addrs, at.flag());
+    let result = send_down(m, adapter.0, None, addrs, at.flag());
     irql::set(saved);
     let outcome = result.and_then(|()| drain_pending()).and_then(|()| collect(&allocs));
     keep_if_failed(allocs, outcome)
@@ -431,12 +461,12 @@ fn collect(allocs: &[NblAlloc]) -> Result<Outcomes, Violation> {
     Ok(out)
 }
 
-/// Passes `nbls` to the highest module below `below` (an index into the
-/// adapter's stack; `usize::MAX` = from the protocol), or the miniport.
+/// Passes `nbls` to the data-path module next below module `from` (None:
+/// from the protocol), or the miniport.
 /// `m` is the model, locked by the caller for this hop.
-fn send_down(m: ModelGuard, adapter: usize, below: usize, nbls: Addrs, flags: u32) -> Result<(), Violation> {
+fn send_down(m: ModelGuard, adapter: usize, from: Option<usize>, nbls: Addrs, flags: u32) -> Result<(), Violation> {
     let handler = chars(&m).SendNetBufferListsHandler;
-    let target = data_path(&m, adapter).take(below).last();
+    let target = next_below(&m, adapter, from);
     match (target, handler) {
         (Some((h, ctx)), Some(f)) => {
             // SAFETY: documented FilterSendNetBufferLists signature.
@@ -717,11 +747,7 @@ fn flag_below_dispatch(function: &str, flags: u32) -> Violation {
 }
 
 fn position(adapter: usize, h: usize) -> usize {
-    position_in(&model(), adapter, h)
-}
-
-fn position_in(m: &super::Model, adapter: usize, h: usize) -> usize {
-    data_path(m, adapter).position(|(x, _)| x == h).expect("attached module")
+    data_path(&model(), adapter).position(|(x, _)| x == h).expect("attached module")
 }
 
 /// Takes ownership of `nbls` away from module `h`, which passes them on;
@@ -835,8 +861,7 @@ unsafe extern "win64" fn NdisFSendNetBufferLists(
             _ => {}
         }
         take_from(&mut m, "NdisFSendNetBufferLists", h, adapter, &nbls, Dir::Send, false)?;
-        let below = position_in(&m, adapter, h);
-        send_down(m, adapter, below, nbls, flags)
+        send_down(m, adapter, Some(h), nbls, flags)
     });
     if let Err(v) = r {
         raise_or_leave(v)
@@ -1005,13 +1030,12 @@ pub(crate) fn receive(
     keep_if_failed(allocs, outcome)
 }
 
-/// Indicates `nbls` to the lowest module above `above` (None: from the
-/// miniport), or to the protocol.
+/// Indicates `nbls` to the data-path module next above module `from`
+/// (None: from the miniport), or to the protocol.
 /// `m` is the model, locked by the caller for this hop.
-fn indicate_up(m: ModelGuard, adapter: usize, above: Option<usize>, nbls: Addrs, flags: u32) -> Result<(), Violation> {
+fn indicate_up(m: ModelGuard, adapter: usize, from: Option<usize>, nbls: Addrs, flags: u32) -> Result<(), Violation> {
     let handler = chars(&m).ReceiveNetBufferListsHandler;
-    let start = above.map_or(0, |i| i + 1);
-    let target = data_path(&m, adapter).nth(start);
+    let target = next_above(&m, adapter, from);
     match (target, handler) {
         (Some((h, ctx)), Some(f)) => {
             // SAFETY: documented FilterReceiveNetBufferLists signature.
@@ -1094,8 +1118,7 @@ unsafe extern "win64" fn NdisFIndicateReceiveNetBufferLists(
             ));
         }
         take_from(&mut m, "NdisFIndicateReceiveNetBufferLists", h, adapter, &nbls, Dir::Receive, resources)?;
-        let above = position_in(&m, adapter, h);
-        indicate_up(m, adapter, Some(above), nbls.clone(), flags)?;
+        indicate_up(m, adapter, Some(h), nbls.clone(), flags)?;
         if resources {
             // They revert to this module when the indication returns (R18).
             let mut m = model();
