@@ -1118,14 +1118,15 @@ unsafe extern "win64" fn NdisFIndicateReceiveNetBufferLists(
             ));
         }
         take_from(&mut m, "NdisFIndicateReceiveNetBufferLists", h, adapter, &nbls, Dir::Receive, resources)?;
+        if !resources {
+            return indicate_up(m, adapter, Some(h), nbls, flags);
+        }
         indicate_up(m, adapter, Some(h), nbls.clone(), flags)?;
-        if resources {
-            // They revert to this module when the indication returns (R18).
-            let mut m = model();
-            for a in &nbls {
-                if let Some(r) = m.nbls.get_mut(a) {
-                    r.holder = Holder::Module(h);
-                }
+        // They revert to this module when the indication returns (R18).
+        let mut m = model();
+        for a in &nbls {
+            if let Some(r) = m.nbls.get_mut(a) {
+                r.holder = Holder::Module(h);
             }
         }
         Ok(())
