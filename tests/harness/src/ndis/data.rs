@@ -858,6 +858,11 @@ unsafe extern "win64" fn NdisFSendNetBufferLists(
             ModuleState::Pausing | ModuleState::Restarting if is_own(&m, h, &nbls) => {
                 return Err(wrong_state("NdisFSendNetBufferLists", h, state, "originates a send"))
             }
+            // Not in the data path before FilterAttach returns ("Filter
+            // Module States and Operations"): it can hold no NBL but its own.
+            ModuleState::Attaching => {
+                return Err(wrong_state("NdisFSendNetBufferLists", h, state, "sends before FilterAttach returned"))
+            }
             _ => {}
         }
         take_from(&mut m, "NdisFSendNetBufferLists", h, adapter, &nbls, Dir::Send, false)?;
@@ -1320,7 +1325,12 @@ fn status_up(adapter: usize, above: Option<usize>, status: NDIS_STATUS) -> Resul
 unsafe extern "win64" fn NdisFIndicateStatus(handle: NDIS_HANDLE, _ind: *mut NDIS_STATUS_INDICATION) {
     irql::require("NdisFIndicateStatus", irql::PASSIVE, irql::DISPATCH);
     let r = stack::on_host(|| -> Result<(), Violation> {
-        let (adapter, _, _) = module_for("NdisFIndicateStatus", handle)?;
+        let (adapter, state, _) = module_for("NdisFIndicateStatus", handle)?;
+        if state == ModuleState::Attaching {
+            // An Attaching module indicates nothing ("Filter Module States
+            // and Operations"): it is not in the stack yet.
+            return Err(wrong_state("NdisFIndicateStatus", handle as usize, state, "indicates a status"));
+        }
         status_up(adapter, Some(position(adapter, handle as usize)), 0)
     });
     if let Err(v) = r {
