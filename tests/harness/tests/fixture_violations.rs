@@ -42,6 +42,8 @@ enum Bug {
     ReceiveWrongCount = 12,
     ReceiveSwallowed = 13,
     StatusIrqlNotRestored = 14,
+    SendFromAttach = 15,
+    StatusFromAttach = 16,
 }
 
 /// Selects `bug` in the driver (a correct IOCTL of its own).
@@ -222,6 +224,41 @@ fn send_completed_while_paused_without_paused_status() {
     let v = s.send(a, frame(), At::Dispatch).unwrap_err();
     caught(&s, &v, "send completed while paused without NDIS_STATUS_PAUSED", C4, subcodes::NOT_PAUSED_STATUS);
     assert_eq!(v.params[2], NDIS_STATUS_SUCCESS as u32 as u64, "the status it completed with");
+}
+
+/// FilterAttach under `bug` on a fresh adapter: the violation that stopped
+/// it (the same driver attached a first adapter cleanly before).
+fn attach_violation(bug: Bug) -> (Session, Violation) {
+    let s = common::load(Options::default());
+    let first = s.add_adapter(AdapterSpec::named("eth0"));
+    s.start(first).unwrap();
+    clean(&s);
+    misbehave(&s, bug);
+    let a = s.add_adapter(AdapterSpec::named("eth1"));
+    match s.attach(a) {
+        Err(v) => (s, v),
+        other => panic!("{bug:?}: expected a violation, got {other:?}"),
+    }
+}
+
+#[test]
+fn send_from_filter_attach() {
+    let (s, v) = attach_violation(Bug::SendFromAttach);
+    caught(&s, &v, "data path used in the wrong module state", C4, subcodes::WRONG_STATE);
+    assert!(v.detail.starts_with("NdisFSendNetBufferLists sends before FilterAttach returned"), "{v}");
+    assert_eq!(v.function, "FilterAttach");
+    drop(s);
+    clean_session_after(Bug::SendFromAttach);
+}
+
+#[test]
+fn status_from_filter_attach() {
+    let (s, v) = attach_violation(Bug::StatusFromAttach);
+    caught(&s, &v, "data path used in the wrong module state", C4, subcodes::WRONG_STATE);
+    assert!(v.detail.starts_with("NdisFIndicateStatus indicates a status while the module is Attaching"), "{v}");
+    assert_eq!(v.function, "FilterAttach");
+    drop(s);
+    clean_session_after(Bug::StatusFromAttach);
 }
 
 // ---------------------------------------------------------------------------

@@ -285,6 +285,36 @@ fn data_path(m: &super::Model, adapter: usize) -> impl Iterator<Item = (usize, u
     })
 }
 
+/// The data-path module next below module `from` on `adapter` (None: below
+/// the protocol, the highest one), with its context; None: the miniport.
+/// `from` is a module of the data path.
+fn next_below(m: &super::Model, adapter: usize, from: Option<usize>) -> Option<(usize, usize)> {
+    let modules = &m.adapters[adapter].modules;
+    let end = from.map_or(modules.len(), |h| index_in(modules, h));
+    modules[..end].iter().rev().find_map(|h| in_path(m, *h))
+}
+
+/// The data-path module next above module `from` on `adapter` (None: above
+/// the miniport, the lowest one), with its context; None: the protocol.
+/// `from` is a module of the data path.
+fn next_above(m: &super::Model, adapter: usize, from: Option<usize>) -> Option<(usize, usize)> {
+    let modules = &m.adapters[adapter].modules;
+    let start = from.map_or(0, |h| index_in(modules, h) + 1);
+    modules[start..].iter().find_map(|h| in_path(m, *h))
+}
+
+/// Where module `h` is in an adapter's stack, which holds it.
+fn index_in(modules: &[usize], h: usize) -> usize {
+    let i = modules.iter().position(|x| *x == h);
+    i.expect("attached module")
+}
+
+/// Module `h` with its context, if it is in the data path.
+fn in_path(m: &super::Model, h: usize) -> Option<(usize, usize)> {
+    let rec = &m.modules[&h];
+    in_data_path(rec.state).then_some((h, rec.context))
+}
+
 /// The data-path module `handle` (adapter, state, context), with the model
 /// locked; a bad handle is reported once the lock is let go.
 fn module_in(m: &super::Model, handle: NDIS_HANDLE) -> Option<(usize, ModuleState, usize)> {
@@ -314,15 +344,48 @@ fn count_callback(name: &'static str) {
 /// Sends model NBLs built from `specs` from the protocol above `adapter` at
 /// `at`; returns how each ended, in order, once all are back.
 pub(crate) fn send(adapter: AdapterId, allocs: Vec<NblAlloc>, at: At) -> Result<Outcomes, Violation> {
-    let gate = model().adapters[adapter.0].send_gate.clone();
-    let _in_flight = gate.read().unwrap_or_else(PoisonError::into_inner);
-    let (m, addrs) = register(adapter.0, &allocs, Dir::Send, false);
+    let m = model();
+    let gate = Gate::of(&m, adapter.0, Dir::Send);
+    let (_in_flight, mut m) = gate.enter(m);
+    let addrs = register(&mut m, adapter.0, &allocs, Dir::Send, false);
     let saved = irql::current();
     irql::set(at.irql());
-    let result = send_down(m, adapter.0, usize::MAX, addrs.clone(), at.flag());
+    let result = send_down(m, adapter.0, None, addrs, at.flag());
     irql::set(saved);
-    let outcome = result.and_then(|()| drain_pending()).and_then(|()| collect(&addrs));
+    let outcome = result.and_then(|()| drain_pending()).and_then(|()| collect(&allocs));
     keep_if_failed(allocs, outcome)
+}
+
+/// An adapter's send or receive gate (see `AdapterRec::send_gate`), which
+/// an operation holds for reading from before its NBLs are tracked until
+/// they are all back.
+struct Gate(std::sync::Arc<std::sync::RwLock<()>>);
+
+impl Gate {
+    /// The gate of `adapter` for operations going `dir` (the model locked).
+    fn of(m: &super::Model, adapter: usize, dir: Dir) -> Self {
+        let a = &m.adapters[adapter];
+        Gate(match dir {
+            Dir::Send => a.send_gate.clone(),
+            Dir::Receive => a.receive_gate.clone(),
+        })
+    }
+
+    /// Holds the gate for reading, with the model `m` locked, and returns
+    /// both: taken with the model's lock when free (one lock for both),
+    /// else waited for with the model let go (pause, restart, attach and
+    /// detach hold the gate for writing while they take the model's lock).
+    fn enter(&self, m: ModelGuard) -> (std::sync::RwLockReadGuard<'_, ()>, ModelGuard) {
+        match self.0.try_read() {
+            Ok(held) => (held, m),
+            Err(std::sync::TryLockError::Poisoned(e)) => (e.into_inner(), m),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                drop(m);
+                let held = self.0.read().unwrap_or_else(PoisonError::into_inner);
+                (held, model())
+            }
+        }
+    }
 }
 
 /// After a violation the driver may still hold the operation's NBLs: they
@@ -338,10 +401,9 @@ fn keep_if_failed<T>(mut allocs: Vec<NblAlloc>, outcome: Result<T, Violation>) -
     outcome
 }
 
-/// Tracks the model's new NBLs; returns the model, still locked, for the
-/// first hop.
-fn register(adapter: usize, allocs: &[NblAlloc], dir: Dir, resources: bool) -> (ModelGuard, Addrs) {
-    let mut m = model();
+/// Tracks the model's new NBLs (the model locked by the caller, who keeps
+/// it locked for the first hop); returns their addresses.
+fn register(m: &mut super::Model, adapter: usize, allocs: &[NblAlloc], dir: Dir, resources: bool) -> Addrs {
     let mut addrs = Addrs::new();
     for a in allocs {
         let addr = a.as_ptr() as usize;
@@ -364,16 +426,17 @@ fn register(adapter: usize, allocs: &[NblAlloc], dir: Dir, resources: bool) -> (
             },
         );
     }
-    (m, addrs)
+    addrs
 }
 
 /// Removes finished model NBLs and reports how they ended. (The NBLs
 /// themselves are freed by the caller, after the model's lock is let go:
 /// their pages go back to the lent-page and guarded-buffer tables.)
-fn collect(addrs: &[usize]) -> Result<Outcomes, Violation> {
+fn collect(allocs: &[NblAlloc]) -> Result<Outcomes, Violation> {
     let mut m = model();
-    for a in addrs {
-        let r = &m.nbls[a];
+    for a in allocs {
+        let a = a.as_ptr() as usize;
+        let r = &m.nbls[&a];
         if r.holder != Holder::Done {
             let dir = r.dir;
             drop(m);
@@ -384,28 +447,26 @@ fn collect(addrs: &[usize]) -> Result<Outcomes, Violation> {
             return Err(record(ndis_violation(
                 rule,
                 sub,
-                *a as u64,
+                a as u64,
                 0,
                 format!("NBL {a:#x} is still outstanding after the operation"),
             )));
         }
     }
-    let out = addrs
-        .iter()
-        .map(|a| {
-            let r = m.nbls.remove(a).expect("model NBL tracked");
-            NblOutcome { status: r.status, delivered: r.delivered }
-        })
-        .collect();
+    let mut out = Outcomes::new();
+    for a in allocs {
+        let r = m.nbls.remove(&(a.as_ptr() as usize)).expect("model NBL tracked");
+        out.push(NblOutcome { status: r.status, delivered: r.delivered });
+    }
     Ok(out)
 }
 
-/// Passes `nbls` to the highest module below `below` (an index into the
-/// adapter's stack; `usize::MAX` = from the protocol), or the miniport.
+/// Passes `nbls` to the data-path module next below module `from` (None:
+/// from the protocol), or the miniport.
 /// `m` is the model, locked by the caller for this hop.
-fn send_down(m: ModelGuard, adapter: usize, below: usize, nbls: Addrs, flags: u32) -> Result<(), Violation> {
+fn send_down(m: ModelGuard, adapter: usize, from: Option<usize>, nbls: Addrs, flags: u32) -> Result<(), Violation> {
     let handler = chars(&m).SendNetBufferListsHandler;
-    let target = data_path(&m, adapter).take(below).last();
+    let target = next_below(&m, adapter, from);
     match (target, handler) {
         (Some((h, ctx)), Some(f)) => {
             // SAFETY: documented FilterSendNetBufferLists signature.
@@ -664,25 +725,29 @@ fn drain_here() -> Result<(), Violation> {
     }
 }
 
+/// A `*_DISPATCH_LEVEL` flag (bit 0 of every data-path flags word) must be
+/// set only at DISPATCH_LEVEL.
+#[inline]
 fn check_flag(function: &str, flags: u32) -> Result<(), Violation> {
     if flags & 1 != 0 && irql::current() != irql::DISPATCH {
-        return Err(ndis_violation(
-            "DISPATCH_LEVEL flag set below DISPATCH_LEVEL",
-            subcodes::FLAG_IRQL,
-            u64::from(flags),
-            u64::from(irql::current()),
-            format!("{function} with the *_DISPATCH_LEVEL flag at {}", irql::name(irql::current())),
-        ));
+        return Err(flag_below_dispatch(function, flags));
     }
     Ok(())
 }
 
-fn position(adapter: usize, h: usize) -> usize {
-    position_in(&model(), adapter, h)
+#[cold]
+fn flag_below_dispatch(function: &str, flags: u32) -> Violation {
+    ndis_violation(
+        "DISPATCH_LEVEL flag set below DISPATCH_LEVEL",
+        subcodes::FLAG_IRQL,
+        u64::from(flags),
+        u64::from(irql::current()),
+        format!("{function} with the *_DISPATCH_LEVEL flag at {}", irql::name(irql::current())),
+    )
 }
 
-fn position_in(m: &super::Model, adapter: usize, h: usize) -> usize {
-    data_path(m, adapter).position(|(x, _)| x == h).expect("attached module")
+fn position(adapter: usize, h: usize) -> usize {
+    data_path(&model(), adapter).position(|(x, _)| x == h).expect("attached module")
 }
 
 /// Takes ownership of `nbls` away from module `h`, which passes them on;
@@ -793,11 +858,15 @@ unsafe extern "win64" fn NdisFSendNetBufferLists(
             ModuleState::Pausing | ModuleState::Restarting if is_own(&m, h, &nbls) => {
                 return Err(wrong_state("NdisFSendNetBufferLists", h, state, "originates a send"))
             }
+            // Not in the data path before FilterAttach returns ("Filter
+            // Module States and Operations"): it can hold no NBL but its own.
+            ModuleState::Attaching => {
+                return Err(wrong_state("NdisFSendNetBufferLists", h, state, "sends before FilterAttach returned"))
+            }
             _ => {}
         }
         take_from(&mut m, "NdisFSendNetBufferLists", h, adapter, &nbls, Dir::Send, false)?;
-        let below = position_in(&m, adapter, h);
-        send_down(m, adapter, below, nbls, flags)
+        send_down(m, adapter, Some(h), nbls, flags)
     });
     if let Err(v) = r {
         raise_or_leave(v)
@@ -941,36 +1010,37 @@ pub(crate) fn receive(
     at: At,
     resources: bool,
 ) -> Result<Outcomes, Violation> {
-    let gate = model().adapters[adapter.0].receive_gate.clone();
-    let _in_flight = gate.read().unwrap_or_else(PoisonError::into_inner);
-    let (m, addrs) = register(adapter.0, &allocs, Dir::Receive, resources);
+    let m = model();
+    let gate = Gate::of(&m, adapter.0, Dir::Receive);
+    let (_in_flight, mut m) = gate.enter(m);
+    let addrs = register(&mut m, adapter.0, &allocs, Dir::Receive, resources);
     let flags = at.flag() | if resources { NDIS_RECEIVE_FLAGS_RESOURCES } else { 0 };
     let saved = irql::current();
     irql::set(at.irql());
-    let result = indicate_up(m, adapter.0, None, addrs.clone(), flags);
+    let result = indicate_up(m, adapter.0, None, addrs, flags);
     irql::set(saved);
     let outcome = result
         .map(|()| {
             if resources {
                 // The NBLs reverted to the miniport when the indication
                 // returned.
+                let addrs: Addrs = allocs.iter().map(|a| a.as_ptr() as usize).collect();
                 let mut done = Addrs::new();
                 finish(&mut model(), &addrs, &mut done);
                 retire_all(&mut done);
             }
         })
         .and_then(|()| drain_pending())
-        .and_then(|()| collect(&addrs));
+        .and_then(|()| collect(&allocs));
     keep_if_failed(allocs, outcome)
 }
 
-/// Indicates `nbls` to the lowest module above `above` (None: from the
-/// miniport), or to the protocol.
+/// Indicates `nbls` to the data-path module next above module `from`
+/// (None: from the miniport), or to the protocol.
 /// `m` is the model, locked by the caller for this hop.
-fn indicate_up(m: ModelGuard, adapter: usize, above: Option<usize>, nbls: Addrs, flags: u32) -> Result<(), Violation> {
+fn indicate_up(m: ModelGuard, adapter: usize, from: Option<usize>, nbls: Addrs, flags: u32) -> Result<(), Violation> {
     let handler = chars(&m).ReceiveNetBufferListsHandler;
-    let start = above.map_or(0, |i| i + 1);
-    let target = data_path(&m, adapter).nth(start);
+    let target = next_above(&m, adapter, from);
     match (target, handler) {
         (Some((h, ctx)), Some(f)) => {
             // SAFETY: documented FilterReceiveNetBufferLists signature.
@@ -1053,15 +1123,15 @@ unsafe extern "win64" fn NdisFIndicateReceiveNetBufferLists(
             ));
         }
         take_from(&mut m, "NdisFIndicateReceiveNetBufferLists", h, adapter, &nbls, Dir::Receive, resources)?;
-        let above = position_in(&m, adapter, h);
-        indicate_up(m, adapter, Some(above), nbls.clone(), flags)?;
-        if resources {
-            // They revert to this module when the indication returns (R18).
-            let mut m = model();
-            for a in &nbls {
-                if let Some(r) = m.nbls.get_mut(a) {
-                    r.holder = Holder::Module(h);
-                }
+        if !resources {
+            return indicate_up(m, adapter, Some(h), nbls, flags);
+        }
+        indicate_up(m, adapter, Some(h), nbls.clone(), flags)?;
+        // They revert to this module when the indication returns (R18).
+        let mut m = model();
+        for a in &nbls {
+            if let Some(r) = m.nbls.get_mut(a) {
+                r.holder = Holder::Module(h);
             }
         }
         Ok(())
@@ -1255,7 +1325,12 @@ fn status_up(adapter: usize, above: Option<usize>, status: NDIS_STATUS) -> Resul
 unsafe extern "win64" fn NdisFIndicateStatus(handle: NDIS_HANDLE, _ind: *mut NDIS_STATUS_INDICATION) {
     irql::require("NdisFIndicateStatus", irql::PASSIVE, irql::DISPATCH);
     let r = stack::on_host(|| -> Result<(), Violation> {
-        let (adapter, _, _) = module_for("NdisFIndicateStatus", handle)?;
+        let (adapter, state, _) = module_for("NdisFIndicateStatus", handle)?;
+        if state == ModuleState::Attaching {
+            // An Attaching module indicates nothing ("Filter Module States
+            // and Operations"): it is not in the stack yet.
+            return Err(wrong_state("NdisFIndicateStatus", handle as usize, state, "indicates a status"));
+        }
         status_up(adapter, Some(position(adapter, handle as usize)), 0)
     });
     if let Err(v) = r {
