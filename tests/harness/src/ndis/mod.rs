@@ -299,3 +299,46 @@ pub(crate) fn imports() -> Vec<Import> {
     all.extend(device::imports());
     all
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every count of `counts`, merged by name.
+    fn by_name(counts: &CallCounts) -> BTreeMap<&'static str, u64> {
+        let mut all = BTreeMap::new();
+        for (name, n) in counts.iter() {
+            *all.entry(name).or_default() += n;
+        }
+        all
+    }
+
+    #[test]
+    fn names_sharing_an_address_are_counted_apart() {
+        const LONG: &str = "FilterPauseX";
+        let short = &LONG[..11];
+        let mut counts = CallCounts::default();
+        for _ in 0..3 {
+            counts.count(LONG);
+        }
+        counts.count(short);
+        let all = by_name(&counts);
+        assert_eq!((all["FilterPauseX"], all["FilterPause"]), (3, 1), "{all:?}");
+    }
+
+    #[test]
+    fn names_past_a_half_full_table_are_still_counted() {
+        let names: Vec<&'static str> = (0..CALL_SLOTS + 5).map(|i| &*format!("callback-{i}").leak()).collect();
+        let mut counts = CallCounts::default();
+        for (i, name) in names.iter().enumerate() {
+            for _ in 0..=i % 3 {
+                counts.count(name);
+            }
+        }
+        let all = by_name(&counts);
+        assert_eq!(all.len(), names.len());
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(all[name], (i % 3 + 1) as u64, "{name}");
+        }
+    }
+}
