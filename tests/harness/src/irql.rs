@@ -26,6 +26,7 @@ thread_local! {
 static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The calling thread's modelled IRQL.
+#[inline]
 pub fn current() -> u8 {
     IRQL.with(Cell::get)
 }
@@ -34,6 +35,7 @@ pub fn current() -> u8 {
 /// enter callbacks at the IRQL NDIS or the I/O manager would use). Every
 /// raise to DISPATCH_LEVEL or above trims pageable memory, as Driver
 /// Verifier's Force IRQL checking does (see `crate::pool`, paged pool).
+#[inline]
 pub fn set(irql: u8) {
     let old = IRQL.with(|c| c.replace(irql));
     if irql >= DISPATCH && old < DISPATCH {
