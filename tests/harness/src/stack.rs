@@ -310,8 +310,8 @@ fn new_thread_rt() -> *mut ThreadRt {
 }
 
 /// The stack budget of a call, from the thread's copy of the options
-/// (refreshed, and the watchdog limit stored, when a session stored new
-/// ones).
+/// (refreshed, the watchdog limit stored and the thread's peak counts
+/// forgotten, when a session stored new ones).
 ///
 /// # Safety
 /// `rt` is this thread's live runtime.
@@ -335,6 +335,7 @@ unsafe fn refresh_config(rt: *mut ThreadRt, generation: u64) {
     // SAFETY: the caller's contract.
     let rt = unsafe { &mut *rt };
     rt.config = CallConfig { generation, budget: config.stack_budget.max(PAGE) };
+    rt.peaks.clear();
     let limit = config.watchdog.as_millis().min(u128::from(u64::MAX / 2)) as u64;
     rt.watch.limit_ms.store(limit, Ordering::Relaxed);
 }
@@ -903,9 +904,6 @@ fn classify_fault(frame: &Frame) -> Violation {
 // Peak stack use.
 
 static PEAKS: Mutex<Option<HashMap<&'static str, usize>>> = Mutex::new(None);
-/// Bumped by [`reset`]: a thread's [`PeakSlots`] of an earlier session are
-/// forgotten.
-static PEAK_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// The few bytes between the budget's end and the guard page (the budget
 /// not a multiple of 16, or an entry frame placed otherwise): whether the
@@ -960,28 +958,29 @@ const PEAK_TABLE: usize = 2 * PEAK_SLOTS;
 
 /// Which calls of each entry point have their peak measured, and the
 /// thread's highest peak per entry point (the shared table is written only
-/// when a peak grows).
+/// when a peak grows). Cleared with the thread's copy of the options
+/// ([`refresh_config`]): every session stores its options, so a thread
+/// forgets an earlier session's counts at its first call in the next.
 struct PeakSlots {
-    generation: u64,
     used: usize,
     table: Box<[PeakSlot; PEAK_TABLE]>,
 }
 
 impl Default for PeakSlots {
     fn default() -> Self {
-        Self { generation: 0, used: 0, table: Box::new([PeakSlot::default(); PEAK_TABLE]) }
+        Self { used: 0, table: Box::new([PeakSlot::default(); PEAK_TABLE]) }
     }
 }
 
 impl PeakSlots {
+    /// Forgets every count and peak (a new session).
+    fn clear(&mut self) {
+        *self.table = [PeakSlot::default(); PEAK_TABLE];
+        self.used = 0;
+    }
+
     #[inline]
     fn slot(&mut self, what: &'static str) -> Option<&mut PeakSlot> {
-        let now = PEAK_GENERATION.load(Ordering::Acquire);
-        if self.generation != now {
-            *self.table = [PeakSlot::default(); PEAK_TABLE];
-            self.used = 0;
-            self.generation = now;
-        }
         let (name, len) = (what.as_ptr() as usize, what.len());
         // Fibonacci hashing: the top bits of the address times 2^64/phi.
         let mut i = name.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - PEAK_TABLE.trailing_zeros());
@@ -1034,10 +1033,10 @@ pub fn peak_usage() -> Vec<(String, usize)> {
     v
 }
 
-/// Forgets the peak statistics (session reset).
+/// Forgets the peak statistics (session reset; each thread forgets its
+/// own counts when it sees the session's options, see [`PeakSlots`]).
 pub(crate) fn reset() {
     *PEAKS.lock().unwrap_or_else(PoisonError::into_inner) = None;
-    PEAK_GENERATION.fetch_add(1, Ordering::AcqRel);
 }
 
 // ---------------------------------------------------------------------------
