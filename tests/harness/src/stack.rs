@@ -190,8 +190,6 @@ struct FaultInfo {
 #[derive(Default)]
 struct Frame {
     ctx: HostContext,
-    guard_lo: usize,
-    guard_hi: usize,
     /// Where `enter` runs (the top less [`entry_offset`]; tests aim at
     /// the budget's last byte from it).
     #[cfg(test)]
@@ -559,8 +557,6 @@ pub fn call_driver<R, F: FnOnce() -> R>(what: &'static str, f: F) -> Result<R, V
     let frame: *mut Frame = unsafe { &mut (*rt).frames[depth] };
     // SAFETY: as above.
     let outer = unsafe {
-        (*frame).guard_lo = stack.lo;
-        (*frame).guard_hi = stack.lo + PAGE;
         #[cfg(test)]
         {
             (*frame).entry_sp = stack.top - entry_offset();
@@ -615,23 +611,23 @@ pub fn call_driver<R, F: FnOnce() -> R>(what: &'static str, f: F) -> Result<R, V
     } else {
         call.forget();
         // SAFETY: the frame is this thread's and no longer active.
-        Err(unsafe { abandoned(exit, frame, what) })
+        Err(unsafe { abandoned(exit, frame, stack.lo, what) })
     };
     outcome.map_err(|v| left_with(v, what, entry_irql, entry_locks))
 }
 
 /// The violation a call that did not return left with (`exit`, from
-/// `frame`).
+/// `frame`; its stack's guard page at `guard_lo`).
 ///
 /// # Safety
 /// `frame` is this thread's frame of that call, no longer active.
 #[cold]
-unsafe fn abandoned(exit: u64, frame: *mut Frame, what: &str) -> Violation {
+unsafe fn abandoned(exit: u64, frame: *mut Frame, guard_lo: usize, what: &str) -> Violation {
     match exit {
         // SAFETY: the caller's contract.
         EXIT_VIOLATION => unsafe { (*frame).pending.take() }.expect("violation exit without a violation"),
         // SAFETY: as above.
-        EXIT_FAULT => classify_fault(unsafe { &*frame }),
+        EXIT_FAULT => classify_fault(unsafe { (*frame).fault }, guard_lo),
         _ => watchdog_violation(what),
     }
 }
@@ -860,9 +856,11 @@ fn watchdog_violation(what: &str) -> Violation {
     }
 }
 
-fn classify_fault(frame: &Frame) -> Violation {
-    let FaultInfo { addr, rip, write } = frame.fault;
-    if addr >= frame.guard_lo && addr < frame.guard_hi {
+/// What a fault that left a call means; the call's guard page starts at
+/// `guard_lo`.
+fn classify_fault(fault: FaultInfo, guard_lo: usize) -> Violation {
+    let FaultInfo { addr, rip, write } = fault;
+    if addr >= guard_lo && addr < guard_lo + PAGE {
         return Violation::new(
             "kernel stack overflow",
             codes::UNEXPECTED_KERNEL_MODE_TRAP,
