@@ -461,8 +461,16 @@ unsafe fn run_call<F: FnOnce() -> R, R>(data: *mut u8) {
     if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| {
         result.write(f());
     })) {
-        call.panic = Some(payload);
+        caught(&mut call.panic, payload);
     }
+}
+
+/// Keeps a caught panic for the caller to resume (out of line: the
+/// catching frame then keeps only what its call needs).
+#[cold]
+#[inline(never)]
+fn caught(slot: &mut Option<Box<dyn Any + Send>>, payload: Box<dyn Any + Send>) {
+    *slot = Some(payload);
 }
 
 /// Data handed to `enter`, the first frame on the driver stack: the call
