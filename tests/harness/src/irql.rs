@@ -26,6 +26,7 @@ thread_local! {
 static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The calling thread's modelled IRQL.
+#[inline]
 pub fn current() -> u8 {
     IRQL.with(Cell::get)
 }
@@ -34,6 +35,7 @@ pub fn current() -> u8 {
 /// enter callbacks at the IRQL NDIS or the I/O manager would use). Every
 /// raise to DISPATCH_LEVEL or above trims pageable memory, as Driver
 /// Verifier's Force IRQL checking does (see `crate::pool`, paged pool).
+#[inline]
 pub fn set(irql: u8) {
     let old = IRQL.with(|c| c.replace(irql));
     if irql >= DISPATCH && old < DISPATCH {
@@ -43,32 +45,46 @@ pub fn set(irql: u8) {
 
 /// Raises to `to` and returns the previous IRQL; raising to a lower level is
 /// a violation (0xC4/0x30).
+#[inline]
 pub fn raise(to: u8) -> u8 {
     let old = current();
     if to < old {
-        verifier::violation(Violation::new(
-            "IRQL raised to a lower level",
-            codes::DRIVER_VERIFIER_DETECTED_VIOLATION,
-            [codes::C4_RAISE_IRQL_INVALID, u64::from(old), u64::from(to), 0],
-            format!("raise from {} to {}", name(old), name(to)),
-        ));
+        raised_below(old, to);
     }
     set(to);
     old
 }
 
+#[cold]
+#[inline(never)]
+fn raised_below(old: u8, to: u8) -> ! {
+    verifier::violation(Violation::new(
+        "IRQL raised to a lower level",
+        codes::DRIVER_VERIFIER_DETECTED_VIOLATION,
+        [codes::C4_RAISE_IRQL_INVALID, u64::from(old), u64::from(to), 0],
+        format!("raise from {} to {}", name(old), name(to)),
+    ))
+}
+
 /// Lowers to `to`; lowering to a higher level is a violation (0xC4/0x31).
+#[inline]
 pub fn lower(to: u8) {
     let old = current();
     if to > old {
-        verifier::violation(Violation::new(
-            "IRQL lowered to a higher level",
-            codes::DRIVER_VERIFIER_DETECTED_VIOLATION,
-            [codes::C4_LOWER_IRQL_INVALID, u64::from(old), u64::from(to), 0],
-            format!("lower from {} to {}", name(old), name(to)),
-        ));
+        lowered_above(old, to);
     }
     set(to);
+}
+
+#[cold]
+#[inline(never)]
+fn lowered_above(old: u8, to: u8) -> ! {
+    verifier::violation(Violation::new(
+        "IRQL lowered to a higher level",
+        codes::DRIVER_VERIFIER_DETECTED_VIOLATION,
+        [codes::C4_LOWER_IRQL_INVALID, u64::from(old), u64::from(to), 0],
+        format!("lower from {} to {}", name(old), name(to)),
+    ))
 }
 
 /// Applies the IRQL rule of `function`: it may only be called at an IRQL in
@@ -83,6 +99,7 @@ pub fn require(function: &str, min: u8, max: u8) {
 }
 
 #[cold]
+#[inline(never)]
 fn wrong_irql(function: &str, now: u8, min: u8, max: u8) -> ! {
     let rule =
         if now > max { "function called above its maximum IRQL" } else { "function called below its minimum IRQL" };

@@ -58,8 +58,10 @@
 //! when a session stores new ones), counts the entry point in a table
 //! found by the name's address, and arms the watchdog with one store.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::sync::atomic::AtomicU64;
@@ -188,8 +190,6 @@ struct FaultInfo {
 #[derive(Default)]
 struct Frame {
     ctx: HostContext,
-    guard_lo: usize,
-    guard_hi: usize,
     /// Where `enter` runs (the top less [`entry_offset`]; tests aim at
     /// the budget's last byte from it).
     #[cfg(test)]
@@ -308,8 +308,8 @@ fn new_thread_rt() -> *mut ThreadRt {
 }
 
 /// The stack budget of a call, from the thread's copy of the options
-/// (refreshed, and the watchdog limit stored, when a session stored new
-/// ones).
+/// (refreshed, the watchdog limit stored and the thread's peak counts
+/// forgotten, when a session stored new ones).
 ///
 /// # Safety
 /// `rt` is this thread's live runtime.
@@ -333,6 +333,7 @@ unsafe fn refresh_config(rt: *mut ThreadRt, generation: u64) {
     // SAFETY: the caller's contract.
     let rt = unsafe { &mut *rt };
     rt.config = CallConfig { generation, budget: config.stack_budget.max(PAGE) };
+    rt.peaks.clear();
     let limit = config.watchdog.as_millis().min(u128::from(u64::MAX / 2)) as u64;
     rt.watch.limit_ms.store(limit, Ordering::Relaxed);
 }
@@ -403,22 +404,99 @@ fn protect(addr: usize, len: usize, prot: libc::c_int) {
     assert_eq!(rc, 0, "mprotect failed");
 }
 
+/// A closure to run on another stack and, once it ran, its result or the
+/// panic it raised (caught there: a panic must not unwind through the
+/// stack switch). Written in place, so that neither the closure nor its
+/// result is moved through an `Option` on the way.
+struct Call<F, R> {
+    /// The closure, until [`run_call`] takes it (then `ran`).
+    f: ManuallyDrop<F>,
+    ran: bool,
+    /// Written when the closure returned.
+    result: MaybeUninit<R>,
+    /// Set when the closure panicked.
+    panic: Option<Box<dyn Any + Send>>,
+}
+
+impl<F: FnOnce() -> R, R> Call<F, R> {
+    fn new(f: F) -> Self {
+        Self { f: ManuallyDrop::new(f), ran: false, result: MaybeUninit::uninit(), panic: None }
+    }
+
+    /// What the call produced: its result, or its panic resumed. Only
+    /// after [`run_call`] returned normally (the closure ran to its end).
+    fn into_result(mut self) -> R {
+        debug_assert!(self.ran, "the call never ran");
+        if let Some(payload) = self.panic.take() {
+            panic::resume_unwind(payload);
+        }
+        // SAFETY: the closure ran and did not panic, so `run_call` wrote
+        // the result; `self` is consumed, so it is read once.
+        unsafe { self.result.assume_init_read() }
+    }
+
+    /// A call abandoned before it ran (it left by a violation, fault or
+    /// the watchdog before reaching the closure): the closure is dropped.
+    /// One that ran was consumed; what it was doing is abandoned.
+    fn forget(mut self) {
+        if !self.ran {
+            // SAFETY: never taken: `ran` is set when it is.
+            unsafe { ManuallyDrop::drop(&mut self.f) };
+        }
+    }
+}
+
+/// Runs the closure of the `Call<F, R>` at `data`, catching a panic.
+///
+/// # Safety
+/// `data` is a live `Call<F, R>` whose closure has not run, used by
+/// nothing else meanwhile.
+unsafe fn run_call<F: FnOnce() -> R, R>(data: *mut u8) {
+    // SAFETY: the caller's contract.
+    let call = unsafe { &mut *data.cast::<Call<F, R>>() };
+    call.ran = true;
+    // SAFETY: not taken before (the caller's contract); `ran` now says so.
+    let f = unsafe { ManuallyDrop::take(&mut call.f) };
+    let result = &mut call.result;
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| {
+        result.write(f());
+    })) {
+        caught(&mut call.panic, payload);
+    }
+}
+
+/// Keeps a caught panic for the caller to resume (out of line: the
+/// catching frame then keeps only what its call needs).
+#[cold]
+#[inline(never)]
+fn caught(slot: &mut Option<Box<dyn Any + Send>>, payload: Box<dyn Any + Send>) {
+    *slot = Some(payload);
+}
+
 /// Data handed to `enter`, the first frame on the driver stack: the call
-/// to make and, written by `enter`, its stack pointer. `enter` is not
-/// generic, so that stack pointer lies at the same distance below the top
-/// on every call ([`entry_offset`]).
-struct Entry<'a> {
-    run: &'a mut dyn FnMut(),
+/// to make (`run(data)`) and, written by `enter`, its stack pointer.
+/// `enter` is not generic, so that stack pointer lies at the same distance
+/// below the top on every call ([`entry_offset`]).
+struct Entry {
+    run: unsafe fn(*mut u8),
+    data: *mut u8,
     entry_sp: usize,
 }
 
 extern "C" fn enter(data: *mut u8) {
-    // SAFETY: `data` is the `Entry` passed to pw_harness_switch_call or
-    // pw_harness_on_stack by this module; it outlives this call.
-    let entry = unsafe { &mut *data.cast::<Entry<'_>>() };
+    // SAFETY: `data` is the `Entry` passed to pw_harness_switch_call by
+    // this module; it outlives this call.
+    let entry = unsafe { &mut *data.cast::<Entry>() };
     entry.entry_sp = current_sp();
-    (entry.run)();
+    // SAFETY: `run` and `data` were made for each other by the caller.
+    unsafe { (entry.run)(entry.data) }
 }
+
+/// An [`Entry`] that does nothing (the scratch call of [`entry_offset`]).
+///
+/// # Safety
+/// None: it touches nothing.
+unsafe fn run_nothing(_: *mut u8) {}
 
 /// How far below a driver stack's top `enter` runs: measured once, by
 /// entering a scratch stack with nothing to do.
@@ -427,8 +505,7 @@ fn entry_offset() -> usize {
     *OFFSET.get_or_init(|| {
         let scratch = StackMem::new(4 * PAGE);
         let mut ctx = HostContext::default();
-        let mut run = || {};
-        let mut entry = Entry { run: &mut run, entry_sp: 0 };
+        let mut entry = Entry { run: run_nothing, data: ptr::null_mut(), entry_sp: 0 };
         // SAFETY: the scratch stack is mapped, its top 16-byte aligned;
         // `enter` matches `Entry`; nothing on it faults.
         unsafe {
@@ -488,8 +565,6 @@ pub fn call_driver<R, F: FnOnce() -> R>(what: &'static str, f: F) -> Result<R, V
     let frame: *mut Frame = unsafe { &mut (*rt).frames[depth] };
     // SAFETY: as above.
     let outer = unsafe {
-        (*frame).guard_lo = stack.lo;
-        (*frame).guard_hi = stack.lo + PAGE;
         #[cfg(test)]
         {
             (*frame).entry_sp = stack.top - entry_offset();
@@ -502,10 +577,8 @@ pub fn call_driver<R, F: FnOnce() -> R>(what: &'static str, f: F) -> Result<R, V
         // SAFETY: as above.
         unsafe { watchdog_arm(rt) };
     }
-    let mut f = Some(f);
-    let mut result = None;
-    let mut run = || result = Some(panic::catch_unwind(AssertUnwindSafe(f.take().expect("entered twice"))));
-    let mut entry = Entry { run: &mut run, entry_sp: 0 };
+    let mut call = Call::new(f);
+    let mut entry = Entry { run: run_call::<F, R>, data: ptr::addr_of_mut!(call).cast(), entry_sp: 0 };
     // SAFETY: the stack top is 16-byte aligned and mapped; `enter` matches
     // `Entry`; `frame.ctx` stays valid until the call returns.
     let exit = unsafe {
@@ -535,23 +608,36 @@ pub fn call_driver<R, F: FnOnce() -> R>(what: &'static str, f: F) -> Result<R, V
         // SAFETY: this thread's runtime.
         unsafe { (*rt).peaks.record(what, peak) };
     }
-    let outcome = match exit {
-        EXIT_RETURNED => match result.take().expect("driver call produced no result") {
-            Ok(r) => check_budget(if over { peak } else { None }, budget)
-                .and_then(|()| check_return(entry_irql, entry_locks, entry_mutexes))
-                .map(|()| r),
-            Err(payload) => {
-                irql::set(entry_irql);
-                panic::resume_unwind(payload)
-            }
-        },
+    let outcome = if exit == EXIT_RETURNED {
+        if call.panic.is_some() {
+            irql::set(entry_irql);
+        }
+        let r = call.into_result();
+        check_budget(if over { peak } else { None }, budget)
+            .and_then(|()| check_return(entry_irql, entry_locks, entry_mutexes))
+            .map(|()| r)
+    } else {
+        call.forget();
         // SAFETY: the frame is this thread's and no longer active.
-        EXIT_VIOLATION => Err(unsafe { (*frame).pending.take() }.expect("violation exit without a violation")),
-        // SAFETY: as above.
-        EXIT_FAULT => Err(classify_fault(unsafe { &*frame })),
-        _ => Err(watchdog_violation(what)),
+        Err(unsafe { abandoned(exit, frame, stack.lo, what) })
     };
     outcome.map_err(|v| left_with(v, what, entry_irql, entry_locks))
+}
+
+/// The violation a call that did not return left with (`exit`, from
+/// `frame`; its stack's guard page at `guard_lo`).
+///
+/// # Safety
+/// `frame` is this thread's frame of that call, no longer active.
+#[cold]
+unsafe fn abandoned(exit: u64, frame: *mut Frame, guard_lo: usize, what: &str) -> Violation {
+    match exit {
+        // SAFETY: the caller's contract.
+        EXIT_VIOLATION => unsafe { (*frame).pending.take() }.expect("violation exit without a violation"),
+        // SAFETY: as above.
+        EXIT_FAULT => classify_fault(unsafe { (*frame).fault }, guard_lo),
+        _ => watchdog_violation(what),
+    }
 }
 
 /// This depth's driver stack for `budget`, made (or remade, after the
@@ -680,12 +766,6 @@ pub fn on_host<R, F: FnOnce() -> R>(f: F) -> R {
     }
 }
 
-/// A closure run on the host stack and, once it ran, its result.
-struct HostCall<F, R> {
-    f: Option<F>,
-    result: Option<std::thread::Result<R>>,
-}
-
 /// What `host_enter` runs: `run(data)`.
 struct HostEntry {
     run: unsafe fn(*mut u8),
@@ -703,28 +783,14 @@ extern "C" fn host_enter(data: *mut u8) {
     unsafe { (entry.run)(entry.data) }
 }
 
-/// Runs the closure, catching a panic (which must not unwind through
-/// `pw_harness_on_stack`).
-///
-/// # Safety
-/// `data` is a live `HostCall<F, R>`, used by nothing else meanwhile.
-unsafe fn host_run<R, F: FnOnce() -> R>(data: *mut u8) {
-    // SAFETY: the caller's contract.
-    let call = unsafe { &mut *data.cast::<HostCall<F, R>>() };
-    let f = call.f.take().expect("entered twice");
-    call.result = Some(panic::catch_unwind(AssertUnwindSafe(f)));
-}
-
 fn run_on_host<R, F: FnOnce() -> R>(sp: usize, f: F) -> R {
-    let mut call = HostCall { f: Some(f), result: None };
-    let entry = HostEntry { run: host_run::<R, F>, data: ptr::addr_of_mut!(call).cast() };
+    let mut call = Call::new(f);
+    let entry = HostEntry { run: run_call::<F, R>, data: ptr::addr_of_mut!(call).cast() };
     // SAFETY: `sp` lies in the idle part of this thread's host stack;
-    // `host_enter` matches `HostEntry`, whose `run` matches its `data`.
+    // `host_enter` matches `HostEntry`, whose `run` matches its `data`
+    // (a `Call<F, R>` whose closure has not run).
     unsafe { pw_harness_on_stack(sp, host_enter as *const () as usize, ptr::addr_of!(entry).cast_mut().cast()) };
-    match call.result.expect("host call produced no result") {
-        Ok(r) => r,
-        Err(payload) => panic::resume_unwind(payload),
-    }
+    call.into_result()
 }
 
 #[inline]
@@ -798,9 +864,11 @@ fn watchdog_violation(what: &str) -> Violation {
     }
 }
 
-fn classify_fault(frame: &Frame) -> Violation {
-    let FaultInfo { addr, rip, write } = frame.fault;
-    if addr >= frame.guard_lo && addr < frame.guard_hi {
+/// What a fault that left a call means; the call's guard page starts at
+/// `guard_lo`.
+fn classify_fault(fault: FaultInfo, guard_lo: usize) -> Violation {
+    let FaultInfo { addr, rip, write } = fault;
+    if addr >= guard_lo && addr < guard_lo + PAGE {
         return Violation::new(
             "kernel stack overflow",
             codes::UNEXPECTED_KERNEL_MODE_TRAP,
@@ -842,9 +910,6 @@ fn classify_fault(frame: &Frame) -> Violation {
 // Peak stack use.
 
 static PEAKS: Mutex<Option<HashMap<&'static str, usize>>> = Mutex::new(None);
-/// Bumped by [`reset`]: a thread's [`PeakSlots`] of an earlier session are
-/// forgotten.
-static PEAK_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// The few bytes between the budget's end and the guard page (the budget
 /// not a multiple of 16, or an entry frame placed otherwise): whether the
@@ -899,28 +964,29 @@ const PEAK_TABLE: usize = 2 * PEAK_SLOTS;
 
 /// Which calls of each entry point have their peak measured, and the
 /// thread's highest peak per entry point (the shared table is written only
-/// when a peak grows).
+/// when a peak grows). Cleared with the thread's copy of the options
+/// ([`refresh_config`]): every session stores its options, so a thread
+/// forgets an earlier session's counts at its first call in the next.
 struct PeakSlots {
-    generation: u64,
     used: usize,
     table: Box<[PeakSlot; PEAK_TABLE]>,
 }
 
 impl Default for PeakSlots {
     fn default() -> Self {
-        Self { generation: 0, used: 0, table: Box::new([PeakSlot::default(); PEAK_TABLE]) }
+        Self { used: 0, table: Box::new([PeakSlot::default(); PEAK_TABLE]) }
     }
 }
 
 impl PeakSlots {
+    /// Forgets every count and peak (a new session).
+    fn clear(&mut self) {
+        *self.table = [PeakSlot::default(); PEAK_TABLE];
+        self.used = 0;
+    }
+
     #[inline]
     fn slot(&mut self, what: &'static str) -> Option<&mut PeakSlot> {
-        let now = PEAK_GENERATION.load(Ordering::Acquire);
-        if self.generation != now {
-            *self.table = [PeakSlot::default(); PEAK_TABLE];
-            self.used = 0;
-            self.generation = now;
-        }
         let (name, len) = (what.as_ptr() as usize, what.len());
         // Fibonacci hashing: the top bits of the address times 2^64/phi.
         let mut i = name.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - PEAK_TABLE.trailing_zeros());
@@ -973,10 +1039,10 @@ pub fn peak_usage() -> Vec<(String, usize)> {
     v
 }
 
-/// Forgets the peak statistics (session reset).
+/// Forgets the peak statistics (session reset; each thread forgets its
+/// own counts when it sees the session's options, see [`PeakSlots`]).
 pub(crate) fn reset() {
     *PEAKS.lock().unwrap_or_else(PoisonError::into_inner) = None;
-    PEAK_GENERATION.fetch_add(1, Ordering::AcqRel);
 }
 
 // ---------------------------------------------------------------------------
@@ -1470,6 +1536,21 @@ mod tests {
         // verdict must not stop it.
         let _s = Session::begin(Config::default());
         call_driver_at("waits", irql::DISPATCH, || on_host(|| spin_wait("test wait"))).expect("not stopped");
+    }
+
+    #[test]
+    fn a_panic_in_model_code_reaches_the_caller_with_the_irql_restored() {
+        let _s = Session::begin(Config::default());
+        let caught = panic::catch_unwind(|| {
+            call_driver("panics", || {
+                irql::set(irql::DISPATCH);
+                on_host(|| -> u32 { panic!("model bug") })
+            })
+        });
+        assert_eq!(caught.unwrap_err().downcast_ref::<&str>(), Some(&"model bug"));
+        assert_eq!(irql::current(), irql::PASSIVE);
+        // The thread's runtime is back at depth 0: a later call runs.
+        assert_eq!(call_driver("after", || on_host(|| 3)).unwrap(), 3);
     }
 
     #[test]

@@ -375,13 +375,22 @@ impl<T: Default> SessionLocal<T> {
     }
 
     /// Runs `f` on this thread's state of the current session.
+    #[inline]
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         let now = GENERATION.load(Ordering::Acquire);
         if self.generation.get() != now {
-            *self.value.borrow_mut() = T::default();
-            self.generation.set(now);
+            self.renew(now);
         }
         f(&mut self.value.borrow_mut())
+    }
+
+    /// The thread's first use in session `now`: the state of an earlier
+    /// one is dropped (out of line: once per thread and session).
+    #[cold]
+    #[inline(never)]
+    fn renew(&self, now: u64) {
+        *self.value.borrow_mut() = T::default();
+        self.generation.set(now);
     }
 
     /// `f` of this thread's state of the current session, `None` where the

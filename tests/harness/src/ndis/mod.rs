@@ -96,10 +96,9 @@ pub(crate) struct Model {
     nbls: rustc_hash::FxHashMap<usize, data::NblRec>,
     device: Option<device::DeviceRec>,
     stats: Stats,
-    /// Callback counts by the name's address and length (counted on every
-    /// hop: no comparison of the names' bytes), merged by name into
+    /// Callback counts (counted on every hop), merged by name into
     /// `Stats::callbacks` when read.
-    calls: rustc_hash::FxHashMap<(usize, usize), (&'static str, u64)>,
+    calls: CallCounts,
     next_handle: usize,
     /// Handles once valid, for a precise message when one is reused.
     retired: BTreeMap<usize, &'static str>,
@@ -116,8 +115,69 @@ impl Model {
         0xFFFF_D000_0000_0000 + self.next_handle * 0x1000
     }
 
+    #[inline]
     fn count(&mut self, callback: &'static str) {
-        self.calls.entry((callback.as_ptr() as usize, callback.len())).or_insert((callback, 0)).1 += 1;
+        self.calls.count(callback);
+    }
+}
+
+/// Slots of the callback count table: twice the distinct names it holds
+/// (an open-addressed table stays short that way); more names go to
+/// [`CallCounts::more`].
+const CALL_SLOTS: usize = 64;
+
+/// Callback counts, found by the name's address and length: the names are
+/// constants (`&'static str`, never freed, so no other text takes their
+/// address) and a hop costs one multiplication and a comparison, no
+/// hashing or comparison of the names' bytes.
+struct CallCounts {
+    slots: [(Option<&'static str>, u64); CALL_SLOTS],
+    used: usize,
+    /// Counts of names that found the table half full, by name.
+    more: BTreeMap<&'static str, u64>,
+}
+
+impl Default for CallCounts {
+    fn default() -> Self {
+        Self { slots: [(None, 0); CALL_SLOTS], used: 0, more: BTreeMap::new() }
+    }
+}
+
+impl CallCounts {
+    #[inline]
+    fn count(&mut self, name: &'static str) {
+        // Fibonacci hashing: the top bits of the address times 2^64/phi.
+        let mut i =
+            (name.as_ptr() as usize).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - CALL_SLOTS.trailing_zeros());
+        loop {
+            match &mut self.slots[i] {
+                (Some(n), calls) if std::ptr::eq(*n, name) => {
+                    *calls += 1;
+                    return;
+                }
+                (Some(_), _) => i = (i + 1) % CALL_SLOTS,
+                (None, _) => return self.add(i, name),
+            }
+        }
+    }
+
+    /// A name's first count: into the free slot `i`, or into `more` when
+    /// the table is half full.
+    #[cold]
+    fn add(&mut self, i: usize, name: &'static str) {
+        if self.used == CALL_SLOTS / 2 {
+            *self.more.entry(name).or_default() += 1;
+        } else {
+            self.used += 1;
+            self.slots[i] = (Some(name), 1);
+        }
+    }
+
+    /// Every count, by name (a name may appear more than once: the same
+    /// text at two addresses).
+    fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        let slots = self.slots.iter().filter_map(|&(name, calls)| Some((name?, calls)));
+        slots.chain(self.more.iter().map(|(&name, &calls)| (name, calls)))
     }
 }
 
@@ -168,7 +228,7 @@ pub fn reset() {
 pub fn stats() -> Stats {
     let m = model();
     let mut stats = m.stats.clone();
-    for (name, n) in m.calls.values() {
+    for (name, n) in m.calls.iter() {
         *stats.callbacks.entry(name).or_default() += n;
     }
     stats
@@ -238,4 +298,47 @@ pub(crate) fn imports() -> Vec<Import> {
     all.extend(data::imports());
     all.extend(device::imports());
     all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every count of `counts`, merged by name.
+    fn by_name(counts: &CallCounts) -> BTreeMap<&'static str, u64> {
+        let mut all = BTreeMap::new();
+        for (name, n) in counts.iter() {
+            *all.entry(name).or_default() += n;
+        }
+        all
+    }
+
+    #[test]
+    fn names_sharing_an_address_are_counted_apart() {
+        const LONG: &str = "FilterPauseX";
+        let short = &LONG[..11];
+        let mut counts = CallCounts::default();
+        for _ in 0..3 {
+            counts.count(LONG);
+        }
+        counts.count(short);
+        let all = by_name(&counts);
+        assert_eq!((all["FilterPauseX"], all["FilterPause"]), (3, 1), "{all:?}");
+    }
+
+    #[test]
+    fn names_past_a_half_full_table_are_still_counted() {
+        let names: Vec<&'static str> = (0..CALL_SLOTS + 5).map(|i| &*format!("callback-{i}").leak()).collect();
+        let mut counts = CallCounts::default();
+        for (i, name) in names.iter().enumerate() {
+            for _ in 0..=i % 3 {
+                counts.count(name);
+            }
+        }
+        let all = by_name(&counts);
+        assert_eq!(all.len(), names.len());
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(all[name], (i % 3 + 1) as u64, "{name}");
+        }
+    }
 }
