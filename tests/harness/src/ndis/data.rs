@@ -837,40 +837,50 @@ unsafe extern "win64" fn NdisFSendNetBufferLists(
     flags: u32,
 ) {
     irql::require("NdisFSendNetBufferLists", irql::PASSIVE, irql::DISPATCH);
-    let r = stack::on_host(|| -> Result<(), Violation> {
-        check_flag("NdisFSendNetBufferLists", flags)?;
-        let nbls = walk(head);
-        let mut m = model();
-        let Some((adapter, state, _)) = module_in(&m, handle) else {
-            drop(m);
-            return Err(bad_handle("NdisFSendNetBufferLists", handle));
-        };
-        let h = handle as usize;
-        match state {
-            ModuleState::Paused => {
-                return Err(forwarded_after_pause(
-                    "NdisFSendNetBufferLists",
-                    h,
-                    &nbls,
-                    "sends (a paused filter completes sends with NDIS_STATUS_PAUSED, R14)",
-                ))
-            }
-            ModuleState::Pausing | ModuleState::Restarting if is_own(&m, h, &nbls) => {
-                return Err(wrong_state("NdisFSendNetBufferLists", h, state, "originates a send"))
-            }
-            // Not in the data path before FilterAttach returns ("Filter
-            // Module States and Operations"): it can hold no NBL but its own.
-            ModuleState::Attaching => {
-                return Err(wrong_state("NdisFSendNetBufferLists", h, state, "sends before FilterAttach returned"))
-            }
-            _ => {}
-        }
-        take_from(&mut m, "NdisFSendNetBufferLists", h, adapter, &nbls, Dir::Send, false)?;
-        send_down(m, adapter, Some(h), nbls, flags)
-    });
-    if let Err(v) = r {
-        raise_or_leave(v)
+    model_call(|| send_from_module(handle, head, flags));
+}
+
+/// Runs `f`, a model function the driver called, on the host stack, and
+/// raises the violation it returns. The error crosses the stack switch
+/// boxed: a word instead of the whole violation each way.
+fn model_call(f: impl FnOnce() -> Result<(), Violation>) {
+    if let Err(v) = stack::on_host(|| f().map_err(Box::new)) {
+        raise_or_leave(*v)
     }
+}
+
+/// NdisFSendNetBufferLists's model: module `handle` passes the chain at
+/// `head` down.
+fn send_from_module(handle: NDIS_HANDLE, head: *mut NET_BUFFER_LIST, flags: u32) -> Result<(), Violation> {
+    check_flag("NdisFSendNetBufferLists", flags)?;
+    let nbls = walk(head);
+    let mut m = model();
+    let Some((adapter, state, _)) = module_in(&m, handle) else {
+        drop(m);
+        return Err(bad_handle("NdisFSendNetBufferLists", handle));
+    };
+    let h = handle as usize;
+    match state {
+        ModuleState::Paused => {
+            return Err(forwarded_after_pause(
+                "NdisFSendNetBufferLists",
+                h,
+                &nbls,
+                "sends (a paused filter completes sends with NDIS_STATUS_PAUSED, R14)",
+            ))
+        }
+        ModuleState::Pausing | ModuleState::Restarting if is_own(&m, h, &nbls) => {
+            return Err(wrong_state("NdisFSendNetBufferLists", h, state, "originates a send"))
+        }
+        // Not in the data path before FilterAttach returns ("Filter
+        // Module States and Operations"): it can hold no NBL but its own.
+        ModuleState::Attaching => {
+            return Err(wrong_state("NdisFSendNetBufferLists", h, state, "sends before FilterAttach returned"))
+        }
+        _ => {}
+    }
+    take_from(&mut m, "NdisFSendNetBufferLists", h, adapter, &nbls, Dir::Send, false)?;
+    send_down(m, adapter, Some(h), nbls, flags)
 }
 
 /// Raises `v` found by this model function, or passes on a violation a
@@ -886,9 +896,7 @@ fn raise_or_leave(v: Violation) -> ! {
 #[allow(non_snake_case)]
 unsafe extern "win64" fn NdisFSendNetBufferListsComplete(handle: NDIS_HANDLE, head: *mut NET_BUFFER_LIST, flags: u32) {
     irql::require("NdisFSendNetBufferListsComplete", irql::PASSIVE, irql::DISPATCH);
-    if let Err(v) = stack::on_host(|| hand_back(&SEND_COMPLETE, handle, head, flags)) {
-        raise_or_leave(v)
-    }
+    model_call(|| hand_back(&SEND_COMPLETE, handle, head, flags));
 }
 
 /// How a filter hands NBLs back the way they came: send completions up
@@ -1074,80 +1082,83 @@ unsafe extern "win64" fn NdisFIndicateReceiveNetBufferLists(
     flags: u32,
 ) {
     irql::require("NdisFIndicateReceiveNetBufferLists", irql::PASSIVE, irql::DISPATCH);
-    let r = stack::on_host(|| -> Result<(), Violation> {
-        check_flag("NdisFIndicateReceiveNetBufferLists", flags)?;
-        let nbls = walk(head);
-        let mut m = model();
-        let Some((adapter, state, _)) = module_in(&m, handle) else {
-            drop(m);
-            return Err(bad_handle("NdisFIndicateReceiveNetBufferLists", handle));
-        };
-        let h = handle as usize;
-        if nbls.len() != count as usize {
-            let detail = format!("NumberOfNetBufferLists is {count}, the chain holds {} (R16)", nbls.len());
-            return Err(ndis_violation(
-                "receive NBL count mismatch",
-                subcodes::NBL_COUNT,
-                u64::from(count),
-                nbls.len() as u64,
-                detail,
-            ));
-        }
-        if state == ModuleState::Paused {
-            return Err(forwarded_after_pause(
-                "NdisFIndicateReceiveNetBufferLists",
-                h,
-                &nbls,
-                "indicates receives (a paused filter returns them at once)",
-            ));
-        }
-        if state != ModuleState::Running && is_own(&m, h, &nbls) {
-            return Err(wrong_state(
-                "NdisFIndicateReceiveNetBufferLists",
-                h,
-                state,
-                "originates a receive indication (R9)",
-            ));
-        }
-        let resources = flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0;
-        if let Some(a) = nbls.iter().find(|a| m.nbls.get(a).is_some_and(|r| r.resources && !resources)) {
-            let detail = format!(
-                "NBL {a:#x} was indicated with NDIS_RECEIVE_FLAGS_RESOURCES; passing it up without the flag (R18)"
-            );
-            return Err(ndis_violation(
-                "RESOURCES flag dropped",
-                subcodes::RESOURCES_RETURNED,
-                *a as u64,
-                h as u64,
-                detail,
-            ));
-        }
-        take_from(&mut m, "NdisFIndicateReceiveNetBufferLists", h, adapter, &nbls, Dir::Receive, resources)?;
-        if !resources {
-            return indicate_up(m, adapter, Some(h), nbls, flags);
-        }
-        indicate_up(m, adapter, Some(h), nbls.clone(), flags)?;
-        // They revert to this module when the indication returns (R18).
-        let mut m = model();
-        for a in &nbls {
-            if let Some(r) = m.nbls.get_mut(a) {
-                r.holder = Holder::Module(h);
-            }
-        }
-        Ok(())
-    });
-    if let Err(v) = r {
-        raise_or_leave(v)
+    model_call(|| indicate_from_module(handle, head, count, flags));
+}
+
+/// NdisFIndicateReceiveNetBufferLists's model: module `handle` indicates
+/// the chain at `head` (`count` NBLs) up.
+fn indicate_from_module(
+    handle: NDIS_HANDLE,
+    head: *mut NET_BUFFER_LIST,
+    count: u32,
+    flags: u32,
+) -> Result<(), Violation> {
+    check_flag("NdisFIndicateReceiveNetBufferLists", flags)?;
+    let nbls = walk(head);
+    let mut m = model();
+    let Some((adapter, state, _)) = module_in(&m, handle) else {
+        drop(m);
+        return Err(bad_handle("NdisFIndicateReceiveNetBufferLists", handle));
+    };
+    let h = handle as usize;
+    if nbls.len() != count as usize {
+        let detail = format!("NumberOfNetBufferLists is {count}, the chain holds {} (R16)", nbls.len());
+        return Err(ndis_violation(
+            "receive NBL count mismatch",
+            subcodes::NBL_COUNT,
+            u64::from(count),
+            nbls.len() as u64,
+            detail,
+        ));
     }
+    if state == ModuleState::Paused {
+        return Err(forwarded_after_pause(
+            "NdisFIndicateReceiveNetBufferLists",
+            h,
+            &nbls,
+            "indicates receives (a paused filter returns them at once)",
+        ));
+    }
+    if state != ModuleState::Running && is_own(&m, h, &nbls) {
+        return Err(wrong_state(
+            "NdisFIndicateReceiveNetBufferLists",
+            h,
+            state,
+            "originates a receive indication (R9)",
+        ));
+    }
+    let resources = flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0;
+    if let Some(a) = nbls.iter().find(|a| m.nbls.get(a).is_some_and(|r| r.resources && !resources)) {
+        let detail =
+            format!("NBL {a:#x} was indicated with NDIS_RECEIVE_FLAGS_RESOURCES; passing it up without the flag (R18)");
+        return Err(ndis_violation(
+            "RESOURCES flag dropped",
+            subcodes::RESOURCES_RETURNED,
+            *a as u64,
+            h as u64,
+            detail,
+        ));
+    }
+    take_from(&mut m, "NdisFIndicateReceiveNetBufferLists", h, adapter, &nbls, Dir::Receive, resources)?;
+    if !resources {
+        return indicate_up(m, adapter, Some(h), nbls, flags);
+    }
+    indicate_up(m, adapter, Some(h), nbls.clone(), flags)?;
+    // They revert to this module when the indication returns (R18).
+    let mut m = model();
+    for a in &nbls {
+        if let Some(r) = m.nbls.get_mut(a) {
+            r.holder = Holder::Module(h);
+        }
+    }
+    Ok(())
 }
 
 /// `NdisFReturnNetBufferLists`.
 #[allow(non_snake_case)]
 unsafe extern "win64" fn NdisFReturnNetBufferLists(handle: NDIS_HANDLE, head: *mut NET_BUFFER_LIST, flags: u32) {
     irql::require("NdisFReturnNetBufferLists", irql::PASSIVE, irql::DISPATCH);
-    if let Err(v) = stack::on_host(|| hand_back(&RETURN, handle, head, flags)) {
-        raise_or_leave(v)
-    }
+    model_call(|| hand_back(&RETURN, handle, head, flags));
 }
 
 // ---------------------------------------------------------------------------
