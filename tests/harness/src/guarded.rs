@@ -30,23 +30,48 @@ const CACHE: usize = 512;
 /// when a buffer is made and once when it goes).
 #[derive(Default)]
 struct Table {
-    /// What each live buffer is, by the address of its guard page (hashed:
-    /// looked up twice per buffer, one per packet and MDL). An idle
-    /// mapping keeps its entry, marked not live, so that reusing it
-    /// updates the entry in place instead of inserting and removing one.
-    described: FxHashMap<usize, Described>,
-    /// Idle one-page mappings (their guard page still in place).
+    /// What each mapping holds, by index: a buffer knows its own, so that
+    /// making and dropping one (once per packet and MDL) looks nothing
+    /// up. An idle mapping keeps its record, marked not live.
+    records: Vec<Described>,
+    /// The record of each mapping, by the address of its guard page
+    /// (looked up only when the driver faults).
+    by_guard: FxHashMap<usize, usize>,
+    /// Idle one-page mappings (their guard page still in place), as
+    /// indices into `records`.
     idle: Vec<usize>,
+    /// Indices into `records` of unmapped mappings, for the next ones.
+    unused: Vec<usize>,
 }
 
 static TABLE: LazyLock<Mutex<Table>> = LazyLock::new(Mutex::default);
 
 struct Described {
-    /// A buffer is using the mapping (false: idle).
+    /// A buffer is using the mapping (false: idle or unmapped).
     live: bool,
+    /// The mapping's first page.
+    lo: usize,
     addr: usize,
     len: usize,
     what: Cow<'static, str>,
+}
+
+impl Table {
+    /// Records a new mapping's buffer; its index.
+    fn add(&mut self, guard: usize, d: Described) -> usize {
+        let index = match self.unused.pop() {
+            Some(i) => {
+                self.records[i] = d;
+                i
+            }
+            None => {
+                self.records.push(d);
+                self.records.len() - 1
+            }
+        };
+        self.by_guard.insert(guard, index);
+        index
+    }
 }
 
 fn table() -> MutexGuard<'static, Table> {
@@ -59,6 +84,8 @@ pub struct GuardedBuf {
     data_pages: usize,
     addr: usize,
     len: usize,
+    /// Its record in the table.
+    index: usize,
 }
 
 // SAFETY: the buffer is plain memory owned by this value; which thread may
@@ -73,30 +100,28 @@ impl GuardedBuf {
         let what = what.into();
         let mut t = table();
         let idle = if data_pages == 1 { t.idle.pop() } else { None };
-        let lo = match idle {
-            Some(lo) => lo,
+        let (lo, addr, index) = match idle {
+            Some(index) => {
+                let d = &mut t.records[index];
+                let addr = d.lo + PAGE - len;
+                (d.live, d.addr, d.len, d.what) = (true, addr, len, what);
+                (d.lo, addr, index)
+            }
             None => {
                 // The system calls outside the lock.
                 drop(t);
                 let lo = map(data_pages);
+                let guard = lo + data_pages * PAGE;
+                let addr = guard - len;
                 t = table();
-                lo
+                (lo, addr, t.add(guard, Described { live: true, lo, addr, len, what }))
             }
         };
-        let guard = lo + data_pages * PAGE;
-        let addr = guard - len;
-        let d = Described { live: true, addr, len, what };
-        match t.described.get_mut(&guard) {
-            Some(old) => *old = d,
-            None => {
-                t.described.insert(guard, d);
-            }
-        }
         drop(t);
-        // SAFETY: [addr, guard) lies in the mapping's read/write pages,
-        // handed to this value only.
+        // SAFETY: [addr, addr + len) lies in the mapping's read/write
+        // pages, handed to this value only.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, len) };
-        Self { lo, data_pages, addr, len }
+        Self { lo, data_pages, addr, len, index }
     }
 
     /// The first byte.
@@ -123,15 +148,16 @@ impl GuardedBuf {
 
 impl Drop for GuardedBuf {
     fn drop(&mut self) {
-        let guard = self.lo + self.data_pages * PAGE;
         let mut t = table();
         if self.data_pages == 1 && t.idle.len() < CACHE {
-            if let Some(d) = t.described.get_mut(&guard) {
-                d.live = false;
-            }
-            t.idle.push(self.lo);
+            t.records[self.index].live = false;
+            t.idle.push(self.index);
         } else {
-            t.described.remove(&guard);
+            let guard = self.lo + self.data_pages * PAGE;
+            t.by_guard.remove(&guard);
+            let d = &mut t.records[self.index];
+            (d.live, d.what) = (false, Cow::Borrowed(""));
+            t.unused.push(self.index);
             drop(t);
             // SAFETY: the mapping made by `map` for this buffer, no longer
             // listed anywhere.
@@ -166,7 +192,7 @@ fn map(data_pages: usize) -> usize {
 /// named.
 pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Violation> {
     let t = table();
-    let d = t.described.get(&(addr & !(PAGE - 1))).filter(|d| d.live)?;
+    let d = t.by_guard.get(&(addr & !(PAGE - 1))).map(|&i| &t.records[i]).filter(|d| d.live)?;
     let past = addr - (d.addr + d.len) + 1;
     Some(Violation::new(
         "access beyond the end of a buffer the driver was given",
