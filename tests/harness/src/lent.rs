@@ -241,6 +241,7 @@ impl Pages {
     /// back when its lent pages do) and a fresh slab starts. Returns the
     /// first page, and what is left to do once the lock is let go (the
     /// skipped slab's reuse when that made it wholly back).
+    #[inline]
     fn lend_run(&mut self, n: usize, kind: Lent, what: Cow<'static, str>) -> (usize, Gone) {
         debug_assert!((1..=SLAB).contains(&n));
         let mut gone = Gone::Nothing;
@@ -506,10 +507,17 @@ impl<T> ExactSizeIterator for Run<T> {}
 impl<T> Drop for Run<T> {
     /// Pages taken and never handed out are let go of (never retired:
     /// back to their slab).
+    #[inline]
     fn drop(&mut self) {
-        if self.next == self.end {
-            return;
+        if self.next != self.end {
+            self.let_go_rest();
         }
+    }
+}
+
+impl<T> Run<T> {
+    #[cold]
+    fn let_go_rest(&mut self) {
         let gone: SmallVec<[Gone; 2]> = {
             let mut st = pages();
             (self.next..self.end).step_by(PAGE).map(|p| st.let_go(p)).collect()
@@ -591,7 +599,15 @@ impl Pages {
 impl Gone {
     /// The system call an object's end needs, if any (made outside the
     /// table's lock).
+    #[inline]
     fn carry_out(self) {
+        if !matches!(self, Gone::Nothing) {
+            self.carry_out_now();
+        }
+    }
+
+    #[cold]
+    fn carry_out_now(self) {
         match self {
             Gone::Nothing => {}
             // SAFETY: a mapping made by `zeroed` and listed nowhere any more.
@@ -685,6 +701,7 @@ impl Pages {
     /// Marks the object holding `addr` retired (the table locked): its
     /// pages `[lo, hi)` to make inaccessible; None when `addr` is in no
     /// lent object or that one is retired already.
+    #[inline]
     fn mark_retired(&mut self, addr: usize) -> Option<(usize, usize)> {
         let page = addr & !(PAGE - 1);
         if let Some(slab) = self.slab_mut(slab_of(page)) {
@@ -731,7 +748,7 @@ pub(crate) fn retire_many(addrs: &[usize]) {
     if runs.len() > 1 {
         merge_runs(&mut runs);
     }
-    for (lo, hi) in runs {
+    for &(lo, hi) in runs.iter() {
         // SAFETY: live mappings made by `zeroed`/`zeroed_run`, each page of
         // [lo, hi) one of the objects just marked retired; only their
         // protection changes.
@@ -757,12 +774,18 @@ fn merge_runs(runs: &mut SmallVec<[(usize, usize); 4]>) {
 }
 
 /// Whether `addr` lies in a retired page (model code must not read it).
+#[inline]
 pub fn is_retired(addr: usize) -> bool {
     let page = addr & !(PAGE - 1);
     if let Some(b) = bits_of(slab_of(page)) {
         // A page of a slab: one-page objects only, described by its bit.
         return b.retired.load(Ordering::Acquire) & bit_of(page) != 0;
     }
+    is_retired_locked(addr)
+}
+
+/// [`is_retired`] for an address whose slab has no [`BITS`] entry.
+fn is_retired_locked(addr: usize) -> bool {
     pages().object_at(addr).is_some_and(|o| o.retired)
 }
 

@@ -91,31 +91,35 @@ struct MdlBlock {
 pub struct NblAlloc {
     /// In a page of its own, inaccessible once back with its creator.
     nbl: LentPage<NblBlock>,
-    /// What the NBL points into (reached through those pointers only).
-    /// Boxed: an NBL is moved into its operation's vector and out again,
-    /// and stays small.
+    /// What the NBL points into (reached through those pointers only),
+    /// and the spec when it owns it. Boxed: an NBL is moved into its
+    /// operation's vector and out again, and stays small.
     parts: Box<Parts>,
-    spec: Source,
-}
-
-/// What an NBL was built from: a spec it owns, or the caller's, borrowed
-/// for the operation that built it (no copy per packet).
-enum Source {
-    /// Boxed: an NBL is moved into its operation's vector and out again,
-    /// and stays small.
-    Owned(Box<NblSpec>),
-    /// INVARIANT: the spec outlives this NblAlloc, or [`own_specs`] made it
-    /// owned before the operation that built it returned (see
+    /// What the NBL was built from: the caller's spec, borrowed for the
+    /// operation that built it (no copy per packet), or `parts.spec`.
+    /// INVARIANT: the spec outlives this NblAlloc: it is in `parts`, or
+    /// the caller's, which [`own_specs`] copies into `parts` before the
+    /// operation that built it returns if the NBL is to outlive it (see
     /// [`build_all_borrowed`]).
-    Borrowed(core::ptr::NonNull<NblSpec>),
+    spec: core::ptr::NonNull<NblSpec>,
 }
 
-/// The NET_BUFFERs, MDLs and data buffers of one NBL.
+/// The NET_BUFFERs, MDLs and data buffers of one NBL, and its spec when
+/// it owns one.
 #[derive(Default)]
 struct Parts {
     nbs: Vec<NET_BUFFER>,
     mdls: Vec<MdlBlock>,
     buffers: Vec<GuardedBuf>,
+    /// A spec of its own, boxed and held as a pointer (freed on drop):
+    /// [`NblAlloc::spec`] points to it while the parts move.
+    spec: Option<core::ptr::NonNull<NblSpec>>,
+}
+
+impl Drop for Parts {
+    fn drop(&mut self) {
+        self.drop_spec();
+    }
 }
 
 impl Parts {
@@ -125,6 +129,21 @@ impl Parts {
         self.nbs.reserve_exact(nbs);
         self.mdls.reserve_exact(mdls);
         self.buffers.reserve_exact(mdls);
+    }
+
+    /// Keeps `spec` (in place of any it had); where it lies.
+    fn own(&mut self, spec: NblSpec) -> core::ptr::NonNull<NblSpec> {
+        self.drop_spec();
+        *self.spec.insert(core::ptr::NonNull::from(Box::leak(Box::new(spec))))
+    }
+
+    /// Frees the spec of its own, if any.
+    fn drop_spec(&mut self) {
+        if let Some(spec) = self.spec.take() {
+            // SAFETY: made by `Box::leak` in `own`, freed only here (taken
+            // out first).
+            drop(unsafe { Box::from_raw(spec.as_ptr()) });
+        }
     }
 }
 
@@ -164,6 +183,7 @@ impl Spare {
             parts.buffers.clear();
             parts.mdls.clear();
             parts.nbs.clear();
+            parts.drop_spec();
             self.parts.push(parts);
         }
     }
@@ -202,12 +222,12 @@ pub fn build_all(specs: Vec<NblSpec>) -> Vec<NblAlloc> {
         // On consecutive pages: a chain back with its creator at once is
         // retired with one system call.
         let blocks = LentPage::zeroed_run(specs.len(), Lent::Nbl, "an NBL");
-        v.extend(
-            specs
-                .into_iter()
-                .zip(blocks)
-                .map(|(spec, block)| NblAlloc::build(Source::Owned(Box::new(spec)), block, spare.parts())),
-        );
+        v.extend(specs.into_iter().zip(blocks).map(|(spec, block)| {
+            let mut parts = spare.parts();
+            let spec = parts.own(spec);
+            // SAFETY: the spec is boxed in the parts the NBL keeps.
+            unsafe { NblAlloc::build(spec, block, parts) }
+        }));
         v
     })
 }
@@ -224,9 +244,11 @@ pub unsafe fn build_all_borrowed(specs: &[NblSpec]) -> Vec<NblAlloc> {
     with_spare(|spare| {
         let mut v = spare.vec();
         let blocks = LentPage::zeroed_run(specs.len(), Lent::Nbl, "an NBL");
-        v.extend(
-            specs.iter().zip(blocks).map(|(spec, block)| NblAlloc::build(Source::Borrowed(spec.into()), block, spare.parts())),
-        );
+        v.extend(specs.iter().zip(blocks).map(|(spec, block)| {
+            // SAFETY: the caller's promise: the spec outlives the NBL, or
+            // is copied into its parts first.
+            unsafe { NblAlloc::build(spec.into(), block, spare.parts()) }
+        }));
         v
     })
 }
@@ -235,8 +257,8 @@ pub unsafe fn build_all_borrowed(specs: &[NblSpec]) -> Vec<NblAlloc> {
 /// outlive the caller's specs.
 pub fn own_specs(allocs: &mut [NblAlloc]) {
     for a in allocs {
-        if let Source::Borrowed(_) = a.spec {
-            a.spec = Source::Owned(Box::new(a.spec().clone()));
+        if a.parts.spec.is_none() {
+            a.spec = a.parts.own(a.spec().clone());
         }
     }
 }
@@ -246,9 +268,10 @@ pub fn own_specs(allocs: &mut [NblAlloc]) {
 pub fn free_all(mut allocs: Vec<NblAlloc>) {
     with_spare(|spare| {
         // Each NBL's other parts are emptied as its page is let go of.
-        crate::lent::release_all(allocs.drain(..).map(|a| {
+        crate::lent::release_all(std::iter::from_fn(|| {
+            let a = allocs.pop()?;
             spare.keep_parts(a.parts);
-            a.nbl
+            Some(a.nbl)
         }));
         spare.keep_vec(allocs);
     });
@@ -272,18 +295,28 @@ impl NblAlloc {
         // NET_BUFFER_LIST and the extra info entries are plain data for
         // which all-zero is valid (null pointers, zero counters).
         let block = LentPage::zeroed(Lent::Nbl, "an NBL");
-        with_spare(|spare| Self::build(Source::Owned(Box::new(spec)), block, spare.parts()))
+        with_spare(|spare| {
+            let mut parts = spare.parts();
+            let spec = parts.own(spec);
+            // SAFETY: the spec is boxed in the parts the NBL keeps.
+            unsafe { Self::build(spec, block, parts) }
+        })
     }
 
-    /// Builds the NBL in `block` (zeroed), with its NET_BUFFERs, MDLs and
-    /// data buffers in `parts` (empty).
-    fn build(source: Source, mut block: LentPage<NblBlock>, mut parts: Box<Parts>) -> Self {
-        let spec = source.get();
+    /// Builds the NBL of `spec_at` in `block` (zeroed), with its
+    /// NET_BUFFERs, MDLs and data buffers in `parts` (empty, or holding
+    /// only that spec).
+    ///
+    /// # Safety
+    /// The spec outlives the value (the invariant of `spec`).
+    unsafe fn build(spec_at: core::ptr::NonNull<NblSpec>, mut block: LentPage<NblBlock>, mut parts: Box<Parts>) -> Self {
+        // SAFETY: per the contract, the spec outlives this call.
+        let spec = unsafe { spec_at.as_ref() };
         assert!(!spec.frames.is_empty(), "an NBL has at least one NET_BUFFER");
         // Sized up front: one MDL per frame unless the layout cuts it.
         let mdl_count = spec.frames.len() * (1 + spec.layout.cuts.len() + usize::from(spec.layout.headroom_mdl));
         parts.reserve(spec.frames.len(), mdl_count);
-        let Parts { nbs, mdls, buffers } = &mut *parts;
+        let Parts { nbs, mdls, buffers, .. } = &mut *parts;
         for frame in &spec.frames {
             build_nb(&frame.bytes, &spec.layout, push_zeroed(nbs), mdls, buffers);
         }
@@ -296,7 +329,7 @@ impl NblAlloc {
         if spec.loopback {
             nbl.NblFlags |= NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET;
         }
-        NblAlloc { nbl: block, parts, spec: source }
+        NblAlloc { nbl: block, parts, spec: spec_at }
     }
 
     /// The NET_BUFFER_LIST handed to the driver.
@@ -306,7 +339,8 @@ impl NblAlloc {
 
     /// What the NBL was built from.
     pub fn spec(&self) -> &NblSpec {
-        self.spec.get()
+        // SAFETY: the spec outlives this value (the invariant of `spec`).
+        unsafe { self.spec.as_ref() }
     }
 }
 
@@ -327,17 +361,6 @@ fn push_zeroed<T: Zeroable>(v: &mut Vec<T>) -> &mut T {
     // SAFETY: `T` is valid all zero (`Zeroable`).
     v.push(unsafe { core::mem::zeroed() });
     v.last_mut().expect("just pushed")
-}
-
-impl Source {
-    fn get(&self) -> &NblSpec {
-        match self {
-            Source::Owned(spec) => spec,
-            // SAFETY: the spec outlives the NblAlloc holding this (the
-            // invariant of `Borrowed`).
-            Source::Borrowed(spec) => unsafe { spec.as_ref() },
-        }
-    }
 }
 
 /// Fills `nb` (zeroed) with one frame and its MDLs, pushed onto `mdls`,
@@ -425,6 +448,7 @@ pub fn link(nbls: &[usize]) -> *mut NET_BUFFER_LIST {
 ///
 /// # Safety
 /// `head` is NULL or a readable NET_BUFFER_LIST chain.
+#[inline]
 pub unsafe fn walk(head: *mut NET_BUFFER_LIST, limit: usize) -> SmallVec<[usize; 4]> {
     let mut out = SmallVec::new();
     let mut cur = head;
@@ -446,6 +470,7 @@ pub unsafe fn walk(head: *mut NET_BUFFER_LIST, limit: usize) -> SmallVec<[usize;
 /// # Safety
 /// `nbl` points to a readable NET_BUFFER_LIST whose NET_BUFFER list is
 /// readable.
+#[inline]
 pub unsafe fn net_buffers(nbl: *const NET_BUFFER_LIST) -> SmallVec<[*mut NET_BUFFER; 4]> {
     // Read on every hop to the far end: no allocation for short lists.
     let mut out = SmallVec::new();
