@@ -23,19 +23,24 @@
 //! (even Next)") reads freed memory. The model puts each NBL in a page of
 //! its own and retires it when it is back with its creator.
 //!
-//! Retired pages stay inaccessible in a bounded quarantine
-//! ([`QUARANTINE`] pages); larger objects are then unmapped. One-page
-//! objects come from slabs of [`SLAB`] pages mapped together: a slab hands
-//! out each page once, and when every one of its pages is back (out of
-//! quarantine, or never retired) one `mprotect` makes the whole slab
-//! accessible again for the next objects (zeroed where each lies); at
-//! most [`SPARE`] such slabs are kept, the rest unmapped. So a packet makes
-//! one system call for its NBL (the retirement, which must fault at once)
-//! instead of two. An operation's NBLs lie on consecutive pages
+//! Retired objects stay inaccessible in a bounded quarantine once their
+//! owner lets go of them. One-page objects come from slabs of [`SLAB`]
+//! pages mapped together: a slab hands out each page once; when its owners
+//! have let go of every page, the slab waits, its retired pages still
+//! inaccessible, until the slabs let go of after it hold [`QUARANTINE`]
+//! retired pages (so every retired page stays inaccessible at least until
+//! that many have been let go of after it), and then one `mprotect` makes
+//! the whole slab accessible again for the next objects (zeroed where each
+//! lies); at most [`SPARE`] such slabs are kept, the rest unmapped. So a
+//! packet makes one system call for its NBL (the retirement, which must
+//! fault at once) instead of two, and letting go of it is a count. Larger
+//! objects wait in a quarantine of [`QUARANTINE`] objects, then are
+//! unmapped. An operation's NBLs lie on consecutive pages
 //! ([`LentPage::zeroed_run`]), so a chain back with its creator at once is
 //! retired with one system call ([`retire_many`]).
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::marker::PhantomData;
 
 use rustc_hash::FxHashMap;
@@ -54,8 +59,8 @@ pub const SLAB: usize = 64;
 /// Slabs with every page back kept for reuse (accessible, handing out
 /// none yet).
 pub const SPARE: usize = 2;
-/// Records of slabs with every page back kept for the next slabs (a slab
-/// starts once per [`SLAB`] objects: it allocates none).
+/// Records of slabs reused kept for the next slabs (a slab starts once
+/// per [`SLAB`] objects: it allocates none).
 const SPARE_RECORDS: usize = SPARE + 2;
 
 #[derive(Default)]
@@ -65,6 +70,8 @@ struct Pages {
     pages: FxHashMap<usize, Page>,
     /// The first page of an object, by each of its further pages.
     tails: FxHashMap<usize, usize>,
+    /// Retired objects of more than one page let go of, oldest first.
+    quarantine: Quarantine,
     /// The slab one-page objects come from now, with pages left to hand
     /// out: held apart, so that lending a page (once per packet) and
     /// retiring or letting go of a page lent from it look nothing up.
@@ -72,31 +79,35 @@ struct Pages {
     /// The other slabs with pages lent or in quarantine, by address:
     /// one-page objects are found from their address by arithmetic (slab,
     /// then page index); a slab is listed from when it has handed out its
-    /// last page until every page is back.
+    /// last page until it is reused.
     slabs: FxHashMap<usize, Box<Slab>>,
-    /// Retired pages whose owner has let go of them, oldest first.
-    quarantine: Quarantine,
+    /// Listed slabs whose pages are all let go of, holding retired pages:
+    /// address and retired pages, oldest first.
+    held: VecDeque<(usize, usize)>,
+    /// Retired pages in the slabs of `held`.
+    held_retired: usize,
     /// Slabs with every page back, accessible again.
     spare: Vec<usize>,
-    /// Records of slabs with every page back, for the next slabs.
+    /// Records of slabs reused, for the next slabs.
     spare_records: Vec<Box<Slab>>,
 }
 
 /// The one-page objects of a slab that has handed out pages, as bits:
-/// lending, retiring and letting go of one sets or clears a bit, nothing
-/// more.
+/// lending, retiring and letting go of one sets or clears a bit, or
+/// counts.
 struct Slab {
     /// The slab's first page.
     addr: usize,
     /// Pages handed out so far: page `used` is the next.
     used: usize,
-    /// Bit i: page i is lent (handed out, not yet back).
+    /// Bit i: page i is an object: handed out and not let go of, or
+    /// retired (described until the slab is reused).
     lent: u64,
-    /// Bit i: page i is retired (lent and inaccessible).
+    /// Bit i: page i is retired (inaccessible).
     retired: u64,
-    /// How many pages are back (out of quarantine, dropped never retired,
-    /// or skipped never lent).
-    back: usize,
+    /// How many pages are let go of by their owners, or skipped never
+    /// lent.
+    let_go: usize,
     /// The slab's entry in [`BITS`], if it got one.
     bits: Option<&'static SlabBits>,
     /// What page i holds while it is lent (the next object lent there
@@ -119,7 +130,7 @@ impl Slab {
                 used: 0,
                 lent: 0,
                 retired: 0,
-                back: 0,
+                let_go: 0,
                 bits: None,
                 held: [const { Held { kind: Lent::Nbl, what: Cow::Borrowed("") } }; SLAB],
             })
@@ -129,7 +140,7 @@ impl Slab {
         slab.used = 0;
         slab.lent = 0;
         slab.retired = 0;
-        slab.back = 0;
+        slab.let_go = 0;
         slab.bits = claim_bits(addr);
         slab
     }
@@ -187,23 +198,23 @@ fn claim_bits(slab: usize) -> Option<&'static SlabBits> {
     Some(b)
 }
 
-/// Retired pages whose owner has let go of them: a ring of at most
-/// [`QUARANTINE`], the oldest out when a page comes in to a full one.
+/// Retired objects of more than one page let go of: a ring of at most
+/// [`QUARANTINE`], the oldest out when one comes in to a full one.
 #[derive(Default)]
 struct Quarantine {
-    pages: Vec<usize>,
-    /// Index of the oldest page once the ring is full.
+    objects: Vec<usize>,
+    /// Index of the oldest object once the ring is full.
     oldest: usize,
 }
 
 impl Quarantine {
-    /// Puts `page` in; the oldest page out when it was full.
-    fn push(&mut self, page: usize) -> Option<usize> {
-        if self.pages.len() < QUARANTINE {
-            self.pages.push(page);
+    /// Puts `object` in; the oldest one out when it was full.
+    fn push(&mut self, object: usize) -> Option<usize> {
+        if self.objects.len() < QUARANTINE {
+            self.objects.push(object);
             return None;
         }
-        let old = std::mem::replace(&mut self.pages[self.oldest], page);
+        let old = std::mem::replace(&mut self.objects[self.oldest], object);
         self.oldest = (self.oldest + 1) % QUARANTINE;
         Some(old)
     }
@@ -217,6 +228,10 @@ struct Object<'a> {
     kind: Lent,
     what: &'a str,
 }
+
+/// What is left to do once the table's lock is let go, rarely more than
+/// nothing.
+type Gones = SmallVec<[Gone; 2]>;
 
 impl Pages {
     /// The record of `slab` (the current one, or a listed one).
@@ -236,21 +251,20 @@ impl Pages {
     }
 
     /// Lends the next `n` pages (1 to [`SLAB`]) of one slab, consecutive:
-    /// when the current slab has fewer than `n` left, they are counted
-    /// back unlent (never handed out, so accessible; the slab still comes
-    /// back when its lent pages do) and a fresh slab starts. Returns the
-    /// first page, and what is left to do once the lock is let go (the
-    /// skipped slab's reuse when that made it wholly back).
+    /// when the current slab has fewer than `n` left, they are counted as
+    /// let go of unlent (never handed out, so accessible; the slab still
+    /// comes back when its lent pages do) and a fresh slab starts. Returns
+    /// the first page; what is left to do once the lock is let go goes to
+    /// `gone`.
     #[inline]
-    fn lend_run(&mut self, n: usize, kind: Lent, what: Cow<'static, str>) -> (usize, Gone) {
+    fn lend_run(&mut self, n: usize, kind: Lent, what: Cow<'static, str>, gone: &mut Gones) -> usize {
         debug_assert!((1..=SLAB).contains(&n));
-        let mut gone = Gone::Nothing;
         let mut slab = match self.current.take() {
             Some(s) if s.used + n <= SLAB => s,
             Some(mut skipped) => {
-                skipped.back += SLAB - skipped.used;
+                skipped.let_go += SLAB - skipped.used;
                 skipped.used = SLAB;
-                gone = self.list_or_reuse(skipped);
+                self.list(skipped, gone);
                 self.start_slab()
             }
             None => self.start_slab(),
@@ -265,12 +279,11 @@ impl Pages {
         slab.held[first] = Held { kind, what };
         let page = slab.addr + first * PAGE;
         if slab.used == SLAB {
-            // Handed out all: listed until every page is back.
-            self.slabs.insert(slab.addr, slab);
+            self.list(slab, gone);
         } else {
             self.current = Some(slab);
         }
-        (page, gone)
+        page
     }
 
     /// A fresh slab to lend from: a spare one, or newly mapped. Mapped
@@ -282,29 +295,51 @@ impl Pages {
         Slab::start(self.spare_records.pop(), addr)
     }
 
-    /// A slab that hands out no more pages: listed until every page is
-    /// back, or reused at once if they are.
-    fn list_or_reuse(&mut self, slab: Box<Slab>) -> Gone {
-        if slab.back < SLAB {
-            self.slabs.insert(slab.addr, slab);
-            Gone::Nothing
-        } else {
-            self.all_back(slab)
+    /// A slab that hands out no more pages: listed until it is reused
+    /// (at once if every page is let go of already, none retired).
+    fn list(&mut self, slab: Box<Slab>, gone: &mut Gones) {
+        let (addr, done) = (slab.addr, slab.let_go == SLAB);
+        self.slabs.insert(addr, slab);
+        if done {
+            self.all_let_go(addr, gone);
         }
     }
 
-    /// Every page of `slab` is back (it is listed nowhere any more): its
-    /// [`BITS`] entry and record are freed, and the slab is reused once
-    /// the lock is let go.
-    fn all_back(&mut self, slab: Box<Slab>) -> Gone {
+    /// Every page of the listed slab at `addr` is let go of (or skipped):
+    /// reused at once if none is retired, else it waits in quarantine,
+    /// inaccessible where retired, until the slabs let go of after it hold
+    /// [`QUARANTINE`] retired pages; those slabs that have waited long
+    /// enough are reused.
+    fn all_let_go(&mut self, addr: usize, gone: &mut Gones) {
+        let retired = self.slabs[&addr].retired.count_ones() as usize;
+        if retired == 0 {
+            self.reuse_listed(addr, gone);
+            return;
+        }
+        self.held.push_back((addr, retired));
+        self.held_retired += retired;
+        while let Some(&(old, n)) = self.held.front() {
+            if self.held_retired - n < QUARANTINE {
+                break;
+            }
+            self.held.pop_front();
+            self.held_retired -= n;
+            self.reuse_listed(old, gone);
+        }
+    }
+
+    /// The listed slab at `addr` has waited enough: its record and
+    /// [`BITS`] entry are freed, and the slab is reused once the lock is
+    /// let go.
+    fn reuse_listed(&mut self, addr: usize, gone: &mut Gones) {
+        let slab = self.slabs.remove(&addr).expect("listed");
         if let Some(b) = slab.bits {
             b.slab.store(0, Ordering::Release);
         }
-        let addr = slab.addr;
         if self.spare_records.len() < SPARE_RECORDS {
             self.spare_records.push(slab);
         }
-        Gone::Reuse(addr)
+        gone.push(Gone::Reuse(addr));
     }
 
     /// Records an object of more than one page.
@@ -315,34 +350,14 @@ impl Pages {
         self.pages.insert(base, page);
     }
 
-    /// Takes the object at `base` out of the table: what is left to do
-    /// with its memory once the lock is let go. A one-page object is
-    /// counted back to its slab in the same step.
-    fn forget(&mut self, base: usize) -> Gone {
-        let bit = bit_of(base);
-        if let Some(slab) = self.slab_mut(slab_of(base)) {
-            if slab.lent & bit == 0 {
-                return Gone::Nothing;
-            }
-            slab.lent &= !bit;
-            if slab.retired & bit != 0 {
-                slab.retired &= !bit;
-                slab.publish_retired();
-            }
-            slab.back += 1;
-            if slab.back < SLAB {
-                return Gone::Nothing;
-            }
-            // The current slab has pages not handed out (not back): this
-            // one is listed.
-            let slab = self.slabs.remove(&slab_of(base)).expect("a slab wholly back is listed");
-            return self.all_back(slab);
-        }
-        let Some(page) = self.pages.remove(&base) else { return Gone::Nothing };
+    /// Takes the object of more than one page at `base` out of the table:
+    /// unmapped once the lock is let go.
+    fn forget_pages(&mut self, base: usize, gone: &mut Gones) {
+        let Some(page) = self.pages.remove(&base) else { return };
         for p in (base + PAGE..base + page.len).step_by(PAGE) {
             self.tails.remove(&p);
         }
-        Gone::Unmap(base, page.len)
+        gone.push(Gone::Unmap(base, page.len));
     }
 
     /// The lent object holding `addr`.
@@ -419,8 +434,9 @@ impl<T> LentPage<T> {
         assert!(core::mem::align_of::<T>() <= PAGE);
         let len = core::mem::size_of::<T>().max(1).div_ceil(PAGE) * PAGE;
         if len == PAGE {
-            let (p, gone) = pages().lend_run(1, kind, what.into());
-            gone.carry_out();
+            let mut gone = Gones::new();
+            let p = pages().lend_run(1, kind, what.into(), &mut gone);
+            carry_out(gone);
             // SAFETY: an accessible slab page handed out to this value only;
             // zeroed where `T` lies (the rest is never lent).
             unsafe { std::ptr::write_bytes(p as *mut T, 0, 1) };
@@ -471,8 +487,9 @@ impl<T> Run<T> {
         if n == 0 {
             return;
         }
-        let (first, gone) = pages().lend_run(n, self.kind, Cow::Borrowed(self.what));
-        gone.carry_out();
+        let mut gone = Gones::new();
+        let first = pages().lend_run(n, self.kind, Cow::Borrowed(self.what), &mut gone);
+        carry_out(gone);
         (self.next, self.end, self.more) = (first, first + n * PAGE, self.more - n);
     }
 }
@@ -518,11 +535,14 @@ impl<T> Drop for Run<T> {
 impl<T> Run<T> {
     #[cold]
     fn let_go_rest(&mut self) {
-        let gone: SmallVec<[Gone; 2]> = {
+        let mut gone = Gones::new();
+        {
             let mut st = pages();
-            (self.next..self.end).step_by(PAGE).map(|p| st.let_go(p)).collect()
-        };
-        gone.into_iter().for_each(Gone::carry_out);
+            for p in (self.next..self.end).step_by(PAGE) {
+                st.let_go(p, &mut gone);
+            }
+        }
+        carry_out(gone);
     }
 }
 
@@ -544,13 +564,14 @@ impl<T> DerefMut for LentPage<T> {
 }
 
 impl<T> Drop for LentPage<T> {
-    /// Into the quarantine when retired (still inaccessible); unmapped
-    /// when never completed (the driver lost it, nothing can be checked).
-    /// The system calls are made outside the table's lock, so that other
-    /// threads' packets do not wait for them.
+    /// Into the quarantine when retired (still inaccessible); back (or
+    /// unmapped) when never completed (the driver lost it, nothing can be
+    /// checked). The system calls are made outside the table's lock, so
+    /// that other threads' packets do not wait for them.
     fn drop(&mut self) {
-        let gone = pages().let_go(self.ptr as usize);
-        gone.carry_out();
+        let mut gone = Gones::new();
+        pages().let_go(self.ptr as usize, &mut gone);
+        carry_out(gone);
     }
 }
 
@@ -559,57 +580,68 @@ impl<T> Drop for LentPage<T> {
 /// The iterator runs under that lock, so whatever it drops must not take
 /// it (an NBL's NET_BUFFERs, MDLs and data buffers do not).
 pub fn release_all<T>(objects: impl IntoIterator<Item = LentPage<T>>) {
-    let mut gone: SmallVec<[Gone; 2]> = SmallVec::new();
+    let mut gone = Gones::new();
     {
         let mut st = pages();
         for object in objects {
             let addr = object.ptr as usize;
             // Its table entry is let go here instead of in its Drop.
             std::mem::forget(object);
-            match st.let_go(addr) {
-                Gone::Nothing => {}
-                g => gone.push(g),
-            }
+            st.let_go(addr, &mut gone);
         }
     }
-    if !gone.is_empty() {
-        gone.into_iter().for_each(Gone::carry_out);
-    }
+    carry_out(gone);
 }
 
 impl Pages {
-    /// An object let go of by its owner (the table locked): retired ones
-    /// go into the quarantine (the oldest one out when it is full), others
-    /// out of the table. What is left to do once the lock is let go.
-    fn let_go(&mut self, addr: usize) -> Gone {
-        let retired = match self.slab(slab_of(addr)) {
-            Some(slab) => slab.retired & bit_of(addr) != 0,
-            None => self.pages.get(&addr).is_some_and(|p| p.retired),
-        };
-        if !retired {
-            return self.forget(addr);
+    /// An object let go of by its owner (the table locked). A one-page
+    /// object is counted let go of in its slab: a retired one stays
+    /// described (and inaccessible) until the slab is reused, another is
+    /// back at once. A larger retired object goes into the quarantine (the
+    /// oldest one out when it is full), another out of the table. What is
+    /// left to do once the lock is let go goes to `gone`.
+    #[inline]
+    fn let_go(&mut self, addr: usize, gone: &mut Gones) {
+        let Some(slab) = self.slab_mut(slab_of(addr)) else { return self.let_go_pages(addr, gone) };
+        let bit = bit_of(addr);
+        if slab.lent & bit == 0 {
+            return;
         }
-        match self.quarantine.push(addr) {
-            Some(old) => self.forget(old),
-            None => Gone::Nothing,
+        if slab.retired & bit == 0 {
+            slab.lent &= !bit;
+        }
+        slab.let_go += 1;
+        if slab.let_go == SLAB {
+            // The current slab has pages not handed out: this one is
+            // listed.
+            let addr = slab.addr;
+            self.all_let_go(addr, gone);
+        }
+    }
+
+    /// [`Pages::let_go`] for an object of more than one page.
+    fn let_go_pages(&mut self, addr: usize, gone: &mut Gones) {
+        if !self.pages.get(&addr).is_some_and(|p| p.retired) {
+            return self.forget_pages(addr, gone);
+        }
+        if let Some(old) = self.quarantine.push(addr) {
+            self.forget_pages(old, gone);
         }
     }
 }
 
-impl Gone {
-    /// The system call an object's end needs, if any (made outside the
-    /// table's lock).
-    #[inline]
-    fn carry_out(self) {
-        if !matches!(self, Gone::Nothing) {
-            self.carry_out_now();
-        }
+/// Carries out what objects' ends left to do (outside the table's lock).
+#[inline]
+fn carry_out(gone: Gones) {
+    if !gone.is_empty() {
+        carry_out_now(gone);
     }
+}
 
-    #[cold]
-    fn carry_out_now(self) {
-        match self {
-            Gone::Nothing => {}
+#[cold]
+fn carry_out_now(gone: Gones) {
+    for g in gone {
+        match g {
             // SAFETY: a mapping made by `zeroed` and listed nowhere any more.
             Gone::Unmap(old, len) => unsafe {
                 libc::munmap(old as *mut libc::c_void, len);
@@ -622,11 +654,9 @@ impl Gone {
 /// What is left to do with an object's memory once it is out of the table
 /// (done outside the table's lock).
 enum Gone {
-    /// A page of a slab not yet wholly back: nothing.
-    Nothing,
     /// A mapping of its own (address, length): unmapped.
     Unmap(usize, usize),
-    /// The last page of its slab came back: the slab is reused.
+    /// A slab out of quarantine: reused.
     Reuse(usize),
 }
 
