@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 
 use rustc_hash::FxHashMap;
-use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::verifier::{codes, Violation};
 
@@ -28,7 +28,6 @@ const CACHE: usize = 512;
 
 /// The live buffers and the idle mappings, under one lock (taken once
 /// when a buffer is made and once when it goes).
-#[derive(Default)]
 struct Table {
     /// What each mapping holds, by index: a buffer knows its own, so that
     /// making and dropping one (once per packet and MDL) looks nothing
@@ -44,7 +43,12 @@ struct Table {
     unused: Vec<usize>,
 }
 
-static TABLE: LazyLock<Mutex<Table>> = LazyLock::new(Mutex::default);
+static TABLE: Mutex<Table> = Mutex::new(Table {
+    records: Vec::new(),
+    by_guard: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
+    idle: Vec::new(),
+    unused: Vec::new(),
+});
 
 struct Described {
     /// A buffer is using the mapping (false: idle or unmapped).

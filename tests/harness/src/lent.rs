@@ -47,7 +47,7 @@ use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::verifier::{codes, Violation};
 
@@ -63,7 +63,6 @@ pub const SPARE: usize = 2;
 /// per [`SLAB`] objects: it allocates none).
 const SPARE_RECORDS: usize = SPARE + 2;
 
-#[derive(Default)]
 struct Pages {
     /// Every lent object of more than one page not yet unmapped, by its
     /// first page's address: retired (completed) or not, and what it held.
@@ -198,9 +197,15 @@ fn claim_bits(slab: usize) -> Option<&'static SlabBits> {
     Some(b)
 }
 
+/// As [`Pages::listed`], to change it (a function of the table's field,
+/// so that the caller may hold the current slab's record meanwhile).
+#[inline(never)]
+fn listed_mut(slabs: &mut FxHashMap<usize, Box<Slab>>, slab: usize) -> Option<&mut Slab> {
+    slabs.get_mut(&slab).map(|s| &mut **s)
+}
+
 /// Retired objects of more than one page let go of: a ring of at most
 /// [`QUARANTINE`], the oldest out when one comes in to a full one.
-#[derive(Default)]
 struct Quarantine {
     objects: Vec<usize>,
     /// Index of the oldest object once the ring is full.
@@ -234,20 +239,45 @@ struct Object<'a> {
 type Gones = SmallVec<[Gone; 2]>;
 
 impl Pages {
+    /// An empty table (a constant: taking its lock checks no
+    /// initialisation).
+    const fn new() -> Self {
+        Pages {
+            pages: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
+            tails: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
+            quarantine: Quarantine { objects: Vec::new(), oldest: 0 },
+            current: None,
+            slabs: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
+            held: VecDeque::new(),
+            held_retired: 0,
+            spare: Vec::new(),
+            spare_records: Vec::new(),
+        }
+    }
+
     /// The record of `slab` (the current one, or a listed one).
+    #[inline]
     fn slab(&self, slab: usize) -> Option<&Slab> {
         match &self.current {
             Some(c) if c.addr == slab => Some(c),
-            _ => self.slabs.get(&slab).map(|s| &**s),
+            _ => self.listed(slab),
         }
     }
 
     /// The record of `slab`, to change it.
+    #[inline]
     fn slab_mut(&mut self, slab: usize) -> Option<&mut Slab> {
         match &mut self.current {
             Some(c) if c.addr == slab => Some(c),
-            _ => self.slabs.get_mut(&slab).map(|s| &mut **s),
+            _ => listed_mut(&mut self.slabs, slab),
         }
+    }
+
+    /// The record of the listed `slab` (a hashed look-up, kept out of the
+    /// callers' common path).
+    #[inline(never)]
+    fn listed(&self, slab: usize) -> Option<&Slab> {
+        self.slabs.get(&slab).map(|s| &**s)
     }
 
     /// Lends the next `n` pages (1 to [`SLAB`]) of one slab, consecutive:
@@ -410,7 +440,7 @@ impl Lent {
     }
 }
 
-static PAGES: LazyLock<Mutex<Pages>> = LazyLock::new(Mutex::default);
+static PAGES: Mutex<Pages> = Mutex::new(Pages::new());
 
 fn pages() -> MutexGuard<'static, Pages> {
     PAGES.lock().unwrap_or_else(PoisonError::into_inner)
@@ -734,16 +764,20 @@ impl Pages {
     #[inline]
     fn mark_retired(&mut self, addr: usize) -> Option<(usize, usize)> {
         let page = addr & !(PAGE - 1);
-        if let Some(slab) = self.slab_mut(slab_of(page)) {
-            // A one-page object (an NBL, on every packet): two bits.
-            let bit = bit_of(page);
-            if slab.lent & bit == 0 || slab.retired & bit != 0 {
-                return None;
-            }
-            slab.retired |= bit;
-            slab.publish_retired();
-            return Some((page, page + PAGE));
+        let Some(slab) = self.slab_mut(slab_of(page)) else { return self.mark_pages_retired(addr) };
+        // A one-page object (an NBL, on every packet): two bits.
+        let bit = bit_of(page);
+        if slab.lent & bit == 0 || slab.retired & bit != 0 {
+            return None;
         }
+        slab.retired |= bit;
+        slab.publish_retired();
+        Some((page, page + PAGE))
+    }
+
+    /// [`Pages::mark_retired`] for an object of more than one page.
+    fn mark_pages_retired(&mut self, addr: usize) -> Option<(usize, usize)> {
+        let page = addr & !(PAGE - 1);
         let lo = if self.pages.contains_key(&page) { page } else { *self.tails.get(&page)? };
         let object = self.pages.get_mut(&lo).expect("listed");
         if object.retired {
@@ -762,34 +796,39 @@ impl Pages {
 /// ones stays accessible. Addresses outside every lent page, and objects
 /// already retired, are left alone.
 pub(crate) fn retire_many(addrs: &[usize]) {
-    // Runs grow as objects come: a chain comes in page order, one run.
-    let mut runs: SmallVec<[(usize, usize); 4]> = SmallVec::new();
+    // The run growing as objects come (a chain comes in page order: one
+    // run), and any finished before it.
+    let (mut lo, mut hi) = (0, 0);
+    let mut before: Vec<(usize, usize)> = Vec::new();
     {
         let mut st = pages();
         for &addr in addrs {
-            let Some((lo, hi)) = st.mark_retired(addr) else { continue };
-            match runs.last_mut() {
-                Some(run) if run.1 == lo => run.1 = hi,
-                _ => runs.push((lo, hi)),
+            let Some((a, b)) = st.mark_retired(addr) else { continue };
+            if a != hi || lo == hi {
+                if lo != hi {
+                    before.push((lo, hi));
+                }
+                lo = a;
             }
+            hi = b;
         }
     }
     // The system calls outside the lock (other threads' packets need it).
-    if runs.len() > 1 {
-        merge_runs(&mut runs);
+    if before.is_empty() {
+        if lo != hi {
+            protect_none(lo, hi);
+        }
+        return;
     }
-    for &(lo, hi) in runs.iter() {
-        // SAFETY: live mappings made by `zeroed`/`zeroed_run`, each page of
-        // [lo, hi) one of the objects just marked retired; only their
-        // protection changes.
-        let rc = unsafe { libc::mprotect(lo as *mut libc::c_void, hi - lo, libc::PROT_NONE) };
-        assert_eq!(rc, 0, "lent pages mprotect: {}", std::io::Error::last_os_error());
+    before.push((lo, hi));
+    for (lo, hi) in maximal_runs(before) {
+        protect_none(lo, hi);
     }
 }
 
-/// Sorts `runs` (disjoint page ranges) and joins each to the next where
+/// `runs` (disjoint page ranges) sorted, each joined to the next where
 /// that starts where it ends: maximal runs.
-fn merge_runs(runs: &mut SmallVec<[(usize, usize); 4]>) {
+fn maximal_runs(mut runs: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
     runs.sort_unstable();
     let mut kept = 0;
     for i in 1..runs.len() {
@@ -801,6 +840,16 @@ fn merge_runs(runs: &mut SmallVec<[(usize, usize); 4]>) {
         }
     }
     runs.truncate(kept + 1);
+    runs
+}
+
+/// Makes `[lo, hi)`, pages of objects just marked retired, inaccessible.
+fn protect_none(lo: usize, hi: usize) {
+    // SAFETY: live mappings made by `zeroed`/`zeroed_run`, each page of
+    // [lo, hi) one of the objects just marked retired; only their
+    // protection changes.
+    let rc = unsafe { libc::mprotect(lo as *mut libc::c_void, hi - lo, libc::PROT_NONE) };
+    assert_eq!(rc, 0, "lent pages mprotect: {}", std::io::Error::last_os_error());
 }
 
 /// Whether `addr` lies in a retired page (model code must not read it).
@@ -868,6 +917,26 @@ mod tests {
             retire(p.as_ptr() as usize);
         }
         assert!(maps() < before + QUARANTINE + SPARE + 16, "mappings grew from {before} to {}", maps());
+    }
+
+    #[test]
+    fn a_retired_page_let_go_of_stays_inaccessible_while_fewer_than_a_quarantine_follow() {
+        let _s = Session::begin(Config::default());
+        let first = LentPage::<u64>::zeroed(Lent::Irp, "the first object");
+        let addr = first.as_ptr() as usize;
+        retire(addr);
+        drop(first);
+        // One short of a quarantine of retired pages let go of after it,
+        // in runs as an operation's NBLs are.
+        for _ in 0..(QUARANTINE - 1) / 3 {
+            let run: Vec<_> = LentPage::<u64>::zeroed_run(3, Lent::Nbl, "an NBL").collect();
+            retire_many(&run.iter().map(|p| p.as_ptr() as usize).collect::<Vec<_>>());
+        }
+        // SAFETY: deliberately reads the retired page; the harness catches
+        // the fault.
+        let v = call_driver("late", || unsafe { std::ptr::read_volatile(addr as *const u64) }).unwrap_err();
+        assert_eq!(v.rule, "IRP used after completion", "{v}");
+        assert!(v.detail.contains("0x0 bytes into the first object"), "reused too early: {v}");
     }
 
     #[test]

@@ -309,7 +309,11 @@ impl NblAlloc {
     ///
     /// # Safety
     /// The spec outlives the value (the invariant of `spec`).
-    unsafe fn build(spec_at: core::ptr::NonNull<NblSpec>, mut block: LentPage<NblBlock>, mut parts: Box<Parts>) -> Self {
+    unsafe fn build(
+        spec_at: core::ptr::NonNull<NblSpec>,
+        mut block: LentPage<NblBlock>,
+        mut parts: Box<Parts>,
+    ) -> Self {
         // SAFETY: per the contract, the spec outlives this call.
         let spec = unsafe { spec_at.as_ref() };
         assert!(!spec.frames.is_empty(), "an NBL has at least one NET_BUFFER");
@@ -366,7 +370,13 @@ fn push_zeroed<T: Zeroable>(v: &mut Vec<T>) -> &mut T {
 /// Fills `nb` (zeroed) with one frame and its MDLs, pushed onto `mdls`,
 /// whose capacity must hold them (element addresses must stay put, see
 /// NblAlloc).
-fn build_nb(frame: &[u8], layout: &Layout, nb: &mut NET_BUFFER, mdls: &mut Vec<MdlBlock>, buffers: &mut Vec<GuardedBuf>) {
+fn build_nb(
+    frame: &[u8],
+    layout: &Layout,
+    nb: &mut NET_BUFFER,
+    mdls: &mut Vec<MdlBlock>,
+    buffers: &mut Vec<GuardedBuf>,
+) {
     nb.DataLength = NET_BUFFER_DATA_LENGTH { stDataLength: frame.len() };
     if layout.data_offset == 0 && layout.cuts.is_empty() {
         // The common layout: the frame in one MDL, built without the
