@@ -286,7 +286,7 @@ impl Pages {
     /// comes back when its lent pages do) and a fresh slab starts. Returns
     /// the first page; what is left to do once the lock is let go goes to
     /// `gone`.
-    #[inline]
+    #[inline(always)]
     fn lend_run(&mut self, n: usize, kind: Lent, what: Cow<'static, str>, gone: &mut Gones) -> usize {
         debug_assert!((1..=SLAB).contains(&n));
         let mut slab = match self.current.take() {
@@ -761,7 +761,7 @@ impl Pages {
     /// Marks the object holding `addr` retired (the table locked): its
     /// pages `[lo, hi)` to make inaccessible; None when `addr` is in no
     /// lent object or that one is retired already.
-    #[inline]
+    #[inline(always)]
     fn mark_retired(&mut self, addr: usize) -> Option<(usize, usize)> {
         let page = addr & !(PAGE - 1);
         let Some(slab) = self.slab_mut(slab_of(page)) else { return self.mark_pages_retired(addr) };

@@ -178,6 +178,7 @@ impl Spare {
 
     /// Keeps `parts`, emptied (the buffers go back to their own cache),
     /// if fewer than [`SPARE_PARTS`] are kept.
+    #[inline(always)]
     fn keep_parts(&mut self, mut parts: Box<Parts>) {
         if self.parts.len() < SPARE_PARTS {
             parts.buffers.clear();
