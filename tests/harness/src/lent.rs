@@ -87,7 +87,9 @@ struct Pages {
     held_retired: usize,
     /// Slabs with every page back, accessible again.
     spare: Vec<usize>,
-    /// Records of slabs reused, for the next slabs.
+    /// Records of slabs reused, for the next slabs (boxed: a record goes
+    /// back and forth between here and `current` or `slabs` unmoved).
+    #[allow(clippy::vec_box)]
     spare_records: Vec<Box<Slab>>,
 }
 
