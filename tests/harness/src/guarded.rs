@@ -18,6 +18,7 @@
 use std::borrow::Cow;
 
 use rustc_hash::FxHashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::verifier::{codes, Violation};
@@ -27,7 +28,8 @@ const PAGE: usize = 4096;
 const CACHE: usize = 512;
 
 /// The live buffers and the idle mappings, under one lock (taken once
-/// when a buffer is made and once when it goes).
+/// when a buffer is made and once when it goes; not at all when its owner
+/// fills it again, see [`GuardedBuf::refill`]).
 struct Table {
     /// What each mapping holds, by index: a buffer knows its own, so that
     /// making and dropping one (once per packet and MDL) looks nothing
@@ -51,30 +53,39 @@ static TABLE: Mutex<Table> = Mutex::new(Table {
 });
 
 struct Described {
-    /// A buffer is using the mapping (false: idle or unmapped).
-    live: bool,
     /// The mapping's first page.
     lo: usize,
-    addr: usize,
-    len: usize,
     what: Cow<'static, str>,
+    /// Whether a buffer is using the mapping, and its length: [`LIVE`] |
+    /// length, or not live. One word that the buffer's owner writes
+    /// without the lock (a buffer ends right before the guard page, so
+    /// the length says where it starts); allocated once per record and
+    /// never freed (records are reused, and bounded as the mappings are).
+    state: &'static AtomicUsize,
 }
 
+/// The bit of [`Described::state`] saying a buffer is using the mapping.
+const LIVE: usize = 1 << (usize::BITS - 1);
+
 impl Table {
-    /// Records a new mapping's buffer; its index.
-    fn add(&mut self, guard: usize, d: Described) -> usize {
+    /// Records a new mapping's buffer of `len` bytes; its index and state.
+    fn add(&mut self, guard: usize, lo: usize, len: usize, what: Cow<'static, str>) -> (usize, &'static AtomicUsize) {
         let index = match self.unused.pop() {
             Some(i) => {
-                self.records[i] = d;
+                let d = &mut self.records[i];
+                (d.lo, d.what) = (lo, what);
                 i
             }
             None => {
-                self.records.push(d);
+                let state = Box::leak(Box::new(AtomicUsize::new(0)));
+                self.records.push(Described { lo, what, state });
                 self.records.len() - 1
             }
         };
         self.by_guard.insert(guard, index);
-        index
+        let state = self.records[index].state;
+        state.store(LIVE | len, Ordering::Release);
+        (index, state)
     }
 }
 
@@ -90,6 +101,8 @@ pub struct GuardedBuf {
     len: usize,
     /// Its record in the table.
     index: usize,
+    /// Its record's state.
+    state: &'static AtomicUsize,
 }
 
 // SAFETY: the buffer is plain memory owned by this value; which thread may
@@ -104,28 +117,53 @@ impl GuardedBuf {
         let what = what.into();
         let mut t = table();
         let idle = if data_pages == 1 { t.idle.pop() } else { None };
-        let (lo, addr, index) = match idle {
+        let (lo, index, state) = match idle {
             Some(index) => {
                 let d = &mut t.records[index];
-                let addr = d.lo + PAGE - len;
-                (d.live, d.addr, d.len, d.what) = (true, addr, len, what);
-                (d.lo, addr, index)
+                d.what = what;
+                d.state.store(LIVE | len, Ordering::Release);
+                (d.lo, index, d.state)
             }
             None => {
                 // The system calls outside the lock.
                 drop(t);
                 let lo = map(data_pages);
-                let guard = lo + data_pages * PAGE;
-                let addr = guard - len;
                 t = table();
-                (lo, addr, t.add(guard, Described { live: true, lo, addr, len, what }))
+                let (index, state) = t.add(lo + data_pages * PAGE, lo, len, what);
+                (lo, index, state)
             }
         };
         drop(t);
+        let addr = lo + data_pages * PAGE - len;
         // SAFETY: [addr, addr + len) lies in the mapping's read/write
         // pages, handed to this value only.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, len) };
-        Self { lo, data_pages, addr, len, index }
+        Self { lo, data_pages, addr, len, index, state }
+    }
+
+    /// Makes the buffer hold `data` instead, in the same mapping and with
+    /// the same description, if it fits in one page (false, unchanged,
+    /// otherwise): for an owner that keeps its buffers idle between uses
+    /// ([`GuardedBuf::set_idle`]), without the table's lock.
+    pub fn refill(&mut self, data: &[u8]) -> bool {
+        let len = data.len();
+        if self.data_pages != 1 || len > PAGE {
+            return false;
+        }
+        let addr = self.lo + PAGE - len;
+        // SAFETY: [addr, addr + len) lies in the mapping's read/write
+        // page, owned by this value.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, len) };
+        (self.addr, self.len) = (addr, len);
+        self.state.store(LIVE | len, Ordering::Release);
+        true
+    }
+
+    /// Marks the buffer unused while its owner keeps it for a later
+    /// [`GuardedBuf::refill`]: a fault on its guard page is then not an
+    /// overrun of it, as for an idle mapping.
+    pub fn set_idle(&self) {
+        self.state.store(0, Ordering::Release);
     }
 
     /// The first byte.
@@ -152,15 +190,14 @@ impl GuardedBuf {
 
 impl Drop for GuardedBuf {
     fn drop(&mut self) {
+        self.set_idle();
         let mut t = table();
         if self.data_pages == 1 && t.idle.len() < CACHE {
-            t.records[self.index].live = false;
             t.idle.push(self.index);
         } else {
             let guard = self.lo + self.data_pages * PAGE;
             t.by_guard.remove(&guard);
-            let d = &mut t.records[self.index];
-            (d.live, d.what) = (false, Cow::Borrowed(""));
+            t.records[self.index].what = Cow::Borrowed("");
             t.unused.push(self.index);
             drop(t);
             // SAFETY: the mapping made by `map` for this buffer, no longer
@@ -196,8 +233,15 @@ fn map(data_pages: usize) -> usize {
 /// named.
 pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Violation> {
     let t = table();
-    let d = t.by_guard.get(&(addr & !(PAGE - 1))).map(|&i| &t.records[i]).filter(|d| d.live)?;
-    let past = addr - (d.addr + d.len) + 1;
+    let guard = addr & !(PAGE - 1);
+    let d = &t.records[*t.by_guard.get(&guard)?];
+    let state = d.state.load(Ordering::Acquire);
+    if state & LIVE == 0 {
+        return None;
+    }
+    // The buffer ends right before its guard page.
+    let len = state & !LIVE;
+    let past = addr - guard + 1;
     Some(Violation::new(
         "access beyond the end of a buffer the driver was given",
         codes::DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION,
@@ -206,8 +250,8 @@ pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Vio
             "{} of {addr:#x}, {past} byte(s) past the end of {} ({} bytes at {:#x}; rip {rip:#x})",
             if write { "write" } else { "read" },
             d.what,
-            d.len,
-            d.addr
+            len,
+            guard - len
         ),
     ))
 }
@@ -229,6 +273,23 @@ mod tests {
         let v = call_driver("overrun", || unsafe { std::ptr::write_volatile(end as *mut u8, 9) }).unwrap_err();
         assert_eq!(v.rule, "access beyond the end of a buffer the driver was given", "{v}");
         assert!(v.detail.contains("1 byte(s) past the end of test buffer (3 bytes"), "{v}");
+    }
+
+    #[test]
+    fn a_buffer_filled_again_faults_by_its_new_length_and_not_while_idle() {
+        let _s = Session::begin(Config::default());
+        let mut b = GuardedBuf::new(&[1; 100], "a refilled buffer");
+        b.set_idle();
+        let guard = b.as_mut_ptr() as usize + b.len();
+        assert!(classify_fault(guard, false, 0).is_none(), "an idle buffer is not overrun");
+        assert!(b.refill(&[2; 10]));
+        assert_eq!(b.to_vec(), [2; 10]);
+        assert_eq!(b.as_mut_ptr() as usize + b.len(), guard, "it still ends at the guard page");
+        // SAFETY: deliberately writes past the end; the harness catches
+        // the fault.
+        let v = call_driver("overrun", || unsafe { std::ptr::write_volatile((guard + 1) as *mut u8, 9) }).unwrap_err();
+        assert!(v.detail.contains("2 byte(s) past the end of a refilled buffer (10 bytes"), "{v}");
+        assert!(!b.refill(&[0; PAGE + 1]), "more than a page does not fit");
     }
 
     #[test]

@@ -111,6 +111,10 @@ struct Parts {
     nbs: Vec<NET_BUFFER>,
     mdls: Vec<MdlBlock>,
     buffers: Vec<GuardedBuf>,
+    /// One-page data buffers of an earlier NBL, idle, kept to be filled
+    /// again (at most [`KEPT_BUFFERS`]): the next NBL built with these
+    /// parts takes no buffer from the guarded-buffer table.
+    idle: Vec<GuardedBuf>,
     /// A spec of its own, boxed and held as a pointer (freed on drop):
     /// [`NblAlloc::spec`] points to it while the parts move.
     spec: Option<core::ptr::NonNull<NblSpec>>,
@@ -149,6 +153,8 @@ impl Parts {
 
 /// Emptied [`Parts`] kept per thread.
 const SPARE_PARTS: usize = 16;
+/// Idle data buffers kept by one [`Parts`].
+const KEPT_BUFFERS: usize = 4;
 /// Emptied vectors of NBLs kept per thread, and the largest capacity kept.
 const SPARE_VECS: usize = 4;
 const SPARE_VEC_CAPACITY: usize = 64;
@@ -176,12 +182,18 @@ impl Spare {
         self.parts.pop().unwrap_or_default()
     }
 
-    /// Keeps `parts`, emptied (the buffers go back to their own cache),
-    /// if fewer than [`SPARE_PARTS`] are kept.
+    /// Keeps `parts`, emptied (up to [`KEPT_BUFFERS`] data buffers kept
+    /// idle in them, the others back to their own cache), if fewer than
+    /// [`SPARE_PARTS`] are kept.
     #[inline(always)]
     fn keep_parts(&mut self, mut parts: Box<Parts>) {
         if self.parts.len() < SPARE_PARTS {
-            parts.buffers.clear();
+            while let Some(b) = parts.buffers.pop() {
+                if parts.idle.len() < KEPT_BUFFERS {
+                    b.set_idle();
+                    parts.idle.push(b);
+                }
+            }
             parts.mdls.clear();
             parts.nbs.clear();
             parts.drop_spec();
@@ -321,9 +333,10 @@ impl NblAlloc {
         // Sized up front: one MDL per frame unless the layout cuts it.
         let mdl_count = spec.frames.len() * (1 + spec.layout.cuts.len() + usize::from(spec.layout.headroom_mdl));
         parts.reserve(spec.frames.len(), mdl_count);
-        let Parts { nbs, mdls, buffers, .. } = &mut *parts;
+        let Parts { nbs, mdls, buffers, idle, .. } = &mut *parts;
+        let mut data = DataBuffers { buffers, idle };
         for frame in &spec.frames {
-            build_nb(&frame.bytes, &spec.layout, push_zeroed(nbs), mdls, buffers);
+            build_nb(&frame.bytes, &spec.layout, push_zeroed(nbs), mdls, &mut data);
         }
         for i in 1..nbs.len() {
             let next: *mut NET_BUFFER = &mut nbs[i];
@@ -371,18 +384,12 @@ fn push_zeroed<T: Zeroable>(v: &mut Vec<T>) -> &mut T {
 /// Fills `nb` (zeroed) with one frame and its MDLs, pushed onto `mdls`,
 /// whose capacity must hold them (element addresses must stay put, see
 /// NblAlloc).
-fn build_nb(
-    frame: &[u8],
-    layout: &Layout,
-    nb: &mut NET_BUFFER,
-    mdls: &mut Vec<MdlBlock>,
-    buffers: &mut Vec<GuardedBuf>,
-) {
+fn build_nb(frame: &[u8], layout: &Layout, nb: &mut NET_BUFFER, mdls: &mut Vec<MdlBlock>, data: &mut DataBuffers<'_>) {
     nb.DataLength = NET_BUFFER_DATA_LENGTH { stDataLength: frame.len() };
     if layout.data_offset == 0 && layout.cuts.is_empty() {
         // The common layout: the frame in one MDL, built without the
         // general case's list of cuts.
-        let mdl = push_mdl(frame, mdls, buffers);
+        let mdl = push_mdl(frame, mdls, data);
         nb.CurrentMdl = mdl;
         nb.MdlChain = mdl;
         return;
@@ -405,7 +412,7 @@ fn build_nb(
     let first_mdl = mdls.len();
     let mut start = 0;
     for end in cuts.into_iter().chain(std::iter::once(stream.len())) {
-        let mdl = push_mdl(&stream[start..end], mdls, buffers);
+        let mdl = push_mdl(&stream[start..end], mdls, data);
         if start <= offset && offset < end {
             nb.CurrentMdl = mdl;
             nb.CurrentMdlOffset = (offset - start) as u32;
@@ -423,14 +430,34 @@ fn build_nb(
 /// How a fault report names an MDL's data.
 const MDL_DATA: &str = "the data of an MDL of a NET_BUFFER";
 
-/// An MDL describing a copy of `data`, pushed onto `mdls` (capacity
-/// reserved), its buffer onto `buffers`. The bytes end right before a
+/// The data buffers of an NBL being built: those it has, and idle ones of
+/// an earlier NBL to fill again.
+struct DataBuffers<'a> {
+    buffers: &'a mut Vec<GuardedBuf>,
+    idle: &'a mut Vec<GuardedBuf>,
+}
+
+impl DataBuffers<'_> {
+    /// A buffer holding a copy of `bytes`: an idle one filled again when
+    /// it fits, else a new one.
+    fn holding(&mut self, bytes: &[u8]) -> GuardedBuf {
+        if let Some(mut b) = self.idle.pop() {
+            if b.refill(bytes) {
+                return b;
+            }
+        }
+        GuardedBuf::new(bytes, MDL_DATA)
+    }
+}
+
+/// An MDL describing a copy of `bytes`, pushed onto `mdls` (capacity
+/// reserved), its buffer onto the NBL's buffers. The bytes end right before a
 /// guard page: a parse that runs past the data (or past one MDL of a
 /// split header) faults.
-fn push_mdl(data: &[u8], mdls: &mut Vec<MdlBlock>, buffers: &mut Vec<GuardedBuf>) -> *mut MDL {
-    let buffer = GuardedBuf::new(data, MDL_DATA);
+fn push_mdl(bytes: &[u8], mdls: &mut Vec<MdlBlock>, data: &mut DataBuffers<'_>) -> *mut MDL {
+    let buffer = data.holding(bytes);
     let (va, len) = (buffer.as_mut_ptr() as usize, buffer.len());
-    buffers.push(buffer);
+    data.buffers.push(buffer);
     let pages = ((va & 0xfff) + len).div_ceil(0x1000).max(1);
     let mdl = &mut push_zeroed(mdls).mdl;
     mdl.Size = (core::mem::size_of::<MDL>() + 8 * pages) as i16;
