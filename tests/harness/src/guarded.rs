@@ -18,7 +18,8 @@
 use std::borrow::Cow;
 
 use rustc_hash::FxHashMap;
-use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::verifier::{codes, Violation};
 
@@ -27,26 +28,65 @@ const PAGE: usize = 4096;
 const CACHE: usize = 512;
 
 /// The live buffers and the idle mappings, under one lock (taken once
-/// when a buffer is made and once when it goes).
-#[derive(Default)]
+/// when a buffer is made and once when it goes; not at all when its owner
+/// fills it again, see [`GuardedBuf::refill`]).
 struct Table {
-    /// What each live buffer is, by the address of its guard page (hashed:
-    /// looked up twice per buffer, one per packet and MDL). An idle
-    /// mapping keeps its entry, marked not live, so that reusing it
-    /// updates the entry in place instead of inserting and removing one.
-    described: FxHashMap<usize, Described>,
-    /// Idle one-page mappings (their guard page still in place).
+    /// What each mapping holds, by index: a buffer knows its own, so that
+    /// making and dropping one (once per packet and MDL) looks nothing
+    /// up. An idle mapping keeps its record, marked not live.
+    records: Vec<Described>,
+    /// The record of each mapping, by the address of its guard page
+    /// (looked up only when the driver faults).
+    by_guard: FxHashMap<usize, usize>,
+    /// Idle one-page mappings (their guard page still in place), as
+    /// indices into `records`.
     idle: Vec<usize>,
+    /// Indices into `records` of unmapped mappings, for the next ones.
+    unused: Vec<usize>,
 }
 
-static TABLE: LazyLock<Mutex<Table>> = LazyLock::new(Mutex::default);
+static TABLE: Mutex<Table> = Mutex::new(Table {
+    records: Vec::new(),
+    by_guard: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
+    idle: Vec::new(),
+    unused: Vec::new(),
+});
 
 struct Described {
-    /// A buffer is using the mapping (false: idle).
-    live: bool,
-    addr: usize,
-    len: usize,
+    /// The mapping's first page.
+    lo: usize,
     what: Cow<'static, str>,
+    /// Whether a buffer is using the mapping, and its length: [`LIVE`] |
+    /// length, or not live. One word that the buffer's owner writes
+    /// without the lock (a buffer ends right before the guard page, so
+    /// the length says where it starts); allocated once per record and
+    /// never freed (records are reused, and bounded as the mappings are).
+    state: &'static AtomicUsize,
+}
+
+/// The bit of [`Described::state`] saying a buffer is using the mapping.
+const LIVE: usize = 1 << (usize::BITS - 1);
+
+impl Table {
+    /// Records a new mapping's buffer of `len` bytes; its index and state.
+    fn add(&mut self, guard: usize, lo: usize, len: usize, what: Cow<'static, str>) -> (usize, &'static AtomicUsize) {
+        let index = match self.unused.pop() {
+            Some(i) => {
+                let d = &mut self.records[i];
+                (d.lo, d.what) = (lo, what);
+                i
+            }
+            None => {
+                let state = Box::leak(Box::new(AtomicUsize::new(0)));
+                self.records.push(Described { lo, what, state });
+                self.records.len() - 1
+            }
+        };
+        self.by_guard.insert(guard, index);
+        let state = self.records[index].state;
+        state.store(LIVE | len, Ordering::Release);
+        (index, state)
+    }
 }
 
 fn table() -> MutexGuard<'static, Table> {
@@ -59,6 +99,10 @@ pub struct GuardedBuf {
     data_pages: usize,
     addr: usize,
     len: usize,
+    /// Its record in the table.
+    index: usize,
+    /// Its record's state.
+    state: &'static AtomicUsize,
 }
 
 // SAFETY: the buffer is plain memory owned by this value; which thread may
@@ -73,30 +117,53 @@ impl GuardedBuf {
         let what = what.into();
         let mut t = table();
         let idle = if data_pages == 1 { t.idle.pop() } else { None };
-        let lo = match idle {
-            Some(lo) => lo,
+        let (lo, index, state) = match idle {
+            Some(index) => {
+                let d = &mut t.records[index];
+                d.what = what;
+                d.state.store(LIVE | len, Ordering::Release);
+                (d.lo, index, d.state)
+            }
             None => {
                 // The system calls outside the lock.
                 drop(t);
                 let lo = map(data_pages);
                 t = table();
-                lo
+                let (index, state) = t.add(lo + data_pages * PAGE, lo, len, what);
+                (lo, index, state)
             }
         };
-        let guard = lo + data_pages * PAGE;
-        let addr = guard - len;
-        let d = Described { live: true, addr, len, what };
-        match t.described.get_mut(&guard) {
-            Some(old) => *old = d,
-            None => {
-                t.described.insert(guard, d);
-            }
-        }
         drop(t);
-        // SAFETY: [addr, guard) lies in the mapping's read/write pages,
-        // handed to this value only.
+        let addr = lo + data_pages * PAGE - len;
+        // SAFETY: [addr, addr + len) lies in the mapping's read/write
+        // pages, handed to this value only.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, len) };
-        Self { lo, data_pages, addr, len }
+        Self { lo, data_pages, addr, len, index, state }
+    }
+
+    /// Makes the buffer hold `data` instead, in the same mapping and with
+    /// the same description, if it fits in one page (false, unchanged,
+    /// otherwise): for an owner that keeps its buffers idle between uses
+    /// ([`GuardedBuf::set_idle`]), without the table's lock.
+    pub fn refill(&mut self, data: &[u8]) -> bool {
+        let len = data.len();
+        if self.data_pages != 1 || len > PAGE {
+            return false;
+        }
+        let addr = self.lo + PAGE - len;
+        // SAFETY: [addr, addr + len) lies in the mapping's read/write
+        // page, owned by this value.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, len) };
+        (self.addr, self.len) = (addr, len);
+        self.state.store(LIVE | len, Ordering::Release);
+        true
+    }
+
+    /// Marks the buffer unused while its owner keeps it for a later
+    /// [`GuardedBuf::refill`]: a fault on its guard page is then not an
+    /// overrun of it, as for an idle mapping.
+    pub fn set_idle(&self) {
+        self.state.store(0, Ordering::Release);
     }
 
     /// The first byte.
@@ -123,15 +190,15 @@ impl GuardedBuf {
 
 impl Drop for GuardedBuf {
     fn drop(&mut self) {
-        let guard = self.lo + self.data_pages * PAGE;
+        self.set_idle();
         let mut t = table();
         if self.data_pages == 1 && t.idle.len() < CACHE {
-            if let Some(d) = t.described.get_mut(&guard) {
-                d.live = false;
-            }
-            t.idle.push(self.lo);
+            t.idle.push(self.index);
         } else {
-            t.described.remove(&guard);
+            let guard = self.lo + self.data_pages * PAGE;
+            t.by_guard.remove(&guard);
+            t.records[self.index].what = Cow::Borrowed("");
+            t.unused.push(self.index);
             drop(t);
             // SAFETY: the mapping made by `map` for this buffer, no longer
             // listed anywhere.
@@ -166,8 +233,15 @@ fn map(data_pages: usize) -> usize {
 /// named.
 pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Violation> {
     let t = table();
-    let d = t.described.get(&(addr & !(PAGE - 1))).filter(|d| d.live)?;
-    let past = addr - (d.addr + d.len) + 1;
+    let guard = addr & !(PAGE - 1);
+    let d = &t.records[*t.by_guard.get(&guard)?];
+    let state = d.state.load(Ordering::Acquire);
+    if state & LIVE == 0 {
+        return None;
+    }
+    // The buffer ends right before its guard page.
+    let len = state & !LIVE;
+    let past = addr - guard + 1;
     Some(Violation::new(
         "access beyond the end of a buffer the driver was given",
         codes::DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION,
@@ -176,8 +250,8 @@ pub(crate) fn classify_fault(addr: usize, write: bool, rip: usize) -> Option<Vio
             "{} of {addr:#x}, {past} byte(s) past the end of {} ({} bytes at {:#x}; rip {rip:#x})",
             if write { "write" } else { "read" },
             d.what,
-            d.len,
-            d.addr
+            len,
+            guard - len
         ),
     ))
 }
@@ -199,6 +273,23 @@ mod tests {
         let v = call_driver("overrun", || unsafe { std::ptr::write_volatile(end as *mut u8, 9) }).unwrap_err();
         assert_eq!(v.rule, "access beyond the end of a buffer the driver was given", "{v}");
         assert!(v.detail.contains("1 byte(s) past the end of test buffer (3 bytes"), "{v}");
+    }
+
+    #[test]
+    fn a_buffer_filled_again_faults_by_its_new_length_and_not_while_idle() {
+        let _s = Session::begin(Config::default());
+        let mut b = GuardedBuf::new(&[1; 100], "a refilled buffer");
+        b.set_idle();
+        let guard = b.as_mut_ptr() as usize + b.len();
+        assert!(classify_fault(guard, false, 0).is_none(), "an idle buffer is not overrun");
+        assert!(b.refill(&[2; 10]));
+        assert_eq!(b.to_vec(), [2; 10]);
+        assert_eq!(b.as_mut_ptr() as usize + b.len(), guard, "it still ends at the guard page");
+        // SAFETY: deliberately writes past the end; the harness catches
+        // the fault.
+        let v = call_driver("overrun", || unsafe { std::ptr::write_volatile((guard + 1) as *mut u8, 9) }).unwrap_err();
+        assert!(v.detail.contains("2 byte(s) past the end of a refilled buffer (10 bytes"), "{v}");
+        assert!(!b.refill(&[0; PAGE + 1]), "more than a page does not fit");
     }
 
     #[test]

@@ -91,102 +91,158 @@ struct MdlBlock {
 pub struct NblAlloc {
     /// In a page of its own, inaccessible once back with its creator.
     nbl: LentPage<NblBlock>,
-    /// What the NBL points into (reached through those pointers only).
-    _parts: KeptParts,
-    spec: Source,
-}
-
-/// What an NBL was built from: a spec it owns, or the caller's, borrowed
-/// for the operation that built it (no copy per packet).
-enum Source {
-    /// Boxed: an NBL is moved into its operation's vector and out again,
-    /// and stays small.
-    Owned(Box<NblSpec>),
-    /// INVARIANT: the spec outlives this NblAlloc, or [`own_specs`] made it
-    /// owned before the operation that built it returned (see
+    /// What the NBL points into (reached through those pointers only),
+    /// and the spec when it owns it. Boxed: an NBL is moved into its
+    /// operation's vector and out again, and stays small.
+    parts: Box<Parts>,
+    /// What the NBL was built from: the caller's spec, borrowed for the
+    /// operation that built it (no copy per packet), or `parts.spec`.
+    /// INVARIANT: the spec outlives this NblAlloc: it is in `parts`, or
+    /// the caller's, which [`own_specs`] copies into `parts` before the
+    /// operation that built it returns if the NBL is to outlive it (see
     /// [`build_all_borrowed`]).
-    Borrowed(core::ptr::NonNull<NblSpec>),
+    spec: core::ptr::NonNull<NblSpec>,
 }
 
-/// The NET_BUFFERs, MDLs and data buffers of one NBL. Their vectors are
-/// kept for the next NBL built on the same thread (emptied: the buffers go
-/// back to their own cache), so that a packet allocates none.
+/// The NET_BUFFERs, MDLs and data buffers of one NBL, and its spec when
+/// it owns one.
 #[derive(Default)]
 struct Parts {
     nbs: Vec<NET_BUFFER>,
     mdls: Vec<MdlBlock>,
     buffers: Vec<GuardedBuf>,
+    /// One-page data buffers of an earlier NBL, idle, kept to be filled
+    /// again (at most [`KEPT_BUFFERS`]): the next NBL built with these
+    /// parts takes no buffer from the guarded-buffer table.
+    idle: Vec<GuardedBuf>,
+    /// A spec of its own, boxed and held as a pointer (freed on drop):
+    /// [`NblAlloc::spec`] points to it while the parts move.
+    spec: Option<core::ptr::NonNull<NblSpec>>,
+}
+
+impl Drop for Parts {
+    fn drop(&mut self) {
+        self.drop_spec();
+    }
+}
+
+impl Parts {
+    /// Room for `nbs` NET_BUFFERs and `mdls` MDLs and buffers, reserved
+    /// before anything points into them.
+    fn reserve(&mut self, nbs: usize, mdls: usize) {
+        self.nbs.reserve_exact(nbs);
+        self.mdls.reserve_exact(mdls);
+        self.buffers.reserve_exact(mdls);
+    }
+
+    /// Keeps `spec` (in place of any it had); where it lies.
+    fn own(&mut self, spec: NblSpec) -> core::ptr::NonNull<NblSpec> {
+        self.drop_spec();
+        *self.spec.insert(core::ptr::NonNull::from(Box::leak(Box::new(spec))))
+    }
+
+    /// Frees the spec of its own, if any.
+    fn drop_spec(&mut self) {
+        if let Some(spec) = self.spec.take() {
+            // SAFETY: made by `Box::leak` in `own`, freed only here (taken
+            // out first).
+            drop(unsafe { Box::from_raw(spec.as_ptr()) });
+        }
+    }
 }
 
 /// Emptied [`Parts`] kept per thread.
 const SPARE_PARTS: usize = 16;
-
-thread_local! {
-    // Boxed on purpose: a box goes back and forth between this cache and
-    // an NBL without its `Parts` being moved or allocated again.
-    #[allow(clippy::vec_box)]
-    static PARTS: std::cell::RefCell<Vec<Box<Parts>>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// An NBL's [`Parts`], boxed (an NBL is moved into its operation's vector
-/// and out again: it stays small), back to this thread's cache when
-/// dropped.
-struct KeptParts(Option<Box<Parts>>);
-
-impl KeptParts {
-    /// Emptied vectors with room for `nbs` NET_BUFFERs and `mdls` MDLs and
-    /// buffers (reserved before anything points into them).
-    fn take(nbs: usize, mdls: usize) -> Self {
-        let mut p = PARTS.try_with(|s| s.borrow_mut().pop()).ok().flatten().unwrap_or_default();
-        p.nbs.reserve_exact(nbs);
-        p.mdls.reserve_exact(mdls);
-        p.buffers.reserve_exact(mdls);
-        KeptParts(Some(p))
-    }
-
-    fn get(&mut self) -> &mut Parts {
-        self.0.as_mut().expect("parts are taken only when dropped")
-    }
-}
-
-impl Drop for KeptParts {
-    /// The vectors, emptied, go back to this thread's cache (the buffers
-    /// to theirs).
-    fn drop(&mut self) {
-        let Some(mut p) = self.0.take() else { return };
-        p.buffers.clear();
-        p.mdls.clear();
-        p.nbs.clear();
-        // The thread's cache may be gone (thread exit): then freed.
-        let _ = PARTS.try_with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut() {
-                if s.len() < SPARE_PARTS {
-                    s.push(p);
-                }
-            }
-        });
-    }
-}
-
-/// Emptied vectors of NBLs kept per thread, and the largest capacity kept
-/// (an operation's NBLs are built into one, which is emptied and kept when
-/// the operation is over, so that a packet allocates no vector for them).
+/// Idle data buffers kept by one [`Parts`].
+const KEPT_BUFFERS: usize = 4;
+/// Emptied vectors of NBLs kept per thread, and the largest capacity kept.
 const SPARE_VECS: usize = 4;
 const SPARE_VEC_CAPACITY: usize = 64;
 
+/// What an operation's NBLs are built from, kept per thread: the vector
+/// they are built into and each one's [`Parts`], emptied and kept when the
+/// operation is over ([`free_all`]), so that a packet allocates none.
+#[derive(Default)]
+struct Spare {
+    vecs: Vec<Vec<NblAlloc>>,
+    // Boxed on purpose: a box goes back and forth between this cache and
+    // an NBL without its `Parts` being moved or allocated again.
+    #[allow(clippy::vec_box)]
+    parts: Vec<Box<Parts>>,
+}
+
+impl Spare {
+    /// An emptied vector of NBLs, or a new one.
+    fn vec(&mut self) -> Vec<NblAlloc> {
+        self.vecs.pop().unwrap_or_default()
+    }
+
+    /// Emptied parts, or new ones.
+    fn parts(&mut self) -> Box<Parts> {
+        self.parts.pop().unwrap_or_default()
+    }
+
+    /// Keeps `parts`, emptied (up to [`KEPT_BUFFERS`] data buffers kept
+    /// idle in them, the others back to their own cache), if fewer than
+    /// [`SPARE_PARTS`] are kept.
+    #[inline(always)]
+    fn keep_parts(&mut self, mut parts: Box<Parts>) {
+        if self.parts.len() < SPARE_PARTS {
+            while let Some(b) = parts.buffers.pop() {
+                if parts.idle.len() < KEPT_BUFFERS {
+                    b.set_idle();
+                    parts.idle.push(b);
+                }
+            }
+            parts.mdls.clear();
+            parts.nbs.clear();
+            parts.drop_spec();
+            self.parts.push(parts);
+        }
+    }
+
+    /// Keeps `v` (emptied) if it is small and fewer than [`SPARE_VECS`]
+    /// are kept.
+    fn keep_vec(&mut self, v: Vec<NblAlloc>) {
+        debug_assert!(v.is_empty());
+        if v.capacity() <= SPARE_VEC_CAPACITY && self.vecs.len() < SPARE_VECS {
+            self.vecs.push(v);
+        }
+    }
+}
+
 thread_local! {
-    static VECS: std::cell::RefCell<Vec<Vec<NblAlloc>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SPARE: std::cell::RefCell<Spare> =
+        const { std::cell::RefCell::new(Spare { vecs: Vec::new(), parts: Vec::new() }) };
+}
+
+/// Runs `f` with this thread's [`Spare`] (taken once per operation), or
+/// with an empty one when that is out of reach (the thread is exiting).
+fn with_spare<R>(f: impl FnOnce(&mut Spare) -> R) -> R {
+    let mut f = Some(f);
+    let done = SPARE.try_with(|s| s.try_borrow_mut().ok().map(|mut s| f.take().expect("run once")(&mut s)));
+    match done {
+        Ok(Some(r)) => r,
+        _ => f.take().expect("not run")(&mut Spare::default()),
+    }
 }
 
 /// The NBLs of one operation, one per spec, in a vector kept from an
 /// earlier operation on this thread when there is one.
 pub fn build_all(specs: Vec<NblSpec>) -> Vec<NblAlloc> {
-    let mut v = spare_vec();
-    // On consecutive pages: a chain back with its creator at once is
-    // retired with one system call.
-    let blocks = LentPage::zeroed_run(specs.len(), Lent::Nbl, "an NBL");
-    v.extend(specs.into_iter().zip(blocks).map(|(spec, block)| NblAlloc::build(Source::Owned(Box::new(spec)), block)));
-    v
+    with_spare(|spare| {
+        let mut v = spare.vec();
+        // On consecutive pages: a chain back with its creator at once is
+        // retired with one system call.
+        let blocks = LentPage::zeroed_run(specs.len(), Lent::Nbl, "an NBL");
+        v.extend(specs.into_iter().zip(blocks).map(|(spec, block)| {
+            let mut parts = spare.parts();
+            let spec = parts.own(spec);
+            // SAFETY: the spec is boxed in the parts the NBL keeps.
+            unsafe { NblAlloc::build(spec, block, parts) }
+        }));
+        v
+    })
 }
 
 /// Like [`build_all`], borrowing the specs instead of taking them: a caller
@@ -198,42 +254,39 @@ pub fn build_all(specs: Vec<NblSpec>) -> Vec<NblAlloc> {
 /// them first (an operation that ends in a violation keeps its NBLs until
 /// the session ends: it makes their specs owned before it returns).
 pub unsafe fn build_all_borrowed(specs: &[NblSpec]) -> Vec<NblAlloc> {
-    let mut v = spare_vec();
-    let blocks = LentPage::zeroed_run(specs.len(), Lent::Nbl, "an NBL");
-    v.extend(specs.iter().zip(blocks).map(|(spec, block)| NblAlloc::build(Source::Borrowed(spec.into()), block)));
-    v
+    with_spare(|spare| {
+        let mut v = spare.vec();
+        let blocks = LentPage::zeroed_run(specs.len(), Lent::Nbl, "an NBL");
+        v.extend(specs.iter().zip(blocks).map(|(spec, block)| {
+            // SAFETY: the caller's promise: the spec outlives the NBL, or
+            // is copied into its parts first.
+            unsafe { NblAlloc::build(spec.into(), block, spare.parts()) }
+        }));
+        v
+    })
 }
 
 /// Makes every borrowed spec of `allocs` owned (a copy), so that they may
 /// outlive the caller's specs.
 pub fn own_specs(allocs: &mut [NblAlloc]) {
     for a in allocs {
-        if let Source::Borrowed(_) = a.spec {
-            a.spec = Source::Owned(Box::new(a.spec().clone()));
+        if a.parts.spec.is_none() {
+            a.spec = a.parts.own(a.spec().clone());
         }
     }
-}
-
-/// An emptied vector kept from an earlier operation on this thread, or a
-/// new one.
-fn spare_vec() -> Vec<NblAlloc> {
-    VECS.try_with(|s| s.borrow_mut().pop()).ok().flatten().unwrap_or_default()
 }
 
 /// Frees an operation's NBLs (their pages let go of under one lock) and
-/// keeps their vector for the next one.
+/// keeps their vector and parts for the next one.
 pub fn free_all(mut allocs: Vec<NblAlloc>) {
-    // Each NBL's other parts are dropped as its page is let go of.
-    crate::lent::release_all(allocs.drain(..).map(|a| a.nbl));
-    if allocs.capacity() > SPARE_VEC_CAPACITY {
-        return;
-    }
-    // The thread's cache may be gone (thread exit): then freed.
-    let _ = VECS.try_with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < SPARE_VECS {
-            s.push(allocs);
-        }
+    with_spare(|spare| {
+        // Each NBL's other parts are emptied as its page is let go of.
+        crate::lent::release_all(std::iter::from_fn(|| {
+            let a = allocs.pop()?;
+            spare.keep_parts(a.parts);
+            Some(a.nbl)
+        }));
+        spare.keep_vec(allocs);
     });
 }
 
@@ -254,32 +307,47 @@ impl NblAlloc {
     pub fn new(spec: NblSpec) -> Self {
         // NET_BUFFER_LIST and the extra info entries are plain data for
         // which all-zero is valid (null pointers, zero counters).
-        Self::build(Source::Owned(Box::new(spec)), LentPage::zeroed(Lent::Nbl, "an NBL"))
+        let block = LentPage::zeroed(Lent::Nbl, "an NBL");
+        with_spare(|spare| {
+            let mut parts = spare.parts();
+            let spec = parts.own(spec);
+            // SAFETY: the spec is boxed in the parts the NBL keeps.
+            unsafe { Self::build(spec, block, parts) }
+        })
     }
 
-    /// Builds the NBL in `block` (zeroed), with its NET_BUFFERs, MDLs and
-    /// data buffers.
-    fn build(source: Source, mut block: LentPage<NblBlock>) -> Self {
-        let spec = source.get();
+    /// Builds the NBL of `spec_at` in `block` (zeroed), with its
+    /// NET_BUFFERs, MDLs and data buffers in `parts` (empty, or holding
+    /// only that spec).
+    ///
+    /// # Safety
+    /// The spec outlives the value (the invariant of `spec`).
+    unsafe fn build(
+        spec_at: core::ptr::NonNull<NblSpec>,
+        mut block: LentPage<NblBlock>,
+        mut parts: Box<Parts>,
+    ) -> Self {
+        // SAFETY: per the contract, the spec outlives this call.
+        let spec = unsafe { spec_at.as_ref() };
         assert!(!spec.frames.is_empty(), "an NBL has at least one NET_BUFFER");
-        let nbl = &mut block.nbl;
         // Sized up front: one MDL per frame unless the layout cuts it.
         let mdl_count = spec.frames.len() * (1 + spec.layout.cuts.len() + usize::from(spec.layout.headroom_mdl));
-        let mut parts = KeptParts::take(spec.frames.len(), mdl_count);
-        let Parts { nbs, mdls, buffers } = parts.get();
+        parts.reserve(spec.frames.len(), mdl_count);
+        let Parts { nbs, mdls, buffers, idle, .. } = &mut *parts;
+        let mut data = DataBuffers { buffers, idle };
         for frame in &spec.frames {
-            assert!(nbs.len() < nbs.capacity(), "NET_BUFFERs counted up front");
-            nbs.push(build_nb(&frame.bytes, &spec.layout, mdls, buffers));
+            build_nb(&frame.bytes, &spec.layout, push_zeroed(nbs), mdls, &mut data);
         }
         for i in 1..nbs.len() {
             let next: *mut NET_BUFFER = &mut nbs[i];
             nbs[i - 1].Next = next;
         }
+        let nbl = &mut block.nbl;
         nbl.FirstNetBuffer = &mut nbs[0];
         if spec.loopback {
             nbl.NblFlags |= NDIS_NBL_FLAGS_IS_LOOPBACK_PACKET;
         }
-        NblAlloc { nbl: block, _parts: parts, spec: source }
+        NblAlloc { nbl: block, parts, spec: spec_at }
     }
 
     /// The NET_BUFFER_LIST handed to the driver.
@@ -289,26 +357,42 @@ impl NblAlloc {
 
     /// What the NBL was built from.
     pub fn spec(&self) -> &NblSpec {
-        self.spec.get()
+        // SAFETY: the spec outlives this value (the invariant of `spec`).
+        unsafe { self.spec.as_ref() }
     }
 }
 
-impl Source {
-    fn get(&self) -> &NblSpec {
-        match self {
-            Source::Owned(spec) => spec,
-            // SAFETY: the spec outlives the NblAlloc holding this (the
-            // invariant of `Borrowed`).
-            Source::Borrowed(spec) => unsafe { spec.as_ref() },
-        }
-    }
+/// Plain data for which all zero is a valid value.
+///
+/// # Safety
+/// All-zero bytes are a valid `Self`.
+unsafe trait Zeroable: Sized {}
+// SAFETY: plain C data: integers and pointers; all zero is the empty state.
+unsafe impl Zeroable for NET_BUFFER {}
+// SAFETY: as above.
+unsafe impl Zeroable for MdlBlock {}
+
+/// Appends an all-zero element to `v`, whose capacity must hold it
+/// (element addresses must stay put, see NblAlloc), built in place.
+fn push_zeroed<T: Zeroable>(v: &mut Vec<T>) -> &mut T {
+    assert!(v.len() < v.capacity(), "NET_BUFFERs and MDLs counted up front");
+    // SAFETY: `T` is valid all zero (`Zeroable`).
+    v.push(unsafe { core::mem::zeroed() });
+    v.last_mut().expect("just pushed")
 }
 
-/// One NET_BUFFER and its MDLs, pushed onto `mdls`, whose capacity must
-/// hold them (element addresses must stay put, see NblAlloc).
-fn build_nb(frame: &[u8], layout: &Layout, mdls: &mut Vec<MdlBlock>, buffers: &mut Vec<GuardedBuf>) -> NET_BUFFER {
+/// Fills `nb` (zeroed) with one frame and its MDLs, pushed onto `mdls`,
+/// whose capacity must hold them (element addresses must stay put, see
+/// NblAlloc).
+fn build_nb(frame: &[u8], layout: &Layout, nb: &mut NET_BUFFER, mdls: &mut Vec<MdlBlock>, data: &mut DataBuffers<'_>) {
+    nb.DataLength = NET_BUFFER_DATA_LENGTH { stDataLength: frame.len() };
     if layout.data_offset == 0 && layout.cuts.is_empty() {
-        return build_one_mdl_nb(frame, mdls, buffers);
+        // The common layout: the frame in one MDL, built without the
+        // general case's list of cuts.
+        let mdl = push_mdl(frame, mdls, data);
+        nb.CurrentMdl = mdl;
+        nb.MdlChain = mdl;
+        return;
     }
     let offset = layout.data_offset as usize;
     // The headroom's bytes, then the frame (no copy when there is none).
@@ -325,21 +409,14 @@ fn build_nb(frame: &[u8], layout: &Layout, mdls: &mut Vec<MdlBlock>, buffers: &m
     }
     cuts.sort_unstable();
     cuts.dedup();
-    // SAFETY: NET_BUFFER is plain data; all-zero is its empty state.
-    let mut nb: NET_BUFFER = unsafe { core::mem::zeroed() };
     let first_mdl = mdls.len();
     let mut start = 0;
     for end in cuts.into_iter().chain(std::iter::once(stream.len())) {
-        // Each MDL's bytes end right before a guard page: a parse that
-        // runs past the data (or past one MDL of a split header) faults.
-        let buffer = GuardedBuf::new(&stream[start..end], MDL_DATA);
-        assert!(mdls.len() < mdls.capacity(), "MDLs counted up front");
-        mdls.push(new_mdl(buffer.as_mut_ptr(), buffer.len()));
+        let mdl = push_mdl(&stream[start..end], mdls, data);
         if start <= offset && offset < end {
-            nb.CurrentMdl = &mut mdls.last_mut().expect("just pushed").mdl;
+            nb.CurrentMdl = mdl;
             nb.CurrentMdlOffset = (offset - start) as u32;
         }
-        buffers.push(buffer);
         start = end;
     }
     for i in first_mdl + 1..mdls.len() {
@@ -348,41 +425,48 @@ fn build_nb(frame: &[u8], layout: &Layout, mdls: &mut Vec<MdlBlock>, buffers: &m
     }
     nb.MdlChain = &mut mdls[first_mdl].mdl;
     nb.DataOffset = layout.data_offset;
-    nb.DataLength = NET_BUFFER_DATA_LENGTH { stDataLength: frame.len() };
-    nb
-}
-
-/// [`build_nb`] for the common layout (no headroom, no cut): the frame in
-/// one MDL, built without the general case's list of cuts.
-fn build_one_mdl_nb(frame: &[u8], mdls: &mut Vec<MdlBlock>, buffers: &mut Vec<GuardedBuf>) -> NET_BUFFER {
-    let buffer = GuardedBuf::new(frame, MDL_DATA);
-    assert!(mdls.len() < mdls.capacity(), "MDLs counted up front");
-    mdls.push(new_mdl(buffer.as_mut_ptr(), buffer.len()));
-    buffers.push(buffer);
-    let mdl: *mut MDL = &mut mdls.last_mut().expect("just pushed").mdl;
-    // SAFETY: NET_BUFFER is plain data; all-zero is its empty state.
-    let mut nb: NET_BUFFER = unsafe { core::mem::zeroed() };
-    nb.CurrentMdl = mdl;
-    nb.MdlChain = mdl;
-    nb.DataLength = NET_BUFFER_DATA_LENGTH { stDataLength: frame.len() };
-    nb
 }
 
 /// How a fault report names an MDL's data.
 const MDL_DATA: &str = "the data of an MDL of a NET_BUFFER";
 
-fn new_mdl(data: *mut u8, len: usize) -> MdlBlock {
-    let va = data as usize;
+/// The data buffers of an NBL being built: those it has, and idle ones of
+/// an earlier NBL to fill again.
+struct DataBuffers<'a> {
+    buffers: &'a mut Vec<GuardedBuf>,
+    idle: &'a mut Vec<GuardedBuf>,
+}
+
+impl DataBuffers<'_> {
+    /// A buffer holding a copy of `bytes`: an idle one filled again when
+    /// it fits, else a new one.
+    fn holding(&mut self, bytes: &[u8]) -> GuardedBuf {
+        if let Some(mut b) = self.idle.pop() {
+            if b.refill(bytes) {
+                return b;
+            }
+        }
+        GuardedBuf::new(bytes, MDL_DATA)
+    }
+}
+
+/// An MDL describing a copy of `bytes`, pushed onto `mdls` (capacity
+/// reserved), its buffer onto the NBL's buffers. The bytes end right before a
+/// guard page: a parse that runs past the data (or past one MDL of a
+/// split header) faults.
+fn push_mdl(bytes: &[u8], mdls: &mut Vec<MdlBlock>, data: &mut DataBuffers<'_>) -> *mut MDL {
+    let buffer = data.holding(bytes);
+    let (va, len) = (buffer.as_mut_ptr() as usize, buffer.len());
+    data.buffers.push(buffer);
     let pages = ((va & 0xfff) + len).div_ceil(0x1000).max(1);
-    // SAFETY: MDL is plain data; all-zero is valid before the fields are set.
-    let mut block: MdlBlock = unsafe { core::mem::zeroed() };
-    block.mdl.Size = (core::mem::size_of::<MDL>() + 8 * pages) as i16;
-    block.mdl.MdlFlags = MDL_SOURCE_IS_NONPAGED_POOL;
-    block.mdl.StartVa = (va & !0xfff) as *mut _;
-    block.mdl.ByteOffset = (va & 0xfff) as u32;
-    block.mdl.ByteCount = len as u32;
-    block.mdl.MappedSystemVa = va as *mut _;
-    block
+    let mdl = &mut push_zeroed(mdls).mdl;
+    mdl.Size = (core::mem::size_of::<MDL>() + 8 * pages) as i16;
+    mdl.MdlFlags = MDL_SOURCE_IS_NONPAGED_POOL;
+    mdl.StartVa = (va & !0xfff) as *mut _;
+    mdl.ByteOffset = (va & 0xfff) as u32;
+    mdl.ByteCount = len as u32;
+    mdl.MappedSystemVa = va as *mut _;
+    mdl
 }
 
 /// Links the NBLs at the addresses `nbls` into one chain through `Next`
@@ -402,6 +486,7 @@ pub fn link(nbls: &[usize]) -> *mut NET_BUFFER_LIST {
 ///
 /// # Safety
 /// `head` is NULL or a readable NET_BUFFER_LIST chain.
+#[inline]
 pub unsafe fn walk(head: *mut NET_BUFFER_LIST, limit: usize) -> SmallVec<[usize; 4]> {
     let mut out = SmallVec::new();
     let mut cur = head;
@@ -423,6 +508,7 @@ pub unsafe fn walk(head: *mut NET_BUFFER_LIST, limit: usize) -> SmallVec<[usize;
 /// # Safety
 /// `nbl` points to a readable NET_BUFFER_LIST whose NET_BUFFER list is
 /// readable.
+#[inline]
 pub unsafe fn net_buffers(nbl: *const NET_BUFFER_LIST) -> SmallVec<[*mut NET_BUFFER; 4]> {
     // Read on every hop to the far end: no allocation for short lists.
     let mut out = SmallVec::new();
