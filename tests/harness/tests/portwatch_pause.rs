@@ -62,8 +62,15 @@ fn overlapping(special_pool: bool, iterations: usize) {
             .map(|a| {
                 let s = &s;
                 scope.spawn(move || {
-                    for _ in 0..iterations {
+                    for i in 0..iterations {
                         s.pause(a).unwrap();
+                        if i % 64 == 0 {
+                            // Stays paused a while now and then, so that
+                            // sends meet a paused module however the
+                            // threads are scheduled (back to back, the
+                            // restart may always win the adapter's gate).
+                            std::thread::sleep(Duration::from_micros(500));
+                        }
                         s.restart(a).unwrap();
                     }
                 })
