@@ -49,6 +49,7 @@ thread_local! {
     static HELD: SessionLocal<Holds> = const { SessionLocal::new(Vec::new()) };
 }
 
+#[inline(always)]
 fn held<R>(f: impl FnOnce(&mut Holds) -> R) -> R {
     HELD.with(|h| h.with(f))
 }
@@ -81,11 +82,17 @@ pub(crate) fn push_held(addr: usize, kind: &'static str) {
     held(|h| h.push((addr, kind)));
 }
 
-/// Forgets the innermost hold of `addr`.
+/// Forgets the innermost hold of `addr` (most often the last one: locks
+/// are mostly released in the reverse order of acquisition).
 pub(crate) fn pop_held(addr: usize) {
-    held(|h| {
-        if let Some(i) = h.iter().rposition(|&(a, _)| a == addr) {
-            h.remove(i);
+    held(|h| match h.last() {
+        Some(&(a, _)) if a == addr => {
+            h.pop();
+        }
+        _ => {
+            if let Some(i) = h.iter().rposition(|&(a, _)| a == addr) {
+                h.remove(i);
+            }
         }
     });
 }
@@ -117,10 +124,21 @@ impl LiveStates {
         self.0.push((state, v));
     }
 
-    fn remove(&mut self, state: usize) {
-        if let Some(i) = self.0.iter().position(|(a, _)| *a == state) {
-            self.0.swap_remove(i);
-        }
+    /// Where the entry of `state` is, for [`Self::remove_at`]: one search
+    /// for a release's check and removal.
+    #[inline]
+    fn position(&self, state: usize) -> Option<usize> {
+        self.0.iter().position(|(a, _)| *a == state)
+    }
+
+    #[inline]
+    fn at(&self, i: usize) -> (usize, bool, u64) {
+        self.0[i].1
+    }
+
+    #[inline]
+    fn remove_at(&mut self, i: usize) {
+        self.0.swap_remove(i);
     }
 
     /// The live state with the lowest address in `range` (a freed block).
@@ -810,6 +828,7 @@ fn rw_acquire(lock: usize, state: *mut LOCK_STATE_EX, flags: u32, write: bool) {
 /// The rules an RW lock acquisition must meet before it may wait (the
 /// tables locked); with `grant`, the lock is then granted if it is free for
 /// `me` (one lookup of the lock for both). Whether it was granted.
+#[inline]
 fn check_and_try_grant(
     t: &mut Tables,
     lock: usize,
@@ -860,6 +879,7 @@ fn try_grant_rw(t: &mut Tables, lock: usize, state: *mut LOCK_STATE_EX, write: b
     grant_if_free(s, lock_states, lock, state, write, me)
 }
 
+#[inline]
 fn grant_if_free(
     s: &mut RwState,
     lock_states: &mut LiveStates,
@@ -906,7 +926,8 @@ extern "win64" fn ndis_release_rw_lock(lock: usize, state: *mut LOCK_STATE_EX) {
             ));
         }
         let mut t = tables();
-        let entry = t.lock_states.get(state as usize);
+        let at = t.lock_states.position(state as usize);
+        let entry = at.map(|i| t.lock_states.at(i));
         let write = match entry {
             Some((l, w, owner)) if l == lock && owner == me => w,
             // Let go of the tables first: a violation leaves the driver
@@ -937,7 +958,9 @@ extern "win64" fn ndis_release_rw_lock(lock: usize, state: *mut LOCK_STATE_EX) {
                 ),
             ),
         };
-        t.lock_states.remove(state as usize);
+        if let Some(i) = at {
+            t.lock_states.remove_at(i);
+        }
         let s = t.rw.get_mut(&lock).expect("acquired lock exists");
         if write {
             s.write_depth -= 1;
