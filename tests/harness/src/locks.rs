@@ -152,7 +152,7 @@ struct Tables {
     /// Known NDIS spin locks, by address (ordered: a pool free looks up
     /// the locks inside the freed range).
     spin: BTreeSet<usize>,
-    rw: HashMap<usize, RwState>,
+    rw: RwLocks,
     lock_states: LiveStates,
     rundown: BTreeMap<usize, Rundown>,
     order: HashMap<usize, HashSet<usize>>,
@@ -232,6 +232,73 @@ struct Rundown {
 
 impl Rundown {
     const LIVE: Self = Self { state: RundownState::Live, acquired: false };
+}
+
+/// The allocated RW locks, by address. A driver takes the same lock again
+/// and again (per packet): the last one looked up is remembered, and
+/// comparing its address costs less than hashing it. The states sit in
+/// slots, reused after a free, so the remembered slot stays valid until
+/// its lock is freed.
+#[derive(Default)]
+struct RwLocks {
+    slots: Vec<RwState>,
+    /// Slots of freed locks, for the next allocation: `slots` never holds
+    /// more than the most locks allocated at once.
+    free: Vec<usize>,
+    by_addr: HashMap<usize, usize>,
+    /// The last lock looked up: (its address, its slot).
+    last: Option<(usize, usize)>,
+}
+
+impl RwLocks {
+    fn insert(&mut self, addr: usize) {
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = RwState::default();
+                slot
+            }
+            None => {
+                self.slots.push(RwState::default());
+                self.slots.len() - 1
+            }
+        };
+        if let Some(old) = self.by_addr.insert(addr, slot) {
+            // Allocated twice at one address without a free between (the
+            // pool would not do it): the older state is dropped.
+            self.free.push(old);
+        }
+        self.last = None;
+    }
+
+    fn get(&self, addr: usize) -> Option<&RwState> {
+        self.by_addr.get(&addr).map(|&slot| &self.slots[slot])
+    }
+
+    #[inline]
+    fn get_mut(&mut self, addr: usize) -> Option<&mut RwState> {
+        let slot = match self.last {
+            Some((a, slot)) if a == addr => slot,
+            _ => self.look_up(addr)?,
+        };
+        self.slots.get_mut(slot)
+    }
+
+    /// The slot of `addr` through the map, remembered as the last one.
+    #[inline(never)]
+    fn look_up(&mut self, addr: usize) -> Option<usize> {
+        let slot = *self.by_addr.get(&addr)?;
+        self.last = Some((addr, slot));
+        Some(slot)
+    }
+
+    fn remove(&mut self, addr: usize) {
+        if let Some(slot) = self.by_addr.remove(&addr) {
+            self.free.push(slot);
+            if self.last.is_some_and(|(a, _)| a == addr) {
+                self.last = None;
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -752,7 +819,7 @@ extern "win64" fn ndis_allocate_rw_lock(_handle: usize) -> usize {
         irql::require("NdisAllocateRWLock", PASSIVE, DISPATCH);
         let p = crate::pool::allocate(RW_LOCK_SIZE, RW_LOCK_TAG, true) as usize;
         if p != 0 {
-            tables().rw.insert(p, RwState::default());
+            tables().rw.insert(p);
         }
         p
     })
@@ -761,7 +828,7 @@ extern "win64" fn ndis_allocate_rw_lock(_handle: usize) -> usize {
 extern "win64" fn ndis_free_rw_lock(lock: usize) {
     on_host(|| {
         irql::require("NdisFreeRWLock", PASSIVE, DISPATCH);
-        let held = tables().rw.get(&lock).map(|s| s.write_depth > 0 || !s.readers.is_empty());
+        let held = tables().rw.get(lock).map(|s| s.write_depth > 0 || !s.readers.is_empty());
         match held {
             None => fail(Violation::c4(
                 "free of an RW lock not allocated",
@@ -781,7 +848,7 @@ extern "win64" fn ndis_free_rw_lock(lock: usize) {
             )),
             Some(false) => {}
         }
-        tables().rw.remove(&lock);
+        tables().rw.remove(lock);
         forget_order(lock);
         crate::pool::free(lock, Some(RW_LOCK_TAG), "NdisFreeRWLock");
     })
@@ -839,7 +906,7 @@ fn check_and_try_grant(
     grant: bool,
 ) -> Result<bool, Violation> {
     let Tables { rw, lock_states, .. } = t;
-    let Some(s) = rw.get_mut(&lock) else {
+    let Some(s) = rw.get_mut(lock) else {
         return Err(Violation::c4(
             "RW lock used before NdisAllocateRWLock",
             codes::C4_UNINITIALIZED_RESOURCE,
@@ -875,7 +942,7 @@ fn check_and_try_grant(
 /// Grants `me` the RW lock if it is free for it (the tables locked).
 fn try_grant_rw(t: &mut Tables, lock: usize, state: *mut LOCK_STATE_EX, write: bool, me: u64) -> bool {
     let Tables { rw, lock_states, .. } = t;
-    let s = rw.get_mut(&lock).expect("checked before");
+    let s = rw.get_mut(lock).expect("checked before");
     grant_if_free(s, lock_states, lock, state, write, me)
 }
 
@@ -961,7 +1028,7 @@ extern "win64" fn ndis_release_rw_lock(lock: usize, state: *mut LOCK_STATE_EX) {
         if let Some(i) = at {
             t.lock_states.remove_at(i);
         }
-        let s = t.rw.get_mut(&lock).expect("acquired lock exists");
+        let s = t.rw.get_mut(lock).expect("acquired lock exists");
         if write {
             s.write_depth -= 1;
             if s.write_depth == 0 {
