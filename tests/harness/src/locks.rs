@@ -1458,4 +1458,33 @@ mod tests {
         r.release(1);
         assert!(r.is_empty(), "no entry is left with a count of 0");
     }
+
+    #[test]
+    fn a_freed_rw_lock_is_unknown_though_it_was_the_last_looked_up() {
+        let mut st = LOCK_STATE_EX::default();
+        let p = &mut st as *mut LOCK_STATE_EX;
+        let _s = Session::begin(Config::default());
+        let lock = ndis_allocate_rw_lock(0);
+        let rule = rule_of(|| {
+            ndis_acquire_rw_lock_read(lock, p, 0);
+            ndis_release_rw_lock(lock, p);
+            ndis_free_rw_lock(lock);
+            ndis_acquire_rw_lock_read(lock, p, 0);
+        });
+        assert_eq!(rule, Some("RW lock used before NdisAllocateRWLock"));
+    }
+
+    #[test]
+    fn rw_lock_slots_are_reused_and_start_free() {
+        let mut locks = RwLocks::default();
+        locks.insert(0x1000);
+        locks.get_mut(0x1000).expect("allocated").readers.add(7);
+        locks.remove(0x1000);
+        assert!(locks.get_mut(0x1000).is_none(), "freed");
+        locks.insert(0x2000);
+        let s = locks.get_mut(0x2000).expect("allocated");
+        assert!(s.readers.is_empty() && s.writer == 0 && s.write_depth == 0, "a reused slot starts free");
+        assert_eq!(locks.slots.len(), 1, "the freed slot is reused");
+        assert!(locks.get_mut(0x1000).is_none(), "still freed");
+    }
 }

@@ -273,4 +273,13 @@ mod tests {
         assert_eq!(ke_query_maximum_processor_count_ex(ALL_PROCESSOR_GROUPS), PROCESSORS);
         assert_eq!(ke_query_active_processor_count_ex(7), 0);
     }
+
+    #[test]
+    fn a_processor_is_given_back_when_its_thread_ends() {
+        // The second pin finds the processor free only if the first
+        // thread's end gave it back.
+        for _ in 0..2 {
+            std::thread::spawn(|| pin(PROCESSORS - 2)).join().expect("the processor is free");
+        }
+    }
 }
