@@ -125,13 +125,22 @@ pub fn name(irql: u8) -> String {
 
 /// A small, stable identifier of the calling thread (the model's notion of
 /// "processor" for lock ownership). Never 0.
+#[inline]
 pub fn thread_id() -> u64 {
-    THREAD_ID.with(|id| {
-        if id.get() == 0 {
-            id.set(NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed));
-        }
-        id.get()
-    })
+    match THREAD_ID.with(Cell::get) {
+        0 => new_thread_id(),
+        id => id,
+    }
+}
+
+/// The calling thread's first [`thread_id`]: numbered now (out of line:
+/// once per thread).
+#[cold]
+#[inline(never)]
+fn new_thread_id() -> u64 {
+    let id = NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed);
+    THREAD_ID.with(|c| c.set(id));
+    id
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@ thread_local! {
     static HELD: SessionLocal<Holds> = const { SessionLocal::new(Vec::new()) };
 }
 
+#[inline(always)]
 fn held<R>(f: impl FnOnce(&mut Holds) -> R) -> R {
     HELD.with(|h| h.with(f))
 }
@@ -81,11 +82,17 @@ pub(crate) fn push_held(addr: usize, kind: &'static str) {
     held(|h| h.push((addr, kind)));
 }
 
-/// Forgets the innermost hold of `addr`.
+/// Forgets the innermost hold of `addr` (most often the last one: locks
+/// are mostly released in the reverse order of acquisition).
 pub(crate) fn pop_held(addr: usize) {
-    held(|h| {
-        if let Some(i) = h.iter().rposition(|&(a, _)| a == addr) {
-            h.remove(i);
+    held(|h| match h.last() {
+        Some(&(a, _)) if a == addr => {
+            h.pop();
+        }
+        _ => {
+            if let Some(i) = h.iter().rposition(|&(a, _)| a == addr) {
+                h.remove(i);
+            }
         }
     });
 }
@@ -117,10 +124,21 @@ impl LiveStates {
         self.0.push((state, v));
     }
 
-    fn remove(&mut self, state: usize) {
-        if let Some(i) = self.0.iter().position(|(a, _)| *a == state) {
-            self.0.swap_remove(i);
-        }
+    /// Where the entry of `state` is, for [`Self::remove_at`]: one search
+    /// for a release's check and removal.
+    #[inline]
+    fn position(&self, state: usize) -> Option<usize> {
+        self.0.iter().position(|(a, _)| *a == state)
+    }
+
+    #[inline]
+    fn at(&self, i: usize) -> (usize, bool, u64) {
+        self.0[i].1
+    }
+
+    #[inline]
+    fn remove_at(&mut self, i: usize) {
+        self.0.swap_remove(i);
     }
 
     /// The live state with the lowest address in `range` (a freed block).
@@ -134,7 +152,7 @@ struct Tables {
     /// Known NDIS spin locks, by address (ordered: a pool free looks up
     /// the locks inside the freed range).
     spin: BTreeSet<usize>,
-    rw: HashMap<usize, RwState>,
+    rw: RwLocks,
     lock_states: LiveStates,
     rundown: BTreeMap<usize, Rundown>,
     order: HashMap<usize, HashSet<usize>>,
@@ -214,6 +232,73 @@ struct Rundown {
 
 impl Rundown {
     const LIVE: Self = Self { state: RundownState::Live, acquired: false };
+}
+
+/// The allocated RW locks, by address. A driver takes the same lock again
+/// and again (per packet): the last one looked up is remembered, and
+/// comparing its address costs less than hashing it. The states sit in
+/// slots, reused after a free, so the remembered slot stays valid until
+/// its lock is freed.
+#[derive(Default)]
+struct RwLocks {
+    slots: Vec<RwState>,
+    /// Slots of freed locks, for the next allocation: `slots` never holds
+    /// more than the most locks allocated at once.
+    free: Vec<usize>,
+    by_addr: HashMap<usize, usize>,
+    /// The last lock looked up: (its address, its slot).
+    last: Option<(usize, usize)>,
+}
+
+impl RwLocks {
+    fn insert(&mut self, addr: usize) {
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = RwState::default();
+                slot
+            }
+            None => {
+                self.slots.push(RwState::default());
+                self.slots.len() - 1
+            }
+        };
+        if let Some(old) = self.by_addr.insert(addr, slot) {
+            // Allocated twice at one address without a free between (the
+            // pool would not do it): the older state is dropped.
+            self.free.push(old);
+        }
+        self.last = None;
+    }
+
+    fn get(&self, addr: usize) -> Option<&RwState> {
+        self.by_addr.get(&addr).map(|&slot| &self.slots[slot])
+    }
+
+    #[inline]
+    fn get_mut(&mut self, addr: usize) -> Option<&mut RwState> {
+        let slot = match self.last {
+            Some((a, slot)) if a == addr => slot,
+            _ => self.look_up(addr)?,
+        };
+        self.slots.get_mut(slot)
+    }
+
+    /// The slot of `addr` through the map, remembered as the last one.
+    #[inline(never)]
+    fn look_up(&mut self, addr: usize) -> Option<usize> {
+        let slot = *self.by_addr.get(&addr)?;
+        self.last = Some((addr, slot));
+        Some(slot)
+    }
+
+    fn remove(&mut self, addr: usize) {
+        if let Some(slot) = self.by_addr.remove(&addr) {
+            self.free.push(slot);
+            if self.last.is_some_and(|(a, _)| a == addr) {
+                self.last = None;
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -734,7 +819,7 @@ extern "win64" fn ndis_allocate_rw_lock(_handle: usize) -> usize {
         irql::require("NdisAllocateRWLock", PASSIVE, DISPATCH);
         let p = crate::pool::allocate(RW_LOCK_SIZE, RW_LOCK_TAG, true) as usize;
         if p != 0 {
-            tables().rw.insert(p, RwState::default());
+            tables().rw.insert(p);
         }
         p
     })
@@ -743,7 +828,7 @@ extern "win64" fn ndis_allocate_rw_lock(_handle: usize) -> usize {
 extern "win64" fn ndis_free_rw_lock(lock: usize) {
     on_host(|| {
         irql::require("NdisFreeRWLock", PASSIVE, DISPATCH);
-        let held = tables().rw.get(&lock).map(|s| s.write_depth > 0 || !s.readers.is_empty());
+        let held = tables().rw.get(lock).map(|s| s.write_depth > 0 || !s.readers.is_empty());
         match held {
             None => fail(Violation::c4(
                 "free of an RW lock not allocated",
@@ -763,7 +848,7 @@ extern "win64" fn ndis_free_rw_lock(lock: usize) {
             )),
             Some(false) => {}
         }
-        tables().rw.remove(&lock);
+        tables().rw.remove(lock);
         forget_order(lock);
         crate::pool::free(lock, Some(RW_LOCK_TAG), "NdisFreeRWLock");
     })
@@ -810,6 +895,7 @@ fn rw_acquire(lock: usize, state: *mut LOCK_STATE_EX, flags: u32, write: bool) {
 /// The rules an RW lock acquisition must meet before it may wait (the
 /// tables locked); with `grant`, the lock is then granted if it is free for
 /// `me` (one lookup of the lock for both). Whether it was granted.
+#[inline]
 fn check_and_try_grant(
     t: &mut Tables,
     lock: usize,
@@ -820,7 +906,7 @@ fn check_and_try_grant(
     grant: bool,
 ) -> Result<bool, Violation> {
     let Tables { rw, lock_states, .. } = t;
-    let Some(s) = rw.get_mut(&lock) else {
+    let Some(s) = rw.get_mut(lock) else {
         return Err(Violation::c4(
             "RW lock used before NdisAllocateRWLock",
             codes::C4_UNINITIALIZED_RESOURCE,
@@ -856,10 +942,11 @@ fn check_and_try_grant(
 /// Grants `me` the RW lock if it is free for it (the tables locked).
 fn try_grant_rw(t: &mut Tables, lock: usize, state: *mut LOCK_STATE_EX, write: bool, me: u64) -> bool {
     let Tables { rw, lock_states, .. } = t;
-    let s = rw.get_mut(&lock).expect("checked before");
+    let s = rw.get_mut(lock).expect("checked before");
     grant_if_free(s, lock_states, lock, state, write, me)
 }
 
+#[inline]
 fn grant_if_free(
     s: &mut RwState,
     lock_states: &mut LiveStates,
@@ -906,7 +993,8 @@ extern "win64" fn ndis_release_rw_lock(lock: usize, state: *mut LOCK_STATE_EX) {
             ));
         }
         let mut t = tables();
-        let entry = t.lock_states.get(state as usize);
+        let at = t.lock_states.position(state as usize);
+        let entry = at.map(|i| t.lock_states.at(i));
         let write = match entry {
             Some((l, w, owner)) if l == lock && owner == me => w,
             // Let go of the tables first: a violation leaves the driver
@@ -937,8 +1025,10 @@ extern "win64" fn ndis_release_rw_lock(lock: usize, state: *mut LOCK_STATE_EX) {
                 ),
             ),
         };
-        t.lock_states.remove(state as usize);
-        let s = t.rw.get_mut(&lock).expect("acquired lock exists");
+        if let Some(i) = at {
+            t.lock_states.remove_at(i);
+        }
+        let s = t.rw.get_mut(lock).expect("acquired lock exists");
         if write {
             s.write_depth -= 1;
             if s.write_depth == 0 {
@@ -1367,5 +1457,34 @@ mod tests {
         assert!(!r.is_empty());
         r.release(1);
         assert!(r.is_empty(), "no entry is left with a count of 0");
+    }
+
+    #[test]
+    fn a_freed_rw_lock_is_unknown_though_it_was_the_last_looked_up() {
+        let mut st = LOCK_STATE_EX::default();
+        let p = &mut st as *mut LOCK_STATE_EX;
+        let _s = Session::begin(Config::default());
+        let lock = ndis_allocate_rw_lock(0);
+        let rule = rule_of(|| {
+            ndis_acquire_rw_lock_read(lock, p, 0);
+            ndis_release_rw_lock(lock, p);
+            ndis_free_rw_lock(lock);
+            ndis_acquire_rw_lock_read(lock, p, 0);
+        });
+        assert_eq!(rule, Some("RW lock used before NdisAllocateRWLock"));
+    }
+
+    #[test]
+    fn rw_lock_slots_are_reused_and_start_free() {
+        let mut locks = RwLocks::default();
+        locks.insert(0x1000);
+        locks.get_mut(0x1000).expect("allocated").readers.add(7);
+        locks.remove(0x1000);
+        assert!(locks.get_mut(0x1000).is_none(), "freed");
+        locks.insert(0x2000);
+        let s = locks.get_mut(0x2000).expect("allocated");
+        assert!(s.readers.is_empty() && s.writer == 0 && s.write_depth == 0, "a reused slot starts free");
+        assert_eq!(locks.slots.len(), 1, "the freed slot is reused");
+        assert!(locks.get_mut(0x1000).is_none(), "still freed");
     }
 }

@@ -35,15 +35,21 @@ pub const ALL_PROCESSOR_GROUPS: u16 = 0xFFFF;
 /// Which processors live threads hold.
 static HELD: Mutex<[bool; PROCESSORS as usize]> = Mutex::new([false; PROCESSORS as usize]);
 
-/// A thread's processor, given back when the thread ends.
+/// A thread's processor. It has no destructor, so that reading it costs one
+/// load (a thread-local with one is checked for registration on every
+/// access); [`SeatReturn`] gives the processor back when the thread ends.
 struct Seat {
     number: Cell<Option<u32>>,
     pinned: Cell<bool>,
 }
 
-impl Drop for Seat {
+/// Gives the thread's processor back when the thread ends; registered when
+/// the thread first takes one.
+struct SeatReturn;
+
+impl Drop for SeatReturn {
     fn drop(&mut self) {
-        if let Some(n) = self.number.get() {
+        if let Some(n) = SEAT.with(|seat| seat.number.take()) {
             release(n);
         }
     }
@@ -51,6 +57,12 @@ impl Drop for Seat {
 
 thread_local! {
     static SEAT: Seat = const { Seat { number: Cell::new(None), pinned: Cell::new(false) } };
+    static SEAT_RETURN: SeatReturn = const { SeatReturn };
+}
+
+/// Makes sure the thread's processor is given back when it ends.
+fn return_seat_at_exit() {
+    SEAT_RETURN.with(|_| ());
 }
 
 fn held() -> std::sync::MutexGuard<'static, [bool; PROCESSORS as usize]> {
@@ -77,6 +89,7 @@ pub fn current() -> u32 {
     SEAT.with(|seat| match seat.number.get() {
         Some(n) => n,
         None => {
+            return_seat_at_exit();
             let n = take(None);
             seat.number.set(Some(n));
             n
@@ -94,6 +107,7 @@ pub fn pin(n: u32) {
             seat.pinned.set(true);
             return;
         }
+        return_seat_at_exit();
         let mut held = held();
         assert!(!held[n as usize], "processor {n} is held by another thread");
         held[n as usize] = true;
@@ -137,14 +151,45 @@ pub struct ProcessorNumber {
 
 /// `KeGetCurrentProcessorNumberEx(ProcNumber)`: any IRQL; the
 /// system-wide index; fills `ProcNumber` when it is not NULL.
+///
+/// The common call, from a thread that has its processor and may not be
+/// moved (at DISPATCH_LEVEL or pinned), is answered here without calling
+/// any System V function: such a call would make this function save the
+/// ten registers (xmm6-15) Windows' convention keeps, on every call. Every
+/// other call goes to [`processor_number_slow`], itself a Windows-convention
+/// function, which saves them only when it runs.
 extern "win64" fn ke_get_current_processor_number_ex(out: *mut ProcessorNumber) -> u32 {
+    let settled = SEAT.with(|seat| match seat.number.get() {
+        Some(n) if seat.pinned.get() || irql::current() >= irql::DISPATCH => Some(n),
+        _ => None,
+    });
+    match settled {
+        Some(n) => {
+            write_processor_number(out, n);
+            n
+        }
+        _ => processor_number_slow(out),
+    }
+}
+
+/// [`ke_get_current_processor_number_ex`] for a thread without a processor
+/// yet or one that may be moved after the call.
+#[cold]
+#[inline(never)]
+extern "win64" fn processor_number_slow(out: *mut ProcessorNumber) -> u32 {
     let n = current();
+    write_processor_number(out, n);
+    maybe_migrate();
+    n
+}
+
+/// Fills the driver's PROCESSOR_NUMBER, when it passed one.
+#[inline(always)]
+fn write_processor_number(out: *mut ProcessorNumber, n: u32) {
     if !out.is_null() {
         // SAFETY: the driver passes NULL or a writable PROCESSOR_NUMBER.
         unsafe { out.write(ProcessorNumber { group: 0, number: n as u8, reserved: 0 }) };
     }
-    maybe_migrate();
-    n
 }
 
 /// Processors in `group` (0 or ALL_PROCESSOR_GROUPS); 0 for a group that
@@ -227,5 +272,14 @@ mod tests {
         .unwrap();
         assert_eq!(ke_query_maximum_processor_count_ex(ALL_PROCESSOR_GROUPS), PROCESSORS);
         assert_eq!(ke_query_active_processor_count_ex(7), 0);
+    }
+
+    #[test]
+    fn a_processor_is_given_back_when_its_thread_ends() {
+        // The second pin finds the processor free only if the first
+        // thread's end gave it back.
+        for _ in 0..2 {
+            std::thread::spawn(|| pin(PROCESSORS - 2)).join().expect("the processor is free");
+        }
     }
 }
