@@ -15,19 +15,35 @@ use portwatch_bench::callgrind;
 /// Packets per configuration (after 100 warm-up packets).
 const PACKETS: u32 = 300;
 
-/// Harness instructions per packet allowed, for the profile this test is
-/// built in. Release, 2,000 packets (measured 2026-12-07 with
-/// `portwatch-bench overhead`): 5,952 to 6,166 for the pass-through filter
-/// and 6,826 to 7,020 for PortWatch, see docs/benchmarks.md, "Harness,
-/// sixth round"; this test's own release run (300 packets, `cargo test
-/// --release -p portwatch-bench --test harness_overhead -- --nocapture`)
-/// measured 5,893 to 6,152 and 6,874 to 7,003. In `cargo test` the harness
-/// is optimised with debug assertions on (the workspace's
-/// `[profile.dev.package]` overrides): measured 2026-12-07 with `cargo test
-/// -p portwatch-bench --test harness_overhead -- --nocapture`, 300
-/// packets, 8,095 to 8,487 for the pass-through filter and 9,271 to 9,512
-/// for PortWatch. Each limit is the highest of its build plus about 10%.
-const LIMIT: f64 = if cfg!(debug_assertions) { 10_600.0 } else { 7_800.0 };
+/// The goal for the harness's own cost per packet (docs/benchmarks.md,
+/// "Harness cost per packet").
+const GOAL: f64 = 5_000.0;
+
+/// Harness instructions per packet allowed for `driver`, in the profile
+/// this test is built in.
+///
+/// Release, 2,000 packets (measured 2026-12-07 with `portwatch-bench
+/// overhead`, docs/benchmarks.md, "Harness, seventh round"): the
+/// pass-through filter 4,597 (send) and 4,681 (receive), within the goal,
+/// which is its limit; PortWatch 5,224 and 5,304, not within it: its limit
+/// is its highest plus about 10% (this test's own release run, 300
+/// packets, `cargo test --release -p portwatch-bench --test
+/// harness_overhead -- --nocapture`: 4,589 / 4,665 and 5,242 / 5,286).
+///
+/// In `cargo test` the harness is optimised with debug assertions on (the
+/// workspace's `[profile.dev.package]` overrides): measured 2026-12-07 with
+/// `cargo test -p portwatch-bench --test harness_overhead -- --nocapture`,
+/// 300 packets, 6,327 / 6,394 for the pass-through filter and 7,094 / 7,125
+/// for PortWatch; each limit is the highest plus about 10%.
+fn limit(driver: &str) -> f64 {
+    match (cfg!(debug_assertions), driver) {
+        (false, "passthrough") => GOAL,
+        (false, "portwatch") => 5_800.0,
+        (true, "passthrough") => 7_000.0,
+        (true, "portwatch") => 7_800.0,
+        _ => panic!("no limit for driver {driver:?}"),
+    }
+}
 
 #[test]
 fn harness_cost_per_packet_is_within_its_limit() {
@@ -54,9 +70,10 @@ fn harness_cost_per_packet_is_within_its_limit() {
     for ((driver, way), o) in &rows {
         println!("{driver} {way}: {:.0} per packet, driver {:.0}, harness {:.0}", o.total, o.driver, o.harness());
         assert!(o.driver > 0.0, "{driver} {way}: no instruction counted in the driver image");
+        let limit = limit(driver);
         assert!(
-            o.harness() <= LIMIT,
-            "{driver} {way}: the harness costs {:.0} instructions per packet, limit {LIMIT:.0}",
+            o.harness() <= limit,
+            "{driver} {way}: the harness costs {:.0} instructions per packet, limit {limit:.0}",
             o.harness()
         );
     }
