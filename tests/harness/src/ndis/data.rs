@@ -6,6 +6,7 @@
 //! an indication from a paused module is caught where it happens.
 
 use std::cell::Cell;
+use std::collections::hash_map::Entry;
 
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -439,31 +440,45 @@ fn register(m: &mut super::Model, adapter: usize, allocs: &[NblAlloc], dir: Dir,
 /// their pages go back to the lent-page and guarded-buffer tables.)
 fn collect(allocs: &[NblAlloc], held: Held) -> Result<Outcomes, Violation> {
     let mut m = held.unwrap_or_else(model);
-    for a in allocs {
+    let Some((last, before)) = allocs.split_last() else { return Ok(Outcomes::new()) };
+    for a in before {
         let a = a.as_ptr() as usize;
         let r = &m.nbls[&a];
         if r.holder != Holder::Done {
             let dir = r.dir;
             drop(m);
-            let (rule, sub) = match dir {
-                Dir::Send => ("send NBL never completed", subcodes::SEND_NBL_HELD),
-                Dir::Receive => ("receive NBL never returned", subcodes::RECEIVE_NBL_HELD),
-            };
-            return Err(record(ndis_violation(
-                rule,
-                sub,
-                a as u64,
-                0,
-                format!("NBL {a:#x} is still outstanding after the operation"),
-            )));
+            return Err(never_back(dir, a));
         }
     }
+    // The last one is checked and removed with one look-up: nothing is
+    // removed unless every one is back.
+    let a = last.as_ptr() as usize;
+    let last = match m.nbls.entry(a) {
+        Entry::Occupied(e) if e.get().holder == Holder::Done => e.remove(),
+        Entry::Occupied(e) => {
+            let dir = e.get().dir;
+            drop(m);
+            return Err(never_back(dir, a));
+        }
+        Entry::Vacant(_) => panic!("model NBL {a:#x} not tracked"),
+    };
     let mut out = Outcomes::new();
-    for a in allocs {
+    for a in before {
         let r = m.nbls.remove(&(a.as_ptr() as usize)).expect("model NBL tracked");
         out.push(NblOutcome { status: r.status, delivered: r.delivered });
     }
+    out.push(NblOutcome { status: last.status, delivered: last.delivered });
     Ok(out)
+}
+
+/// Model NBL `a` (going `dir`) is not back after its operation.
+#[cold]
+fn never_back(dir: Dir, a: usize) -> Violation {
+    let (rule, sub) = match dir {
+        Dir::Send => ("send NBL never completed", subcodes::SEND_NBL_HELD),
+        Dir::Receive => ("receive NBL never returned", subcodes::RECEIVE_NBL_HELD),
+    };
+    record(ndis_violation(rule, sub, a as u64, 0, format!("NBL {a:#x} is still outstanding after the operation")))
 }
 
 /// Passes `nbls` to the data-path module next below module `from` (None:
@@ -782,9 +797,16 @@ fn take_from(
     dir: Dir,
     resources: bool,
 ) -> Result<(), Violation> {
-    for a in nbls {
-        match m.nbls.get(a) {
-            Some(r) if r.holder == Holder::Module(h) && r.dir == dir => {}
+    // The last NBL is marked passed on where it is checked (one look-up):
+    // no check follows it, so nothing changes unless every one passes.
+    let last = nbls.len().wrapping_sub(1);
+    for (i, a) in nbls.iter().enumerate() {
+        match m.nbls.get_mut(a) {
+            Some(r) if r.holder == Holder::Module(h) && r.dir == dir => {
+                if i == last {
+                    r.passed_on_by.push(h);
+                }
+            }
             Some(r) => {
                 let detail = format!("{function}: NBL {a:#x} is not owned by this module (held by {:?})", r.holder);
                 return Err(ndis_violation(
@@ -805,7 +827,7 @@ fn take_from(
                         adapter,
                         holder: Holder::Module(h),
                         path: smallvec::smallvec![h],
-                        passed_on_by: Addrs::new(),
+                        passed_on_by: if i == last { smallvec::smallvec![h] } else { Addrs::new() },
                         resources,
                         in_call: 0,
                         delivered: false,
@@ -815,7 +837,7 @@ fn take_from(
             }
         }
     }
-    for a in nbls {
+    for a in &nbls[..last.min(nbls.len())] {
         m.nbls.get_mut(a).expect("tracked").passed_on_by.push(h);
     }
     Ok(())
