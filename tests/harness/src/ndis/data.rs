@@ -6,6 +6,7 @@
 //! an indication from a paused module is caught where it happens.
 
 use std::cell::Cell;
+use std::collections::hash_map::Entry;
 
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -174,6 +175,10 @@ impl Dir {
 /// NBL addresses or module handles: a chain or a path is short, so the
 /// first few live inline (no allocation per packet).
 type Addrs = SmallVec<[usize; 4]>;
+
+/// The model, when a step leaves it locked for the thread's next step
+/// (which then takes no lock of its own); None when it was let go.
+type Held = Option<ModelGuard>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Holder {
@@ -352,7 +357,7 @@ pub(crate) fn send(adapter: AdapterId, allocs: Vec<NblAlloc>, at: At) -> Result<
     irql::set(at.irql());
     let result = send_down(m, adapter.0, None, addrs, at.flag());
     irql::set(saved);
-    let outcome = result.and_then(|()| drain_pending()).and_then(|()| collect(&allocs));
+    let outcome = result.and_then(drain_pending).and_then(|held| collect(&allocs, held));
     keep_if_failed(allocs, outcome)
 }
 
@@ -429,42 +434,58 @@ fn register(m: &mut super::Model, adapter: usize, allocs: &[NblAlloc], dir: Dir,
     addrs
 }
 
-/// Removes finished model NBLs and reports how they ended. (The NBLs
+/// Removes finished model NBLs and reports how they ended, with the model
+/// `held` locked by the caller's last step (else locked here). (The NBLs
 /// themselves are freed by the caller, after the model's lock is let go:
 /// their pages go back to the lent-page and guarded-buffer tables.)
-fn collect(allocs: &[NblAlloc]) -> Result<Outcomes, Violation> {
-    let mut m = model();
-    for a in allocs {
+fn collect(allocs: &[NblAlloc], held: Held) -> Result<Outcomes, Violation> {
+    let mut m = held.unwrap_or_else(model);
+    let Some((last, before)) = allocs.split_last() else { return Ok(Outcomes::new()) };
+    for a in before {
         let a = a.as_ptr() as usize;
         let r = &m.nbls[&a];
         if r.holder != Holder::Done {
             let dir = r.dir;
             drop(m);
-            let (rule, sub) = match dir {
-                Dir::Send => ("send NBL never completed", subcodes::SEND_NBL_HELD),
-                Dir::Receive => ("receive NBL never returned", subcodes::RECEIVE_NBL_HELD),
-            };
-            return Err(record(ndis_violation(
-                rule,
-                sub,
-                a as u64,
-                0,
-                format!("NBL {a:#x} is still outstanding after the operation"),
-            )));
+            return Err(never_back(dir, a));
         }
     }
+    // The last one is checked and removed with one look-up: nothing is
+    // removed unless every one is back.
+    let a = last.as_ptr() as usize;
+    let last = match m.nbls.entry(a) {
+        Entry::Occupied(e) if e.get().holder == Holder::Done => e.remove(),
+        Entry::Occupied(e) => {
+            let dir = e.get().dir;
+            drop(m);
+            return Err(never_back(dir, a));
+        }
+        Entry::Vacant(_) => panic!("model NBL {a:#x} not tracked"),
+    };
     let mut out = Outcomes::new();
-    for a in allocs {
+    for a in before {
         let r = m.nbls.remove(&(a.as_ptr() as usize)).expect("model NBL tracked");
         out.push(NblOutcome { status: r.status, delivered: r.delivered });
     }
+    out.push(NblOutcome { status: last.status, delivered: last.delivered });
     Ok(out)
+}
+
+/// Model NBL `a` (going `dir`) is not back after its operation.
+#[cold]
+fn never_back(dir: Dir, a: usize) -> Violation {
+    let (rule, sub) = match dir {
+        Dir::Send => ("send NBL never completed", subcodes::SEND_NBL_HELD),
+        Dir::Receive => ("receive NBL never returned", subcodes::RECEIVE_NBL_HELD),
+    };
+    record(ndis_violation(rule, sub, a as u64, 0, format!("NBL {a:#x} is still outstanding after the operation")))
 }
 
 /// Passes `nbls` to the data-path module next below module `from` (None:
 /// from the protocol), or the miniport.
-/// `m` is the model, locked by the caller for this hop.
-fn send_down(m: ModelGuard, adapter: usize, from: Option<usize>, nbls: Addrs, flags: u32) -> Result<(), Violation> {
+/// `m` is the model, locked by the caller for this hop; it comes back
+/// locked, if it still is, for the thread's next step.
+fn send_down(m: ModelGuard, adapter: usize, from: Option<usize>, nbls: Addrs, flags: u32) -> Result<Held, Violation> {
     let handler = chars(&m).SendNetBufferListsHandler;
     let target = next_below(&m, adapter, from);
     match (target, handler) {
@@ -488,6 +509,9 @@ fn send_down(m: ModelGuard, adapter: usize, from: Option<usize>, nbls: Addrs, fl
 /// they revert to the layer below when the callback returns, in the same
 /// step as the callback's end is recorded, so that no check in between sees
 /// them held by a module that is no longer in a callback with them.
+///
+/// The model, locked again for that step, stays locked for the thread's
+/// next one.
 fn pass_to_module(
     mut m: ModelGuard,
     h: usize,
@@ -495,7 +519,7 @@ fn pass_to_module(
     callback: &'static str,
     resources: bool,
     call: impl FnOnce(*mut NET_BUFFER_LIST),
-) -> Result<(), Violation> {
+) -> Result<Held, Violation> {
     for a in nbls {
         let r = m.nbls.get_mut(a).expect("tracked");
         r.holder = Holder::Module(h);
@@ -515,13 +539,14 @@ fn pass_to_module(
             }
         }
     }
-    r
+    r.map(|()| Some(m))
 }
 
 /// `nbls` reached the miniport (sends) or the protocol (receives): counted,
 /// checked unmodified, then completed or returned (inline or deferred)
-/// unless they were indicated with NDIS_RECEIVE_FLAGS_RESOURCES.
-fn to_far_end(mut m: ModelGuard, dir: Dir, nbls: Addrs, flags: u32) -> Result<(), Violation> {
+/// unless they were indicated with NDIS_RECEIVE_FLAGS_RESOURCES. The model
+/// comes back locked, if it still is, for the thread's next step.
+fn to_far_end(mut m: ModelGuard, dir: Dir, nbls: Addrs, flags: u32) -> Result<Held, Violation> {
     for a in &nbls {
         // SAFETY: a live NBL the model tracks, at the far end now.
         let nbs = unsafe { nbl::net_buffers(*a as *const NET_BUFFER_LIST) };
@@ -542,7 +567,7 @@ fn to_far_end(mut m: ModelGuard, dir: Dir, nbls: Addrs, flags: u32) -> Result<()
         stats.frames_modified += u64::from(modified);
     }
     if dir == Dir::Receive && flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0 {
-        return Ok(()); // the protocol copied what it needs
+        return Ok(Some(m)); // the protocol copied what it needs
     }
     match completion() {
         Completion::Inline => {
@@ -550,9 +575,8 @@ fn to_far_end(mut m: ModelGuard, dir: Dir, nbls: Addrs, flags: u32) -> Result<()
             back_through(m, dir, nbls, flags)
         }
         _ => {
-            drop(m);
             defer(Pending { dir, nbls });
-            Ok(())
+            Ok(Some(m))
         }
     }
 }
@@ -584,8 +608,10 @@ unsafe fn same_data(nb: *const NET_BUFFER, bytes: &[u8]) -> bool {
 /// NBLs handed back by the far end (sends completed by the layer below,
 /// receives returned by the layer above) go to the module that passed them
 /// on (the last on their path), or finish when none is left. `m` is the
-/// model, locked by the caller for the first step.
-fn back_through(mut m: ModelGuard, dir: Dir, nbls: Addrs, flags: u32) -> Result<(), Violation> {
+/// model, locked by the caller for the first step; it comes back locked
+/// when the last step left it so (after a driver callback), for the
+/// thread's next step.
+fn back_through(mut m: ModelGuard, dir: Dir, nbls: Addrs, flags: u32) -> Result<Held, Violation> {
     let runs = runs_by_dest(&m, &nbls);
     let mut rest: &[usize] = &nbls;
     // NBLs back with their creator, made inaccessible before the driver
@@ -624,8 +650,7 @@ fn back_through(mut m: ModelGuard, dir: Dir, nbls: Addrs, flags: u32) -> Result<
                     }
                 }
                 if r.is_err() || i + 1 == runs.len() {
-                    drop(m);
-                    return r;
+                    return r.map(|()| Some(m));
                 }
             }
             None => finish(&mut m, group, &mut done),
@@ -633,7 +658,7 @@ fn back_through(mut m: ModelGuard, dir: Dir, nbls: Addrs, flags: u32) -> Result<
     }
     drop(m);
     retire_all(&mut done);
-    Ok(())
+    Ok(None)
 }
 
 /// NBLs back with their creator: made inaccessible now (one system call
@@ -684,13 +709,21 @@ fn runs_by_dest(m: &super::Model, nbls: &[usize]) -> SmallVec<[(Dest, usize); 2]
 }
 
 /// Delivers deferred send completions and receive returns, on this thread
-/// or another one, at DISPATCH_LEVEL.
-pub(crate) fn drain_pending() -> Result<(), Violation> {
+/// or another one, at DISPATCH_LEVEL. `held`: the model if the caller's
+/// last step left it locked; it is let go before any wait, and comes back
+/// locked, if it still is, for the thread's next step.
+pub(crate) fn drain_pending(held: Held) -> Result<Held, Violation> {
     match completion() {
-        Completion::Inline => Ok(()),
-        Completion::Deferred => drain_here(),
-        Completion::OtherThread => drain_elsewhere(Duration::ZERO),
-        Completion::Delayed(max) => drain_elsewhere(jitter(max)),
+        Completion::Inline => Ok(held),
+        Completion::Deferred => drain_here(held),
+        Completion::OtherThread => {
+            drop(held);
+            drain_elsewhere(Duration::ZERO).map(|()| None)
+        }
+        Completion::Delayed(max) => {
+            drop(held);
+            drain_elsewhere(jitter(max)).map(|()| None)
+        }
     }
 }
 
@@ -707,21 +740,24 @@ fn drain_elsewhere(delay: Duration) -> Result<(), Violation> {
             std::thread::sleep(delay);
         }
         pending(|q| *q = mine);
-        drain_here()
+        drain_here(None).map(drop)
     })
     .join()
     .expect("completion thread panicked")
 }
 
-fn drain_here() -> Result<(), Violation> {
+/// Delivers this thread's deferred completions and returns; `held` and
+/// the result as [`drain_pending`]'s.
+fn drain_here(mut held: Held) -> Result<Held, Violation> {
     loop {
         let next = pending(|q| q.pop());
-        let Some(item) = next else { return Ok(()) };
+        let Some(item) = next else { return Ok(held) };
         let saved = irql::current();
         irql::set(irql::DISPATCH);
-        let r = back_through(model(), item.dir, item.nbls, item.dir.back_dispatch_flag());
+        let m = held.take().unwrap_or_else(model);
+        let r = back_through(m, item.dir, item.nbls, item.dir.back_dispatch_flag());
         irql::set(saved);
-        r?;
+        held = r?;
     }
 }
 
@@ -761,9 +797,16 @@ fn take_from(
     dir: Dir,
     resources: bool,
 ) -> Result<(), Violation> {
-    for a in nbls {
-        match m.nbls.get(a) {
-            Some(r) if r.holder == Holder::Module(h) && r.dir == dir => {}
+    // The last NBL is marked passed on where it is checked (one look-up):
+    // no check follows it, so nothing changes unless every one passes.
+    let last = nbls.len().wrapping_sub(1);
+    for (i, a) in nbls.iter().enumerate() {
+        match m.nbls.get_mut(a) {
+            Some(r) if r.holder == Holder::Module(h) && r.dir == dir => {
+                if i == last {
+                    r.passed_on_by.push(h);
+                }
+            }
             Some(r) => {
                 let detail = format!("{function}: NBL {a:#x} is not owned by this module (held by {:?})", r.holder);
                 return Err(ndis_violation(
@@ -784,7 +827,7 @@ fn take_from(
                         adapter,
                         holder: Holder::Module(h),
                         path: smallvec::smallvec![h],
-                        passed_on_by: Addrs::new(),
+                        passed_on_by: if i == last { smallvec::smallvec![h] } else { Addrs::new() },
                         resources,
                         in_call: 0,
                         delivered: false,
@@ -794,7 +837,7 @@ fn take_from(
             }
         }
     }
-    for a in nbls {
+    for a in &nbls[..last.min(nbls.len())] {
         m.nbls.get_mut(a).expect("tracked").passed_on_by.push(h);
     }
     Ok(())
@@ -880,7 +923,7 @@ fn send_from_module(handle: NDIS_HANDLE, head: *mut NET_BUFFER_LIST, flags: u32)
         _ => {}
     }
     take_from(&mut m, "NdisFSendNetBufferLists", h, adapter, &nbls, Dir::Send, false)?;
-    send_down(m, adapter, Some(h), nbls, flags)
+    send_down(m, adapter, Some(h), nbls, flags).map(drop)
 }
 
 /// Raises `v` found by this model function, or passes on a violation a
@@ -954,7 +997,7 @@ fn hand_back(how: &HandBack, handle: NDIS_HANDLE, head: *mut NET_BUFFER_LIST, fl
         r.path.pop();
         r.holder = Holder::FarEnd;
     }
-    back_through(m, how.dir, nbls, flags)
+    back_through(m, how.dir, nbls, flags).map(drop)
 }
 
 /// Whether module `h` (in `state`) may hand NBL `a` back as `how` says.
@@ -1028,25 +1071,28 @@ pub(crate) fn receive(
     let result = indicate_up(m, adapter.0, None, addrs, flags);
     irql::set(saved);
     let outcome = result
-        .map(|()| {
-            if resources {
-                // The NBLs reverted to the miniport when the indication
-                // returned.
-                let addrs: Addrs = allocs.iter().map(|a| a.as_ptr() as usize).collect();
-                let mut done = Addrs::new();
-                finish(&mut model(), &addrs, &mut done);
-                retire_all(&mut done);
+        .map(|held| {
+            if !resources {
+                return held;
             }
+            // The NBLs reverted to the miniport when the indication
+            // returned.
+            let addrs: Addrs = allocs.iter().map(|a| a.as_ptr() as usize).collect();
+            let mut done = Addrs::new();
+            finish(&mut held.unwrap_or_else(model), &addrs, &mut done);
+            retire_all(&mut done);
+            None
         })
-        .and_then(|()| drain_pending())
-        .and_then(|()| collect(&allocs));
+        .and_then(drain_pending)
+        .and_then(|held| collect(&allocs, held));
     keep_if_failed(allocs, outcome)
 }
 
 /// Indicates `nbls` to the data-path module next above module `from`
 /// (None: from the miniport), or to the protocol.
-/// `m` is the model, locked by the caller for this hop.
-fn indicate_up(m: ModelGuard, adapter: usize, from: Option<usize>, nbls: Addrs, flags: u32) -> Result<(), Violation> {
+/// `m` is the model, locked by the caller for this hop; it comes back
+/// locked, if it still is, for the thread's next step.
+fn indicate_up(m: ModelGuard, adapter: usize, from: Option<usize>, nbls: Addrs, flags: u32) -> Result<Held, Violation> {
     let handler = chars(&m).ReceiveNetBufferListsHandler;
     let target = next_above(&m, adapter, from);
     match (target, handler) {
@@ -1141,11 +1187,11 @@ fn indicate_from_module(
     }
     take_from(&mut m, "NdisFIndicateReceiveNetBufferLists", h, adapter, &nbls, Dir::Receive, resources)?;
     if !resources {
-        return indicate_up(m, adapter, Some(h), nbls, flags);
+        return indicate_up(m, adapter, Some(h), nbls, flags).map(drop);
     }
-    indicate_up(m, adapter, Some(h), nbls.clone(), flags)?;
+    let held = indicate_up(m, adapter, Some(h), nbls.clone(), flags)?;
     // They revert to this module when the indication returns (R18).
-    let mut m = model();
+    let mut m = held.unwrap_or_else(model);
     for a in &nbls {
         if let Some(r) = m.nbls.get_mut(a) {
             r.holder = Holder::Module(h);
@@ -1394,6 +1440,6 @@ mod tests {
         }
         let _s = Session::begin(Config::default());
         assert_eq!(pending(|q| q.len()), 0, "the last session's queue is gone");
-        assert!(drain_here().is_ok());
+        assert!(drain_here(None).is_ok());
     }
 }
