@@ -539,9 +539,8 @@ impl<T> Iterator for Run<T> {
         let ptr = self.next as *mut T;
         self.next += PAGE;
         // SAFETY: an accessible slab page lent to this run and handed out
-        // to the value made here only; zeroed where `T` lies (the rest is
-        // never lent).
-        unsafe { std::ptr::write_bytes(ptr, 0, 1) };
+        // to the value made here only, page-aligned, `T` no larger than it.
+        unsafe { zero_in_page(ptr) };
         Some(LentPage { ptr })
     }
 
@@ -552,6 +551,26 @@ impl<T> Iterator for Run<T> {
 }
 
 impl<T> ExactSizeIterator for Run<T> {}
+
+/// Zeroes the one-page `T` at `ptr`, and the bytes after it up to the next
+/// 16 (the rest of its page is never lent), with 16-byte stores made here:
+/// the `memset` call `write_bytes` makes for an NBL's 400 bytes runs about
+/// twice the instructions (its size dispatch), on every packet.
+///
+/// # Safety
+/// `ptr` is page-aligned and its page writable; `T` fits in a page.
+#[inline(always)]
+unsafe fn zero_in_page<T>(ptr: *mut T) {
+    use core::arch::x86_64::{__m128i, _mm_setzero_si128};
+    const { assert!(core::mem::size_of::<T>() <= PAGE) };
+    let words = ptr.cast::<__m128i>();
+    for i in 0..core::mem::size_of::<T>().div_ceil(16) {
+        // Volatile: plain stores would be merged back into a memset call.
+        // SAFETY: inside the page at `ptr` (per the contract), 16-byte
+        // aligned (it is page-aligned).
+        unsafe { words.add(i).write_volatile(_mm_setzero_si128()) };
+    }
+}
 
 impl<T> Drop for Run<T> {
     /// Pages taken and never handed out are let go of (never retired:
