@@ -110,11 +110,13 @@ pub struct NblAlloc {
 struct Parts {
     nbs: Vec<NET_BUFFER>,
     mdls: Vec<MdlBlock>,
+    /// The NBL's data buffers (the first `live`), then idle ones of an
+    /// earlier NBL kept to be filled again in place (at most
+    /// [`KEPT_BUFFERS`] kept): the next NBL built with these parts takes
+    /// no buffer from the guarded-buffer table, nor moves one.
     buffers: Vec<GuardedBuf>,
-    /// One-page data buffers of an earlier NBL, idle, kept to be filled
-    /// again (at most [`KEPT_BUFFERS`]): the next NBL built with these
-    /// parts takes no buffer from the guarded-buffer table.
-    idle: Vec<GuardedBuf>,
+    /// How many of `buffers` hold this NBL's data.
+    live: usize,
     /// A spec of its own, boxed and held as a pointer (freed on drop):
     /// [`NblAlloc::spec`] points to it while the parts move.
     spec: Option<core::ptr::NonNull<NblSpec>>,
@@ -132,7 +134,7 @@ impl Parts {
     fn reserve(&mut self, nbs: usize, mdls: usize) {
         self.nbs.reserve_exact(nbs);
         self.mdls.reserve_exact(mdls);
-        self.buffers.reserve_exact(mdls);
+        self.buffers.reserve_exact(mdls.saturating_sub(self.buffers.len()));
     }
 
     /// Keeps `spec` (in place of any it had); where it lies.
@@ -188,12 +190,12 @@ impl Spare {
     #[inline(always)]
     fn keep_parts(&mut self, mut parts: Box<Parts>) {
         if self.parts.len() < SPARE_PARTS {
-            while let Some(b) = parts.buffers.pop() {
-                if parts.idle.len() < KEPT_BUFFERS {
-                    b.set_idle();
-                    parts.idle.push(b);
-                }
+            let Parts { buffers, live, .. } = &mut *parts;
+            buffers.truncate(KEPT_BUFFERS);
+            for b in &buffers[..(*live).min(KEPT_BUFFERS)] {
+                b.set_idle();
             }
+            *live = 0;
             parts.mdls.clear();
             parts.nbs.clear();
             parts.drop_spec();
@@ -333,8 +335,8 @@ impl NblAlloc {
         // Sized up front: one MDL per frame unless the layout cuts it.
         let mdl_count = spec.frames.len() * (1 + spec.layout.cuts.len() + usize::from(spec.layout.headroom_mdl));
         parts.reserve(spec.frames.len(), mdl_count);
-        let Parts { nbs, mdls, buffers, idle, .. } = &mut *parts;
-        let mut data = DataBuffers { buffers, idle };
+        let Parts { nbs, mdls, buffers, live, .. } = &mut *parts;
+        let mut data = DataBuffers { buffers, live };
         for frame in &spec.frames {
             build_nb(&frame.bytes, &spec.layout, push_zeroed(nbs), mdls, &mut data);
         }
@@ -430,23 +432,29 @@ fn build_nb(frame: &[u8], layout: &Layout, nb: &mut NET_BUFFER, mdls: &mut Vec<M
 /// How a fault report names an MDL's data.
 const MDL_DATA: &str = "the data of an MDL of a NET_BUFFER";
 
-/// The data buffers of an NBL being built: those it has, and idle ones of
-/// an earlier NBL to fill again.
+/// The data buffers of an NBL being built: the first `live` of `buffers`
+/// are its own, the others idle ones of an earlier NBL to fill again.
 struct DataBuffers<'a> {
     buffers: &'a mut Vec<GuardedBuf>,
-    idle: &'a mut Vec<GuardedBuf>,
+    live: &'a mut usize,
 }
 
 impl DataBuffers<'_> {
-    /// A buffer holding a copy of `bytes`: an idle one filled again when
-    /// it fits, else a new one.
-    fn holding(&mut self, bytes: &[u8]) -> GuardedBuf {
-        if let Some(mut b) = self.idle.pop() {
-            if b.refill(bytes) {
-                return b;
+    /// The NBL's next buffer, holding a copy of `bytes`: the next idle one
+    /// filled again in place when it fits (else it is replaced by a new
+    /// one, the idle one back to its table), or a new one.
+    fn holding(&mut self, bytes: &[u8]) -> &GuardedBuf {
+        let i = *self.live;
+        *self.live += 1;
+        match self.buffers.get_mut(i) {
+            Some(b) => {
+                if !b.refill(bytes) {
+                    *b = GuardedBuf::new(bytes, MDL_DATA);
+                }
             }
+            None => self.buffers.push(GuardedBuf::new(bytes, MDL_DATA)),
         }
-        GuardedBuf::new(bytes, MDL_DATA)
+        &self.buffers[i]
     }
 }
 
@@ -457,7 +465,6 @@ impl DataBuffers<'_> {
 fn push_mdl(bytes: &[u8], mdls: &mut Vec<MdlBlock>, data: &mut DataBuffers<'_>) -> *mut MDL {
     let buffer = data.holding(bytes);
     let (va, len) = (buffer.as_mut_ptr() as usize, buffer.len());
-    data.buffers.push(buffer);
     let pages = ((va & 0xfff) + len).div_ceil(0x1000).max(1);
     let mdl = &mut push_zeroed(mdls).mdl;
     mdl.Size = (core::mem::size_of::<MDL>() + 8 * pages) as i16;
