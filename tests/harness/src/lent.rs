@@ -493,9 +493,104 @@ impl<T> LentPage<T> {
         run
     }
 
+    /// As [`LentPage::zeroed_run`], a run of one page (an operation of one
+    /// NBL, the common case) taken from `ahead`, without the table's lock.
+    pub fn zeroed_run_ahead(n: usize, kind: Lent, what: &'static str, ahead: &mut Ahead) -> Run<T> {
+        if n != 1 {
+            return Self::zeroed_run(n, kind, what);
+        }
+        assert!(core::mem::align_of::<T>() <= PAGE && core::mem::size_of::<T>() <= PAGE);
+        let page = ahead.page(kind, what);
+        Run { next: page, end: page + PAGE, more: 0, kind, what, _objects: PhantomData }
+    }
+
     /// The object's address.
     pub fn as_ptr(&self) -> *mut T {
         self.ptr
+    }
+}
+
+/// One-page objects a thread takes from the table ahead of its runs of
+/// one page, [`AHEAD_PAGES`] at a time under one lock: lent (described,
+/// their slab waiting for them) but not handed out yet, so accessible and
+/// never retired, as a slab's pages not handed out are. Those left are let
+/// go of when the value is dropped (its thread's cache with it), or when a
+/// run of another kind or description takes pages ahead instead; so it
+/// holds at most [`AHEAD_PAGES`] - 1, and their slab back.
+pub struct Ahead {
+    /// The next page to hand out.
+    next: usize,
+    /// The end of the pages taken.
+    end: usize,
+    /// What they are described as in the table.
+    kind: Lent,
+    what: &'static str,
+}
+
+/// Pages taken ahead at a time (a divisor of [`SLAB`]: no slab skips pages
+/// for them).
+const AHEAD_PAGES: usize = 8;
+const _: () = assert!(SLAB % AHEAD_PAGES == 0);
+
+impl Default for Ahead {
+    fn default() -> Self {
+        Ahead::new()
+    }
+}
+
+impl Ahead {
+    /// None taken yet.
+    pub const fn new() -> Self {
+        Ahead { next: 0, end: 0, kind: Lent::Nbl, what: "" }
+    }
+
+    /// The next page taken ahead, `kind` described as `what`: first taken
+    /// from the table when none is left, or those left are another
+    /// description's.
+    #[inline]
+    fn page(&mut self, kind: Lent, what: &'static str) -> usize {
+        if self.next == self.end || self.kind != kind || !std::ptr::eq(self.what, what) {
+            self.take(kind, what);
+        }
+        let page = self.next;
+        self.next += PAGE;
+        page
+    }
+
+    /// Lets go of the pages left and takes [`AHEAD_PAGES`] more, under one
+    /// lock.
+    #[cold]
+    fn take(&mut self, kind: Lent, what: &'static str) {
+        let mut gone = Gones::new();
+        {
+            let mut st = pages();
+            self.let_go_left(&mut st, &mut gone);
+            let first = st.lend_run(AHEAD_PAGES, kind, Cow::Borrowed(what), &mut gone);
+            (self.next, self.end) = (first, first + AHEAD_PAGES * PAGE);
+        }
+        carry_out(gone);
+        (self.kind, self.what) = (kind, what);
+    }
+
+    /// Lets go of the pages not handed out (the table locked).
+    fn let_go_left(&mut self, st: &mut Pages, gone: &mut Gones) {
+        for p in (self.next..self.end).step_by(PAGE) {
+            st.let_go(p, gone);
+        }
+        self.next = self.end;
+    }
+}
+
+impl Drop for Ahead {
+    /// The pages left are let go of (never handed out: back to their
+    /// slab).
+    fn drop(&mut self) {
+        if self.next == self.end {
+            return;
+        }
+        let mut gone = Gones::new();
+        self.let_go_left(&mut pages(), &mut gone);
+        carry_out(gone);
     }
 }
 
@@ -1034,6 +1129,22 @@ mod tests {
         assert!(maps() < before + SPARE + 16, "mappings grew from {before} to {}", maps());
         // A slab that never came back stays mapped: the next is a new one.
         assert!(slabs.len() <= 2 * SPARE + 4, "{} slabs used: skipped slabs not reused", slabs.len());
+    }
+
+    #[test]
+    fn pages_taken_ahead_are_handed_out_in_turn_and_let_go_of_with_their_holder() {
+        let _s = Session::begin(Config::default());
+        let mut ahead = Ahead::new();
+        let mut one = || LentPage::<u64>::zeroed_run_ahead(1, Lent::Nbl, "an NBL", &mut ahead).collect::<Vec<_>>();
+        let (first, second) = (one(), one());
+        let (a, b) = (first[0].as_ptr() as usize, second[0].as_ptr() as usize);
+        assert_eq!(b, a + PAGE, "taken ahead together, handed out in turn");
+        // The next page is lent, not handed out; its slab cannot come back
+        // (and lend it again) while `first` and `second` are held.
+        let left = b + PAGE;
+        assert!(pages().object_at(left).is_some_and(|o| !o.retired), "taken ahead: lent");
+        drop(ahead);
+        assert!(pages().object_at(left).is_none(), "let go of with its holder");
     }
 
     #[test]

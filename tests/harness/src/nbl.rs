@@ -8,7 +8,7 @@
 use smallvec::SmallVec;
 
 use crate::guarded::GuardedBuf;
-use crate::lent::{Lent, LentPage};
+use crate::lent::{Ahead, Lent, LentPage};
 use core::ffi::c_void;
 
 use crate::frames::Frame;
@@ -171,6 +171,8 @@ struct Spare {
     // an NBL without its `Parts` being moved or allocated again.
     #[allow(clippy::vec_box)]
     parts: Vec<Box<Parts>>,
+    /// NBL pages taken ahead from the lent-page table.
+    ahead: Ahead,
 }
 
 impl Spare {
@@ -215,7 +217,7 @@ impl Spare {
 
 thread_local! {
     static SPARE: std::cell::RefCell<Spare> =
-        const { std::cell::RefCell::new(Spare { vecs: Vec::new(), parts: Vec::new() }) };
+        const { std::cell::RefCell::new(Spare { vecs: Vec::new(), parts: Vec::new(), ahead: Ahead::new() }) };
 }
 
 /// Runs `f` with this thread's [`Spare`] (taken once per operation), or
@@ -236,7 +238,7 @@ pub fn build_all(specs: Vec<NblSpec>) -> Vec<NblAlloc> {
         let mut v = spare.vec();
         // On consecutive pages: a chain back with its creator at once is
         // retired with one system call.
-        let blocks = LentPage::zeroed_run(specs.len(), Lent::Nbl, "an NBL");
+        let blocks = LentPage::zeroed_run_ahead(specs.len(), Lent::Nbl, "an NBL", &mut spare.ahead);
         v.extend(specs.into_iter().zip(blocks).map(|(spec, block)| {
             let mut parts = spare.parts();
             let spec = parts.own(spec);
@@ -258,7 +260,7 @@ pub fn build_all(specs: Vec<NblSpec>) -> Vec<NblAlloc> {
 pub unsafe fn build_all_borrowed(specs: &[NblSpec]) -> Vec<NblAlloc> {
     with_spare(|spare| {
         let mut v = spare.vec();
-        let blocks = LentPage::zeroed_run(specs.len(), Lent::Nbl, "an NBL");
+        let blocks = LentPage::zeroed_run_ahead(specs.len(), Lent::Nbl, "an NBL", &mut spare.ahead);
         v.extend(specs.iter().zip(blocks).map(|(spec, block)| {
             // SAFETY: the caller's promise: the spec outlives the NBL, or
             // is copied into its parts first.
