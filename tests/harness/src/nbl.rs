@@ -8,7 +8,7 @@
 use smallvec::SmallVec;
 
 use crate::guarded::GuardedBuf;
-use crate::lent::{Lent, LentPage};
+use crate::lent::{Ahead, Lent, LentPage};
 use core::ffi::c_void;
 
 use crate::frames::Frame;
@@ -110,11 +110,13 @@ pub struct NblAlloc {
 struct Parts {
     nbs: Vec<NET_BUFFER>,
     mdls: Vec<MdlBlock>,
+    /// The NBL's data buffers (the first `live`), then idle ones of an
+    /// earlier NBL kept to be filled again in place (at most
+    /// [`KEPT_BUFFERS`] kept): the next NBL built with these parts takes
+    /// no buffer from the guarded-buffer table, nor moves one.
     buffers: Vec<GuardedBuf>,
-    /// One-page data buffers of an earlier NBL, idle, kept to be filled
-    /// again (at most [`KEPT_BUFFERS`]): the next NBL built with these
-    /// parts takes no buffer from the guarded-buffer table.
-    idle: Vec<GuardedBuf>,
+    /// How many of `buffers` hold this NBL's data.
+    live: usize,
     /// A spec of its own, boxed and held as a pointer (freed on drop):
     /// [`NblAlloc::spec`] points to it while the parts move.
     spec: Option<core::ptr::NonNull<NblSpec>>,
@@ -132,7 +134,7 @@ impl Parts {
     fn reserve(&mut self, nbs: usize, mdls: usize) {
         self.nbs.reserve_exact(nbs);
         self.mdls.reserve_exact(mdls);
-        self.buffers.reserve_exact(mdls);
+        self.buffers.reserve_exact(mdls.saturating_sub(self.buffers.len()));
     }
 
     /// Keeps `spec` (in place of any it had); where it lies.
@@ -169,6 +171,8 @@ struct Spare {
     // an NBL without its `Parts` being moved or allocated again.
     #[allow(clippy::vec_box)]
     parts: Vec<Box<Parts>>,
+    /// NBL pages taken ahead from the lent-page table.
+    ahead: Ahead,
 }
 
 impl Spare {
@@ -188,12 +192,12 @@ impl Spare {
     #[inline(always)]
     fn keep_parts(&mut self, mut parts: Box<Parts>) {
         if self.parts.len() < SPARE_PARTS {
-            while let Some(b) = parts.buffers.pop() {
-                if parts.idle.len() < KEPT_BUFFERS {
-                    b.set_idle();
-                    parts.idle.push(b);
-                }
+            let Parts { buffers, live, .. } = &mut *parts;
+            buffers.truncate(KEPT_BUFFERS);
+            for b in &buffers[..(*live).min(KEPT_BUFFERS)] {
+                b.set_idle();
             }
+            *live = 0;
             parts.mdls.clear();
             parts.nbs.clear();
             parts.drop_spec();
@@ -213,7 +217,7 @@ impl Spare {
 
 thread_local! {
     static SPARE: std::cell::RefCell<Spare> =
-        const { std::cell::RefCell::new(Spare { vecs: Vec::new(), parts: Vec::new() }) };
+        const { std::cell::RefCell::new(Spare { vecs: Vec::new(), parts: Vec::new(), ahead: Ahead::new() }) };
 }
 
 /// Runs `f` with this thread's [`Spare`] (taken once per operation), or
@@ -234,7 +238,7 @@ pub fn build_all(specs: Vec<NblSpec>) -> Vec<NblAlloc> {
         let mut v = spare.vec();
         // On consecutive pages: a chain back with its creator at once is
         // retired with one system call.
-        let blocks = LentPage::zeroed_run(specs.len(), Lent::Nbl, "an NBL");
+        let blocks = LentPage::zeroed_run_ahead(specs.len(), Lent::Nbl, "an NBL", &mut spare.ahead);
         v.extend(specs.into_iter().zip(blocks).map(|(spec, block)| {
             let mut parts = spare.parts();
             let spec = parts.own(spec);
@@ -256,7 +260,7 @@ pub fn build_all(specs: Vec<NblSpec>) -> Vec<NblAlloc> {
 pub unsafe fn build_all_borrowed(specs: &[NblSpec]) -> Vec<NblAlloc> {
     with_spare(|spare| {
         let mut v = spare.vec();
-        let blocks = LentPage::zeroed_run(specs.len(), Lent::Nbl, "an NBL");
+        let blocks = LentPage::zeroed_run_ahead(specs.len(), Lent::Nbl, "an NBL", &mut spare.ahead);
         v.extend(specs.iter().zip(blocks).map(|(spec, block)| {
             // SAFETY: the caller's promise: the spec outlives the NBL, or
             // is copied into its parts first.
@@ -333,8 +337,8 @@ impl NblAlloc {
         // Sized up front: one MDL per frame unless the layout cuts it.
         let mdl_count = spec.frames.len() * (1 + spec.layout.cuts.len() + usize::from(spec.layout.headroom_mdl));
         parts.reserve(spec.frames.len(), mdl_count);
-        let Parts { nbs, mdls, buffers, idle, .. } = &mut *parts;
-        let mut data = DataBuffers { buffers, idle };
+        let Parts { nbs, mdls, buffers, live, .. } = &mut *parts;
+        let mut data = DataBuffers { buffers, live };
         for frame in &spec.frames {
             build_nb(&frame.bytes, &spec.layout, push_zeroed(nbs), mdls, &mut data);
         }
@@ -430,23 +434,29 @@ fn build_nb(frame: &[u8], layout: &Layout, nb: &mut NET_BUFFER, mdls: &mut Vec<M
 /// How a fault report names an MDL's data.
 const MDL_DATA: &str = "the data of an MDL of a NET_BUFFER";
 
-/// The data buffers of an NBL being built: those it has, and idle ones of
-/// an earlier NBL to fill again.
+/// The data buffers of an NBL being built: the first `live` of `buffers`
+/// are its own, the others idle ones of an earlier NBL to fill again.
 struct DataBuffers<'a> {
     buffers: &'a mut Vec<GuardedBuf>,
-    idle: &'a mut Vec<GuardedBuf>,
+    live: &'a mut usize,
 }
 
 impl DataBuffers<'_> {
-    /// A buffer holding a copy of `bytes`: an idle one filled again when
-    /// it fits, else a new one.
-    fn holding(&mut self, bytes: &[u8]) -> GuardedBuf {
-        if let Some(mut b) = self.idle.pop() {
-            if b.refill(bytes) {
-                return b;
+    /// The NBL's next buffer, holding a copy of `bytes`: the next idle one
+    /// filled again in place when it fits (else it is replaced by a new
+    /// one, the idle one back to its table), or a new one.
+    fn holding(&mut self, bytes: &[u8]) -> &GuardedBuf {
+        let i = *self.live;
+        *self.live += 1;
+        match self.buffers.get_mut(i) {
+            Some(b) => {
+                if !b.refill(bytes) {
+                    *b = GuardedBuf::new(bytes, MDL_DATA);
+                }
             }
+            None => self.buffers.push(GuardedBuf::new(bytes, MDL_DATA)),
         }
-        GuardedBuf::new(bytes, MDL_DATA)
+        &self.buffers[i]
     }
 }
 
@@ -457,7 +467,6 @@ impl DataBuffers<'_> {
 fn push_mdl(bytes: &[u8], mdls: &mut Vec<MdlBlock>, data: &mut DataBuffers<'_>) -> *mut MDL {
     let buffer = data.holding(bytes);
     let (va, len) = (buffer.as_mut_ptr() as usize, buffer.len());
-    data.buffers.push(buffer);
     let pages = ((va & 0xfff) + len).div_ceil(0x1000).max(1);
     let mdl = &mut push_zeroed(mdls).mdl;
     mdl.Size = (core::mem::size_of::<MDL>() + 8 * pages) as i16;
