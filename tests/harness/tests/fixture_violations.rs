@@ -44,6 +44,7 @@ enum Bug {
     StatusIrqlNotRestored = 14,
     SendFromAttach = 15,
     StatusFromAttach = 16,
+    ReceiveResourcesFlagDropped = 17,
 }
 
 /// Selects `bug` in the driver (a correct IOCTL of its own).
@@ -275,6 +276,21 @@ fn resources_receive_returned_by_the_filter() {
     clean(&s);
     let v = s.receive(a, frame(), At::Dispatch, true).unwrap_err();
     caught(&s, &v, "RESOURCES NBL returned by the filter", C4, subcodes::RESOURCES_RETURNED);
+    assert_eq!(v.function, "FilterReceiveNetBufferLists");
+}
+
+#[test]
+fn resources_flag_dropped_on_the_way_up() {
+    let (s, a) = running();
+    traffic_ok(&s, a);
+    misbehave(&s, Bug::ReceiveResourcesFlagDropped);
+    // Without NDIS_RECEIVE_FLAGS_RESOURCES there is no flag to drop.
+    let got = s.receive(a, frame(), At::Dispatch, false).unwrap();
+    assert!(got[0].delivered, "passed up");
+    clean(&s);
+    let v = s.receive(a, frame(), At::Dispatch, true).unwrap_err();
+    caught(&s, &v, "RESOURCES flag dropped", C4, subcodes::RESOURCES_RETURNED);
+    assert!(v.detail.contains("passing it up without the flag (R18)"), "{v}");
     assert_eq!(v.function, "FilterReceiveNetBufferLists");
 }
 

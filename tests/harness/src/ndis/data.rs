@@ -414,6 +414,7 @@ fn register(m: &mut super::Model, adapter: usize, allocs: &[NblAlloc], dir: Dir,
         let addr = a.as_ptr() as usize;
         addrs.push(addr);
         m.stats.nbls_allocated += 1;
+        m.resources_nbls += usize::from(resources);
         m.nbls.insert(
             addr,
             NblRec {
@@ -462,9 +463,11 @@ fn collect(allocs: &[NblAlloc], held: Held) -> Result<Outcomes, Violation> {
         }
         Entry::Vacant(_) => panic!("model NBL {a:#x} not tracked"),
     };
+    m.resources_nbls -= usize::from(last.resources);
     let mut out = Outcomes::new();
     for a in before {
         let r = m.nbls.remove(&(a.as_ptr() as usize)).expect("model NBL tracked");
+        m.resources_nbls -= usize::from(r.resources);
         out.push(NblOutcome { status: r.status, delivered: r.delivered });
     }
     out.push(NblOutcome { status: last.status, delivered: last.delivered });
@@ -634,7 +637,9 @@ fn back_through(mut m: ModelGuard, dir: Dir, nbls: Addrs, flags: u32) -> Result<
                     }
                 }
                 for a in &own {
-                    m.nbls.remove(a);
+                    if let Some(r) = m.nbls.remove(a) {
+                        m.resources_nbls -= usize::from(r.resources);
+                    }
                 }
                 m.count(dir.back_callback());
                 drop(m);
@@ -818,6 +823,7 @@ fn take_from(
                 ));
             }
             None => {
+                m.resources_nbls += usize::from(resources);
                 m.nbls.insert(
                     *a,
                     NblRec {
@@ -1174,7 +1180,14 @@ fn indicate_from_module(
         ));
     }
     let resources = flags & NDIS_RECEIVE_FLAGS_RESOURCES != 0;
-    if let Some(a) = nbls.iter().find(|a| m.nbls.get(a).is_some_and(|r| r.resources && !resources)) {
+    // A RESOURCES NBL passed up without the flag (searched for only while
+    // some NBL is tracked with it).
+    let dropped = if resources || m.resources_nbls == 0 {
+        None
+    } else {
+        nbls.iter().find(|a| m.nbls.get(*a).is_some_and(|r| r.resources))
+    };
+    if let Some(a) = dropped {
         let detail =
             format!("NBL {a:#x} was indicated with NDIS_RECEIVE_FLAGS_RESOURCES; passing it up without the flag (R18)");
         return Err(ndis_violation(

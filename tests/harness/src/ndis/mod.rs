@@ -94,6 +94,10 @@ pub(crate) struct Model {
     /// Looked up several times per packet: hashed (an ordered map moves
     /// its large records on every insert and remove).
     nbls: rustc_hash::FxHashMap<usize, data::NblRec>,
+    /// How many of `nbls` were indicated with NDIS_RECEIVE_FLAGS_RESOURCES:
+    /// a chain indicated without the flag is searched for one only while
+    /// some are tracked.
+    resources_nbls: usize,
     device: Option<device::DeviceRec>,
     stats: Stats,
     /// Callback counts (counted on every hop), merged by name into
