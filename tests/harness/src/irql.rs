@@ -19,8 +19,57 @@ pub const APC: u8 = 1;
 pub const DISPATCH: u8 = 2;
 
 thread_local! {
-    static IRQL: Cell<u8> = const { Cell::new(PASSIVE) };
     static THREAD_ID: Cell<u64> = const { Cell::new(0) };
+}
+
+// The calling thread's IRQL: one byte in the executable's static TLS block
+// (zero, PASSIVE_LEVEL, in a new thread), read and written with one
+// fs-relative instruction that calls nothing. A `thread_local!` is reached
+// through `__tls_get_addr` in position-independent code, a System V call:
+// a Windows-convention import that reads it (KeGetCurrentProcessorNumberEx
+// at DISPATCH_LEVEL) would then save and restore xmm6-15 on every call for
+// it. The local-exec relocation used here is for executables only: linking
+// the harness into a shared object fails, rather than misbehaving.
+std::arch::global_asm!(
+    ".pushsection .tbss,\"awT\",@nobits",
+    ".globl pw_harness_irql",
+    ".hidden pw_harness_irql",
+    ".type pw_harness_irql,@tls_object",
+    ".size pw_harness_irql,1",
+    "pw_harness_irql:",
+    ".zero 1",
+    ".popsection",
+);
+
+/// This thread's IRQL byte.
+#[inline(always)]
+fn load() -> u8 {
+    let irql: u8;
+    // SAFETY: reads this thread's own IRQL byte, defined above in the
+    // static TLS block (local-exec: at a fixed offset from the thread
+    // pointer in every thread of the executable).
+    unsafe {
+        std::arch::asm!(
+            "mov {0}, byte ptr fs:[pw_harness_irql@tpoff]",
+            out(reg_byte) irql,
+            options(nostack, readonly, preserves_flags)
+        );
+    }
+    irql
+}
+
+/// Sets this thread's IRQL byte.
+#[inline(always)]
+fn store(irql: u8) {
+    // SAFETY: writes this thread's own IRQL byte (see [`load`]); no other
+    // thread reaches it.
+    unsafe {
+        std::arch::asm!(
+            "mov byte ptr fs:[pw_harness_irql@tpoff], {0}",
+            in(reg_byte) irql,
+            options(nostack, preserves_flags)
+        );
+    }
 }
 
 static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
@@ -28,7 +77,7 @@ static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
 /// The calling thread's modelled IRQL.
 #[inline]
 pub fn current() -> u8 {
-    IRQL.with(Cell::get)
+    load()
 }
 
 /// Sets the calling thread's IRQL without any check (the harness uses it to
@@ -37,7 +86,8 @@ pub fn current() -> u8 {
 /// Verifier's Force IRQL checking does (see `crate::pool`, paged pool).
 #[inline]
 pub fn set(irql: u8) {
-    let old = IRQL.with(|c| c.replace(irql));
+    let old = load();
+    store(irql);
     if irql >= DISPATCH && old < DISPATCH {
         crate::pool::trim_paged();
     }

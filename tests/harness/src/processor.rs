@@ -20,7 +20,6 @@
 //! got at PASSIVE_LEVEL shares a slot with another thread, and its counts
 //! come out wrong.
 
-use std::cell::Cell;
 use std::sync::{Mutex, PoisonError};
 
 use crate::imports::Import;
@@ -35,12 +34,67 @@ pub const ALL_PROCESSOR_GROUPS: u16 = 0xFFFF;
 /// Which processors live threads hold.
 static HELD: Mutex<[bool; PROCESSORS as usize]> = Mutex::new([false; PROCESSORS as usize]);
 
-/// A thread's processor. It has no destructor, so that reading it costs one
-/// load (a thread-local with one is checked for registration on every
-/// access); [`SeatReturn`] gives the processor back when the thread ends.
-struct Seat {
-    number: Cell<Option<u32>>,
-    pinned: Cell<bool>,
+// The calling thread's seat: 0 while it has no processor, else its
+// processor's number + 1, with [`PINNED`] set once it is pinned. One word
+// in the executable's static TLS block, read with one fs-relative
+// instruction that calls nothing, so that KeGetCurrentProcessorNumberEx
+// answers without a System V call (see `crate::irql`, which keeps the IRQL
+// the same way, for why); [`SeatReturn`] gives the processor back when the
+// thread ends.
+std::arch::global_asm!(
+    ".pushsection .tbss,\"awT\",@nobits",
+    ".p2align 2",
+    ".globl pw_harness_seat",
+    ".hidden pw_harness_seat",
+    ".type pw_harness_seat,@tls_object",
+    ".size pw_harness_seat,4",
+    "pw_harness_seat:",
+    ".zero 4",
+    ".popsection",
+);
+
+/// The seat's flag: the thread is pinned to its processor.
+const PINNED: u32 = 1 << 31;
+
+/// This thread's seat word.
+#[inline(always)]
+fn seat() -> u32 {
+    let seat: u32;
+    // SAFETY: reads this thread's own seat word, defined above in the
+    // static TLS block (local-exec: at a fixed offset from the thread
+    // pointer in every thread of the executable).
+    unsafe {
+        std::arch::asm!(
+            "mov {0:e}, dword ptr fs:[pw_harness_seat@tpoff]",
+            out(reg) seat,
+            options(nostack, readonly, preserves_flags)
+        );
+    }
+    seat
+}
+
+/// Sets this thread's seat word.
+fn set_seat(seat: u32) {
+    // SAFETY: writes this thread's own seat word (see [`seat`]); no other
+    // thread reaches it.
+    unsafe {
+        std::arch::asm!(
+            "mov dword ptr fs:[pw_harness_seat@tpoff], {0:e}",
+            in(reg) seat,
+            options(nostack, preserves_flags)
+        );
+    }
+}
+
+/// The processor of seat word `seat`, if it has one.
+#[inline(always)]
+fn number_of(seat: u32) -> Option<u32> {
+    (seat & !PINNED).checked_sub(1)
+}
+
+/// The seat word of processor `n`.
+fn seat_of(n: u32, pinned: bool) -> u32 {
+    (n + 1) | if pinned { PINNED } else { 0 }
 }
 
 /// Gives the thread's processor back when the thread ends; registered when
@@ -49,14 +103,15 @@ struct SeatReturn;
 
 impl Drop for SeatReturn {
     fn drop(&mut self) {
-        if let Some(n) = SEAT.with(|seat| seat.number.take()) {
+        let old = seat();
+        set_seat(0);
+        if let Some(n) = number_of(old) {
             release(n);
         }
     }
 }
 
 thread_local! {
-    static SEAT: Seat = const { Seat { number: Cell::new(None), pinned: Cell::new(false) } };
     static SEAT_RETURN: SeatReturn = const { SeatReturn };
 }
 
@@ -86,15 +141,15 @@ fn take(after: Option<u32>) -> u32 {
 
 /// The calling thread's processor (given one on first use).
 pub fn current() -> u32 {
-    SEAT.with(|seat| match seat.number.get() {
+    match number_of(seat()) {
         Some(n) => n,
         None => {
             return_seat_at_exit();
             let n = take(None);
-            seat.number.set(Some(n));
+            set_seat(seat_of(n, false));
             n
         }
-    })
+    }
 }
 
 /// Runs the calling thread on processor `n` from now on (its affinity): it
@@ -102,39 +157,31 @@ pub fn current() -> u32 {
 /// by another live thread.
 pub fn pin(n: u32) {
     assert!(n < PROCESSORS, "processor {n}: the model has {PROCESSORS}");
-    SEAT.with(|seat| {
-        if seat.number.get() == Some(n) {
-            seat.pinned.set(true);
-            return;
-        }
+    let old = number_of(seat());
+    if old != Some(n) {
         return_seat_at_exit();
         let mut held = held();
         assert!(!held[n as usize], "processor {n} is held by another thread");
         held[n as usize] = true;
-        if let Some(old) = seat.number.replace(Some(n)) {
+        if let Some(old) = old {
             held[old as usize] = false;
         }
-        seat.pinned.set(true);
-    });
+    }
+    set_seat(seat_of(n, true));
 }
 
 /// Below DISPATCH_LEVEL an unpinned thread may be moved: the model moves
 /// it to the next free processor.
 fn maybe_migrate() {
-    if irql::current() >= irql::DISPATCH {
+    if irql::current() >= irql::DISPATCH || seat() & PINNED != 0 {
         return;
     }
-    SEAT.with(|seat| {
-        if seat.pinned.get() {
-            return;
-        }
-        let old = seat.number.get();
-        let new = take(old);
-        seat.number.set(Some(new));
-        if let Some(old) = old.filter(|&o| o != new) {
-            release(old);
-        }
-    });
+    let old = number_of(seat());
+    let new = take(old);
+    set_seat(seat_of(new, false));
+    if let Some(old) = old.filter(|&o| o != new) {
+        release(old);
+    }
 }
 
 /// `PROCESSOR_NUMBER` (ntdef.h): USHORT Group; UCHAR Number; UCHAR Reserved.
@@ -159,10 +206,8 @@ pub struct ProcessorNumber {
 /// other call goes to [`processor_number_slow`], itself a Windows-convention
 /// function, which saves them only when it runs.
 extern "win64" fn ke_get_current_processor_number_ex(out: *mut ProcessorNumber) -> u32 {
-    let settled = SEAT.with(|seat| match seat.number.get() {
-        Some(n) if seat.pinned.get() || irql::current() >= irql::DISPATCH => Some(n),
-        _ => None,
-    });
+    let seat = seat();
+    let settled = number_of(seat).filter(|_| seat & PINNED != 0 || irql::current() >= irql::DISPATCH);
     match settled {
         Some(n) => {
             write_processor_number(out, n);
