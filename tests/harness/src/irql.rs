@@ -6,7 +6,6 @@
 //! the IRQL rule of a modelled function. Linux may still preempt a thread
 //! "at DISPATCH_LEVEL", which is why every wait loop in the model yields.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::verifier::{self, codes, Violation};
@@ -17,10 +16,6 @@ pub const PASSIVE: u8 = 0;
 pub const APC: u8 = 1;
 /// `DISPATCH_LEVEL`.
 pub const DISPATCH: u8 = 2;
-
-thread_local! {
-    static THREAD_ID: Cell<u64> = const { Cell::new(0) };
-}
 
 // The calling thread's IRQL: one byte in the executable's static TLS block
 // (zero, PASSIVE_LEVEL, in a new thread), read and written with one
@@ -177,10 +172,40 @@ pub fn name(irql: u8) -> String {
 /// "processor" for lock ownership). Never 0.
 #[inline]
 pub fn thread_id() -> u64 {
-    match THREAD_ID.with(Cell::get) {
+    match load_thread_id() {
         0 => new_thread_id(),
         id => id,
     }
+}
+
+// The calling thread's [`thread_id`], 0 until it is numbered: a word in
+// the static TLS block, like the IRQL byte (see above).
+std::arch::global_asm!(
+    ".pushsection .tbss,\"awT\",@nobits",
+    ".p2align 3",
+    ".globl pw_harness_thread_id",
+    ".hidden pw_harness_thread_id",
+    ".type pw_harness_thread_id,@tls_object",
+    ".size pw_harness_thread_id,8",
+    "pw_harness_thread_id:",
+    ".zero 8",
+    ".popsection",
+);
+
+/// This thread's id word.
+#[inline(always)]
+fn load_thread_id() -> u64 {
+    let id: u64;
+    // SAFETY: reads this thread's own id word, defined above in the static
+    // TLS block (local-exec, as the IRQL byte).
+    unsafe {
+        std::arch::asm!(
+            "mov {0}, qword ptr fs:[pw_harness_thread_id@tpoff]",
+            out(reg) id,
+            options(nostack, readonly, preserves_flags)
+        );
+    }
+    id
 }
 
 /// The calling thread's first [`thread_id`]: numbered now (out of line:
@@ -189,7 +214,15 @@ pub fn thread_id() -> u64 {
 #[inline(never)]
 fn new_thread_id() -> u64 {
     let id = NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed);
-    THREAD_ID.with(|c| c.set(id));
+    // SAFETY: writes this thread's own id word (see [`load_thread_id`]); no
+    // other thread reaches it.
+    unsafe {
+        std::arch::asm!(
+            "mov qword ptr fs:[pw_harness_thread_id@tpoff], {0}",
+            in(reg) id,
+            options(nostack, preserves_flags)
+        );
+    }
     id
 }
 
