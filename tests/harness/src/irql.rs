@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::static_tls;
 use crate::verifier::{self, codes, Violation};
 
 /// `PASSIVE_LEVEL`.
@@ -17,62 +18,12 @@ pub const APC: u8 = 1;
 /// `DISPATCH_LEVEL`.
 pub const DISPATCH: u8 = 2;
 
-// The calling thread's IRQL: one byte in the executable's static TLS block
-// (zero, PASSIVE_LEVEL, in a new thread), read and written with one
-// fs-relative instruction that calls nothing. A `thread_local!` is reached
-// through `__tls_get_addr` in position-independent code, a System V call:
-// a Windows-convention import that reads it (KeGetCurrentProcessorNumberEx
-// at DISPATCH_LEVEL) would then save and restore xmm6-15 on every call for
-// it. The local-exec relocation used here is for executables only: linking
-// the harness into a shared object fails, rather than misbehaving.
-std::arch::global_asm!(
-    ".pushsection .tbss,\"awT\",@nobits",
-    ".globl pw_harness_irql",
-    ".hidden pw_harness_irql",
-    ".type pw_harness_irql,@tls_object",
-    ".size pw_harness_irql,1",
-    "pw_harness_irql:",
-    ".zero 1",
-    ".popsection",
-);
-
-/// This thread's IRQL byte.
-#[inline(always)]
-fn load() -> u8 {
-    let irql: u8;
-    // SAFETY: reads this thread's own IRQL byte, defined above in the
-    // static TLS block (local-exec: at a fixed offset from the thread
-    // pointer in every thread of the executable).
-    unsafe {
-        std::arch::asm!(
-            "mov {0}, byte ptr fs:[pw_harness_irql@tpoff]",
-            out(reg_byte) irql,
-            options(nostack, readonly, preserves_flags)
-        );
-    }
-    irql
-}
-
-/// Sets this thread's IRQL byte.
-#[inline(always)]
-fn store(irql: u8) {
-    // SAFETY: writes this thread's own IRQL byte (see [`load`]); no other
-    // thread reaches it.
-    unsafe {
-        std::arch::asm!(
-            "mov byte ptr fs:[pw_harness_irql@tpoff], {0}",
-            in(reg_byte) irql,
-            options(nostack, preserves_flags)
-        );
-    }
-}
-
 static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The calling thread's modelled IRQL.
 #[inline]
 pub fn current() -> u8 {
-    load()
+    static_tls::irql()
 }
 
 /// Sets the calling thread's IRQL without any check (the harness uses it to
@@ -81,8 +32,8 @@ pub fn current() -> u8 {
 /// Verifier's Force IRQL checking does (see `crate::pool`, paged pool).
 #[inline]
 pub fn set(irql: u8) {
-    let old = load();
-    store(irql);
+    let old = static_tls::irql();
+    static_tls::set_irql(irql);
     if irql >= DISPATCH && old < DISPATCH {
         crate::pool::trim_paged();
     }
@@ -172,40 +123,10 @@ pub fn name(irql: u8) -> String {
 /// "processor" for lock ownership). Never 0.
 #[inline]
 pub fn thread_id() -> u64 {
-    match load_thread_id() {
+    match static_tls::thread_id() {
         0 => new_thread_id(),
         id => id,
     }
-}
-
-// The calling thread's [`thread_id`], 0 until it is numbered: a word in
-// the static TLS block, like the IRQL byte (see above).
-std::arch::global_asm!(
-    ".pushsection .tbss,\"awT\",@nobits",
-    ".p2align 3",
-    ".globl pw_harness_thread_id",
-    ".hidden pw_harness_thread_id",
-    ".type pw_harness_thread_id,@tls_object",
-    ".size pw_harness_thread_id,8",
-    "pw_harness_thread_id:",
-    ".zero 8",
-    ".popsection",
-);
-
-/// This thread's id word.
-#[inline(always)]
-fn load_thread_id() -> u64 {
-    let id: u64;
-    // SAFETY: reads this thread's own id word, defined above in the static
-    // TLS block (local-exec, as the IRQL byte).
-    unsafe {
-        std::arch::asm!(
-            "mov {0}, qword ptr fs:[pw_harness_thread_id@tpoff]",
-            out(reg) id,
-            options(nostack, readonly, preserves_flags)
-        );
-    }
-    id
 }
 
 /// The calling thread's first [`thread_id`]: numbered now (out of line:
@@ -214,15 +135,7 @@ fn load_thread_id() -> u64 {
 #[inline(never)]
 fn new_thread_id() -> u64 {
     let id = NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: writes this thread's own id word (see [`load_thread_id`]); no
-    // other thread reaches it.
-    unsafe {
-        std::arch::asm!(
-            "mov qword ptr fs:[pw_harness_thread_id@tpoff], {0}",
-            in(reg) id,
-            options(nostack, preserves_flags)
-        );
-    }
+    static_tls::set_thread_id(id);
     id
 }
 

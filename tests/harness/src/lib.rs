@@ -42,6 +42,7 @@ pub mod processor;
 pub mod registry;
 pub mod session;
 pub mod stack;
+pub(crate) mod static_tls;
 pub mod time;
 pub mod verifier;
 pub mod wait;

@@ -24,6 +24,7 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::imports::Import;
 use crate::irql;
+use crate::static_tls::{seat, set_seat};
 
 /// Processors the model has (one group).
 pub const PROCESSORS: u32 = 16;
@@ -34,57 +35,14 @@ pub const ALL_PROCESSOR_GROUPS: u16 = 0xFFFF;
 /// Which processors live threads hold.
 static HELD: Mutex<[bool; PROCESSORS as usize]> = Mutex::new([false; PROCESSORS as usize]);
 
-// The calling thread's seat: 0 while it has no processor, else its
-// processor's number + 1, with [`PINNED`] set once it is pinned. One word
-// in the executable's static TLS block, read with one fs-relative
-// instruction that calls nothing, so that KeGetCurrentProcessorNumberEx
-// answers without a System V call (see `crate::irql`, which keeps the IRQL
-// the same way, for why); [`SeatReturn`] gives the processor back when the
+// The calling thread's seat (`static_tls::seat`, read without a System V
+// call so that KeGetCurrentProcessorNumberEx answers without one): 0 while
+// it has no processor, else its processor's number + 1, with [`PINNED`]
+// set once it is pinned; [`SeatReturn`] gives the processor back when the
 // thread ends.
-std::arch::global_asm!(
-    ".pushsection .tbss,\"awT\",@nobits",
-    ".p2align 2",
-    ".globl pw_harness_seat",
-    ".hidden pw_harness_seat",
-    ".type pw_harness_seat,@tls_object",
-    ".size pw_harness_seat,4",
-    "pw_harness_seat:",
-    ".zero 4",
-    ".popsection",
-);
 
 /// The seat's flag: the thread is pinned to its processor.
 const PINNED: u32 = 1 << 31;
-
-/// This thread's seat word.
-#[inline(always)]
-fn seat() -> u32 {
-    let seat: u32;
-    // SAFETY: reads this thread's own seat word, defined above in the
-    // static TLS block (local-exec: at a fixed offset from the thread
-    // pointer in every thread of the executable).
-    unsafe {
-        std::arch::asm!(
-            "mov {0:e}, dword ptr fs:[pw_harness_seat@tpoff]",
-            out(reg) seat,
-            options(nostack, readonly, preserves_flags)
-        );
-    }
-    seat
-}
-
-/// Sets this thread's seat word.
-fn set_seat(seat: u32) {
-    // SAFETY: writes this thread's own seat word (see [`seat`]); no other
-    // thread reaches it.
-    unsafe {
-        std::arch::asm!(
-            "mov dword ptr fs:[pw_harness_seat@tpoff], {0:e}",
-            in(reg) seat,
-            options(nostack, preserves_flags)
-        );
-    }
-}
 
 /// The processor of seat word `seat`, if it has one.
 #[inline(always)]
